@@ -1,0 +1,41 @@
+# Two commands matter: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint bench sample clean lock
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: set up, generate the bundled sample, run the pipeline for every organization
+run: $(STAMP)
+	$(BIN)/kare sample --out data/sample
+	$(BIN)/kare demo --sample data/sample --warehouse data/warehouse.duckdb
+
+## make test: set up, lint, validate the bundled rules, run the whole suite
+test: $(STAMP)
+	$(BIN)/ruff check kare_rules pipelines tests benchmarks
+	$(BIN)/kare validate rules
+	$(BIN)/kare test rules
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check kare_rules pipelines tests benchmarks
+	$(BIN)/ruff format --check kare_rules pipelines tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
+
+## make lock: re-pin every dependency (needs uv: pip install uv)
+lock:
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock

@@ -1,0 +1,330 @@
+"""RuleSet → one SQL SELECT per warehouse dialect, built as a sqlglot expression tree; and DuckDB runs of it.
+
+The SQL has the semantics of the Polars compiler (compile_polars), which is the reference: SQL's
+three-valued AND/OR behave like Kleene logic there, a NULL condition never selects a category, and
+every NOT folds NULL to FALSE first — so a predicate on a null value is false in every engine.
+Everything taken from a rule file (column names, values, the table name) enters the tree as a quoted
+identifier or a literal; the dialect's generator writes the quoting, never string pasting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from pathlib import Path
+
+import polars as pl
+from sqlglot import exp
+
+from kare_rules import model as m
+from kare_rules.compile_polars import rule_id
+from kare_rules.engine import Frame, as_date, conform
+from kare_rules.errors import DataError, UsageError
+
+DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery", "spark")
+
+SQL_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+}
+
+# The name DuckDB sees for a Polars frame handed to categorize_duckdb (ours, not the user's).
+FRAME_VIEW = "kare_accounts"
+_INPUT, _CATEGORIZED = "kare_input", "kare_categorized"
+
+# Snowflake folds unquoted identifiers to upper case; a plain lower-case rule-file name is meant the
+# way a person would type it unquoted, so it is quoted in its folded form.
+_PLAIN_LOWER = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def compile_sql(rules: m.RuleSet, dialect: str, table: str, as_of: dt.date | str) -> str:
+    """The rules as one SQL SELECT over `table` (optionally schema-qualified: `schema.table`) in a
+    warehouse dialect: key column, `category`, `matched_rule`. Derived values use `as_of`."""
+    check_dialect(dialect)
+    return select_for(rules, dialect, table_expr(table, dialect), as_of_date(as_of)).sql(dialect=dialect, pretty=True)
+
+
+def check_dialect(dialect: str) -> None:
+    if dialect not in DIALECTS:
+        raise UsageError(f"unknown SQL dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+
+
+def as_of_date(as_of: dt.date | str | None) -> dt.date:
+    if as_of is None:
+        raise UsageError("the SQL needs a run date: pass as_of (YYYY-MM-DD); derived values are relative to it")
+    return as_date(as_of)
+
+
+def table_expr(table: str, dialect: str) -> exp.Table:
+    """A table name as quoted identifiers: `a.b.c` is catalog.schema.table; each part is quoted alone."""
+    parts = str(table).split(".")
+    if not table or len(parts) > 3 or any(not p for p in parts):
+        raise UsageError(f"table {table!r} is not a table name; write TABLE, SCHEMA.TABLE or CATALOG.SCHEMA.TABLE")
+    idents = [ident(p, dialect) for p in parts]
+    return exp.Table(
+        this=idents[-1],
+        db=idents[-2] if len(idents) > 1 else None,
+        catalog=idents[-3] if len(idents) > 2 else None,
+    )
+
+
+def ident(name: str, dialect: str) -> exp.Identifier:
+    if dialect == "snowflake" and _PLAIN_LOWER.match(name):
+        name = name.upper()
+    return exp.Identifier(this=name, quoted=True)
+
+
+def select_for(rules: m.RuleSet, dialect: str, source: exp.Expression, as_of: dt.date) -> exp.Select:
+    """The whole query as a sqlglot tree over `source` (a table, or a table function such as read_parquet)."""
+    return SqlCompiler(rules, dialect, as_of).select(source)
+
+
+class SqlCompiler:
+    """Compiles the condition tree of one RuleSet to sqlglot expressions; traits are inlined."""
+
+    def __init__(self, rules: m.RuleSet, dialect: str, as_of: dt.date):
+        check_dialect(dialect)
+        self.rules = rules
+        self.dialect = dialect
+        self.as_of = as_of
+        self.types = rules.columns
+
+    def col(self, name: str) -> exp.Column:
+        return exp.Column(this=ident(name, self.dialect))
+
+    # ---- the query ---------------------------------------------------------------------------------
+
+    def select(self, source: exp.Expression) -> exp.Select:
+        """SELECT key, category, matched_rule, in three layers: inputs + derived values, the category
+        (first in precedence whose condition holds), then the rule that matched."""
+        inputs = [self.col(c.name) for c in self.rules.inputs]
+        derived = [exp.alias_(self.derived(d), ident(d.name, self.dialect)) for d in self.rules.derived]
+        rows = exp.select(*inputs, *derived).from_(source) if derived else source
+        key = self.col(self.rules.key)
+        category = exp.alias_(self.category(), ident("category", self.dialect))
+        categorized = exp.select(key, category).from_(_aliased(rows, ident(_INPUT, self.dialect)))
+        matched = exp.alias_(self.matched_rule(), ident("matched_rule", self.dialect))
+        return exp.select(key.copy(), self.col("category"), matched).from_(
+            _aliased(categorized, ident(_CATEGORIZED, self.dialect))
+        )
+
+    def category(self) -> exp.Expression:
+        ordered = self.rules.ordered()
+        if not ordered:
+            return exp.Literal.string(m.UNASSIGNED)
+        case = exp.Case()
+        for rule in ordered:
+            case = case.when(self.raw(rule.when), exp.Literal.string(rule.name))
+        return case.else_(exp.Literal.string(m.UNASSIGNED))
+
+    def matched_rule(self) -> exp.Expression:
+        ordered = self.rules.ordered()
+        if not ordered:
+            return exp.cast(exp.null(), SQL_TYPES["string"])
+        case = exp.Case(this=self.col("category"))
+        for rule in ordered:
+            case = case.when(exp.Literal.string(rule.name), exp.Literal.string(rule_id(rule.name)))
+        return case.else_(exp.cast(exp.null(), SQL_TYPES["string"]))
+
+    # ---- derived values ----------------------------------------------------------------------------
+
+    def derived(self, d: m.Derived) -> exp.Expression:
+        if d.kind in ("days_since", "days_until"):
+            day = exp.cast(self.col(d.args[0]), "DATE")
+            as_of = date_literal(self.as_of)
+            start, end = (day, as_of) if d.kind == "days_since" else (as_of, day)
+            if self.dialect in ("duckdb", "postgres"):
+                return exp.paren(exp.Sub(this=end, expression=start))  # date - date is whole days there
+            return exp.DateDiff(this=end, expression=start, unit=exp.var("DAY"))
+        num, den = (self.col(a) for a in d.args)
+        quotient = exp.Div(this=exp.cast(num, "DOUBLE"), expression=exp.cast(den, "DOUBLE"))
+        # NULL when either is null or the denominator is 0, as in compile_polars.derived_exprs.
+        return exp.Case().when(exp.NEQ(this=den.copy(), expression=exp.Literal.number(0)), quotient)
+
+    # ---- truth -------------------------------------------------------------------------------------
+
+    def raw(self, cond: m.Condition) -> exp.Expression:
+        """Three-valued SQL whose NULL means false: AND/OR need no folding (NULL and FALSE behave the
+        same through them, and CASE WHEN skips NULL); NOT folds NULL to FALSE first."""
+        if isinstance(cond, m.Predicate):
+            return self.predicate(cond)
+        if isinstance(cond, m.TraitRef):
+            return self.raw(self.rules.traits[cond.name])
+        if isinstance(cond, m.All | m.Any_):
+            items = [self.raw(c) for c in cond.items]
+            if len(items) == 1:
+                return items[0]
+            combine = exp.and_ if isinstance(cond, m.All) else exp.or_
+            return combine(*items, copy=False)  # wraps nested AND/OR in parentheses
+        return exp.Not(this=self.truth(cond.item))
+
+    def truth(self, cond: m.Condition) -> exp.Expression:
+        """Two-valued: TRUE or FALSE, never NULL (DESIGN §3)."""
+        return exp.Coalesce(this=self.raw(cond), expressions=[exp.false()])
+
+    def predicate(self, p: m.Predicate) -> exp.Expression:
+        col = self.col(p.column)
+        ctype = self.types[p.column]
+        v = p.value
+        match p.op:
+            case "is_null":
+                is_null = exp.Is(this=col, expression=exp.null())
+                return is_null if v else exp.Not(this=is_null)
+            case "eq":
+                return exp.EQ(this=col, expression=literal(v, ctype))
+            case "ne":
+                return exp.NEQ(this=col, expression=literal(v, ctype))
+            case "gt":
+                return exp.GT(this=col, expression=literal(v, ctype))
+            case "gte":
+                return exp.GTE(this=col, expression=literal(v, ctype))
+            case "lt":
+                return exp.LT(this=col, expression=literal(v, ctype))
+            case "lte":
+                return exp.LTE(this=col, expression=literal(v, ctype))
+            case "between":
+                return exp.Between(this=col, low=literal(v[0], ctype), high=literal(v[1], ctype))
+            case "in" | "not_in":
+                # NULL IN (...) is NULL, so NOT IN stays NULL (false) on a null value, as in Polars.
+                member = exp.In(this=col, expressions=[literal(x, ctype) for x in v])
+                return member if p.op == "in" else exp.Not(this=member)
+        raise AssertionError(p.op)
+
+
+def _aliased(rows: exp.Expression, alias: exp.Identifier) -> exp.Expression:
+    if isinstance(rows, exp.Select):
+        return exp.Subquery(this=rows, alias=exp.TableAlias(this=alias))
+    return rows
+
+
+# ---- literals ---------------------------------------------------------------------------------------
+
+
+def literal(value: m.Scalar, ctype: str) -> exp.Expression:
+    """A rule-file value as a typed SQL literal for a column of `ctype`; the generator quotes it."""
+    if ctype == "string":
+        return exp.Literal.string(str(value))
+    if ctype == "boolean":
+        return exp.Boolean(this=bool(value))
+    if ctype == "integer":
+        # Polars casts a literal to the column type (pl.lit(2.5, dtype=Int64) is 2): truncate the same way.
+        return exp.Literal.number(int(value))
+    if ctype == "float":
+        number = float(value)
+        if not math.isfinite(number):
+            text = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+            return exp.cast(exp.Literal.string(text), SQL_TYPES["float"])
+        return exp.cast(exp.Literal.number(repr(number)), SQL_TYPES["float"])
+    if ctype == "date":
+        return date_literal(value.date() if isinstance(value, dt.datetime) else value)
+    if ctype == "datetime":
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+        return exp.cast(exp.Literal.string(moment.isoformat(sep=" ")), SQL_TYPES["datetime"])
+    raise AssertionError(ctype)
+
+
+def date_literal(day: dt.date) -> exp.Expression:
+    return exp.cast(exp.Literal.string(day.isoformat()), "DATE")
+
+
+# ---- running the SQL inside DuckDB --------------------------------------------------------------------
+
+# DuckDB types a Parquet file or table column may have for each declared type, so the SQL sees
+# values as the Polars engine would after conform(); anything else needs validation first.
+_DUCKDB_TYPES: dict[str, tuple[str, ...]] = {
+    "string": ("VARCHAR",),
+    "integer": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"),
+    "float": ("FLOAT", "DOUBLE", "TINYINT", "SMALLINT", "INTEGER", "BIGINT"),
+    "boolean": ("BOOLEAN",),
+    "date": ("DATE",),
+    "datetime": ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_S", "DATE"),
+}
+
+
+def categorize_duckdb(rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.date | str) -> pl.DataFrame:
+    """Categorize inside DuckDB with the compiled SQL: key column, `category`, `matched_rule`.
+
+    `accounts` is a Polars frame (conformed to the declared types first, as `categorize` does), or a
+    source string: a Parquet path or glob, or 'duckdb:PATH:TABLE'. Those two are read by DuckDB
+    itself, never loaded into Python first; their column types must already match `inputs:` (checked
+    from the schema alone). No validation or quarantine happens here: rows are categorized as their
+    values say. Run validate_accounts first (as `kare categorize` does) when the data is not trusted.
+    """
+    import duckdb
+
+    day = as_of_date(as_of)
+    if isinstance(accounts, pl.DataFrame | pl.LazyFrame):
+        frame = conform(accounts, rules).collect()
+        con = duckdb.connect()
+        try:
+            con.register(FRAME_VIEW, frame)
+            return _run(con, rules, exp.Table(this=ident(FRAME_VIEW, "duckdb")), [], day, FRAME_VIEW)
+        finally:
+            con.close()
+    text = str(accounts)
+    if text.startswith("duckdb:"):
+        path, sep, table = text.removeprefix("duckdb:").rpartition(":")
+        if not sep or not path or not table:
+            raise UsageError(f"write a DuckDB table source as duckdb:PATH.duckdb:TABLE (got {text})")
+        if not Path(path).exists():
+            raise DataError(f"DuckDB file {path} does not exist")
+        try:
+            con = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open DuckDB file {path}: {exc}") from None
+        try:
+            return _run(con, rules, table_expr(table, "duckdb"), [], day, f"table {table} in {path}")
+        finally:
+            con.close()
+    if Path(text).suffix.lower() == ".parquet":
+        if not any(ch in text for ch in "*?[") and not Path(text).exists():
+            raise DataError(f"input {text} does not exist")
+        con = duckdb.connect()
+        try:
+            # The path is a bound parameter, never part of the SQL text.
+            return _run(con, rules, exp.func("read_parquet", exp.Placeholder()), [text], day, text)
+        finally:
+            con.close()
+    from kare_rules.sources import read_source
+
+    return categorize_duckdb(rules, read_source(text), day)
+
+
+def _run(con, rules: m.RuleSet, source: exp.Expression, params: list, as_of: dt.date, name: str) -> pl.DataFrame:
+    import duckdb
+
+    try:
+        probe = con.sql(exp.select(exp.Star()).from_(source.copy()).limit(0).sql(dialect="duckdb"), params=params)
+        _check_types(rules, dict(zip(probe.columns, (str(t) for t in probe.types), strict=True)), name)
+        sql = select_for(rules, "duckdb", source, as_of).sql(dialect="duckdb")
+        result = con.sql(sql, params=params).pl()
+    except duckdb.Error as exc:
+        raise DataError(f"DuckDB could not categorize {name}: {exc}") from None
+    key = rules.key
+    return result.with_columns(pl.col("category").cast(pl.String), pl.col("matched_rule").cast(pl.String)).select(
+        key, "category", "matched_rule"
+    )
+
+
+def _check_types(rules: m.RuleSet, schema: dict[str, str], name: str) -> None:
+    missing = [c.name for c in rules.inputs if c.name not in schema]
+    if missing:
+        raise DataError(
+            f"{name} has no column {', '.join(repr(c) for c in missing)} required by {rules.path or 'the rules'}; "
+            f"columns present: {', '.join(schema)}"
+        )
+    wrong = [
+        f"{c.name} is {schema[c.name]} (declared {c.type})"
+        for c in rules.inputs
+        if schema[c.name].split("(")[0] not in _DUCKDB_TYPES[c.type]
+    ]
+    if wrong:
+        raise DataError(
+            f"{name} does not match the inputs of {rules.path or 'the rules'}: {'; '.join(wrong)}. "
+            "Fix the column types, or run the Polars engine, which validates and casts them"
+        )

@@ -1,0 +1,748 @@
+"""What a rule change means: two RuleSets compared as trees, their impact on real accounts, and the version rule.
+
+The reviewer of a pull request reads "expand: arr ≥ 100000 → ≥ 80000" and "412 accounts move from keep
+to expand", not a YAML diff. Everything here is a pure function of two models and a frame; reading
+git, files and printing are the CLI's job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.compile_polars import describe, describe_predicate, format_value
+from kare_rules.engine import as_date, categorize
+from kare_rules.testing import run_rule_tests
+from kare_rules.validation import validate_accounts
+
+MARKER = "<!-- kare-diff -->"
+QUARANTINED = "quarantined"  # an input row the contract of that version rejects: visible, never dropped
+_ROW = "_kare_diff_row"
+
+
+# ---- the rule change in plain words -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """One semantic difference between two rule versions, in words a reviewer reads."""
+
+    kind: str  # e.g. threshold_changed, trait_added, action_changed, input_removed
+    target: str  # what kind of thing changed: category, trait, action, input, derived, transition, precedence
+    name: str  # which one: 'expand', 'healthy', 'expand/exec-qbr', 'arr', 'keep → recapture'
+    text: str
+    before: str | None = None  # the whole condition before and after, for condition changes
+    after: str | None = None
+    breaking: bool = False  # needs a MAJOR version bump
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, self.target: self.name, "text": self.text}
+        if self.before is not None or self.after is not None:
+            out.update(before=self.before, after=self.after)
+        if self.breaking:
+            out["breaking"] = True
+        return out
+
+
+def rule_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    """Every semantic difference, in reading order: inputs, derived, traits, precedence, categories,
+    transitions. Prose (descriptions, owners, comments) and embedded tests are not rule changes."""
+    return [
+        *_input_changes(before, after),
+        *_derived_changes(before, after),
+        *_trait_changes(before, after),
+        *_precedence_changes(before, after),
+        *_category_changes(before, after),
+        *_transition_changes(before, after),
+    ]
+
+
+def _input_text(c: m.InputColumn) -> str:
+    parts = [c.type]
+    if c.key:
+        parts.append("key")
+    if c.nullable:
+        parts.append("nullable")
+    if c.min is not None:
+        parts.append(f"min {format_value(c.min)}")
+    if c.max is not None:
+        parts.append(f"max {format_value(c.max)}")
+    if c.allowed is not None:
+        parts.append(f"allowed {format_value(c.allowed)}")
+    return ", ".join(parts)
+
+
+def _input_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    old = {c.name: c for c in before.inputs}
+    new = {c.name: c for c in after.inputs}
+    out = []
+    for name, c in new.items():
+        if name not in old:
+            out.append(RuleChange("input_added", "input", name, f"input {name} added ({_input_text(c)})"))
+    for name, c in old.items():
+        if name not in new:
+            text = f"input {name} removed (was {_input_text(c)}) — a MAJOR change"
+            out.append(RuleChange("input_removed", "input", name, text, breaking=True))
+    for name in old.keys() & new.keys():
+        a, b = old[name], new[name]
+        diffs = []
+        for attr in ("type", "key", "nullable", "min", "max"):
+            x, y = getattr(a, attr), getattr(b, attr)
+            if x != y:
+                diffs.append(f"{attr} {_show(x)} → {_show(y)}")
+        if a.allowed != b.allowed:
+            if a.allowed is None or b.allowed is None:
+                diffs.append(f"allowed {_show(a.allowed)} → {_show(b.allowed)}")
+            else:
+                added = [v for v in b.allowed if v not in a.allowed]
+                removed = [v for v in a.allowed if v not in b.allowed]
+                bits = [f"+{format_value(v)}" for v in added] + [f"−{format_value(v)}" for v in removed]
+                diffs.append("allowed " + (" ".join(bits) if bits else "reordered"))
+        if diffs:
+            out.append(RuleChange("input_changed", "input", name, f"input {name}: " + ", ".join(diffs)))
+    return sorted(out, key=lambda c: (c.kind != "input_removed", c.name))
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else format_value(value)
+
+
+def _derived_text(d: m.Derived) -> str:
+    return f"{d.kind}({', '.join(d.args)})"
+
+
+def _derived_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    old = {d.name: d for d in before.derived}
+    new = {d.name: d for d in after.derived}
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
+        if a is None:
+            out.append(RuleChange("derived_added", "derived", name, f"derived {name} added: {_derived_text(b)}"))
+        elif b is None:
+            out.append(
+                RuleChange("derived_removed", "derived", name, f"derived {name} removed (was {_derived_text(a)})")
+            )
+        elif a != b:
+            text = f"derived {name}: {_derived_text(a)} → {_derived_text(b)}"
+            out.append(RuleChange("derived_changed", "derived", name, text))
+    return out
+
+
+def _trait_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    out = []
+    for name in [*before.traits, *(t for t in after.traits if t not in before.traits)]:
+        a, b = before.traits.get(name), after.traits.get(name)
+        if a == b:
+            continue
+        users = _trait_users(after if b is not None else before, name)
+        used = f" (used by {', '.join(users)})" if users else ""
+        if a is None:
+            out.append(
+                RuleChange("trait_added", "trait", name, f"trait {name} added: {describe(b)}{used}", None, describe(b))
+            )
+        elif b is None:
+            out.append(
+                RuleChange(
+                    "trait_removed", "trait", name, f"trait {name} removed (was {describe(a)})", describe(a), None
+                )
+            )
+        else:
+            for kind, text in condition_changes(a, b):
+                out.append(RuleChange(kind, "trait", name, f"trait {name}: {text}{used}", describe(a), describe(b)))
+    return out
+
+
+def _trait_users(rules: m.RuleSet, trait: str) -> list[str]:
+    """The categories whose condition reads a trait, directly or through other traits."""
+
+    def reads(cond: m.Condition, seen: frozenset[str]) -> bool:
+        if isinstance(cond, m.TraitRef):
+            if cond.name == trait:
+                return True
+            body = rules.traits.get(cond.name)
+            return body is not None and cond.name not in seen and reads(body, seen | {cond.name})
+        if isinstance(cond, m.All | m.Any_):
+            return any(reads(c, seen) for c in cond.items)
+        if isinstance(cond, m.Not):
+            return reads(cond.item, seen)
+        return False
+
+    return [r.name for r in rules.ordered() if reads(r.when, frozenset())]
+
+
+def _precedence_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    if before.precedence == after.precedence:
+        return []
+    text = f"precedence {' → '.join(before.precedence)} became {' → '.join(after.precedence)} (first match wins)"
+    return [RuleChange("precedence_changed", "precedence", "precedence", text)]
+
+
+def _category_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    out = []
+    for name in m.CATEGORIES:
+        a, b = before.categories.get(name), after.categories.get(name)
+        if a is None and b is None:
+            continue
+        if a is None:
+            text = f"category {name} added: {describe(b.when)}" + (
+                f"; actions {', '.join(x.id for x in b.actions)}" if b.actions else ""
+            )
+            out.append(RuleChange("category_added", "category", name, text, None, describe(b.when)))
+            continue
+        if b is None:
+            text = f"category {name} removed (was {describe(a.when)}) — a MAJOR change"
+            out.append(RuleChange("category_removed", "category", name, text, describe(a.when), None, breaking=True))
+            continue
+        if a.when != b.when:
+            for kind, text in condition_changes(a.when, b.when):
+                out.append(RuleChange(kind, "category", name, f"{name}: {text}", describe(a.when), describe(b.when)))
+        out.extend(_action_changes(a.actions, b.actions, name))
+    return out
+
+
+def _action_text(a: m.Action) -> str:
+    owner = f", owner {a.owner}" if a.owner else ""
+    return f"'{a.title}', due in {a.due_in_days} days, {a.priority} priority{owner}"
+
+
+def _action_changes(old: tuple[m.Action, ...], new: tuple[m.Action, ...], where: str) -> list[RuleChange]:
+    a_by = {x.id: x for x in old}
+    b_by = {x.id: x for x in new}
+    out = []
+    for x in new:
+        if x.id not in a_by:
+            out.append(
+                RuleChange(
+                    "action_added", "action", f"{where}/{x.id}", f"{where}: action {x.id} added: {_action_text(x)}"
+                )
+            )
+    for x in old:
+        if x.id not in b_by:
+            out.append(RuleChange("action_removed", "action", f"{where}/{x.id}", f"{where}: action {x.id} removed"))
+    for x in old:
+        y = b_by.get(x.id)
+        if y is None or x == y:
+            continue
+        diffs = []
+        for attr in ("title", "due_in_days", "priority", "owner"):
+            p, q = getattr(x, attr), getattr(y, attr)
+            if p != q:
+                p, q = (f"'{p}'", f"'{q}'") if attr == "title" else (p or "none", q or "none")
+                diffs.append(f"{attr} {p} → {q}")
+        out.append(
+            RuleChange("action_changed", "action", f"{where}/{x.id}", f"{where}: action {x.id}: " + ", ".join(diffs))
+        )
+    common_old = [x.id for x in old if x.id in b_by]
+    common_new = [x.id for x in new if x.id in a_by]
+    if common_old != common_new:
+        text = f"{where}: actions reordered: {', '.join(common_old)} → {', '.join(common_new)}"
+        out.append(RuleChange("actions_reordered", "action", where, text))
+    return out
+
+
+def _transition_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    old = {(t.from_category, t.to_category): t for t in before.transitions}
+    new = {(t.from_category, t.to_category): t for t in after.transitions}
+    out = []
+    for pair in [*old, *(p for p in new if p not in old)]:
+        a, b = old.get(pair), new.get(pair)
+        name = f"{pair[0]} → {pair[1]}"
+        if a is None:
+            ids = ", ".join(x.id for x in b.actions)
+            out.append(RuleChange("transition_added", "transition", name, f"transition {name} added: actions {ids}"))
+        elif b is None:
+            out.append(RuleChange("transition_removed", "transition", name, f"transition {name} removed"))
+        elif a != b:
+            for c in _action_changes(a.actions, b.actions, f"transition {name}"):
+                out.append(RuleChange(c.kind, "transition", name, c.text))
+    return out
+
+
+# ---- condition trees ----------------------------------------------------------------------------
+
+
+def condition_changes(before: m.Condition, after: m.Condition) -> list[tuple[str, str]]:
+    """The differences between two condition trees as (kind, text), matching the parts that stayed.
+
+    A predicate whose column and operator stayed reads as a new value ("arr ≥ 100000 → ≥ 80000");
+    items of an all/any are paired by what they test, so an added item reads as added, not as a
+    rewrite of the whole condition.
+    """
+    if before == after:
+        return []
+    if isinstance(before, m.Predicate) and isinstance(after, m.Predicate) and before.column == after.column:
+        if before.op == after.op and before.op not in ("is_null", "between"):
+            rhs = f"{m.OP_SYMBOL[after.op]} {format_value(after.value)}"
+            return [("threshold_changed", f"{describe_predicate(before)} → {rhs}")]
+        return [("condition_changed", f"{describe_predicate(before)} → {describe_predicate(after)}")]
+    if isinstance(before, m.Not) and isinstance(after, m.Not):
+        return [(k, f"inside not: {t}") for k, t in condition_changes(before.item, after.item)]
+    # One side gained or lost a wrapping all/any: compare as if the plain side were a one-item list.
+    combinators = (m.All, m.Any_)
+    if isinstance(after, combinators) and not isinstance(before, combinators):
+        before = type(after)((before,))
+    elif isinstance(before, combinators) and not isinstance(after, combinators):
+        after = type(before)((after,))
+    if type(before) is type(after) and isinstance(before, combinators):
+        return _item_changes(before, after)
+    return [("condition_changed", f"{describe(before)} → {describe(after)}")]
+
+
+def _anchor(cond: m.Condition) -> tuple:
+    """What a condition tests, to pair the items of two lists: the column, the trait, the combinator."""
+    if isinstance(cond, m.Predicate):
+        return ("column", cond.column)
+    if isinstance(cond, m.TraitRef):
+        return ("trait", cond.name)
+    if isinstance(cond, m.Not):
+        return ("not", _anchor(cond.item))
+    return (type(cond).__name__,)
+
+
+def _item_changes(before: m.All | m.Any_, after: m.All | m.Any_) -> list[tuple[str, str]]:
+    old = list(before.items)
+    new = list(after.items)
+    for item in list(new):  # what stayed exactly is no change
+        if item in old:
+            old.remove(item)
+            new.remove(item)
+    word = "condition" if isinstance(before, m.All) else "alternative"
+    out: list[tuple[str, str]] = []
+    unpaired_new = []
+    for item in new:
+        mate = next((o for o in old if _anchor(o) == _anchor(item)), None)
+        if mate is None:
+            unpaired_new.append(item)
+        else:
+            old.remove(mate)
+            out.extend(condition_changes(mate, item))
+    out.extend((f"{word}_added", f"added {word} {describe(x)}") for x in unpaired_new)
+    out.extend((f"{word}_removed", f"removed {word} {describe(x)}") for x in old)
+    if not out:  # same items, another order: meaningless for all/any, but the digest sees it
+        out.append(("condition_reordered", f"{describe(before)} → {describe(after)} (same items, new order)"))
+    return out
+
+
+# ---- impact on real accounts --------------------------------------------------------------------
+
+
+@dataclass
+class Impact:
+    """What the change does to one input: category counts, the accounts that move and why."""
+
+    as_of: dt.date
+    accounts: int = 0
+    counts_before: dict[str, int] = field(default_factory=dict)
+    counts_after: dict[str, int] = field(default_factory=dict)
+    transitions: list[dict[str, Any]] = field(default_factory=list)  # {from, to, accounts}
+    moved_total: int = 0
+    moved: list[dict[str, Any]] = field(default_factory=list)  # {account_id, from, to, reason_before, reason_after}
+
+
+def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[pl.DataFrame, Any]:
+    """Per input row: its account id and category under these rules (`quarantined` if the contract
+    rejects it), plus the validation result to explain moved accounts later."""
+    checked = validate_accounts(rules, accounts)
+    result = categorize(rules, checked.valid, as_of, explain=False)
+    valid = pl.DataFrame(
+        {
+            _ROW: checked.valid[_ROW],
+            "account_id": checked.valid[rules.key].cast(pl.String),
+            "category": result["category"],
+        }
+    )
+    quarantined = checked.quarantine.select(
+        (pl.col("row_number") - 1).cast(valid[_ROW].dtype).alias(_ROW),
+        pl.col("account_id"),
+        pl.lit(QUARANTINED).alias("category"),
+    )
+    return pl.concat([valid, quarantined]).sort(_ROW), checked
+
+
+def _counts(outcome: pl.DataFrame, show_quarantined: bool) -> dict[str, int]:
+    got = dict(outcome.group_by("category").len().iter_rows())
+    names = [*m.ALL_CATEGORIES, *([QUARANTINED] if show_quarantined else [])]
+    return {c: int(got.get(c, 0)) for c in names}
+
+
+def _reasons(rules: m.RuleSet, checked: Any, rows: pl.Series, as_of: dt.date) -> dict[int, str]:
+    """Why each of a few rows got its category under these rules (explanations for the moved only)."""
+    valid = checked.valid.filter(pl.col(_ROW).is_in(rows.implode()))
+    out: dict[int, str] = {}
+    if valid.height:
+        explained = categorize(rules, valid, as_of, explain=True)
+        out.update(zip(valid[_ROW].to_list(), explained["reason"].to_list(), strict=True))
+    q = checked.quarantine.filter((pl.col("row_number") - 1).is_in(rows.cast(pl.Int64).implode()))
+    for row_number, reasons in q.select("row_number", "reasons").iter_rows():
+        out[row_number - 1] = "quarantined: " + "; ".join(reasons)
+    return out
+
+
+def impact(
+    before: m.RuleSet | None,
+    after: m.RuleSet | None,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    limit: int = 20,
+) -> Impact:
+    """Categorize the same input with both versions at the same as_of and compare, row by row.
+
+    Each version validates the input against its own contract; a row one version quarantines counts
+    as `quarantined` there, so a stricter contract shows up as moves instead of vanishing accounts.
+    A missing side (a rule file added or removed) gives counts for the other side only.
+    """
+    as_of = as_date(as_of)
+    frame = accounts.collect() if isinstance(accounts, pl.LazyFrame) else accounts
+    frame = frame.with_row_index(_ROW)
+    result = Impact(as_of=as_of, accounts=frame.height)
+    sides = {}
+    for label, rules in (("before", before), ("after", after)):
+        if rules is not None:
+            sides[label] = _outcome(rules, frame, as_of)
+    show_q = any((o["category"] == QUARANTINED).any() for o, _ in sides.values())
+    if "before" in sides:
+        result.counts_before = _counts(sides["before"][0], show_q)
+    if "after" in sides:
+        result.counts_after = _counts(sides["after"][0], show_q)
+    if len(sides) < 2:
+        return result
+    (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
+    joined = old.join(new, on=_ROW, how="inner", suffix="_after").rename({"category": "from", "category_after": "to"})
+    moved = joined.filter(pl.col("from") != pl.col("to"))
+    order = {c: i for i, c in enumerate([*m.ALL_CATEGORIES, QUARANTINED])}
+    flows = moved.group_by("from", "to").len("accounts").to_dicts()
+    result.transitions = sorted(flows, key=lambda f: (-f["accounts"], order[f["from"]], order[f["to"]]))
+    result.moved_total = moved.height
+    first = moved.head(max(limit, 0))
+    why_before = _reasons(before, old_checked, first[_ROW], as_of)
+    why_after = _reasons(after, new_checked, first[_ROW], as_of)
+    for row in first.iter_rows(named=True):
+        result.moved.append(
+            {
+                "account_id": row["account_id_after"] or row["account_id"],
+                "from": row["from"],
+                "to": row["to"],
+                "reason_before": why_before.get(row[_ROW], ""),
+                "reason_after": why_after.get(row[_ROW], ""),
+            }
+        )
+    return result
+
+
+# ---- embedded tests and the version rule --------------------------------------------------------
+
+
+def rule_test_summary(rules: m.RuleSet) -> dict[str, Any]:
+    """The embedded tests of one version: pass/fail counts and each failure."""
+    results = run_rule_tests(rules)
+    failures = [
+        {"name": r.test.name, "line": r.test.line, "expect": r.test.expect, "got": r.got, "reason": r.reason}
+        for r in results
+        if not r.passed
+    ]
+    return {"passed": len(results) - len(failures), "failed": len(failures), "failures": failures}
+
+
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
+
+
+def parse_version(text: str) -> tuple[int, int, int, tuple[tuple[int, int | str], ...] | None]:
+    """MAJOR.MINOR.PATCH[-PRERELEASE]; the prerelease split for comparison (numbers below words)."""
+    match = _SEMVER.match(text or "")
+    if not match:
+        from kare_rules.errors import UsageError
+
+        raise UsageError(f"version {text!r} is not MAJOR.MINOR.PATCH (e.g. 1.4.0)")
+    pre = None
+    if match.group(4):
+        pre = tuple((0, int(p)) if p.isdigit() else (1, p) for p in match.group(4).split("."))
+    return int(match.group(1)), int(match.group(2)), int(match.group(3)), pre
+
+
+def version_key(text: str) -> tuple:
+    """A sort key that orders versions as semver does: 1.2.0-rc.1 < 1.2.0 < 1.10.0."""
+    major, minor, patch, pre = parse_version(text)
+    return (major, minor, patch, (1,) if pre is None else (0, pre))
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    ok: bool
+    required: str  # none, bump (any increase), major
+    message: str
+    suggested_version: str | None = None
+
+
+def check_version(before: m.RuleSet | None, after: m.RuleSet | None, changes: list[RuleChange]) -> VersionCheck:
+    """Every semantic change bumps the version; removing a category or an input bumps MAJOR.
+
+    A version never goes down: history rows store it, and readers order by it.
+    """
+    if before is None or after is None:
+        which = "added" if before is None else "removed"
+        version = (after or before).version
+        return VersionCheck(True, "none", f"rule file {which} (version {version})")
+    old, new = version_key(before.version), version_key(after.version)
+    major, minor, _, _ = parse_version(before.version)
+    breaking = [c for c in changes if c.breaking]
+    if before.digest == after.digest:
+        if new < old:
+            return VersionCheck(
+                False,
+                "none",
+                f"the version went down ({before.version} → {after.version}); versions never go back: "
+                f"write version: {before.version}",
+                before.version,
+            )
+        return VersionCheck(True, "none", "no semantic change; the digest is the same")
+    if breaking:
+        suggested = f"{major + 1}.0.0"
+        why = "; ".join(c.text.removesuffix(" — a MAJOR change") for c in breaking)
+        if parse_version(after.version)[0] > major:
+            return VersionCheck(True, "major", f"MAJOR bump for a breaking change ({why})", suggested)
+        return VersionCheck(
+            False,
+            "major",
+            f"{why}: removing a category or an input needs a MAJOR bump; write version: {suggested}",
+            suggested,
+        )
+    suggested = f"{major}.{minor + 1}.0"
+    if new > old:
+        return VersionCheck(True, "bump", f"version bumped {before.version} → {after.version}", suggested)
+    return VersionCheck(
+        False,
+        "bump",
+        f"the rules changed (digest {before.digest} → {after.digest}) but the version did not increase "
+        f"({before.version} → {after.version}); write version: {suggested}",
+        suggested,
+    )
+
+
+# ---- the whole report for one organization ------------------------------------------------------
+
+
+@dataclass
+class OrgDiff:
+    """Everything a reviewer needs about one organization's rule change."""
+
+    organization: str
+    status: str  # changed, unchanged, added, removed
+    version_before: str | None
+    version_after: str | None
+    digest_before: str | None
+    digest_after: str | None
+    rule_changes: list[RuleChange]
+    tests_before: dict[str, Any] | None
+    tests_after: dict[str, Any] | None
+    version_check: VersionCheck
+    impact: Impact | None = None
+    impact_note: str | None = None  # why there is no impact section, when there is none
+
+    def to_json(self) -> dict[str, Any]:
+        imp = self.impact
+        return {
+            "organization": self.organization,
+            "status": self.status,
+            "version_before": self.version_before,
+            "version_after": self.version_after,
+            "digest_before": self.digest_before,
+            "digest_after": self.digest_after,
+            "rule_changes": [c.to_json() for c in self.rule_changes],
+            "as_of": imp.as_of.isoformat() if imp else None,
+            "accounts": imp.accounts if imp else None,
+            "counts_before": imp.counts_before if imp else None,
+            "counts_after": imp.counts_after if imp else None,
+            "transitions": imp.transitions if imp else [],
+            "moved_total": imp.moved_total if imp else 0,
+            "moved": imp.moved if imp else [],
+            "impact_note": self.impact_note,
+            "tests_before": self.tests_before,
+            "tests_after": self.tests_after,
+            "version_check": asdict(self.version_check),
+        }
+
+
+def diff_rules(
+    before: m.RuleSet | None,
+    after: m.RuleSet | None,
+    accounts: pl.DataFrame | pl.LazyFrame | None = None,
+    as_of: dt.date | str | None = None,
+    limit: int = 20,
+) -> OrgDiff:
+    """Compare two versions of one organization's rules (either may be None: added or removed)."""
+    if before is None and after is None:
+        raise ValueError("diff_rules needs at least one rule set")
+    org = (after or before).organization
+    changes = rule_changes(before, after) if before is not None and after is not None else []
+    if before is None:
+        status = "added"
+    elif after is None:
+        status = "removed"
+    else:
+        status = "unchanged" if before.digest == after.digest else "changed"
+    report = OrgDiff(
+        organization=org,
+        status=status,
+        version_before=before.version if before else None,
+        version_after=after.version if after else None,
+        digest_before=before.digest if before else None,
+        digest_after=after.digest if after else None,
+        rule_changes=changes,
+        tests_before=rule_test_summary(before) if before else None,
+        tests_after=rule_test_summary(after) if after else None,
+        version_check=check_version(before, after, changes),
+    )
+    if accounts is None:
+        report.impact_note = "no input given: impact on accounts not computed"
+    elif as_of is None:
+        raise ValueError("diff_rules needs as_of to compute the impact on accounts")
+    else:
+        report.impact = impact(before, after, accounts, as_of, limit)
+    return report
+
+
+# ---- Markdown for a pull-request comment --------------------------------------------------------
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+        *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows),
+    ]
+
+
+def _delta(n: int) -> str:
+    return f"+{n:,}" if n > 0 else (f"−{-n:,}" if n < 0 else "0")
+
+
+def summary_line(d: OrgDiff) -> str:
+    versions = {
+        "added": f"{d.organization} {d.version_after} (new)",
+        "removed": f"{d.organization} {d.version_before} (removed)",
+    }.get(d.status, f"{d.organization} {d.version_before} → {d.version_after}")
+    n = len(d.rule_changes)
+    parts = [f"**{versions}**", f"{n} rule change{'s' if n != 1 else ''}"]
+    if d.impact is not None and d.status not in ("added", "removed"):
+        parts.append(f"{d.impact.moved_total:,} of {d.impact.accounts:,} accounts move")
+    parts.append("version check " + ("✅" if d.version_check.ok else "❌"))
+    return " · ".join(parts)
+
+
+def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
+    lines = [f"{heading} {d.organization}", "", summary_line(d), ""]
+    if d.status in ("changed", "unchanged"):
+        lines.append(f"Digest `{d.digest_before}` → `{d.digest_after}`" if d.status == "changed" else "")
+        lines[-1] = lines[-1] or f"Digest `{d.digest_after}` (unchanged: no semantic change)"
+        lines.append("")
+    if d.rule_changes:
+        lines += ["**Rule changes**", ""]
+        shown: set[tuple] = set()
+        for i, c in enumerate(d.rule_changes):
+            lines.append(f"- {'⚠️ ' if c.breaking else ''}{c.text}")
+            group = (c.target, c.name, c.before, c.after)
+            following = d.rule_changes[i + 1] if i + 1 < len(d.rule_changes) else None
+            last_of_group = following is None or (following.target, following.name) != (c.target, c.name)
+            if c.before and c.after and last_of_group and group not in shown:
+                shown.add(group)
+                lines.append(f"  - was `{c.before}`, now `{c.after}`")
+        lines.append("")
+    imp = d.impact
+    if imp is None:
+        if d.impact_note:
+            lines += [f"_Impact: {d.impact_note}._", ""]
+    else:
+        lines += [f"**Accounts** ({imp.accounts:,} input rows, as of {imp.as_of.isoformat()})", ""]
+        cats = list((imp.counts_after or imp.counts_before).keys())
+        rows = []
+        for c in cats:
+            b, a = imp.counts_before.get(c), imp.counts_after.get(c)
+            rows.append(
+                [
+                    f"`{c}`",
+                    "–" if b is None else f"{b:,}",
+                    "–" if a is None else f"{a:,}",
+                    "–" if a is None or b is None else _delta(a - b),
+                ]
+            )
+        lines += [*_table(["category", "before", "after", "Δ"], rows), ""]
+        if imp.transitions:
+            lines += [*_matrix(imp), ""]
+            shown = len(imp.moved)
+            title = f"**Moved accounts** (first {shown} of {imp.moved_total:,})"
+            lines += [title if shown < imp.moved_total else f"**Moved accounts** ({imp.moved_total:,})", ""]
+            lines += _table(
+                ["account", "before", "after", "reason before", "reason after"],
+                [
+                    [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
+                    for x in imp.moved
+                ],
+                align="lllll",
+            )
+            lines.append("")
+        elif d.status not in ("added", "removed"):
+            lines += ["No account changes category.", ""]
+    lines += ["**Embedded tests**", ""]
+    for label, t in (("before", d.tests_before), ("after", d.tests_after)):
+        if t is not None:
+            mark = "✅" if not t["failed"] else "❌"
+            lines.append(f"- {label}: {t['passed']} passed, {t['failed']} failed {mark}")
+    for f in (d.tests_after or {}).get("failures", []):
+        lines.append(
+            f"  - FAIL line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` ({f['reason']})"
+        )
+    vc = d.version_check
+    lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]
+    if not vc.ok and vc.suggested_version:
+        lines += ["", f"> Set `version: {vc.suggested_version}` in rules/{d.organization}/kare.yaml and push again."]
+    lines.append("")
+    return lines
+
+
+def _matrix(imp: Impact) -> list[str]:
+    """Who moves where: rows are the category before, columns the category after."""
+    order = [*m.ALL_CATEGORIES, QUARANTINED]
+    froms = [c for c in order if any(t["from"] == c for t in imp.transitions)]
+    tos = [c for c in order if any(t["to"] == c for t in imp.transitions)]
+    cell = {(t["from"], t["to"]): t["accounts"] for t in imp.transitions}
+    rows = [[f"`{f}`", *(f"{cell[(f, t)]:,}" if (f, t) in cell else "·" for t in tos)] for f in froms]
+    return ["**Transitions** (rows: before, columns: after)", "", *_table(["before ↓ / after →", *tos], rows)]
+
+
+def render_markdown(reports: list[OrgDiff], base: str | None = None) -> str:
+    """The whole pull-request comment: a hidden marker (so CI updates one comment), then each org."""
+    title = f"## KARE rule changes against `{base}`" if base else "## KARE rule change"
+    lines = [MARKER, title, ""]
+    if not reports:
+        lines += [f"No rule file differs from `{base}`." if base else "No rule files compared.", ""]
+    if len(reports) > 1:
+        lines += [f"- {summary_line(d)}" for d in reports] + [""]
+    for d in reports:
+        lines += render_org_markdown(d)
+    failed = [d.organization for d in reports if not d.version_check.ok]
+    if failed:
+        lines.append(f"❌ Version check failed for {', '.join(failed)}: bump the version as shown above.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_json(reports: list[OrgDiff], base: str | None = None) -> dict[str, Any]:
+    """One organization: its report. With a git base: {base, ok, organizations: [...]}."""
+    if base is None and len(reports) == 1:
+        return reports[0].to_json()
+    return {
+        "base": base,
+        "ok": all(d.version_check.ok for d in reports),
+        "organizations": [d.to_json() for d in reports],
+    }

@@ -1,0 +1,186 @@
+"""Categorize accounts with a RuleSet: the public, frame-in frame-out entry points."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler, derived_exprs, describe_predicate, format_value
+from kare_rules.errors import DataError
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def as_date(value: dt.date | str | None) -> dt.date:
+    """A run date from a date or YYYY-MM-DD text; None means today (only ever at the CLI edge)."""
+    if value is None:
+        return dt.date.today()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise DataError(f"as_of {value!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01") from None
+
+
+def missing_columns(rules: m.RuleSet, columns: list[str]) -> list[str]:
+    return [c.name for c in rules.inputs if c.name not in columns]
+
+
+def conform(accounts: Frame, rules: m.RuleSet) -> pl.LazyFrame:
+    """The accounts with every declared input present and cast to its declared type.
+
+    Extra columns pass through untouched. A missing column is a DataError that names it.
+    """
+    lf = accounts.lazy()
+    schema = lf.collect_schema()
+    missing = missing_columns(rules, schema.names())
+    if missing:
+        raise DataError(
+            f"the input has no column {', '.join(repr(c) for c in missing)} required by {rules.path or 'the rules'}; "
+            f"columns present: {', '.join(schema.names())}"
+        )
+    casts = [cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs if schema[c.name] != POLARS_TYPES[c.type]]
+    return lf.with_columns(casts) if casts else lf
+
+
+_TRUTHY = {"true": True, "t": True, "yes": True, "y": True, "1": True,
+           "false": False, "f": False, "no": False, "n": False, "0": False}  # fmt: skip
+
+
+def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
+    """Cast one column to its declared type; a value that does not parse becomes null (validation
+    compares nulls before and after to quarantine such rows with a reason)."""
+    col = pl.col(name)
+    target = POLARS_TYPES[ctype]
+    if source == pl.String:
+        text = col.str.strip_chars()
+        text = pl.when(text == "").then(None).otherwise(text)
+        if ctype == "boolean":
+            return text.str.to_lowercase().replace_strict(_TRUTHY, default=None, return_dtype=pl.Boolean).alias(name)
+        if ctype == "date":
+            return text.str.to_date("%Y-%m-%d", strict=False).alias(name)
+        if ctype == "datetime":
+            return text.str.to_datetime(time_unit="us", strict=False).alias(name)
+        if ctype == "string":
+            return col
+        return text.cast(target, strict=False).alias(name)
+    if ctype == "integer" and source.is_float():
+        # 3.0 is an integer; 3.5 is not, and must not be truncated silently.
+        return pl.when(col == col.round()).then(col).otherwise(None).cast(pl.Int64, strict=False).alias(name)
+    return col.cast(target, strict=False).alias(name)
+
+
+def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.LazyFrame:
+    """The lazy plan behind `categorize`, for streaming sinks and large inputs."""
+    as_of = as_date(as_of)
+    compiler = PolarsCompiler(rules)
+    lf = conform(accounts, rules)
+    if rules.derived:
+        lf = lf.with_columns(derived_exprs(rules, as_of))
+    cols = [pl.col(rules.key), compiler.category(), compiler.matched_rule()]
+    if explain:
+        cols += [compiler.reason(), compiler.overlaps()]
+    return lf.select(cols)
+
+
+def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.DataFrame:
+    """Give every account exactly one category: the first in precedence whose condition holds.
+
+    Returns the key column, `category` and `matched_rule`; with `explain`, also `reason` (the traits
+    and predicates that held, with their values) and `overlaps` (other categories that held too).
+    """
+    return categorize_lazy(rules, accounts, as_of, explain).collect()
+
+
+def category_counts(result: pl.DataFrame) -> pl.DataFrame:
+    """Accounts per category (every category listed, zeros included) and, with explanations, how many
+    of them also matched another category."""
+    counts = result.group_by("category").agg(
+        pl.len().alias("accounts"),
+        *([(pl.col("overlaps").list.len() > 0).sum().alias("overlaps")] if "overlaps" in result.columns else []),
+    )
+    order = pl.DataFrame({"category": list(m.ALL_CATEGORIES), "_order": range(len(m.ALL_CATEGORIES))})
+    out = order.join(counts, on="category", how="left").sort("_order").drop("_order")
+    return out.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in out.columns if c != "category")
+
+
+# ---- the evaluation tree of one account (kare explain) ------------------------------------------
+
+
+@dataclass
+class Node:
+    label: str
+    value: bool
+    children: list[Node]
+
+
+def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, account_id: str) -> list[Node]:
+    """Every category's condition for one account, evaluated node by node, with the values seen."""
+    as_of = as_date(as_of)
+    lf = conform(accounts, rules)
+    key = rules.key
+    row = lf.filter(pl.col(key).cast(pl.String) == str(account_id))
+    if rules.derived:
+        row = row.with_columns(derived_exprs(rules, as_of))
+    compiler = PolarsCompiler(rules)
+    exprs: list[pl.Expr] = []
+
+    def plan(cond: m.Condition) -> tuple[int, list]:
+        exprs.append(compiler.truth(cond).alias(f"n{len(exprs)}"))
+        i = len(exprs) - 1
+        if isinstance(cond, m.TraitRef):
+            return i, [plan(rules.traits[cond.name])]
+        if isinstance(cond, m.All | m.Any_):
+            return i, [plan(c) for c in cond.items]
+        if isinstance(cond, m.Not):
+            return i, [plan(cond.item)]
+        return i, []
+
+    plans = [(r, plan(r.when)) for r in rules.ordered()]
+    frame = row.select([pl.col(c) for c in rules.columns] + exprs).collect()
+    if frame.height == 0:
+        raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
+    if frame.height > 1:
+        raise DataError(f"account {account_id!r} appears {frame.height} times in the input; the key must be unique")
+    values = frame.row(0, named=True)
+
+    def build(cond: m.Condition, p: tuple[int, list]) -> Node:
+        i, kids = p
+        held = bool(values[f"n{i}"])
+        if isinstance(cond, m.Predicate):
+            label = f"{describe_predicate(cond)}   [{cond.column} = {_show(values[cond.column])}]"
+            return Node(label, held, [])
+        if isinstance(cond, m.TraitRef):
+            return Node(f"trait {cond.name}", held, [build(rules.traits[cond.name], kids[0])])
+        if isinstance(cond, m.All | m.Any_):
+            label = "all of" if isinstance(cond, m.All) else "any of"
+            return Node(label, held, [build(c, k) for c, k in zip(cond.items, kids, strict=True)])
+        return Node("not", held, [build(cond.item, kids[0])])
+
+    return [Node(r.name, bool(values[f"n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
+
+
+def _show(value: object) -> str:
+    return "null" if value is None else format_value(value)
+
+
+def render_tree(nodes: list[Node]) -> list[str]:
+    lines: list[str] = []
+
+    def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
+        mark = "✓" if node.value else "✗"
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(f"{prefix}{branch}{mark} {node.label}")
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        for i, child in enumerate(node.children):
+            walk(child, inner, i == len(node.children) - 1, False)
+
+    for n in nodes:
+        walk(n, "", True, True)
+    return lines

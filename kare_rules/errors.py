@@ -1,0 +1,48 @@
+"""Problems found in rule files and data, collected into one report instead of raised one by one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a file: where it is and what to write instead."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+class KareError(Exception):
+    """Base class for errors meant for people: the message is the whole story, never a traceback."""
+
+
+class RuleFileError(KareError):
+    """A rule (or overrides) file has one or more problems; all of them are in `problems`."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DataError(KareError):
+    """Input data cannot be used at all (a missing column, an unreadable source)."""
+
+
+class UsageError(KareError):
+    """The command was called in a way that cannot work; exit code 2."""
+
+
+def display_path(path: str | Path) -> str:
+    """A path as a person would type it: relative to the working directory when it is inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,110 @@
+"""Rule files as they were at a git ref, next to the ones in the working tree: the pairs `kare diff --base` compares.
+
+Git runs with an argument list, never through a shell, so a ref or path is never interpreted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from kare_rules import model as m
+from kare_rules.errors import KareError, RuleFileError, UsageError
+from kare_rules.loader import RULE_FILE_NAMES, load_rules
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise UsageError("git is not installed or not on PATH; kare diff --base needs it") from None
+
+
+def _org_files(files: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
+    """{org: {relative path in the org dir: content}} for orgs that have a rule file."""
+    orgs: dict[str, dict[str, bytes]] = {}
+    for rel, content in files.items():
+        parts = PurePosixPath(rel).parts
+        is_rule = len(parts) == 2 and parts[1] in RULE_FILE_NAMES
+        is_test = len(parts) == 3 and parts[1] == "tests" and parts[2].endswith((".yaml", ".yml"))
+        if is_rule or is_test:
+            orgs.setdefault(parts[0], {})["/".join(parts[1:])] = content
+    return {org: f for org, f in orgs.items() if any(name in f for name in RULE_FILE_NAMES)}
+
+
+def _files_at(base: str, top: Path, rel_dir: str) -> dict[str, bytes]:
+    listed = _git(["ls-tree", "-r", "--name-only", "-z", base, "--", rel_dir or "."], top)
+    if listed.returncode:
+        raise KareError(f"git ls-tree {base} failed: {listed.stderr.decode(errors='replace').strip()}")
+    out = {}
+    for path in filter(None, listed.stdout.decode().split("\0")):
+        rel = PurePosixPath(path).relative_to(rel_dir) if rel_dir else PurePosixPath(path)
+        if len(rel.parts) in (2, 3):
+            shown = _git(["show", f"{base}:{path}"], top)
+            if shown.returncode:
+                raise KareError(f"git show {base}:{path} failed: {shown.stderr.decode(errors='replace').strip()}")
+            out[str(rel)] = shown.stdout
+    return out
+
+
+def _files_now(rules_dir: Path) -> dict[str, bytes]:
+    out = {}
+    for path in sorted(rules_dir.glob("*/*")) + sorted(rules_dir.glob("*/tests/*")):
+        if path.is_file():
+            out[path.relative_to(rules_dir).as_posix()] = path.read_bytes()
+    return out
+
+
+def _load_old(org: str, files: dict[str, bytes], label: str) -> m.RuleSet:
+    """Load a past version from a scratch copy of its org directory (the loader checks the directory name)."""
+    with tempfile.TemporaryDirectory(prefix="kare-diff-") as tmp:
+        org_dir = Path(tmp) / org
+        for rel, content in files.items():
+            target = org_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        rule_file = next(name for name in RULE_FILE_NAMES if name in files)
+        try:
+            rules = load_rules(org_dir / rule_file)
+        except RuleFileError as exc:
+            first = "; ".join(p.message for p in exc.problems[:3])
+            raise KareError(
+                f"{label}/{rule_file} is not a valid rule file, so there is nothing to compare against: {first}"
+            ) from None
+        return replace(rules, path=f"{label}/{rule_file}")
+
+
+def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[tuple[str, m.RuleSet | None, m.RuleSet | None]]:
+    """(organization, rules at base, rules now) for every org whose rule files differ from `base`.
+
+    A rule file new in the working tree comes with None before; a deleted one with None after.
+    """
+    rules_dir = Path(rules_dir)
+    if not rules_dir.is_dir():
+        raise UsageError(f"rules directory {rules_dir} does not exist; pass --rules-dir DIR")
+    found = _git(["rev-parse", "--show-toplevel"], rules_dir)
+    if found.returncode:
+        raise UsageError(f"{rules_dir} is not inside a git repository; use --before/--after to compare two files")
+    top = Path(found.stdout.decode().strip())
+    if base.startswith("-") or _git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], top).returncode:
+        raise UsageError(
+            f"unknown git ref {base!r}; fetch it first (in GitHub Actions: actions/checkout with fetch-depth: 0)"
+        )
+    rel_dir = rules_dir.resolve().relative_to(top.resolve()).as_posix()
+    rel_dir = "" if rel_dir == "." else rel_dir
+    old = _org_files(_files_at(base, top, rel_dir))
+    new = _org_files(_files_now(rules_dir))
+    out = []
+    for org in sorted(old.keys() | new.keys()):
+        if old.get(org) == new.get(org):
+            continue
+        label = f"{base}:{rel_dir + '/' if rel_dir else ''}{org}"
+        before = _load_old(org, old[org], label) if org in old else None
+        after = None
+        if org in new:
+            rule_file = next(name for name in RULE_FILE_NAMES if name in new[org])
+            after = load_rules(rules_dir / org / rule_file)
+        out.append((org, before, after))
+    return out

@@ -1,0 +1,682 @@
+"""Rule file → RuleSet: JSON Schema first, then semantic checks; every problem collected and located."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from kare_rules import model as m
+from kare_rules.digest import rules_digest
+from kare_rules.errors import Problem, RuleFileError
+from kare_rules.schema import did_you_mean, schema_problems
+from kare_rules.yamlsource import DocPath, Document, load_document
+
+RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
+ORG_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+COMBINATORS = ("all", "any", "not")
+
+# Schema errors under these paths are left to the checks below, which can say more.
+_SEMANTIC_PATHS = (
+    ("traits",), ("exit", "when"), ("profiles", "*", "when"), ("precedence",),
+    ("tests", "*", "account"), ("tests", "*", "expect"),
+)  # fmt: skip
+
+
+def is_safe_org(name: str) -> bool:
+    """An organization name that can safely become a directory, partition key or table value."""
+    return bool(ORG_SLUG.match(name or ""))
+
+
+def load_rules(path: str | Path) -> m.RuleSet:
+    """Load and validate one rule file (or an org directory holding kare.yaml); raise RuleFileError
+    carrying every problem found."""
+    rules, problems = check_rules(path)
+    if problems or rules is None:
+        raise RuleFileError(problems)
+    return rules
+
+
+def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
+    """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
+    path = rule_file_in(Path(path))
+    doc = load_document(path)
+    if doc.problems or doc.data is None:
+        return None, doc.problems
+    if not isinstance(doc.data, dict):
+        return None, [
+            doc.problem((), "a rule file is a mapping (format:, organization:, inputs:, ...), not a list or value")
+        ]
+    checker = _Checker(doc, path)
+    rules = checker.build()
+    problems = sorted(set(schema_problems(doc, skip=_SEMANTIC_PATHS) + checker.problems))
+    # Extra test files beside the rules: rules/<org>/tests/*.yaml, each holding `tests: [...]`.
+    if rules is not None and not problems:
+        extra: list[m.RuleTest] = []
+        for test_file in sorted(path.parent.glob("tests/*.y*ml")):
+            tests, test_problems = check_test_file(test_file, rules)
+            extra.extend(tests)
+            problems.extend(test_problems)
+        if extra:
+            rules = _replace_tests(rules, rules.tests + tuple(extra))
+    return (None if problems else rules), problems
+
+
+def load_rules_text(text: str, label: str) -> m.RuleSet:
+    """Load rules from text (a stored or git version); `label` stands in for the path in messages."""
+    from kare_rules.yamlsource import parse_text
+
+    doc = parse_text(text, label)
+    if doc.problems or not isinstance(doc.data, dict):
+        raise RuleFileError(doc.problems or [doc.problem((), "not a rule file")])
+    checker = _Checker(doc, Path(label))
+    rules = checker.build()
+    problems = sorted(set(schema_problems(doc, skip=_SEMANTIC_PATHS) + checker.problems))
+    if problems or rules is None:
+        raise RuleFileError(problems)
+    return rules
+
+
+def rule_file_in(path: Path) -> Path:
+    if path.is_dir():
+        for name in RULE_FILE_NAMES:
+            if (path / name).exists():
+                return path / name
+        return path / RULE_FILE_NAMES[0]
+    return path
+
+
+def find_rule_files(paths: list[str | Path]) -> list[Path]:
+    """Rule files named by the user: files as given, directories searched for */kare.yaml."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            direct = [p / n for n in RULE_FILE_NAMES if (p / n).exists()]
+            found.extend(direct or sorted(q for n in RULE_FILE_NAMES for q in p.glob(f"*/{n}")))
+        else:
+            found.append(p)
+    return found
+
+
+def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:
+    doc = load_document(path)
+    if doc.problems:
+        return [], doc.problems
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("tests"), list):
+        return [], [doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
+    checker = _Checker(doc, path, rules=rules)
+    tests = checker.tests(doc.data["tests"], ("tests",))
+    return tests, checker.problems
+
+
+def _replace_tests(rules: m.RuleSet, tests: tuple[m.RuleTest, ...]) -> m.RuleSet:
+    from dataclasses import replace
+
+    return replace(rules, tests=tests)
+
+
+class _Checker:
+    """Builds the model from a schema-shaped document, noting every semantic problem on the way.
+
+    Malformed structure the JSON Schema already reports is skipped quietly here, so each mistake
+    is reported once.
+    """
+
+    def __init__(self, doc: Document, path: Path, rules: m.RuleSet | None = None):
+        self.doc = doc
+        self.path = path
+        self.problems: list[Problem] = []
+        self.columns: dict[str, str] = dict(rules.columns) if rules else {}
+        self.trait_names: set[str] = set(rules.traits) if rules else set()
+        self.defined: set[str] = set(rules.categories) if rules else set()
+        self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
+
+    def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(where, _tidy(message), key=key))
+
+    # ---- the whole file ------------------------------------------------------------------------
+
+    def build(self) -> m.RuleSet | None:
+        d = self.doc.data
+        org = d.get("organization")
+        if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org):
+            folder = self.path.resolve().parent.name
+            if folder != org:
+                self.err(
+                    ("organization",),
+                    f"organization '{org}' must equal its directory name '{folder}'; "
+                    f"write 'organization: {folder}' or move the file to rules/{org}/kare.yaml",
+                )
+        inputs = self.inputs_(d.get("inputs"))
+        derived = self.derived_(d.get("derived"))
+        traits = self.traits_(d.get("traits"))
+        categories: dict[str, m.CategoryRule] = {}
+        if isinstance(d.get("exit"), dict):
+            rule = self.category("exit", d["exit"], ("exit",))
+            if rule:
+                categories["exit"] = rule
+        profiles = d.get("profiles")
+        if isinstance(profiles, dict):
+            for name, body in profiles.items():
+                if name in m.PROFILES and isinstance(body, dict):
+                    rule = self.category(name, body, ("profiles", name))
+                    if rule:
+                        categories[name] = rule
+        self.defined = {"exit"} if isinstance(d.get("exit"), dict) else set()
+        self.defined |= {p for p in (profiles if isinstance(profiles, dict) else {}) if p in m.PROFILES}
+        precedence = self.precedence_(d.get("precedence"))
+        transitions = self.transitions_(d.get("transitions"))
+        tests = self.tests(d.get("tests") or [], ("tests",)) if isinstance(d.get("tests"), list) else []
+        if self.problems or not inputs or not isinstance(org, str) or not isinstance(d.get("version"), str):
+            return None
+        rules = m.RuleSet(
+            organization=org,
+            version=d["version"],
+            inputs=tuple(inputs),
+            derived=tuple(derived),
+            traits=traits,
+            precedence=precedence,
+            categories=categories,
+            transitions=tuple(transitions),
+            tests=tuple(tests),
+            description=d["description"] if isinstance(d.get("description"), str) else None,
+            owners=tuple(o for o in d["owners"] if isinstance(o, str)) if isinstance(d.get("owners"), list) else (),
+            path=str(self.path),
+        )
+        from dataclasses import replace
+
+        return replace(rules, digest=rules_digest(rules))
+
+    # ---- inputs and derived --------------------------------------------------------------------
+
+    def inputs_(self, raw: Any) -> list[m.InputColumn]:
+        if not isinstance(raw, dict):
+            return []
+        out = []
+        for name, spec in raw.items():
+            where = ("inputs", name)
+            if not isinstance(spec, dict) or spec.get("type") not in m.COLUMN_TYPES:
+                self.columns[name] = "unknown"  # reported by the schema; do not also call it unknown
+                continue
+            ctype = spec["type"]
+            bounds = {}
+            for bound in ("min", "max"):
+                if bound in spec:
+                    if ctype not in m.ORDERED_TYPES:
+                        self.err(
+                            (*where, bound),
+                            f"'{bound}' only applies to number and date columns; "
+                            f"'{name}' is {ctype}: remove it or use 'allowed'",
+                            key=True,
+                        )
+                        continue
+                    bounds[bound] = self.value_for(ctype, spec[bound], (*where, bound), name)
+            allowed = None
+            if isinstance(spec.get("allowed"), list):
+                if ctype == "boolean":
+                    self.err((*where, "allowed"), "'allowed' does not apply to a boolean column; remove it", key=True)
+                else:
+                    allowed = tuple(
+                        self.value_for(ctype, v, (*where, "allowed", i), name) for i, v in enumerate(spec["allowed"])
+                    )
+            if spec.get("key") and spec.get("nullable"):
+                self.err(
+                    (*where, "nullable"),
+                    f"the key column '{name}' cannot be nullable; remove 'nullable: true'",
+                    key=True,
+                )
+            out.append(
+                m.InputColumn(
+                    name=name,
+                    type=ctype,
+                    key=bool(spec.get("key")),
+                    nullable=bool(spec.get("nullable")),
+                    min=bounds.get("min"),
+                    max=bounds.get("max"),
+                    allowed=allowed,
+                    description=spec.get("description"),
+                )
+            )
+            self.columns[name] = ctype
+            self.inputs[name] = out[-1]
+        keys = [c.name for c in out]
+        keyed = [c.name for c in out if c.key]
+        if out and not keyed:
+            self.err(
+                ("inputs",),
+                "no input column has 'key: true'; mark the account identifier column, "
+                f"e.g. '{keys[0]}: {{type: string, key: true}}'",
+            )
+        for extra in keyed[1:]:
+            self.err(
+                ("inputs", extra, "key"),
+                f"only one input may have 'key: true' (already '{keyed[0]}'); remove it from '{extra}'",
+                key=True,
+            )
+        return out
+
+    def derived_(self, raw: Any) -> list[m.Derived]:
+        if not isinstance(raw, dict):
+            return []
+        out = []
+        for name, spec in raw.items():
+            where = ("derived", name)
+            if name in self.inputs:
+                self.err(where, f"derived column '{name}' has the name of an input column; rename it", key=True)
+                continue
+            if not isinstance(spec, dict) or len(spec) != 1:
+                continue
+            kind, arg = next(iter(spec.items()))
+            if kind in ("days_since", "days_until") and isinstance(arg, str):
+                if self.known_input(arg, (*where, kind)) and self.inputs[arg].type not in ("date", "datetime"):
+                    self.err(
+                        (*where, kind), f"{kind} needs a date or datetime column; '{arg}' is {self.inputs[arg].type}"
+                    )
+                out.append(m.Derived(name, kind, (arg,)))
+            elif kind == "ratio" and isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, str) for a in arg):
+                for i, a in enumerate(arg):
+                    if self.known_input(a, (*where, kind, i)) and self.inputs[a].type not in m.NUMERIC_TYPES:
+                        self.err((*where, kind, i), f"ratio needs number columns; '{a}' is {self.inputs[a].type}")
+                out.append(m.Derived(name, "ratio", tuple(arg)))
+            else:
+                continue
+            self.columns[name] = out[-1].type
+        return out
+
+    def known_input(self, name: str, where: DocPath) -> bool:
+        if name in self.inputs:
+            return True
+        self.err(where, f"unknown input column '{name}'{did_you_mean(name, list(self.inputs))}")
+        return False
+
+    # ---- traits and conditions -----------------------------------------------------------------
+
+    def traits_(self, raw: Any) -> dict[str, m.Condition]:
+        if not isinstance(raw, dict):
+            if raw is not None:
+                self.err(("traits",), "traits must be a mapping of name: condition")
+            return {}
+        self.trait_names = set(raw)
+        for name in raw:
+            if name in COMBINATORS:
+                self.err(("traits", name), f"'{name}' is a reserved word; choose another trait name", key=True)
+            elif name in self.columns:
+                self.err(
+                    ("traits", name),
+                    f"trait '{name}' has the name of a column; rename the trait, e.g. 'has_{name}'",
+                    key=True,
+                )
+        traits = {}
+        for name, body in raw.items():
+            cond = self.condition(body, ("traits", name))
+            if cond is not None:
+                traits[name] = cond
+        self.check_cycles(traits)
+        return traits
+
+    def check_cycles(self, traits: dict[str, m.Condition]) -> None:
+        deps = {name: set(trait_refs(c)) for name, c in traits.items()}
+        state: dict[str, int] = {}
+
+        def visit(name: str, stack: list[str]) -> None:
+            state[name] = 1
+            for dep in sorted(deps.get(name, ())):
+                if state.get(dep) == 1:
+                    cycle = [*stack[stack.index(dep) :], dep] if dep in stack else [name, dep]
+                    self.err(
+                        ("traits", name),
+                        f"traits refer to each other in a cycle: {' → '.join(cycle)}; break the cycle",
+                        key=True,
+                    )
+                elif dep in deps and not state.get(dep):
+                    visit(dep, [*stack, dep])
+            state[name] = 2
+
+        for name in deps:
+            if not state.get(name):
+                visit(name, [name])
+
+    def condition(self, raw: Any, where: DocPath) -> m.Condition | None:
+        if isinstance(raw, str):
+            if raw not in self.trait_names:
+                hint = did_you_mean(raw, sorted(self.trait_names))
+                if raw in self.columns:
+                    hint = f"; '{raw}' is a column: write a predicate such as {{{raw}: true}}"
+                self.err(where, f"unknown trait '{raw}'{hint}")
+                return None
+            return m.TraitRef(raw)
+        if not isinstance(raw, dict):
+            self.err(
+                where,
+                "a condition is a trait name or a mapping such as {all: [...]}, {any: [...]}, "
+                f"{{not: ...}} or {{column: {{op: value}}}}; got {_kind(raw)}",
+            )
+            return None
+        if len(raw) != 1:
+            keys = ", ".join(map(str, raw))
+            self.err(
+                where,
+                f"a condition has exactly one key, this one has {len(raw)} ({keys}); "
+                "combine them with {all: [...]} or {any: [...]}",
+            )
+            return None
+        key, body = next(iter(raw.items()))
+        here = (*where, key)
+        if key in ("all", "any"):
+            if not isinstance(body, list) or not body:
+                self.err(here, f"'{key}' takes a non-empty list of conditions, e.g. {key}: [trait_a, trait_b]")
+                return None
+            items = [self.condition(item, (*here, i)) for i, item in enumerate(body)]
+            if any(i is None for i in items):
+                return None
+            return m.All(tuple(items)) if key == "all" else m.Any_(tuple(items))
+        if key == "not":
+            inner = self.condition(body, here)
+            return m.Not(inner) if inner is not None else None
+        return self.predicate(key, body, where)
+
+    def predicate(self, column: str, body: Any, where: DocPath) -> m.Predicate | None:
+        here = (*where, column)
+        if column not in self.columns:
+            hint = did_you_mean(column, sorted(self.columns))
+            if column in self.trait_names:
+                hint = f"; '{column}' is a trait: write it as a plain name, without a value"
+            elif not hint:
+                hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {', '.join(sorted(self.columns))})"
+            self.err(here, f"unknown column '{column}'{hint}", key=True)
+            return None
+        ctype = self.columns[column]
+        if ctype == "unknown":
+            return None
+        if isinstance(body, dict):
+            if len(body) != 1:
+                self.err(
+                    here,
+                    f"a predicate has exactly one operator, this one has {len(body)}; "
+                    "split it with {all: [...]} (for a range use {between: [low, high]})",
+                )
+                return None
+            op, value = next(iter(body.items()))
+            if op not in m.OPS:
+                self.err(
+                    (*here, op),
+                    f"unknown operator '{op}'{did_you_mean(op, m.OPS)}; operators: {', '.join(m.OPS)}",
+                    key=True,
+                )
+                return None
+            return self.operand(column, ctype, op, value, (*here, op))
+        if isinstance(body, list):
+            self.err(here, f"to test membership write {{{column}: {{in: [...]}}}}")
+            return None
+        if body is None:
+            self.err(here, f"to test for a missing value write {{{column}: {{is_null: true}}}}")
+            return None
+        return self.operand(column, ctype, "eq", body, here)
+
+    def operand(self, column: str, ctype: str, op: str, value: Any, where: DocPath) -> m.Predicate | None:
+        n = len(self.problems)
+        if op == "is_null":
+            if not isinstance(value, bool):
+                self.err(where, "is_null takes true or false")
+            return m.Predicate(column, "is_null", value) if len(self.problems) == n else None
+        if op in ("gt", "gte", "lt", "lte", "between") and ctype not in m.ORDERED_TYPES:
+            self.err(
+                where,
+                f"'{op}' needs a number or date column; '{column}' is {ctype}: use eq, ne, in or not_in",
+                key=True,
+            )
+            return None
+        if op in ("in", "not_in", "between"):
+            if not isinstance(value, list) or not value:
+                self.err(where, f"'{op}' takes a list, e.g. {column}: {{{op}: [a, b]}}")
+                return None
+            if op == "between" and len(value) != 2:
+                self.err(where, f"'between' takes [low, high] (two values, both included); got {len(value)}")
+                return None
+            items = tuple(self.value_for(ctype, v, (*where, i), column) for i, v in enumerate(value))
+            if len(self.problems) > n:
+                return None
+            if op == "between" and items[0] > items[1]:
+                self.err(where, f"between [{value[0]}, {value[1]}] is empty: write the low value first")
+                return None
+            return m.Predicate(column, op, items)
+        if op in ("eq", "ne") and ctype == "boolean" and not isinstance(value, bool):
+            self.err(where, f"'{column}' is boolean: compare it with true or false, not {value!r}")
+            return None
+        typed = self.value_for(ctype, value, where, column)
+        return m.Predicate(column, op, typed) if len(self.problems) == n else None
+
+    def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
+        """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""
+        bad = None
+        if value is None:
+            bad = "a value is required here, not null"
+        elif ctype == "string":
+            if not isinstance(value, str):
+                bad = f"'{column}' is a string column; quote the value: '{_plain(value)}'"
+        elif ctype in ("integer", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                bad = f"'{column}' is a {ctype} column; write a number, not {value!r}"
+            elif ctype == "integer" and value != int(value):
+                bad = f"'{column}' is an integer column; write a whole number, not {value!r}"
+            elif ctype == "integer":
+                return int(value)
+        elif ctype == "boolean":
+            if not isinstance(value, bool):
+                bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
+        elif ctype in ("date", "datetime"):
+            parsed = _as_date(value, ctype)
+            if parsed is None:
+                bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
+            else:
+                return parsed
+        if bad:
+            self.err(where, bad)
+            return None
+        return float(value) if ctype == "float" else value
+
+    # ---- categories ----------------------------------------------------------------------------
+
+    def category(self, name: str, body: dict, where: DocPath) -> m.CategoryRule | None:
+        when = self.condition(body["when"], (*where, "when")) if "when" in body else None
+        actions = self.actions(body.get("actions"), (*where, "actions"), name)
+        if when is None:
+            return None
+        return m.CategoryRule(name=name, when=when, actions=tuple(actions), description=body.get("description"))
+
+    def actions(self, raw: Any, where: DocPath, owner_of: str) -> list[m.Action]:
+        if not isinstance(raw, list):
+            return []
+        out, seen = [], {}
+        for i, a in enumerate(raw):
+            if not isinstance(a, dict) or not {"id", "title", "due_in_days"} <= set(a):
+                continue
+            here = (*where, i)
+            if _hashable(a["id"]) and a["id"] in seen:
+                self.err(
+                    (*here, "id"),
+                    f"duplicate action id '{a['id']}' in {owner_of} (first at item "
+                    f"{seen[a['id']] + 1}); give each action its own id",
+                )
+            if _hashable(a["id"]):
+                seen.setdefault(a["id"], i)
+            owner = a.get("owner")
+            if isinstance(owner, str) and owner not in self.inputs:
+                self.err(
+                    (*here, "owner"),
+                    f"owner column '{owner}' is not an input"
+                    f"{did_you_mean(owner, list(self.inputs))}; 'owner' names the input column that holds "
+                    "the owner",
+                )
+            if not isinstance(a.get("due_in_days"), int) or isinstance(a.get("due_in_days"), bool):
+                continue
+            out.append(
+                m.Action(
+                    id=str(a["id"]),
+                    title=str(a["title"]),
+                    due_in_days=a["due_in_days"],
+                    priority=a.get("priority", "medium"),
+                    owner=owner,
+                )
+            )
+        return out
+
+    def precedence_(self, raw: Any) -> tuple[str, ...]:
+        if raw is None:
+            return m.CATEGORIES
+        if not isinstance(raw, list):
+            self.err(("precedence",), f"precedence is a list of categories, e.g. [{', '.join(m.CATEGORIES)}]")
+            return m.CATEGORIES
+        seen: set[str] = set()
+        for i, c in enumerate(raw):
+            if c not in m.CATEGORIES:
+                self.err(
+                    ("precedence", i),
+                    f"unknown category {c!r} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
+                    f"; categories: {', '.join(m.CATEGORIES)}",
+                )
+            elif _hashable(c) and c in seen:
+                self.err(("precedence", i), f"'{c}' appears twice in precedence; keep one")
+            elif c not in self.defined:
+                self.err(("precedence", i), f"'{c}' is in precedence but not defined; define it or remove it")
+            if _hashable(c):
+                seen.add(c)
+        for c in self.defined:
+            if c not in seen:
+                self.err(
+                    ("precedence",),
+                    f"category '{c}' is defined but missing from precedence, so it could never match; add it",
+                )
+        return tuple(c for c in raw if isinstance(c, str))
+
+    def transitions_(self, raw: Any) -> list[m.Transition]:
+        if not isinstance(raw, list):
+            return []
+        out = []
+        pairs: dict[tuple, int] = {}
+        for i, t in enumerate(raw):
+            if not isinstance(t, dict) or not {"from", "to", "actions"} <= set(t):
+                continue
+            here = ("transitions", i)
+            for end in ("from", "to"):
+                c = t[end]
+                known = (*self.defined, m.UNASSIGNED) + (("new",) if end == "from" else ())
+                if c in (*m.ALL_CATEGORIES, "new") and c not in known:
+                    self.err((*here, end), f"transition {end} '{c}', a category these rules do not define")
+            if t["from"] == t["to"]:
+                self.err(here, f"a transition from '{t['from']}' to itself never fires; use the category's actions")
+            pair = (t["from"], t["to"])
+            if all(map(_hashable, pair)) and pair in pairs:
+                self.err(
+                    here,
+                    f"a second transition {pair[0]} → {pair[1]} (first is item {pairs[pair] + 1}); merge their actions",
+                )
+            if all(map(_hashable, pair)):
+                pairs.setdefault(pair, i)
+            actions = self.actions(t["actions"], (*here, "actions"), f"transition {pair[0]} → {pair[1]}")
+            out.append(m.Transition(str(t["from"]), str(t["to"]), tuple(actions)))
+        return out
+
+    # ---- embedded tests ------------------------------------------------------------------------
+
+    def tests(self, raw: list, where: DocPath) -> list[m.RuleTest]:
+        out = []
+        names: dict[str, int] = {}
+        for i, t in enumerate(raw):
+            here = (*where, i)
+            if not isinstance(t, dict) or not {"name", "account", "as_of", "expect"} <= set(t):
+                if not isinstance(self.doc.data, dict) or "format" not in self.doc.data:
+                    self.err(here, "a test has name, account, as_of and expect")
+                continue
+            if _hashable(t["name"]) and t["name"] in names:
+                self.err((*here, "name"), f"duplicate test name '{t['name']}'; give each test its own name")
+            if _hashable(t["name"]):
+                names.setdefault(t["name"], i)
+            expect = t["expect"]
+            if expect in m.CATEGORIES and expect not in self.defined:
+                self.err((*here, "expect"), f"expect '{expect}', a category these rules do not define")
+            elif expect not in m.ALL_CATEGORIES:
+                self.err(
+                    (*here, "expect"),
+                    f"expect {expect!r} is not a category{did_you_mean(str(expect), m.ALL_CATEGORIES)}; "
+                    f"write one of: {', '.join(m.ALL_CATEGORIES)}",
+                )
+            as_of = _as_date(t["as_of"], "date")
+            if as_of is None or isinstance(as_of, dt.datetime):
+                self.err((*here, "as_of"), f"as_of {t['as_of']!r} is not a date; write YYYY-MM-DD")
+            account = t["account"]
+            if not isinstance(account, dict):
+                self.err((*here, "account"), "account is a mapping of column: value")
+                continue
+            values = []
+            for col, value in account.items():
+                if col not in self.inputs:
+                    hint = did_you_mean(col, list(self.inputs))
+                    if col in self.columns:
+                        hint = f"; '{col}' is derived: give its input instead"
+                    self.err((*here, "account", col), f"unknown column '{col}' in test account{hint}", key=True)
+                    continue
+                typed = (
+                    None
+                    if value is None
+                    else self.value_for(self.inputs[col].type, value, (*here, "account", col), col)
+                )
+                values.append((col, typed))
+            line = self.doc.where(here)[0]
+            out.append(
+                m.RuleTest(
+                    name=str(t["name"]),
+                    account=tuple(values),
+                    as_of=as_of or dt.date.min,
+                    expect=str(expect),
+                    line=line,
+                )
+            )
+        return out
+
+
+def trait_refs(cond: m.Condition):
+    """Every trait name a condition refers to directly."""
+    if isinstance(cond, m.TraitRef):
+        yield cond.name
+    elif isinstance(cond, m.All | m.Any_):
+        for c in cond.items:
+            yield from trait_refs(c)
+    elif isinstance(cond, m.Not):
+        yield from trait_refs(cond.item)
+
+
+def _as_date(value: Any, ctype: str) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value if ctype == "datetime" else (value.date() if value.time() == dt.time() else None)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time()) if ctype == "datetime" else value
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if ctype == "date":
+            return parsed.date() if parsed.time() == dt.time() and len(value) <= 10 else None
+        return parsed
+    return None
+
+
+def _hashable(value: Any) -> bool:
+    """Only plain values can repeat; a list or mapping where a name belongs is the schema's to report."""
+    return isinstance(value, str | int | float | bool)
+
+
+def _plain(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", int: "a number", float: "a number", bool: "true/false"}.get(type(value), repr(value))
+
+
+def _tidy(message: str) -> str:
+    """'did you mean 'x'?; more' reads better as 'did you mean 'x'? More'."""
+    return re.sub(r"\?; (\w)", lambda mt: "? " + mt.group(1).upper(), message)

@@ -1,0 +1,171 @@
+"""The typed, immutable rule model: what a rule file means, independent of YAML and of any engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Order matters: it is the default precedence (DESIGN §3) and the order of every report.
+CATEGORIES: tuple[str, ...] = ("exit", "expand", "keep", "recapture", "attain")
+PROFILES: tuple[str, ...] = ("expand", "keep", "recapture", "attain")
+UNASSIGNED = "unassigned"
+ALL_CATEGORIES: tuple[str, ...] = (*CATEGORIES, UNASSIGNED)
+
+ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
+COLUMN_TYPES: tuple[str, ...] = ("string", "integer", "float", "boolean", "date", "datetime")
+NUMERIC_TYPES = frozenset({"integer", "float"})
+ORDERED_TYPES = frozenset({"integer", "float", "date", "datetime"})
+
+Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "between", "is_null"]
+OPS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "between", "is_null")
+OP_SYMBOL = {
+    "eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤",
+    "in": "in", "not_in": "not in", "between": "between", "is_null": "is null",
+}  # fmt: skip
+
+Scalar = str | int | float | bool | dt.date | dt.datetime
+Value = Scalar | tuple[Scalar, ...] | None
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """One column of the account table contract (`inputs:`)."""
+
+    name: str
+    type: ColumnType
+    key: bool = False
+    nullable: bool = False
+    min: float | dt.date | dt.datetime | None = None
+    max: float | dt.date | dt.datetime | None = None
+    allowed: tuple[Scalar, ...] | None = None
+    description: str | None = None
+
+
+DerivedKind = Literal["days_since", "days_until", "ratio"]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed per run from inputs and the run's `as_of` (never from today)."""
+
+    name: str
+    kind: DerivedKind
+    args: tuple[str, ...]
+
+    @property
+    def type(self) -> ColumnType:
+        return "float" if self.kind == "ratio" else "integer"
+
+
+# ---- conditions: the expression tree every engine compiles --------------------------------------
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """`{column: {op: value}}`; on a null column value it is false, except `is_null`."""
+
+    column: str
+    op: Op
+    value: Value
+
+
+@dataclass(frozen=True)
+class TraitRef:
+    """A named, reusable condition from `traits:`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+
+
+Condition = Predicate | TraitRef | All | Any_ | Not
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    title: str
+    due_in_days: int
+    priority: Literal["high", "medium", "low"] = "medium"
+    owner: str | None = None  # an input column holding the owner
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """The condition and common actions of one category (a profile, or `exit`)."""
+
+    name: str
+    when: Condition
+    actions: tuple[Action, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Actions fired when an account moves between two categories from one run to the next."""
+
+    from_category: str
+    to_category: str
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class RuleTest:
+    """An embedded example: this account, on this date, must get this category."""
+
+    name: str
+    account: tuple[tuple[str, Value], ...]
+    as_of: dt.date
+    expect: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """One organization's rules, loaded and validated once; everything downstream reads this."""
+
+    organization: str
+    version: str
+    inputs: tuple[InputColumn, ...]
+    derived: tuple[Derived, ...]
+    traits: dict[str, Condition]
+    precedence: tuple[str, ...]
+    categories: dict[str, CategoryRule]  # only those defined, keyed by name
+    transitions: tuple[Transition, ...] = ()
+    tests: tuple[RuleTest, ...] = ()
+    description: str | None = None
+    owners: tuple[str, ...] = ()
+    path: str = ""
+    digest: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> str:
+        return next(c.name for c in self.inputs if c.key)
+
+    @property
+    def columns(self) -> dict[str, ColumnType]:
+        """Every column a condition may name: inputs, then derived."""
+        out: dict[str, ColumnType] = {c.name: c.type for c in self.inputs}
+        out.update({d.name: d.type for d in self.derived})
+        return out
+
+    def input(self, name: str) -> InputColumn:
+        return next(c for c in self.inputs if c.name == name)
+
+    def ordered(self) -> list[CategoryRule]:
+        """The defined categories in precedence order: the first whose `when` holds wins."""
+        return [self.categories[c] for c in self.precedence if c in self.categories]

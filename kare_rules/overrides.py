@@ -1,0 +1,97 @@
+"""rules/<org>/overrides.yaml: accounts pinned to a category by a person, with reason and expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.errors import RuleFileError
+from kare_rules.schema import OVERRIDES_SCHEMA, schema_problems
+from kare_rules.yamlsource import load_document
+
+OVERRIDES_FILE = "overrides.yaml"
+
+
+@dataclass(frozen=True)
+class Override:
+    account: str
+    category: str
+    reason: str
+    author: str
+    expires: dt.date
+
+
+def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
+    """Validated overrides; a missing file means none. Problems are raised together, located."""
+    path = Path(path)
+    if not path.exists():
+        return ()
+    doc = load_document(path)
+    problems = list(doc.problems)
+    if not problems and not isinstance(doc.data, dict):
+        problems.append(doc.problem((), "an overrides file is a mapping with 'format:' and 'overrides:'"))
+    if problems:
+        raise RuleFileError(problems)
+    problems = schema_problems(doc, schema=OVERRIDES_SCHEMA)
+    out: list[Override] = []
+    seen: dict[str, int] = {}
+    for i, o in enumerate(doc.data.get("overrides") or []):
+        if not isinstance(o, dict) or not {"account", "category", "reason", "author", "expires"} <= set(o):
+            continue
+        where = ("overrides", i)
+        account = str(o["account"])
+        if account in seen:
+            problems.append(doc.problem((*where, "account"), f"account {account} is overridden twice (first at item "
+                                        f"{seen[account] + 1}); keep one"))  # fmt: skip
+        seen.setdefault(account, i)
+        category = o["category"]
+        if category in m.CATEGORIES and category not in rules.categories:
+            problems.append(doc.problem((*where, "category"), f"category '{category}' is not defined in the rules"))
+        expires = o["expires"]
+        if isinstance(expires, str):
+            try:
+                expires = dt.date.fromisoformat(expires)
+            except ValueError:
+                continue  # the schema reports it
+        if not isinstance(expires, dt.date):
+            continue
+        out.append(Override(account, str(category), str(o["reason"]), str(o["author"]), expires))
+    if problems:
+        raise RuleFileError(problems)
+    return tuple(out)
+
+
+def overrides_digest(overrides: tuple[Override, ...]) -> str:
+    text = "\n".join(f"{o.account}|{o.category}|{o.reason}|{o.author}|{o.expires}" for o in overrides)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def apply_overrides(
+    categorized: pl.DataFrame, key: str, overrides: tuple[Override, ...], as_of: dt.date
+) -> pl.DataFrame:
+    """Replace the category of accounts with an override in force on `as_of` (expires inclusive)."""
+    active = [o for o in overrides if as_of <= o.expires]
+    if not active:
+        return categorized
+    pins = pl.DataFrame(
+        {
+            "_account": [o.account for o in active],
+            "_category": [o.category for o in active],
+            "_reason": [f"override by {o.author} until {o.expires}: {o.reason}" for o in active],
+        }
+    )
+    joined = categorized.join(pins, left_on=pl.col(key).cast(pl.String), right_on="_account", how="left")
+    pinned = pl.col("_category").is_not_null()
+    return joined.with_columns(
+        pl.when(pinned).then(pl.col("_category")).otherwise(pl.col("category")).alias("category"),
+        pl.when(pinned).then(pl.lit("override")).otherwise(pl.col("matched_rule")).alias("matched_rule"),
+        pl.when(pinned)
+        .then(pl.concat_str([pl.col("_reason"), pl.lit(" (rules said: "), pl.col("category"), pl.lit(")")]))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+    ).drop("_category", "_reason", *(["_account"] if "_account" in joined.columns else []))

@@ -1,0 +1,135 @@
+"""The rule file's JSON Schema: where it lives, and its errors turned into located, helpful problems."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from kare_rules.errors import Problem
+from kare_rules.yamlsource import Document
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+RULES_SCHEMA = SCHEMA_DIR / "kare-rules.v1.schema.json"
+OVERRIDES_SCHEMA = SCHEMA_DIR / "kare-overrides.v1.schema.json"
+
+
+@cache
+def schema_json(path: Path = RULES_SCHEMA) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@cache
+def _validator(path: Path) -> Draft202012Validator:
+    return Draft202012Validator(schema_json(path), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def jsonable(value: Any) -> Any:
+    """YAML gives dates; JSON Schema knows strings. Convert so the schema sees what the user wrote."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _where(path: tuple) -> str:
+    return ".".join(str(p) for p in path) if path else "the top level"
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", type(None): "empty (null)"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _message(err: ValidationError) -> tuple[str, bool]:
+    """A sentence for one schema error, and whether it points at a key rather than a value."""
+    path = tuple(err.absolute_path)
+    hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extras = [k for k in err.instance if k not in allowed]
+        parts = []
+        for extra in extras:
+            tip = did_you_mean(extra, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+            parts.append(f"unknown key '{extra}' in {_where(path)}{tip}")
+        return "; ".join(parts), True
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"missing required key '{missing}' in {_where(path)}; add it", False
+    if v in ("enum", "const"):
+        options = err.validator_value if v == "enum" else [err.validator_value]
+        tip = did_you_mean(err.instance, options) if isinstance(err.instance, str) else ""
+        return (
+            f"{_where(path)}: {err.instance!r} is not allowed{tip}; write one of: {', '.join(map(str, options))}",
+            False,
+        )
+    if v == "type":
+        want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
+        want = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number"}.get(want, want)
+        extra = f"; {hint}" if hint else ""
+        return f"{_where(path)} must be {want}, not {_type_name(err.instance)}{extra}", False
+    if v == "pattern":
+        return f"{_where(path)}: {err.instance!r} is not valid; {hint or 'it must match ' + err.validator_value}", False
+    if v == "minimum":
+        return f"{_where(path)} must be at least {err.validator_value}, not {err.instance}", False
+    if v in ("minItems", "minProperties"):
+        return f"{_where(path)} must not be empty", False
+    if v in ("maxItems", "maxProperties"):
+        return f"{_where(path)} has too many entries ({err.message})", False
+    if v == "format":
+        return f"{_where(path)}: {err.instance!r} is not a valid {err.validator_value}; write YYYY-MM-DD", False
+    if v == "propertyNames":
+        return f"{_where(path)}: the name {err.instance!r} is not valid; {hint or err.message}", True
+    if v == "minLength":
+        return f"{_where(path)} must not be empty", False
+    return f"{_where(path)}: {err.message}", False
+
+
+def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path = RULES_SCHEMA) -> list[Problem]:
+    """Every JSON Schema error of a document, located; errors under a `skip` path prefix are left
+    to the semantic checker, which explains them better."""
+    problems = []
+    seen = set()
+    for err in _validator(schema).iter_errors(jsonable(doc.data)):
+        path = tuple(err.absolute_path)
+        if err.validator == "propertyNames":
+            # jsonschema reports the mapping; point at the offending name itself.
+            path = (*path, err.instance)
+        if any(_under(path, prefix) for prefix in skip):
+            continue
+        if err.validator in ("anyOf", "oneOf") and err.context:
+            err = min(err.context, key=lambda e: len(list(e.absolute_path)))
+        message, at_key = _message(err)
+        p = doc.problem(path, _tidy(message), key=at_key)
+        if (p.line, p.column, p.message) not in seen:
+            seen.add((p.line, p.column, p.message))
+            problems.append(p)
+    return problems
+
+
+def _under(path: tuple, prefix: tuple) -> bool:
+    if len(path) < len(prefix):
+        return False
+    return all(q == "*" or p == q for p, q in zip(path, prefix, strict=False))
+
+
+def _tidy(message: str) -> str:
+    """'did you mean 'x'?; more' reads better as 'did you mean 'x'? More'."""
+    return re.sub(r"\?; (\w)", lambda mt: "? " + mt.group(1).upper(), message)

@@ -1,0 +1,165 @@
+"""Input validation with Pandera, built per organization from the rule file's `inputs:`.
+
+Every failing row is quarantined with all its reasons and the rest goes on; valid + quarantined rows
+always add up to the input rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.compile_polars import POLARS_TYPES, format_value
+from kare_rules.engine import cast_expr, missing_columns
+from kare_rules.errors import DataError
+
+ROW = "_kare_row"
+
+QUARANTINE_SCHEMA = {"row_number": pl.Int64, "account_id": pl.String, "reasons": pl.List(pl.String),
+                     "record": pl.String}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of validation: rows to categorize, and rows set aside with their reasons."""
+
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame  # row_number (1-based), account_id, reasons, record (the row as JSON)
+
+    @property
+    def input_rows(self) -> int:
+        return self.valid.height + self.quarantine.height
+
+
+def pandera_schema(rules: m.RuleSet) -> pa.DataFrameSchema:
+    """The account table contract as a Pandera schema: types, nullability, bounds, allowed, unique key."""
+    columns = {}
+    for c in rules.inputs:
+        checks = []
+        if c.min is not None:
+            checks.append(pa.Check.ge(c.min))
+        if c.max is not None:
+            checks.append(pa.Check.le(c.max))
+        if c.allowed is not None:
+            checks.append(pa.Check.isin(list(c.allowed)))
+        columns[c.name] = pa.Column(
+            POLARS_TYPES[c.type],
+            checks=checks,
+            nullable=c.nullable and not c.key,
+            unique=c.key,
+            description=c.description,
+        )
+    return pa.DataFrameSchema(columns, name=f"{rules.organization} accounts", strict=False)
+
+
+def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -> Checked:
+    """Split accounts into valid rows (typed as declared) and quarantined rows with every reason."""
+    raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
+    missing = missing_columns(rules, raw.columns)
+    if missing:
+        raise DataError(
+            f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
+            f"{rules.path or rules.organization}; present: {', '.join(raw.columns)}. Rename the column in the "
+            "source or change 'inputs:'"
+        )
+    raw = raw.with_row_index(ROW)
+    schema = raw.schema
+    typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
+
+    type_failures = _type_failures(rules, raw, typed)
+    # A value that did not parse is null after the cast; "missing value" on top of "not a valid
+    # integer" would send people looking for an empty cell, so that second reason is dropped.
+    schema_failures = _pandera_failures(rules, typed).join(
+        type_failures.select(ROW, "column", pl.lit(True).alias("_unparsed")), on=[ROW, "column"], how="left"
+    )
+    schema_failures = schema_failures.filter(~(pl.col("_unparsed").fill_null(False) & pl.col("null_check")))
+    reasons = [type_failures.select(ROW, "reason"), schema_failures.select(ROW, "reason")]
+    failures = pl.concat([r for r in reasons if r.height], how="vertical") if any(r.height for r in reasons) else None
+    if failures is None:
+        return Checked(typed.drop(ROW), pl.DataFrame(schema=QUARANTINE_SCHEMA))
+    per_row = failures.group_by(ROW).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
+    bad = raw.join(per_row, on=ROW, how="inner").sort(ROW)
+    record_cols = [c for c in raw.columns if c != ROW]
+    quarantine = bad.select(
+        (pl.col(ROW).cast(pl.Int64) + 1).alias("row_number"),
+        pl.col(rules.key).cast(pl.String).alias("account_id"),
+        pl.col("reasons"),
+        pl.struct(record_cols).struct.json_encode().alias("record"),
+    )
+    valid = typed.join(per_row.select(ROW), on=ROW, how="anti").sort(ROW).drop(ROW)
+    return Checked(valid, quarantine)
+
+
+def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
+    """Values present in the input that did not parse as the declared type."""
+    frames = []
+    for c in rules.inputs:
+        lost = raw[c.name].is_not_null() & typed[c.name].is_null()
+        if lost.any():
+            rows = raw.filter(lost).select(
+                ROW,
+                pl.lit(c.name).alias("column"),
+                pl.format(
+                    "{}: {} is not a valid {}", pl.lit(c.name), pl.col(c.name).cast(pl.String), pl.lit(c.type)
+                ).alias("reason"),
+            )
+            frames.append(rows)
+    empty_failures = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
+    return pl.concat(frames) if frames else empty_failures
+
+
+_FAILURE_SCHEMA = {ROW: pl.UInt32, "column": pl.String, "reason": pl.String, "null_check": pl.Boolean}
+
+
+def _pandera_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
+    """Pandera's failure cases as (row, column, reason, is-a-not-null-check)."""
+    try:
+        pandera_schema(rules).validate(typed.drop(ROW), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+    else:
+        return pl.DataFrame(schema=_FAILURE_SCHEMA)
+    fc = fc.filter(pl.col("index").is_not_null())
+    # Several null keys are missing values, not a duplicated key: the not-null reason says it all.
+    fc = fc.filter(~((pl.col("check") == "field_uniqueness") & pl.col("failure_case").is_null()))
+    fc = fc.with_columns((pl.col("check") == "not_nullable").alias("null_check"))
+    explain = {c.name: c for c in rules.inputs}
+    texts = (
+        [
+            _reason_text(explain.get(col), check, case)
+            for col, check, case in fc.select("column", "check", "failure_case").iter_rows()
+        ]
+        if fc.height < 100_000
+        else None
+    )
+    if texts is None:  # many failures: keep it vectorized, with the raw check names
+        reason = pl.format("{}: {} failed for {}", pl.col("column"), pl.col("check"), pl.col("failure_case"))
+        fc = fc.with_columns(reason.alias("reason"))
+    else:
+        fc = fc.with_columns(pl.Series("reason", texts, dtype=pl.String))
+    positions = typed.select(ROW).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+    found = fc.select(pl.col("index").cast(pl.Int64), "column", "reason", "null_check")
+    return positions.join(found, on="index").select(ROW, "column", "reason", "null_check")
+
+
+def _reason_text(col: m.InputColumn | None, check: str, case: str | None) -> str:
+    """A Pandera check failure in the rule file's own words."""
+    if col is None:
+        return f"{check}: {case}"
+    name = col.name
+    if check == "not_nullable":
+        return f"{name}: missing value (the column is not nullable)"
+    if check == "field_uniqueness":
+        return f"{name}: {case} appears more than once (the key must be unique)"
+    if check.startswith("greater_than_or_equal_to"):
+        return f"{name}: {case} is below the minimum {format_value(col.min)}"
+    if check.startswith("less_than_or_equal_to"):
+        return f"{name}: {case} is above the maximum {format_value(col.max)}"
+    if check.startswith("isin"):
+        return f"{name}: {case!r} is not one of the allowed values ({', '.join(map(str, col.allowed or ()))})"
+    if check.startswith("dtype"):
+        return f"{name}: wrong type ({case}); expected {col.type}"
+    return f"{name}: {check} failed for {case}"

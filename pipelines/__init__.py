@@ -1,0 +1,1 @@
+"""The Dagster layer: a thin asset graph over kare_rules, partitioned by organization."""

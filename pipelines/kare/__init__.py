@@ -1,0 +1,1 @@
+"""The kare domain: accounts in, categories, history, actions and runs out."""

@@ -1,0 +1,214 @@
+"""compile_sql and categorize_duckdb on chosen examples: the text of the SQL, quoting, errors, and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from kare_rules import categorize, load_rules
+from kare_rules import model as m
+from kare_rules.cli import main
+from kare_rules.compile_sql import DIALECTS, categorize_duckdb, compile_sql
+from kare_rules.errors import DataError, UsageError
+
+AS_OF = dt.date(2026, 11, 1)
+HOSTILE = "it's \\'; drop table accounts; --"
+ODD = 'we"ird col'
+
+
+def small_rules(**categories: m.Condition) -> m.RuleSet:
+    return m.RuleSet(
+        organization="example",
+        version="1.0.0",
+        inputs=(
+            m.InputColumn("account_id", "string", key=True),
+            m.InputColumn(ODD, "string", nullable=True),
+            m.InputColumn("seats", "integer", nullable=True),
+            m.InputColumn("churned_on", "date", nullable=True),
+        ),
+        derived=(m.Derived("days_since_churn", "days_since", ("churned_on",)),),
+        traits={"hostile": m.Predicate(ODD, "in", (HOSTILE, "", "日本"))},
+        precedence=m.CATEGORIES,
+        categories={name: m.CategoryRule(name, cond) for name, cond in categories.items()},
+    )
+
+
+RULES = small_rules(
+    exit=m.TraitRef("hostile"),
+    keep=m.All((m.Predicate("seats", "gte", 10), m.Not(m.Predicate(ODD, "eq", "x")))),
+    recapture=m.Predicate("days_since_churn", "between", (0, 365)),
+)
+ACCOUNTS = pl.DataFrame(
+    {
+        "account_id": ["A", "B", "C", "D", "E"],
+        ODD: [HOSTILE, None, "x", "y", None],
+        "seats": [1, 12, 12, None, None],
+        "churned_on": [None, None, dt.date(2025, 11, 1), dt.date(2025, 10, 31), None],
+    }
+)
+EXPECTED = [
+    ("A", "exit", "exit"),
+    ("B", "keep", "profiles.keep"),  # not (null = 'x') holds: a predicate on null is false, its negation true
+    ("C", "recapture", "profiles.recapture"),  # churned exactly 365 days before as_of: between includes both ends
+    ("D", "unassigned", None),
+    ("E", "unassigned", None),
+]
+
+
+def rows(df: pl.DataFrame) -> list[tuple]:
+    return sorted(df.select("account_id", "category", "matched_rule").iter_rows())
+
+
+def test_duckdb_and_polars_agree_on_a_worked_example():
+    assert rows(categorize(RULES, ACCOUNTS, AS_OF)) == EXPECTED
+    assert rows(categorize_duckdb(RULES, ACCOUNTS, AS_OF)) == EXPECTED
+
+
+def test_duckdb_result_has_the_key_category_and_matched_rule_columns_as_text():
+    result = categorize_duckdb(RULES, ACCOUNTS.lazy(), AS_OF)
+    assert result.schema == pl.Schema({"account_id": pl.String, "category": pl.String, "matched_rule": pl.String})
+
+
+def test_a_fractional_value_for_an_integer_column_is_truncated_as_polars_does():
+    rules = small_rules(keep=m.Predicate("seats", "gte", 2.5))
+    accounts = ACCOUNTS.with_columns(pl.Series("seats", [2, 3, 1, None, None]))
+    expected = rows(categorize(rules, accounts, AS_OF))
+    assert [r[1] for r in expected] == ["keep", "keep", "unassigned", "unassigned", "unassigned"]
+    assert rows(categorize_duckdb(rules, accounts, AS_OF)) == expected
+
+
+def test_no_categories_defined_leaves_every_account_unassigned():
+    result = categorize_duckdb(small_rules(), ACCOUNTS, AS_OF)
+    assert result["category"].to_list() == ["unassigned"] * 5
+    assert result["matched_rule"].null_count() == 5
+
+
+# ---- quoting --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_hostile_values_column_and_table_names_stay_quoted_in_every_dialect(dialect):
+    text = compile_sql(RULES, dialect, 'my"schema.acc`ounts', AS_OF)
+    tree = sqlglot.parse_one(text, read=dialect)
+    strings = {lit.this for lit in tree.find_all(exp.Literal) if lit.is_string}
+    assert {HOSTILE, "", "日本", "x", "2026-11-01"} <= strings
+    columns = {c.name for c in tree.find_all(exp.Column)}
+    assert ODD in columns
+    table = next(tree.find_all(exp.Table))
+    assert (table.db, table.name) in {('my"schema', "acc`ounts"), ('MY"SCHEMA', "acc`ounts")}
+    assert len(list(tree.find_all(exp.Select))) == 3  # one statement: no injected second query
+
+
+def test_postgres_text_for_a_predicate_on_a_hostile_value():
+    text = compile_sql(RULES, "postgres", "accounts", AS_OF)
+    assert """"we""ird col" IN ('it''s \\''; drop table accounts; --', '', '日本')""" in text
+    days = """CAST('2026-11-01' AS DATE) - CAST("churned_on" AS DATE)\n      ) AS "days_since_churn\""""
+    assert days in text
+    assert "WHEN NOT COALESCE(" not in text  # `not` appears inside `all` here, not at the top
+    assert """AND NOT COALESCE("we""ird col" = 'x', FALSE)""" in text
+
+
+def test_bigquery_and_spark_escape_quotes_and_backslashes_with_backslashes():
+    for dialect in ("bigquery", "spark"):
+        text = compile_sql(RULES, dialect, "accounts", AS_OF)
+        assert "'it\\'s \\\\\\'; drop table accounts; --'" in text
+        assert '`we"ird col`' in text
+
+
+def test_snowflake_folds_plain_names_to_upper_case_and_uses_datediff():
+    text = compile_sql(RULES, "snowflake", "sales.accounts", AS_OF)
+    assert 'FROM "SALES"."ACCOUNTS"' in text
+    assert 'DATEDIFF(DAY, CAST("CHURNED_ON" AS DATE), CAST(\'2026-11-01\' AS DATE)) AS "DAYS_SINCE_CHURN"' in text
+    assert '"we""ird col"' in text  # not a plain lower-case name: kept exactly
+
+
+def test_bad_dialect_table_or_date_is_a_usage_error_for_people():
+    with pytest.raises(UsageError, match="choose one of duckdb, postgres"):
+        compile_sql(RULES, "oracle", "accounts", AS_OF)
+    with pytest.raises(UsageError, match="not a table name"):
+        compile_sql(RULES, "duckdb", "a..b", AS_OF)
+    with pytest.raises(DataError, match="YYYY-MM-DD"):
+        compile_sql(RULES, "duckdb", "accounts", "November")
+
+
+# ---- sources read by DuckDB itself ----------------------------------------------------------------
+
+
+def test_a_duckdb_table_is_categorized_in_place(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.register("frame", ACCOUNTS)
+        con.execute('CREATE SCHEMA "raw; x"')
+        con.execute('CREATE TABLE "raw; x"."acc\'ounts" AS SELECT * FROM frame')
+    assert rows(categorize_duckdb(RULES, f"duckdb:{db}:raw; x.acc'ounts", AS_OF)) == EXPECTED
+
+
+def test_a_parquet_path_with_quotes_is_read_by_duckdb(tmp_path):
+    path = tmp_path / "o'neil; drop.parquet"
+    ACCOUNTS.write_parquet(path)
+    assert rows(categorize_duckdb(RULES, str(path), AS_OF)) == EXPECTED
+
+
+def test_a_parquet_column_of_the_wrong_type_is_a_data_error_naming_it(tmp_path):
+    path = tmp_path / "accounts.parquet"
+    ACCOUNTS.with_columns(pl.col("seats").cast(pl.String)).write_parquet(path)
+    with pytest.raises(DataError, match="seats is VARCHAR \\(declared integer\\)"):
+        categorize_duckdb(RULES, str(path), AS_OF)
+
+
+def test_a_missing_column_is_a_data_error_naming_it(tmp_path):
+    path = tmp_path / "accounts.parquet"
+    ACCOUNTS.drop("seats").write_parquet(path)
+    with pytest.raises(DataError, match="no column 'seats'"):
+        categorize_duckdb(RULES, str(path), AS_OF)
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+def test_kare_compile_prints_one_select_that_duckdb_runs(tmp_path, capsys):
+    rules = load_rules("rules/cloudnine")
+    assert main(["compile", "--rules", "rules/cloudnine", "--dialect", "duckdb", "--table", "accounts",
+                 "--as-of", "2026-11-01"]) == 0  # fmt: skip
+    sql = capsys.readouterr().out
+    assert sql.startswith("SELECT") and sql.count("SELECT") == 3
+    with duckdb.connect() as con:
+        con.register("typed", embedded_accounts(rules))
+        con.execute("CREATE TABLE accounts AS SELECT * FROM typed")
+        got = dict(con.sql(sql).pl().select("account_id", "category").iter_rows())
+    assert got == {dict(t.account)["account_id"]: t.expect for t in rules.tests}
+
+
+def embedded_accounts(rules: m.RuleSet) -> pl.DataFrame:
+    """The accounts of the rule file's embedded tests as a typed table (a plan filled in to pass validation)."""
+    from kare_rules.compile_polars import POLARS_TYPES
+
+    records = [{c.name: None for c in rules.inputs} | {"plan": "team"} | dict(t.account) for t in rules.tests]
+    return pl.DataFrame(records, schema={c.name: POLARS_TYPES[c.type] for c in rules.inputs})
+
+
+def test_kare_compile_with_an_unknown_table_form_exits_2(capsys):
+    code = main(["compile", "--rules", "rules/cloudnine", "--dialect", "postgres", "--table", ".x"])
+    assert code == 2
+    assert "not a table name" in capsys.readouterr().err
+
+
+def test_kare_categorize_with_the_duckdb_engine_matches_the_polars_engine(tmp_path, capsys):
+    rules = load_rules("rules/cloudnine")
+    source = tmp_path / "accounts.parquet"
+    embedded_accounts(rules).write_parquet(source)
+    outputs = {}
+    for engine in ("polars", "duckdb"):
+        target = tmp_path / f"{engine}.parquet"
+        args = ["categorize", "--rules", "rules/cloudnine", "--input", str(source), "--as-of", "2026-11-01",
+                "--output", str(target), "--engine", engine]  # fmt: skip
+        assert main(args) == 0
+        outputs[engine] = pl.read_parquet(target).select("account_id", "category", "matched_rule").sort("account_id")
+    assert outputs["duckdb"].equals(outputs["polars"])
+    assert outputs["duckdb"]["category"].to_list().count("expand") == 3
+    assert "12 accounts categorized" in capsys.readouterr().out

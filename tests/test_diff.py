@@ -1,0 +1,550 @@
+"""kare diff: rule changes read as trees, their impact on accounts, the version rule, and the CI around it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from kare_rules.cli import main
+from kare_rules.diff import (
+    MARKER,
+    QUARANTINED,
+    check_version,
+    diff_rules,
+    render_markdown,
+    rule_changes,
+    version_key,
+)
+from kare_rules.loader import load_rules
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.date(2026, 11, 1)
+
+BASE = """\
+# yaml-language-server: $schema=../../schemas/kare-rules.v1.schema.json
+format: kare/v1
+organization: acme
+version: 1.4.0
+description: Acme test rules
+owners: [revops@acme.example]
+
+inputs:
+  account_id:     {type: string, key: true}
+  owner:          {type: string, nullable: true}
+  is_customer:    {type: boolean}
+  value_last_90d: {type: float, min: 0}
+  segment:        {type: string, allowed: [smb, enterprise]}
+  churned_on:     {type: date, nullable: true}
+
+derived:
+  days_since_churn: {days_since: churned_on}
+
+traits:
+  paying:           {is_customer: true}
+  recently_churned: {days_since_churn: {lte: 365}}
+
+precedence: [exit, expand, keep, recapture]
+
+exit:
+  when: {all: [paying, {value_last_90d: {lt: 100}}]}
+  actions:
+    - {id: exit-review, title: Decide exit, due_in_days: 14, priority: high}
+
+profiles:
+  expand:
+    description: The big ones
+    when: {all: [paying, {value_last_90d: {gte: 35000}}]}
+    actions:
+      - {id: exec-qbr, title: Quarterly review, due_in_days: 30, priority: high, owner: owner}
+  keep:
+    when: paying
+    actions:
+      - {id: renewal-check, title: Confirm renewal, due_in_days: 60}
+  recapture:
+    when: {all: [{not: paying}, recently_churned]}
+    actions:
+      - {id: win-back, title: Win-back call, due_in_days: 21}
+
+transitions:
+  - {from: keep, to: recapture, actions: [{id: churn-review, title: Churn review, due_in_days: 7}]}
+  - {from: expand, to: keep, actions: [{id: health-dip, title: Health dip, due_in_days: 14}]}
+
+tests:
+  - name: big paying account is expand
+    account: {account_id: T1, is_customer: true, value_last_90d: 50000}
+    as_of: 2026-11-01
+    expect: expand
+  - name: paying account of 32000 is keep
+    account: {account_id: T2, is_customer: true, value_last_90d: 32000}
+    as_of: 2026-11-01
+    expect: keep
+"""
+
+
+def edit(text: str, *pairs: tuple[str, str]) -> str:
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def write_rules(root: Path, text: str, org: str = "acme"):
+    path = root / org / "kare.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace("organization: acme", f"organization: {org}"), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str, name: str = "x"):
+    return load_rules(write_rules(tmp_path / name, text))
+
+
+def accounts(n: int = 40) -> pl.DataFrame:
+    """Account i: value i*2000, a customer unless i is a multiple of 4; non-customers churned i*20 days ago."""
+    return pl.DataFrame(
+        {
+            "account_id": [f"A{i:03d}" for i in range(n)],
+            "owner": [f"rep-{i % 3}" for i in range(n)],
+            "is_customer": [i % 4 != 0 for i in range(n)],
+            "value_last_90d": [float(i * 2000) for i in range(n)],
+            "segment": ["enterprise" if i % 5 == 0 else "smb" for i in range(n)],
+            "churned_on": [AS_OF - dt.timedelta(days=i * 20) if i % 4 == 0 else None for i in range(n)],
+        }
+    )
+
+
+THRESHOLD = ("{value_last_90d: {gte: 35000}}", "{value_last_90d: {gte: 30000}}")
+
+
+# ---- rule changes in plain words ----------------------------------------------------------------
+
+
+def test_a_changed_threshold_reads_as_old_and_new_value(tmp_path):
+    changes = rule_changes(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"))
+    assert [(c.kind, c.target, c.name, c.text) for c in changes] == [
+        ("threshold_changed", "category", "expand", "expand: value_last_90d ≥ 35000 → ≥ 30000")
+    ]
+    assert changes[0].before == "(paying and value_last_90d ≥ 35000)"
+    assert changes[0].after == "(paying and value_last_90d ≥ 30000)"
+
+
+def test_traits_added_removed_and_changed_show_before_and_after(tmp_path):
+    after = edit(
+        BASE,
+        ("  recently_churned: {days_since_churn: {lte: 365}}", "  recently_churned: {days_since_churn: {lte: 180}}"),
+        (
+            "  paying:           {is_customer: true}",
+            "  paying:           {is_customer: true}\n  vip: {segment: enterprise}",
+        ),
+        ("when: paying\n", "when: {all: [paying, {not: vip}]}\n"),
+    )
+    changes = rule_changes(load(tmp_path, BASE, "a"), load(tmp_path, after, "b"))
+    texts = [c.text for c in changes]
+    assert "trait recently_churned: days_since_churn ≤ 365 → ≤ 180 (used by recapture)" in texts
+    assert "trait vip added: segment = 'enterprise' (used by keep)" in texts
+    assert "keep: added condition not (vip)" in texts
+    changed = next(c for c in changes if c.name == "recently_churned")
+    assert (changed.before, changed.after) == ("days_since_churn ≤ 365", "days_since_churn ≤ 180")
+
+    removed = rule_changes(load(tmp_path, after, "c"), load(tmp_path, BASE, "d"))
+    assert any(
+        c.kind == "trait_removed" and c.text == "trait vip removed (was segment = 'enterprise')" for c in removed
+    )
+
+
+def test_actions_added_removed_and_changed(tmp_path):
+    after = edit(
+        BASE,
+        (
+            "{id: exec-qbr, title: Quarterly review, due_in_days: 30, priority: high, owner: owner}",
+            "{id: exec-qbr, title: Executive review, due_in_days: 21, priority: medium}",
+        ),
+        (
+            "      - {id: renewal-check, title: Confirm renewal, due_in_days: 60}\n",
+            "      - {id: nps, title: Ask NPS, due_in_days: 9}\n",
+        ),
+        (
+            "actions: [{id: churn-review, title: Churn review, due_in_days: 7}]",
+            "actions: [{id: churn-review, title: Churn review, due_in_days: 7}, "
+            "{id: call, title: Call, due_in_days: 2}]",
+        ),
+    )
+    by_name = {(c.kind, c.name): c.text for c in rule_changes(load(tmp_path, BASE, "a"), load(tmp_path, after, "b"))}
+    assert by_name == {
+        ("action_changed", "expand/exec-qbr"): "expand: action exec-qbr: title 'Quarterly review' → "
+        "'Executive review', due_in_days 30 → 21, priority high → medium, owner owner → none",
+        ("action_added", "keep/nps"): "keep: action nps added: 'Ask NPS', due in 9 days, medium priority",
+        ("action_removed", "keep/renewal-check"): "keep: action renewal-check removed",
+        ("action_added", "keep → recapture"): "transition keep → recapture: action call added: 'Call', due in 2 days, "
+        "medium priority",
+    }
+
+
+def test_precedence_inputs_derived_and_transitions(tmp_path):
+    after = edit(
+        BASE,
+        ("precedence: [exit, expand, keep, recapture]", "precedence: [expand, exit, keep, recapture]"),
+        (
+            "  churned_on:     {type: date, nullable: true}",
+            "  churned_on:     {type: date, nullable: true}\n  region: {type: string, nullable: true}",
+        ),
+        (
+            "segment:        {type: string, allowed: [smb, enterprise]}",
+            "segment:        {type: string, nullable: true, allowed: [smb, enterprise, mid]}",
+        ),
+        ("days_since_churn: {days_since: churned_on}", "days_since_churn: {days_until: churned_on}"),
+        ("  - {from: expand, to: keep, actions: [{id: health-dip, title: Health dip, due_in_days: 14}]}\n", ""),
+    )
+    texts = [(c.kind, c.text) for c in rule_changes(load(tmp_path, BASE, "a"), load(tmp_path, after, "b"))]
+    assert texts == [
+        ("input_added", "input region added (string, nullable)"),
+        ("input_changed", "input segment: nullable false → true, allowed +'mid'"),
+        ("derived_changed", "derived days_since_churn: days_since(churned_on) → days_until(churned_on)"),
+        (
+            "precedence_changed",
+            "precedence exit → expand → keep → recapture became expand → exit → keep → recapture (first match wins)",
+        ),
+        ("transition_removed", "transition expand → keep removed"),
+    ]
+
+
+def test_removing_an_input_or_a_category_is_breaking_and_needs_a_major_bump(tmp_path):
+    no_segment = edit(BASE, ("  segment:        {type: string, allowed: [smb, enterprise]}\n", ""))
+    no_recapture = edit(
+        BASE,
+        ("precedence: [exit, expand, keep, recapture]", "precedence: [exit, expand, keep]"),
+        (
+            "  recapture:\n    when: {all: [{not: paying}, recently_churned]}\n    actions:\n"
+            "      - {id: win-back, title: Win-back call, due_in_days: 21}\n",
+            "",
+        ),
+        ("  - {from: keep, to: recapture, actions: [{id: churn-review, title: Churn review, due_in_days: 7}]}\n", ""),
+    )
+    before = load(tmp_path, BASE, "a")
+    for i, (text, kind) in enumerate([(no_segment, "input_removed"), (no_recapture, "category_removed")]):
+        minor = load(tmp_path, edit(text, ("version: 1.4.0", "version: 1.5.0")), f"m{i}")
+        changes = rule_changes(before, minor)
+        assert [c.kind for c in changes if c.breaking] == [kind]
+        check = check_version(before, minor, changes)
+        assert (check.ok, check.required, check.suggested_version) == (False, "major", "2.0.0")
+        assert "write version: 2.0.0" in check.message
+        major = load(tmp_path, edit(text, ("version: 1.4.0", "version: 2.0.0")), f"M{i}")
+        assert check_version(before, major, rule_changes(before, major)).ok
+
+
+# ---- the digest ---------------------------------------------------------------------------------
+
+
+def test_the_digest_ignores_formatting_key_order_comments_prose_owners_and_tests(tmp_path):
+    reformatted = edit(
+        BASE,
+        ("  is_customer:    {type: boolean}\n", ""),
+        (
+            "  churned_on:     {type: date, nullable: true}",
+            "  churned_on:\n    nullable: true   # a comment\n    type: date\n  is_customer:\n    type: boolean",
+        ),
+        (
+            "  paying:           {is_customer: true}\n  recently_churned: {days_since_churn: {lte: 365}}",
+            "  recently_churned: {days_since_churn: {lte: 365}}\n  paying: {is_customer: {eq: true}}",
+        ),
+        ("description: Acme test rules", "description: Something else entirely"),
+        ("owners: [revops@acme.example]", "owners: [someone@acme.example, other@acme.example]"),
+        ("    description: The big ones\n", "    description: Changed prose\n"),
+        ("format: kare/v1\n", "# a new comment\nformat: kare/v1\n"),
+        (
+            "    expect: keep\n",
+            "    expect: keep\n  - name: extra\n    account: {account_id: T3, is_customer: false, "
+            "value_last_90d: 0}\n    as_of: 2026-11-01\n    expect: unassigned\n",
+        ),
+        (
+            "  - {from: keep, to: recapture, actions: [{id: churn-review, title: Churn review, due_in_days: 7}]}\n"
+            "  - {from: expand, to: keep, actions: [{id: health-dip, title: Health dip, due_in_days: 14}]}\n",
+            "  - {from: expand, to: keep, actions: [{id: health-dip, title: Health dip, due_in_days: 14}]}\n"
+            "  - {to: recapture, from: keep, actions: [{due_in_days: 7, id: churn-review, title: Churn review}]}\n",
+        ),
+        ("version: 1.4.0", "version: 1.4.1"),
+    )
+    a, b = load(tmp_path, BASE, "a"), load(tmp_path, reformatted, "b")
+    assert a.digest.startswith("sha256:")
+    assert a.digest == b.digest
+    assert rule_changes(a, b) == []
+    assert diff_rules(a, b).status == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        THRESHOLD,
+        ("precedence: [exit, expand, keep, recapture]", "precedence: [expand, exit, keep, recapture]"),
+        ("due_in_days: 60}", "due_in_days: 61}"),
+        ("priority: high, owner: owner}", "priority: low, owner: owner}"),
+        ("priority: high, owner: owner}", "priority: high}"),
+        ("title: Confirm renewal,", "title: Confirm the renewal,"),
+        ("allowed: [smb, enterprise]", "allowed: [smb, enterprise, mid]"),
+        ("{type: float, min: 0}", "{type: float, min: 1}"),
+        ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lt: 365}}"),
+        ("{not: paying}", "{is_customer: false}"),
+        ("  - {from: expand, to: keep, actions: [{id: health-dip, title: Health dip, due_in_days: 14}]}\n", ""),
+    ],
+)
+def test_every_semantic_change_changes_the_digest(tmp_path, change):
+    a, b = load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, change), "b")
+    assert a.digest != b.digest
+    assert rule_changes(a, b), "a digest change must come with a readable rule change"
+
+
+# ---- the version rule ---------------------------------------------------------------------------
+
+
+def test_versions_compare_as_semver_not_as_text():
+    assert version_key("1.10.0") > version_key("1.9.0")
+    assert version_key("1.2.0-rc.1") < version_key("1.2.0") < version_key("1.2.1")
+    assert version_key("1.2.0-rc.2") < version_key("1.2.0-rc.10")
+
+
+def test_a_change_without_a_bump_fails_with_the_version_to_write(tmp_path):
+    before, after = load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b")
+    check = check_version(before, after, rule_changes(before, after))
+    assert (check.ok, check.required, check.suggested_version) == (False, "bump", "1.5.0")
+    assert check.message.endswith("write version: 1.5.0")
+    patch = load(tmp_path, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.4.1")), "c")
+    assert check_version(before, patch, rule_changes(before, patch)).ok
+
+
+def test_no_semantic_change_needs_no_bump_but_a_version_never_goes_down(tmp_path):
+    before = load(tmp_path, BASE, "a")
+    same = load(tmp_path, edit(BASE, ("description: Acme test rules", "description: new words")), "b")
+    assert check_version(before, same, []).ok
+    lower = load(tmp_path, edit(BASE, ("version: 1.4.0", "version: 1.3.9")), "c")
+    check = check_version(before, lower, [])
+    assert not check.ok and "write version: 1.4.0" in check.message
+
+
+# ---- impact on accounts -------------------------------------------------------------------------
+
+
+def test_impact_counts_every_category_and_lists_the_moved_accounts_with_reasons(tmp_path):
+    before, after = load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b")
+    report = diff_rules(before, after, accounts(), AS_OF)
+    imp = report.impact
+    # value 30000..34000 and paying: A015 (30000) and A017 (34000); A016 is not a customer.
+    assert imp.accounts == 40
+    # 30 customers: 17 with value ≥ 35000; 10 non-customers, 5 of them churned within 365 days.
+    assert imp.counts_before == {"exit": 0, "expand": 17, "keep": 13, "recapture": 5, "attain": 0, "unassigned": 5}
+    assert imp.counts_after == {"exit": 0, "expand": 19, "keep": 11, "recapture": 5, "attain": 0, "unassigned": 5}
+    assert imp.transitions == [{"from": "keep", "to": "expand", "accounts": 2}]
+    assert imp.moved_total == 2
+    assert [(x["account_id"], x["from"], x["to"]) for x in imp.moved] == [
+        ("A015", "keep", "expand"),
+        ("A017", "keep", "expand"),
+    ]
+    assert imp.moved[0]["reason_before"] == "keep: paying (is_customer = true [true])"
+    assert imp.moved[0]["reason_after"] == (
+        "expand: paying (is_customer = true [true]) and value_last_90d ≥ 30000 [30000.0]"
+    )
+    assert report.tests_before == {"passed": 2, "failed": 0, "failures": []}
+    assert report.tests_after["failed"] == 1
+    assert report.tests_after["failures"][0]["name"] == "paying account of 32000 is keep"
+    assert report.tests_after["failures"][0]["got"] == "expand"
+
+
+def test_moved_accounts_are_limited_but_the_total_is_kept(tmp_path):
+    lower = edit(BASE, ("{value_last_90d: {gte: 35000}}", "{value_last_90d: {gte: 0}}"))
+    imp = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, lower, "b"), accounts(), AS_OF, limit=3).impact
+    assert imp.moved_total == 13 and len(imp.moved) == 3
+
+
+def test_a_stricter_contract_shows_rows_moving_to_quarantined(tmp_path):
+    stricter = edit(BASE, ("{type: float, min: 0}", "{type: float, min: 5000}"))
+    imp = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, stricter, "b"), accounts(), AS_OF).impact
+    # A000 (0, recapture) and A002 (4000, keep) fall below the new minimum; A001 (2000) is keep too.
+    assert imp.counts_after[QUARANTINED] == 3 and imp.counts_before[QUARANTINED] == 0
+    assert sum(imp.counts_after.values()) == sum(imp.counts_before.values()) == 40
+    assert {(t["from"], t["to"], t["accounts"]) for t in imp.transitions} == {
+        ("keep", QUARANTINED, 2),
+        ("recapture", QUARANTINED, 1),
+    }
+    assert imp.moved[0]["reason_after"].startswith("quarantined: value_last_90d: 0.0 is below the minimum 5000")
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def _files(tmp_path: Path, after_text: str) -> tuple[Path, Path, Path]:
+    before = write_rules(tmp_path / "old", BASE)
+    after = write_rules(tmp_path / "new", after_text)
+    data = tmp_path / "accounts.parquet"
+    accounts().write_parquet(data)
+    return before, after, data
+
+
+def test_kare_diff_json_has_every_field_and_exits_1_without_a_bump(tmp_path, capsys):
+    before, after, data = _files(tmp_path, edit(BASE, THRESHOLD))
+    out_file = tmp_path / "diff.json"
+    argv = ["diff", "--before", str(before), "--after", str(after), "--input", str(data), "--as-of", "2026-11-01"]
+    rc = main([*argv, "--format", "json", "--output", str(out_file)])
+    assert rc == 1
+    assert "write version: 1.5.0" in capsys.readouterr().err
+    report = json.loads(out_file.read_text())
+    for key in (
+        "organization",
+        "version_before",
+        "version_after",
+        "digest_before",
+        "digest_after",
+        "rule_changes",
+        "counts_before",
+        "counts_after",
+        "transitions",
+        "moved_total",
+        "moved",
+        "tests_before",
+        "tests_after",
+        "version_check",
+    ):
+        assert key in report, key
+    assert report["organization"] == "acme"
+    assert report["rule_changes"] == [
+        {
+            "kind": "threshold_changed",
+            "category": "expand",
+            "text": "expand: value_last_90d ≥ 35000 → ≥ 30000",
+            "before": "(paying and value_last_90d ≥ 35000)",
+            "after": "(paying and value_last_90d ≥ 30000)",
+        }
+    ]
+    assert report["transitions"] == [{"from": "keep", "to": "expand", "accounts": 2}]
+    assert report["version_check"] == {
+        "ok": False,
+        "required": "bump",
+        "message": report["version_check"]["message"],
+        "suggested_version": "1.5.0",
+    }
+    assert report["digest_before"] != report["digest_after"]
+
+    bumped = write_rules(tmp_path / "bumped", edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")))
+    rc = main(["diff", "--before", str(before), "--after", str(bumped), "--input", str(data), "--as-of", "2026-11-01"])
+    assert rc == 0
+
+
+def test_kare_diff_markdown_reads_as_a_pull_request_comment(tmp_path, capsys):
+    before, after, _ = _files(tmp_path, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")))
+    csv = tmp_path / "accounts.csv"
+    accounts().write_csv(csv)  # CSV too: every column read as text, typed by validation
+    rc = main(["diff", "--before", str(before), "--after", str(after), "--input", str(csv), "--as-of", "2026-11-01"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert text.startswith(MARKER)
+    assert "**acme 1.4.0 → 1.5.0** · 1 rule change · 2 of 40 accounts move · version check ✅" in text
+    assert "- expand: value_last_90d ≥ 35000 → ≥ 30000" in text
+    assert "| category | before | after | Δ |" in text
+    assert "| `keep` | 13 | 11 | −2 |" in text
+    assert "| `unassigned` | 5 | 5 | 0 |" in text
+    assert "| before ↓ / after → | expand |" in text and "| `keep` | 2 |" in text
+    assert "**Moved accounts** (2)" in text and "| `A015` | keep | expand |" in text
+    assert "- after: 1 passed, 1 failed ❌" in text
+    assert "**Version check** ✅" in text
+
+
+def test_kare_diff_usage_errors_exit_2(tmp_path, capsys):
+    before, after, data = _files(tmp_path, BASE)
+    assert main(["diff", "--before", str(before)]) == 2
+    assert main(["diff", "--before", str(before), "--after", str(after), "--input", str(data)]) == 2
+    assert "--as-of" in capsys.readouterr().err
+    assert main(["diff", "--base", "no-such-ref", "--rules-dir", str(tmp_path / "old")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_kare_diff_base_compares_every_changed_org_against_a_git_ref(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, BASE, "acme")
+    write_rules(rules, BASE, "gone")
+    write_rules(rules, BASE, "same")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(rules, edit(BASE, THRESHOLD), "acme")
+    write_rules(rules, edit(BASE, ("version: 1.4.0", "version: 0.1.0")), "newco")
+    (rules / "gone" / "kare.yaml").unlink()
+    (rules / "gone").rmdir()
+    accounts().write_parquet(tmp_path / "acme.parquet")
+
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+    rc = main([*argv, "--as-of", "2026-11-01", "--format", "json"])
+    captured = capsys.readouterr()
+    assert rc == 1  # acme changed without a bump
+    report = json.loads(captured.out)
+    assert report["base"] == "HEAD" and report["ok"] is False
+    orgs = {o["organization"]: o for o in report["organizations"]}
+    assert sorted(orgs) == ["acme", "gone", "newco"]  # 'same' did not change
+    assert orgs["acme"]["status"] == "changed" and orgs["acme"]["moved_total"] == 2
+    assert orgs["acme"]["version_check"]["suggested_version"] == "1.5.0"
+    assert orgs["newco"]["status"] == "added" and orgs["newco"]["version_check"]["ok"]
+    assert orgs["gone"]["status"] == "removed" and orgs["gone"]["version_after"] is None
+    assert "does not exist" in orgs["newco"]["impact_note"]
+
+    md = tmp_path / "diff.md"
+    assert main([*argv, "--as-of", "2026-11-01", "--output", str(md)]) == 1
+    text = md.read_text()
+    assert text.startswith(MARKER) and "## KARE rule changes against `HEAD`" in text
+    assert "**gone 1.4.0 (removed)**" in text and "**newco 0.1.0 (new)**" in text
+
+    write_rules(rules, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")), "acme")
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+
+
+def test_markdown_with_nothing_changed_says_so():
+    text = render_markdown([], base="origin/main")
+    assert text.startswith(MARKER) and "No rule file differs from `origin/main`." in text
+
+
+# ---- CI wiring ----------------------------------------------------------------------------------
+
+
+def test_the_rules_pr_workflow_runs_validate_test_and_diff_and_comments_once():
+    flow = yaml.safe_load((ROOT / ".github/workflows/rules-pr.yml").read_text())
+    trigger = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert "rules/**" in trigger["pull_request"]["paths"]
+    assert flow["permissions"]["pull-requests"] == "write"
+    steps = [s for job in flow["jobs"].values() for s in job["steps"]]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
+    assert str(python["with"]["python-version"]) == "3.11"
+    runs = "\n".join(s.get("run", "") for s in steps)
+    for needed in (
+        "make setup",
+        "kare validate rules",
+        "kare test rules",
+        "diff --base",
+        "--format markdown --output diff.md",
+    ):
+        assert needed in runs, needed
+    assert flow["jobs"]["impact"]["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
+    assert "vars.KARE_DIFF_SNAPSHOT" in flow["jobs"]["impact"]["env"]["KARE_DIFF_SNAPSHOT"]
+    script = next(s for s in steps if s.get("uses", "").startswith("actions/github-script@"))
+    assert MARKER in script["with"]["script"] and "updateComment" in script["with"]["script"]
+    assert any("exit 1" in s.get("run", "") and "steps.diff" in str(s.get("if", "")) for s in steps)
+
+
+def test_pre_commit_hooks_and_codeowners_exist():
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"kare-validate", "kare-test"}
+    assert all(h["language"] == "python" and h["files"].startswith("^rules/") for h in hooks.values())
+    assert "/rules/cloudnine/" in (ROOT / ".github/CODEOWNERS").read_text()

@@ -1,0 +1,176 @@
+"""Dirty input is quarantined row by row with every reason, or rejected with one clear message;
+input rows always equal valid + quarantined rows, and no traceback ever reaches a person."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kare_rules.cli import main
+from kare_rules.errors import DataError
+from kare_rules.loader import load_rules
+from kare_rules.sources import read_source
+from kare_rules.synth import synthesize
+from kare_rules.validation import validate_accounts
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))  # before anything imports pipelines
+RULES_DIR = ROOT / "rules" / "cloudnine"
+RULES = load_rules(RULES_DIR)
+AS_OF = dt.date(2026, 10, 31)
+HEADER = (
+    "account_id,account_owner,plan,segment,is_customer,arr,seats,seats_used,nps,employees,churned_on,"
+    "payment_overdue_days"
+)
+GOOD = "{id},ana,team,smb,true,1000,10,5,10,50,,0"
+
+
+def _checked_csv(tmp_path: Path, lines: list[str]):
+    path = tmp_path / "accounts.csv"
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
+    checked = validate_accounts(RULES, read_source(path).collect())
+    assert checked.valid.height + checked.quarantine.height == len(lines)
+    return checked
+
+
+def _reasons(checked) -> dict[int, list[str]]:
+    return {r["row_number"]: r["reasons"] for r in checked.quarantine.iter_rows(named=True)}
+
+
+def test_null_keys_are_quarantined_as_missing_not_as_duplicates(tmp_path):
+    checked = _checked_csv(tmp_path, [GOOD.format(id="A"), GOOD.format(id=""), GOOD.format(id="")])
+    assert _reasons(checked) == {
+        2: ["account_id: missing value (the column is not nullable)"],
+        3: ["account_id: missing value (the column is not nullable)"],
+    }
+    assert checked.quarantine["account_id"].to_list() == [None, None]
+    assert checked.valid["account_id"].to_list() == ["A"]
+
+
+def test_every_row_of_a_duplicated_key_is_quarantined_with_a_reason_naming_it(tmp_path):
+    checked = _checked_csv(
+        tmp_path, [GOOD.format(id="D"), GOOD.format(id="A"), GOOD.format(id="D"), GOOD.format(id="D")]
+    )
+    assert _reasons(checked) == {
+        n: ["account_id: D appears more than once (the key must be unique)"] for n in (1, 3, 4)
+    }
+    assert checked.valid["account_id"].to_list() == ["A"]
+
+
+def test_out_of_range_and_not_allowed_values_are_quarantined_with_every_reason(tmp_path):
+    checked = _checked_csv(tmp_path, [GOOD.format(id="A"), "B,ana,gold,smb,true,-5,10,5,500,50,,0"])
+    assert _reasons(checked) == {
+        2: [
+            "plan: 'gold' is not one of the allowed values (free, team, business, enterprise)",
+            "arr: -5.0 is below the minimum 0",
+            "nps: 500 is above the maximum 100",
+        ]
+    }
+
+
+def test_wrong_types_in_csv_are_quarantined_with_the_value_and_the_type(tmp_path):
+    checked = _checked_csv(
+        tmp_path,
+        [
+            GOOD.format(id="A"),
+            "B,ana,team,smb,maybe,1000,abc,5,10,50,,0",
+            "C,ana,team,smb,true,1000,10.5,5,10,50,2026-13-01,0",
+            "D,ana,team,smb,yes,1e3,10,5,10,50,2026-01-31,0",  # 'yes' and 1e3 are fine
+        ],
+    )
+    assert _reasons(checked) == {
+        2: ["is_customer: maybe is not a valid boolean", "seats: abc is not a valid integer"],
+        3: ["seats: 10.5 is not a valid integer", "churned_on: 2026-13-01 is not a valid date"],
+    }
+    valid = checked.valid.sort("account_id")
+    assert valid["account_id"].to_list() == ["A", "D"]
+    assert valid.schema["seats"] == pl.Int64 and valid.schema["is_customer"] == pl.Boolean
+    assert valid.row(1, named=True)["arr"] == 1000.0
+    # The quarantined record keeps the row exactly as read, for the person who fixes the source.
+    assert '"seats":"abc"' in checked.quarantine["record"][0]
+
+
+def test_input_rows_equal_valid_plus_quarantined_on_a_large_dirty_frame():
+    df = synthesize(RULES, 5000, AS_OF, seed=3)
+    i = pl.int_range(pl.len())
+    dirty = df.with_columns(
+        pl.when(i % 7 == 0).then(None).otherwise(pl.col("account_id")).alias("account_id"),
+        pl.when(i % 11 == 0).then(-1).otherwise(pl.col("seats")).alias("seats"),
+        pl.when(i % 13 == 0).then(pl.lit("gold")).otherwise(pl.col("plan")).alias("plan"),
+    )
+    dirty = pl.concat([dirty, dirty.slice(1, 5)])  # five duplicated keys
+    checked = validate_accounts(RULES, dirty)
+    assert checked.valid.height + checked.quarantine.height == dirty.height
+    bad = (dirty["account_id"].is_null() | (dirty["seats"] == -1) | (dirty["plan"] == "gold")).sum()
+    assert checked.quarantine.height == bad + 10 - 0  # each duplicated pair: both rows
+    assert checked.valid["account_id"].is_duplicated().sum() == 0
+    assert checked.quarantine["reasons"].list.len().min() >= 1
+
+
+def test_a_missing_column_is_a_data_error_naming_the_column_and_the_rule_file():
+    df = synthesize(RULES, 10, AS_OF).drop("nps")
+    with pytest.raises(DataError) as info:
+        validate_accounts(RULES, df)
+    text = str(info.value)
+    assert "'nps'" in text and "kare.yaml" in text and "present:" in text
+
+
+def test_kare_categorize_with_a_missing_column_exits_1_with_one_paragraph(tmp_path, capsys):
+    source = tmp_path / "accounts.parquet"
+    synthesize(RULES, 10, AS_OF).drop("nps").write_parquet(source)
+    code = main(
+        [
+            "categorize",
+            "--rules",
+            str(RULES_DIR),
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.parquet"),
+            "--as-of",
+            str(AS_OF),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("kare categorize: the input has no column 'nps'")
+    assert "kare.yaml" in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0
+
+
+def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes_nothing(tmp_path, capsys):
+    source = tmp_path / "accounts.parquet"
+    synthesize(RULES, 10, AS_OF).drop("nps").write_parquet(source)
+    warehouse = tmp_path / "wh.duckdb"
+    code = main(
+        [
+            "run",
+            "--org",
+            "cloudnine",
+            "--rules-dir",
+            str(ROOT / "rules"),
+            "--input",
+            str(source),
+            "--as-of",
+            str(AS_OF),
+            "--warehouse",
+            str(warehouse),
+            "--staging",
+            str(tmp_path / "staging"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and "dagster" not in err.lower()
+    first = err.strip().splitlines()[0]
+    assert first.startswith("kare run: cloudnine: step validated_accounts failed: the input has no column 'nps'")
+    assert "kare.yaml" in first
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM kare.account_categories").fetchall() == [(0,)]
+        assert con.execute("SELECT status FROM kare.runs").fetchall() == [("failed",)]

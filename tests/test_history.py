@@ -1,0 +1,380 @@
+"""History and actions: every change cause, held (quarantined) accounts, the action queue's promises,
+overrides, and a property test over random snapshot sequences."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kare_rules.errors import RuleFileError
+from kare_rules.history import history_problems, rewind_history, transitions, update_history
+from kare_rules.loader import load_rules, load_rules_text
+from kare_rules.overrides import Override, apply_overrides, load_overrides
+from kare_rules.runner import PreviousState, RunOutputs, compute_run
+from kare_rules.tables import FAR_FUTURE, empty
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES_TEXT = (ROOT / "rules" / "cloudnine" / "kare.yaml").read_text()
+RULES = load_rules(ROOT / "rules" / "cloudnine")
+# The same organization after a rule change: 'strategic' needs twice the ARR.
+RULES_V2 = load_rules_text(
+    RULES_TEXT.replace("version: 1.0.0", "version: 1.1.0").replace("{arr: {gte: 100000}}", "{arr: {gte: 300000}}"),
+    "cloudnine@v2",
+)
+D1, D2, D3, D4 = dt.date(2026, 8, 31), dt.date(2026, 9, 30), dt.date(2026, 10, 31), dt.date(2026, 11, 30)
+
+
+def account(account_id: str, category: str, as_of: dt.date = D1, **changes) -> dict:
+    """One cloudnine input row that the v1 rules put in `category`."""
+    row = {
+        "account_id": account_id,
+        "account_owner": f"owner-of-{account_id}",
+        "plan": "team",
+        "segment": "smb",
+        "is_customer": True,
+        "arr": 5000.0,
+        "seats": 10,
+        "seats_used": 1,
+        "nps": 10,
+        "employees": 50,
+        "churned_on": None,
+        "payment_overdue_days": 0,
+    }
+    row.update(
+        {
+            "expand": {"arr": 250000.0, "segment": "mid_market", "seats_used": 9, "nps": 50},
+            "keep": {},
+            "exit": {"payment_overdue_days": 120},
+            "recapture": {"is_customer": False, "churned_on": as_of - dt.timedelta(days=100), "nps": None},
+            "attain": {"is_customer": False, "segment": "mid_market", "employees": 800},
+            "unassigned": {"is_customer": False},
+        }[category]
+    )
+    row.update(changes)
+    return row
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    schema = {
+        "account_id": pl.String,
+        "account_owner": pl.String,
+        "plan": pl.String,
+        "segment": pl.String,
+        "is_customer": pl.Boolean,
+        "arr": pl.Float64,
+        "seats": pl.Int64,
+        "seats_used": pl.Int64,
+        "nps": pl.Int64,
+        "employees": pl.Int64,
+        "churned_on": pl.Date,
+        "payment_overdue_days": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def next_state(out: RunOutputs, rules) -> PreviousState:
+    """What the warehouse would hand the next run (as Warehouse.previous_state does)."""
+    return PreviousState(
+        categories=out.account_categories,
+        history=out.category_history,
+        actions=out.action_queue,
+        last_as_of=out.as_of,
+        last_run_id=out.run_id,
+        last_rules_digest=rules.digest,
+        previous_rules=rules,
+    )
+
+
+def run(rules, rows, as_of, previous=None, **kw) -> RunOutputs:
+    raw = rows if isinstance(rows, pl.DataFrame) else frame(rows)
+    kw.setdefault("max_quarantine_share", 0.5)  # these frames are tiny: one bad row is a large share
+    return compute_run(rules, raw, as_of, previous or PreviousState(), **kw)
+
+
+def current(out: RunOutputs, account_id: str) -> dict:
+    rows = out.category_history.filter(pl.col("is_current") & (pl.col("account_id") == account_id))
+    assert rows.height == 1, f"{account_id} has {rows.height} current rows"
+    return rows.row(0, named=True)
+
+
+def actions_of(out: RunOutputs, account_id: str, status: str | None = None) -> pl.DataFrame:
+    q = out.action_queue.filter(pl.col("account_id") == account_id)
+    return q.filter(pl.col("status") == status) if status else q
+
+
+# ---- change causes -----------------------------------------------------------------------------
+
+
+def test_first_run_opens_one_new_row_per_account():
+    out = run(RULES, [account("A", "keep"), account("B", "expand")], D1)
+    h = out.category_history
+    assert h.height == 2
+    assert h["change_cause"].to_list() == ["new", "new"]
+    assert h["previous_category"].to_list() == [None, None]
+    assert h["valid_to"].to_list() == [FAR_FUTURE, FAR_FUTURE]
+    assert h["category"].to_list() == ["keep", "expand"]
+
+
+def test_data_change_closes_the_old_row_and_opens_one_with_cause_data():
+    one = run(RULES, [account("A", "keep")], D1)
+    two = run(RULES, [account("A", "exit")], D2, next_state(one, RULES))
+    rows = two.category_history.sort("valid_from")
+    assert rows.select("category", "valid_from", "valid_to", "is_current", "change_cause").rows() == [
+        ("keep", D1, D2, False, "new"),
+        ("exit", D2, FAR_FUTURE, True, "data"),
+    ]
+    assert current(two, "A")["previous_category"] == "keep"
+
+
+def test_unchanged_account_gets_no_new_row():
+    one = run(RULES, [account("A", "keep")], D1)
+    two = run(RULES, [account("A", "keep", arr=6000.0)], D2, next_state(one, RULES))
+    assert two.category_history.height == 1
+    assert current(two, "A")["valid_from"] == D1
+
+
+def test_rule_change_alone_is_cause_rules():
+    one = run(RULES, [account("A", "expand"), account("B", "keep")], D1)
+    two = run(RULES_V2, [account("A", "expand"), account("B", "keep")], D2, next_state(one, RULES))
+    a = current(two, "A")
+    assert (a["category"], a["previous_category"], a["change_cause"]) == ("keep", "expand", "rules")
+    assert a["rules_version"] == "1.1.0"
+    assert current(two, "B")["valid_from"] == D1  # the rule change did not move B
+
+
+def test_rule_change_and_data_change_that_old_rules_also_see_is_both():
+    one = run(RULES, [account("A", "expand")], D1)
+    # A stops paying: the old rules would also have moved it (to recapture/unassigned), so 'both'.
+    moved = account("A", "recapture", as_of=D2, arr=250000.0, segment="mid_market")
+    two = run(RULES_V2, [moved], D2, next_state(one, RULES))
+    assert current(two, "A")["change_cause"] == "both"
+
+
+def test_data_change_after_an_earlier_rule_change_is_data_not_both():
+    # A keeps its category across the rule change, so its open row still carries the v1 digest;
+    # a later data change under unchanged v2 rules is a data change.
+    one = run(RULES, [account("A", "keep")], D1)
+    two = run(RULES_V2, [account("A", "keep")], D2, next_state(one, RULES))
+    assert current(two, "A")["rules_version"] == "1.0.0"
+    three = run(RULES_V2, [account("A", "exit")], D3, next_state(two, RULES_V2))
+    assert current(three, "A")["change_cause"] == "data"
+
+
+def test_account_absent_from_input_is_removed_and_coming_back_is_data():
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    two = run(RULES, [account("B", "keep")], D2, next_state(one, RULES))
+    gone = current(two, "A")
+    assert (gone["category"], gone["previous_category"], gone["change_cause"]) == (None, "keep", "removed")
+    assert "A" not in two.account_categories["account_id"].to_list()
+    moves = dict(
+        ((r[0], r[1]), r[2]) for r in two.category_transitions.select("from_category", "to_category", "accounts").rows()
+    )
+    assert moves == {("keep", "removed"): 1, ("keep", "keep"): 1}
+    three = run(RULES, [account("A", "expand"), account("B", "keep")], D3, next_state(two, RULES))
+    back = current(three, "A")
+    assert (back["category"], back["previous_category"], back["change_cause"]) == ("expand", None, "data")
+    assert history_problems(three.category_history) == []
+    assert three.category_history.filter(pl.col("account_id") == "A").height == 3
+
+
+def test_override_change_is_cause_override_and_expiry_is_inclusive():
+    pin = (Override("A", "expand", "strategic logo", "ana@cloudnine.example", D2),)
+    one = run(RULES, [account("A", "keep")], D1)
+    two = run(RULES, [account("A", "keep")], D2, next_state(one, RULES), overrides=pin)
+    a = current(two, "A")
+    assert (a["category"], a["matched_rule"], a["change_cause"]) == ("expand", "override", "override")
+    reason = two.account_categories["reason"][0]
+    assert "ana@cloudnine.example" in reason and "strategic logo" in reason and "rules said: keep" in reason
+    # The day after expiry the rules apply again, and the return is an override change too.
+    three = run(RULES, [account("A", "keep")], D3, next_state(two, RULES), overrides=pin)
+    a = current(three, "A")
+    assert (a["category"], a["change_cause"]) == ("keep", "override")
+
+
+def test_apply_overrides_expires_inclusive():
+    cats = pl.DataFrame(
+        {
+            "account_id": ["A", "B"],
+            "category": ["keep", "keep"],
+            "matched_rule": ["profiles.keep"] * 2,
+            "reason": ["r", "r"],
+        }
+    )
+    pin = (Override("A", "exit", "bad debt", "bo", D2),)
+    assert apply_overrides(cats, "account_id", pin, D2)["category"].to_list() == ["exit", "keep"]
+    assert apply_overrides(cats, "account_id", pin, D2 + dt.timedelta(days=1))["category"].to_list() == ["keep", "keep"]
+
+
+def test_overrides_file_with_an_unknown_category_is_located(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: expand, reason: big logo, author: ana, expires: 2026-12-31}\n"
+        "  - {account: B, category: platinum, reason: vip, author: ana, expires: 2026-12-31}\n"
+        "  - {account: A, category: keep, reason: again, author: bo, expires: 2026-12-31}\n"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, RULES)
+    text = str(info.value)
+    assert "overrides.yaml:4:" in text  # the unknown category, on its own line
+    assert "platinum" in text or "exit" in text
+    assert "overridden twice" in text and "overrides.yaml:5:" in text
+
+
+def test_overrides_file_loads_and_a_missing_file_means_none(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    assert load_overrides(path, RULES) == ()
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: 42, category: exit, reason: fraud case, author: ana, expires: 2026-12-31}\n"
+    )
+    assert load_overrides(path, RULES) == (Override("42", "exit", "fraud case", "ana", dt.date(2026, 12, 31)),)
+
+
+# ---- quarantined accounts are held -------------------------------------------------------------
+
+
+def test_quarantined_account_keeps_its_category_and_open_actions_and_is_not_removed():
+    one = run(RULES, [account("A", "expand"), account("B", "keep")], D1)
+    bad = account("A", "expand", nps=500)  # above the maximum: quarantined
+    two = run(RULES, [bad, account("B", "keep")], D2, next_state(one, RULES))
+    assert two.quarantine["account_id"].to_list() == ["A"]
+    a = current(two, "A")
+    assert (a["category"], a["valid_from"], a["change_cause"]) == ("expand", D1, "new")
+    held = two.account_categories.filter(pl.col("account_id") == "A").row(0, named=True)
+    assert (held["category"], held["run_id"], held["as_of"]) == ("expand", one.run_id, D1)
+    assert sorted(actions_of(two, "A", "open")["action_id"]) == ["exec-qbr", "upsell-plan"]
+    assert actions_of(two, "A").height == 2  # nothing superseded, nothing duplicated
+    assert two.run["quarantined_rows"] == 1 and two.run["input_rows"] == 2
+    # The account's counts do not vanish from the transitions either: it stayed.
+    assert ("expand", "expand") in set(two.category_transitions.select("from_category", "to_category").rows())
+    assert history_problems(two.category_history) == []
+
+
+# ---- action queue ------------------------------------------------------------------------------
+
+
+def test_actions_are_opened_once_with_due_on_and_owner_from_the_named_column():
+    one = run(RULES, [account("A", "expand"), account("B", "attain")], D1)
+    a = actions_of(one, "A").sort("action_id")
+    assert a.select("action_id", "owner", "created_on", "due_on", "status", "priority").rows() == [
+        ("exec-qbr", "owner-of-A", D1, D1 + dt.timedelta(days=30), "open", "high"),
+        ("upsell-plan", "owner-of-A", D1, D1 + dt.timedelta(days=45), "open", "medium"),
+    ]
+    b = actions_of(one, "B")
+    assert b.select("action_id", "owner").rows() == [("outreach", None)]  # no owner column named
+    two = run(RULES, [account("A", "expand"), account("B", "attain")], D2, next_state(one, RULES))
+    assert two.action_queue.equals(one.action_queue)  # still open, not duplicated, not re-dated
+    assert two.run["actions_opened"] == 0
+
+
+def test_leaving_a_category_supersedes_its_open_actions_and_fires_transition_actions():
+    one = run(RULES, [account("A", "keep")], D1)
+    two = run(RULES, [account("A", "recapture", as_of=D2)], D2, next_state(one, RULES))
+    q = actions_of(two, "A").sort("action_id")
+    assert q.select("action_id", "source", "status", "closed_on", "due_on").rows() == [
+        ("churn-review", "transition:keep>recapture", "open", None, D2 + dt.timedelta(days=7)),
+        ("renewal-check", "category", "superseded", D2, D1 + dt.timedelta(days=60)),
+        ("win-back", "category", "open", None, D2 + dt.timedelta(days=21)),
+    ]
+    assert two.run["actions_closed"] == 1 and two.run["actions_opened"] == 2
+    # Staying in recapture keeps both open; moving on supersedes the transition action too.
+    three = run(RULES, [account("A", "recapture", as_of=D2)], D3, next_state(two, RULES))
+    assert actions_of(three, "A", "open").height == 2
+    four = run(RULES, [account("A", "keep")], D4, next_state(three, RULES))
+    assert sorted(actions_of(four, "A", "open")["action_id"]) == ["renewal-check"]
+    assert actions_of(four, "A", "superseded").height == 3
+
+
+def test_at_most_one_open_action_per_account_and_action_id_over_back_and_forth_moves():
+    prev, out = None, None
+    for day, cat in zip([D1, D2, D3, D4], ["keep", "expand", "keep", "expand"], strict=True):
+        out = run(RULES, [account("A", cat)], day, prev)
+        prev = next_state(out, RULES)
+        dup = out.action_queue.filter(pl.col("status") == "open").group_by("account_id", "action_id").len()
+        assert dup["len"].max() == 1
+    assert sorted(actions_of(out, "A", "open")["action_id"]) == ["exec-qbr", "upsell-plan"]
+
+
+def test_removed_account_actions_are_superseded():
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    two = run(RULES, [account("B", "keep")], D2, next_state(one, RULES))
+    assert actions_of(two, "A", "open").height == 0
+    assert actions_of(two, "A", "superseded")["closed_on"].to_list() == [D2]
+
+
+def test_rerunning_the_same_date_changes_nothing():
+    one = run(RULES, [account("A", "keep"), account("B", "expand")], D1)
+    rows = [account("A", "recapture", as_of=D2), account("C", "attain"), account("B", "expand", nps=500)]
+    two = run(RULES, rows, D2, next_state(one, RULES))
+    again = run(RULES, rows, D2, next_state(two, RULES))
+    assert again.unchanged and again.run_id == two.run_id
+    for table in ("account_categories", "category_history", "category_transitions", "action_queue", "quarantine"):
+        assert getattr(again, table).equals(getattr(two, table)), table
+
+
+# ---- property test over random snapshot sequences ----------------------------------------------
+
+CATS = ["exit", "expand", "keep", "recapture", "attain", "unassigned"]
+DATES = [dt.date(2026, 1, 31) + dt.timedelta(days=30 * i) for i in range(6)]
+ACCOUNT_IDS = [f"A{i}" for i in range(8)]
+# Per account and run: a category, or absent (removed), or quarantined (held).
+STATE = st.sampled_from([*CATS, "absent", "quarantined"])
+RUN = st.tuples(st.lists(STATE, min_size=len(ACCOUNT_IDS), max_size=len(ACCOUNT_IDS)), st.sampled_from(["d1", "d2"]))
+
+
+def _current_frame(states: list[str], digest: str) -> tuple[pl.DataFrame, pl.Series]:
+    rows = [(a, s) for a, s in zip(ACCOUNT_IDS, states, strict=True) if s in CATS]
+    df = pl.DataFrame(
+        {
+            "org": ["o"] * len(rows),
+            "account_id": [a for a, _ in rows],
+            "category": [s for _, s in rows],
+            "matched_rule": [f"profiles.{s}" for _, s in rows],
+            "rules_version": [digest] * len(rows),
+            "rules_digest": [digest] * len(rows),
+        },
+        schema={
+            c: pl.String for c in ("org", "account_id", "category", "matched_rule", "rules_version", "rules_digest")
+        },
+    )
+    held = pl.Series([a for a, s in zip(ACCOUNT_IDS, states, strict=True) if s == "quarantined"], dtype=pl.String)
+    return df, held
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RUN, min_size=1, max_size=len(DATES)))
+def test_history_invariants_hold_over_random_snapshot_sequences(runs):
+    history = empty("category_history")
+    seen: set[str] = set()
+    latest: dict[str, str | None] = {}
+    for i, (states, digest) in enumerate(runs):
+        day = DATES[i]
+        now, held = _current_frame(states, digest)
+        # A rule change with no old-rules evaluation: causes must still be valid.
+        history = update_history(history, now, held, day, f"run-{i}")
+        assert history_problems(history) == [], (i, states)
+        seen |= {a for a, s in zip(ACCOUNT_IDS, states, strict=True) if s in CATS}
+        cur = history.filter(pl.col("is_current"))
+        assert sorted(cur["account_id"]) == sorted(seen)
+        for a, s in zip(ACCOUNT_IDS, states, strict=True):
+            if s in CATS:
+                latest[a] = s
+            elif s == "absent" and a in latest:
+                latest[a] = None
+        assert dict(cur.select("account_id", "category").rows()) == {a: latest[a] for a in seen}
+        assert set(history["change_cause"]) <= {"new", "data", "rules", "both", "override", "removed"}
+        moves = transitions(history, day, f"run-{i}", "o")
+        assert (
+            moves["accounts"].sum()
+            == cur.height - cur.filter((pl.col("category").is_null()) & (pl.col("valid_from") < day)).height
+        )
+        # Rewind and re-run the same date: the same history.
+        again = update_history(history, now, held, day, f"run-{i}")
+        assert again.equals(history)
+        assert rewind_history(history, day).filter(pl.col("valid_from") >= day).height == 0
