@@ -98,73 +98,124 @@ class PolarsCompiler:
 
     def category(self) -> pl.Expr:
         """First category in precedence whose condition holds, else 'unassigned'."""
-        return self._chain(lambda r: pl.lit(r.name), pl.lit(m.UNASSIGNED)).alias("category")
+        return self.from_mask(self.mask(), [r.name for r in self.rules.ordered()], m.UNASSIGNED).alias("category")
 
-    def matched_rule(self) -> pl.Expr:
-        return self._chain(lambda r: pl.lit(rule_id(r.name)), pl.lit(None, dtype=pl.String)).alias("matched_rule")
+    def mask(self) -> pl.Expr:
+        """Which categories' conditions held, one bit per category in precedence order (bit 0 first).
 
-    def _chain(self, then, otherwise: pl.Expr) -> pl.Expr:
+        Everything per account derives from this one small integer by table lookup, so each condition
+        is evaluated once, however many outputs (category, rule, overlaps) are asked for."""
         ordered = self.rules.ordered()
         if not ordered:
-            return otherwise
-        expr = pl.when(self.raw(ordered[0].when)).then(then(ordered[0]))
-        for rule in ordered[1:]:
-            expr = expr.when(self.raw(rule.when)).then(then(rule))
-        return expr.otherwise(otherwise)
+            return pl.lit(0, dtype=pl.UInt8).alias("_mask")
+        bits = [self.truth(r.when).cast(pl.UInt8) * (1 << i) for i, r in enumerate(ordered)]
+        return pl.sum_horizontal(bits).cast(pl.UInt8).alias("_mask")
 
-    def overlaps(self) -> pl.Expr:
-        """The categories whose conditions held besides the winner, in precedence order."""
-        ordered = self.rules.ordered()
-        if not ordered:
-            return pl.lit([], dtype=pl.List(pl.String)).alias("overlaps")
-        held = pl.concat_list(
-            [pl.when(self.raw(r.when)).then(pl.lit(r.name)).otherwise(pl.lit(None, dtype=pl.String)) for r in ordered]
-        ).list.drop_nulls()
-        return held.list.slice(1).alias("overlaps")
+    def masks_of(self, category: str) -> list[int]:
+        """Every mask value whose winner is `category`."""
+        names = [r.name for r in self.rules.ordered()]
+        return [mk for mk, held in enumerate(_held_lists(names)) if (held[0] if held else m.UNASSIGNED) == category]
+
+    @staticmethod
+    def from_mask(mask: pl.Expr, names: list[str], unassigned: str | None) -> pl.Expr:
+        """The winner per mask: the first held category in precedence order."""
+        table = [held[0] if held else unassigned for held in _held_lists(names)]
+        return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
+
+    def lookup(self, mask: pl.Expr) -> list[pl.Expr]:
+        """category, matched_rule and overlaps (the other categories that held, in precedence order)."""
+        names = [r.name for r in self.rules.ordered()]
+        held = _held_lists(names)
+        overlaps = pl.Series([h[1:] for h in held], dtype=pl.List(pl.String))
+        return [
+            self.from_mask(mask, names, m.UNASSIGNED).alias("category"),
+            self.from_mask(mask, [rule_id(n) for n in names], None).alias("matched_rule"),
+            pl.lit(overlaps).gather(mask).alias("overlaps"),
+        ]
 
     # ---- explanations --------------------------------------------------------------------------
 
-    def reason(self) -> pl.Expr:
-        """Why the winning category won: the traits and predicates that held, with their values."""
-        return self._chain(
-            lambda r: pl.concat_str([pl.lit(f"{r.name}: "), self.held_text(r.when)]),
-            pl.lit("no category's conditions held"),
-        ).alias("reason")
+    def reason(self, category: str) -> pl.Expr:
+        """Why `category` won, for rows where it did: the traits and predicates that held, with the
+        values that decided it. Built as one flat concat of literal text and value columns."""
+        if category == m.UNASSIGNED:
+            return pl.lit(NO_MATCH).alias("reason")
+        return _concat([f"{category}: ", *self.held_text(self.rules.categories[category].when)]).alias("reason")
 
-    def held_text(self, cond: m.Condition) -> pl.Expr:
+    def held_text(self, cond: m.Condition) -> list[Piece]:
         """Text for a condition known to hold: for `any`, the first alternative that held."""
         if isinstance(cond, m.Predicate):
-            return self.predicate_text(cond)
+            return self.predicate_text(cond, held=True)
         if isinstance(cond, m.TraitRef):
-            return pl.concat_str([pl.lit(f"{cond.name} ("), self.held_text(self.rules.traits[cond.name]), pl.lit(")")])
+            return [f"{cond.name} (", *self.held_text(self.rules.traits[cond.name]), ")"]
         if isinstance(cond, m.All):
-            return _join([self.held_text(c) for c in cond.items], " and ")
+            return _joined([self.held_text(c) for c in cond.items], " and ")
         if isinstance(cond, m.Any_):
-            expr = pl.when(self.raw(cond.items[0])).then(self.held_text(cond.items[0]))
+            if len(cond.items) == 1:
+                return self.held_text(cond.items[0])
+            expr = pl.when(self.raw(cond.items[0])).then(_concat(self.held_text(cond.items[0])))
             for c in cond.items[1:]:
-                expr = expr.when(self.raw(c)).then(self.held_text(c))
-            return expr.otherwise(pl.lit(""))
-        return pl.concat_str([pl.lit("not ("), self.full_text(cond.item), pl.lit(")")])
+                expr = expr.when(self.raw(c)).then(_concat(self.held_text(c)))
+            return [expr.otherwise(pl.lit(""))]
+        return ["not (", *self.full_text(cond.item), ")"]
 
-    def full_text(self, cond: m.Condition) -> pl.Expr:
+    def full_text(self, cond: m.Condition) -> list[Piece]:
         """Text for a whole condition with every value, whether or not it held."""
         if isinstance(cond, m.Predicate):
-            return self.predicate_text(cond)
+            return self.predicate_text(cond, held=False)
         if isinstance(cond, m.TraitRef):
-            return pl.concat_str([pl.lit(f"{cond.name} ("), self.full_text(self.rules.traits[cond.name]), pl.lit(")")])
+            return [f"{cond.name} (", *self.full_text(self.rules.traits[cond.name]), ")"]
         if isinstance(cond, m.All | m.Any_):
             sep = " and " if isinstance(cond, m.All) else " or "
-            return _join([self.full_text(c) for c in cond.items], sep)
-        return pl.concat_str([pl.lit("not ("), self.full_text(cond.item), pl.lit(")")])
+            return _joined([self.full_text(c) for c in cond.items], sep)
+        return ["not (", *self.full_text(cond.item), ")"]
 
-    def predicate_text(self, p: m.Predicate) -> pl.Expr:
-        return pl.concat_str(
-            [pl.lit(describe_predicate(p) + " ["), pl.col(p.column).cast(pl.String).fill_null("null"), pl.lit("]")]
-        )
+    def predicate_text(self, p: m.Predicate, held: bool) -> list[Piece]:
+        """`arr ≥ 100000 [arr = 250000.0]`; a predicate that held by equality or nullness already
+        says its value, so it carries none."""
+        if held and p.op in ("eq", "is_null"):
+            return [describe_predicate(p)]
+        return [f"{describe_predicate(p)} [", self.value_text(p.column), "]"]
+
+    def value_text(self, column: str) -> pl.Expr:
+        col = pl.col(column)
+        ctype = self.types[column]
+        if ctype == "float":
+            text = col.round(4).cast(pl.String)
+        elif ctype == "string":
+            text = pl.concat_str([pl.lit("'"), col, pl.lit("'")])
+        else:
+            text = col.cast(pl.String)
+        return text.fill_null("null")
 
 
-def _join(parts: list[pl.Expr], sep: str) -> pl.Expr:
-    return pl.concat_str(parts, separator=sep)
+NO_MATCH = "no category's conditions held"
+
+Piece = str | pl.Expr
+
+
+def _joined(parts: list[list[Piece]], sep: str) -> list[Piece]:
+    out: list[Piece] = []
+    for i, part in enumerate(parts):
+        out += [sep, *part] if i else part
+    return out
+
+
+def _concat(pieces: list[Piece]) -> pl.Expr:
+    """One concat_str over the pieces, with neighbouring literal text merged first."""
+    merged: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    exprs = [pl.lit(x) if isinstance(x, str) else x for x in merged]
+    return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs)
+
+
+def _held_lists(names: list[str]) -> list[list[str]]:
+    """For every mask value, the categories it says held, in precedence order."""
+    return [[n for i, n in enumerate(names) if mk >> i & 1] for mk in range(1 << len(names))]
 
 
 def rule_id(category: str) -> str:

@@ -77,16 +77,33 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
 
 
 def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.LazyFrame:
-    """The lazy plan behind `categorize`, for streaming sinks and large inputs."""
+    """The lazy plan behind `categorize`, for streaming sinks and large inputs.
+
+    Every category's condition is evaluated once into a small bit mask; category, matched rule and
+    overlaps are lookups on it. A reason is built only for the rows its category won, so each row
+    pays for one explanation, not one per category."""
     as_of = as_date(as_of)
     compiler = PolarsCompiler(rules)
     lf = conform(accounts, rules)
     if rules.derived:
         lf = lf.with_columns(derived_exprs(rules, as_of))
-    cols = [pl.col(rules.key), compiler.category(), compiler.matched_rule()]
-    if explain:
-        cols += [compiler.reason(), compiler.overlaps()]
-    return lf.select(cols)
+    key = rules.key
+    lf = lf.with_columns(compiler.mask())
+    mask = pl.col("_mask")
+    category, matched_rule, overlaps = compiler.lookup(mask)
+    if not explain:
+        return lf.select(pl.col(key), category, matched_rule)
+    main = lf.select(pl.col(key), category, matched_rule)
+    rows = lf.with_row_index("_row")
+    reasons = pl.concat(
+        [
+            rows.filter(mask.is_in(pl.Series(masks, dtype=pl.UInt8).implode())).select("_row", compiler.reason(cat))
+            for cat in [*(r.name for r in rules.ordered()), m.UNASSIGNED]
+            if (masks := compiler.masks_of(cat))
+        ]
+    )
+    reasons = reasons.sort("_row").select("reason")
+    return pl.concat([main, reasons, lf.select(overlaps)], how="horizontal")
 
 
 def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.DataFrame:

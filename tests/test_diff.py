@@ -344,9 +344,9 @@ def test_impact_counts_every_category_and_lists_the_moved_accounts_with_reasons(
         ("A015", "keep", "expand"),
         ("A017", "keep", "expand"),
     ]
-    assert imp.moved[0]["reason_before"] == "keep: paying (is_customer = true [true])"
+    assert imp.moved[0]["reason_before"] == "keep: paying (is_customer = true)"
     assert imp.moved[0]["reason_after"] == (
-        "expand: paying (is_customer = true [true]) and value_last_90d ≥ 30000 [30000.0]"
+        "expand: paying (is_customer = true) and value_last_90d ≥ 30000 [30000.0]"
     )
     assert report.tests_before == {"passed": 2, "failed": 0, "failures": []}
     assert report.tests_after["failed"] == 1

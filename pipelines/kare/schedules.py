@@ -6,7 +6,7 @@ from pipelines.kare.assets import ALL
 from pipelines.kare.partitions import org_partitions
 
 kare_job = dg.define_asset_job(
-    "kare_daily", selection=dg.AssetSelection.assets(*ALL), partitions_def=org_partitions,
+    "kare_daily", selection=dg.AssetSelection.assets(*ALL),
     description="Ingest, validate, categorize and publish one organization.",
 )  # fmt: skip
 
