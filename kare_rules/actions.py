@@ -133,4 +133,4 @@ def update_actions(
         pl.when(stale).then(pl.lit(SUPERSEDED)).otherwise(pl.col("status")).alias("status"),
         pl.when(stale).then(pl.lit(as_of)).otherwise(pl.col("closed_on")).alias("closed_on"),
     ).drop("now")
-    return pl.concat([conformed("action_queue", updated), new]).sort("account_id", "action_key")
+    return pl.concat([conformed("action_queue", updated), new])

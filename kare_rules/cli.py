@@ -244,6 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run_org(
                 org, warehouse=args.warehouse, input=args.input, as_of=args.as_of, rules_dir=args.rules_dir,
                 staging=args.staging, max_quarantine_share=args.max_quarantine_share, wait=args.wait, report=out,
+                engine=args.engine,
             )  # fmt: skip
         except RunFailed as exc:
             failed += 1
@@ -483,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another run on the same warehouse instead of failing at once",
+    )
+    s.add_argument(
+        "--engine",
+        choices=["polars", "duckdb"],
+        default="polars",
+        help="where the rules run: polars (default, with reasons and overlaps) or duckdb (compiled SQL; "
+        "reason left empty, use kare explain for one account)",
     )
 
     s = sub.add_parser(

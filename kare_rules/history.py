@@ -121,7 +121,7 @@ def update_history(
         (pl.col("is_current") & ~closes).alias("is_current"),
     )
     out = pl.concat([conformed("category_history", t) for t in (closed, opening, removal_rows)])
-    return out.sort("account_id", "valid_from")
+    return out
 
 
 def transitions(history: pl.DataFrame, as_of: dt.date, run_id: str, org: str) -> pl.DataFrame:

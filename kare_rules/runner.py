@@ -150,7 +150,7 @@ def step_categories(
     held = previous_categories.filter(
         pl.col("account_id").is_in(bad.implode()) & ~pl.col("account_id").is_in(current["account_id"].implode())
     )
-    return pl.concat([current, conformed("account_categories", held)]).sort("account_id")
+    return pl.concat([current, conformed("account_categories", held)])
 
 
 def split_held(account_categories: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.Series]:

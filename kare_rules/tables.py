@@ -206,3 +206,11 @@ def write_contracts(directory: str | Path) -> list[Path]:
         path.write_text(json.dumps(json_contract(table), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Whether two frames hold the same rows, in any order (published tables have no row order)."""
+    if a.schema != b.schema or a.height != b.height:
+        return False
+    by = [c for c, t in a.schema.items() if not isinstance(t, pl.List)]
+    return a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
