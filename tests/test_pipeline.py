@@ -27,7 +27,7 @@ from kare_rules import runner  # noqa: E402
 from kare_rules.history import history_problems  # noqa: E402
 from kare_rules.loader import load_rules  # noqa: E402
 from kare_rules.synth import month_ends, snapshots  # noqa: E402
-from kare_rules.tables import TABLES, json_contract, schema_of, same_rows, write_contracts  # noqa: E402
+from kare_rules.tables import TABLES, json_contract, same_rows, schema_of, write_contracts  # noqa: E402
 from kare_rules.warehouse import Warehouse, WarehouseBusy, warehouse_lock  # noqa: E402
 from pipelines.kare import assets, resources, schedules, sensors  # noqa: E402
 from pipelines.kare.partitions import org_partitions  # noqa: E402
