@@ -20,6 +20,8 @@ from kare_rules.runner import PreviousState, RunOutputs
 from kare_rules.tables import SCHEMA, TABLES, _sql_type, conformed, empty, schema_of
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
+PREVIOUS_TABLES_BY_FIELD = {"categories": "account_categories", "history": "category_history", "actions": "action_queue"}
+PREVIOUS_TABLES = tuple(PREVIOUS_TABLES_BY_FIELD.values())
 
 
 def _q(name: str) -> str:
@@ -108,8 +110,9 @@ class Warehouse:
         runs = self.read("runs", org).filter(pl.col("status").is_in(["published", "unchanged"]))
         return runs.sort("as_of", "finished_at").row(-1, named=True) if runs.height else None
 
-    def previous_state(self, org: str) -> PreviousState:
-        """What this organization's last published run left behind."""
+    def previous_state(self, org: str, tables: tuple[str, ...] = PREVIOUS_TABLES) -> PreviousState:
+        """What this organization's last published run left behind; only `tables` are read (a step that
+        needs just the history need not load a million categories with their reasons)."""
         last = self.last_run(org) if self.path.exists() else None
         if last is None:
             return PreviousState()
@@ -119,9 +122,7 @@ class Warehouse:
             with contextlib.suppress(KareError):
                 previous_rules = load_rules_text(versions["rules_text"][0], f"{org}@{last['rules_digest']}")
         return PreviousState(
-            categories=self.read("account_categories", org),
-            history=self.read("category_history", org),
-            actions=self.read("action_queue", org),
+            **{field: self.read(table, org) for field, table in PREVIOUS_TABLES_BY_FIELD.items() if table in tables},
             last_as_of=last["as_of"],
             last_run_id=last["run_id"],
             last_rules_digest=last["rules_digest"],
