@@ -93,7 +93,8 @@ def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, exp
     category, matched_rule, overlaps = compiler.lookup(mask)
     if not explain:
         return lf.select(pl.col(key), category, matched_rule)
-    main = lf.select(pl.col(key), category, matched_rule)
+    lf = lf.cache()  # one evaluation of the mask, shared by every part of the plan below
+    main = lf.select(pl.col(key), category, matched_rule, overlaps)
     rows = lf.with_row_index("_row")
     reasons = pl.concat(
         [
@@ -103,7 +104,8 @@ def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, exp
         ]
     )
     reasons = reasons.sort("_row").select("reason")
-    return pl.concat([main, reasons, lf.select(overlaps)], how="horizontal")
+    both = pl.concat([main, reasons], how="horizontal")
+    return both.select(pl.col(key), "category", "matched_rule", "reason", "overlaps")
 
 
 def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.DataFrame:
