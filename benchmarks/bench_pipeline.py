@@ -131,7 +131,8 @@ def measure(kind: str, folder: Path, n: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Every size in KARE_BENCH_SIZES; `argv` is accepted for `python -m benchmarks` and not used."""
     sizes = [int(s.replace("_", "")) for s in os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES).split(",") if s]
     print("pipeline (previous state + compute_run + publish) vs baseline (read, pl.when/then, one DuckDB table)")
     head = ["accounts", "pipeline s", "baseline s", "ratio", "pipeline MiB", "baseline MiB"]

@@ -1,6 +1,7 @@
 """SQL push-down vs Polars: the same rules over the same Parquet file, DuckDB engine against the Polars engine.
 
-    python -m benchmarks.bench_sql [--rows N] [--repeat R]     (or KARE_BENCH_ROWS=N; default 10,000,000)
+    python -m benchmarks.bench_sql [--rows N] [--repeat R]
+    (or KARE_BENCH_ROWS=N, else the largest of KARE_BENCH_SIZES=N,N; default 10,000,000)
 
 Prints each engine's best time and the ratio DuckDB / Polars measured in the same run. Absolute times
 depend on the machine; only the ratio is worth comparing between runs.
@@ -59,6 +60,14 @@ def synthetic_accounts(rows: int, seed: int = 7) -> pl.DataFrame:
     )
 
 
+def default_rows() -> int:
+    """KARE_BENCH_ROWS, else the largest of KARE_BENCH_SIZES (the size list every benchmark reads)."""
+    if os.environ.get("KARE_BENCH_ROWS"):
+        return int(os.environ["KARE_BENCH_ROWS"].replace("_", ""))
+    sizes = [int(s.replace("_", "")) for s in os.environ.get("KARE_BENCH_SIZES", "").split(",") if s.strip()]
+    return max(sizes, default=DEFAULT_ROWS)
+
+
 def best_of(repeat: int, fn) -> tuple[float, pl.DataFrame]:
     times, result = [], None
     for _ in range(repeat):
@@ -88,7 +97,7 @@ def run(rows: int, repeat: int = 2) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sql", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=int(os.environ.get("KARE_BENCH_ROWS", DEFAULT_ROWS)))
+    parser.add_argument("--rows", type=int, default=default_rows())
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine; the best is kept")
     args = parser.parse_args(argv)
     result = run(args.rows, args.repeat)

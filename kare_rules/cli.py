@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             failed += 1
             continue
         for r in run_rule_tests(rules):
-            where = f"{rules.path}:{r.test.line}"
+            where = f"{r.test.path or rules.path}:{r.test.line}"
             if r.passed:
                 passed += 1
                 if args.verbose:
@@ -90,6 +91,8 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     from kare_rules.sources import read_source, write_frame
     from kare_rules.validation import validate_accounts
 
+    if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
+        raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
     checked = validate_accounts(rules, read_source(args.input).collect())
@@ -339,10 +342,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _rule_files(paths: list[str]) -> list[Path]:
     from kare_rules.loader import find_rule_files
 
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)}: no such file or directory; give rule files or directories")
     files = find_rule_files(paths or ["rules"])
     if not files:
         raise UsageError(f"no rule files (*/kare.yaml) found in {', '.join(paths or ['rules'])}")
     return files
+
+
+def _date_arg(text: str):
+    """--as-of as a date; a malformed date is a usage error (exit 2), caught before any work is done."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01") from None
 
 
 def _table(df) -> str:
@@ -397,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
     s.add_argument("--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source")
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)")
+    s.add_argument(
+        "--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
+    )
     s.add_argument("--output", required=True, metavar="FILE", help="result file, .parquet or .csv")
     s.add_argument(
         "--engine",
@@ -415,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--rules", required=True, metavar="FILE")
     s.add_argument("--input", required=True, metavar="SOURCE")
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD (default: today)")
+    s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
 
     s = sub.add_parser(
@@ -535,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (kare compile ... | head): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

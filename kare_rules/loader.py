@@ -16,11 +16,14 @@ from kare_rules.yamlsource import DocPath, Document, load_document
 RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
 ORG_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 COMBINATORS = ("all", "any", "not")
+# The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = 1.7976931348623157e308
 
 # Schema errors under these paths are left to the checks below, which can say more.
 _SEMANTIC_PATHS = (
     ("traits",), ("exit", "when"), ("profiles", "*", "when"), ("precedence",),
-    ("tests", "*", "account"), ("tests", "*", "expect"),
+    ("tests", "*", "account"), ("tests", "*", "expect"), ("tests", "*", "as_of"),
 )  # fmt: skip
 
 
@@ -354,6 +357,13 @@ class _Checker:
                 f"{{not: ...}} or {{column: {{op: value}}}}; got {_kind(raw)}",
             )
             return None
+        if not raw:
+            self.err(
+                where,
+                "an empty condition {}; write a trait name, {all: [...]}, {any: [...]}, {not: ...} "
+                "or {column: {op: value}}",
+            )
+            return None
         if len(raw) != 1:
             keys = ", ".join(map(str, raw))
             self.err(
@@ -454,15 +464,29 @@ class _Checker:
         if value is None:
             bad = "a value is required here, not null"
         elif ctype == "string":
-            if not isinstance(value, str):
+            if isinstance(value, bool):
+                bad = (
+                    f"'{column}' is a string column, but YAML reads an unquoted yes/no/on/off/true/false as "
+                    f"{_plain(value)}; quote the text as you mean it, e.g. '{_plain(value)}' or 'no'"
+                )
+            elif not isinstance(value, str):
                 bad = f"'{column}' is a string column; quote the value: '{_plain(value)}'"
         elif ctype in ("integer", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                bad = f"'{column}' is a {ctype} column; write a number, not {value!r}"
-            elif ctype == "integer" and value != int(value):
+                article = "an" if ctype == "integer" else "a"
+                bad = f"'{column}' is {article} {ctype} column; write a number, not {value!r}"
+            elif ctype == "integer" and isinstance(value, float) and not value.is_integer():
+                # is_integer is false for inf and nan too, which int() would raise on.
                 bad = f"'{column}' is an integer column; write a whole number, not {value!r}"
+            elif ctype == "integer" and not _INT64_MIN <= int(value) <= _INT64_MAX:
+                bad = (
+                    f"'{column}' is a 64-bit integer column; {value!r} is out of range: "
+                    f"write a whole number from {_INT64_MIN} to {_INT64_MAX}"
+                )
             elif ctype == "integer":
                 return int(value)
+            elif isinstance(value, int) and abs(value) > _FLOAT_MAX:
+                bad = f"'{column}' is a float column; {value!r} is too large for a 64-bit float"
         elif ctype == "boolean":
             if not isinstance(value, bool):
                 bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
@@ -612,6 +636,8 @@ class _Checker:
                 continue
             values = []
             for col, value in account.items():
+                if self.columns.get(col) == "unknown":
+                    continue  # an input whose declaration the schema already reports
                 if col not in self.inputs:
                     hint = did_you_mean(col, list(self.inputs))
                     if col in self.columns:
@@ -632,6 +658,7 @@ class _Checker:
                     as_of=as_of or dt.date.min,
                     expect=str(expect),
                     line=line,
+                    path=self.doc.path,
                 )
             )
         return out
@@ -679,4 +706,4 @@ def _kind(value: Any) -> str:
 
 def _tidy(message: str) -> str:
     """'did you mean 'x'?; more' reads better as 'did you mean 'x'? More'."""
-    return re.sub(r"\?; (\w)", lambda mt: "? " + mt.group(1).upper(), message)
+    return re.sub(r"\?; ([\w'])", lambda mt: "? " + mt.group(1).upper(), message)

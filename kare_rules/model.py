@@ -132,6 +132,7 @@ class RuleTest:
     as_of: dt.date
     expect: str
     line: int = 0
+    path: str = ""  # the file that holds the test: the rule file or one of its tests/*.yaml
 
 
 @dataclass(frozen=True)

@@ -63,13 +63,7 @@ def _message(err: ValidationError) -> tuple[str, bool]:
     hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
     v = err.validator
     if v == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
-        extras = [k for k in err.instance if k not in allowed]
-        parts = []
-        for extra in extras:
-            tip = did_you_mean(extra, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-            parts.append(f"unknown key '{extra}' in {_where(path)}{tip}")
-        return "; ".join(parts), True
+        return "; ".join(message for _, message in _unknown_keys(err)), True
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return f"missing required key '{missing}' in {_where(path)}; add it", False
@@ -89,10 +83,13 @@ def _message(err: ValidationError) -> tuple[str, bool]:
         return f"{_where(path)}: {err.instance!r} is not valid; {hint or 'it must match ' + err.validator_value}", False
     if v == "minimum":
         return f"{_where(path)} must be at least {err.validator_value}, not {err.instance}", False
-    if v in ("minItems", "minProperties"):
-        return f"{_where(path)} must not be empty", False
-    if v in ("maxItems", "maxProperties"):
-        return f"{_where(path)} has too many entries ({err.message})", False
+    if v in ("minItems", "minProperties", "maxItems", "maxProperties"):
+        count = len(err.instance) if isinstance(err.instance, list | dict) else 0
+        if not count and v.startswith("min"):
+            return f"{_where(path)} must not be empty", False
+        bound = "at least" if v.startswith("min") else "at most"
+        noun = "items" if v.endswith("Items") else "keys"
+        return f"{_where(path)} needs {bound} {err.validator_value} {noun}, not {count}", False
     if v == "format":
         return f"{_where(path)}: {err.instance!r} is not a valid {err.validator_value}; write YYYY-MM-DD", False
     if v == "propertyNames":
@@ -100,6 +97,17 @@ def _message(err: ValidationError) -> tuple[str, bool]:
     if v == "minLength":
         return f"{_where(path)} must not be empty", False
     return f"{_where(path)}: {err.message}", False
+
+
+def _unknown_keys(err: ValidationError) -> list[tuple[str, str]]:
+    """Each key an `additionalProperties: false` mapping does not allow, with its message."""
+    path = tuple(err.absolute_path)
+    allowed = list(err.schema.get("properties", {}))
+    out = []
+    for extra in (k for k in err.instance if k not in allowed):
+        tip = did_you_mean(extra, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        out.append((extra, f"unknown key '{extra}' in {_where(path)}{tip}"))
+    return out
 
 
 def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path = RULES_SCHEMA) -> list[Problem]:
@@ -116,11 +124,16 @@ def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path
             continue
         if err.validator in ("anyOf", "oneOf") and err.context:
             err = min(err.context, key=lambda e: len(list(e.absolute_path)))
-        message, at_key = _message(err)
-        p = doc.problem(path, _tidy(message), key=at_key)
-        if (p.line, p.column, p.message) not in seen:
-            seen.add((p.line, p.column, p.message))
-            problems.append(p)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # One problem per unknown key, located at the key itself rather than its mapping.
+            located = [doc.problem((*path, k), _tidy(msg), key=True) for k, msg in _unknown_keys(err)]
+        else:
+            message, at_key = _message(err)
+            located = [doc.problem(path, _tidy(message), key=at_key)]
+        for p in located:
+            if (p.line, p.column, p.message) not in seen:
+                seen.add((p.line, p.column, p.message))
+                problems.append(p)
     return problems
 
 

@@ -115,4 +115,9 @@ def _build(loader: _Loader, node: yaml.Node, here: DocPath, doc: Document) -> An
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*here, i), doc) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError:  # a date-shaped scalar that is not a calendar date, such as 2026-02-30
+        line, col = _mark(node)
+        doc.problems.append(Problem(doc.path, line, col, f"'{node.value}' is not a calendar date; write YYYY-MM-DD"))
+        return node.value

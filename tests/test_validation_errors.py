@@ -1,0 +1,576 @@
+"""Every rule-file mistake is reported as one line `PATH:LINE:COL: message` that points at the mistake
+and says what to write instead; all mistakes of a file come out in one run, and no file, however
+broken, produces a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kare_rules.errors import RuleFileError
+from kare_rules.loader import check_rules, load_rules
+
+# A valid rule file. The mutations below replace one snippet of it; the expected location is the
+# position (line:column, 1-based) of a marker in the mutated text, so each case states what it points at.
+VALID = """\
+format: kare/v1
+organization: acme
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  account_owner: {type: string, nullable: true}
+  sector: {type: string}
+  revenue_musd: {type: float, nullable: true}
+  seats: {type: integer}
+  is_customer: {type: boolean}
+  churned_on: {type: date, nullable: true}
+derived:
+  days_since_churn: {days_since: churned_on}
+traits:
+  paying: {is_customer: true}
+  big: {revenue_musd: {gte: 10}}
+  churned_lately: {days_since_churn: {lte: 365}}
+precedence: [exit, keep, recapture, attain]
+exit:
+  when: {all: [paying, {sector: other}]}
+  actions:
+    - {id: exit-review, title: Review the account, due_in_days: 14, priority: high, owner: account_owner}
+profiles:
+  keep:
+    when: {all: [paying, big]}
+    actions:
+      - {id: renew, title: Confirm renewal, due_in_days: 30}
+  recapture:
+    when: {all: [{not: paying}, churned_lately]}
+  attain:
+    when: {all: [{not: paying}, {seats: {gte: 5}}]}
+tests:
+  - name: big paying is keep
+    account: {account_id: T1, is_customer: true, revenue_musd: 20, sector: retail, seats: 3}
+    as_of: 2026-11-01
+    expect: keep
+  - name: prospect with seats is attain
+    account: {account_id: T2, is_customer: false, seats: 10}
+    as_of: 2026-11-01
+    expect: attain
+"""
+
+ACTION = "      - {id: renew, title: Confirm renewal, due_in_days: 30}\n"
+SHOWN = "rules/acme/kare.yaml"  # how the file is named in messages when run from tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # Messages name files relative to the working directory, as a person typed them.
+    monkeypatch.chdir(tmp_path)
+
+
+def write_rules(root: Path, text: str | bytes, org: str = "acme") -> Path:
+    path = root / "rules" / org / "kare.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mutate(*replacements: tuple[str, str]) -> str:
+    text = VALID
+    for old, new in replacements:
+        assert text.count(old) == 1, f"the snippet {old!r} must occur exactly once in VALID"
+        text = text.replace(old, new)
+    return text
+
+
+def at(text: str, marker: str, nth: int = 1) -> str:
+    """'LINE:COL' of the nth occurrence of `marker` in `text`."""
+    pos = -1
+    for _ in range(nth):
+        pos = text.index(marker, pos + 1)
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"{line}:{col}"
+
+
+def problem_lines(root: Path, text: str | bytes, org: str = "acme") -> list[str]:
+    rules, problems = check_rules(write_rules(root, text, org))
+    if problems:
+        assert rules is None
+    return [str(p) for p in problems]
+
+
+def only_problem(root: Path, text: str | bytes) -> str:
+    lines = problem_lines(root, text)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_the_base_file_is_valid(tmp_path):
+    rules = load_rules(write_rules(tmp_path, VALID))
+    assert rules.organization == "acme"
+    assert set(rules.categories) == {"exit", "keep", "recapture", "attain"}
+
+
+# ---- semantic checks, one mistake each ---------------------------------------------------------
+
+SEMANTIC_CASES = [
+    pytest.param(
+        [("big: {revenue_musd: {gte: 10}}", "big: {revenue_usd: {gte: 10}}")],
+        "revenue_usd",
+        ["unknown column 'revenue_usd'; did you mean 'revenue_musd'?"],
+        id="unknown-column-did-you-mean",
+    ),
+    pytest.param(
+        [("{all: [{not: paying}, {seats: {gte: 5}}]}", "{all: [{not: paying}, {employees: {gte: 5}}]}")],
+        "employees",
+        ["unknown column 'employees'", "declare it under 'inputs:' or 'derived:'", "known columns:", "seats"],
+        id="unknown-column-without-close-match-lists-known-columns",
+    ),
+    pytest.param(
+        [("when: {all: [paying, big]}", "when: {all: [paying, bigg]}")],
+        "bigg",
+        ["unknown trait 'bigg'; did you mean 'big'?"],
+        id="unknown-trait-did-you-mean",
+    ),
+    pytest.param(
+        [("when: {all: [paying, big]}", "when: {all: [paying, seats]}")],
+        "seats]",
+        ["unknown trait 'seats'", "'seats' is a column: write a predicate such as {seats: true}"],
+        id="column-used-as-trait",
+    ),
+    pytest.param(
+        [("{sector: other}", "{sector: {gte: 5}}")],
+        "gte: 5",
+        ["'gte' needs a number or date column", "'sector' is string", "use eq, ne, in or not_in"],
+        id="ordering-operator-on-string-column",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gte: five}}")],
+        "five",
+        ["'seats' is an integer column; write a number, not 'five'"],
+        id="string-for-integer",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gte: 5.5}}")],
+        "5.5",
+        ["'seats' is an integer column; write a whole number, not 5.5"],
+        id="fraction-for-integer",
+    ),
+    pytest.param(
+        [("{sector: other}", "{sector: 5}")],
+        "5}]}",
+        ["'sector' is a string column; quote the value: '5'"],
+        id="number-for-string",
+    ),
+    pytest.param(
+        [("paying: {is_customer: true}", "paying: {is_customer: 'yes'}")],
+        "'yes'",
+        ["'is_customer' is boolean: compare it with true or false, not 'yes'"],
+        id="text-for-boolean",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{churned_on: {gte: soon}}")],
+        "soon",
+        ["'churned_on' is a date column; write a date as YYYY-MM-DD, not 'soon'"],
+        id="text-for-date",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {in: 5}}")],
+        "5}}]}",
+        ["'in' takes a list", "{in: [a, b]}"],
+        id="in-without-a-list",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {between: [9, 1]}}")],
+        "[9, 1]",
+        ["between [9, 1] is empty: write the low value first"],
+        id="between-reversed",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gtee: 5}}")],
+        "gtee",
+        ["unknown operator 'gtee'; did you mean 'gte'?", "Operators: eq, ne"],
+        id="unknown-operator",
+    ),
+    pytest.param(
+        [
+            ("paying: {is_customer: true}", "paying: {all: [big, {is_customer: true}]}"),
+            ("big: {revenue_musd: {gte: 10}}", "big: {all: [paying, {revenue_musd: {gte: 10}}]}"),
+        ],
+        "big: {all",
+        ["traits refer to each other in a cycle: paying → big → paying; break the cycle"],
+        id="trait-cycle-of-two",
+    ),
+    pytest.param(
+        [("paying: {is_customer: true}", "paying: {any: [paying, {is_customer: true}]}")],
+        "paying: {any",
+        ["traits refer to each other in a cycle: paying → paying"],
+        id="trait-refers-to-itself",
+    ),
+    pytest.param(
+        [
+            (
+                "      - {id: renew, title: Confirm renewal, due_in_days: 30}\n",
+                "      - {id: renew, title: Confirm renewal, due_in_days: 30}\n"
+                "      - {id: renew, title: Renew again, due_in_days: 5}\n",
+            )
+        ],
+        "renew, title: Renew again",
+        ["duplicate action id 'renew' in keep (first at item 1); give each action its own id"],
+        id="duplicate-action-id",
+    ),
+    pytest.param(
+        [("paying: {is_customer: true}", "paying: {is_customer: true, seats: 3}")],
+        "{is_customer: true, seats",
+        ["a condition has exactly one key, this one has 2 (is_customer, seats)", "{all: [...]} or {any: [...]}"],
+        id="condition-with-two-keys",
+    ),
+    pytest.param(
+        [("paying: {is_customer: true}", "paying: {}")],
+        "{}",
+        ["an empty condition {}", "write a trait name"],
+        id="condition-with-no-key",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gte: 5, lte: 9}}")],
+        "{gte: 5, lte",
+        ["a predicate has exactly one operator, this one has 2", "{between: [low, high]}"],
+        id="predicate-with-two-operators",
+    ),
+    pytest.param(
+        [("owner: account_owner", "owner: acount_owner")],
+        "acount_owner",
+        ["owner column 'acount_owner' is not an input; did you mean 'account_owner'? 'owner' names the input column"],
+        id="owner-column-does-not-exist",
+    ),
+    pytest.param(
+        [("organization: acme", "organization: acme-corp")],
+        "acme-corp",
+        [
+            "organization 'acme-corp' must equal its directory name 'acme'",
+            "write 'organization: acme' or move the file to rules/acme-corp/kare.yaml",
+        ],
+        id="organization-not-its-directory",
+    ),
+    pytest.param(
+        [("organization: acme", "organization: Acme_Corp")],
+        "Acme_Corp",
+        ["organization: 'Acme_Corp' is not valid", "lowercase letters, digits and '-'"],
+        id="organization-not-a-safe-slug",
+    ),
+    pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, recapture, attain, kepe]")],
+        "kepe",
+        ["unknown category 'kepe' in precedence; did you mean 'keep'?", "Categories: exit, expand, keep"],
+        id="precedence-unknown-category",
+    ),
+    pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, recapture, attain, keep]")],
+        "keep]",
+        ["'keep' appears twice in precedence; keep one"],
+        id="precedence-repeated-category",
+    ),
+    pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, expand, keep, recapture, attain]")],
+        "expand",
+        ["'expand' is in precedence but not defined; define it or remove it"],
+        id="precedence-names-undefined-category",
+    ),
+    pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, attain]")],
+        "[exit, keep, attain]",
+        ["category 'recapture' is defined but missing from precedence, so it could never match; add it"],
+        id="precedence-misses-a-defined-category",
+    ),
+    pytest.param(
+        [("expect: attain", "expect: atain")],
+        "atain",
+        ["expect 'atain' is not a category; did you mean 'attain'?", "Write one of: exit, expand, keep"],
+        id="test-expect-not-a-category",
+    ),
+    pytest.param(
+        [("expect: attain", "expect: expand")],
+        "expand",
+        ["expect 'expand', a category these rules do not define"],
+        id="test-expect-undefined-category",
+    ),
+    pytest.param(
+        [("{account_id: T2, is_customer: false, seats: 10}", "{account_id: T2, is_customer: false, seets: 10}")],
+        "seets",
+        ["unknown column 'seets' in test account; did you mean 'seats'?"],
+        id="test-account-unknown-column",
+    ),
+    pytest.param(
+        [("{account_id: T2, is_customer: false, seats: 10}", "{account_id: T2, is_customer: false, seats: ten}")],
+        "ten",
+        ["'seats' is an integer column; write a number, not 'ten'"],
+        id="test-account-value-of-wrong-type",
+    ),
+    pytest.param(
+        [("{account_id: T2, is_customer: false, seats: 10}", "{account_id: T2, days_since_churn: 3}")],
+        "days_since_churn: 3",
+        ["unknown column 'days_since_churn' in test account; 'days_since_churn' is derived: give its input instead"],
+        id="test-account-names-derived-column",
+    ),
+]
+
+
+@pytest.mark.parametrize(("replacements", "marker", "fragments"), SEMANTIC_CASES)
+def test_semantic_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, marker, fragments):
+    text = mutate(*replacements)
+    line = only_problem(tmp_path, text)
+    assert line.startswith(f"{SHOWN}:{at(text, marker)}: "), line
+    for fragment in fragments:
+        assert fragment in line
+    assert "\n" not in line
+
+
+def test_the_issue_example_message_is_exact(tmp_path):
+    text = mutate(("big: {revenue_musd: {gte: 10}}", "big: {revenue_usd: {gte: 10}}"))
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:16:9: unknown column 'revenue_usd'; did you mean 'revenue_musd'?"
+    ]
+
+
+def test_an_input_of_unknown_type_is_reported_once_not_again_in_every_test_account(tmp_path):
+    # `seats` has a type the schema rejects; the test accounts that name it must not add
+    # a second, misleading "unknown column ... is derived" problem.
+    text = mutate(("seats: {type: integer}", "seats: {type: int}"))
+    lines = problem_lines(tmp_path, text)
+    assert lines == [
+        f"{SHOWN}:{at(text, 'int}')}: inputs.seats.type: 'int' is not allowed; did you mean 'integer'? "
+        "Write one of: string, integer, float, boolean, date, datetime"
+    ]
+
+
+# ---- JSON Schema errors -------------------------------------------------------------------------
+
+SCHEMA_CASES = [
+    pytest.param(
+        [("version: 1.0.0\n", "version: 1.0.0\ndescripton: Acme profiles\n")],
+        "descripton",
+        ["unknown key 'descripton' in the top level; did you mean 'description'?"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        [("revenue_musd: {type: float, nullable: true}", "revenue_musd: {type: float, nulable: true}")],
+        "nulable",
+        ["unknown key 'nulable' in inputs.revenue_musd; did you mean 'nullable'?"],
+        id="unknown-key-in-an-input",
+    ),
+    pytest.param(
+        [("  recapture:\n", "  recaptur:\n"), ("[exit, keep, recapture, attain]", "[exit, keep, attain]")],
+        "recaptur:",
+        ["unknown key 'recaptur' in profiles; did you mean 'recapture'?"],
+        id="unknown-profile",
+    ),
+    pytest.param(
+        [("seats: {type: integer}", "seats: {type: int}")],
+        "int}",
+        ["inputs.seats.type: 'int' is not allowed; did you mean 'integer'?", "string, integer, float"],
+        id="wrong-enum-column-type",
+    ),
+    pytest.param(
+        [("format: kare/v1", "format: kare/v2")],
+        "kare/v2",
+        ["format: 'kare/v2' is not allowed; did you mean 'kare/v1'?"],
+        id="wrong-format",
+    ),
+    pytest.param(
+        [("version: 1.0.0", "version: '1.0'")],
+        "'1.0'",
+        ["version: '1.0' is not valid", "write a semantic version such as '1.4.0'"],
+        id="version-not-semver",
+    ),
+    pytest.param(
+        [("version: 1.0.0", "version: 1.0")],
+        "1.0\n",
+        ["version must be text, not a number", "quote it so YAML keeps it a string"],
+        id="version-read-as-a-number",
+    ),
+    pytest.param(
+        [("due_in_days: 30}", "due_in_days: -1}")],
+        "-1",
+        ["profiles.keep.actions.0.due_in_days must be at least 0, not -1"],
+        id="due-in-days-negative",
+    ),
+    pytest.param(
+        [("priority: high", "priority: urgent")],
+        "urgent",
+        ["exit.actions.0.priority: 'urgent' is not allowed; write one of: high, medium, low"],
+        id="priority-not-in-enum",
+    ),
+    pytest.param(
+        [("format: kare/v1\n", "")],
+        "organization",
+        ["missing required key 'format' in the top level; add it"],
+        id="missing-required-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("replacements", "marker", "fragments"), SCHEMA_CASES)
+def test_schema_error_is_one_located_line_with_a_fix(tmp_path, replacements, marker, fragments):
+    text = mutate(*replacements)
+    line = only_problem(tmp_path, text)
+    assert line.startswith(f"{SHOWN}:{at(text, marker)}: "), line
+    for fragment in fragments:
+        assert fragment in line
+
+
+def test_each_unknown_key_gets_its_own_line_at_the_key(tmp_path):
+    text = mutate(("version: 1.0.0\n", "version: 1.0.0\ndescripton: x\nownrs: [a]\n"))
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:4:1: unknown key 'descripton' in the top level; did you mean 'description'?",
+        f"{SHOWN}:5:1: unknown key 'ownrs' in the top level; did you mean 'owners'?",
+    ]
+
+
+def test_an_unknown_key_in_an_action_points_at_the_key(tmp_path):
+    text = mutate(("{id: renew, title: Confirm renewal,", "{id: renew, titel: Confirm renewal,"))
+    lines = problem_lines(tmp_path, text)
+    assert f"{SHOWN}:{at(text, 'titel')}: unknown key 'titel' in profiles.keep.actions.0; did you mean 'title'?" in (
+        lines
+    )
+    assert f"{SHOWN}:{at(text, '{id: renew')}: missing required key 'title' in profiles.keep.actions.0; add it" in (
+        lines
+    )
+
+
+# ---- many mistakes, one run ---------------------------------------------------------------------
+
+
+def test_several_mistakes_in_one_file_are_all_reported_in_one_run_in_file_order(tmp_path):
+    text = mutate(
+        ("version: 1.0.0", "version: '1.0'"),
+        ("big: {revenue_musd: {gte: 10}}", "big: {revenue_usd: {gte: 10}}"),
+        ("{sector: other}", "{sector: {gte: 5}}"),
+        ("priority: high", "priority: urgent"),
+        (ACTION, ACTION + "      - {id: renew, title: Again, due_in_days: 1}\n"),
+        ("expect: attain", "expect: atain"),
+    )  # fmt: skip
+    lines = problem_lines(tmp_path, text)
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        f"{SHOWN}:{at(text, chr(39) + '1.0' + chr(39))}",
+        f"{SHOWN}:{at(text, 'revenue_usd')}",
+        f"{SHOWN}:{at(text, 'gte: 5')}",
+        f"{SHOWN}:{at(text, 'urgent')}",
+        f"{SHOWN}:{at(text, 'renew, title: Again')}",
+        f"{SHOWN}:{at(text, 'atain')}",
+    ]
+    with pytest.raises(RuleFileError) as info:
+        load_rules(tmp_path / "rules" / "acme" / "kare.yaml")
+    assert [str(p) for p in info.value.problems] == lines
+    assert str(info.value) == "\n".join(lines)
+
+
+# ---- files that are not rule files at all -------------------------------------------------------
+
+BROKEN_FILES = [
+    pytest.param(b"", "1:1", "the file is empty; it should start with 'format: kare/v1'", id="empty"),
+    pytest.param(b"# only a comment\n\n", "1:1", "the file is empty", id="only-comments"),
+    pytest.param(
+        b"format: kare/v1\norganization: [acme\n",
+        "3:1",
+        "YAML syntax error: expected ',' or ']'",
+        id="unclosed-bracket",
+    ),
+    pytest.param(
+        b"format: kare/v1\n\torganization: acme\n",
+        "2:1",
+        "YAML syntax error: found character '\\t' that cannot start any token; check indentation",
+        id="tab-indentation",
+    ),
+    pytest.param(
+        b"- format: kare/v1\n- organization: acme\n",
+        "1:1",
+        "a rule file is a mapping (format:, organization:, inputs:, ...), not a list or value",
+        id="a-list",
+    ),
+    pytest.param(b"just some words\n", "1:1", "a rule file is a mapping", id="a-plain-value"),
+    pytest.param(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        "1:1",
+        "this is a binary file, not YAML text",
+        id="binary",
+    ),
+    pytest.param(
+        b"format: kare/v1\norganization: caf\xe9\n",
+        "2:1",
+        "the file is not UTF-8 text; save it as UTF-8",
+        id="latin-1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "where", "message"), BROKEN_FILES)
+def test_a_broken_file_gives_one_clear_line_and_no_exception(tmp_path, content, where, message):
+    line = only_problem(tmp_path, content)
+    assert line.startswith(f"{SHOWN}:{where}: "), line
+    assert message in line
+    assert "\n" not in line
+    assert "Traceback" not in line
+
+
+def test_a_missing_path_is_one_clear_line(tmp_path):
+    rules, problems = check_rules(tmp_path / "rules" / "nowhere" / "kare.yaml")
+    assert rules is None
+    assert [str(p) for p in problems] == [
+        "rules/nowhere/kare.yaml:1:1: cannot read the file: No such file or directory"
+    ]
+
+
+def test_a_directory_without_a_rule_file_names_the_file_it_looked_for(tmp_path):
+    (tmp_path / "rules" / "empty-org").mkdir(parents=True)
+    _, problems = check_rules(tmp_path / "rules" / "empty-org")
+    assert [str(p) for p in problems] == [
+        "rules/empty-org/kare.yaml:1:1: cannot read the file: No such file or directory"
+    ]
+
+
+def test_load_rules_raises_a_rule_file_error_not_a_yaml_error(tmp_path):
+    path = write_rules(tmp_path, b"format: [kare\n")
+    with pytest.raises(RuleFileError) as info:
+        load_rules(path)
+    assert len(info.value.problems) == 1
+    assert str(info.value).startswith(f"{SHOWN}:2:1: YAML syntax error")
+
+
+def test_a_duplicate_yaml_key_is_located_at_the_second_key(tmp_path):
+    text = mutate(("version: 1.0.0\n", "version: 1.0.0\nversion: 1.1.0\n"))
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:4:1: duplicate key 'version'; each key may appear once in a mapping"
+    ]
+
+
+# ---- findings of a review, each once a traceback or a misleading line -----------------------------
+
+
+def test_a_date_that_is_not_on_the_calendar_is_located_not_a_traceback(tmp_path):
+    text = mutate(("as_of: 2026-11-01\n    expect: keep", "as_of: 2026-02-30\n    expect: keep"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '2026-02-30')}: '2026-02-30' is not a calendar date; write YYYY-MM-DD"
+    )
+
+
+def test_a_quoted_test_date_that_is_not_a_date_is_reported_once(tmp_path):
+    text = mutate(("as_of: 2026-11-01\n    expect: keep", "as_of: '2026-11-31'\n    expect: keep"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, chr(39) + '2026-11-31')}: as_of '2026-11-31' is not a date; write YYYY-MM-DD"
+    )
+
+
+def test_a_ratio_with_one_column_says_it_needs_two(tmp_path):
+    text = mutate(("days_since_churn: {days_since: churned_on}", "days_since_churn: {ratio: [seats]}"))
+    lines = problem_lines(tmp_path, text)
+    assert f"{SHOWN}:{at(text, '[seats]')}: derived.days_since_churn.ratio needs at least 2 items, not 1" in lines
+
+
+def test_an_unquoted_no_for_a_string_column_explains_yaml_booleans(tmp_path):
+    text = mutate(("{sector: other}", "{sector: no}"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, 'no}')}: 'sector' is a string column, but YAML reads an unquoted "
+        "yes/no/on/off/true/false as false; quote the text as you mean it, e.g. 'false' or 'no'"
+    )
