@@ -95,6 +95,18 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
+    if args.trusted:
+        if args.engine != "duckdb":
+            raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
+        from kare_rules.compile_sql import categorize_duckdb
+
+        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is validated.
+        result = categorize_duckdb(rules, args.input, as_of)
+        write_frame(result, args.output)
+        out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
+            f"→ {args.output} (input trusted, not validated)")  # fmt: skip
+        out(_table(category_counts(result)))
+        return EXIT_OK
     checked = validate_accounts(rules, read_source(args.input).collect())
     if args.engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
@@ -424,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the rules run (duckdb: compiled to SQL, no explanations)",
     )
     s.add_argument("--no-explain", action="store_true", help="skip reason and overlaps (faster)")
+    s.add_argument(
+        "--trusted",
+        action="store_true",
+        help="with --engine duckdb: skip validation and let DuckDB read a Parquet file/glob or duckdb:PATH:TABLE "
+        "itself, so the accounts never load into Python (column types must already match inputs:)",
+    )
 
     s = sub.add_parser(
         "explain",

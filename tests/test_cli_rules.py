@@ -508,3 +508,23 @@ def test_a_closed_pipe_ends_quietly_without_a_traceback(work):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert stderr == ""
+
+
+@pytest.mark.parametrize("trusted", [[], ["--trusted"]])
+def test_categorize_in_duckdb_gives_the_polars_categories(work, capsys, trusted):
+    argv = ["categorize", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF]
+    code, out, err = run(capsys, *argv, "--output", "d.parquet", "--engine", "duckdb", *trusted)
+    assert code == 0, err
+    assert out[0].endswith("(input trusted, not validated)") == bool(trusted)
+    result = pl.read_parquet(work / "d.parquet")
+    assert result.columns == ["account_id", "category", "matched_rule"]
+    got = {r["account_id"]: (r["category"], r["matched_rule"]) for r in result.iter_rows(named=True)}
+    assert got == {k: v[:2] for k, v in EXPECTED.items()}
+
+
+def test_categorize_trusted_needs_the_duckdb_engine(work, capsys):
+    argv = ["categorize", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF]
+    code, _, err = run(capsys, *argv, "--output", "t.parquet", "--trusted")
+    assert code == 2
+    assert "--trusted goes with --engine duckdb" in err[0]
+    assert not (work / "t.parquet").exists()
