@@ -98,7 +98,12 @@ class PolarsCompiler:
 
     def category(self) -> pl.Expr:
         """First category in precedence whose condition holds, else 'unassigned'."""
-        return self.from_mask(self.mask(), [r.name for r in self.rules.ordered()], m.UNASSIGNED).alias("category")
+        return self.by_winner(self.mask(), {c: c for c in (*self.names, m.UNASSIGNED)}).alias("category")
+
+    @property
+    def names(self) -> list[str]:
+        """The defined categories in precedence order; bit i of the mask is names[i]."""
+        return [r.name for r in self.rules.ordered()]
 
     def mask(self) -> pl.Expr:
         """Which categories' conditions held, one bit per category in precedence order (bit 0 first).
@@ -113,23 +118,22 @@ class PolarsCompiler:
 
     def masks_of(self, category: str) -> list[int]:
         """Every mask value whose winner is `category`."""
-        names = [r.name for r in self.rules.ordered()]
-        return [mk for mk, held in enumerate(_held_lists(names)) if (held[0] if held else m.UNASSIGNED) == category]
+        return [mk for mk, winner in enumerate(self._winners()) if winner == category]
 
-    @staticmethod
-    def from_mask(mask: pl.Expr, names: list[str], unassigned: str | None) -> pl.Expr:
-        """The winner per mask: the first held category in precedence order."""
-        table = [held[0] if held else unassigned for held in _held_lists(names)]
+    def _winners(self) -> list[str]:
+        return [held[0] if held else m.UNASSIGNED for held in _held_lists(self.names)]
+
+    def by_winner(self, mask: pl.Expr, values: dict[str, str | None]) -> pl.Expr:
+        """A per-category value looked up through the mask's winner (null for categories not in `values`)."""
+        table = [values.get(winner) for winner in self._winners()]
         return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
 
     def lookup(self, mask: pl.Expr) -> list[pl.Expr]:
         """category, matched_rule and overlaps (the other categories that held, in precedence order)."""
-        names = [r.name for r in self.rules.ordered()]
-        held = _held_lists(names)
-        overlaps = pl.Series([h[1:] for h in held], dtype=pl.List(pl.String))
+        overlaps = pl.Series([h[1:] for h in _held_lists(self.names)], dtype=pl.List(pl.String))
         return [
-            self.from_mask(mask, names, m.UNASSIGNED).alias("category"),
-            self.from_mask(mask, [rule_id(n) for n in names], None).alias("matched_rule"),
+            self.by_winner(mask, {c: c for c in (*self.names, m.UNASSIGNED)}).alias("category"),
+            self.by_winner(mask, {c: rule_id(c) for c in self.names}).alias("matched_rule"),
             pl.lit(overlaps).gather(mask).alias("overlaps"),
         ]
 
@@ -138,9 +142,17 @@ class PolarsCompiler:
     def reason(self, category: str) -> pl.Expr:
         """Why `category` won, for rows where it did: the traits and predicates that held, with the
         values that decided it. Built as one flat concat of literal text and value columns."""
+        return _concat(self._reason_pieces(category)).alias("reason")
+
+    def fixed_reason(self, category: str) -> str | None:
+        """The reason text when it is the same for every account of `category` (no values in it)."""
+        pieces = self._reason_pieces(category)
+        return "".join(pieces) if all(isinstance(p, str) for p in pieces) else None  # type: ignore[arg-type]
+
+    def _reason_pieces(self, category: str) -> list[Piece]:
         if category == m.UNASSIGNED:
-            return pl.lit(NO_MATCH).alias("reason")
-        return _concat([f"{category}: ", *self.held_text(self.rules.categories[category].when)]).alias("reason")
+            return [NO_MATCH]
+        return [f"{category}: ", *self.held_text(self.rules.categories[category].when)]
 
     def held_text(self, cond: m.Condition) -> list[Piece]:
         """Text for a condition known to hold: for `any`, the first alternative that held."""
@@ -171,22 +183,21 @@ class PolarsCompiler:
         return ["not (", *self.full_text(cond.item), ")"]
 
     def predicate_text(self, p: m.Predicate, held: bool) -> list[Piece]:
-        """`arr ≥ 100000 [arr = 250000.0]`; a predicate that held by equality or nullness already
-        says its value, so it carries none."""
+        """`arr ≥ 100000 [250000.0]`; a predicate that held by equality or nullness already says its
+        value, so it carries none. Any other predicate that held saw a value, never a null (a
+        comparison with null is false), so only text under `not` needs the null case."""
         if held and p.op in ("eq", "is_null"):
             return [describe_predicate(p)]
-        return [f"{describe_predicate(p)} [", self.value_text(p.column), "]"]
+        quote = "'" if self.types[p.column] == "string" else ""
+        if held:
+            return [f"{describe_predicate(p)} [{quote}", self.value_text(p.column), f"{quote}]"]
+        shown = _concat([quote, self.value_text(p.column), quote]).fill_null("null")
+        return [f"{describe_predicate(p)} [", shown, "]"]
 
     def value_text(self, column: str) -> pl.Expr:
+        """A value as text (null stays null)."""
         col = pl.col(column)
-        ctype = self.types[column]
-        if ctype == "float":
-            text = col.round(4).cast(pl.String)
-        elif ctype == "string":
-            text = pl.concat_str([pl.lit("'"), col, pl.lit("'")])
-        else:
-            text = col.cast(pl.String)
-        return text.fill_null("null")
+        return (col.round(4) if self.types[column] == "float" else col).cast(pl.String)
 
 
 NO_MATCH = "no category's conditions held"
@@ -209,8 +220,10 @@ def _concat(pieces: list[Piece]) -> pl.Expr:
             merged[-1] += piece
         else:
             merged.append(piece)
-    exprs = [pl.lit(x) if isinstance(x, str) else x for x in merged]
-    return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs)
+    exprs = [pl.lit(x) if isinstance(x, str) else x for x in merged if not isinstance(x, str) or x]
+    if len(exprs) <= 1:
+        return exprs[0] if exprs else pl.lit("")
+    return pl.concat_str(exprs)
 
 
 def _held_lists(names: list[str]) -> list[list[str]]:

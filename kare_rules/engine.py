@@ -76,36 +76,23 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
     return col.cast(target, strict=False).alias(name)
 
 
-def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.LazyFrame:
-    """The lazy plan behind `categorize`, for streaming sinks and large inputs.
-
-    Every category's condition is evaluated once into a small bit mask; category, matched rule and
-    overlaps are lookups on it. A reason is built only for the rows its category won, so each row
-    pays for one explanation, not one per category."""
-    as_of = as_date(as_of)
-    compiler = PolarsCompiler(rules)
+def _prepared(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, compiler: PolarsCompiler) -> pl.LazyFrame:
+    """The accounts conformed, with derived columns and the `_mask` of categories that held."""
     lf = conform(accounts, rules)
     if rules.derived:
-        lf = lf.with_columns(derived_exprs(rules, as_of))
-    key = rules.key
-    lf = lf.with_columns(compiler.mask())
-    mask = pl.col("_mask")
-    category, matched_rule, overlaps = compiler.lookup(mask)
-    if not explain:
-        return lf.select(pl.col(key), category, matched_rule)
-    lf = lf.cache()  # one evaluation of the mask, shared by every part of the plan below
-    main = lf.select(pl.col(key), category, matched_rule, overlaps)
-    rows = lf.with_row_index("_row")
-    reasons = pl.concat(
-        [
-            rows.filter(mask.is_in(pl.Series(masks, dtype=pl.UInt8).implode())).select("_row", compiler.reason(cat))
-            for cat in [*(r.name for r in rules.ordered()), m.UNASSIGNED]
-            if (masks := compiler.masks_of(cat))
-        ]
-    )
-    reasons = reasons.sort("_row").select("reason")
-    both = pl.concat([main, reasons], how="horizontal")
-    return both.select(pl.col(key), "category", "matched_rule", "reason", "overlaps")
+        lf = lf.with_columns(derived_exprs(rules, as_date(as_of)))
+    return lf.with_columns(compiler.mask())
+
+
+def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.LazyFrame:
+    """The plan behind `categorize`, for streaming sinks and large inputs. Without `explain` it is a
+    lazy plan end to end; with it, the explanations are assembled eagerly (see `categorize`) and the
+    finished frame is returned as a LazyFrame."""
+    if explain:
+        return categorize(rules, accounts, as_of, explain=True).lazy()
+    compiler = PolarsCompiler(rules)
+    category, matched_rule, _ = compiler.lookup(pl.col("_mask"))
+    return _prepared(rules, accounts, as_of, compiler).select(pl.col(rules.key), category, matched_rule)
 
 
 def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.DataFrame:
@@ -113,8 +100,33 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
 
     Returns the key column, `category` and `matched_rule`; with `explain`, also `reason` (the traits
     and predicates that held, with their values) and `overlaps` (other categories that held too).
+
+    Every category's condition is evaluated once into a small bit mask; category, matched rule and
+    overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
+    a lookup too; the others are built only for the rows their category won and put in place, so each
+    row pays for at most one explanation, not one per category.
     """
-    return categorize_lazy(rules, accounts, as_of, explain).collect()
+    if not explain:
+        return categorize_lazy(rules, accounts, as_of, explain=False).collect()
+    compiler = PolarsCompiler(rules)
+    mask = pl.col("_mask")
+    fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
+    category, matched_rule, overlaps = compiler.lookup(mask)
+    frame = _prepared(rules, accounts, as_of, compiler).collect()
+    main = frame.lazy().select(
+        pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
+    )
+    rows = frame.lazy().with_row_index("_row")
+    varying = [
+        rows.filter(mask.is_in(pl.Series(masks, dtype=pl.UInt8).implode())).select("_row", compiler.reason(c))
+        for c, text in fixed.items()
+        if text is None and (masks := compiler.masks_of(c))
+    ]
+    result, *parts = pl.collect_all([main, *varying])
+    reason = result["reason"]
+    for part in parts:
+        reason = reason.scatter(part["_row"], part["reason"])
+    return result.with_columns(reason)
 
 
 def category_counts(result: pl.DataFrame) -> pl.DataFrame:
