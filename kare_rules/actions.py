@@ -119,12 +119,13 @@ def update_actions(
     wanted = wanted_actions(rules, history, accounts, as_of)
     new = wanted.join(base.select("action_key"), on="action_key", how="anti")
     current = history.filter(pl.col("is_current")).select("account_id", pl.col("category").alias("now"))
-    checked = base.join(current, on="account_id", how="left")
+    still_wanted = wanted.select("action_key", pl.lit(True).alias("_wanted"))
+    checked = base.join(current, on="account_id", how="left").join(still_wanted, on="action_key", how="left")
     held_ids = held.cast(pl.String).implode()
     stale = (
         (pl.col("status") == OPEN)
         & ~pl.col("account_id").is_in(held_ids)
-        & ~pl.col("action_key").is_in(wanted["action_key"].implode())
+        & pl.col("_wanted").is_null()
         & (pl.col("now").ne_missing(pl.col("category")) | (pl.col("source") == "category"))
     )
     # A transition action stays open while the account stays where it moved to; a category action
@@ -132,5 +133,5 @@ def update_actions(
     updated = checked.with_columns(
         pl.when(stale).then(pl.lit(SUPERSEDED)).otherwise(pl.col("status")).alias("status"),
         pl.when(stale).then(pl.lit(as_of)).otherwise(pl.col("closed_on")).alias("closed_on"),
-    ).drop("now")
+    ).drop("now", "_wanted")
     return pl.concat([conformed("action_queue", updated), new])
