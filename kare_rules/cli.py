@@ -233,13 +233,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Materialize the asset graph in-process for one or every organization and summarize the run."""
     import os
 
-    from kare_rules.loader import is_safe_org
+    from kare_rules.loader import find_rule_files, is_safe_org
 
-    os.environ["KARE_RULES_DIR"] = args.rules_dir  # partitions are read from it when pipelines loads
-    from pipelines.kare.partitions import organizations
-    from pipelines.run import RunFailed, record_failure, run_org
+    buckets = args.buckets
+    if buckets < 1:
+        raise UsageError(f"--buckets is a number of slices of accounts, 1 or more (got {buckets})")
+    if buckets > 1:  # the library computes and publishes bucket by bucket: no Dagster is loaded
+        root = Path(args.rules_dir)
+        known = sorted({f.parent.name for f in find_rule_files([root]) if f.parent.parent == root})
+        known = [o for o in known if is_safe_org(o)]
+    else:
+        os.environ["KARE_RULES_DIR"] = args.rules_dir  # partitions are read from it when pipelines loads
+        from pipelines.kare.partitions import organizations
+        from pipelines.run import RunFailed, record_failure, run_org
 
-    known = organizations(Path(args.rules_dir))
+        known = organizations(Path(args.rules_dir))
     if args.all_orgs:
         orgs = known
     elif args.org:
@@ -254,7 +262,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("name an organization with --org ORG, or run them all with --all-orgs")
     failed = 0
     for org in orgs:
-        out(f"{org}: running as of {args.as_of or 'today'} → {args.warehouse}")
+        out(f"{org}: running as of {args.as_of or 'today'} → {args.warehouse}"
+            + (f" in {buckets} buckets" if buckets > 1 else ""))  # fmt: skip
+        if buckets > 1:
+            failed += not _run_bucketed(org, args, buckets)
+            continue
         try:
             summary = run_org(
                 org, warehouse=args.warehouse, input=args.input, as_of=args.as_of, rules_dir=args.rules_dir,
@@ -270,6 +282,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in run_summary_lines(summary.run, summary.transitions):
             out(line)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _run_bucketed(org: str, args: argparse.Namespace, buckets: int) -> bool:
+    """`kare run --buckets N`: one organization's run computed and published N slices of accounts at a
+    time by the library, in one transaction. False when it failed: nothing published, failure logged."""
+    import contextlib
+    import os
+
+    import polars as pl
+
+    from kare_rules.engine import as_date
+    from kare_rules.loader import load_rules, rule_file_in
+    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+    from kare_rules.sources import read_source
+    from kare_rules.warehouse import Warehouse, warehouse_lock
+
+    folder = Path(args.rules_dir) / org
+    as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
+    source = args.input or os.environ.get("KARE_INPUT", "data/sample/{org}/latest.parquet")
+    warehouse = Warehouse(args.warehouse)
+    with warehouse_lock(args.warehouse, timeout=args.wait):
+        try:
+            rules = load_rules(folder)
+            raw = read_source(source.replace("{org}", org).replace("{as_of}", as_of.isoformat())).collect()
+            run = warehouse.run_bucketed(
+                rules, raw, as_of, buckets=buckets, rules_text=rule_file_in(folder).read_text(encoding="utf-8"),
+                overrides=load_overrides(folder / OVERRIDES_FILE, rules), engine=args.engine, report=out,
+                max_quarantine_share=args.max_quarantine_share,
+            )  # fmt: skip
+        except Exception as exc:  # as a failing asset step: the message, never a traceback
+            message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+            err(f"kare run: {org}: {message}")
+            err("  nothing was published; the warehouse still holds the previous run")
+            with contextlib.suppress(KareError):
+                warehouse.record_failure({"org": org, "as_of": as_of}, message)
+            return False
+    moves = warehouse.read("category_transitions", org).filter(pl.col("as_of") == run["as_of"])
+    for line in run_summary_lines(run, moves):
+        out(line)
+    return True
 
 
 def run_summary_lines(run: dict, moves) -> list[str]:
@@ -340,10 +392,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 out(f"{org_dir.name}: {len(skipped)} snapshot(s) up to {skipped[-1]} already published, skipped")
             dates = [d for d in dates if d not in skipped]
         for day in dates:
-            ns = argparse.Namespace(
-                org=org_dir.name, all_orgs=False, rules_dir=args.rules_dir, input=str(org_dir / "{as_of}.parquet"),
-                as_of=day, warehouse=args.warehouse, staging=args.staging, max_quarantine_share=0.2, wait=30.0,
-            )  # fmt: skip
+            # Through the parser, so every option of `kare run` has its default here too.
+            ns = build_parser().parse_args([
+                "run", "--org", org_dir.name, "--rules-dir", args.rules_dir, "--as-of", day,
+                "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", "30",
+                *(["--staging", args.staging] if args.staging else []),
+            ])  # fmt: skip
             code = max(code, cmd_run(ns))
     out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n"
         f"  duckdb {args.warehouse} \"SELECT org, category, count(*) FROM kare.account_categories GROUP BY ALL\"\n"
@@ -527,6 +581,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="polars",
         help="where the rules run: polars (default, with reasons and overlaps) or duckdb (compiled SQL; "
         "reason left empty, use kare explain for one account)",
+    )
+    s.add_argument(
+        "--buckets",
+        type=int,
+        default=1,
+        metavar="N",
+        help="for organizations of several million accounts: compute and publish the run N slices of accounts "
+        "at a time (by a hash of the account id), still in one transaction and with the same result, without "
+        "the Dagster graph or staging files. Peak memory scales with accounts/N (about 2 GiB per million "
+        "accounts in a slice, plus the input itself): N = millions of accounts, e.g. 10 for 10M accounts "
+        "(~4.7 GiB peak). Default 1: the Dagster asset graph",
     )
 
     s = sub.add_parser(

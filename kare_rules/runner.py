@@ -1,7 +1,9 @@
 """One run of one organization, as a pure function: previous published state + input → next state.
 
 The Dagster assets call these steps one by one; `kare run` and the tests use them through the
-asset graph, and benchmarks call `compute_run` directly.
+asset graph, and benchmarks call `compute_run` directly. Every step is independent across accounts,
+so a large organization can be run bucket by bucket (`bucket_expr`, `input_buckets`, `BucketTotals`;
+the warehouse does the I/O in `Warehouse.run_bucketed`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.actions import OPEN, SUPERSEDED, update_actions
-from kare_rules.engine import categorize
+from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import DataError, KareError
 from kare_rules.history import transitions, update_history
 from kare_rules.overrides import Override, apply_overrides, overrides_digest
 from kare_rules.tables import conformed, empty
-from kare_rules.validation import Checked, validate_accounts
+from kare_rules.validation import Checked, require_columns, validate_accounts
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.2
+NO_QUARANTINE_LIMIT = 1.0  # a bucket's share is not the run's: a bucketed run checks the whole run's share
+BUCKET_SEED = 0x6B617265  # fixed, so the input rows and the published rows of one run agree on buckets
+RUN_COUNTS = ("input_rows", "valid_rows", "quarantined_rows", *m.ALL_CATEGORIES, "moved", "actions_opened",
+              "actions_closed")  # fmt: skip
 
 
 @dataclass
@@ -67,16 +73,16 @@ def run_id_for(org: str, as_of: dt.date, rules: m.RuleSet, overrides: tuple[Over
     return f"{org}-{as_of:%Y%m%d}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-def check_quarantine(checked: Checked, max_share: float) -> None:
-    rows = checked.input_rows
-    share = checked.quarantine.height / rows if rows else 0.0
+def check_quarantine(quarantine: pl.DataFrame, rows: int, max_share: float) -> None:
+    """Refuse a run whose quarantined rows (row_number, account_id, reasons) are more than `max_share` of `rows`."""
+    share = quarantine.height / rows if rows else 0.0
     if share > max_share:
-        first = checked.quarantine.head(3)
+        first = quarantine.bottom_k(3, by="row_number").sort("row_number")
         examples = "; ".join(
             f"row {r['row_number']} ({r['account_id']}): {', '.join(r['reasons'])}" for r in first.iter_rows(named=True)
         )
         raise QuarantineTooLarge(
-            f"{checked.quarantine.height} of {rows} input rows ({share:.1%}) failed validation, above the limit of "
+            f"{quarantine.height} of {rows} input rows ({share:.1%}) failed validation, above the limit of "
             f"{max_share:.0%}; nothing was published. First failures: {examples}. Fix the source or raise the limit "
             "(--max-quarantine-share)."
         )
@@ -125,7 +131,7 @@ def categorize_run(
 def step_validate(rules: m.RuleSet, raw: pl.DataFrame, max_quarantine_share: float) -> Checked:
     """Pandera validation; past the quarantine limit the run stops before anything is published."""
     checked = validate_accounts(rules, raw)
-    check_quarantine(checked, max_quarantine_share)
+    check_quarantine(checked.quarantine, checked.input_rows, max_quarantine_share)
     return checked
 
 
@@ -244,13 +250,17 @@ def compute_run(
     overrides: tuple[Override, ...] = (),
     max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
     started_at: dt.datetime | None = None,
+    run_id: str | None = None,
+    engine: str = "polars",
 ) -> RunOutputs:
-    """Validate, categorize, update history and actions: the whole run, in order, without any I/O."""
+    """Validate, categorize, update history and actions: the whole run, in order, without any I/O.
+
+    A bucket of a larger run passes the whole run's `run_id` (its own input would give another)."""
     check_forward(rules.organization, as_of, previous.last_as_of)
     started_at = started_at or dt.datetime.now(dt.UTC)
-    run_id = run_id_for(rules.organization, as_of, rules, overrides, raw)
+    run_id = run_id or run_id_for(rules.organization, as_of, rules, overrides, raw)
     checked = step_validate(rules, raw, max_quarantine_share)
-    categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides)
+    categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides, engine)
     history = step_history(rules, checked, categories, previous, as_of, run_id, overrides)
     moves = transitions(history, as_of, run_id, rules.organization)
     queue = step_actions(rules, history, checked.valid, categories, previous.actions, as_of, run_id)
@@ -281,3 +291,58 @@ def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
 
 def open_actions(queue: pl.DataFrame) -> pl.DataFrame:
     return queue.filter(pl.col("status") == OPEN)
+
+
+# ---- bucketed runs: one organization's accounts in independent slices ---------------------------
+
+
+def bucket_expr(key: pl.Expr, buckets: int) -> pl.Expr:
+    """The bucket (0 … buckets-1) of an account id; null ids go to bucket 0 (they are quarantined).
+
+    Used on the input's typed keys and on the published account_ids within one process, so both sides
+    agree; the hash need not be stable across Polars versions because no bucket number is stored."""
+    text = key.cast(pl.String)
+    return pl.when(text.is_null()).then(0).otherwise(text.hash(seed=BUCKET_SEED) % buckets).cast(pl.UInt32)
+
+
+def input_buckets(rules: m.RuleSet, raw: pl.DataFrame, buckets: int) -> pl.Series:
+    """The bucket of every input row, from its key typed as validation types it: rows whose keys are
+    equal once typed (a duplicate to quarantine) share a bucket, as does a valid row and its account_id."""
+    require_columns(rules, raw.columns)
+    key = rules.input(rules.key)
+    typed = cast_expr(key.name, key.type, raw.schema[key.name])
+    return raw.select(bucket_expr(typed, buckets).alias("bucket")).to_series()
+
+
+@dataclass
+class BucketTotals:
+    """What a bucketed run adds up over its buckets before it publishes: the runs row's counts, the
+    transition matrix and the quarantine. The per-account tables are published bucket by bucket."""
+
+    runs: list[dict] = field(default_factory=list)
+    moves: list[pl.DataFrame] = field(default_factory=list)
+    quarantines: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, out: RunOutputs, rows: pl.Series) -> None:
+        """One bucket's outputs; `rows` are the bucket's row indices in the whole input (0-based)."""
+        self.runs.append(out.run)
+        self.moves.append(out.category_transitions)
+        q = out.quarantine
+        self.quarantines.append(q.with_columns(rows.gather(q["row_number"] - 1).cast(pl.Int64).alias("row_number") + 1))
+
+    def quarantine(self) -> pl.DataFrame:
+        return pl.concat([empty("quarantine"), *self.quarantines])
+
+    def transitions(self) -> pl.DataFrame:
+        """The run's transition matrix: every bucket's accounts per (from, to) summed."""
+        moves = pl.concat([empty("category_transitions"), *self.moves])
+        if not moves.height:
+            return moves
+        keys = ["org", "as_of", "run_id", "from_category", "to_category"]
+        return conformed("category_transitions", moves.group_by(keys).agg(pl.col("accounts").sum())).sort(
+            "from_category", "to_category"
+        )
+
+    def run(self) -> dict:
+        """The runs row: the first bucket's row with every count summed over the buckets."""
+        return {**self.runs[0], **{k: sum(r[k] for r in self.runs) for k in RUN_COUNTS}}

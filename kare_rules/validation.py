@@ -58,13 +58,7 @@ def pandera_schema(rules: m.RuleSet) -> pa.DataFrameSchema:
 def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -> Checked:
     """Split accounts into valid rows (typed as declared) and quarantined rows with every reason."""
     raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
-    missing = missing_columns(rules, raw.columns)
-    if missing:
-        raise DataError(
-            f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
-            f"{rules.path or rules.organization}; present: {', '.join(raw.columns)}. Rename the column in the "
-            "source or change 'inputs:'"
-        )
+    require_columns(rules, raw.columns)
     raw = raw.with_row_index(ROW)
     schema = raw.schema
     typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
@@ -91,6 +85,17 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     )
     valid = typed.join(per_row.select(ROW), on=ROW, how="anti").sort(ROW).drop(ROW)
     return Checked(valid, quarantine)
+
+
+def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
+    """A DataError naming every declared input the data lacks: no row can be validated without it."""
+    missing = missing_columns(rules, columns)
+    if missing:
+        raise DataError(
+            f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
+            f"{rules.path or rules.organization}; present: {', '.join(columns)}. Rename the column in the "
+            "source or change 'inputs:'"
+        )
 
 
 def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:

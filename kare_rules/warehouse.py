@@ -8,20 +8,40 @@ import datetime as dt
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from kare_rules.errors import KareError
+from kare_rules import model as m
+from kare_rules.errors import KareError, UsageError
 from kare_rules.loader import load_rules_text
-from kare_rules.runner import PreviousState, RunOutputs
+from kare_rules.overrides import Override
+from kare_rules.runner import (
+    DEFAULT_MAX_QUARANTINE_SHARE,
+    NO_QUARANTINE_LIMIT,
+    BucketTotals,
+    PreviousState,
+    RunOutputs,
+    bucket_expr,
+    check_forward,
+    check_quarantine,
+    compute_run,
+    input_buckets,
+    run_id_for,
+)
 from kare_rules.tables import SCHEMA, TABLES, _sql_type, conformed, empty, schema_of
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
-PREVIOUS_TABLES_BY_FIELD = {"categories": "account_categories", "history": "category_history", "actions": "action_queue"}
+PREVIOUS_TABLES_BY_FIELD = {
+    "categories": "account_categories",
+    "history": "category_history",
+    "actions": "action_queue",
+}
 PREVIOUS_TABLES = tuple(PREVIOUS_TABLES_BY_FIELD.values())
+BUCKET_IDS = "kare_bucket_ids"  # the view of one bucket's account ids during a bucketed run
 
 
 def _q(name: str) -> str:
@@ -99,35 +119,36 @@ class Warehouse:
         if not self.path.exists():
             return empty(table)
         with self.connect(read_only=True) as con:
-            if not _exists(con, table):
-                return empty(table)
-            where = f" WHERE {_q('org')} = $org" if org else ""
-            df = _fetch(con, f"SELECT * FROM {_t(table)}{where}", {"org": org} if org else {})
-        return conformed(table, df) if df.height else empty(table)
+            return _read(con, table, org)
 
     def last_run(self, org: str) -> dict | None:
         """The organization's last published run (its `runs` row), or None."""
-        runs = self.read("runs", org).filter(pl.col("status").is_in(["published", "unchanged"]))
-        return runs.sort("as_of", "finished_at").row(-1, named=True) if runs.height else None
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            return _last_run(con, org)
 
     def previous_state(self, org: str, tables: tuple[str, ...] = PREVIOUS_TABLES) -> PreviousState:
         """What this organization's last published run left behind; only `tables` are read (a step that
         needs just the history need not load a million categories with their reasons)."""
-        last = self.last_run(org) if self.path.exists() else None
-        if last is None:
+        if not self.path.exists():
             return PreviousState()
-        versions = self.read("rule_versions", org).filter(pl.col("rules_digest") == last["rules_digest"])
-        previous_rules = None
-        if versions.height:
-            with contextlib.suppress(KareError):
-                previous_rules = load_rules_text(versions["rules_text"][0], f"{org}@{last['rules_digest']}")
-        return PreviousState(
-            **{field: self.read(table, org) for field, table in PREVIOUS_TABLES_BY_FIELD.items() if table in tables},
-            last_as_of=last["as_of"],
-            last_run_id=last["run_id"],
-            last_rules_digest=last["rules_digest"],
-            previous_rules=previous_rules,
-        )
+        with self.connect(read_only=True) as con:
+            return _previous_state(con, org, tables)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection, one transaction: COMMIT when the block ends, ROLLBACK on any exception."""
+        con = self.connect()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     def publish(
         self,
@@ -143,60 +164,78 @@ class Warehouse:
         With `expected_previous_run`, refuse to publish when another run was published since this one
         read its previous state. `fail_after` names a table after which to raise (failure injection).
         """
-        org = out.org
-        run = dict(out.run, finished_at=dt.datetime.now(dt.UTC), status="unchanged" if out.unchanged else "published")
-        replace_all = {
-            "account_categories": out.account_categories,
-            "category_history": out.category_history,
-            "action_queue": out.action_queue,
-        }
-        replace_day = {"category_transitions": out.category_transitions, "quarantine": out.quarantine}
-        con = self.connect()
-        try:
-            con.execute("BEGIN TRANSACTION")
-            if expected_previous_run is not False:
-                latest = _fetch(
-                    con,
-                    f"SELECT {_q('run_id')} FROM {_t('runs')} WHERE {_q('org')} = $org "
-                    f"AND {_q('status')} IN ('published', 'unchanged') ORDER BY {_q('as_of')}, {_q('finished_at')}",
-                    {"org": org},
-                )
-                found = latest["run_id"][-1] if latest.height else None
-                if found != expected_previous_run:
-                    raise WarehouseBusy(
-                        f"another run ({found}) published {org} while this one was computing; nothing was "
-                        "published. Run again to build on it."
-                    )
-            for table, df in replace_all.items():
-                con.execute(f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org", {"org": org})
-                _insert(con, table, df)
+        with self._transaction() as con:
+            _check_previous_run(con, out.org, expected_previous_run)
+            for table in PREVIOUS_TABLES:
+                _replace(con, table, getattr(out, table), out.org)
                 if fail_after == table:
                     raise RuntimeError(f"injected failure after {table}")
-            for table, df in replace_day.items():
-                con.execute(
-                    f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org AND {_q('as_of')} = $as_of",
-                    {"org": org, "as_of": out.as_of},
-                )
-                _insert(con, table, df)
-            known = _fetch(
-                con,
-                f"SELECT count(*) AS n FROM {_t('rule_versions')} "
-                f"WHERE {_q('org')} = $org AND {_q('rules_digest')} = $d",
-                {"org": org, "d": run["rules_digest"]},
-            )["n"][0]
-            if not known:
-                _insert(con, "rule_versions", pl.DataFrame([{
-                    "org": org, "rules_digest": run["rules_digest"], "rules_version": rules_version,
-                    "rules_text": rules_text, "first_as_of": out.as_of,
-                }]))  # fmt: skip
-            _insert(con, "runs", pl.DataFrame([run], schema=schema_of("runs")))
-            con.execute("COMMIT")
-            return run
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+            return _publish_run(con, out, rules_text, rules_version)
+
+    def run_bucketed(
+        self,
+        rules: m.RuleSet,
+        raw: pl.DataFrame,
+        as_of: dt.date,
+        *,
+        buckets: int,
+        rules_text: str,
+        overrides: tuple[Override, ...] = (),
+        max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+        expected_previous_run: str | bool | None = False,
+        engine: str = "polars",
+        report: Callable[[str], None] = lambda _: None,
+        fail_after_bucket: int | None = None,
+    ) -> dict:
+        """Compute and publish a run `buckets` slices of accounts at a time, in ONE transaction; return
+        the runs row. Peak memory follows accounts / buckets, and the tables end up exactly as
+        `compute_run` + `publish` over the whole input would leave them.
+
+        Each bucket is `compute_run` over the bucket's input rows and the bucket's previous rows, whose
+        own previous rows are then replaced; the transitions, quarantine and counts are summed over the
+        buckets and published last, once the whole run's quarantine share is known to be acceptable.
+        `fail_after_bucket` raises after that bucket is written (failure injection).
+        """
+        if buckets < 1:
+            raise UsageError(f"buckets must be 1 or more (got {buckets})")
+        org = rules.organization
+        started_at = dt.datetime.now(dt.UTC)
+        run_id = run_id_for(org, as_of, rules, overrides, raw)  # the whole input's, as compute_run would give
+        of_row = input_buckets(rules, raw, buckets)
+        with self._transaction() as con:
+            previous = _previous_state(con, org, tables=())
+            _check_previous_run(con, org, expected_previous_run)
+            check_forward(org, as_of, previous.last_as_of)
+            ids = _fetch(con, f"SELECT DISTINCT {_q('account_id')} FROM {_t('category_history')} WHERE "
+                         f"{_q('org')} = $org", {"org": org})  # fmt: skip
+            id_bucket = ids.select(bucket_expr(pl.col("account_id"), buckets)).to_series()
+            totals = BucketTotals()
+            for bucket in range(buckets):
+                mine = of_row == bucket
+                con.register(BUCKET_IDS, ids.filter(id_bucket == bucket).to_arrow())
+                state = _previous_state(con, org, PREVIOUS_TABLES, in_bucket=True, meta=previous)
+                out = compute_run(
+                    rules, raw.filter(mine), as_of, state, overrides=overrides, engine=engine, run_id=run_id,
+                    max_quarantine_share=NO_QUARANTINE_LIMIT, started_at=started_at,
+                )  # fmt: skip
+                del state
+                for table in PREVIOUS_TABLES:
+                    _replace(con, table, getattr(out, table), org, in_bucket=True)
+                con.unregister(BUCKET_IDS)
+                totals.add(out, mine.arg_true())
+                del out
+                report(f"  [{bucket + 1}/{buckets}] bucket {bucket}: {totals.runs[-1]['input_rows']:,} rows "
+                       f"({(dt.datetime.now(dt.UTC) - started_at).total_seconds():.1f} s)")  # fmt: skip
+                if fail_after_bucket == bucket:
+                    raise RuntimeError(f"injected failure after bucket {bucket}")
+            whole = RunOutputs(
+                org=org, as_of=as_of, run_id=run_id, account_categories=empty("account_categories"),
+                category_history=empty("category_history"), category_transitions=totals.transitions(),
+                action_queue=empty("action_queue"), quarantine=totals.quarantine(), run=totals.run(),
+                unchanged=run_id == previous.last_run_id,
+            )  # fmt: skip
+            check_quarantine(whole.quarantine, raw.height, max_quarantine_share)
+            return _publish_run(con, whole, rules_text, rules.version)
 
     def record_failure(self, run: dict, message: str) -> None:
         """Log a failed run in `runs` (status failed) without touching any other table."""
@@ -204,6 +243,98 @@ class Warehouse:
                "finished_at": dt.datetime.now(dt.UTC)}  # fmt: skip
         with contextlib.closing(self.connect()) as con:
             _insert(con, "runs", pl.DataFrame([row], schema=schema_of("runs")))
+
+
+def _read(con: duckdb.DuckDBPyConnection, table: str, org: str | None = None, in_bucket: bool = False) -> pl.DataFrame:
+    """A published table on an open connection; with `in_bucket`, only the accounts of the bucket view."""
+    if not _exists(con, table):
+        return empty(table)
+    where = f" WHERE {_q('org')} = $org" if org else ""
+    df = _fetch(
+        con, f"SELECT * FROM {_t(table)}{where}{_in_bucket() if in_bucket else ''}", {"org": org} if org else {}
+    )
+    return conformed(table, df) if df.height else empty(table)
+
+
+def _in_bucket() -> str:
+    """The semi-join that limits a statement to the accounts of the bucket being run."""
+    return f" AND {_q('account_id')} IN (SELECT {_q('account_id')} FROM {_q(BUCKET_IDS)})"
+
+
+def _last_run(con: duckdb.DuckDBPyConnection, org: str) -> dict | None:
+    runs = _read(con, "runs", org).filter(pl.col("status").is_in(["published", "unchanged"]))
+    return runs.sort("as_of", "finished_at").row(-1, named=True) if runs.height else None
+
+
+def _previous_state(
+    con: duckdb.DuckDBPyConnection,
+    org: str,
+    tables: tuple[str, ...],
+    *,
+    in_bucket: bool = False,
+    meta: PreviousState | None = None,
+) -> PreviousState:
+    """The last published run's state on an open connection: its run, its rules, and `tables` (only the
+    bucket view's accounts with `in_bucket`). `meta` is a state already read, whose tables are replaced."""
+    if meta is None:
+        last = _last_run(con, org)
+        if last is None:
+            return PreviousState()
+        versions = _read(con, "rule_versions", org).filter(pl.col("rules_digest") == last["rules_digest"])
+        previous_rules = None
+        if versions.height:
+            with contextlib.suppress(KareError):
+                previous_rules = load_rules_text(versions["rules_text"][0], f"{org}@{last['rules_digest']}")
+        meta = PreviousState(last_as_of=last["as_of"], last_run_id=last["run_id"],
+                             last_rules_digest=last["rules_digest"], previous_rules=previous_rules)  # fmt: skip
+    if meta.last_run_id is None:
+        return meta
+    frames = {f: _read(con, t, org, in_bucket) for f, t in PREVIOUS_TABLES_BY_FIELD.items() if t in tables}
+    return replace(meta, **frames)
+
+
+def _check_previous_run(con: duckdb.DuckDBPyConnection, org: str, expected: str | bool | None) -> None:
+    """Refuse to publish on top of a run the caller did not build on (`expected` False: no check)."""
+    if expected is False:
+        return
+    last = _last_run(con, org)
+    found = last["run_id"] if last else None
+    if found != expected:
+        raise WarehouseBusy(
+            f"another run ({found}) published {org} while this one was computing; nothing was "
+            "published. Run again to build on it."
+        )
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, org: str, in_bucket: bool = False) -> None:
+    """The organization's rows of a per-account table (those of the bucket view's accounts) → `df`."""
+    con.execute(f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org{_in_bucket() if in_bucket else ''}", {"org": org})
+    _insert(con, table, df)
+
+
+def _publish_run(con: duckdb.DuckDBPyConnection, out: RunOutputs, rules_text: str, rules_version: str) -> dict:
+    """What every run publishes once, after its per-account tables: the day's transitions and
+    quarantine, the rule text if new, and the runs row (returned)."""
+    org = out.org
+    run = dict(out.run, finished_at=dt.datetime.now(dt.UTC), status="unchanged" if out.unchanged else "published")
+    for table, df in {"category_transitions": out.category_transitions, "quarantine": out.quarantine}.items():
+        con.execute(
+            f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org AND {_q('as_of')} = $as_of",
+            {"org": org, "as_of": out.as_of},
+        )
+        _insert(con, table, df)
+    known = _fetch(
+        con,
+        f"SELECT count(*) AS n FROM {_t('rule_versions')} WHERE {_q('org')} = $org AND {_q('rules_digest')} = $d",
+        {"org": org, "d": run["rules_digest"]},
+    )["n"][0]
+    if not known:
+        _insert(con, "rule_versions", pl.DataFrame([{
+            "org": org, "rules_digest": run["rules_digest"], "rules_version": rules_version,
+            "rules_text": rules_text, "first_as_of": out.as_of,
+        }]))  # fmt: skip
+    _insert(con, "runs", pl.DataFrame([run], schema=schema_of("runs")))
+    return run
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
