@@ -128,13 +128,17 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             return _last_run(con, org)
 
-    def previous_state(self, org: str, tables: tuple[str, ...] = PREVIOUS_TABLES) -> PreviousState:
+    def previous_state(
+        self, org: str, tables: tuple[str, ...] = PREVIOUS_TABLES, as_of: dt.date | None = None
+    ) -> PreviousState:
         """What this organization's last published run left behind; only `tables` are read (a step that
-        needs just the history need not load a million categories with their reasons)."""
+        needs just the history need not load a million categories with their reasons). Given the
+        run's `as_of`, the previous rules are those of the last run before that date: re-running a
+        date replaces that date's run, so its rules are not the ones the change causes compare with."""
         if not self.path.exists():
             return PreviousState()
         with self.connect(read_only=True) as con:
-            return _previous_state(con, org, tables)
+            return _previous_state(con, org, tables, as_of=as_of)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -203,7 +207,7 @@ class Warehouse:
         run_id = run_id_for(org, as_of, rules, overrides, raw)  # the whole input's, as compute_run would give
         of_row = input_buckets(rules, raw, buckets)
         with self._transaction() as con:
-            previous = _previous_state(con, org, tables=())
+            previous = _previous_state(con, org, tables=(), as_of=as_of)
             _check_previous_run(con, org, expected_previous_run)
             check_forward(org, as_of, previous.last_as_of)
             ids = _fetch(con, f"SELECT DISTINCT {_q('account_id')} FROM {_t('category_history')} WHERE "
@@ -261,8 +265,11 @@ def _in_bucket() -> str:
     return f" AND {_q('account_id')} IN (SELECT {_q('account_id')} FROM {_q(BUCKET_IDS)})"
 
 
-def _last_run(con: duckdb.DuckDBPyConnection, org: str) -> dict | None:
+def _last_run(con: duckdb.DuckDBPyConnection, org: str, before: dt.date | None = None) -> dict | None:
+    """The last published run (before the date `before`, when given)."""
     runs = _read(con, "runs", org).filter(pl.col("status").is_in(["published", "unchanged"]))
+    if before is not None:
+        runs = runs.filter(pl.col("as_of") < before)
     return runs.sort("as_of", "finished_at").row(-1, named=True) if runs.height else None
 
 
@@ -273,20 +280,24 @@ def _previous_state(
     *,
     in_bucket: bool = False,
     meta: PreviousState | None = None,
+    as_of: dt.date | None = None,
 ) -> PreviousState:
-    """The last published run's state on an open connection: its run, its rules, and `tables` (only the
-    bucket view's accounts with `in_bucket`). `meta` is a state already read, whose tables are replaced."""
+    """The last published run's state on an open connection: its run, its rules (those of the last run
+    before `as_of` when given), and `tables` (only the bucket view's accounts with `in_bucket`). `meta`
+    is a state already read, whose tables are replaced."""
     if meta is None:
         last = _last_run(con, org)
         if last is None:
             return PreviousState()
-        versions = _read(con, "rule_versions", org).filter(pl.col("rules_digest") == last["rules_digest"])
+        ruled = _last_run(con, org, before=as_of) if as_of else last
+        digest = ruled["rules_digest"] if ruled else None
+        versions = _read(con, "rule_versions", org).filter(pl.col("rules_digest") == digest)
         previous_rules = None
         if versions.height:
             with contextlib.suppress(KareError):
-                previous_rules = load_rules_text(versions["rules_text"][0], f"{org}@{last['rules_digest']}")
+                previous_rules = load_rules_text(versions["rules_text"][0], f"{org}@{digest}")
         meta = PreviousState(last_as_of=last["as_of"], last_run_id=last["run_id"],
-                             last_rules_digest=last["rules_digest"], previous_rules=previous_rules)  # fmt: skip
+                             last_rules_digest=digest, previous_rules=previous_rules)  # fmt: skip
     if meta.last_run_id is None:
         return meta
     frames = {f: _read(con, t, org, in_bucket) for f, t in PREVIOUS_TABLES_BY_FIELD.items() if t in tables}

@@ -378,3 +378,27 @@ def test_history_invariants_hold_over_random_snapshot_sequences(runs):
         again = update_history(history, now, held, day, f"run-{i}")
         assert same_rows(again, history)
         assert rewind_history(history, day).filter(pl.col("valid_from") >= day).height == 0
+
+
+def test_rerunning_a_date_after_a_rules_change_keeps_its_rules_causes(tmp_path):
+    from kare_rules.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    rows = [account("A", "expand", arr=400000.0), account("B", "keep"), account("C", "expand", arr=150000.0)]
+
+    def publish(rules, as_of):
+        previous = wh.previous_state(rules.organization, as_of=as_of)
+        out = run(rules, rows, as_of, previous)
+        wh.publish(out, RULES_TEXT, rules.version, expected_previous_run=previous.last_run_id)
+        return wh.read("category_history", "cloudnine")
+
+    publish(RULES, D1)
+    first = publish(RULES_V2, D2)
+    # C's ARR (150k) no longer makes it strategic under v2: a change the rules made, not the data.
+    changed = first.filter(pl.col("valid_from") == D2)
+    assert changed.select("account_id", "previous_category", "category", "change_cause").rows() == [
+        ("C", "expand", "keep", "rules")
+    ]
+    again = publish(RULES_V2, D2)
+    assert same_rows(again, first)
+    assert wh.last_run("cloudnine")["status"] == "unchanged"

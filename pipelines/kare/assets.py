@@ -121,7 +121,7 @@ def category_history(
     """SCD type 2 history with a change cause (new, data, rules, both, override, removed)."""
     m = _manifest_of(run_manifest)
     rules = kare.rules(m["org"])
-    previous = kare.open_warehouse().previous_state(m["org"], tables=("category_history",))
+    previous = kare.open_warehouse().previous_state(m["org"], tables=("category_history",), as_of=m["as_of"])
     history = runner.step_history(
         rules, _checked(validated_accounts, quarantine), account_categories, previous, m["as_of"], m["run_id"],
         kare.overrides(m["org"], rules),
