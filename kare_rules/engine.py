@@ -122,11 +122,10 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
         for c, text in fixed.items()
         if text is None and (masks := compiler.masks_of(c))
     ]
-    result, *parts = pl.collect_all([main, *varying])
-    reason = result["reason"]
-    for part in parts:
-        reason = reason.scatter(part["_row"], part["reason"])
-    return result.with_columns(reason)
+    if not varying:
+        return main.collect()
+    result, built = pl.collect_all([main, pl.concat(varying)])
+    return result.with_columns(result["reason"].scatter(built["_row"], built["reason"]))
 
 
 def category_counts(result: pl.DataFrame) -> pl.DataFrame:
