@@ -402,3 +402,26 @@ def test_rerunning_a_date_after_a_rules_change_keeps_its_rules_causes(tmp_path):
     again = publish(RULES_V2, D2)
     assert same_rows(again, first)
     assert wh.last_run("cloudnine")["status"] == "unchanged"
+
+
+def test_history_problems_finds_each_broken_invariant():
+    far = FAR_FUTURE
+
+    def rows(*spans):
+        return pl.DataFrame(
+            [{"account_id": a, "valid_from": f, "valid_to": t, "is_current": t == far} for a, f, t in spans],
+            schema={"account_id": pl.String, "valid_from": pl.Date, "valid_to": pl.Date, "is_current": pl.Boolean},
+        )
+
+    ok = rows(("A", D1, D2), ("A", D2, D3), ("A", D3, far), ("B", D2, far))
+    assert history_problems(ok) == []
+    gap = "accounts have intervals that do not end where the next begins"
+    assert history_problems(rows(("A", D1, D2), ("A", D3, far))) == [f"1 {gap} (e.g. A)"]
+    # Overlap: two rows end on the same day; and two rows that start on the same day.
+    assert history_problems(rows(("A", D1, D3), ("A", D2, D3), ("A", D3, far))) == [f"1 {gap} (e.g. A)"]
+    assert history_problems(rows(("A", D1, D2), ("A", D1, D2), ("A", D2, far))) == [f"1 {gap} (e.g. A)"]
+    assert history_problems(rows(("A", D1, far), ("A", D2, far), ("B", D1, D2))) == [
+        "2 accounts do not have exactly one current row (e.g. A)",
+        f"1 {gap} (e.g. B)",
+    ]
+    assert history_problems(rows(("A", D2, D1), ("A", D1, far))) == ["1 intervals end before they begin (e.g. A)"]
