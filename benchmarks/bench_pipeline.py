@@ -112,6 +112,26 @@ def bucketed(folder: Path) -> dict:
     return {"seconds": seconds, "rows": run["input_rows"], "moved": run["moved"], "buckets": buckets}
 
 
+def dagster(folder: Path) -> dict:
+    """The same monthly run as `kare run` does it: the Dagster asset graph in-process (`run_org`), with
+    its staging Parquet files between assets and its asset checks. Imports are not timed (≈1.3 s)."""
+    import shutil
+
+    from pipelines.run import run_org
+
+    target = folder / "measured.duckdb"
+    shutil.copy(folder / "warehouse.duckdb", target)
+    start = time.perf_counter()
+    summary = run_org(
+        RULES.name, warehouse=str(target), input=str(folder / "{as_of}.parquet"), as_of=DATES[1].isoformat(),
+        rules_dir=str(RULES.parent), staging=str(folder / "staging"),
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    target.unlink()
+    shutil.rmtree(folder / "staging")
+    return {"seconds": seconds, "rows": summary.run["input_rows"]}
+
+
 def baseline(folder: Path) -> dict:
     """The least a run must do: read, categorize with one hand-written expression, write one table."""
     import duckdb
@@ -153,6 +173,7 @@ def child(kind: str, folder: Path) -> None:
         "prepare": lambda f: prepare(int(os.environ["KARE_BENCH_N"]), f) or {},
         "pipeline": pipeline,
         "bucketed": bucketed,
+        "dagster": dagster,
         "baseline": baseline,
     }[kind](folder)
     result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -177,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     """Every size in KARE_BENCH_SIZES; `argv` is accepted for `python -m benchmarks` and not used."""
     sizes = [int(s.replace("_", "")) for s in os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES).split(",") if s]
     print("pipeline (previous state + compute_run + publish), bucketed (Warehouse.run_bucketed, one bucket per 1M "
-          "accounts) vs baseline (read, pl.when/then, one DuckDB table)")  # fmt: skip
-    head = ["accounts", "pipeline s", "bucketed s", "buckets", "baseline s", "ratio", "pipeline MiB", "bucketed MiB",
-            "baseline MiB"]  # fmt: skip
-    widths = [12, 11, 11, 8, 11, 7, 13, 13, 13]
+          "accounts), dagster (kare run: run_org) vs baseline (read, pl.when/then, one DuckDB table)")  # fmt: skip
+    head = ["accounts", "pipeline s", "bucketed s", "buckets", "dagster s", "baseline s", "ratio", "pipeline MiB",
+            "bucketed MiB", "dagster MiB", "baseline MiB"]  # fmt: skip
+    widths = [12, 11, 11, 8, 10, 11, 7, 13, 13, 12, 13]
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)))
     failed = False
     for n in sizes:
@@ -190,14 +211,18 @@ def main(argv: list[str] | None = None) -> int:
             base = measure("baseline", folder, n)
             pipe = measure("pipeline", folder, n) if fits_unbucketed(n) else None
             buck = measure("bucketed", folder, n)
+            dag = measure("dagster", folder, n) if fits_unbucketed(n) else None
         ratio = pipe["seconds"] / base["seconds"] if pipe else None
         pipe_s, pipe_mib = (f"{pipe['seconds']:.2f}", f"{pipe['max_rss_mib']:,.0f}") if pipe else ("skipped",) * 2
+        dag_s, dag_mib = (f"{dag['seconds']:.2f}", f"{dag['max_rss_mib']:,.0f}") if dag else ("skipped",) * 2
         print(
-            f"{buck['rows']:>12,} {pipe_s:>11} {buck['seconds']:>11.2f} {buck['buckets']:>8} {base['seconds']:>11.2f} "
-            f"{f'{ratio:.1f}x' if pipe else '':>7} {pipe_mib:>13} {buck['max_rss_mib']:>13,.0f} "
-            f"{base['max_rss_mib']:>13,.0f}",
+            f"{buck['rows']:>12,} {pipe_s:>11} {buck['seconds']:>11.2f} {buck['buckets']:>8} {dag_s:>10} "
+            f"{base['seconds']:>11.2f} {f'{ratio:.1f}x' if pipe else '':>7} {pipe_mib:>13} "
+            f"{buck['max_rss_mib']:>13,.0f} {dag_mib:>12} {base['max_rss_mib']:>13,.0f}",
             flush=True,
         )
+        if dag:
+            print(f"  kare run (Dagster) / baseline: {dag['seconds'] / base['seconds']:.1f}x")
         if pipe is None:
             print(f"  unbucketed pipeline skipped: ~{n / 1e6 * GIB_PER_MILLION:.0f} GiB estimated peak does not fit "
                   "this machine's memory")  # fmt: skip
