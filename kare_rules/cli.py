@@ -231,7 +231,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
 @command
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialize the asset graph in-process for one or every organization and summarize the run."""
-    import os
 
     from kare_rules.loader import find_rule_files, is_safe_org
 
@@ -288,7 +287,6 @@ def _run_bucketed(org: str, args: argparse.Namespace, buckets: int) -> bool:
     """`kare run --buckets N`: one organization's run computed and published N slices of accounts at a
     time by the library, in one transaction. False when it failed: nothing published, failure logged."""
     import contextlib
-    import os
 
     import polars as pl
 
