@@ -121,6 +121,14 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             return _read(con, table, org)
 
+    def categories_of(self, org: str, account_ids: pl.Series) -> pl.DataFrame:
+        """The published account_categories rows of these accounts (none read when there are none)."""
+        if not account_ids.len() or not self.path.exists():
+            return empty("account_categories")
+        with self.connect(read_only=True) as con:
+            con.register(BUCKET_IDS, pl.DataFrame({"account_id": account_ids.cast(pl.String)}).to_arrow())
+            return _read(con, "account_categories", org, in_bucket=True)
+
     def last_run(self, org: str) -> dict | None:
         """The organization's last published run (its `runs` row), or None."""
         if not self.path.exists():

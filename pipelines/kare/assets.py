@@ -95,13 +95,14 @@ def account_categories(
     m = _manifest_of(run_manifest)
     rules = kare.rules(m["org"])
     warehouse = kare.open_warehouse()
-    previous = warehouse.read("account_categories", m["org"])
+    # Only accounts whose rows were all quarantined keep a previous category: read just those.
+    held = warehouse.categories_of(m["org"], quarantine["account_id"].drop_nulls().unique())
     result = runner.step_categories(
-        rules, _checked(validated_accounts, quarantine), m["as_of"], m["run_id"], previous,
+        rules, _checked(validated_accounts, quarantine), m["as_of"], m["run_id"], held,
         kare.overrides(m["org"], rules), kare.engine,
     )  # fmt: skip
     yield dg.Output(result, metadata={**md.frame(result), "categories": md.category_table(result)})
-    yield from checks.category_checks(result, previous, kare)
+    yield from checks.category_checks(result, warehouse.last_run(m["org"]), kare)
 
 
 @dg.asset(

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from kare_rules.history import history_problems
-from pipelines.kare.metadata import counts
+from pipelines.kare.metadata import counts, shares
 
 
 def quarantine_check(quarantined: int, input_rows: int, fail_limit: float) -> dg.AssetCheckResult:
@@ -32,13 +32,13 @@ def history_check(history: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-def category_checks(result: pl.DataFrame, previous: pl.DataFrame, kare) -> list[dg.AssetCheckResult]:
-    """Unassigned share, overlap share, and the category mix against the previous run (warnings)."""
+def category_checks(result: pl.DataFrame, last_run: dict | None, kare) -> list[dg.AssetCheckResult]:
+    """Unassigned share, overlap share, and the category mix against the previous run's counts (warnings)."""
     total = max(result.height, 1)
     unassigned = result.filter(pl.col("category") == "unassigned").height / total
     overlap = result.filter(pl.col("overlaps").list.len() > 0).height / total
     now = counts(result)
-    before = counts(previous) if previous.height else None
+    before = shares(last_run) if last_run else None
     shift = 0.0
     if before is not None:
         joined = now.join(before, on="category", suffix="_before")

@@ -25,9 +25,13 @@ def markdown(df: pl.DataFrame) -> dg.MetadataValue:
 
 
 def counts(categories: pl.DataFrame) -> pl.DataFrame:
-    got = categories.group_by("category").len()
-    order = pl.DataFrame({"category": list(ALL_CATEGORIES)})
-    out = order.join(got, on="category", how="left").with_columns(pl.col("len").fill_null(0).alias("accounts"))
+    return shares(dict(categories.group_by("category").len().iter_rows()))
+
+
+def shares(per_category: dict[str, int]) -> pl.DataFrame:
+    """Accounts and share per category, every category listed in order."""
+    out = pl.DataFrame({"category": list(ALL_CATEGORIES),
+                        "accounts": [int(per_category.get(c) or 0) for c in ALL_CATEGORIES]})  # fmt: skip
     total = max(int(out["accounts"].sum()), 1)
     return out.select("category", "accounts", (pl.col("accounts") / total).round(4).alias("share"))
 
