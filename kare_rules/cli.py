@@ -127,19 +127,25 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
 @command
 def cmd_explain(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_source
+    from kare_rules.validation import validate_accounts
 
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
-    import polars as pl
-
     data = read_source(args.input)
-    nodes = explain_account(rules, data, as_of, args.account)
-    key = rules.key
-    one = data.filter(pl.col(key).cast(pl.String) == args.account)
-    result = categorize(rules, one, as_of)
+    mine = data.filter(pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip()).collect()
+    checked = validate_accounts(rules, mine)
+    if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
+        err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
+        for r in checked.quarantine.iter_rows(named=True):
+            err(f"  {'; '.join(r['reasons'])}")
+        return EXIT_FAIL
+    nodes = explain_account(rules, checked.valid, as_of, args.account)
+    result = categorize(rules, checked.valid, as_of)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
     out()

@@ -528,3 +528,17 @@ def test_categorize_trusted_needs_the_duckdb_engine(work, capsys):
     assert code == 2
     assert "--trusted goes with --engine duckdb" in err[0]
     assert not (work / "t.parquet").exists()
+
+
+def test_explain_refuses_an_account_whose_row_would_be_quarantined(work, capsys):
+    dirty = pl.when(pl.col("account_id") == "B").then(-5).otherwise(pl.col("seats")).alias("seats")
+    ACCOUNTS.with_columns(dirty).write_csv(work / "dirty.csv")
+    argv = ["explain", "--rules", "rules/acme", "--input", "dirty.csv", "--as-of", AS_OF, "--account"]
+    code, out, err = run(capsys, *argv, "B")
+    assert code == 1 and out == []
+    assert err == [
+        "account B is not categorized: its input fails validation and would be quarantined",
+        "  seats: -5 is below the minimum 0",
+    ]
+    code, out, _ = run(capsys, *argv, "F")
+    assert code == 0 and out[0] == "account F as of 2026-10-31 (acme 1.2.0): keep"
