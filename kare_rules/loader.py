@@ -216,6 +216,9 @@ class _Checker:
                         )
                         continue
                     bounds[bound] = self.value_for(ctype, spec[bound], (*where, bound), name)
+            low, high = bounds.get("min"), bounds.get("max")
+            if low is not None and high is not None and low > high:
+                self.err((*where, "max"), f"max {spec['max']} is below min {spec['min']}: no value could pass")
             allowed = None
             if isinstance(spec.get("allowed"), list):
                 if ctype == "boolean":
@@ -451,12 +454,30 @@ class _Checker:
             if op == "between" and items[0] > items[1]:
                 self.err(where, f"between [{value[0]}, {value[1]}] is empty: write the low value first")
                 return None
-            return m.Predicate(column, op, items)
+            if op != "between":
+                for i, item in enumerate(items):
+                    self.check_allowed(column, item, (*where, i))
+            return m.Predicate(column, op, items) if len(self.problems) == n else None
         if op in ("eq", "ne") and ctype == "boolean" and not isinstance(value, bool):
             self.err(where, f"'{column}' is boolean: compare it with true or false, not {value!r}")
             return None
         typed = self.value_for(ctype, value, where, column)
+        if op in ("eq", "ne") and len(self.problems) == n:
+            self.check_allowed(column, typed, where)
         return m.Predicate(column, op, typed) if len(self.problems) == n else None
+
+    def check_allowed(self, column: str, value: Any, where: DocPath) -> None:
+        """A value compared with a column that declares `allowed` must be one of them (else the
+        condition can never hold: usually a typo)."""
+        spec = self.inputs.get(column)
+        if spec is None or spec.allowed is None or value in spec.allowed:
+            return
+        options = [str(v) for v in spec.allowed]
+        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
+        self.err(
+            where,
+            f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {', '.join(options)}",
+        )
 
     def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
         """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""

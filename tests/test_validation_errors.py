@@ -574,3 +574,19 @@ def test_an_unquoted_no_for_a_string_column_explains_yaml_booleans(tmp_path):
         f"{SHOWN}:{at(text, 'no}')}: 'sector' is a string column, but YAML reads an unquoted "
         "yes/no/on/off/true/false as false; quote the text as you mean it, e.g. 'false' or 'no'"
     )
+
+
+def test_a_value_outside_the_columns_allowed_list_is_a_typo_to_fix(tmp_path):
+    text = mutate(
+        ("sector: {type: string}", "sector: {type: string, allowed: [retail, other]}"),
+        ("{sector: other}", "{sector: {in: [retail, othr]}}"),
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, 'othr')}: 'othr' is not an allowed value of 'sector'; did you mean 'other'? "
+        "Allowed: retail, other"
+    )
+
+
+def test_min_above_max_is_reported_at_max(tmp_path):
+    text = mutate(("seats: {type: integer}", "seats: {type: integer, min: 10, max: 5}"))
+    assert only_problem(tmp_path, text) == f"{SHOWN}:{at(text, '5}')}: max 5 is below min 10: no value could pass"
