@@ -348,7 +348,7 @@ def run_summary_lines(run: dict, moves) -> list[str]:
     ).sort("accounts", descending=True)
     top = ", ".join(
         f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in real.head(4).iter_rows(named=True)
-    )
+    ) + (f", and {real.height - 4} more kinds (kare.category_transitions)" if real.height > 4 else "")
     new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
     gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
     lines.append(f"  moves     {run['moved']:,} since the last run" + (f" ({top})" if top else "")
