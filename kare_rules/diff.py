@@ -543,6 +543,7 @@ class OrgDiff:
     version_check: VersionCheck
     impact: Impact | None = None
     impact_note: str | None = None  # why there is no impact section, when there is none
+    path_after: str | None = None  # the rule file to edit
 
     def to_json(self) -> dict[str, Any]:
         imp = self.impact
@@ -597,6 +598,7 @@ def diff_rules(
         tests_before=rule_test_summary(before) if before else None,
         tests_after=rule_test_summary(after) if after else None,
         version_check=check_version(before, after, changes),
+        path_after=(after.path or None) if after else None,
     )
     if accounts is None:
         report.impact_note = "no input given: impact on accounts not computed"
@@ -706,7 +708,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
     vc = d.version_check
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]
     if not vc.ok and vc.suggested_version:
-        lines += ["", f"> Set `version: {vc.suggested_version}` in rules/{d.organization}/kare.yaml and push again."]
+        where = d.path_after or f"rules/{d.organization}/kare.yaml"
+        lines += ["", f"> Set `version: {vc.suggested_version}` in {where} and push again."]
     lines.append("")
     return lines
 

@@ -18,6 +18,7 @@ from kare_rules.diff import (
     check_version,
     diff_rules,
     render_markdown,
+    render_org_markdown,
     rule_changes,
     version_key,
 )
@@ -315,6 +316,10 @@ def test_a_change_without_a_bump_fails_with_the_version_to_write(tmp_path):
     assert check.message.endswith("write version: 1.5.0")
     patch = load(tmp_path, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.4.1")), "c")
     assert check_version(before, patch, rule_changes(before, patch)).ok
+    # The report tells the author which file to edit: the --after file, wherever it is.
+    report = "\n".join(render_org_markdown(diff_rules(before, after)))
+    assert f"> Set `version: 1.5.0` in {after.path} and push again." in report
+    assert after.path.endswith("kare.yaml") and "/b/" in after.path
 
 
 def test_no_semantic_change_needs_no_bump_but_a_version_never_goes_down(tmp_path):
