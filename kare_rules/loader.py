@@ -45,8 +45,20 @@ def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
     """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
     path = rule_file_in(Path(path))
     doc = load_document(path)
-    if doc.problems or doc.data is None:
+    if doc.data is None:
         return None, doc.problems
+    # A file that parsed despite a problem (a duplicate key, a date not on the calendar) is checked on,
+    # so every mistake comes out in one run; a later check's line at the same place is left out.
+    parsed = list(doc.problems)
+    doc.problems.clear()
+    rules, problems = _check_document(doc, path)
+    if not parsed:
+        return rules, problems
+    seen = {(p.line, p.column) for p in parsed}
+    return None, sorted(set(parsed + [p for p in problems if (p.line, p.column) not in seen]))
+
+
+def _check_document(doc: Document, path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
     if not isinstance(doc.data, dict):
         return None, [
             doc.problem((), "a rule file is a mapping (format:, organization:, inputs:, ...), not a list or value")
@@ -294,6 +306,8 @@ class _Checker:
     def known_input(self, name: str, where: DocPath) -> bool:
         if name in self.inputs:
             return True
+        if self.columns.get(name) == "unknown":
+            return False  # declared with a type the schema already reports
         self.err(where, f"unknown input column '{name}'{did_you_mean(name, list(self.inputs))}")
         return False
 

@@ -590,3 +590,19 @@ def test_a_value_outside_the_columns_allowed_list_is_a_typo_to_fix(tmp_path):
 def test_min_above_max_is_reported_at_max(tmp_path):
     text = mutate(("seats: {type: integer}", "seats: {type: integer, min: 10, max: 5}"))
     assert only_problem(tmp_path, text) == f"{SHOWN}:{at(text, '5}')}: max 5 is below min 10: no value could pass"
+
+
+def test_a_bad_calendar_date_does_not_hide_the_other_problems(tmp_path):
+    text = mutate(
+        ("as_of: 2026-11-01\n    expect: keep", "as_of: 2026-13-01\n    expect: keep"),
+        ("seats: {type: integer}", "seats: {type: int}"),
+        ("priority: high", "priority: urgent"),
+    )
+    lines = problem_lines(tmp_path, text)
+    assert lines == [
+        f"{SHOWN}:{at(text, 'int}')}: inputs.seats.type: 'int' is not allowed; did you mean 'integer'? "
+        "Write one of: string, integer, float, boolean, date, datetime",
+        f"{SHOWN}:{at(text, 'urgent')}: exit.actions.0.priority: 'urgent' is not allowed; "
+        "write one of: high, medium, low",
+        f"{SHOWN}:{at(text, '2026-13-01')}: '2026-13-01' is not a calendar date; write YYYY-MM-DD",
+    ]
