@@ -69,6 +69,10 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
             return text.str.to_datetime(time_unit="us", strict=False).alias(name)
         if ctype == "string":
             return col
+        if ctype == "integer":  # '3' and '3.0' are 3; '3.5' is not an integer and must not be truncated
+            number = text.cast(pl.Float64, strict=False)
+            whole = pl.when(number == number.round()).then(number).cast(pl.Int64, strict=False)
+            return pl.coalesce(text.cast(pl.Int64, strict=False), whole).alias(name)
         return text.cast(target, strict=False).alias(name)
     if ctype == "integer" and source.is_float():
         # 3.0 is an integer; 3.5 is not, and must not be truncated silently.

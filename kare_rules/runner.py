@@ -79,7 +79,8 @@ def check_quarantine(quarantine: pl.DataFrame, rows: int, max_share: float) -> N
     if share > max_share:
         first = quarantine.bottom_k(3, by="row_number").sort("row_number")
         examples = "; ".join(
-            f"row {r['row_number']} ({r['account_id']}): {', '.join(r['reasons'])}" for r in first.iter_rows(named=True)
+            f"row {r['row_number']} ({r['account_id'] or 'no key'}): {', '.join(r['reasons'])}"
+            for r in first.iter_rows(named=True)
         )
         raise QuarantineTooLarge(
             f"{quarantine.height} of {rows} input rows ({share:.1%}) failed validation, above the limit of "

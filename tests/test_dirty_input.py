@@ -174,3 +174,10 @@ def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM kare.account_categories").fetchall() == [(0,)]
         assert con.execute("SELECT status FROM kare.runs").fetchall() == [("failed",)]
+
+
+def test_integer_text_with_a_zero_fraction_is_accepted_and_a_real_fraction_is_not(tmp_path):
+    rows = [GOOD.format(id="A").replace(",10,5,", ",10.0,5,"), GOOD.format(id="B").replace(",10,5,", ",10.5,5,")]
+    checked = _checked_csv(tmp_path, rows)
+    assert checked.valid.select("account_id", "seats").rows() == [("A", 10)]
+    assert _reasons(checked)[2][0].startswith("seats: 10.5 is not")
