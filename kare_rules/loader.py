@@ -527,7 +527,9 @@ class _Checker:
                 bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
         elif ctype in ("date", "datetime"):
             parsed = _as_date(value, ctype)
-            if parsed is None:
+            if parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+                bad = f"'{value}' is not a calendar date; write YYYY-MM-DD"
+            elif parsed is None:
                 bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
             else:
                 return parsed

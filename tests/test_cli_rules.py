@@ -542,3 +542,10 @@ def test_explain_refuses_an_account_whose_row_would_be_quarantined(work, capsys)
     ]
     code, out, _ = run(capsys, *argv, "F")
     assert code == 0 and out[0] == "account F as of 2026-10-31 (acme 1.2.0): keep"
+
+
+def test_diff_with_a_missing_rule_file_is_a_usage_error(work, capsys):
+    argv = ["diff", "--before", "nope.yaml", "--after", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err == ["kare diff: nope.yaml: no such file or directory"]

@@ -606,3 +606,12 @@ def test_a_bad_calendar_date_does_not_hide_the_other_problems(tmp_path):
         "write one of: high, medium, low",
         f"{SHOWN}:{at(text, '2026-13-01')}: '2026-13-01' is not a calendar date; write YYYY-MM-DD",
     ]
+
+
+def test_a_quoted_date_that_is_not_on_the_calendar_says_so(tmp_path):
+    text = mutate(
+        ("churned_lately: {days_since_churn: {lte: 365}}", "churned_lately: {churned_on: {gte: '2026-02-30'}}")
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, chr(39) + '2026-02-30')}: '2026-02-30' is not a calendar date; write YYYY-MM-DD"
+    )
