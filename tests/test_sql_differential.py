@@ -180,25 +180,34 @@ PG_TABLE = 'acc\'ounts "x"; drop'
 
 
 @pytest.fixture(scope="module")
-def postgres():
-    """A connection to the server .ci/run starts; skipped without one, except in CI where it must run."""
-    url = os.environ.get("KARE_TEST_POSTGRES_URL")
-    reason = None
-    if not url:
-        reason = "KARE_TEST_POSTGRES_URL is not set; .ci/run starts a throwaway PostgreSQL and sets it"
-    else:
-        import psycopg
+def postgres(tmp_path_factory):
+    """A real PostgreSQL connection: the server at KARE_TEST_POSTGRES_URL when set, else a throwaway
+    server started from the `pgserver` wheel (a dev dependency). Never skipped: without either, the
+    test fails and says how to give it a server."""
+    import psycopg
 
+    url = os.environ.get("KARE_TEST_POSTGRES_URL")
+    server = None
+    if not url:
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
-        except psycopg.Error as exc:
-            reason = f"cannot reach PostgreSQL at KARE_TEST_POSTGRES_URL={url}: {exc}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so the PostgreSQL differential test must run: {reason}")
-        pytest.skip(reason)
-    with conn:
-        yield conn
+            import pgserver
+        except ImportError:
+            pytest.fail(
+                "no PostgreSQL for the differential test: pgserver (a dev dependency) has no wheel for this "
+                "Python; set KARE_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB to a server you can use"
+            )
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+        url = server.get_uri()
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        pytest.fail(f"cannot reach PostgreSQL at {url}: {exc}")
+    try:
+        with conn:
+            yield conn
+    finally:
+        if server is not None:
+            server.cleanup()
 
 
 def postgres_result(conn, rules: m.RuleSet, accounts: pl.DataFrame) -> list[tuple]:
