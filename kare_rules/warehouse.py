@@ -41,7 +41,7 @@ PREVIOUS_TABLES_BY_FIELD = {
     "actions": "action_queue",
 }
 PREVIOUS_TABLES = tuple(PREVIOUS_TABLES_BY_FIELD.values())
-BUCKET_IDS = "kare_bucket_ids"  # the view of one bucket's account ids during a bucketed run
+ID_VIEW = "kare_account_ids"  # a registered view of account ids (a bucket's, or the held accounts')
 
 
 def _q(name: str) -> str:
@@ -126,8 +126,8 @@ class Warehouse:
         if not account_ids.len() or not self.path.exists():
             return empty("account_categories")
         with self.connect(read_only=True) as con:
-            con.register(BUCKET_IDS, pl.DataFrame({"account_id": account_ids.cast(pl.String)}).to_arrow())
-            return _read(con, "account_categories", org, in_bucket=True)
+            con.register(ID_VIEW, pl.DataFrame({"account_id": account_ids.cast(pl.String)}).to_arrow())
+            return _read(con, "account_categories", org, only_ids=True)
 
     def last_run(self, org: str) -> dict | None:
         """The organization's last published run (its `runs` row), or None."""
@@ -224,16 +224,16 @@ class Warehouse:
             totals = BucketTotals()
             for bucket in range(buckets):
                 mine = of_row == bucket
-                con.register(BUCKET_IDS, ids.filter(id_bucket == bucket).to_arrow())
-                state = _previous_state(con, org, PREVIOUS_TABLES, in_bucket=True, meta=previous)
+                con.register(ID_VIEW, ids.filter(id_bucket == bucket).to_arrow())
+                state = _previous_state(con, org, PREVIOUS_TABLES, only_ids=True, meta=previous)
                 out = compute_run(
                     rules, raw.filter(mine), as_of, state, overrides=overrides, engine=engine, run_id=run_id,
                     max_quarantine_share=NO_QUARANTINE_LIMIT, started_at=started_at,
                 )  # fmt: skip
                 del state
                 for table in PREVIOUS_TABLES:
-                    _replace(con, table, getattr(out, table), org, in_bucket=True)
-                con.unregister(BUCKET_IDS)
+                    _replace(con, table, getattr(out, table), org, only_ids=True)
+                con.unregister(ID_VIEW)
                 totals.add(out, mine.arg_true())
                 del out
                 report(f"  [{bucket + 1}/{buckets}] bucket {bucket}: {totals.runs[-1]['input_rows']:,} rows "
@@ -257,20 +257,23 @@ class Warehouse:
             _insert(con, "runs", pl.DataFrame([row], schema=schema_of("runs")))
 
 
-def _read(con: duckdb.DuckDBPyConnection, table: str, org: str | None = None, in_bucket: bool = False) -> pl.DataFrame:
-    """A published table on an open connection; with `in_bucket`, only the accounts of the bucket view."""
+def _read(con: duckdb.DuckDBPyConnection, table: str, org: str | None = None, only_ids: bool = False) -> pl.DataFrame:
+    """A published table on an open connection; with `only_ids`, only the accounts in the id view."""
     if not _exists(con, table):
         return empty(table)
-    where = f" WHERE {_q('org')} = $org" if org else ""
-    df = _fetch(
-        con, f"SELECT * FROM {_t(table)}{where}{_in_bucket() if in_bucket else ''}", {"org": org} if org else {}
-    )
+    conditions = []
+    if org:
+        conditions.append(f"{_q('org')} = $org")
+    if only_ids:
+        conditions.append(_only_ids())
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    df = _fetch(con, f"SELECT * FROM {_t(table)}{where}", {"org": org} if org else {})
     return conformed(table, df) if df.height else empty(table)
 
 
-def _in_bucket() -> str:
-    """The semi-join that limits a statement to the accounts of the bucket being run."""
-    return f" AND {_q('account_id')} IN (SELECT {_q('account_id')} FROM {_q(BUCKET_IDS)})"
+def _only_ids() -> str:
+    """The semi-join that limits a statement to the accounts in the id view."""
+    return f"{_q('account_id')} IN (SELECT {_q('account_id')} FROM {_q(ID_VIEW)})"
 
 
 def _last_run(con: duckdb.DuckDBPyConnection, org: str, before: dt.date | None = None) -> dict | None:
@@ -286,12 +289,12 @@ def _previous_state(
     org: str,
     tables: tuple[str, ...],
     *,
-    in_bucket: bool = False,
+    only_ids: bool = False,
     meta: PreviousState | None = None,
     as_of: dt.date | None = None,
 ) -> PreviousState:
     """The last published run's state on an open connection: its run, its rules (those of the last run
-    before `as_of` when given), and `tables` (only the bucket view's accounts with `in_bucket`). `meta`
+    before `as_of` when given), and `tables` (only the id view's accounts with `only_ids`). `meta`
     is a state already read, whose tables are replaced."""
     if meta is None:
         last = _last_run(con, org)
@@ -308,7 +311,7 @@ def _previous_state(
                              last_rules_digest=digest, previous_rules=previous_rules)  # fmt: skip
     if meta.last_run_id is None:
         return meta
-    frames = {f: _read(con, t, org, in_bucket) for f, t in PREVIOUS_TABLES_BY_FIELD.items() if t in tables}
+    frames = {f: _read(con, t, org, only_ids) for f, t in PREVIOUS_TABLES_BY_FIELD.items() if t in tables}
     return replace(meta, **frames)
 
 
@@ -325,9 +328,10 @@ def _check_previous_run(con: duckdb.DuckDBPyConnection, org: str, expected: str 
         )
 
 
-def _replace(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, org: str, in_bucket: bool = False) -> None:
+def _replace(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, org: str, only_ids: bool = False) -> None:
     """The organization's rows of a per-account table (those of the bucket view's accounts) → `df`."""
-    con.execute(f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org{_in_bucket() if in_bucket else ''}", {"org": org})
+    ids = f" AND {_only_ids()}" if only_ids else ""
+    con.execute(f"DELETE FROM {_t(table)} WHERE {_q('org')} = $org{ids}", {"org": org})
     _insert(con, table, df)
 
 
