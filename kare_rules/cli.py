@@ -195,7 +195,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
             raise UsageError("--as-of DATE is required with --before/--after, e.g. --as-of 2026-11-01")
         missing = [p for p in (args.before, args.after) if not Path(p).exists()]
         if missing:
-            raise UsageError(f"{', '.join(missing)}: no such file or directory")
+            raise UsageError(
+                f"{', '.join(missing)}: no such file or directory; give a rule file (kare.yaml) or its directory"
+            )
         before, after = load_rules(args.before), load_rules(args.after)
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
@@ -302,12 +304,12 @@ def _run_bucketed(org: str, args: argparse.Namespace, buckets: int) -> bool:
     from kare_rules.engine import as_date
     from kare_rules.loader import load_rules, rule_file_in
     from kare_rules.overrides import OVERRIDES_FILE, load_overrides
-    from kare_rules.sources import read_source
+    from kare_rules.sources import DEFAULT_INPUT, read_source
     from kare_rules.warehouse import Warehouse, warehouse_lock
 
     folder = Path(args.rules_dir) / org
     as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
-    source = args.input or os.environ.get("KARE_INPUT", "data/sample/{org}/latest.parquet")
+    source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
     warehouse = Warehouse(args.warehouse)
     with warehouse_lock(args.warehouse, timeout=args.wait):
         try:

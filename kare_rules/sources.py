@@ -8,6 +8,7 @@ import polars as pl
 
 from kare_rules.errors import DataError, UsageError
 
+DEFAULT_INPUT = "data/sample/{org}/latest.parquet"  # what `kare sample` writes; {org} and {as_of} are filled in
 SOURCE_HELP = (
     "a source is a .parquet or .csv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a DuckDB table, "
     "or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"

@@ -548,4 +548,4 @@ def test_diff_with_a_missing_rule_file_is_a_usage_error(work, capsys):
     argv = ["diff", "--before", "nope.yaml", "--after", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF]
     code, _, err = run(capsys, *argv)
     assert code == 2
-    assert err == ["kare diff: nope.yaml: no such file or directory"]
+    assert err == ["kare diff: nope.yaml: no such file or directory; give a rule file (kare.yaml) or its directory"]

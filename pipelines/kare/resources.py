@@ -13,7 +13,7 @@ from kare_rules.engine import as_date
 from kare_rules.loader import load_rules, rule_file_in
 from kare_rules.model import RuleSet
 from kare_rules.overrides import OVERRIDES_FILE, Override, load_overrides
-from kare_rules.sources import read_source
+from kare_rules.sources import DEFAULT_INPUT, read_source
 from kare_rules.warehouse import DEFAULT_WAREHOUSE, Warehouse
 
 
@@ -22,7 +22,7 @@ class KareSettings(dg.ConfigurableResource):
 
     rules_dir: str = os.environ.get("KARE_RULES_DIR", "rules")
     warehouse: str = os.environ.get("KARE_WAREHOUSE", DEFAULT_WAREHOUSE)
-    input: str = os.environ.get("KARE_INPUT", "data/sample/{org}/latest.parquet")
+    input: str = os.environ.get("KARE_INPUT", DEFAULT_INPUT)
     as_of: str | None = os.environ.get("KARE_AS_OF")
     max_quarantine_share: float = float(os.environ.get("KARE_MAX_QUARANTINE_SHARE", "0.2"))
     engine: str = os.environ.get("KARE_ENGINE", "polars")
