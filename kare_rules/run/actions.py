@@ -1,0 +1,142 @@
+"""Categories and moves → the action queue's change set: actions to open, open actions to supersede.
+
+Reads only the open actions of the run's accounts; an action is never opened twice for one stay in a
+category (its key carries the day the stay began), and leaving a category supersedes what it asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.tables import conformed, empty
+
+OPEN, DONE, SUPERSEDED = "open", "done", "superseded"
+
+
+@dataclass(frozen=True)
+class ActionChanges:
+    opened: pl.DataFrame  # new action_queue rows
+    superseded: pl.Series  # action keys of open actions that are closed as superseded on as_of
+
+
+def _action_rows(actions: tuple[m.Action, ...]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "action_id": [a.id for a in actions],
+            "title": [a.title for a in actions],
+            "priority": [a.priority for a in actions],
+            "due_in_days": [a.due_in_days for a in actions],
+            "owner_column": [a.owner for a in actions],
+        },
+        schema={"action_id": pl.String, "title": pl.String, "priority": pl.String, "due_in_days": pl.Int64,
+                "owner_column": pl.String},
+    )  # fmt: skip
+
+
+def owner_columns(rules: m.RuleSet) -> list[str]:
+    """Input columns that name an action's owner."""
+    owners = {a.owner for r in rules.categories.values() for a in r.actions}
+    owners |= {a.owner for t in rules.transitions for a in t.actions}
+    return sorted(o for o in owners if o)
+
+
+def wanted_actions(
+    rules: m.RuleSet, current: pl.DataFrame, opened: pl.DataFrame, owners: pl.DataFrame, as_of: dt.date
+) -> pl.DataFrame:
+    """Every action the current categories and this run's moves ask for, keyed stably.
+
+    `current` (account_id, category, valid_from) holds every categorized account after the run;
+    `opened` the history rows this run opened; `owners` the owner columns of today's valid accounts.
+    A category action's key carries the date the account entered the category, so an action done
+    during a stay is not reopened, and a later return to the category opens a fresh one.
+    """
+    parts = []
+    for rule in rules.categories.values():
+        if rule.actions:
+            members = current.filter(pl.col("category") == rule.name)
+            parts.append(
+                members.join(_action_rows(rule.actions), how="cross").with_columns(
+                    pl.lit("category").alias("source"), pl.col("valid_from").alias("since")
+                )
+            )
+    for t in rules.transitions:
+        came_from = (
+            pl.col("previous_category").is_null()
+            if t.from_category == "new"
+            else pl.col("previous_category") == t.from_category
+        )
+        movers = opened.filter(came_from & (pl.col("category") == t.to_category))
+        parts.append(
+            movers.select("account_id", "category", "valid_from")
+            .join(_action_rows(t.actions), how="cross")
+            .with_columns(
+                pl.lit(f"transition:{t.from_category}>{t.to_category}").alias("source"), pl.lit(as_of).alias("since")
+            )
+        )
+    if not parts:
+        return empty("action_queue")
+    wanted = pl.concat(parts).join(owners, on="account_id", how="left")
+    owner = pl.lit(None, dtype=pl.String)
+    for c in owners.columns[1:]:
+        owner = pl.when(pl.col("owner_column") == c).then(pl.col(c)).otherwise(owner)
+    tag = (
+        pl.when(pl.col("source") == "category")
+        .then(pl.col("category"))
+        .otherwise(pl.col("source").str.strip_prefix("transition:"))
+    )
+    org = rules.organization
+    return conformed(
+        "action_queue",
+        wanted.with_columns(
+            pl.concat_str([pl.lit(org), pl.col("account_id"), tag, pl.col("action_id"),
+                           pl.col("since").cast(pl.String)], separator="|").alias("action_key"),
+            pl.lit(org).alias("org"),
+            owner.alias("owner"),
+            pl.lit(as_of).alias("created_on"),
+            (pl.lit(as_of) + pl.duration(days=pl.col("due_in_days"))).cast(pl.Date).alias("due_on"),
+            pl.lit(OPEN).alias("status"),
+            pl.lit(None, dtype=pl.Date).alias("closed_on"),
+        ),
+    )  # fmt: skip
+
+
+def action_changes(
+    rules: m.RuleSet,
+    current: pl.DataFrame,
+    opened: pl.DataFrame,
+    owners: pl.DataFrame,
+    open_actions: pl.DataFrame,
+    held: pl.Series,
+    as_of: dt.date,
+    known_keys: Callable[[pl.Series], pl.Series],
+) -> ActionChanges:
+    """Open wanted actions not yet in the queue; supersede open ones the account's category no longer
+    asks for. Held (quarantined) accounts keep their open actions.
+
+    `open_actions` are the open rows of this slice's accounts. A wanted action that is not open may
+    still be in the queue, done or superseded during the same stay: `known_keys(keys)` returns which
+    of these keys the queue already holds (asked only for keys of stays that began before today).
+    """
+    wanted = wanted_actions(rules, current, opened, owners, as_of)
+    not_open = wanted.join(open_actions.select("action_key"), on="action_key", how="anti")
+    # A key's last part is the day its stay (or move) began; keys of today's cannot be in the queue yet.
+    older = not_open.filter(~pl.col("action_key").str.ends_with(f"|{as_of.isoformat()}"))
+    if older.height:
+        not_open = not_open.join(pl.DataFrame({"action_key": known_keys(older["action_key"])}), on="action_key",
+                                 how="anti")  # fmt: skip
+    now = current.select("account_id", pl.col("category").alias("now"))
+    still = wanted.select("action_key", pl.lit(True).alias("_wanted"))
+    checked = open_actions.join(now, on="account_id", how="left").join(still, on="action_key", how="left")
+    stale = checked.filter(
+        ~pl.col("account_id").is_in(held.cast(pl.String).implode())
+        & pl.col("_wanted").is_null()
+        & (pl.col("now").ne_missing(pl.col("category")) | (pl.col("source") == "category"))
+    )
+    # A transition action stays open while the account stays where it moved to; a category action
+    # stays open while it is still wanted (same category, same stay).
+    return ActionChanges(opened=not_open, superseded=stale["action_key"])

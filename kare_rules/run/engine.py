@@ -1,0 +1,390 @@
+"""The one run engine: one organization, one as_of — read, validate, categorize, change, check, publish.
+
+`kare run`, the Dagster assets and the benchmarks all call `run_organization`. It reads only current
+state, writes only the run's changes, slices large organizations to stay within a memory budget, and
+does all of it in one warehouse transaction: a failed or interrupted run leaves every table as it was,
+and is logged in `kare.runs` with what was known when it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.engine import cast_expr, categorize
+from kare_rules.errors import DataError, KareError
+from kare_rules.loader import load_rules_text, rule_file_in
+from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
+from kare_rules.run.actions import action_changes, owner_columns
+from kare_rules.run.history import history_changes, transition_rows
+from kare_rules.run.quality import (
+    CheckResult,
+    Thresholds,
+    category_checks,
+    history_check,
+    quarantine_check,
+    removed_check,
+)
+from kare_rules.run.slicing import default_budget, slice_count, slice_expr
+from kare_rules.sources import read_source
+from kare_rules.tables import conformed, empty
+from kare_rules.validation import require_columns, validate_accounts
+from kare_rules.warehouse import DuckDBWarehouse, Session, warehouse_lock
+
+ENGINES = ("polars", "duckdb")
+STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
+
+
+class RunFailed(KareError):
+    """The run stopped; nothing was published and the failure is logged in kare.runs."""
+
+
+class RunInterrupted(RunFailed):
+    """Ctrl-C (or a stop signal) during a run; nothing was published."""
+
+
+Progress = Callable[[str, int, int], None]  # (what is happening, units done, units in all)
+
+
+def _no_progress(_what: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RuleBundle:
+    """An organization's rules as read ONCE for a run: an edit during the run cannot mix versions."""
+
+    rules: m.RuleSet
+    text: str
+    overrides: tuple[Override, ...]
+
+    @property
+    def digest(self) -> str:
+        return self.rules.digest
+
+
+def load_bundle(rules_dir: str | Path, org: str) -> RuleBundle:
+    """Read rules/<org>/kare.yaml (and overrides.yaml) once."""
+    folder = Path(rules_dir) / org
+    path = rule_file_in(folder)
+    from kare_rules.loader import load_rules
+
+    rules = load_rules(folder)  # every located check, on the file as it is now
+    text = path.read_text(encoding="utf-8")
+    if load_rules_text(text, str(path)).digest != rules.digest:
+        raise KareError(f"{path} changed while it was being read; run again")
+    if rules.organization != org:
+        raise KareError(f"{path} says organization {rules.organization!r} but is in the directory {org!r}")
+    return RuleBundle(rules, text, load_overrides(folder / OVERRIDES_FILE, rules))
+
+
+@dataclass
+class RunResult:
+    """What a run did: its `runs` row, its transition matrix, its checks, and how it was sliced."""
+
+    run: dict
+    transitions: pl.DataFrame
+    checks: list[CheckResult]
+    slices: int
+    unchanged: bool = False
+
+    @property
+    def categories(self) -> dict[str, int]:
+        return {c: int(self.run.get(c) or 0) for c in m.ALL_CATEGORIES}
+
+
+def run_id_for(org: str, as_of: dt.date, bundle: RuleBundle, engine: str, raw: pl.DataFrame) -> str:
+    """Same organization, date, rules, overrides, engine and input → same run id: re-runs change nothing."""
+    rows = raw.hash_rows(seed=0).sum() if raw.height else 0
+    fingerprint = f"{raw.height}:{rows}:{','.join(raw.columns)}"
+    parts = [org, as_of.isoformat(), bundle.digest, overrides_digest(bundle.overrides), engine, fingerprint]
+    return f"{org}-{as_of:%Y%m%d}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:10]}"
+
+
+def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
+    """Runs move forward in time: an earlier date would rewrite later history."""
+    if last_as_of and as_of < last_as_of:
+        raise KareError(
+            f"{org} was already published for {last_as_of}; a run for the earlier date {as_of} would rewrite "
+            f"later history. Run with --as-of {last_as_of} or later."
+        )
+
+
+def categorize_with(rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, engine: str = "polars") -> pl.DataFrame:
+    """Categorize with the chosen engine. The DuckDB engine runs the compiled SQL and gives no
+    explanations: reason is null and overlaps empty (kare explain shows any account's tree)."""
+    if engine == "duckdb":
+        from kare_rules.compile_sql import categorize_duckdb
+
+        return categorize_duckdb(rules, valid, as_of).with_columns(
+            pl.lit(None, dtype=pl.String).alias("reason"), pl.lit([], dtype=pl.List(pl.String)).alias("overlaps")
+        )
+    if engine != "polars":
+        raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    return categorize(rules, valid, as_of, explain=True)
+
+
+def categorize_run(
+    rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, run_id: str, overrides: tuple[Override, ...] = (),
+    engine: str = "polars",
+) -> pl.DataFrame:  # fmt: skip
+    """The account_categories rows of the valid accounts: category, rule, reason, versioned."""
+    result = apply_overrides(categorize_with(rules, valid, as_of, engine), rules.key, overrides, as_of)
+    return conformed(
+        "account_categories",
+        result.with_columns(
+            pl.lit(rules.organization).alias("org"),
+            pl.col(rules.key).cast(pl.String).alias("account_id"),
+            pl.lit(rules.version).alias("rules_version"),
+            pl.lit(rules.digest).alias("rules_digest"),
+            pl.lit(as_of).alias("as_of"),
+            pl.lit(run_id).alias("run_id"),
+        ),
+    )
+
+
+def read_accounts(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The whole input, read once; an unreadable source is a DataError naming it."""
+    if isinstance(source, pl.DataFrame):
+        return source
+    if isinstance(source, pl.LazyFrame):
+        return source.collect()
+    frame = read_source(source)
+    try:
+        return frame.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read the input {source}: {exc}") from None
+
+
+@dataclass
+class _Totals:
+    """What the slices of a run add up to before it publishes."""
+
+    input_rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    overlapping: int = 0
+    moves: list[pl.DataFrame] = field(default_factory=list)
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    current: int = 0  # accounts with a category before the run
+    removed: int = 0
+    closes: int = 0
+    closed: int = 0
+    opened_ids: list[pl.Series] = field(default_factory=list)
+    actions_opened: int = 0
+    actions_closed: int = 0
+
+
+def run_organization(
+    org: str,
+    as_of: dt.date,
+    source: str | pl.DataFrame | pl.LazyFrame,
+    warehouse: DuckDBWarehouse,
+    *,
+    rules_dir: str | Path = "rules",
+    bundle: RuleBundle | None = None,
+    engine: str = "polars",
+    thresholds: Thresholds | None = None,
+    memory_budget: int | None = None,
+    slices: int | None = None,
+    progress: Progress = _no_progress,
+    fail_at: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run one organization as of one date and publish it; raise RunFailed (nothing published) otherwise.
+
+    `bundle` is the rules as already read (the Dagster layer reads them once); `slices` overrides the
+    number of slices chosen from `memory_budget` (default: a fraction of the machine's memory).
+    `fail_at(step)` is called before every write (tests inject failures there).
+    """
+    thresholds = thresholds or Thresholds()
+    if engine not in ENGINES:
+        raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
+    with warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait):
+        try:
+            bundle = bundle or load_bundle(rules_dir, org)
+            known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
+            progress("reading the input", 0, 1)
+            raw = read_accounts(source)
+            known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
+            require_columns(bundle.rules, raw.columns)
+            with warehouse.transaction() as session:
+                return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
+        except KeyboardInterrupt:
+            _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+            raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+            _record_failure(warehouse, known, message)
+            raise RunFailed(message) from exc
+
+
+def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> None:
+    """Log a failed run with everything known when it stopped; a warehouse that cannot take even
+    that is left alone (the run's own error is the one to report)."""
+    with contextlib.suppress(Exception):
+        warehouse.record_failure(known, message)
+
+
+def _run(
+    s: Session,
+    bundle: RuleBundle,
+    raw: pl.DataFrame,
+    known: dict,
+    engine: str,
+    t: Thresholds,
+    memory_budget: int | None,
+    slices: int | None,
+    progress: Progress,
+    fail_at: Callable[[str], None] | None,
+) -> RunResult:
+    rules, org, as_of, run_id = bundle.rules, known["org"], known["as_of"], known["run_id"]
+    step = fail_at or (lambda _: None)
+    last = s.last_run(org)
+    check_forward(org, as_of, last["as_of"] if last else None)
+    if last and last["run_id"] == run_id:
+        return _unchanged(s, last, known)
+    if last and last["as_of"] == as_of:
+        s.rewind(org, as_of)  # a re-run of the last date replaces it
+    ruled = s.last_run(org, before=as_of)  # the rules the change causes compare with
+    previous_digest = ruled["rules_digest"] if ruled else None
+    previous_rules = None
+    if previous_digest and previous_digest != rules.digest:
+        text = s.rules_text(org, previous_digest)
+        try:
+            previous_rules = load_rules_text(text, f"{org}@{previous_digest}") if text else None
+        except KareError:
+            previous_rules = None  # a stored version the loader no longer accepts: changes count as 'both'
+
+    n = slices or slice_count(raw.height, int(raw.estimated_size()), memory_budget or default_budget())
+    key = rules.input(rules.key)
+    if n > 1:
+        of_row = raw.select(slice_expr(cast_expr(key.name, key.type, raw.schema[key.name]), n)).to_series()
+        ids = s.current_ids(org)
+        of_id = ids.to_frame().select(slice_expr(pl.col("account_id"), n)).to_series()
+    owners = owner_columns(rules)
+    totals = _Totals(input_rows=raw.height)
+    total_units = n * len(STEPS)
+    for k in range(n):
+        units = k * len(STEPS)
+        where = f"slice {k + 1}/{n}: " if n > 1 else ""
+        progress(f"{where}validating", units, total_units)
+        rows = (of_row == k).arg_true() if n > 1 else None
+        part = raw[rows] if rows is not None else raw
+        slice_ids = ids.filter(of_id == k) if n > 1 else None
+        checked = validate_accounts(rules, part)
+        quarantined = checked.quarantine
+        if rows is not None and quarantined.height:
+            quarantined = quarantined.with_columns(
+                (rows.gather(quarantined["row_number"] - 1).cast(pl.Int64) + 1).alias("row_number")
+            )
+        totals.quarantine.append(quarantined)
+        del part
+
+        progress(f"{where}categorizing", units + 1, total_units)
+        categories = categorize_run(rules, checked.valid, as_of, run_id, bundle.overrides, engine)
+        held_ids = checked.quarantine["account_id"].drop_nulls().unique()
+        held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
+        held = s.categories_of(org, held_ids)["account_id"]
+
+        progress(f"{where}history", units + 2, total_units)
+        current = s.current_rows(org, slice_ids)
+        old_rules = None
+        if previous_rules is not None:
+            try:
+                old_rules = categorize_run(previous_rules, checked.valid, as_of, run_id, bundle.overrides)
+            except KareError:
+                old_rules = None  # the old rules cannot read today's data: a change is 'both'
+        changes = history_changes(current, categories, held, as_of, run_id, org,
+                                  old_rules_category=old_rules, previous_digest=previous_digest)  # fmt: skip
+
+        progress(f"{where}actions", units + 3, total_units)
+        people = checked.valid.select(
+            pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
+        )
+        actions = action_changes(
+            rules, changes.current, changes.opens, people, s.open_actions(org, slice_ids), held, as_of,
+            lambda keys: s.known_action_keys(org, keys),
+        )  # fmt: skip
+
+        progress(f"{where}writing", units + 4, total_units)
+        step("category_history")
+        totals.closed += s.close_history(org, changes.closes, as_of)
+        s.insert("category_history", changes.opens)
+        step("action_queue")
+        totals.actions_closed += s.supersede(org, actions.superseded, as_of)
+        s.insert("action_queue", actions.opened)
+        step("account_categories")
+        touched = None if n == 1 else pl.concat([slice_ids, categories["account_id"]])
+        s.delete_categories(org, touched, keep=held)
+        s.insert("account_categories", categories)
+
+        for c, count in categories.group_by("category").len().iter_rows():
+            totals.counts[c] = totals.counts.get(c, 0) + count
+        totals.overlapping += categories.filter(pl.col("overlaps").list.len() > 0).height
+        totals.moves.append(changes.transitions)
+        totals.current += current.filter(pl.col("category").is_not_null()).height
+        totals.removed += changes.removed
+        totals.closes += changes.closes.len()
+        totals.opened_ids.append(changes.opens["account_id"])
+        totals.actions_opened += actions.opened.height
+        del checked, categories, current, changes, actions, people
+
+    progress("checking", total_units, total_units)
+    columns = ("row_number", "account_id", "reasons", "record")
+    quarantine = pl.concat([empty("quarantine").select(columns), *[q.select(columns) for q in totals.quarantine]])
+    checks = [
+        quarantine_check(quarantine, totals.input_rows, t.max_quarantine_share),
+        removed_check(totals.removed, totals.current, totals.input_rows, t),
+        *category_checks(totals.counts, totals.overlapping, last, t),
+        history_check(totals.closed, totals.closes, pl.concat([pl.Series([], dtype=pl.String), *totals.opened_ids])),
+    ]
+    moves = transition_rows(totals.moves, org, as_of, run_id)
+    step("quarantine")
+    extra = [pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"), pl.lit(run_id).alias("run_id")]
+    s.replace_day("quarantine", org, as_of, conformed("quarantine", quarantine.with_columns(extra)))
+    step("category_transitions")
+    s.replace_day("category_transitions", org, as_of, moves)
+    step("runs")
+    s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
+    run = _run_row(known, totals, moves, "published")
+    s.insert("runs", pl.DataFrame([run]))
+    step("commit")
+    progress("published", total_units, total_units)
+    return RunResult(run=run, transitions=moves, checks=checks, slices=n)
+
+
+def _run_row(known: dict, totals: _Totals, moves: pl.DataFrame, status: str) -> dict:
+    quarantined = sum(q.height for q in totals.quarantine)
+    real = moves.filter(
+        (pl.col("from_category") != pl.col("to_category"))
+        & (pl.col("from_category") != "new")
+        & (pl.col("to_category") != "removed")
+    )
+    return {
+        **known,
+        "input_rows": totals.input_rows,
+        "valid_rows": totals.input_rows - quarantined,
+        "quarantined_rows": quarantined,
+        **{c: int(totals.counts.get(c, 0)) for c in m.ALL_CATEGORIES},
+        "moved": int(real["accounts"].sum() or 0),
+        "actions_opened": totals.actions_opened,
+        "actions_closed": totals.actions_closed,
+        "finished_at": dt.datetime.now(dt.UTC),
+        "status": status,
+        "message": None,
+    }
+
+
+def _unchanged(s: Session, last: dict, known: dict) -> RunResult:
+    """The same run as the last one: log it, change nothing else."""
+    run = {**last, "started_at": known["started_at"], "finished_at": dt.datetime.now(dt.UTC), "status": "unchanged"}
+    s.insert("runs", pl.DataFrame([run]))
+    moves = s.day_rows("category_transitions", known["org"], known["as_of"])
+    return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True)

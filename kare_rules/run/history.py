@@ -1,0 +1,193 @@
+"""Category → history change set: which current rows a run closes and which rows it opens (SCD type 2).
+
+Works on the current row of each account only, never on the closed past: the warehouse applies the
+change set (close = valid_to := as_of, is_current := false; open = insert).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from kare_rules.tables import FAR_FUTURE, conformed, empty
+
+NEW, REMOVED = "new", "removed"
+
+# The columns of a current history row a run needs (the rest of the row is never read).
+CURRENT_COLUMNS = ("account_id", "category", "matched_rule", "rules_version", "rules_digest", "valid_from")
+
+
+@dataclass(frozen=True)
+class HistoryChanges:
+    """What one run (or one slice of it) does to category_history."""
+
+    closes: pl.Series  # account ids whose current row ends on as_of
+    opens: pl.DataFrame  # new current rows, in the category_history contract
+    transitions: pl.DataFrame  # from_category, to_category, accounts (this slice's counts)
+    current: pl.DataFrame  # account_id, category, valid_from: every categorized current row after the run
+
+    @property
+    def removed(self) -> int:
+        return self.opens.filter(pl.col("change_cause") == REMOVED).height
+
+
+def empty_current() -> pl.DataFrame:
+    schema = {c: t for c, t in empty("category_history").schema.items() if c in CURRENT_COLUMNS}
+    return pl.DataFrame(schema=schema).select(CURRENT_COLUMNS)
+
+
+def change_cause(previous_digest: str | None) -> pl.Expr:
+    """Why an account's category changed: a new account, its data, the rules, both, or an override.
+
+    Whether the rules changed is a property of the run (`previous_digest`, the previous run's rules),
+    not of the account's open row, which may carry an older digest from before an earlier rule change."""
+    same_rules = pl.col("rules_digest") == (
+        pl.col("prev_digest") if previous_digest is None else pl.lit(previous_digest)
+    )
+    return (
+        pl.when(~pl.col("_seen"))
+        .then(pl.lit(NEW))
+        .when(pl.col("prev_category").is_null())
+        .then(pl.lit("data"))  # back in the input after being removed
+        .when((pl.col("matched_rule") == "override") | (pl.col("prev_rule") == "override"))
+        .then(pl.lit("override"))
+        .when(same_rules)
+        .then(pl.lit("data"))
+        .when(pl.col("old_rules_category").eq_missing(pl.col("prev_category")))
+        .then(pl.lit("rules"))
+        .otherwise(pl.lit("both"))
+    )
+
+
+def history_changes(
+    current_rows: pl.DataFrame,
+    categories: pl.DataFrame,
+    held: pl.Series,
+    as_of: dt.date,
+    run_id: str,
+    org: str,
+    *,
+    old_rules_category: pl.DataFrame | None = None,
+    previous_digest: str | None = None,
+) -> HistoryChanges:
+    """The history change set of one run over one slice of accounts.
+
+    `current_rows` are the accounts' current history rows (CURRENT_COLUMNS), `categories` this run's
+    computed account_categories rows, `held` the ids of accounts whose input rows were all quarantined
+    (they keep their current row: not removed). `old_rules_category` (account_id, category) is today's
+    data under the previous run's rules, when the rules changed: it tells a `rules` change from `both`.
+    """
+    before = current_rows.select(
+        "account_id",
+        pl.col("category").alias("prev_category"),
+        pl.col("matched_rule").alias("prev_rule"),
+        pl.col("rules_version").alias("prev_version"),
+        pl.col("rules_digest").alias("prev_digest"),
+        pl.col("valid_from").alias("prev_from"),
+        pl.lit(True).alias("_seen"),
+    )
+    now = categories.select("account_id", "category", "matched_rule", "rules_version", "rules_digest")
+    joined = now.join(before, on="account_id", how="full", coalesce=True).with_columns(
+        pl.col("_seen").fill_null(False), pl.col("category").is_not_null().alias("_in_input")
+    )
+    old = (
+        old_rules_category.select("account_id", pl.col("category").alias("old_rules_category"))
+        if old_rules_category is not None
+        else pl.DataFrame(schema={"account_id": pl.String, "old_rules_category": pl.String})
+    )
+    joined = joined.join(old, on="account_id", how="left")
+    in_input, seen = pl.col("_in_input"), pl.col("_seen")
+    is_held = pl.col("account_id").is_in(held.cast(pl.String).implode())
+    moved = in_input & (~seen | pl.col("category").ne_missing(pl.col("prev_category")))
+    removed = ~in_input & seen & ~is_held & pl.col("prev_category").is_not_null()
+    opening = joined.filter(moved).select(
+        pl.lit(org).alias("org"),
+        "account_id",
+        "category",
+        pl.col("prev_category").alias("previous_category"),
+        pl.lit(as_of).alias("valid_from"),
+        pl.lit(FAR_FUTURE).alias("valid_to"),
+        pl.lit(True).alias("is_current"),
+        change_cause(previous_digest).alias("change_cause"),
+        "rules_version",
+        "rules_digest",
+        "matched_rule",
+        pl.lit(run_id).alias("run_id"),
+    )
+    removal = joined.filter(removed).select(
+        pl.lit(org).alias("org"),
+        "account_id",
+        pl.lit(None, dtype=pl.String).alias("category"),
+        pl.col("prev_category").alias("previous_category"),
+        pl.lit(as_of).alias("valid_from"),
+        pl.lit(FAR_FUTURE).alias("valid_to"),
+        pl.lit(True).alias("is_current"),
+        pl.lit(REMOVED).alias("change_cause"),
+        pl.col("prev_version").alias("rules_version"),
+        pl.col("prev_digest").alias("rules_digest"),
+        pl.lit(None, dtype=pl.String).alias("matched_rule"),
+        pl.lit(run_id).alias("run_id"),
+    )
+    opens = pl.concat([conformed("category_history", opening), conformed("category_history", removal)])
+    closes = joined.filter((moved & seen) | removed)["account_id"]
+    # Accounts that kept a category (held ones included) count as X → X; removed ones that stay removed
+    # are not counted.
+    stayed = joined.filter(seen & ~moved & ~removed & pl.col("prev_category").is_not_null())
+    stays = stayed.select(pl.col("prev_category").alias("from_category"), pl.col("prev_category").alias("to_category"))
+    current = pl.concat([
+        stayed.select("account_id", pl.col("prev_category").alias("category"), pl.col("prev_from").alias("valid_from")),
+        opening.select("account_id", "category", "valid_from"),
+    ])  # fmt: skip
+    moves = opens.select(
+        pl.col("previous_category").fill_null(NEW).alias("from_category"),
+        pl.col("category").fill_null(REMOVED).alias("to_category"),
+    )
+    counts = (
+        pl.concat([moves, stays])
+        .group_by("from_category", "to_category")
+        .agg(pl.len().cast(pl.Int64).alias("accounts"))
+    )
+    return HistoryChanges(closes=closes, opens=opens, transitions=counts, current=current)
+
+
+def transition_rows(counts: list[pl.DataFrame], org: str, as_of: dt.date, run_id: str) -> pl.DataFrame:
+    """The run's transition matrix (category_transitions rows) from its slices' counts."""
+    parts = [c for c in counts if c.height]
+    if not parts:
+        return empty("category_transitions")
+    total = pl.concat(parts).group_by("from_category", "to_category").agg(pl.col("accounts").sum())
+    return conformed(
+        "category_transitions",
+        total.with_columns(pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"), pl.lit(run_id).alias("run_id")),
+    ).sort("from_category", "to_category")
+
+
+def history_problems(history: pl.DataFrame) -> list[str]:
+    """Invariants: exactly one current row per account, and contiguous, non-overlapping intervals."""
+    problems = []
+    per_account = history.group_by("account_id").agg(pl.col("is_current").sum().alias("current"))
+    bad = per_account.filter(pl.col("current") != 1)
+    if bad.height:
+        problems.append(f"{bad.height} accounts do not have exactly one current row (e.g. {bad['account_id'].min()})")
+    # Contiguous and non-overlapping, checked by hash joins rather than a sort: no two rows of an
+    # account start (or end) on the same day, and every closed row is followed by one that starts
+    # where it ends. With one current row and no inverted interval, the rows then form one chain.
+    starts = history.select("account_id", pl.col("valid_from").alias("day"))
+    closed = history.filter(pl.col("valid_to") != FAR_FUTURE).select("account_id", pl.col("valid_to").alias("day"))
+    unlinked = closed.join(starts, on=["account_id", "day"], how="anti")
+    doubled = pl.concat([starts.filter(starts.is_duplicated()), closed.filter(closed.is_duplicated())])
+    gaps = pl.concat([unlinked, doubled]).unique("account_id")
+    if gaps.height:
+        problems.append(
+            f"{gaps.height} accounts have intervals that do not end where the next begins "
+            f"(e.g. {gaps['account_id'].min()})"
+        )
+    inverted = history.filter(pl.col("valid_to") <= pl.col("valid_from"))
+    if inverted.height:
+        problems.append(f"{inverted.height} intervals end before they begin (e.g. {inverted['account_id'].min()})")
+    wrong_current = history.filter(pl.col("is_current") != (pl.col("valid_to") == FAR_FUTURE))
+    if wrong_current.height:
+        problems.append(f"{wrong_current.height} rows disagree on is_current and valid_to")
+    return problems

@@ -1,0 +1,152 @@
+"""Quality checks of a run, on the whole run (never per slice): blocking guards and warnings.
+
+Each check names the table it judges, so the Dagster layer attaches it there and `kare run` prints it.
+A blocking check that fails stops the run before anything is published.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.errors import DataError, UsageError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits of the checks; configurable per organization (CLI options, Dagster resource config)."""
+
+    max_quarantine_share: float = 0.2  # blocking
+    max_removed_share: float = 0.5  # blocking: share of current accounts a run may remove
+    allow_empty_input: bool = False  # blocking: an empty input is never a silent wipe
+    warn_unassigned_share: float = 0.5
+    warn_overlap_share: float = 0.5
+    warn_mix_shift: float = 0.10
+
+    def __post_init__(self) -> None:
+        for name in ("max_quarantine_share", "max_removed_share", "warn_unassigned_share", "warn_overlap_share",
+                     "warn_mix_shift"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
+                raise UsageError(f"{name} must be a share between 0 and 1 (got {value!r})")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    table: str  # the published table it judges
+    passed: bool
+    blocking: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        mark = "✓" if self.passed else ("✗" if self.blocking else "!")
+        details = ", ".join(f"{k} {_show(v)}" for k, v in self.metadata.items())
+        return f"{mark} {self.name} ({self.table}): {details}"
+
+
+class RunBlocked(DataError):
+    """A blocking check failed; nothing was published."""
+
+    def __init__(self, message: str, check: CheckResult):
+        super().__init__(message)
+        self.check = check
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.1%}" if value <= 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) -> CheckResult:
+    """Refuse a run whose quarantined rows are more than `limit` of its input rows."""
+    share = quarantine.height / input_rows if input_rows else 0.0
+    result = CheckResult("quarantine_share", "quarantine", share <= limit, True,
+                         "Share of input rows that failed validation (blocking).",
+                         {"share": share, "quarantined": quarantine.height, "input_rows": input_rows,
+                          "limit": limit})  # fmt: skip
+    if not result.passed:
+        first = quarantine.sort("row_number").head(3)
+        examples = "; ".join(
+            f"row {r['row_number']} ({r['account_id'] or 'no key'}): {', '.join(r['reasons'])}"
+            for r in first.iter_rows(named=True)
+        )
+        raise RunBlocked(
+            f"{quarantine.height} of {input_rows} input rows ({share:.1%}) failed validation, above the limit of "
+            f"{limit:.0%}; nothing was published. First failures: {examples}. Fix the source or raise the limit "
+            "(--max-quarantine-share).",
+            result,
+        )
+    return result
+
+
+def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) -> CheckResult:
+    """Refuse an empty input, and a run that would remove more than the allowed share of current accounts."""
+    share = removed / current if current else 0.0
+    empty = input_rows == 0
+    passed = (not empty or t.allow_empty_input) and share <= t.max_removed_share
+    result = CheckResult("removed_share", "category_history", passed, True,
+                         "Share of current accounts the run removes because they left the input (blocking).",
+                         {"share": share, "removed": removed, "current_accounts": current,
+                          "limit": t.max_removed_share})  # fmt: skip
+    if empty and not t.allow_empty_input:
+        raise RunBlocked(
+            f"the input has no rows; publishing it would remove all {current:,} current accounts. Nothing was "
+            "published. Check the source, or pass --allow-empty-input if the organization really has no "
+            "accounts any more.",
+            result,
+        )
+    if not passed:
+        raise RunBlocked(
+            f"the run would remove {removed:,} of {current:,} current accounts ({share:.1%}: they are not in the "
+            f"input), above the limit of {t.max_removed_share:.0%}; nothing was published. Check that the source "
+            "is complete, or allow it with --max-removed-share (for example --max-removed-share 1).",
+            result,
+        )
+    return result
+
+
+def category_checks(
+    counts: dict[str, int], overlapping: int, previous: dict | None, t: Thresholds
+) -> list[CheckResult]:
+    """Warnings on the categories: unassigned share, overlap share, mix shift against the last run."""
+    total = max(sum(counts.values()), 1)
+    unassigned = counts.get("unassigned", 0) / total
+    overlap = overlapping / total
+    shift = 0.0
+    if previous is not None:
+        before_total = max(sum(int(previous.get(c) or 0) for c in m.ALL_CATEGORIES), 1)
+        shift = max(abs(counts.get(c, 0) / total - int(previous.get(c) or 0) / before_total) for c in m.ALL_CATEGORIES)
+    return [
+        CheckResult("unassigned_share", "account_categories", unassigned <= t.warn_unassigned_share, False,
+                    "Share of accounts no category matched (warning).",
+                    {"share": unassigned, "limit": t.warn_unassigned_share}),
+        CheckResult("overlap_share", "account_categories", overlap <= t.warn_overlap_share, False,
+                    "Share of accounts more than one category matched (warning).",
+                    {"share": overlap, "limit": t.warn_overlap_share}),
+        CheckResult("category_mix_shift", "account_categories", shift <= t.warn_mix_shift, False,
+                    "Largest change of a category's share since the last run (warning).",
+                    {"largest_share_change": shift, "limit": t.warn_mix_shift,
+                     "previous_run": "none" if previous is None else "compared"}),
+    ]  # fmt: skip
+
+
+def history_check(closed: int, expected_closes: int, opened: pl.Series) -> CheckResult:
+    """The change set keeps the history whole: every close ended exactly one current row, and no account
+    got two new current rows."""
+    doubled = int(opened.is_duplicated().sum()) if opened.len() else 0
+    problems = []
+    if closed != expected_closes:
+        problems.append(f"{expected_closes:,} current rows should have ended but {closed:,} did")
+    if doubled:
+        problems.append(f"{doubled:,} accounts got two new current rows")
+    return CheckResult("history_invariants", "category_history", not problems, False,
+                       "One current row per account; each change ends the row it replaces (warning).",
+                       {"problems": "; ".join(problems) or "none"})  # fmt: skip

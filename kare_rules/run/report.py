@@ -1,0 +1,68 @@
+"""What a run tells a person: a progress bar while it works, a summary and its checks when it is done."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import polars as pl
+
+from kare_rules.model import ALL_CATEGORIES
+from kare_rules.run.engine import Progress, RunResult
+
+STATUS = {"published": "published", "unchanged": "unchanged (same rules, data and engine as the last run)"}
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The run's summary: input, categories, moves, actions, then one line per check."""
+    run, moves = result.run, result.transitions
+    sliced = f", {result.slices} slices" if result.slices > 1 else ""
+    lines = [
+        f"{run['org']} {run['rules_version']} as of {run['as_of']}: {STATUS.get(run['status'], run['status'])} "
+        f"(run {run['run_id']}{sliced})",
+        f"  input     {run['input_rows']:,} rows: {run['valid_rows']:,} valid, {run['quarantined_rows']:,} quarantined"
+        + (" (see kare.quarantine)" if run["quarantined_rows"] else ""),
+        "  category  " + " · ".join(f"{c} {run[c] or 0:,}" for c in ALL_CATEGORIES),
+    ]
+    real = moves.filter(
+        (pl.col("from_category") != pl.col("to_category"))
+        & (pl.col("from_category") != "new")
+        & (pl.col("to_category") != "removed")
+    ).sort("accounts", descending=True)
+    top = ", ".join(
+        f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in real.head(4).iter_rows(named=True)
+    ) + (f", and {real.height - 4} more kinds (kare.category_transitions)" if real.height > 4 else "")
+    new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
+    gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
+    lines.append(f"  moves     {run['moved'] or 0:,} since the last run" + (f" ({top})" if top else "")
+                 + f"; {new:,} new, {gone:,} removed")  # fmt: skip
+    lines.append(f"  actions   {run['actions_opened'] or 0:,} opened, {run['actions_closed'] or 0:,} closed")
+    if result.checks:
+        lines.append("  checks    " + result.checks[0].line())
+        lines.extend("            " + c.line() for c in result.checks[1:])
+    return lines
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, enabled: bool | None = None) -> Iterator[Progress]:
+    """A rich progress bar (step, slice, ETA) on a terminal; silent otherwise (logs and CI stay clean)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda _what, _done, _total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    task = bar.add_task(label, total=1)
+    with bar:
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{label}: {what}", completed=done, total=max(total, 1))
+
+        yield update

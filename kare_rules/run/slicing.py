@@ -1,0 +1,68 @@
+"""Slices of accounts: how many a run needs to stay within its memory budget, and which slice an account is in."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import polars as pl
+
+from kare_rules.errors import UsageError
+
+SLICE_SEED = 0x6B617265  # fixed, so the input rows and the published ids of one run agree on slices
+DEFAULT_BUDGET_FRACTION = 0.125  # of the machine's (or the container's) memory
+# A slice's working set (validation, categories with reasons, history and action changes, Arrow copies
+# for DuckDB) measured at about this many times the input rows' own size; see docs/benchmarks.md.
+WORKING_SET_FACTOR = 10.0
+MIN_SLICE_ROWS = 50_000  # below this, slicing costs more than it saves
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20, "g": 1e9, "gb": 1e9,
+          "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """'4GiB', '512MB', '2g', '1073741824' → bytes."""
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text or "")
+    unit = found and found.group(2).lower()
+    if not found or unit not in _UNITS:
+        raise UsageError(f"{text!r} is not a memory size; write it like 4GiB, 512MB or 2G")
+    size = int(float(found.group(1)) * _UNITS[unit])
+    if size < 64 * 2**20:
+        raise UsageError(f"a memory budget of {text} is too small to run in; give at least 64MiB")
+    return size
+
+
+def machine_memory() -> int:
+    """Physical memory, or the container's limit when it is lower (cgroup v2 / v1)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def default_budget() -> int:
+    return int(machine_memory() * DEFAULT_BUDGET_FRACTION)
+
+
+def slice_count(input_rows: int, input_bytes: int, budget: int) -> int:
+    """How many slices keep one slice's working set within `budget` (the input itself stays in memory)."""
+    if input_rows <= MIN_SLICE_ROWS:
+        return 1
+    room = max(budget - input_bytes, budget // 4)
+    wanted = math.ceil(input_bytes * WORKING_SET_FACTOR / room)
+    return max(1, min(wanted, math.ceil(input_rows / MIN_SLICE_ROWS)))
+
+
+def slice_expr(key: pl.Expr, slices: int) -> pl.Expr:
+    """The slice (0 … slices-1) of an account id; null ids go to slice 0 (they are quarantined).
+
+    Used on the input's typed keys and on the published account_ids within one process, so both sides
+    agree; no slice number is stored, so the hash need not be stable across Polars versions."""
+    text = key.cast(pl.String)
+    return pl.when(text.is_null()).then(0).otherwise(text.hash(seed=SLICE_SEED) % slices).cast(pl.UInt32)

@@ -1,0 +1,281 @@
+"""The embedded warehouse: a DuckDB file with schema `kare`, read and changed one run at a time.
+
+A run reads only current state (current history rows, open actions, held categories) and applies its
+change set in ONE transaction: readers never see half a run, and a failed run leaves every table as
+it was. Every statement is parameterized; identifiers are ours and quoted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from kare_rules.run.history import CURRENT_COLUMNS, empty_current
+from kare_rules.tables import FAR_FUTURE, SCHEMA, TABLES, _sql_type, conformed, empty, schema_of
+from kare_rules.warehouse.lock import WarehouseBusy, retry_while_locked
+
+DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
+DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
+PUBLISHED = ("published", "unchanged")
+_views = itertools.count()
+
+
+def _q(name: str) -> str:
+    """A quoted SQL identifier (our own table and column names; still quoted on principle)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _t(table: str) -> str:
+    return f"{_q(SCHEMA)}.{_q(table)}"
+
+
+class DuckDBWarehouse:
+    """One DuckDB file: the published tables of every organization."""
+
+    def __init__(self, path: str | Path = DEFAULT_WAREHOUSE, *, wait: float = 0.0,
+                 on_wait: Callable[[str], None] = lambda _: None):  # fmt: skip
+        self.path = Path(path)
+        self.wait = wait
+        self.on_wait = on_wait
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A connection; waits (up to `wait` seconds) while another process holds DuckDB's file lock."""
+        if read_only and not self.path.exists():
+            raise WarehouseBusy(f"no warehouse at {self.path} yet; run 'kare run' first")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseBusy(f"cannot create the folder of {self.path}: {exc.strerror}") from None
+
+        def open_() -> duckdb.DuckDBPyConnection:
+            return duckdb.connect(str(self.path), read_only=read_only)
+
+        try:
+            con = retry_while_locked(open_, f"the warehouse {self.path}", self.wait, self.on_wait)
+        except duckdb.Error as exc:
+            raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
+        if not read_only:
+            ensure_tables(con)
+        return con
+
+    def read(self, table: str, org: str | None = None) -> pl.DataFrame:
+        """A whole published table (one organization's rows when `org` is given): for tests and tools,
+        never on a run's path."""
+        if not self.path.exists():
+            return empty(table)
+        with contextlib.closing(self.connect(read_only=True)) as con:
+            if not _exists(con, table):
+                return empty(table)
+            where, params = ("WHERE org = $org", {"org": org}) if org else ("", {})
+            df = _fetch(con, f"SELECT * FROM {_t(table)} {where}", params)
+            return conformed(table, df) if df.height else empty(table)
+
+    def last_run(self, org: str) -> dict | None:
+        """The organization's last published run (its `runs` row), or None."""
+        if not self.path.exists():
+            return None
+        with contextlib.closing(self.connect(read_only=True)) as con:
+            return Session(con).last_run(org) if _exists(con, "runs") else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One connection, one transaction: COMMIT when the block ends, ROLLBACK on any exception
+        (Ctrl-C included)."""
+        con = self.connect()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            yield Session(con)
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def record_failure(self, run: dict, message: str) -> None:
+        """Log a failed run in `runs` (status failed) without touching any other table."""
+        row = {**{k: None for k in schema_of("runs")}, **{k: v for k, v in run.items() if k in schema_of("runs")},
+               "status": "failed", "message": message[:2000], "finished_at": dt.datetime.now(dt.UTC)}  # fmt: skip
+        with self.transaction() as session:
+            session.insert("runs", pl.DataFrame([row], schema=schema_of("runs")))
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schema and any missing table (a warehouse of an older kare keeps its tables)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
+    for table, (_, _, columns) in TABLES.items():
+        cols = ", ".join(f"{_q(n)} {_sql_type(t)}" for n, t, _ in columns)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
+
+
+class Session:
+    """The statements of one run inside its transaction: reads of current state, writes of changes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    # ---- reads: current state only -------------------------------------------------------------
+
+    def last_run(self, org: str, before: dt.date | None = None) -> dict | None:
+        """The last published run (before the date `before`, when given)."""
+        cond, params = "", {"org": org}
+        if before is not None:
+            cond, params = " AND as_of < $before", {"org": org, "before": before}
+        runs = _fetch(
+            self.con,
+            f"SELECT * FROM {_t('runs')} WHERE org = $org AND status IN ('published', 'unchanged'){cond} "
+            "ORDER BY as_of DESC, finished_at DESC LIMIT 1",
+            params,
+        )
+        return conformed("runs", runs).row(0, named=True) if runs.height else None
+
+    def rules_text(self, org: str, digest: str) -> str | None:
+        found = _fetch(
+            self.con,
+            f"SELECT rules_text FROM {_t('rule_versions')} WHERE org = $org AND rules_digest = $d LIMIT 1",
+            {"org": org, "d": digest},
+        )
+        return found["rules_text"][0] if found.height else None
+
+    def current_ids(self, org: str) -> pl.Series:
+        """Every account with a current history row (removed ones included) or a current category."""
+        return _fetch(
+            self.con,
+            f"SELECT account_id FROM {_t('category_history')} WHERE org = $org AND is_current "
+            f"UNION SELECT account_id FROM {_t('account_categories')} WHERE org = $org",
+            {"org": org},
+        )["account_id"]
+
+    def current_rows(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
+        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None)."""
+        cols = ", ".join(_q(c) for c in CURRENT_COLUMNS)
+        with self._only(ids) as only:
+            df = _fetch(self.con, f"SELECT {cols} FROM {_t('category_history')} WHERE org = $org AND is_current"
+                        f"{only}", {"org": org})  # fmt: skip
+        return df.cast(empty_current().schema) if df.height else empty_current()
+
+    def open_actions(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
+        with self._only(ids) as only:
+            df = _fetch(self.con, f"SELECT * FROM {_t('action_queue')} WHERE org = $org AND status = 'open'{only}",
+                        {"org": org})  # fmt: skip
+        return conformed("action_queue", df) if df.height else empty("action_queue")
+
+    def categories_of(self, org: str, ids: pl.Series) -> pl.DataFrame:
+        """The published account_categories rows of these accounts."""
+        if not ids.len():
+            return empty("account_categories")
+        with self._only(ids) as only:
+            df = _fetch(self.con, f"SELECT * FROM {_t('account_categories')} WHERE org = $org{only}", {"org": org})
+        return conformed("account_categories", df) if df.height else empty("account_categories")
+
+    def known_action_keys(self, org: str, keys: pl.Series) -> pl.Series:
+        """Which of these action keys the queue holds, in any status."""
+        with self._only(keys.alias("action_key"), column="action_key") as only:
+            return _fetch(self.con, f"SELECT action_key FROM {_t('action_queue')} WHERE org = $org{only}",
+                          {"org": org})["action_key"]  # fmt: skip
+
+    def day_rows(self, table: str, org: str, as_of: dt.date) -> pl.DataFrame:
+        """A per-run table's rows for (org, as_of)."""
+        df = _fetch(self.con, f"SELECT * FROM {_t(table)} WHERE org = $org AND as_of = $d", {"org": org, "d": as_of})
+        return conformed(table, df) if df.height else empty(table)
+
+    # ---- writes: the run's change set ------------------------------------------------------------
+
+    def rewind(self, org: str, as_of: dt.date) -> None:
+        """Undo what the run already published for `as_of` did (a re-run of the last date replaces it);
+        every statement touches only rows opened or closed on that date."""
+        p = {"org": org, "d": as_of}
+        h, a = _t("category_history"), _t("action_queue")
+        self.con.execute(f"DELETE FROM {h} WHERE org = $org AND valid_from = $d", p)
+        self.con.execute(f"UPDATE {h} SET valid_to = $far, is_current = true WHERE org = $org AND valid_to = $d",
+                         {**p, "far": FAR_FUTURE})  # fmt: skip
+        self.con.execute(f"DELETE FROM {a} WHERE org = $org AND created_on = $d", p)
+        self.con.execute(f"UPDATE {a} SET status = 'open', closed_on = NULL WHERE org = $org "
+                         "AND status = 'superseded' AND closed_on = $d", p)  # fmt: skip
+
+    def close_history(self, org: str, ids: pl.Series, as_of: dt.date) -> int:
+        """End the current rows of these accounts on `as_of`; the number of rows ended."""
+        if not ids.len():
+            return 0
+        with self._only(ids) as only:
+            return self._count(f"UPDATE {_t('category_history')} SET valid_to = $d, is_current = false "
+                               f"WHERE org = $org AND is_current{only}", {"org": org, "d": as_of})  # fmt: skip
+
+    def supersede(self, org: str, keys: pl.Series, as_of: dt.date) -> int:
+        if not keys.len():
+            return 0
+        with self._only(keys.alias("action_key"), column="action_key") as only:
+            return self._count(f"UPDATE {_t('action_queue')} SET status = 'superseded', closed_on = $d "
+                               f"WHERE org = $org AND status = 'open'{only}", {"org": org, "d": as_of})  # fmt: skip
+
+    def delete_categories(self, org: str, ids: pl.Series | None, keep: pl.Series) -> None:
+        """Delete the account_categories rows of `ids` (all the organization's when None), except `keep`."""
+        if ids is not None:
+            ids = ids.filter(~ids.is_in(keep.implode()))
+            if not ids.len():
+                return
+            with self._only(ids) as only:
+                self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{only}", {"org": org})
+            return
+        with self._only(keep, negate=True) as except_kept:
+            self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{except_kept}", {"org": org})
+
+    def replace_day(self, table: str, org: str, as_of: dt.date, df: pl.DataFrame) -> None:
+        """A per-run table's rows for (org, as_of) → `df`."""
+        self.con.execute(f"DELETE FROM {_t(table)} WHERE org = $org AND as_of = $d", {"org": org, "d": as_of})
+        self.insert(table, df)
+
+    def remember_rules(self, org: str, digest: str, version: str, text: str, as_of: dt.date) -> None:
+        """Keep the text of every rule version a run used (later runs compare causes with it)."""
+        if self.rules_text(org, digest) is None:
+            self.insert("rule_versions", pl.DataFrame([{"org": org, "rules_digest": digest, "rules_version": version,
+                                                        "rules_text": text, "first_as_of": as_of}]))  # fmt: skip
+
+    def insert(self, table: str, df: pl.DataFrame) -> None:
+        if not df.height:
+            return
+        frame = conformed(table, df).to_arrow()  # noqa: F841  (DuckDB reads the local by name)
+        self.con.execute(f"INSERT INTO {_t(table)} SELECT * FROM frame")
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _only(self, ids: pl.Series | None, column: str = "account_id", negate: bool = False) -> Iterator[str]:
+        """A condition limiting a statement to `ids` (registered as a view while the block runs)."""
+        if ids is None:
+            yield ""
+            return
+        view = f"kare_ids_{next(_views)}"
+        self.con.register(view, pl.DataFrame({column: ids.cast(pl.String)}).to_arrow())
+        try:
+            yield f" AND {_q(column)} {'NOT ' if negate else ''}IN (SELECT {_q(column)} FROM {_q(view)})"
+        finally:
+            self.con.unregister(view)
+
+    def _count(self, statement: str, params: dict) -> int:
+        result = self.con.execute(statement, params).fetchall()
+        return int(result[0][0]) if result else 0
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = _fetch(
+        con,
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = $s AND table_name = $t",
+        {"s": SCHEMA, "t": table},
+    )
+    return bool(found["n"][0])
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, params: dict) -> pl.DataFrame:
+    """A whole query result as a frame (read before the next statement on this connection)."""
+    return con.sql(query, params=params).pl()

@@ -1,0 +1,228 @@
+"""The run engine against the full-history reference: random sequences of snapshots (accounts joining,
+leaving, changing, quarantined; rule changes; overrides; re-runs of a date) publish the same tables
+whatever the slice count, and the same as recomputing each run from the whole history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kare_rules.overrides import Override
+from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
+from kare_rules.tables import TABLES, empty, same_rows
+from kare_rules.warehouse import Warehouse
+from tests.reference.runner import PreviousState, compute_run
+from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, account, frame
+
+ORG = "cloudnine"
+PER_ACCOUNT = ("account_categories", "category_history", "action_queue")
+PER_DAY = ("category_transitions", "quarantine")
+CATS = ["exit", "expand", "keep", "recapture", "attain", "unassigned"]
+IDS = [f"A{i}" for i in range(9)]
+STATE = st.sampled_from([*CATS, "absent", "quarantined"])
+STEP = st.fixed_dictionaries({
+    "states": st.lists(STATE, min_size=len(IDS), max_size=len(IDS)),
+    "rules": st.sampled_from(["v1", "v2"]),
+    "override": st.booleans(),
+    "rerun": st.booleans(),  # run this date again, with the next step's data
+})  # fmt: skip
+PIN = (Override(account="A1", category="exit", reason="fraud review", author="rev@ops", expires=dt.date(2027, 1, 1)),)
+NO_LIMITS = Thresholds(max_quarantine_share=1.0, max_removed_share=1.0, allow_empty_input=True)
+
+
+def snapshot(states: list[str], day: dt.date) -> pl.DataFrame:
+    rows = []
+    for a, s in zip(IDS, states, strict=True):
+        if s == "absent":
+            continue
+        # A negative ARR fails validation: the account's row is quarantined, the account held.
+        rows.append(account(a, "keep", as_of=day, arr=-1.0) if s == "quarantined" else account(a, s, as_of=day))
+    return frame(rows)
+
+
+class Reference:
+    """The warehouse as the full-history engine left it: every table in memory, rebuilt each run."""
+
+    def __init__(self):
+        self.tables = {t: empty(t) for t in PER_ACCOUNT}
+        self.days = {t: {} for t in PER_DAY}
+        self.runs: list[tuple[dt.date, str, object]] = []  # (as_of, run_id, rules) of each published run
+
+    def run(self, rules, raw, day, overrides, run_id):
+        before = [r for r in self.runs if r[0] < day]
+        last = self.runs[-1] if self.runs else None
+        previous = PreviousState(
+            categories=self.tables["account_categories"], history=self.tables["category_history"],
+            actions=self.tables["action_queue"], last_as_of=last[0] if last else None,
+            last_run_id=last[1] if last else None, last_rules_digest=before[-1][2].digest if before else None,
+            previous_rules=before[-1][2] if before else None,
+        )  # fmt: skip
+        out = compute_run(rules, raw, day, previous, overrides=overrides, run_id=run_id, max_quarantine_share=1.0)
+        self.tables = {t: getattr(out, t) for t in PER_ACCOUNT}
+        for t in PER_DAY:
+            self.days[t][day] = getattr(out, t)
+        self.runs.append((day, run_id, rules))
+
+    def table(self, name: str) -> pl.DataFrame:
+        if name in PER_ACCOUNT:
+            return self.tables[name]
+        return pl.concat([empty(name), *self.days[name].values()])
+
+
+def publish(wh, rules, raw, day, overrides, slices):
+    bundle = RuleBundle(rules, RULES_TEXT, overrides)
+    return run_organization(ORG, day, raw, wh, bundle=bundle, thresholds=NO_LIMITS, slices=slices)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.lists(STEP, min_size=1, max_size=5))
+def test_any_slice_count_publishes_what_the_full_history_reference_computes(tmp_path_factory, steps):
+    folder = tmp_path_factory.mktemp("engine")
+    whole, sliced = Warehouse(folder / "whole.duckdb"), Warehouse(folder / "sliced.duckdb")
+    reference = Reference()
+    day = D1
+    for i, step in enumerate(steps):
+        rules = RULES if step["rules"] == "v1" else RULES_V2
+        overrides = PIN if step["override"] else ()
+        raw = snapshot(step["states"], day)
+        result = publish(whole, rules, raw, day, overrides, slices=1)
+        publish(sliced, rules, raw, day, overrides, slices=3)
+        reference.run(rules, raw, day, overrides, result.run["run_id"])
+        for table in (*PER_ACCOUNT, *PER_DAY):
+            expected = reference.table(table)
+            assert same_rows(whole.read(table, ORG), expected), (i, table, "one slice")
+            assert same_rows(sliced.read(table, ORG), expected), (i, table, "three slices")
+        if not step["rerun"]:
+            day += dt.timedelta(days=30)
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    first = frame([account(a, c) for a, c in zip(IDS, ["keep", "expand", "keep", "attain", "exit", "keep",
+                                                       "recapture", "keep", "keep"], strict=True)])  # fmt: skip
+    publish(wh, RULES, first, D1, (), 1)
+    return wh, frame([account(a, c, as_of=D1) for a, c in zip(IDS, ["recapture", "expand", "keep", "keep", "exit",
+                                                                    "keep", "recapture", "keep", "expand"],
+                                                                   strict=True)])  # fmt: skip
+
+
+def snapshot_of(wh) -> dict[str, pl.DataFrame]:
+    return {t: wh.read(t) for t in TABLES}
+
+
+@pytest.mark.parametrize("slices", [1, 3])
+@pytest.mark.parametrize(
+    "step", ["category_history", "action_queue", "account_categories", "quarantine", "category_transitions", "runs",
+             "commit"],
+)  # fmt: skip
+def test_a_failure_at_any_publish_step_leaves_every_table_as_it_was(two_runs, step, slices):
+    wh, second = two_runs
+    before = snapshot_of(wh)
+
+    def fail(at: str) -> None:
+        if at == step:
+            raise RuntimeError(f"injected failure at {at}")
+
+    with pytest.raises(RunFailed, match=f"injected failure at {step}"):
+        run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()),
+                         slices=slices, fail_at=fail)  # fmt: skip
+    after = snapshot_of(wh)
+    for table in TABLES:
+        if table == "runs":  # the failure is logged; nothing else is
+            failed = after[table].filter(pl.col("status") == "failed")
+            assert failed.height == 1 and f"injected failure at {step}" in failed["message"][0]
+            assert same_rows(after[table].filter(pl.col("status") != "failed"), before[table])
+        else:
+            assert same_rows(after[table], before[table]), table
+
+
+def test_a_failed_run_is_logged_with_its_run_id_input_rows_and_rules_version(two_runs):
+    wh, second = two_runs
+    bad = second.with_columns(pl.lit(-1.0).alias("arr"))  # every row fails validation
+    with pytest.raises(RunFailed, match="failed validation"):
+        run_organization(ORG, D1 + dt.timedelta(days=30), bad, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
+    failed = wh.read("runs", ORG).filter(pl.col("status") == "failed").row(0, named=True)
+    assert failed["run_id"].startswith("cloudnine-") and failed["input_rows"] == bad.height
+    assert failed["rules_version"] == RULES.version and "failed validation" in failed["message"]
+
+
+def test_an_empty_input_is_refused_unless_allowed(two_runs):
+    wh, second = two_runs
+    before = snapshot_of(wh)
+    bundle = RuleBundle(RULES, RULES_TEXT, ())
+    later = D1 + dt.timedelta(days=30)
+    with pytest.raises(RunFailed, match=r"the input has no rows.*--allow-empty-input"):
+        run_organization(ORG, later, second.head(0), wh, bundle=bundle)
+    assert same_rows(wh.read("category_history"), before["category_history"])
+    allowed = run_organization(ORG, later, second.head(0), wh, bundle=bundle,
+                               thresholds=Thresholds(allow_empty_input=True, max_removed_share=1.0))  # fmt: skip
+    assert wh.read("account_categories", ORG).height == 0 and allowed.run["status"] == "published"
+
+
+def test_removing_more_than_the_allowed_share_of_accounts_publishes_nothing(two_runs):
+    wh, second = two_runs
+    before = snapshot_of(wh)
+    bundle = RuleBundle(RULES, RULES_TEXT, ())
+    later = D1 + dt.timedelta(days=30)
+    with pytest.raises(RunFailed, match=r"remove 6 of 9 current accounts \(66.7%: .*--max-removed-share"):
+        run_organization(ORG, later, second.head(3), wh, bundle=bundle)
+    assert same_rows(wh.read("action_queue"), before["action_queue"])
+    ok = run_organization(ORG, later, second.head(3), wh, bundle=bundle, thresholds=Thresholds(max_removed_share=0.7))
+    assert ok.run["status"] == "published"
+    assert wh.read("category_history", ORG).filter(pl.col("change_cause") == "removed").height == 6
+
+
+def test_the_engine_is_part_of_a_runs_identity(two_runs):
+    wh, second = two_runs
+    bundle = RuleBundle(RULES, RULES_TEXT, ())
+    later = D1 + dt.timedelta(days=30)
+    polars_run = run_organization(ORG, later, second, wh, bundle=bundle)
+    duck = run_organization(ORG, later, second, wh, bundle=bundle, engine="duckdb")
+    assert duck.run["run_id"] != polars_run.run["run_id"] and not duck.unchanged
+    assert wh.read("account_categories", ORG)["reason"].null_count() == second.height  # the SQL engine gives none
+    again = run_organization(ORG, later, second, wh, bundle=bundle, engine="duckdb")
+    assert again.unchanged and again.run["status"] == "unchanged"
+
+
+def test_a_run_reads_only_current_state_never_the_closed_history(two_runs, monkeypatch):
+    """Statements a run sends never select closed rows: every read of category_history asks for
+    current rows, and every read of action_queue asks for open ones or for named keys."""
+    import kare_rules.warehouse.duckdb as wd
+
+    wh, second = two_runs
+    seen: list[str] = []
+    real = wd._fetch
+
+    def spy(con, query, params):
+        seen.append(query)
+        return real(con, query, params)
+
+    monkeypatch.setattr(wd, "_fetch", spy)
+    run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
+    history_reads = [q for q in seen if '"category_history"' in q]
+    action_reads = [q for q in seen if '"action_queue"' in q]
+    assert history_reads and all("is_current" in q for q in history_reads)
+    assert action_reads and all("status = 'open'" in q or "kare_ids_" in q for q in action_reads)
+
+
+def test_rules_are_read_once_per_run(tmp_path, monkeypatch):
+    """An edit to the rule file during a run cannot mix versions: the engine reads it once."""
+    import shutil
+
+    from kare_rules.run import load_bundle
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "rules" / ORG, tmp_path / ORG)
+    bundle = load_bundle(tmp_path, ORG)
+    (tmp_path / ORG / "kare.yaml").write_text(RULES_TEXT.replace("version: 1.0.0", "version: 9.9.9"))
+    wh = Warehouse(tmp_path / "w.duckdb")
+    result = run_organization(ORG, D1, frame([account("A", "keep")]), wh, bundle=bundle)
+    assert result.run["rules_version"] == "1.0.0"
+    assert replace(bundle).rules.version == "1.0.0"
