@@ -27,6 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmarks.baseline import bench_chain
 from kare_rules import model as m
 from kare_rules.compile_polars import NO_MATCH
 from kare_rules.engine import categorize, conform
@@ -44,34 +45,6 @@ Chain = Callable[[dt.date], pl.Expr]
 
 
 # ---- the hand-written chains: what someone would write without kare-rules -----------------------
-
-
-def bench_chain(as_of: dt.date) -> pl.Expr:
-    """benchmarks/rules/bench/kare.yaml by hand. `when` treats null as false; only a negated
-    predicate on a nullable column needs an explicit fill_null(False)."""
-    active_client = pl.col("is_customer")
-    big_spender = pl.col("lifetime_value") >= 250_000
-    days_since_last_order = (pl.lit(as_of) - pl.col("last_order_date")).dt.total_days()
-    ordered_recently = days_since_last_order <= 730
-    target_market = pl.col("industry").is_in(["software", "healthcare"]) & (
-        (pl.col("annual_revenue") >= 10_000_000) | pl.col("employees").is_between(500, 100_000)
-    )
-    promoter = pl.col("nps") >= 30
-    detractor = (pl.col("nps") < 0).fill_null(False)
-    return (
-        pl.when(active_client & (pl.col("margin_pct") < 0.05) & ~pl.col("exec_sponsor"))
-        .then(pl.lit("exit"))
-        .when(active_client & big_spender & promoter)
-        .then(pl.lit("expand"))
-        .when(active_client)
-        .then(pl.lit("keep"))
-        .when(pl.col("ever_customer") & ~active_client & ordered_recently & ~detractor)
-        .then(pl.lit("recapture"))
-        .when(~pl.col("ever_customer") & target_market)
-        .then(pl.lit("attain"))
-        .otherwise(pl.lit("unassigned"))
-        .alias("category")
-    )
 
 
 def cloudnine_chain(as_of: dt.date) -> pl.Expr:

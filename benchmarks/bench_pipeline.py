@@ -1,244 +1,155 @@
-"""The whole pipeline run against a bare baseline, at 1M and 10M accounts: wall time and peak memory.
+"""A whole `kare run` as a process against the bare baseline process, at 1M and 10M accounts; then Dagster.
 
-    python -m benchmarks.bench_pipeline          (KARE_BENCH_SIZES=1000000,10000000 by default)
+    python -m benchmarks pipeline
+    (KARE_BENCH_SIZES, default 1000000,10000000; KARE_BENCH_REPEAT, default 3 up to 2M accounts and 1 above)
 
-What is measured (each in its own subprocess, so peak RSS is that measurement's alone):
-- pipeline: the steady-state monthly run of one organization, the library path every `kare run` takes
-  without Dagster around it: read the previous state from the DuckDB warehouse, read the input Parquet,
-  `compute_run` (validate, categorize with explanations, overrides, history, transitions, actions) and
-  `Warehouse.publish` in one transaction. The warehouse already holds the previous month, so history is
-  updated and actions superseded as in production. Dagster's own overhead (a second or two per run,
-  independent of size) and the staging Parquet files between assets are left out so the figure is about
-  kare_rules.
-- bucketed: the same run through `Warehouse.run_bucketed` (what `kare run --buckets N` does), with
-  N = ceil(accounts / 1M): compute_run and publish one slice of accounts at a time, in one transaction.
-  The unbucketed pipeline is skipped where its estimated peak would not fit in this machine's memory.
-- baseline: read the same input Parquet, categorize with a hand-written pl.when/then chain of the same
-  rules, write one DuckDB table.
-Targets: pipeline within 10x the baseline at 1M; bucketed within 8 GiB peak RSS at 10M.
+Per size, two monthly snapshots of the bench organization (benchmarks/rules/bench; one account in three
+changes between them, benchmarks/measure.py) and a warehouse holding the first month's run (that first
+run is measured too and printed, not compared: every account is new). Then, interleaved, each its own
+process reaped with os.wait4 (wall time from spawn to exit, imports included; peak resident memory):
+- kare run: plain `kare run --org bench ...` of the second month on a fresh copy of that warehouse, with
+  no --memory-budget and no --buckets: the slices come from the default memory budget;
+- baseline: `python -m benchmarks.baseline`: read the same Parquet, categorize with a hand-written
+  pl.when/then chain of the bench rules, write one DuckDB table;
+- dagster: the same run as a Dagster materialization (`python -m benchmarks.dagster_run`), on another copy.
+Targets (issue 10), medians of the repeats: below 10M accounts, kare run within 5x the baseline; at 10M
+and above, kare run within 10x the baseline and at most 4 GiB peak memory; dagster within 1.5x kare run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
-import resource
-import subprocess
+import re
+import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-RULES = Path(__file__).resolve().parent.parent / "rules" / "cloudnine"
-DATES = (dt.date(2026, 9, 30), dt.date(2026, 10, 31))
+from benchmarks.dagster_run import NOT_READY
+from benchmarks.measure import (
+    BENCH_ORG,
+    BENCH_RULES_DIR,
+    Measured,
+    baseline,
+    kare_run,
+    median,
+    require,
+    run_process,
+    write_snapshots,
+)
+
+LAST = dt.date(2026, 11, 30)
 DEFAULT_SIZES = "1000000,10000000"
-TARGET_RATIO, TARGET_GIB = 10.0, 8.0
-ACCOUNTS_PER_BUCKET = 1_000_000
-GIB_PER_MILLION = 2.3  # measured peak of the unbucketed pipeline per million accounts
+LARGE = 10_000_000  # from here on the 10M targets apply
+TARGET_RATIO, TARGET_RATIO_LARGE, TARGET_GIB_LARGE, TARGET_DAGSTER = 5.0, 10.0, 4.0, 1.5
 
 
-def buckets_for(n: int) -> int:
-    return math.ceil(n / ACCOUNTS_PER_BUCKET)
-
-
-def fits_unbucketed(n: int) -> bool:
-    """Whether the unbucketed pipeline's estimated peak leaves a quarter of this machine's memory free."""
-    total_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return n / 1e6 * GIB_PER_MILLION <= 0.75 * total_gib
-
-
-def prepare(n: int, folder: Path) -> None:
-    """Two monthly snapshots, and a warehouse holding the first month's run (not measured; published
-    bucketed, which gives the same tables as compute_run + publish, so 10M fits in memory too)."""
-    import polars as pl
-
-    from kare_rules.loader import load_rules
-    from kare_rules.synth import snapshots
-    from kare_rules.warehouse import Warehouse
-
-    rules = load_rules(RULES)
-    for day, frame in snapshots(rules, n, list(DATES), seed=5):
-        frame.write_parquet(folder / f"{day}.parquet")
-    del frame
-    first = pl.read_parquet(folder / f"{DATES[0]}.parquet")
-    Warehouse(folder / "warehouse.duckdb").run_bucketed(
-        rules, first, DATES[0], buckets=buckets_for(n), rules_text=(RULES / "kare.yaml").read_text()
-    )
-
-
-def pipeline(folder: Path) -> dict:
-    import shutil
-
-    import polars as pl
-
-    from kare_rules.loader import load_rules
-    from kare_rules.runner import compute_run
-    from kare_rules.warehouse import Warehouse
-
-    target = folder / "measured.duckdb"
-    shutil.copy(folder / "warehouse.duckdb", target)
-    start = time.perf_counter()
-    rules = load_rules(RULES)
-    wh = Warehouse(target)
-    previous = wh.previous_state(rules.organization)
-    out = compute_run(rules, pl.read_parquet(folder / f"{DATES[1]}.parquet"), DATES[1], previous)
-    run = wh.publish(out, (RULES / "kare.yaml").read_text(), rules.version, expected_previous_run=previous.last_run_id)
-    seconds = time.perf_counter() - start
-    target.unlink()
-    return {"seconds": seconds, "rows": run["input_rows"], "moved": run["moved"]}
-
-
-def bucketed(folder: Path) -> dict:
-    """The same monthly run as `pipeline`, computed and published ceil(n / 1M) slices of accounts at a time."""
-    import shutil
-
-    import polars as pl
-
-    from kare_rules.loader import load_rules
-    from kare_rules.warehouse import Warehouse
-
-    target = folder / "measured.duckdb"
-    shutil.copy(folder / "warehouse.duckdb", target)
-    start = time.perf_counter()
-    rules = load_rules(RULES)
-    raw = pl.read_parquet(folder / f"{DATES[1]}.parquet")
-    buckets = buckets_for(int(os.environ["KARE_BENCH_N"]))
-    text = (RULES / "kare.yaml").read_text()
-    run = Warehouse(target).run_bucketed(rules, raw, DATES[1], buckets=buckets, rules_text=text)
-    seconds = time.perf_counter() - start
-    target.unlink()
-    return {"seconds": seconds, "rows": run["input_rows"], "moved": run["moved"], "buckets": buckets}
-
-
-def dagster(folder: Path) -> dict:
-    """The same monthly run as `kare run` does it: the Dagster asset graph in-process (`run_org`), with
-    its staging Parquet files between assets and its asset checks. Imports are not timed (≈1.3 s)."""
-    import shutil
-
-    from pipelines.run import run_org
-
-    target = folder / "measured.duckdb"
-    shutil.copy(folder / "warehouse.duckdb", target)
-    start = time.perf_counter()
-    summary = run_org(
-        RULES.name, warehouse=str(target), input=str(folder / "{as_of}.parquet"), as_of=DATES[1].isoformat(),
-        rules_dir=str(RULES.parent), staging=str(folder / "staging"),
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    target.unlink()
-    shutil.rmtree(folder / "staging")
-    return {"seconds": seconds, "rows": summary.run["input_rows"]}
-
-
-def baseline(folder: Path) -> dict:
-    """The least a run must do: read, categorize with one hand-written expression, write one table."""
-    import duckdb
-    import polars as pl
-
-    start = time.perf_counter()
-    df = pl.read_parquet(folder / f"{DATES[1]}.parquet")
-    paying, as_of = pl.col("is_customer"), DATES[1]
-    strategic = (pl.col("arr") >= 100000) | (pl.col("segment") == "enterprise")
-    utilization = pl.col("seats_used") / pl.when(pl.col("seats") != 0).then(pl.col("seats"))
-    healthy = (pl.col("nps") >= 30) & (utilization >= 0.8)
-    since = (pl.lit(as_of) - pl.col("churned_on")).dt.total_days()
-    churned = (since >= 0) & (since <= 365)
-    ideal = pl.col("segment").is_in(["mid_market", "enterprise"]) & (pl.col("employees") >= 200)
-    category = (
-        pl.when((paying & (pl.col("payment_overdue_days") > 90) & ~strategic).fill_null(False))
-        .then(pl.lit("exit"))
-        .when((paying & strategic & healthy).fill_null(False))
-        .then(pl.lit("expand"))
-        .when(paying.fill_null(False))
-        .then(pl.lit("keep"))
-        .when((~paying & churned & ~(pl.col("nps") < 0).fill_null(False)).fill_null(False))
-        .then(pl.lit("recapture"))
-        .when((~paying & pl.col("churned_on").is_null() & ideal).fill_null(False))
-        .then(pl.lit("attain"))
-        .otherwise(pl.lit("unassigned"))
-    )
-    result = df.select("account_id", category.alias("category")).to_arrow()  # noqa: F841 (DuckDB reads it)
-    con = duckdb.connect(str(folder / "baseline.duckdb"))
-    con.execute("CREATE OR REPLACE TABLE account_categories AS SELECT * FROM result")
-    con.close()
-    seconds = time.perf_counter() - start
-    (folder / "baseline.duckdb").unlink()
-    return {"seconds": seconds}
-
-
-def child(kind: str, folder: Path) -> None:
-    result = {
-        "prepare": lambda f: prepare(int(os.environ["KARE_BENCH_N"]), f) or {},
-        "pipeline": pipeline,
-        "bucketed": bucketed,
-        "dagster": dagster,
-        "baseline": baseline,
-    }[kind](folder)
-    result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps(result))
-
-
-def measure(kind: str, folder: Path, n: int) -> dict:
-    env = {**os.environ, "KARE_BENCH_N": str(n), "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_pipeline", "--child", kind, str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} at {n:,} accounts failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def repeats_for(n: int) -> int:
+    if "KARE_BENCH_REPEAT" in os.environ:
+        return max(1, int(os.environ["KARE_BENCH_REPEAT"]))
+    return 3 if n <= 2_000_000 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """Every size in KARE_BENCH_SIZES; `argv` is accepted for `python -m benchmarks` and not used."""
     sizes = [int(s.replace("_", "")) for s in os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES).split(",") if s]
-    print("pipeline (previous state + compute_run + publish), bucketed (Warehouse.run_bucketed, one bucket per 1M "
-          "accounts), dagster (kare run: run_org) vs baseline (read, pl.when/then, one DuckDB table)")  # fmt: skip
-    head = ["accounts", "pipeline s", "bucketed s", "buckets", "dagster s", "baseline s", "ratio", "pipeline MiB",
-            "bucketed MiB", "dagster MiB", "baseline MiB"]  # fmt: skip
-    widths = [12, 11, 11, 8, 10, 11, 7, 13, 13, 12, 13]
-    print(" ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)))
-    failed = False
+    print("kare run (plain, as a process) vs baseline (read Parquet, hand-written pl.when/then, one DuckDB table) "
+          "vs dagster (dg.materialize of the same run); bench rules, second month of two")  # fmt: skip
+    missed = []
     for n in sizes:
-        with tempfile.TemporaryDirectory(prefix="kare-bench-pipeline-") as tmp:
-            folder = Path(tmp)
-            measure("prepare", folder, n)
-            base = measure("baseline", folder, n)
-            pipe = measure("pipeline", folder, n) if fits_unbucketed(n) else None
-            buck = measure("bucketed", folder, n)
-            dag = measure("dagster", folder, n) if fits_unbucketed(n) else None
-        ratio = pipe["seconds"] / base["seconds"] if pipe else None
-        pipe_s, pipe_mib = (f"{pipe['seconds']:.2f}", f"{pipe['max_rss_mib']:,.0f}") if pipe else ("skipped",) * 2
-        dag_s, dag_mib = (f"{dag['seconds']:.2f}", f"{dag['max_rss_mib']:,.0f}") if dag else ("skipped",) * 2
-        print(
-            f"{buck['rows']:>12,} {pipe_s:>11} {buck['seconds']:>11.2f} {buck['buckets']:>8} {dag_s:>10} "
-            f"{base['seconds']:>11.2f} {f'{ratio:.1f}x' if pipe else '':>7} {pipe_mib:>13} "
-            f"{buck['max_rss_mib']:>13,.0f} {dag_mib:>12} {base['max_rss_mib']:>13,.0f}",
-            flush=True,
-        )
-        if dag:
-            print(f"  kare run (Dagster) / baseline: {dag['seconds'] / base['seconds']:.1f}x")
-        if pipe is None:
-            print(f"  unbucketed pipeline skipped: ~{n / 1e6 * GIB_PER_MILLION:.0f} GiB estimated peak does not fit "
-                  "this machine's memory")  # fmt: skip
-        if n <= 1_000_000 and ratio is not None and ratio > TARGET_RATIO:
-            print(f"  target missed: more than {TARGET_RATIO:.0f}x the baseline")
-            failed = True
-        if n >= 10_000_000 and buck["max_rss_mib"] > TARGET_GIB * 1024:
-            print(f"  target missed: bucketed peak memory above {TARGET_GIB:.0f} GiB")
-            failed = True
-    verdict = " — MISSED" if failed else " — met"
-    print("targets: 1M within 10x the baseline; 10M bucketed within 8 GiB peak RSS" + verdict)
+        missed += measure_size(n)
+    print(f"targets: {'MISSED: ' + '; '.join(missed) if missed else 'met'}")
     return 0
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(sys.argv[2], Path(sys.argv[3]))
+def measure_size(n: int) -> list[str]:
+    """Measure one size; the targets it missed."""
+    repeats = repeats_for(n)
+    with tempfile.TemporaryDirectory(prefix="kare-bench-pipeline-") as tmp:
+        folder = Path(tmp)
+        first_day, day = write_snapshots(folder, n, LAST, 2)
+        source = folder / f"{day}.parquet"
+        prepared = folder / "prepared.duckdb"
+        first = require(run_process(kare_run(folder / f"{first_day}.parquet", first_day, prepared)), "the first run")
+        print(f"{n:,} accounts; first run (every account new, not compared): {first.seconds:.2f} s, "
+              f"{first.mib:,.0f} MiB{_slices(first)}; warehouse {_mib(prepared):,.0f} MiB")  # fmt: skip
+        runs: dict[str, list[Measured]] = {"baseline": [], "kare run": [], "dagster": []}
+        dagster_inner: list[float] = []
+        dagster_skipped = ""
+        for i in range(repeats):
+            runs["baseline"].append(
+                require(run_process(baseline(source, day, folder / "baseline.duckdb")), "the baseline")
+            )
+            (folder / "baseline.duckdb").unlink()
+            runs["kare run"].append(require(run_process(kare_run(source, day, _copy(prepared))), "kare run"))
+            _drop(folder / "measured.duckdb")
+            if not dagster_skipped:
+                done = run_process([sys.executable, "-m", "benchmarks.dagster_run", BENCH_ORG, str(BENCH_RULES_DIR),
+                                    str(source), day.isoformat(), str(_copy(prepared))])  # fmt: skip
+                _drop(folder / "measured.duckdb")
+                if done.code == NOT_READY:
+                    dagster_skipped = done.stdout.strip() or "skipped: pipelines not ready"
+                else:
+                    runs["dagster"].append(require(done, "the Dagster materialization"))
+                    dagster_inner.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+            done_now = [f"{name} {r[-1].seconds:.2f} s (cpu {r[-1].cpu_seconds:.2f} s) {r[-1].mib:,.0f} MiB"
+                        for name, r in runs.items() if len(r) > i]  # fmt: skip
+            print(f"  repeat {i + 1}/{repeats}: {', '.join(done_now)}", flush=True)
+    print(f"  {'':<10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}  (medians of {repeats})")
+    for name, measured in runs.items():
+        if measured:
+            print(f"  {name:<10} {median([r.seconds for r in measured]):>8.2f} "
+                  f"{median([r.cpu_seconds for r in measured]):>8.2f} {median([r.mib for r in measured]):>9,.0f}"
+                  f"{_slices(measured[-1]) if name == 'kare run' else ''}")  # fmt: skip
+    kare_s, base_s = median([r.seconds for r in runs["kare run"]]), median([r.seconds for r in runs["baseline"]])
+    kare_gib = max(r.max_rss for r in runs["kare run"]) / 2**30
+    ratio = kare_s / base_s
+    cpu_ratio = median([r.cpu_seconds for r in runs["kare run"]]) / median([r.cpu_seconds for r in runs["baseline"]])
+    missed = []
+    large = n >= LARGE
+    limit = TARGET_RATIO_LARGE if large else TARGET_RATIO
+    print(f"  kare run / baseline: {ratio:.1f}x wall (target ≤ {limit:.0f}x: {'met' if ratio <= limit else 'MISSED'}), "
+          f"{cpu_ratio:.1f}x cpu")  # fmt: skip
+    if ratio > limit:
+        missed.append(f"{n:,}: kare run {ratio:.1f}x the baseline")
+    if large:
+        ok = kare_gib <= TARGET_GIB_LARGE
+        verdict = "met" if ok else "MISSED"
+        print(f"  kare run peak memory: {kare_gib:.2f} GiB (target ≤ {TARGET_GIB_LARGE:.0f} GiB: {verdict})")
+        if not ok:
+            missed.append(f"{n:,}: kare run peak {kare_gib:.2f} GiB")
+    if runs["dagster"]:
+        d = median([r.seconds for r in runs["dagster"]]) / kare_s
+        print(f"  dagster / kare run: {d:.2f}x as processes, dg.materialize alone {median(dagster_inner):.2f} s "
+              f"(target ≤ {TARGET_DAGSTER}x: {'met' if d <= TARGET_DAGSTER else 'MISSED'})")  # fmt: skip
+        if d > TARGET_DAGSTER:
+            missed.append(f"{n:,}: dagster {d:.2f}x kare run")
     else:
-        sys.exit(main())
+        print(f"  dagster: {dagster_skipped}")
+    return missed
+
+
+def _mib(path: Path) -> float:
+    return path.stat().st_size / 2**20
+
+
+def _copy(prepared: Path) -> Path:
+    target = prepared.with_name("measured.duckdb")
+    shutil.copyfile(prepared, target)
+    return target
+
+
+def _drop(warehouse: Path) -> None:
+    for path in warehouse.parent.glob(warehouse.name + "*"):  # the file, its WAL and its lock file
+        path.unlink()
+
+
+def _slices(done: Measured) -> str:
+    found = re.search(r"(\d+) slices\)", done.stdout)
+    return f", {found.group(1)} slices" if found else ", 1 slice"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
