@@ -14,8 +14,9 @@ from kare_rules.errors import UsageError
 SLICE_SEED = 0x6B617265  # fixed, so the input rows and the published ids of one run agree on slices
 DEFAULT_BUDGET_FRACTION = 0.125  # of the machine's (or the container's) memory
 # A slice's working set (validation, categories with reasons, history and action changes, Arrow copies
-# for DuckDB) measured at about this many times the input rows' own size; see docs/benchmarks.md.
-WORKING_SET_FACTOR = 10.0
+# for DuckDB) measured at 15-17 times the slice's share of the input's estimated size (10M accounts,
+# bench rules: 3.1 GiB per 3.3M-account slice); see docs/benchmarks.md.
+WORKING_SET_FACTOR = 16.0
 MIN_SLICE_ROWS = 50_000  # below this, slicing costs more than it saves
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20, "g": 1e9, "gb": 1e9,
           "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}  # fmt: skip
