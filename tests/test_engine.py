@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from kare_rules.overrides import Override
 from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
+from kare_rules.run.history import history_problems
 from kare_rules.tables import TABLES, empty, same_rows
 from kare_rules.warehouse import Warehouse
 from tests.reference.runner import PreviousState, compute_run
-from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, account, frame
+from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, TEXTS, account, frame
 
 ORG = "cloudnine"
 PER_ACCOUNT = ("account_categories", "category_history", "action_queue")
@@ -76,7 +77,7 @@ class Reference:
 
 
 def publish(wh, rules, raw, day, overrides, slices):
-    bundle = RuleBundle(rules, RULES_TEXT, overrides)
+    bundle = RuleBundle(rules, TEXTS[rules.digest], overrides)
     return run_organization(ORG, day, raw, wh, bundle=bundle, thresholds=NO_LIMITS, slices=slices)
 
 
@@ -99,6 +100,7 @@ def test_any_slice_count_publishes_what_the_full_history_reference_computes(tmp_
             expected = reference.table(table)
             assert same_rows(whole.read(table, ORG), expected), (i, table, "one slice")
             assert same_rows(sliced.read(table, ORG), expected), (i, table, "three slices")
+        assert history_problems(whole.read("category_history", ORG)) == []
         if not step["rerun"]:
             day += dt.timedelta(days=30)
 
