@@ -228,3 +228,31 @@ def test_rules_are_read_once_per_run(tmp_path, monkeypatch):
     result = run_organization(ORG, D1, frame([account("A", "keep")]), wh, bundle=bundle)
     assert result.run["rules_version"] == "1.0.0"
     assert replace(bundle).rules.version == "1.0.0"
+
+
+def test_slices_follow_the_input_size_and_the_memory_budget():
+    from kare_rules.run.slicing import MIN_SLICE_ROWS, WORKING_SET_FACTOR, parse_size, slice_count
+
+    gib = 2**30
+    assert slice_count(MIN_SLICE_ROWS, 10 * gib, gib) == 1  # small organizations are never sliced
+    assert slice_count(10_000_000, gib // 2, 64 * gib) == 1  # room enough
+    tight = slice_count(10_000_000, gib, 3 * gib)
+    assert tight == -(-int(gib * WORKING_SET_FACTOR) // (2 * gib))  # the working set over the room left
+    assert slice_count(10_000_000, gib, gib) > tight  # a smaller budget, more slices
+    assert slice_count(200_000, 100 * gib, gib) == 200_000 // MIN_SLICE_ROWS  # never slices below the minimum
+    assert [parse_size(s) for s in ("4GiB", "512MB", "2g", "1073741824")] == [4 * gib, 512 * 10**6, 2 * 10**9, gib]
+    for bad in ("", "lots", "4 parsecs", "1k"):
+        with pytest.raises(Exception, match="memory size|too small"):
+            parse_size(bad)
+
+
+def test_a_run_reports_progress_by_step_and_slice(two_runs):
+    wh, second = two_runs
+    seen: list[tuple[str, int, int]] = []
+    run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()), slices=2,
+                     progress=lambda what, done, total: seen.append((what, done, total)))  # fmt: skip
+    steps = [what for what, _, _ in seen]
+    assert steps[0] == "reading the input" and steps[-1] == "published"
+    assert "slice 1/2: validating" in steps and "slice 2/2: writing" in steps
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and seen[-1][1] == seen[-1][2] == 10  # 2 slices × 5 steps, in order
