@@ -48,32 +48,180 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_test(args: argparse.Namespace) -> int:
+    """Run every rule file's embedded tests; report as text (closing line `N passed, M failed`), JSON or
+    JUnit XML. An invalid file counts as one failure, and so does a file without tests under --require-tests."""
     from kare_rules.loader import check_rules
     from kare_rules.testing import run_rule_tests
 
-    passed = failed = 0
+    reports = []
     for path in _rule_files(args.paths):
         rules, problems = check_rules(path)
-        if problems:
-            for p in problems:
-                out(str(p))
-            out(f"{path}: the rule file is invalid, its tests were not run")
-            failed += 1
-            continue
-        for r in run_rule_tests(rules):
-            where = f"{r.test.path or rules.path}:{r.test.line}"
-            if r.passed:
-                passed += 1
-                if args.verbose:
-                    out(f"PASS {where} {r.test.name}")
-            else:
-                failed += 1
-                out(
-                    f"FAIL {where} {r.test.name}\n     expected: {r.test.expect}\n     got:      {r.got}\n"
-                    f"     reason:   {r.reason}"
-                )
-    out(f"{passed} passed, {failed} failed")
+        results = run_rule_tests(rules) if rules is not None and not problems else []
+        reports.append(_FileTests(path, rules, problems, results, args.require_tests))
+    passed = sum(r.passed for r in reports)
+    failed = sum(r.failed for r in reports)
+    if args.format == "json":
+        import json
+
+        doc = {"files": [r.as_json() for r in reports], "passed": passed, "failed": failed}
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    elif args.format == "junit":
+        sys.stdout.write(_junit(reports))
+    else:
+        for r in reports:
+            for line in r.text(args.verbose):
+                out(line)
+        out(f"{passed} passed, {failed} failed")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+class _FileTests:
+    """One rule file's test outcome, for the three output formats of `kare test`."""
+
+    def __init__(self, path: Path, rules, problems: list, results: list, require_tests: bool):
+        from kare_rules.errors import display_path
+
+        self.path = display_path(path)
+        self.rules, self.problems, self.results = rules, problems, results
+        self.invalid = bool(problems) or rules is None
+        self.no_tests = not self.invalid and not results
+        self.missing_tests = self.no_tests and require_tests  # fails the file
+        self.passed = sum(r.passed for r in results)
+        self.failed = sum(not r.passed for r in results) + self.invalid + self.missing_tests
+
+    @property
+    def status(self) -> str:
+        if self.invalid:
+            return "invalid"
+        if self.no_tests:
+            return "no tests"
+        return "failed" if self.failed else "passed"
+
+    def text(self, verbose: bool) -> list[str]:
+        if self.invalid:
+            return [*map(str, self.problems), f"{self.path}: the rule file is invalid, its tests were not run"]
+        if self.missing_tests:
+            return [f"FAIL {self.path}: no tests, and --require-tests asks for at least one; add a 'tests:' list"]
+        if self.no_tests:
+            return [f"{self.path}: no tests"]
+        lines = []
+        for r in self.results:
+            where = f"{r.test.path or self.path}:{r.test.line}"
+            if r.passed:
+                if verbose:
+                    lines.append(f"PASS {where} {r.test.name}")
+                continue
+            lines.append(f"FAIL {where} {r.test.name}")
+            lines.extend("     " + line for line in _failure_lines(r))
+        return lines
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path,
+            "organization": self.rules.organization if self.rules else None,
+            "version": self.rules.version if self.rules else None,
+            "status": self.status,
+            "passed": self.passed,
+            "failed": self.failed,
+            "problems": [
+                {"path": p.path, "line": p.line, "column": p.column, "message": p.message} for p in self.problems
+            ],
+            "tests": [_test_json(r) for r in self.results],
+        }
+
+
+def _failure_lines(r) -> list[str]:
+    """What a failed test expected and got, and for a wrong category the tree that shows why."""
+    from kare_rules.engine import render_tree
+
+    lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
+    for mm in r.mismatches:
+        if mm.what != "category":
+            lines.append(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}")
+    if r.tree:
+        lines.append(f"why:      {r.why}:")
+        lines.extend("  " + line for line in render_tree(list(r.tree)))
+    return lines
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(sorted(value)) + "]"
+    return "null" if value is None else str(value)
+
+
+def _tree_json(node) -> dict:
+    return {"label": node.label, "holds": node.value, "children": [_tree_json(c) for c in node.children]}
+
+
+def _test_json(r) -> dict:
+    t = r.test
+    return {
+        "name": t.name,
+        "path": t.path,
+        "line": t.line,
+        "as_of": t.as_of.isoformat(),
+        "passed": r.passed,
+        "expected": {
+            "category": t.expect,
+            "matched_rule": t.matched_rule,
+            "actions": sorted(t.actions) if t.actions is not None else None,
+        },
+        "got": {"category": r.got, "matched_rule": r.matched_rule, "actions": sorted(r.actions), "reason": r.reason},
+        "mismatches": [
+            {"what": mm.what, "expected": _plain(mm.expected), "got": _plain(mm.got)} for mm in r.mismatches
+        ],
+        "why": r.why or None,
+        "tree": [_tree_json(n) for n in r.tree],
+    }
+
+
+def _plain(value):
+    return sorted(value) if isinstance(value, tuple) else value
+
+
+def _junit(reports: list[_FileTests]) -> str:
+    """JUnit XML as CI systems read it: a testsuite per rule file, a testcase per embedded test; only
+    the elements and attributes of the common (Jenkins/xunit2) schema."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="kare test")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for f in reports:
+        suite = ET.SubElement(root, "testsuite", name=f.path)
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        if f.invalid:
+            case = ET.SubElement(suite, "testcase", name="the rule file is valid", classname=f.path, time="0")
+            message = f"{len(f.problems)} problem(s) in the rule file; its tests were not run"
+            error = ET.SubElement(case, "error", message=message, type="invalid")
+            error.text = "\n".join(map(str, f.problems))
+            counts["tests"], counts["errors"] = 1, 1
+        elif f.missing_tests:
+            case = ET.SubElement(suite, "testcase", name="the rule file has tests", classname=f.path, time="0")
+            ET.SubElement(case, "failure", message="no tests, and --require-tests asks for at least one",
+                          type="no-tests").text = "add a 'tests:' list to the rule file"  # fmt: skip
+            counts["tests"], counts["failures"] = 1, 1
+        elif f.no_tests:
+            ET.SubElement(suite, "system-out").text = f"{f.path}: no tests"
+        for r in f.results:
+            where = f"{r.test.path or f.path}:{r.test.line}"
+            case = ET.SubElement(suite, "testcase", name=r.test.name, classname=r.test.path or f.path, time="0")
+            counts["tests"] += 1
+            if not r.passed:
+                counts["failures"] += 1
+                summary = "; ".join(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}"
+                                    for mm in r.mismatches)  # fmt: skip
+                failure = ET.SubElement(case, "failure", message=summary, type="mismatch")
+                failure.text = "\n".join([where, *_failure_lines(r)])
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+        suite.set("skipped", "0")
+        suite.set("time", "0")
+    for k, v in totals.items():
+        root.set(k, str(v))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 @command
@@ -417,6 +565,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _rule_files(paths: list[str]) -> list[Path]:
     from kare_rules.loader import find_rule_files
 
+    if not paths and not Path("rules").is_dir():
+        raise UsageError(
+            "no rules/ directory in the current folder; give the rule files or directories to check "
+            "(e.g. rules/acme/kare.yaml or path/to/rules), or run it from the folder that holds rules/"
+        )
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"{', '.join(missing)}: no such file or directory; give rule files or directories")
@@ -476,7 +629,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run each rule file's embedded tests; the last line is 'N passed, M failed'.",
     )
     s.add_argument("paths", nargs="*", metavar="PATH", help="rule files or directories (default: rules/)")
-    s.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    s.add_argument("-v", "--verbose", action="store_true", help="list passing tests too (text format)")
+    s.add_argument(
+        "--format",
+        choices=["text", "json", "junit"],
+        default="text",
+        help="text (closing line 'N passed, M failed'), json, or junit (JUnit XML for CI systems: a testsuite "
+        "per rule file, a testcase per test) (default: %(default)s)",
+    )
+    s.add_argument(
+        "--require-tests", action="store_true", help="fail a rule file that has no tests (by default it only says so)"
+    )
 
     sub.add_parser("schema", help="print the rule file JSON Schema (format v1)")
 
