@@ -225,6 +225,65 @@ def _junit(reports: list[_FileTests]) -> str:
 
 
 @command
+def cmd_init(args: argparse.Namespace) -> int:
+    """Scaffold rules/ORG/kare.yaml from a CSV or Parquet sample of the organization's accounts."""
+    import datetime as dt
+
+    import polars as pl
+
+    from kare_rules.errors import DataError, display_path
+    from kare_rules.loader import is_safe_org
+    from kare_rules.scaffold import scaffold
+
+    if not is_safe_org(args.org):
+        raise UsageError(f"{args.org!r} is not an organization name: use lowercase letters, digits and '-', e.g. acme")
+    source = Path(args.source)
+    if source.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--from {args.source}: give a .csv or .parquet file of accounts")
+    if not source.is_file():
+        raise UsageError(f"--from {args.source}: no such file")
+    target = Path(args.rules_dir) / args.org / "kare.yaml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
+    try:
+        if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
+            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=10_000)
+        else:
+            frame = pl.read_parquet(source)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
+    if frame.height == 0:
+        raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
+    as_of = args.as_of or dt.date.today()
+    text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
+                    target=display_path(target.parent))  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
+    out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
+    out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
+        f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
+    return EXIT_OK
+
+
+def _schema_ref(target: Path) -> str:
+    """The modeline's schema: a relative path to a schemas/ folder in the repository holding the rules
+    (as this repository's rule files have), else the schema's published URL."""
+    import os
+
+    from kare_rules.schema import schema_json
+
+    name = "schemas/kare-rules.v1.schema.json"
+    folder = target.parent.resolve()
+    for parent in [folder, *folder.parents]:
+        if (parent / name).is_file():
+            return Path(os.path.relpath(parent / name, folder)).as_posix()
+        if (parent / ".git").exists():
+            break  # the top of the repository: a schemas/ folder above it is someone else's
+    return schema_json()["$id"]
+
+
+@command
 def cmd_schema(args: argparse.Namespace) -> int:
     from kare_rules.schema import RULES_SCHEMA
 
@@ -642,6 +701,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("schema", help="print the rule file JSON Schema (format v1)")
+
+    s = sub.add_parser(
+        "init",
+        help="scaffold rules/ORG/kare.yaml from a CSV or Parquet file of accounts",
+        description="Write a first rule file for ORG from sample account data: inputs with inferred types, "
+        "nullability, min and allowed values, the key column guessed (marked REVIEW), commented example "
+        "categories and one test per category to fill in. It validates once profiles.keep.when is filled in.",
+    )
+    s.add_argument("org", metavar="ORG", help="the organization: lowercase letters, digits and '-'")
+    s.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help="sample accounts: a .csv or .parquet file"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="where ORG/kare.yaml is written (default: %(default)s)"
+    )
+    s.add_argument("--force", action="store_true", help="overwrite an existing rule file")
+    s.add_argument(
+        "--as-of", type=_date_arg, metavar="DATE", help="the date of the scaffolded tests, YYYY-MM-DD (default: today)"
+    )
 
     s = sub.add_parser(
         "categorize",
