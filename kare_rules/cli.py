@@ -737,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=["polars", "duckdb"],
         default="polars",
-        help="where the rules run (duckdb: compiled to SQL, no explanations)",
+        help="where the rules run: polars, or duckdb (compiled to SQL, no explanations) (default: %(default)s)",
     )
     s.add_argument("--no-explain", action="store_true", help="skip reason and overlaps (faster)")
     s.add_argument(
@@ -753,8 +753,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate every category's condition for one account and print each node, "
         "true (✓) or false (✗), with the values it saw.",
     )
-    s.add_argument("--rules", required=True, metavar="FILE")
-    s.add_argument("--input", required=True, metavar="SOURCE")
+    s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
+    s.add_argument(
+        "--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source (see README)"
+    )
     s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
 
@@ -766,7 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
         "derived values are relative to --as-of. See docs/warehouse.md.",
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
-    s.add_argument("--dialect", required=True, choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"])
+    s.add_argument(
+        "--dialect",
+        required=True,
+        choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"],
+        help="the SQL dialect of the warehouse",
+    )
     s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
     s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)")
 
@@ -823,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for another run on the same warehouse instead of failing at once",
+        help="wait this long for another run on the same warehouse instead of failing at once (default: %(default)s)",
     )
     s.add_argument(
         "--engine",
@@ -849,18 +856,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="write deterministic sample snapshots for the organizations in rules/",
         description="Synthetic monthly account snapshots drawn around each rule file's own thresholds.",
     )
-    s.add_argument("--out", default="data/sample", metavar="DIR")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR")
-    s.add_argument("--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot")
-    s.add_argument("--months", type=int, default=6, metavar="M", help="number of monthly snapshots")
-    s.add_argument("--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot")
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument(
+        "--out", default="data/sample", metavar="DIR", help="where ORG/DATE.parquet files go (default: %(default)s)"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="the organizations' rule files (default: %(default)s)"
+    )
+    s.add_argument(
+        "--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot (default: %(default)s)"
+    )
+    s.add_argument(
+        "--months", type=int, default=6, metavar="M", help="number of monthly snapshots (default: %(default)s)"
+    )
+    s.add_argument(
+        "--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot (default: %(default)s)"
+    )
+    s.add_argument(
+        "--seed", type=int, default=7, help="random seed: the same seed gives the same data (default: %(default)s)"
+    )
 
     s = sub.add_parser("demo", help="run every organization over every snapshot of a sample (what make run does)")
-    s.add_argument("--sample", default="data/sample", metavar="DIR")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR")
-    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH")
-    s.add_argument("--staging", metavar="DIR")
+    s.add_argument(
+        "--sample", default="data/sample", metavar="DIR", help="snapshots written by kare sample (default: %(default)s)"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="the organizations' rule files (default: %(default)s)"
+    )
+    s.add_argument(
+        "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
+    )
+    s.add_argument("--staging", metavar="DIR", help="where intermediate frames go (default: data/staging)")
     return p
 
 

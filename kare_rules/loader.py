@@ -185,7 +185,6 @@ class _Checker:
         self.defined |= {p for p in (profiles if isinstance(profiles, dict) else {}) if p in m.PROFILES}
         precedence = self.precedence_(d.get("precedence"))
         transitions = self.transitions_(d.get("transitions"))
-        self.action_ids = _action_ids(categories.values(), transitions)
         tests = self.tests(d.get("tests") or [], ("tests",)) if isinstance(d.get("tests"), list) else []
         if self.problems or not inputs or not isinstance(org, str) or not isinstance(d.get("version"), str):
             return None
@@ -573,6 +572,7 @@ class _Checker:
                 )
             if _hashable(a["id"]):
                 seen.setdefault(a["id"], i)
+                self.action_ids.add(str(a["id"]))  # even when its category's `when` is invalid: no second error
             owner = a.get("owner")
             if isinstance(owner, str) and owner not in self.inputs:
                 self.err(
