@@ -436,12 +436,11 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     path = work / "rules" / "northwind" / "kare.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
     # Uncomment every example block (derived, exit, expand, recapture, attain and their tests).
-    keep = ("# derived:", "#   days_since", "# exit:", "#   description", "#   when", "#   actions", "  # expand:",
-            "  # recapture:", "  # attain:", "  #   ", "  # - name:")  # fmt: skip
-    opened = []
-    for line in lines:
-        stripped = line.replace("# ", "", 1) if line.lstrip().startswith(keep) or line.startswith(keep) else line
-        opened.append(stripped)
+    # Uncomment the example blocks (derived, exit, expand, recapture, attain and their tests) as an
+    # author would: the block openers at their indentation, and the lines inside them.
+    openers = ("# derived:", "# exit:", "  # expand:", "  # recapture:", "  # attain:", "  # - name:")
+    inside = ("#   days_since", "#   description", "#   when", "#   actions", "  #   ")
+    opened = [line.replace("# ", "", 1) if line.startswith(openers + inside) else line for line in lines]
     text = "\n".join(opened).replace("    when: ", "    when: {is_customer: true}", 1)
     path.write_text(text, encoding="utf-8")
     code, out, _ = run(capsys, "validate", "rules/northwind")
