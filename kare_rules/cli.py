@@ -48,32 +48,239 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_test(args: argparse.Namespace) -> int:
+    """Run every rule file's embedded tests; report as text (closing line `N passed, M failed`), JSON or
+    JUnit XML. An invalid file counts as one failure, and so does a file without tests under --require-tests."""
     from kare_rules.loader import check_rules
     from kare_rules.testing import run_rule_tests
 
-    passed = failed = 0
+    reports = []
     for path in _rule_files(args.paths):
         rules, problems = check_rules(path)
-        if problems:
-            for p in problems:
-                out(str(p))
-            out(f"{path}: the rule file is invalid, its tests were not run")
-            failed += 1
-            continue
-        for r in run_rule_tests(rules):
-            where = f"{r.test.path or rules.path}:{r.test.line}"
-            if r.passed:
-                passed += 1
-                if args.verbose:
-                    out(f"PASS {where} {r.test.name}")
-            else:
-                failed += 1
-                out(
-                    f"FAIL {where} {r.test.name}\n     expected: {r.test.expect}\n     got:      {r.got}\n"
-                    f"     reason:   {r.reason}"
-                )
-    out(f"{passed} passed, {failed} failed")
+        results = run_rule_tests(rules) if rules is not None and not problems else []
+        reports.append(_FileTests(path, rules, problems, results, args.require_tests))
+    passed = sum(r.passed for r in reports)
+    failed = sum(r.failed for r in reports)
+    if args.format == "json":
+        import json
+
+        doc = {"files": [r.as_json() for r in reports], "passed": passed, "failed": failed}
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    elif args.format == "junit":
+        sys.stdout.write(_junit(reports))
+    else:
+        for r in reports:
+            for line in r.text(args.verbose):
+                out(line)
+        out(f"{passed} passed, {failed} failed")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+class _FileTests:
+    """One rule file's test outcome, for the three output formats of `kare test`."""
+
+    def __init__(self, path: Path, rules, problems: list, results: list, require_tests: bool):
+        from kare_rules.errors import display_path
+
+        self.path = display_path(path)
+        self.rules, self.problems, self.results = rules, problems, results
+        self.invalid = bool(problems) or rules is None
+        self.no_tests = not self.invalid and not results
+        self.missing_tests = self.no_tests and require_tests  # fails the file
+        self.passed = sum(r.passed for r in results)
+        self.failed = sum(not r.passed for r in results) + self.invalid + self.missing_tests
+
+    @property
+    def status(self) -> str:
+        if self.invalid:
+            return "invalid"
+        if self.no_tests:
+            return "no tests"
+        return "failed" if self.failed else "passed"
+
+    def text(self, verbose: bool) -> list[str]:
+        if self.invalid:
+            return [*map(str, self.problems), f"{self.path}: the rule file is invalid, its tests were not run"]
+        if self.missing_tests:
+            return [f"FAIL {self.path}: no tests, and --require-tests asks for at least one; add a 'tests:' list"]
+        if self.no_tests:
+            return [f"{self.path}: no tests"]
+        lines = []
+        for r in self.results:
+            where = f"{r.test.path or self.path}:{r.test.line}"
+            if r.passed:
+                if verbose:
+                    lines.append(f"PASS {where} {r.test.name}")
+                continue
+            lines.append(f"FAIL {where} {r.test.name}")
+            lines.extend("     " + line for line in _failure_lines(r))
+        return lines
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path,
+            "organization": self.rules.organization if self.rules else None,
+            "version": self.rules.version if self.rules else None,
+            "status": self.status,
+            "passed": self.passed,
+            "failed": self.failed,
+            "problems": [
+                {"path": p.path, "line": p.line, "column": p.column, "message": p.message} for p in self.problems
+            ],
+            "tests": [_test_json(r) for r in self.results],
+        }
+
+
+def _failure_lines(r) -> list[str]:
+    """What a failed test expected and got, and for a wrong category the tree that shows why."""
+    from kare_rules.engine import render_tree
+
+    lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
+    for mm in r.mismatches:
+        if mm.what != "category":
+            lines.append(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}")
+    if r.tree:
+        lines.append(f"why:      {r.why}:")
+        lines.extend("  " + line for line in render_tree(list(r.tree)))
+    return lines
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(sorted(value)) + "]"
+    return "null" if value is None else str(value)
+
+
+def _tree_json(node) -> dict:
+    return {"label": node.label, "holds": node.value, "children": [_tree_json(c) for c in node.children]}
+
+
+def _test_json(r) -> dict:
+    t = r.test
+    return {
+        "name": t.name,
+        "path": t.path,
+        "line": t.line,
+        "as_of": t.as_of.isoformat(),
+        "passed": r.passed,
+        "expected": {
+            "category": t.expect,
+            "matched_rule": t.matched_rule,
+            "actions": sorted(t.actions) if t.actions is not None else None,
+        },
+        "got": {"category": r.got, "matched_rule": r.matched_rule, "actions": sorted(r.actions), "reason": r.reason},
+        "mismatches": [
+            {"what": mm.what, "expected": _plain(mm.expected), "got": _plain(mm.got)} for mm in r.mismatches
+        ],
+        "why": r.why or None,
+        "tree": [_tree_json(n) for n in r.tree],
+    }
+
+
+def _plain(value):
+    return sorted(value) if isinstance(value, tuple) else value
+
+
+def _junit(reports: list[_FileTests]) -> str:
+    """JUnit XML as CI systems read it: a testsuite per rule file, a testcase per embedded test; only
+    the elements and attributes of the common (Jenkins/xunit2) schema."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="kare test")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for f in reports:
+        suite = ET.SubElement(root, "testsuite", name=f.path)
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        if f.invalid:
+            case = ET.SubElement(suite, "testcase", name="the rule file is valid", classname=f.path, time="0")
+            message = f"{len(f.problems)} problem(s) in the rule file; its tests were not run"
+            error = ET.SubElement(case, "error", message=message, type="invalid")
+            error.text = "\n".join(map(str, f.problems))
+            counts["tests"], counts["errors"] = 1, 1
+        elif f.missing_tests:
+            case = ET.SubElement(suite, "testcase", name="the rule file has tests", classname=f.path, time="0")
+            ET.SubElement(case, "failure", message="no tests, and --require-tests asks for at least one",
+                          type="no-tests").text = "add a 'tests:' list to the rule file"  # fmt: skip
+            counts["tests"], counts["failures"] = 1, 1
+        elif f.no_tests:
+            ET.SubElement(suite, "system-out").text = f"{f.path}: no tests"
+        for r in f.results:
+            where = f"{r.test.path or f.path}:{r.test.line}"
+            case = ET.SubElement(suite, "testcase", name=r.test.name, classname=r.test.path or f.path, time="0")
+            counts["tests"] += 1
+            if not r.passed:
+                counts["failures"] += 1
+                summary = "; ".join(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}"
+                                    for mm in r.mismatches)  # fmt: skip
+                failure = ET.SubElement(case, "failure", message=summary, type="mismatch")
+                failure.text = "\n".join([where, *_failure_lines(r)])
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+        suite.set("skipped", "0")
+        suite.set("time", "0")
+    for k, v in totals.items():
+        root.set(k, str(v))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+@command
+def cmd_init(args: argparse.Namespace) -> int:
+    """Scaffold rules/ORG/kare.yaml from a CSV or Parquet sample of the organization's accounts."""
+    import datetime as dt
+
+    import polars as pl
+
+    from kare_rules.errors import DataError, display_path
+    from kare_rules.loader import is_safe_org
+    from kare_rules.scaffold import scaffold
+
+    if not is_safe_org(args.org):
+        raise UsageError(f"{args.org!r} is not an organization name: use lowercase letters, digits and '-', e.g. acme")
+    source = Path(args.source)
+    if source.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--from {args.source}: give a .csv or .parquet file of accounts")
+    if not source.is_file():
+        raise UsageError(f"--from {args.source}: no such file")
+    target = Path(args.rules_dir) / args.org / "kare.yaml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
+    try:
+        if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
+            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=10_000)
+        else:
+            frame = pl.read_parquet(source)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
+    if frame.height == 0:
+        raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
+    as_of = args.as_of or dt.date.today()
+    text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
+                    target=display_path(target.parent))  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
+    out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
+    out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
+        f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
+    return EXIT_OK
+
+
+def _schema_ref(target: Path) -> str:
+    """The modeline's schema: a relative path to a schemas/ folder in the repository holding the rules
+    (as this repository's rule files have), else the schema's published URL."""
+    import os
+
+    from kare_rules.schema import schema_json
+
+    name = "schemas/kare-rules.v1.schema.json"
+    folder = target.parent.resolve()
+    for parent in [folder, *folder.parents]:
+        if (parent / name).is_file():
+            return Path(os.path.relpath(parent / name, folder)).as_posix()
+        if (parent / ".git").exists():
+            break  # the top of the repository: a schemas/ folder above it is someone else's
+    return schema_json()["$id"]
 
 
 @command
@@ -350,6 +557,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _rule_files(paths: list[str]) -> list[Path]:
     from kare_rules.loader import find_rule_files
 
+    if not paths and not Path("rules").is_dir():
+        raise UsageError(
+            "no rules/ directory in the current folder; give the rule files or directories to check "
+            "(e.g. rules/acme/kare.yaml or path/to/rules), or run it from the folder that holds rules/"
+        )
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"{', '.join(missing)}: no such file or directory; give rule files or directories")
@@ -435,9 +647,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run each rule file's embedded tests; the last line is 'N passed, M failed'.",
     )
     s.add_argument("paths", nargs="*", metavar="PATH", help="rule files or directories (default: rules/)")
-    s.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    s.add_argument("-v", "--verbose", action="store_true", help="list passing tests too (text format)")
+    s.add_argument(
+        "--format",
+        choices=["text", "json", "junit"],
+        default="text",
+        help="text (closing line 'N passed, M failed'), json, or junit (JUnit XML for CI systems: a testsuite "
+        "per rule file, a testcase per test) (default: %(default)s)",
+    )
+    s.add_argument(
+        "--require-tests", action="store_true", help="fail a rule file that has no tests (by default it only says so)"
+    )
 
     sub.add_parser("schema", help="print the rule file JSON Schema (format v1)")
+
+    s = sub.add_parser(
+        "init",
+        help="scaffold rules/ORG/kare.yaml from a CSV or Parquet file of accounts",
+        description="Write a first rule file for ORG from sample account data: inputs with inferred types, "
+        "nullability, min and allowed values, the key column guessed (marked REVIEW), commented example "
+        "categories and one test per category to fill in. It validates once profiles.keep.when is filled in.",
+    )
+    s.add_argument("org", metavar="ORG", help="the organization: lowercase letters, digits and '-'")
+    s.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help="sample accounts: a .csv or .parquet file"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="where ORG/kare.yaml is written (default: %(default)s)"
+    )
+    s.add_argument("--force", action="store_true", help="overwrite an existing rule file")
+    s.add_argument(
+        "--as-of", type=_date_arg, metavar="DATE", help="the date of the scaffolded tests, YYYY-MM-DD (default: today)"
+    )
 
     s = sub.add_parser(
         "categorize",
@@ -455,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=["polars", "duckdb"],
         default="polars",
-        help="where the rules run (duckdb: compiled to SQL, no explanations)",
+        help="where the rules run: polars, or duckdb (compiled to SQL, no explanations) (default: %(default)s)",
     )
     s.add_argument("--no-explain", action="store_true", help="skip reason and overlaps (faster)")
     s.add_argument(
@@ -471,8 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate every category's condition for one account and print each node, "
         "true (✓) or false (✗), with the values it saw.",
     )
-    s.add_argument("--rules", required=True, metavar="FILE")
-    s.add_argument("--input", required=True, metavar="SOURCE")
+    s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
+    s.add_argument(
+        "--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source (see README)"
+    )
     s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
 
@@ -484,7 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
         "derived values are relative to --as-of. See docs/warehouse.md.",
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
-    s.add_argument("--dialect", required=True, choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"])
+    s.add_argument(
+        "--dialect",
+        required=True,
+        choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"],
+        help="the SQL dialect of the warehouse",
+    )
     s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
     s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)")
 
@@ -553,17 +801,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="write deterministic sample snapshots for the organizations in rules/",
         description="Synthetic monthly account snapshots drawn around each rule file's own thresholds.",
     )
-    s.add_argument("--out", default="data/sample", metavar="DIR")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR")
-    s.add_argument("--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot")
-    s.add_argument("--months", type=int, default=6, metavar="M", help="number of monthly snapshots")
-    s.add_argument("--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot")
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument(
+        "--out", default="data/sample", metavar="DIR", help="where ORG/DATE.parquet files go (default: %(default)s)"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="the organizations' rule files (default: %(default)s)"
+    )
+    s.add_argument(
+        "--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot (default: %(default)s)"
+    )
+    s.add_argument(
+        "--months", type=int, default=6, metavar="M", help="number of monthly snapshots (default: %(default)s)"
+    )
+    s.add_argument(
+        "--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot (default: %(default)s)"
+    )
+    s.add_argument(
+        "--seed", type=int, default=7, help="random seed: the same seed gives the same data (default: %(default)s)"
+    )
 
     s = sub.add_parser("demo", help="run every organization over every snapshot of a sample (what make run does)")
-    s.add_argument("--sample", default="data/sample", metavar="DIR")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR")
-    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH")
+    s.add_argument(
+        "--sample", default="data/sample", metavar="DIR", help="snapshots written by kare sample (default: %(default)s)"
+    )
+    s.add_argument(
+        "--rules-dir", default="rules", metavar="DIR", help="the organizations' rule files (default: %(default)s)"
+    )
+    s.add_argument(
+        "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
+    )
     return p
 
 

@@ -156,12 +156,22 @@ class Node:
 
 def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, account_id: str) -> list[Node]:
     """Every category's condition for one account, evaluated node by node, with the values seen."""
-    as_of = as_date(as_of)
-    lf = conform(accounts, rules)
     key = rules.key
-    row = lf.filter(pl.col(key).cast(pl.String) == str(account_id))
+    row = conform(accounts, rules).filter(pl.col(key).cast(pl.String) == str(account_id)).collect()
+    if row.height == 0:
+        raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
+    if row.height > 1:
+        raise DataError(f"account {account_id!r} appears {row.height} times in the input; the key must be unique")
+    return explain_row(rules, row, as_of)
+
+
+def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node]:
+    """The evaluation tree of every category for a frame holding exactly one account (found by key in
+    `kare explain`, or an embedded test's account, which may have no key at all)."""
+    as_of = as_date(as_of)
+    lf = conform(row, rules)
     if rules.derived:
-        row = row.with_columns(derived_exprs(rules, as_of))
+        lf = lf.with_columns(derived_exprs(rules, as_of))
     compiler = PolarsCompiler(rules)
     exprs: list[pl.Expr] = []
 
@@ -177,11 +187,9 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
         return i, []
 
     plans = [(r, plan(r.when)) for r in rules.ordered()]
-    frame = row.select([pl.col(c) for c in rules.columns] + exprs).collect()
-    if frame.height == 0:
-        raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
-    if frame.height > 1:
-        raise DataError(f"account {account_id!r} appears {frame.height} times in the input; the key must be unique")
+    frame = lf.select([pl.col(c) for c in rules.columns] + exprs).collect()
+    if frame.height != 1:
+        raise DataError(f"explain_row needs exactly one account, got {frame.height}")
     values = frame.row(0, named=True)
 
     def build(cond: m.Condition, p: tuple[int, list]) -> Node:

@@ -24,6 +24,7 @@ _FLOAT_MAX = 1.7976931348623157e308
 _SEMANTIC_PATHS = (
     ("traits",), ("exit", "when"), ("profiles", "*", "when"), ("precedence",),
     ("tests", "*", "account"), ("tests", "*", "expect"), ("tests", "*", "as_of"),
+    ("tests", "*", "matched_rule"), ("tests", "*", "actions"),
 )  # fmt: skip
 
 
@@ -147,6 +148,7 @@ class _Checker:
         self.trait_names: set[str] = set(rules.traits) if rules else set()
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
+        self.action_ids: set[str] = _action_ids(rules.categories.values(), rules.transitions) if rules else set()
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
@@ -359,6 +361,13 @@ class _Checker:
                 visit(name, [name])
 
     def condition(self, raw: Any, where: DocPath) -> m.Condition | None:
+        if raw is None:  # `when:` left empty, as `kare init` scaffolds it
+            self.err(
+                where,
+                "the condition is empty; fill it in: a trait name or a mapping such as {all: [...]}, {any: [...]}, "
+                "{not: ...} or {column: {op: value}}",
+            )
+            return None
         if isinstance(raw, str):
             if raw not in self.trait_names:
                 hint = did_you_mean(raw, sorted(self.trait_names))
@@ -563,6 +572,7 @@ class _Checker:
                 )
             if _hashable(a["id"]):
                 seen.setdefault(a["id"], i)
+                self.action_ids.add(str(a["id"]))  # even when its category's `when` is invalid: no second error
             owner = a.get("owner")
             if isinstance(owner, str) and owner not in self.inputs:
                 self.err(
@@ -687,6 +697,8 @@ class _Checker:
                     else self.value_for(self.inputs[col].type, value, (*here, "account", col), col)
                 )
                 values.append((col, typed))
+            matched_rule = self.test_matched_rule(t.get("matched_rule"), here) if "matched_rule" in t else None
+            actions = self.test_actions(t.get("actions"), here) if "actions" in t else None
             line = self.doc.where(here)[0]
             out.append(
                 m.RuleTest(
@@ -696,9 +708,47 @@ class _Checker:
                     expect=str(expect),
                     line=line,
                     path=self.doc.path,
+                    matched_rule=matched_rule,
+                    actions=actions,
                 )
             )
         return out
+
+    def test_matched_rule(self, raw: Any, here: DocPath) -> str | None:
+        from kare_rules.compile_polars import rule_id
+
+        known = [rule_id(c) for c in m.CATEGORIES if c in self.defined]
+        if raw not in known:
+            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
+            self.err(
+                (*here, "matched_rule"),
+                f"matched_rule {raw!r} is not a rule of this file{hint}; write one of: {', '.join(known)}",
+            )
+            return None
+        return raw
+
+    def test_actions(self, raw: Any, here: DocPath) -> tuple[str, ...] | None:
+        if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+            self.err((*here, "actions"), "actions is a list of action ids, e.g. [renewal-check]; [] for none")
+            return None
+        known = sorted(self.action_ids)
+        seen: set[str] = set()
+        for i, a in enumerate(raw):
+            if a in seen:
+                self.err((*here, "actions", i), f"action '{a}' is listed twice; list it once")
+            elif a not in self.action_ids:
+                self.err(
+                    (*here, "actions", i),
+                    f"unknown action id '{a}'{did_you_mean(a, known)}; actions in these rules: "
+                    f"{', '.join(known) or 'none'}",
+                )
+            seen.add(a)
+        return tuple(raw)
+
+
+def _action_ids(categories, transitions) -> set[str]:
+    """Every action id a test account could get: from a category or a transition."""
+    return {a.id for r in categories for a in r.actions} | {a.id for t in transitions for a in t.actions}
 
 
 def trait_refs(cond: m.Condition):

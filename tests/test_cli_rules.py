@@ -218,6 +218,14 @@ def test_test_a_failure_shows_expected_got_and_reason_and_exits_1(work, capsys):
         "     expected: recapture",
         "     got:      attain",
         "     reason:   attain: not (paying (is_customer = true [false])) and seats ≥ 5 [10]",
+        "     why:      recapture did not hold:",
+        "       ✗ recapture",
+        "       └─ ✗ all of",
+        "          ├─ ✓ not",
+        "          │  └─ ✗ trait paying",
+        "          │     └─ ✗ is_customer = true   [is_customer = false]",
+        "          └─ ✗ trait churned_lately",
+        "             └─ ✗ days_since_churn ≤ 365   [days_since_churn = null]",
         "1 passed, 1 failed",
     ]
 
