@@ -228,7 +228,7 @@ def test_pre_commit_test_hook_fails_naming_the_test_line(scratch_repo, tmp_path)
 # ---- GitHub workflows ---------------------------------------------------------------------------
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
-ACTIONS = sorted(p for p in ROOT.rglob("action.y*ml") if ".venv" not in p.parts)
+ACTIONS = sorted([*ROOT.glob("action.y*ml"), *(ROOT / ".github").rglob("action.y*ml")])
 
 
 def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess[str]:
@@ -243,6 +243,14 @@ def test_every_workflow_and_action_file_matches_githubs_schema(tmp_path):
     if ACTIONS:
         checked = check_jsonschema("vendor.github-actions", *ACTIONS)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The caller shown in the docs is a valid workflow too.
+    shown = re.findall(
+        r"```yaml\n(# \.github/workflows/.*?)```", (ROOT / "docs" / "pull-requests.md").read_text(), re.S
+    )
+    assert len(shown) == 1
+    (tmp_path / "caller.yml").write_text(shown[0], encoding="utf-8")
+    checked = check_jsonschema("vendor.github-workflows", tmp_path / "caller.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     # The check can fail: a job without runs-on or uses is rejected.
     wrong = tmp_path / "wrong.yml"
     wrong.write_text("on: push\njobs:\n  x:\n    steps:\n      - run: echo\n", encoding="utf-8")
