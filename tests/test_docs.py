@@ -15,6 +15,9 @@ The convention, for whoever edits the docs:
   - `<!-- output: COMMAND -->` right before a fenced block says the block is COMMAND's output; before
     anything else it opens a region of Markdown, closed by `<!-- /output -->`, that is COMMAND's output
     (a report shown rendered).
+  - `<!-- rows: FILE.duckdb -->` right before a fenced block says it holds rows of the ```sql block above,
+    run on that DuckDB file, as `│ value │ value │` lines (a first line of column names is optional;
+    NULL is a null). A last line `…` means more rows follow; a value ending in `…` is cut.
 - Output is compared line by line after trimming trailing spaces; VOLATILE lists what is normalized
   (nothing yet: every command shown takes a fixed --as-of).
 
@@ -40,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
 VOLATILE: list[tuple[re.Pattern[str], str]] = []
-DIRECTIVE = re.compile(r"^\s*<!--\s*(file|append|patch|copy|invalid|output|/output)\b:?\s*(.*?)\s*-->\s*$")
+DIRECTIVE = re.compile(r"^\s*<!--\s*(file|append|patch|copy|invalid|output|/output|rows)\b:?\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)```([\w-]*)\s*$")
 
 
@@ -223,10 +226,48 @@ def console_session(block: Block) -> list[tuple[str, str, int]]:
     return [(cmd, "\n".join(out), line) for cmd, out, line in steps]
 
 
+def cell_text(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def rows_mismatch(shown: str, columns: list[str], rows: list[tuple]) -> str:
+    """Why the rows shown are not the query's first rows ('' when they are)."""
+    lines = [ln.strip() for ln in shown.strip("\n").split("\n")]
+    more = lines[-1] == "…"
+    cells = [[c.strip() for c in ln.strip("│").split("│")] for ln in lines[: -1 if more else None]]
+    if cells and cells[0] == columns:
+        cells = cells[1:]
+    actual = [[cell_text(v) for v in row] for row in rows]
+    if len(cells) > len(actual) or (not more and len(cells) != len(actual)):
+        return f"{len(cells)} rows shown{' and more' if more else ''}, but the query gives {len(actual)}"
+    for number, (seen, real) in enumerate(zip(cells, actual, strict=False), start=1):
+        cut_ok = all(
+            s == r or (s.endswith("…") and r.startswith(s[:-1].rstrip())) for s, r in zip(seen, real, strict=False)
+        )
+        if len(seen) != len(real) or not cut_ok:
+            return f"row {number}: shown {' │ '.join(seen)}\n       query {' │ '.join(real)}"
+    return ""
+
+
+def query(database: Path, sql: str) -> tuple[list[str], list[tuple]]:
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        relation = con.sql(sql)
+        return relation.columns, relation.fetchall()
+
+
 def check_document(doc: Path, folder: Path) -> list[tuple[int, int, str, str, str]]:
-    """Run a document's steps; return (first line, last line, command, expected, actual) for each output."""
+    """Run a document's steps; return (first line, last line, command, expected, actual) for each output.
+
+    For a `rows` block, `actual` is already the verdict: '' when the rows match, else why not."""
     session = Session(folder)
     results = []
+    last_sql = ""
     for event in parse(doc):
         if isinstance(event, Step):
             src, dst = event.arg.split()
@@ -235,7 +276,13 @@ def check_document(doc: Path, folder: Path) -> list[tuple[int, int, str, str, st
             results.append((event.line + 1, event.end - 1, event.command, event.text, session.run(event.command)))
         elif isinstance(event, Block):
             session.apply(event)
-            if "output" in event.directives:
+            if event.lang == "sql":
+                last_sql = event.text
+            if "rows" in event.directives:
+                columns, rows = query(folder / event.directives["rows"], last_sql)
+                verdict = rows_mismatch(event.text, columns, rows)
+                results.append((event.line + 1, event.end - 1, f"rows: {last_sql.strip()}", "", verdict))
+            elif "output" in event.directives:
                 actual = session.run(event.directives["output"])
                 results.append((event.line + 1, event.end - 1, event.directives["output"], event.text, actual))
             elif event.lang == "console":
@@ -248,6 +295,10 @@ def check_document(doc: Path, folder: Path) -> list[tuple[int, int, str, str, st
 def test_every_output_shown_in_the_docs_is_what_the_command_prints(doc, tmp_path):
     failures = []
     for line, _end, command, expected, actual in check_document(doc, tmp_path):
+        if command.startswith("rows: "):
+            if actual:
+                failures.append(f"{doc.relative_to(ROOT)}:{line}: the rows of\n{command[6:]}\n{actual}")
+            continue
         if not matches(expected, actual):
             diff = "\n".join(
                 difflib.unified_diff(
@@ -271,6 +322,14 @@ def test_a_changed_output_is_caught():
     assert matches("a\n...\nz\n", "a\nb\nc\nz\n")
     assert not matches("2 valid, 0 invalid\n", "1 valid, 0 invalid\n")
     assert not matches("a\n...\nz\n", "a\nb\n")
+    rows = [("cloudnine", 3, None), ("forge", 4, "long text")]
+    assert rows_mismatch("│ cloudnine │ 3 │ NULL │\n…\n", ["org", "n", "x"], rows) == ""
+    assert (
+        rows_mismatch("│ org │ n │ x │\n│ cloudnine │ 3 │ NULL │\n│ forge │ 4 │ long … │\n", ["org", "n", "x"], rows)
+        == ""
+    )
+    assert rows_mismatch("│ cloudnine │ 3 │ NULL │\n", ["org", "n", "x"], rows).startswith("1 rows shown")
+    assert rows_mismatch("│ cloudnine │ 4 │ NULL │\n…\n", ["org", "n", "x"], rows).startswith("row 1:")
 
 
 def update(doc: Path) -> None:
@@ -283,6 +342,9 @@ def update(doc: Path) -> None:
     blocks = {e.line: e for e in parse(doc) if isinstance(e, Block)}
     # Replace from the bottom up so earlier line numbers stay right.
     for first, last, command, _expected, actual in sorted(results, reverse=True):
+        if command.startswith("rows: "):
+            assert not actual, f"{doc.name}:{first}: rewrite these rows by hand: {actual}"
+            continue
         if command.startswith("$ "):
             block = next(b for b in blocks.values() if b.line < first <= b.end)
             # A console command's output runs up to the next `$ ` line or the closing fence.
