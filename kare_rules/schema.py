@@ -7,6 +7,8 @@ import difflib
 import json
 import re
 from functools import cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +18,37 @@ from jsonschema.exceptions import ValidationError
 from kare_rules.errors import Problem
 from kare_rules.yamlsource import Document
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-RULES_SCHEMA = SCHEMA_DIR / "kare-rules.v1.schema.json"
-OVERRIDES_SCHEMA = SCHEMA_DIR / "kare-overrides.v1.schema.json"
+
+def schema_path(name: str) -> Traversable:
+    """A file of schemas/ (`kare-rules.v1.schema.json`, `tables/runs.json`), wherever kare-rules is installed.
+
+    The one place that knows where the schemas are: every reader goes through here. A built wheel carries
+    them inside the package (kare_rules/schemas, see pyproject.toml); an editable install from a checkout
+    has no such folder, and reads the top-level schemas/ that editors point at, so there is one copy to edit.
+    """
+    package = files("kare_rules")
+    shipped = package / "schemas"
+    if not shipped.is_dir() and isinstance(package, Path):
+        checkout = package.parent / "schemas"
+        if checkout.is_dir():
+            shipped = checkout
+    target = shipped
+    for part in name.split("/"):
+        target = target / part
+    return target
+
+
+RULES_SCHEMA = schema_path("kare-rules.v1.schema.json")
+OVERRIDES_SCHEMA = schema_path("kare-overrides.v1.schema.json")
 
 
 @cache
-def schema_json(path: Path = RULES_SCHEMA) -> dict[str, Any]:
+def schema_json(path: Traversable = RULES_SCHEMA) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 @cache
-def _validator(path: Path) -> Draft202012Validator:
+def _validator(path: Traversable) -> Draft202012Validator:
     return Draft202012Validator(schema_json(path), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -110,7 +131,9 @@ def _unknown_keys(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path = RULES_SCHEMA) -> list[Problem]:
+def schema_problems(
+    doc: Document, *, skip: tuple[tuple, ...] = (), schema: Traversable = RULES_SCHEMA
+) -> list[Problem]:
     """Every JSON Schema error of a document, located; errors under a `skip` path prefix are left
     to the semantic checker, which explains them better."""
     problems = []
