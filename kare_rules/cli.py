@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kare_rules.errors import KareError, RuleFileError, UsageError
+from kare_rules.errors import DataError, KareError, RuleFileError, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -88,7 +88,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_categorize(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date, categorize, category_counts
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source, write_frame
+    from kare_rules.sources import check_source, read_accounts, write_frame
     from kare_rules.validation import validate_accounts
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
@@ -100,14 +100,21 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
         from kare_rules.compile_sql import categorize_duckdb
 
-        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is validated.
-        result = categorize_duckdb(rules, args.input, as_of)
+        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is
+        # validated. It is checked as every other read is first, so a bad source gets the same message.
+        check_source(args.input)
+        by_duckdb = args.input.startswith("duckdb:") or Path(args.input).suffix.lower() == ".parquet"
+        result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of)
+        if result.height == 0:
+            raise DataError(
+                f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
+            )
         write_frame(result, args.output)
         out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(_table(category_counts(result)))
         return EXIT_OK
-    checked = validate_accounts(rules, read_source(args.input).collect())
+    checked = validate_accounts(rules, read_accounts(args.input))
     if args.engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
@@ -131,13 +138,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source
+    from kare_rules.sources import read_accounts
     from kare_rules.validation import validate_accounts
 
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
-    data = read_source(args.input)
-    mine = data.filter(pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip()).collect()
+    mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
         err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
@@ -175,14 +181,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     from kare_rules.diff import diff_rules, render_json, render_markdown
     from kare_rules.engine import as_date
-    from kare_rules.errors import DataError
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source
+    from kare_rules.sources import read_accounts
 
     if args.base and (args.before or args.after):
         raise UsageError("use either --base GITREF or --before PATH --after PATH, not both")
-    if args.limit < 0:
-        raise UsageError("--limit is a number of accounts, 0 or more")
     if args.base:
         from kare_rules.git_rules import changed_rules
 
@@ -207,7 +210,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         accounts, note = None, None
         if args.input:
             try:
-                accounts = read_source(args.input.replace("{org}", org)).collect()
+                accounts = read_accounts(args.input.replace("{org}", org))
                 reports.append(diff_rules(before, after, accounts, as_of, args.limit))
                 continue
             except DataError as exc:
@@ -426,14 +429,72 @@ def _rule_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def _date_arg(text: str):
-    """--as-of as a date; a malformed date is a usage error (exit 2), caught before any work is done."""
+# ---- option types: a value that cannot work is a usage error (exit 2) before any work is done ----
+
+FIRST_DAY, LAST_DAY = "1900-01-01", "2999-12-31"  # run dates outside are typing mistakes (and dates past 9999 overflow)
+MAX_WAIT_SECONDS = 86_400.0
+
+
+def date_arg(text: str) -> str:
+    """A run date (--as-of, --last) as YYYY-MM-DD text; empty, malformed or far-off dates are refused."""
     import datetime as dt
 
     try:
-        return dt.date.fromisoformat(text)
+        # fromisoformat also takes 20261101 and 2026-W44-7; the value goes on as plain YYYY-MM-DD.
+        day = dt.date.fromisoformat(text.strip()).isoformat() if text.strip() else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01") from None
+        day = None
+    if day is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01")
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(
+            f"{day} is not a plausible run date; give one between {FIRST_DAY} and {LAST_DAY}"
+        )
+    return day
+
+
+def _number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def share_arg(text: str) -> float:
+    """A share of rows, 0 to 1 (0.2 is 20%); nan, inf and percentages like 20 are refused."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (write 0.2 for 20%)")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """A duration in seconds, 0 up to a day; nan, inf and negative durations are refused."""
+    value = _number(text)
+    if not 0.0 <= value <= MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds between 0 and {MAX_WAIT_SECONDS:,.0f}")
+    return value
+
+
+def count_arg(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number within [minimum, maximum], as an argparse type."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum:,} to {maximum:,}" if maximum is not None else f"{minimum} or more"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a whole number {bound}")
+        return value
+
+    return parse
 
 
 def _table(df) -> str:
@@ -489,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
     s.add_argument("--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source")
     s.add_argument(
-        "--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
+        "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
     )
     s.add_argument("--output", required=True, metavar="FILE", help="result file, .parquet or .csv")
     s.add_argument(
@@ -514,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--rules", required=True, metavar="FILE")
     s.add_argument("--input", required=True, metavar="SOURCE")
-    s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
+    s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
 
     s = sub.add_parser(
@@ -527,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
     s.add_argument("--dialect", required=True, choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"])
     s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)")
+    s.add_argument(
+        "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
+    )
 
     s = sub.add_parser(
         "diff",
@@ -544,9 +607,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--input", metavar="SOURCE", help="accounts to measure the impact on; '{org}' in it becomes each org's name"
     )
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD (required with --before/--after and --input)")
+    s.add_argument(
+        "--as-of",
+        type=date_arg,
+        metavar="DATE",
+        help="run date YYYY-MM-DD (required with --before/--after and --input)",
+    )
     s.add_argument("--format", choices=["markdown", "json"], default="markdown", help="report format (markdown)")
-    s.add_argument("--limit", type=int, default=20, metavar="N", help="moved accounts listed (default 20)")
+    s.add_argument("--limit", type=count_arg(0), default=20, metavar="N", help="moved accounts listed (default 20)")
     s.add_argument("--output", metavar="FILE", help="write the report here instead of to stdout")
 
     s = sub.add_parser(
@@ -565,21 +633,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="accounts source; {org} and {as_of} are filled in (default: data/sample/{org}/latest.parquet)",
     )
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD (default: today)")
+    s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument(
         "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
     )
     s.add_argument("--staging", metavar="DIR", help="where intermediate frames go (default: data/staging)")
     s.add_argument(
         "--max-quarantine-share",
-        type=float,
+        type=share_arg,
         default=0.2,
         metavar="SHARE",
         help="fail (publish nothing) when more than this share of rows is invalid (default: 0.2)",
     )
     s.add_argument(
         "--wait",
-        type=float,
+        type=seconds_arg,
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another run on the same warehouse instead of failing at once",
@@ -593,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--buckets",
-        type=int,
+        type=count_arg(1, 10_000),
         default=1,
         metavar="N",
         help="for organizations of several million accounts: compute and publish the run N slices of accounts "
@@ -610,9 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", default="data/sample", metavar="DIR")
     s.add_argument("--rules-dir", default="rules", metavar="DIR")
-    s.add_argument("--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot")
-    s.add_argument("--months", type=int, default=6, metavar="M", help="number of monthly snapshots")
-    s.add_argument("--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot")
+    s.add_argument(
+        "--accounts", type=count_arg(1, 100_000_000), default=5000, metavar="N", help="accounts in the first snapshot"
+    )
+    s.add_argument("--months", type=count_arg(1, 1200), default=6, metavar="M", help="number of monthly snapshots")
+    s.add_argument("--last", type=date_arg, default="2026-10-31", metavar="DATE", help="month of the last snapshot")
     s.add_argument("--seed", type=int, default=7)
 
     s = sub.add_parser("demo", help="run every organization over every snapshot of a sample (what make run does)")
