@@ -314,8 +314,8 @@ def _read_sql(spec: str) -> pl.LazyFrame:
     """Run an operator's query, read-only: a source reads accounts, it never writes anything.
 
     DuckDB opens the database read-only and without file system access (no COPY … TO, read_text or
-    ATTACH), locked so the query cannot turn it back on; PostgreSQL runs it in a read-only transaction
-    of a session whose default is read-only.
+    ATTACH), locked so the query cannot turn it back on; PostgreSQL runs it as one prepared statement
+    in a read-only transaction of a session whose default is read-only.
     """
     cut = spec.find("::")
     while cut >= 0 and spec[cut + 2 : cut + 3] == ":":  # duckdb:///:memory:::SELECT … keeps its colon
@@ -353,7 +353,9 @@ def _read_sql(spec: str) -> pl.LazyFrame:
             with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
                 conn.read_only = True
                 with conn.cursor() as cur:
-                    cur.execute(query)
+                    # Prepared, so the extended protocol runs exactly one statement: a trailing
+                    # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
+                    cur.execute(query, prepare=True)
                     if cur.description is None:
                         raise DataError(
                             f"the query of source sql:{_safe_url(url)} returns no rows (it is not a SELECT)"
