@@ -76,12 +76,12 @@ def read_source(source: str | Path) -> pl.LazyFrame:
     try:
         if suffix == ".parquet":
             _same_schema(text, {f: _parquet_schema(f) for f in files})
-            return pl.scan_parquet(text if len(files) > 1 else files[0])
+            return pl.scan_parquet(files)  # exactly the files checked, not a second expansion of the glob
         separator = "\t" if suffix == ".tsv" else ","
-        _same_schema(text, {f: _csv_header(f, separator) for f in files})
+        _same_schema(text, {f: _csv_header(f, separator) for f in files}, ordered=True)
         # Read every column as text: a value that does not fit its declared type is then
         # quarantined with a reason instead of failing the whole read.
-        return pl.scan_csv(text if len(files) > 1 else files[0], infer_schema=False, separator=separator)
+        return pl.scan_csv(files, infer_schema=False, separator=separator)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_error(text, exc) from None
 
@@ -120,7 +120,7 @@ def _check_file(path: Path) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"input {path} is not a regular file (a device, pipe or socket); give a .parquet or .csv file")
     if st.st_size == 0:
-        raise DataError(f"input {path} is empty (0 bytes), not even a header row; check the export that wrote it")
+        raise DataError(f"input {path} is empty (0 bytes): no header, no rows; check the export that wrote it")
 
 
 def _check_parquet_magic(path: Path) -> None:
@@ -171,11 +171,12 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
     return dict.fromkeys(names, "text")
 
 
-def _same_schema(text: str, schemas: dict[Path, dict[str, str]]) -> None:
-    """The files of one glob must agree on their columns and types: rows from each are read as one table."""
+def _same_schema(text: str, schemas: dict[Path, dict[str, str]], ordered: bool = False) -> None:
+    """The files of one glob must agree on their columns and types (for CSV, in order: columns are
+    matched by position): rows from each are read as one table."""
     (first, want), *rest = schemas.items()
     for path, got in rest:
-        if got == want:
+        if got == want and (not ordered or list(got) == list(want)):
             continue
         missing = [c for c in want if c not in got]
         extra = [c for c in got if c not in want]
@@ -267,7 +268,7 @@ def check_source(source: str | Path) -> None:
             _same_schema(text, {f: _parquet_schema(f) for f in files})
         else:
             separator = "\t" if files[0].suffix.lower() == ".tsv" else ","
-            _same_schema(text, {f: _csv_header(f, separator) for f in files})
+            _same_schema(text, {f: _csv_header(f, separator) for f in files}, ordered=True)
 
 
 def _read_duckdb_table(spec: str) -> pl.LazyFrame:

@@ -60,6 +60,13 @@ def _build_cases(d: Path) -> dict[str, str]:
     (d / "mixedcsv").mkdir()
     good.head(10).write_csv(d / "mixedcsv" / "a.csv")
     good.tail(10).drop("nps").write_csv(d / "mixedcsv" / "b.csv")
+    (d / "reordered").mkdir()
+    good.head(10).write_csv(d / "reordered" / "a.csv")
+    good.tail(10).select(reversed(good.columns)).write_csv(d / "reordered" / "b.csv")
+    (d / "parts").mkdir()
+    for i, part in enumerate((good.head(10), good.tail(10))):
+        part.write_parquet(d / "parts" / f"{i}.parquet")
+        part.write_csv(d / "parts" / f"{i}.csv")
     good.with_columns(pl.struct("seats", "nps").alias("nps")).write_parquet(d / "struct.parquet")
     good.with_columns(pl.concat_list("seats", "seats_used").alias("seats")).write_parquet(d / "list.parquet")
     good.head(0).write_parquet(d / "zero.parquet")
@@ -81,6 +88,7 @@ def _build_cases(d: Path) -> dict[str, str]:
         "/dev/null": "/dev/null",
         "mixed Parquet schemas": str(d / "mixed" / "*.parquet"),
         "mixed CSV headers": str(d / "mixedcsv" / "*.csv"),
+        "reordered CSV headers": str(d / "reordered" / "*.csv"),
         "struct column": str(d / "struct.parquet"),
         "list column": str(d / "list.parquet"),
         "missing file": str(d / "missing.parquet"),
@@ -94,7 +102,7 @@ def _build_cases(d: Path) -> dict[str, str]:
 
 # What each message must say besides the path: what is wrong (and, through it, what to do).
 EXPECTED = {
-    "empty CSV": "is empty (0 bytes)",
+    "empty CSV": "is empty (0 bytes): no header, no rows",
     "header-only CSV": "has no rows",
     "ragged rows": "ragged.csv:4: 14 fields where the header has 12",
     "invalid UTF-8": "latin1.csv:6: this line is not UTF-8",
@@ -105,6 +113,7 @@ EXPECTED = {
     "/dev/null": "/dev/null is not a regular file",
     "mixed Parquet schemas": "do not share one schema: ",
     "mixed CSV headers": "b.csv differs from ",
+    "reordered CSV headers": "(its columns are in another order)",
     "struct column": "nps is Struct",
     "list column": "seats is List(Int64)",
     "missing file": "missing.parquet does not exist",
@@ -165,12 +174,13 @@ def test_an_unreadable_input_exits_1_with_the_path_and_what_is_wrong(case, mode,
     assert not output.exists()  # nothing written
 
 
-def test_the_good_source_succeeds_in_every_mode(sources, tmp_path, capsys):
+@pytest.mark.parametrize("good", ["good.parquet", "good.csv", "parts/*.parquet", "parts/*.csv"])
+def test_a_good_file_or_glob_succeeds_in_every_mode(good, sources, tmp_path, capsys):
     """The control: the cases above fail because of what they hold, not because of the commands."""
-    good = str(Path(sources["missing file"]).with_name("good.parquet"))
+    source = str(Path(sources["missing file"]).parent / good)
     for mode in MODES:
         output = tmp_path / f"{mode}.parquet"
-        assert main(_args(mode, good, output)) == 0, capsys.readouterr().err
+        assert main(_args(mode, source, output)) == 0, capsys.readouterr().err
         assert mode in ("explain", "diff") or pl.read_parquet(output).height == 20
 
 
