@@ -448,7 +448,7 @@ def date_arg(text: str) -> str:
         import re
 
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
-            raise argparse.ArgumentTypeError(f"{text} is not a day on the calendar; give a real date, e.g. 2026-11-01")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a date: there is no such day on the calendar")
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01")
     if not FIRST_DAY <= day <= LAST_DAY:
         raise argparse.ArgumentTypeError(

@@ -90,10 +90,11 @@ def _load_old(org: str, files: dict[str, bytes], label: str) -> m.RuleSet:
     _check_org_name(org, label)
     with tempfile.TemporaryDirectory(prefix="kare-diff-") as tmp:
         root = Path(tmp).resolve()
-        org_dir = root / org
+        org_dir = (root / org).resolve()
         for rel, content in files.items():
             target = (org_dir / rel).resolve()
-            if not target.is_relative_to(org_dir):  # never write outside the scratch copy, whatever the name
+            # Never write outside the scratch copy, whatever the names say.
+            if org_dir.parent != root or not target.is_relative_to(org_dir):
                 raise KareError(f"{label}/{rel!r} is not a path inside the organization's directory; rename it")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)

@@ -245,7 +245,7 @@ DATED = {
         ("", "'' is not a date; write YYYY-MM-DD"),
         ("  ", "'  ' is not a date"),
         ("yesterday", "'yesterday' is not a date"),
-        ("2026-02-30", "2026-02-30 is not a day on the calendar"),
+        ("2026-02-30", "'2026-02-30' is not a date: there is no such day on the calendar"),
         ("0001-01-01", "0001-01-01 is not a plausible run date; give one between 1900-01-01 and 2999-12-31"),
     ],
 )
@@ -335,6 +335,20 @@ def test_diff_base_refuses_an_org_name_from_git_and_writes_nothing_outside_its_s
     assert list(scratch.iterdir()) == []  # the scratch folder is gone and nothing was left beside it
     if name != "acme\n":  # until is_safe_org anchors with \Z, 'acme\n' is refused by the loader instead
         assert f"{name!r} is not an organization name (lowercase letters, digits and '-')" in err
+
+
+def test_diff_base_writes_only_inside_its_scratch_folder_even_if_a_name_check_let_dot_dot_through(
+    repo, tmp_path, monkeypatch, capsys
+):
+    """The containment check stands on its own: with the name check disabled, '..' is still refused."""
+    monkeypatch.setattr("kare_rules.git_rules.is_safe_org", lambda name: True)
+    commit = _commit_with_org_entry(repo, "..")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert main(["diff", "--base", commit, "--rules-dir", str(repo / "rules")]) == 1
+    assert "'kare.yaml' is not a path inside the organization's directory" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []
 
 
 # ---- sql: sources are read-only -----------------------------------------------------------------
