@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kare_rules.errors import KareError, RuleFileError, UsageError
+from kare_rules.errors import DataError, KareError, RuleFileError, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -295,7 +295,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_categorize(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date, categorize, category_counts
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source, write_frame
+    from kare_rules.sources import check_source, read_accounts, write_frame
     from kare_rules.validation import validate_accounts
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
@@ -307,14 +307,21 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
         from kare_rules.compile_sql import categorize_duckdb
 
-        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is validated.
-        result = categorize_duckdb(rules, args.input, as_of)
+        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is
+        # validated. It is checked as every other read is first, so a bad source gets the same message.
+        check_source(args.input)
+        by_duckdb = args.input.startswith("duckdb:") or Path(args.input).suffix.lower() == ".parquet"
+        result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of)
+        if result.height == 0:
+            raise DataError(
+                f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
+            )
         write_frame(result, args.output)
         out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(_table(category_counts(result)))
         return EXIT_OK
-    checked = validate_accounts(rules, read_source(args.input).collect())
+    checked = validate_accounts(rules, read_accounts(args.input))
     if args.engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
@@ -338,13 +345,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source
+    from kare_rules.sources import read_accounts
     from kare_rules.validation import validate_accounts
 
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
-    data = read_source(args.input)
-    mine = data.filter(pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip()).collect()
+    mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
         err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
@@ -382,14 +388,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     from kare_rules.diff import diff_rules, render_json, render_markdown
     from kare_rules.engine import as_date
-    from kare_rules.errors import DataError
     from kare_rules.loader import load_rules
-    from kare_rules.sources import read_source
+    from kare_rules.sources import read_accounts
 
     if args.base and (args.before or args.after):
         raise UsageError("use either --base GITREF or --before PATH --after PATH, not both")
-    if args.limit < 0:
-        raise UsageError("--limit is a number of accounts, 0 or more")
     if args.base:
         from kare_rules.git_rules import changed_rules
 
@@ -414,7 +417,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         accounts, note = None, None
         if args.input:
             try:
-                accounts = read_source(args.input.replace("{org}", org)).collect()
+                accounts = read_accounts(args.input.replace("{org}", org))
                 reports.append(diff_rules(before, after, accounts, as_of, args.limit))
                 continue
             except DataError as exc:
@@ -472,9 +475,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         orgs = [args.org]
     else:
         raise UsageError("name an organization with --org ORG, or run them all with --all-orgs")
-    if args.buckets is not None and args.buckets < 1:
-        raise UsageError(f"--buckets is a number of slices of accounts, 1 or more (got {args.buckets})")
-    as_of = args.as_of or as_date(os.environ.get("KARE_AS_OF"))
+    as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
     thresholds = Thresholds(max_quarantine_share=args.max_quarantine_share, max_removed_share=args.max_removed_share,
                             allow_empty_input=args.allow_empty_input)  # fmt: skip
     budget = parse_size(args.memory_budget) if args.memory_budget else None
@@ -571,40 +572,76 @@ def _rule_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def _share_arg(text: str) -> float:
-    """A share between 0 and 1 (nan, inf and values outside are usage errors)."""
-    import math
+# ---- option types: a value that cannot work is a usage error (exit 2) before any work is done ----
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a share between 0 and 1, e.g. 0.2") from None
-    if not math.isfinite(value) or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
-    return value
+FIRST_DAY, LAST_DAY = "1900-01-01", "2999-12-31"  # run dates outside are typing mistakes (and dates past 9999 overflow)
+MAX_WAIT_SECONDS = 86_400.0
 
 
-def _seconds_arg(text: str) -> float:
-    """A finite, non-negative number of seconds."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds (0 or more, finite)")
-    return value
-
-
-def _date_arg(text: str):
-    """--as-of as a date; a malformed date is a usage error (exit 2), caught before any work is done."""
+def date_arg(text: str) -> str:
+    """A run date (--as-of, --last) as YYYY-MM-DD text; empty, malformed or far-off dates are refused."""
     import datetime as dt
 
     try:
-        return dt.date.fromisoformat(text)
+        # fromisoformat also takes 20261101 and 2026-W44-7; the value goes on as plain YYYY-MM-DD.
+        day = dt.date.fromisoformat(text.strip()).isoformat() if text.strip() else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01") from None
+        day = None
+    if day is None:
+        import re
+
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a date: there is no such day on the calendar")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01")
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(
+            f"{day} is not a plausible run date; give one between {FIRST_DAY} and {LAST_DAY}"
+        )
+    return day
+
+
+def _number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def share_arg(text: str) -> float:
+    """A share of rows, 0 to 1 (0.2 is 20%); nan, inf and percentages like 20 are refused."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (write 0.2 for 20%)")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """A duration in seconds, 0 up to a day; nan, inf and negative durations are refused."""
+    value = _number(text)
+    if not 0.0 <= value <= MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds between 0 and {MAX_WAIT_SECONDS:,.0f}")
+    return value
+
+
+def count_arg(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number within [minimum, maximum], as an argparse type."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum:,} to {maximum:,}" if maximum is not None else f"{minimum} or more"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a whole number {bound}")
+        return value
+
+    return parse
 
 
 def _table(df) -> str:
@@ -677,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--force", action="store_true", help="overwrite an existing rule file")
     s.add_argument(
-        "--as-of", type=_date_arg, metavar="DATE", help="the date of the scaffolded tests, YYYY-MM-DD (default: today)"
+        "--as-of", type=date_arg, metavar="DATE", help="the date of the scaffolded tests, YYYY-MM-DD (default: today)"
     )
 
     s = sub.add_parser(
@@ -689,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
     s.add_argument("--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source")
     s.add_argument(
-        "--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
+        "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
     )
     s.add_argument("--output", required=True, metavar="FILE", help="result file, .parquet or .csv")
     s.add_argument(
@@ -716,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source (see README)"
     )
-    s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
+    s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
 
     s = sub.add_parser(
@@ -734,7 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SQL dialect of the warehouse",
     )
     s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)")
+    s.add_argument(
+        "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
+    )
 
     s = sub.add_parser(
         "diff",
@@ -751,9 +790,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--input", metavar="SOURCE", help="accounts to measure the impact on; '{org}' in it becomes each org's name"
     )
-    s.add_argument("--as-of", metavar="DATE", help="run date YYYY-MM-DD (required with --before/--after and --input)")
+    s.add_argument(
+        "--as-of",
+        type=date_arg,
+        metavar="DATE",
+        help="run date YYYY-MM-DD (required with --before/--after and --input)",
+    )
     s.add_argument("--format", choices=["markdown", "json"], default="markdown", help="report format (markdown)")
-    s.add_argument("--limit", type=int, default=20, metavar="N", help="moved accounts listed (default 20)")
+    s.add_argument("--limit", type=count_arg(0), default=20, metavar="N", help="moved accounts listed (default 20)")
     s.add_argument("--output", metavar="FILE", help="write the report here instead of to stdout")
 
     s = sub.add_parser(
@@ -772,17 +816,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="accounts source; {org} and {as_of} are filled in (default: $KARE_INPUT, else "
         "data/sample/{org}/latest.parquet)",
     )  # fmt: skip
-    s.add_argument("--as-of", type=_date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
+    s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
                    "today)")  # fmt: skip
     s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file")
-    s.add_argument("--max-quarantine-share", type=_share_arg, default=0.2, metavar="SHARE",
+    s.add_argument("--max-quarantine-share", type=share_arg, default=0.2, metavar="SHARE",
                    help="publish nothing when more than this share of input rows is invalid")  # fmt: skip
-    s.add_argument("--max-removed-share", type=_share_arg, default=0.5, metavar="SHARE",
+    s.add_argument("--max-removed-share", type=share_arg, default=0.5, metavar="SHARE",
                    help="publish nothing when the run would remove more than this share of the current accounts "
                    "(accounts missing from the input)")  # fmt: skip
     s.add_argument("--allow-empty-input", action="store_true",
                    help="publish an input with no rows (every account removed); refused otherwise")  # fmt: skip
-    s.add_argument("--wait", type=_seconds_arg, default=300.0, metavar="SECONDS",
+    s.add_argument("--wait", type=seconds_arg, default=300.0, metavar="SECONDS",
                    help="how long to wait for another kare run, or a reader holding the DuckDB file, "
                    "before failing")  # fmt: skip
     s.add_argument(
@@ -793,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory-budget", metavar="SIZE",
                    help="memory the run may use, like 4GiB; it picks its number of slices of accounts from it "
                    "(default: an eighth of the machine's memory)")  # fmt: skip
-    s.add_argument("--buckets", type=int, metavar="N",
+    s.add_argument("--buckets", type=count_arg(1, 10_000), metavar="N",
                    help="process exactly N slices of accounts instead of choosing from --memory-budget")  # fmt: skip
 
     s = sub.add_parser(
@@ -808,14 +852,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules-dir", default="rules", metavar="DIR", help="the organizations' rule files (default: %(default)s)"
     )
     s.add_argument(
-        "--accounts", type=int, default=5000, metavar="N", help="accounts in the first snapshot (default: %(default)s)"
-    )
+        "--accounts", type=count_arg(1, 100_000_000), default=5000, metavar="N",
+        help="accounts in the first snapshot (default: %(default)s)",
+    )  # fmt: skip
     s.add_argument(
-        "--months", type=int, default=6, metavar="M", help="number of monthly snapshots (default: %(default)s)"
-    )
+        "--months", type=count_arg(1, 1200), default=6, metavar="M",
+        help="number of monthly snapshots (default: %(default)s)",
+    )  # fmt: skip
     s.add_argument(
-        "--last", default="2026-10-31", metavar="DATE", help="month of the last snapshot (default: %(default)s)"
-    )
+        "--last", type=date_arg, default="2026-10-31", metavar="DATE",
+        help="month of the last snapshot (default: %(default)s)",
+    )  # fmt: skip
     s.add_argument(
         "--seed", type=int, default=7, help="random seed: the same seed gives the same data (default: %(default)s)"
     )

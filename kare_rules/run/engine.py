@@ -19,7 +19,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.engine import cast_expr, categorize
-from kare_rules.errors import DataError, KareError
+from kare_rules.errors import KareError
 from kare_rules.loader import load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
 from kare_rules.run.actions import action_changes, owner_columns
@@ -33,7 +33,7 @@ from kare_rules.run.quality import (
     removed_check,
 )
 from kare_rules.run.slicing import default_budget, slice_count, slice_expr
-from kare_rules.sources import read_source
+from kare_rules.sources import read_accounts
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, warehouse_lock
@@ -150,17 +150,14 @@ def categorize_run(
     )
 
 
-def read_accounts(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """The whole input, read once; an unreadable source is a DataError naming it."""
+def read_input(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The whole input, read once; whatever is wrong with a source is a DataError naming it. An empty
+    input is read as such: the removed-share guard decides whether it may be published."""
     if isinstance(source, pl.DataFrame):
         return source
     if isinstance(source, pl.LazyFrame):
         return source.collect()
-    frame = read_source(source)
-    try:
-        return frame.collect()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"cannot read the input {source}: {exc}") from None
+    return read_accounts(source, allow_empty=True)
 
 
 @dataclass
@@ -211,7 +208,7 @@ def run_organization(
             bundle = bundle or load_bundle(rules_dir, org)
             known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
             progress("reading the input", 0, 1)
-            raw = read_accounts(source)
+            raw = read_input(source)
             known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
             require_columns(bundle.rules, raw.columns)
             with warehouse.transaction() as session:
