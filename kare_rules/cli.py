@@ -254,7 +254,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
-    as_of = args.as_of or dt.date.today()
+    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
     text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
                     target=display_path(target.parent))  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -806,11 +806,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the source, validate (Pandera), categorize, update history and action queues, check "
         "quality, and publish only the changes, in one transaction. Large organizations are processed in slices "
         "of accounts chosen from the memory budget. Ends with a summary of what changed and the checks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     s.add_argument("--org", help="the organization (a directory under --rules-dir)")
     s.add_argument("--all-orgs", action="store_true", help="run every organization in --rules-dir, one after another")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR", help="where rules/<org>/kare.yaml live")
+    s.add_argument("--rules-dir", default="rules", metavar="DIR",
+                   help="where rules/<org>/kare.yaml live (default: %(default)s)")  # fmt: skip
     s.add_argument(
         "--input", metavar="SOURCE",
         help="accounts source; {org} and {as_of} are filled in (default: $KARE_INPUT, else "
@@ -818,21 +818,23 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
                    "today)")  # fmt: skip
-    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file")
+    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH",
+                   help="DuckDB file (default: %(default)s)")  # fmt: skip
     s.add_argument("--max-quarantine-share", type=share_arg, default=0.2, metavar="SHARE",
-                   help="publish nothing when more than this share of input rows is invalid")  # fmt: skip
+                   help="publish nothing when more than this share of input rows is invalid "
+                   "(default: %(default)s)")  # fmt: skip
     s.add_argument("--max-removed-share", type=share_arg, default=0.5, metavar="SHARE",
                    help="publish nothing when the run would remove more than this share of the current accounts "
-                   "(accounts missing from the input)")  # fmt: skip
+                   "(accounts missing from the input; default: %(default)s)")  # fmt: skip
     s.add_argument("--allow-empty-input", action="store_true",
                    help="publish an input with no rows (every account removed); refused otherwise")  # fmt: skip
     s.add_argument("--wait", type=seconds_arg, default=300.0, metavar="SECONDS",
                    help="how long to wait for another kare run, or a reader holding the DuckDB file, "
-                   "before failing")  # fmt: skip
+                   "before failing (default: %(default)s)")  # fmt: skip
     s.add_argument(
         "--engine", choices=["polars", "duckdb"], default="polars",
         help="where the rules run: polars (with reasons and overlaps) or duckdb (compiled SQL; reason left empty, "
-        "use kare explain for one account)",
+        "use kare explain for one account; default: %(default)s)",
     )  # fmt: skip
     s.add_argument("--memory-budget", metavar="SIZE",
                    help="memory the run may use, like 4GiB; it picks its number of slices of accounts from it "

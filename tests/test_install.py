@@ -153,7 +153,7 @@ def test_kare_from_the_wheel_works_outside_the_repository(venv_bin, tmp_path):
     assert "trait strategic: arr ≥ 100000 → ≥ 80000" in diffed.stdout
 
     ran = run(kare, "run", "--org", ORG, "--input", accounts, "--as-of", "2026-10-31",
-              "--warehouse", "wh.duckdb", "--staging", "staging", cwd=work)  # fmt: skip
+              "--warehouse", "wh.duckdb", cwd=work)  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "published" in ran.stdout and "200 rows" in ran.stdout
 

@@ -91,12 +91,12 @@ def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     [
         ("--as-of", "", "is not a date"),
         ("--as-of", "2026-02-30", "is not a date"),
-        ("--max-quarantine-share", "nan", "is not a share between 0 and 1"),
+        ("--max-quarantine-share", "nan", "is not a finite number"),
         ("--max-removed-share", "1.5", "is not a share between 0 and 1"),
-        ("--wait", "nan", "is not a number of seconds"),
+        ("--wait", "nan", "is not a finite number"),
         ("--wait", "-1", "is not a number of seconds"),
         ("--memory-budget", "lots", "is not a memory size"),
-        ("--buckets", "0", "1 or more"),
+        ("--buckets", "0", "is out of range"),
     ],
 )
 def test_wrong_options_are_usage_errors_before_anything_runs(published, option, value, message, capsys):
