@@ -3,33 +3,43 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from kare_rules import model as m
 from kare_rules.digest import rules_digest
-from kare_rules.errors import Problem, RuleFileError
-from kare_rules.schema import did_you_mean, schema_problems
+from kare_rules.errors import Problem, RuleFileError, display_path
+from kare_rules.schema import did_you_mean, name_matches, schema_json, schema_problems
 from kare_rules.yamlsource import DocPath, Document, load_document
 
 RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
-ORG_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+# \Z, not $: Python's $ also matches before a trailing newline, and 'acme\n' is no organization.
+ORG_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?\Z")
 COMBINATORS = ("all", "any", "not")
+# Bounds that keep checking and compiling a rule file cheap (docs/rule-format.md, "Limits"): how deep a
+# condition may nest, counting the levels inside the traits it names, and how many nodes one category's
+# or trait's condition may have with every trait written out (a trait used twice counts twice).
+MAX_CONDITION_DEPTH = 64
+MAX_CONDITION_NODES = 5_000
+# Names the engine gives its own columns: an input or derived column of that name would collide with
+# them. The working columns all start with '_'; these are the ones every result carries.
+OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps")
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_MAX = 1.7976931348623157e308
 
-# Schema errors under these paths are left to the checks below, which can say more.
-_SEMANTIC_PATHS = (
-    ("traits",), ("exit", "when"), ("profiles", "*", "when"), ("precedence",),
-    ("tests", "*", "account"), ("tests", "*", "expect"), ("tests", "*", "as_of"),
-)  # fmt: skip
+# These parts are left to the checks below, which can say more; the schema sees a stand-in it accepts.
+_SEMANTIC_PATHS = {
+    ("traits",): {}, ("exit", "when"): "t", ("profiles", "*", "when"): "t", ("precedence",): ["keep"],
+    ("tests", "*", "account"): {}, ("tests", "*", "expect"): "keep", ("tests", "*", "as_of"): "2026-01-01",
+}  # fmt: skip
 
 
 def is_safe_org(name: str) -> bool:
     """An organization name that can safely become a directory, partition key or table value."""
-    return bool(ORG_SLUG.match(name or ""))
+    return isinstance(name, str) and ORG_SLUG.match(name) is not None
 
 
 def load_rules(path: str | Path) -> m.RuleSet:
@@ -44,6 +54,10 @@ def load_rules(path: str | Path) -> m.RuleSet:
 def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
     """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
     path = rule_file_in(Path(path))
+    if path.name in RULE_FILE_NAMES:
+        refused = org_dir_problem(path)
+        if refused:  # before a byte is read: the file may belong to another organization
+            return None, [refused]
     doc = load_document(path)
     if doc.data is None:
         return None, doc.problems
@@ -102,6 +116,71 @@ def rule_file_in(path: Path) -> Path:
     return path
 
 
+def org_dir_problem(rule_file: Path) -> Problem | None:
+    """Why an organization's rule file must not be read, or None. An organization is the directory its
+    rule file is reached through: that directory and the file must be real (no symbolic link could make
+    one organization's rules another's) and the directory's name must be an organization name."""
+    rule_file = Path(os.path.abspath(rule_file))
+    folder = rule_file.parent
+    shown = display_path(rule_file)
+    for link in (folder, rule_file):
+        if link.is_symlink():
+            return Problem(
+                shown, 1, 1,
+                f"{display_path(link)} is a symbolic link (to {os.readlink(link)}); an organization's rules live in "
+                "its own directory: copy them there instead of linking",
+            )  # fmt: skip
+    if not is_safe_org(folder.name):
+        return Problem(
+            shown, 1, 1,
+            f"the directory name {folder.name!r} is not an organization name (lowercase letters, digits and "
+            "'-', at most 64); rename the directory",
+        )  # fmt: skip
+    return None
+
+
+def organizations(rules_dir: str | Path) -> list[str]:
+    """The organizations of a rules directory: the directories holding a rule file, each checked by
+    org_dir_problem and none sharing its rule file with another (a hard link). Those refused are left
+    out; organization_problems says why."""
+    return _scan_organizations(Path(rules_dir))[0]
+
+
+def organization_problems(rules_dir: str | Path) -> list[Problem]:
+    """Why directories under a rules directory are not organizations (see `organizations`)."""
+    return _scan_organizations(Path(rules_dir))[1]
+
+
+def _scan_organizations(root: Path) -> tuple[list[str], list[Problem]]:
+    if not root.is_dir():
+        return [], []
+    found: dict[tuple[int, int], list[Path]] = {}
+    problems = []
+    for entry in sorted(root.iterdir()):
+        rule_file = next((entry / n for n in RULE_FILE_NAMES if os.path.lexists(entry / n)), None)
+        if not entry.is_dir() or rule_file is None:
+            continue
+        refused = org_dir_problem(rule_file)
+        if refused:
+            problems.append(refused)
+            continue
+        try:
+            info = rule_file.stat()
+        except OSError as exc:
+            problems.append(Problem(display_path(rule_file), 1, 1, f"cannot read the file: {exc.strerror}"))
+            continue
+        found.setdefault((info.st_dev, info.st_ino), []).append(rule_file)
+    orgs = []
+    for files in found.values():
+        if len(files) == 1:
+            orgs.append(files[0].parent.name)
+            continue
+        names = ", ".join(display_path(f) for f in files)
+        same = f"{names} are one and the same file (a hard link); each organization needs its own rule file"
+        problems.extend(Problem(display_path(f), 1, 1, same) for f in files)
+    return sorted(orgs), sorted(problems)
+
+
 def find_rule_files(paths: list[str | Path]) -> list[Path]:
     """Rule files named by the user: files as given, directories searched for */kare.yaml."""
     found: list[Path] = []
@@ -132,6 +211,9 @@ def _replace_tests(rules: m.RuleSet, tests: tuple[m.RuleTest, ...]) -> m.RuleSet
     return replace(rules, tests=tests)
 
 
+_IDENTIFIER = schema_json()["$defs"]["identifier"]["pattern"]
+
+
 class _Checker:
     """Builds the model from a schema-shaped document, noting every semantic problem on the way.
 
@@ -147,6 +229,7 @@ class _Checker:
         self.trait_names: set[str] = set(rules.traits) if rules else set()
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
+        self.trait_size: dict[str, tuple[int, int]] = {}  # depth and nodes with traits written out
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
@@ -157,7 +240,7 @@ class _Checker:
         d = self.doc.data
         org = d.get("organization")
         if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org):
-            folder = self.path.resolve().parent.name
+            folder = Path(os.path.abspath(self.path)).parent.name  # as reached, not where a link leads
             if folder != org:
                 self.err(
                     ("organization",),
@@ -212,6 +295,7 @@ class _Checker:
         out = []
         for name, spec in raw.items():
             where = ("inputs", name)
+            self.check_column_name(name, where, "input")
             if not isinstance(spec, dict) or spec.get("type") not in m.COLUMN_TYPES:
                 self.columns[name] = "unknown"  # reported by the schema; do not also call it unknown
                 continue
@@ -281,6 +365,7 @@ class _Checker:
         out = []
         for name, spec in raw.items():
             where = ("derived", name)
+            self.check_column_name(name, where, "derived")
             if name in self.inputs:
                 self.err(where, f"derived column '{name}' has the name of an input column; rename it", key=True)
                 continue
@@ -303,6 +388,23 @@ class _Checker:
             self.columns[name] = out[-1].type
         return out
 
+    def check_column_name(self, name: str, where: DocPath, kind: str) -> None:
+        """A column may not take a name the engine gives its own columns: the data would then hold two."""
+        if name in OUTPUT_COLUMNS:
+            self.err(
+                where,
+                f"the {kind} column '{name}' has the name of a result column ({', '.join(OUTPUT_COLUMNS)}); "
+                f"rename it, e.g. '{kind}_{name}', and rename the data's column to match",
+                key=True,
+            )
+        elif name.startswith("_"):
+            self.err(
+                where,
+                f"the {kind} column '{name}' starts with '_', which is kept for the engine's own working "
+                "columns (such as _kare_row); rename it without the leading '_'",
+                key=True,
+            )
+
     def known_input(self, name: str, where: DocPath) -> bool:
         if name in self.inputs:
             return True
@@ -320,7 +422,13 @@ class _Checker:
             return {}
         self.trait_names = set(raw)
         for name in raw:
-            if name in COMBINATORS:
+            if not name_matches(_IDENTIFIER, name):
+                self.err(
+                    ("traits", name),
+                    f"the trait name {name!r} is not valid; use snake_case: lowercase letters, digits and '_'",
+                    key=True,
+                )
+            elif name in COMBINATORS:
                 self.err(("traits", name), f"'{name}' is a reserved word; choose another trait name", key=True)
             elif name in self.columns:
                 self.err(
@@ -333,32 +441,94 @@ class _Checker:
             cond = self.condition(body, ("traits", name))
             if cond is not None:
                 traits[name] = cond
-        self.check_cycles(traits)
+        over: set[str] = set()
+        reported = len(self.problems)
+        order = self.check_cycles(traits)
+        if len(self.problems) > reported:
+            return traits  # a cycle has no size; the cycle is the problem to fix
+        for name in order:  # each after the traits it uses, so each is measured once
+            if self.check_size(traits[name], ("traits", name), over):
+                over.add(name)
         return traits
 
-    def check_cycles(self, traits: dict[str, m.Condition]) -> None:
-        deps = {name: set(trait_refs(c)) for name, c in traits.items()}
-        state: dict[str, int] = {}
-
-        def visit(name: str, stack: list[str]) -> None:
-            state[name] = 1
-            for dep in sorted(deps.get(name, ())):
-                if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep) :], dep] if dep in stack else [name, dep]
-                    self.err(
-                        ("traits", name),
-                        f"traits refer to each other in a cycle: {' → '.join(cycle)}; break the cycle",
-                        key=True,
-                    )
+    def check_cycles(self, traits: dict[str, m.Condition]) -> list[str]:
+        """Report every cycle of trait references; the traits ordered so that each comes after the
+        traits it uses. Iterative: a chain of thousands of traits must not exhaust the stack."""
+        deps = {name: sorted(set(trait_refs(c))) for name, c in traits.items()}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        order: list[str] = []
+        for start in deps:
+            if state.get(start):
+                continue
+            path, todo = [start], [iter(deps[start])]
+            state[start] = 1
+            while todo:
+                dep = next(todo[-1], None)
+                if dep is None:
+                    done = path.pop()
+                    todo.pop()
+                    state[done] = 2
+                    order.append(done)
+                elif state.get(dep) == 1:
+                    self.err(("traits", path[-1]), f"traits refer to each other in a cycle: "
+                             f"{_chain([*path[path.index(dep):], dep])}; break the cycle", key=True)  # fmt: skip
                 elif dep in deps and not state.get(dep):
-                    visit(dep, [*stack, dep])
-            state[name] = 2
+                    state[dep] = 1
+                    path.append(dep)
+                    todo.append(iter(deps[dep]))
+        return order
 
-        for name in deps:
-            if not state.get(name):
-                visit(name, [name])
+    def check_size(self, cond: m.Condition, where: DocPath, over: set[str]) -> bool:
+        """Whether a condition, with every trait it uses written out, is nested deeper than
+        MAX_CONDITION_DEPTH or has more than MAX_CONDITION_NODES nodes. Every engine and explanation
+        writes traits out, so this bounds their work; it is reported where it first happens, not again
+        for each condition that uses an oversized trait."""
+        depth, nodes = self.measure(cond)
+        if isinstance(where[-1], str) and where[0] == "traits":
+            self.trait_size[str(where[-1])] = (depth, min(nodes, MAX_CONDITION_NODES + 1))
+        if depth <= MAX_CONDITION_DEPTH and nodes <= MAX_CONDITION_NODES:
+            return False
+        if not set(trait_refs(cond)) & over:
+            if depth > MAX_CONDITION_DEPTH:
+                self.err(
+                    where,
+                    f"with the traits it uses written out, this condition is nested {depth} levels deep, over the "
+                    f"limit of {MAX_CONDITION_DEPTH}; flatten it, e.g. list traits in one 'all' instead of "
+                    "chaining them",
+                    key=where[0] == "traits",
+                )
+            else:
+                self.err(
+                    where,
+                    f"with the traits it uses written out, this condition has more than {MAX_CONDITION_NODES:,} "
+                    "parts (a trait used twice counts twice); simplify it, e.g. compare with 'in: [...]' "
+                    "instead of listing many conditions",
+                    key=where[0] == "traits",
+                )
+        return True
 
-    def condition(self, raw: Any, where: DocPath) -> m.Condition | None:
+    def measure(self, cond: m.Condition) -> tuple[int, int]:
+        """Depth and node count of a condition with its traits written out (their sizes already known).
+        Recursion here follows the condition as written, which `condition` keeps shallow."""
+        if isinstance(cond, m.Predicate):
+            return 1, 1
+        if isinstance(cond, m.TraitRef):
+            depth, nodes = self.trait_size.get(cond.name, (0, 0))
+            return depth + 1, nodes + 1
+        if isinstance(cond, m.Not):
+            depth, nodes = self.measure(cond.item)
+            return depth + 1, nodes + 1
+        parts = [self.measure(c) for c in cond.items]
+        return 1 + max(d for d, _ in parts), 1 + sum(n for _, n in parts)
+
+    def condition(self, raw: Any, where: DocPath, depth: int = 1) -> m.Condition | None:
+        if depth > MAX_CONDITION_DEPTH:
+            self.err(
+                where,
+                f"conditions are nested more than {MAX_CONDITION_DEPTH} levels deep here; "
+                "name an inner part as a trait and use its name",
+            )
+            return None
         if isinstance(raw, str):
             if raw not in self.trait_names:
                 hint = did_you_mean(raw, sorted(self.trait_names))
@@ -395,12 +565,12 @@ class _Checker:
             if not isinstance(body, list) or not body:
                 self.err(here, f"'{key}' takes a non-empty list of conditions, e.g. {key}: [trait_a, trait_b]")
                 return None
-            items = [self.condition(item, (*here, i)) for i, item in enumerate(body)]
+            items = [self.condition(item, (*here, i), depth + 1) for i, item in enumerate(body)]
             if any(i is None for i in items):
                 return None
             return m.All(tuple(items)) if key == "all" else m.Any_(tuple(items))
         if key == "not":
-            inner = self.condition(body, here)
+            inner = self.condition(body, here, depth + 1)
             return m.Not(inner) if inner is not None else None
         return self.predicate(key, body, where)
 
@@ -527,7 +697,12 @@ class _Checker:
                 bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
         elif ctype in ("date", "datetime"):
             parsed = _as_date(value, ctype)
-            if parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            if _zoned(value):
+                bad = (
+                    f"{_plain(value)} carries a time zone; '{column}' compares dates as written, without one: "
+                    "write a date (YYYY-MM-DD) or a date-time without an offset"
+                )
+            elif parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
                 bad = f"'{value}' is not a calendar date; write YYYY-MM-DD"
             elif parsed is None:
                 bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
@@ -544,6 +719,10 @@ class _Checker:
         when = self.condition(body["when"], (*where, "when")) if "when" in body else None
         actions = self.actions(body.get("actions"), (*where, "actions"), name)
         if when is None:
+            return None
+        oversized = {t for t, (depth, nodes) in self.trait_size.items()
+                     if depth > MAX_CONDITION_DEPTH or nodes > MAX_CONDITION_NODES}  # fmt: skip
+        if self.check_size(when, (*where, "when"), oversized):
             return None
         return m.CategoryRule(name=name, when=when, actions=tuple(actions), description=body.get("description"))
 
@@ -571,8 +750,9 @@ class _Checker:
                     f"{did_you_mean(owner, list(self.inputs))}; 'owner' names the input column that holds "
                     "the owner",
                 )
-            if not isinstance(a.get("due_in_days"), int) or isinstance(a.get("due_in_days"), bool):
-                continue
+            due = a.get("due_in_days")
+            if not isinstance(due, int) or isinstance(due, bool) or not 0 <= due <= m.MAX_DUE_IN_DAYS:
+                continue  # the schema reports it, with the bounds
             out.append(
                 m.Action(
                     id=str(a["id"]),
@@ -712,7 +892,27 @@ def trait_refs(cond: m.Condition):
         yield from trait_refs(cond.item)
 
 
+def _zoned(value: Any) -> bool:
+    """A date-time with a time zone or offset (2026-01-01T00:00:00Z): comparing it with the naive
+    dates of the data cannot be done, so it is refused."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return False
+    return isinstance(value, dt.datetime) and value.tzinfo is not None
+
+
+def _chain(names: list[str]) -> str:
+    """A cycle of trait names as text, shortened when it is long."""
+    if len(names) > 12:
+        return f"{' → '.join(names[:5])} → … ({len(names) - 1} traits) … → {' → '.join(names[-3:])}"
+    return " → ".join(names)
+
+
 def _as_date(value: Any, ctype: str) -> dt.date | None:
+    if _zoned(value):
+        return None
     if isinstance(value, dt.datetime):
         return value if ctype == "datetime" else (value.date() if value.time() == dt.time() else None)
     if isinstance(value, dt.date):
