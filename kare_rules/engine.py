@@ -166,7 +166,7 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
     exprs: list[pl.Expr] = []
 
     def plan(cond: m.Condition) -> tuple[int, list]:
-        exprs.append(compiler.truth(cond).alias(f"n{len(exprs)}"))
+        exprs.append(compiler.truth(cond).alias(f"_kare_n{len(exprs)}"))  # "_" names are not columns
         i = len(exprs) - 1
         if isinstance(cond, m.TraitRef):
             return i, [plan(rules.traits[cond.name])]
@@ -186,7 +186,7 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
 
     def build(cond: m.Condition, p: tuple[int, list]) -> Node:
         i, kids = p
-        held = bool(values[f"n{i}"])
+        held = bool(values[f"_kare_n{i}"])
         if isinstance(cond, m.Predicate):
             label = f"{describe_predicate(cond)}   [{cond.column} = {_show(values[cond.column])}]"
             return Node(label, held, [])
@@ -197,7 +197,7 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
             return Node(label, held, [build(c, k) for c, k in zip(cond.items, kids, strict=True)])
         return Node("not", held, [build(cond.item, kids[0])])
 
-    return [Node(r.name, bool(values[f"n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
+    return [Node(r.name, bool(values[f"_kare_n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
 
 
 def _show(value: object) -> str:

@@ -152,14 +152,20 @@ def schema_problems(
     seen = set()
     for err in _validator(schema).iter_errors(jsonable(data)):
         path = tuple(err.absolute_path)
-        if err.validator == "propertyNames":
-            # jsonschema reports the mapping; point at the offending name itself.
+        name_rule = "propertyNames" in err.relative_schema_path
+        if name_rule:
+            # jsonschema reports the mapping (and the rule inside propertyNames that failed); point at
+            # the offending name itself.
             path = (*path, err.instance)
         if any(_under(path, prefix) for prefix in skip):
             continue
         if err.validator in ("anyOf", "oneOf") and err.context:
             err = min(err.context, key=lambda e: len(list(e.absolute_path)))
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        if name_rule:
+            hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
+            message = f"{_where(path[:-1])}: the name {err.instance!r} is not valid; {hint or err.message}"
+            located = [doc.problem(path, _tidy(message), key=True)]
+        elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # One problem per unknown key, located at the key itself rather than its mapping.
             located = [doc.problem((*path, k), _tidy(msg), key=True) for k, msg in _unknown_keys(err)]
         else:
