@@ -51,7 +51,7 @@ class Document:
 # libyaml parses about ten times faster than the pure-Python parser; both give the same events and marks.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_TAG, _STR_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:str"
 _NO_KEY, _SKIP = object(), object()  # a mapping waiting for its next key; a value whose key was refused
 
 
@@ -210,6 +210,8 @@ class _Builder:
         if tag is None or tag == "!":
             tag = loader.resolve(yaml.ScalarNode, e.value, e.implicit)
         if tag == _MERGE_TAG:  # `<<` merges what an alias names; without aliases it is just a key
+            return e.value
+        if tag == _STR_TAG and e.value.isascii():  # most scalars: plain text needs no constructor
             return e.value
         node = yaml.ScalarNode(tag, e.value, e.start_mark, e.end_mark, style=e.style)
         try:

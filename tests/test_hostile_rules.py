@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kare_rules.cli import main
 from kare_rules.errors import RuleFileError
@@ -383,3 +384,33 @@ def test_a_lone_surrogate_escape_is_a_located_error(work, capsys):
 def test_a_column_named_like_an_engine_column_is_a_located_error(work, old, new, message):
     _, problems = check_rules(write_org(work, "acme", rule_file().replace(old, new)))
     assert any(str(p).startswith(f"rules/acme/kare.yaml:{message}") for p in problems), problems
+
+
+def test_the_pure_python_parser_gives_the_same_documents_and_positions(monkeypatch):
+    """Where libyaml is missing, PyYAML's own parser stands in: same data, same positions."""
+    from kare_rules import yamlsource
+
+    files = sorted(Path(__file__).resolve().parent.parent.glob("rules/*/kare.yaml"))
+    assert files
+    with_c = [yamlsource.load_document(f) for f in files]
+    monkeypatch.setattr(yamlsource, "_Loader", yaml.SafeLoader)
+    for c_doc, f in zip(with_c, files, strict=True):
+        py_doc = yamlsource.load_document(f)
+        assert (py_doc.data, py_doc.value_at, py_doc.key_at, py_doc.problems) == (
+            c_doc.data,
+            c_doc.value_at,
+            c_doc.key_at,
+            [],
+        )
+
+
+def test_a_lone_surrogate_from_the_pure_python_parser_is_a_located_error(monkeypatch):
+    """PyYAML's own parser accepts "\\ud800", which no UTF-8 digest can encode: it is refused where it is."""
+    from kare_rules import yamlsource
+
+    monkeypatch.setattr(yamlsource, "_Loader", yaml.SafeLoader)
+    doc = yamlsource.parse_text('a: 1\nb: "x\\ud800"\n', "rules/acme/kare.yaml")
+    assert [str(p) for p in doc.problems] == [
+        "rules/acme/kare.yaml:2:4: this text holds '\\ud800', a lone surrogate that is not a character; remove "
+        "the \\u escape or write the character itself"
+    ]
