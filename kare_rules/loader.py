@@ -26,6 +26,7 @@ MAX_CONDITION_NODES = 5_000
 # Names the engine gives its own columns: an input or derived column of that name would collide with
 # them. The working columns all start with '_'; these are the ones every result carries.
 OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps")
+SUGGEST_PROBLEMS, SUGGEST_NAMES = 100, 1000
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_MAX = 1.7976931348623157e308
@@ -230,9 +231,18 @@ class _Checker:
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
         self.trait_size: dict[str, tuple[int, int]] = {}  # depth and nodes with traits written out
+        self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
+
+    def suggest(self, word: str, names: Any) -> str:
+        """'; did you mean ...?' for a misspelt name. A suggestion compares the word with every name, so
+        a file with thousands of names and thousands of mistakes would take time in proportion to their
+        product: past SUGGEST_PROBLEMS problems or SUGGEST_NAMES names, no more suggestions."""
+        if len(self.problems) >= SUGGEST_PROBLEMS or len(names) > SUGGEST_NAMES:
+            return ""
+        return did_you_mean(word, list(names))
 
     # ---- the whole file ------------------------------------------------------------------------
 
@@ -410,7 +420,7 @@ class _Checker:
             return True
         if self.columns.get(name) == "unknown":
             return False  # declared with a type the schema already reports
-        self.err(where, f"unknown input column '{name}'{did_you_mean(name, list(self.inputs))}")
+        self.err(where, f"unknown input column '{name}'{self.suggest(name, self.inputs)}")
         return False
 
     # ---- traits and conditions -----------------------------------------------------------------
@@ -531,7 +541,7 @@ class _Checker:
             return None
         if isinstance(raw, str):
             if raw not in self.trait_names:
-                hint = did_you_mean(raw, sorted(self.trait_names))
+                hint = self.suggest(raw, self.trait_names)
                 if raw in self.columns:
                     hint = f"; '{raw}' is a column: write a predicate such as {{{raw}: true}}"
                 self.err(where, f"unknown trait '{raw}'{hint}")
@@ -577,11 +587,11 @@ class _Checker:
     def predicate(self, column: str, body: Any, where: DocPath) -> m.Predicate | None:
         here = (*where, column)
         if column not in self.columns:
-            hint = did_you_mean(column, sorted(self.columns))
+            hint = self.suggest(column, self.columns)
             if column in self.trait_names:
                 hint = f"; '{column}' is a trait: write it as a plain name, without a value"
             elif not hint:
-                hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {', '.join(sorted(self.columns))})"
+                hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {_listed(self.columns)})"
             self.err(here, f"unknown column '{column}'{hint}", key=True)
             return None
         ctype = self.columns[column]
@@ -654,14 +664,16 @@ class _Checker:
         """A value compared with a column that declares `allowed` must be one of them (else the
         condition can never hold: usually a typo)."""
         spec = self.inputs.get(column)
-        if spec is None or spec.allowed is None or value in spec.allowed:
+        if spec is None or spec.allowed is None:
             return
-        options = [str(v) for v in spec.allowed]
-        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
-        self.err(
-            where,
-            f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {', '.join(options)}",
-        )
+        if column not in self.allowed_sets:  # built once: a long `in` list against a long `allowed` stays linear
+            options = [str(v) for v in spec.allowed]
+            self.allowed_sets[column] = (set(spec.allowed), options, _listed(options, sort=False))
+        allowed, options, listed = self.allowed_sets[column]
+        if value in allowed:
+            return
+        hint = self.suggest(str(value), options) if isinstance(value, str) else ""
+        self.err(where, f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {listed}")
 
     def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
         """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""
@@ -747,7 +759,7 @@ class _Checker:
                 self.err(
                     (*here, "owner"),
                     f"owner column '{owner}' is not an input"
-                    f"{did_you_mean(owner, list(self.inputs))}; 'owner' names the input column that holds "
+                    f"{self.suggest(owner, self.inputs)}; 'owner' names the input column that holds "
                     "the owner",
                 )
             due = a.get("due_in_days")
@@ -856,7 +868,7 @@ class _Checker:
                 if self.columns.get(col) == "unknown":
                     continue  # an input whose declaration the schema already reports
                 if col not in self.inputs:
-                    hint = did_you_mean(col, list(self.inputs))
+                    hint = self.suggest(col, self.inputs)
                     if col in self.columns:
                         hint = f"; '{col}' is derived: give its input instead"
                     self.err((*here, "account", col), f"unknown column '{col}' in test account{hint}", key=True)
@@ -901,6 +913,13 @@ def _zoned(value: Any) -> bool:
         except ValueError:
             return False
     return isinstance(value, dt.datetime) and value.tzinfo is not None
+
+
+def _listed(names: Any, limit: int = 20, sort: bool = True) -> str:
+    """Names for a message, the first `limit` of them: a message stays a line, not the whole file."""
+    shown = sorted(names)[:limit] if sort else list(names)[:limit]
+    more = len(names) - len(shown)
+    return ", ".join(map(str, shown)) + (f", … ({more} more)" if more else "")
 
 
 def _chain(names: list[str]) -> str:

@@ -66,6 +66,8 @@ def jsonable(value: Any) -> Any:
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    if len(str(word)) > 100:  # difflib's cost grows with the square of the length; no name is this long
+        return ""
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
 
