@@ -55,10 +55,17 @@ def load_rules(path: str | Path) -> m.RuleSet:
 def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
     """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
     path = rule_file_in(Path(path))
+    misnamed = None
     if path.name in RULE_FILE_NAMES:
-        refused = org_dir_problem(path)
-        if refused:  # before a byte is read: the file may belong to another organization
-            return None, [refused]
+        linked = link_problem(path)
+        if linked:  # before a byte is read: the file may be another organization's
+            return None, [linked]
+        misnamed = dir_name_problem(path)
+    rules, problems = _check_file(path)
+    return (None, sorted({*problems, misnamed})) if misnamed else (rules, problems)
+
+
+def _check_file(path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
     doc = load_document(path)
     if doc.data is None:
         return None, doc.problems
@@ -117,32 +124,37 @@ def rule_file_in(path: Path) -> Path:
     return path
 
 
-def org_dir_problem(rule_file: Path) -> Problem | None:
-    """Why an organization's rule file must not be read, or None. An organization is the directory its
-    rule file is reached through: that directory and the file must be real (no symbolic link could make
-    one organization's rules another's) and the directory's name must be an organization name."""
+def link_problem(rule_file: Path) -> Problem | None:
+    """Why an organization's rule file must not even be read, or None. An organization is the directory
+    its rule file is reached through, so that directory and the file must be real: through a symbolic
+    link, one organization's rules would become another's."""
     rule_file = Path(os.path.abspath(rule_file))
-    folder = rule_file.parent
-    shown = display_path(rule_file)
-    for link in (folder, rule_file):
+    for link in (rule_file.parent, rule_file):
         if link.is_symlink():
             return Problem(
-                shown, 1, 1,
+                display_path(rule_file), 1, 1,
                 f"{display_path(link)} is a symbolic link (to {os.readlink(link)}); an organization's rules live in "
                 "its own directory: copy them there instead of linking",
             )  # fmt: skip
-    if not is_safe_org(folder.name):
-        return Problem(
-            shown, 1, 1,
-            f"the directory name {folder.name!r} is not an organization name (lowercase letters, digits and "
-            "'-', at most 64); rename the directory",
-        )  # fmt: skip
     return None
+
+
+def dir_name_problem(rule_file: Path) -> Problem | None:
+    """A problem when the directory holding an organization's rule file is not named like one."""
+    rule_file = Path(os.path.abspath(rule_file))
+    folder = rule_file.parent.name
+    if is_safe_org(folder):
+        return None
+    return Problem(
+        display_path(rule_file), 1, 1,
+        f"the directory name {folder!r} is not an organization name (lowercase letters, digits and '-', at most "
+        "64): an organization is its directory's name; rename the directory",
+    )  # fmt: skip
 
 
 def organizations(rules_dir: str | Path) -> list[str]:
     """The organizations of a rules directory: the directories holding a rule file, each checked by
-    org_dir_problem and none sharing its rule file with another (a hard link). Those refused are left
+    link_problem and dir_name_problem and none sharing its rule file with another (a hard link). Those refused are left
     out; organization_problems says why."""
     return _scan_organizations(Path(rules_dir))[0]
 
@@ -161,7 +173,7 @@ def _scan_organizations(root: Path) -> tuple[list[str], list[Problem]]:
         rule_file = next((entry / n for n in RULE_FILE_NAMES if os.path.lexists(entry / n)), None)
         if not entry.is_dir() or rule_file is None:
             continue
-        refused = org_dir_problem(rule_file)
+        refused = link_problem(rule_file) or dir_name_problem(rule_file)
         if refused:
             problems.append(refused)
             continue
@@ -251,7 +263,7 @@ class _Checker:
         org = d.get("organization")
         if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org):
             folder = Path(os.path.abspath(self.path)).parent.name  # as reached, not where a link leads
-            if folder != org:
+            if folder != org and is_safe_org(folder):  # else dir_name_problem says so
                 self.err(
                     ("organization",),
                     f"organization '{org}' must equal its directory name '{folder}'; "

@@ -289,8 +289,9 @@ def test_a_directory_named_with_a_newline_does_not_pass_validate(work, capsys):
     assert code == 1
     assert lines[0] == (
         "rules/acme\\n/kare.yaml:1:1: the directory name 'acme\\n' is not an organization name (lowercase letters, "
-        "digits and '-', at most 64); rename the directory"
+        "digits and '-', at most 64): an organization is its directory's name; rename the directory"
     )
+    assert lines[1:] == ["0 valid, 1 invalid"]
     assert organizations(work / "rules") == []
 
 
