@@ -136,6 +136,10 @@ class _Builder:
         if self.refused:
             raise _Stop
         self.doc.data = root.container[0] if root.container else None
+        if self.doc.data is None and not self.doc.problems:  # `---` alone, or `null`
+            self.doc.problems.append(
+                Problem(self.doc.path, 1, 1, "the file is empty; it should start with 'format: kare/v1'")
+            )
 
     def event(self, e: Any) -> None:
         if isinstance(e, yaml.MappingEndEvent | yaml.SequenceEndEvent):
@@ -213,6 +217,10 @@ class _Builder:
             return e.value
         if tag == _STR_TAG and e.value.isascii():  # most scalars: plain text needs no constructor
             return e.value
+        if tag not in loader.yaml_constructors:  # !custom, !!python/object...: never constructed
+            self.fail(e.start_mark, f"the YAML tag {e.tag!r} is not used in rule files; remove it")
+            self.refused = True
+            return None
         node = yaml.ScalarNode(tag, e.value, e.start_mark, e.end_mark, style=e.style)
         try:
             value = loader.construct_object(node, deep=True)

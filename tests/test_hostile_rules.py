@@ -435,3 +435,24 @@ def test_thousands_of_mistakes_among_thousands_of_names_are_checked_in_linear_ti
     assert lines[0] == "rules/acme/kare.yaml:9:7: unknown trait 'u0'"  # no suggestion among 10,000 names
     assert "'w9999' is not an allowed value of 's'; allowed: v0, v1, v2" in output
     assert "… (9980 more)" in output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "a: !!python/object:os.system x\n",
+            "1:4: the YAML tag 'tag:yaml.org,2002:python/object:os.system' is not used in rule files; remove it",
+        ),
+        ("a: !!set {x}\n", "1:4: the YAML tag 'tag:yaml.org,2002:set' is not used in rule files; remove it"),
+        ("a: 1\n---\nb: 2\n", "2:1: a rule file holds one YAML document; remove the second '---'"),
+        ("---\n", "1:1: the file is empty; it should start with 'format: kare/v1'"),
+        ("a: " + "9" * 5000 + "\n", "1:4: '" + "9" * 40 + "…' cannot be read as a number; quote it if it is text"),
+    ],
+    ids=["python-object", "set", "two-documents", "only-a-marker", "5000-digits"],
+)
+def test_yaml_beyond_plain_data_is_a_located_error(text, message):
+    from kare_rules.yamlsource import parse_text
+
+    doc = parse_text(text, "rules/acme/kare.yaml")
+    assert [str(p) for p in doc.problems] == [f"rules/acme/kare.yaml:{message}"]
