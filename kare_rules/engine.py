@@ -116,7 +116,8 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
     mask = pl.col("_mask")
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
-    frame = _prepared(rules, accounts, as_of, compiler).collect()
+    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
+    frame = _prepared(rules, accounts, as_of, compiler).select(*rules.columns, "_mask").collect()
     main = frame.lazy().select(
         pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
     )

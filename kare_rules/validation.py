@@ -59,6 +59,11 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     """Split accounts into valid rows (typed as declared) and quarantined rows with every reason."""
     raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
     require_columns(rules, raw.columns)
+    if ROW in raw.columns:  # the rule file cannot declare it (names starting with '_' are refused there)
+        raise DataError(
+            f"the input has a column named '{ROW}', the name kare gives its own row numbers while validating; "
+            "rename or drop that column in the source"
+        )
     raw = raw.with_row_index(ROW)
     schema = raw.schema
     typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)

@@ -456,3 +456,20 @@ def test_yaml_beyond_plain_data_is_a_located_error(text, message):
 
     doc = parse_text(text, "rules/acme/kare.yaml")
     assert [str(p) for p in doc.problems] == [f"rules/acme/kare.yaml:{message}"]
+
+
+def test_data_columns_named_like_the_engines_own_are_refused_or_left_alone(work, capsys):
+    """`_kare_row` numbers rows during validation: a data column of that name is refused, named. Other
+    undeclared columns (`_row`, `_mask`) are not read at all, whatever their names."""
+    write_org(work, "acme", rule_file())
+    (work / "a.csv").write_text("account_id,n,_kare_row\nA1,5,x\n")
+    (work / "b.csv").write_text("account_id,n,_row,_mask,_kare_n0\nA1,5,x,y,z\n")
+    base = ["--rules", "rules/acme", "--as-of", "2026-11-01"]
+    assert main(["categorize", *base, "--input", "a.csv", "--output", "a.out.csv"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "kare categorize: the input has a column named '_kare_row', the name kare gives its own row numbers"
+    )
+    assert main(["categorize", *base, "--input", "b.csv", "--output", "b.out.csv"]) == 0
+    assert (work / "b.out.csv").read_text().splitlines()[1].startswith("A1,keep,profiles.keep,keep: n > 1 [5]")
+    assert main(["explain", *base, "--input", "b.csv", "--account", "A1"]) == 0
+    assert "✓ n > 1   [n = 5]" in capsys.readouterr().out
