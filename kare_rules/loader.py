@@ -19,10 +19,12 @@ RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
 ORG_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?\Z")
 COMBINATORS = ("all", "any", "not")
 # Bounds that keep checking and compiling a rule file cheap (docs/rule-format.md, "Limits"): how deep a
-# condition may nest, counting the levels inside the traits it names, and how many nodes one category's
-# or trait's condition may have with every trait written out (a trait used twice counts twice).
+# condition may nest, counting the levels inside the traits it names, and how many nodes and listed
+# values one category's or trait's condition may have with every trait written out (a trait used twice
+# counts twice).
 MAX_CONDITION_DEPTH = 64
 MAX_CONDITION_NODES = 5_000
+MAX_CONDITION_VALUES = 50_000  # in `in` / `not_in` lists: SQL writes each one out
 # Names the engine gives its own columns: an input or derived column of that name would collide with
 # them. The working columns all start with '_'; these are the ones every result carries.
 OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps")
@@ -242,7 +244,7 @@ class _Checker:
         self.trait_names: set[str] = set(rules.traits) if rules else set()
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
-        self.trait_size: dict[str, tuple[int, int]] = {}  # depth and nodes with traits written out
+        self.trait_size: dict[str, tuple[int, int, int]] = {}  # depth, nodes, values: traits written out
         self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
@@ -502,46 +504,51 @@ class _Checker:
 
     def check_size(self, cond: m.Condition, where: DocPath, over: set[str]) -> bool:
         """Whether a condition, with every trait it uses written out, is nested deeper than
-        MAX_CONDITION_DEPTH or has more than MAX_CONDITION_NODES nodes. Every engine and explanation
-        writes traits out, so this bounds their work; it is reported where it first happens, not again
-        for each condition that uses an oversized trait."""
-        depth, nodes = self.measure(cond)
+        MAX_CONDITION_DEPTH, has more than MAX_CONDITION_NODES nodes or lists more than
+        MAX_CONDITION_VALUES values in `in`/`not_in`. Every engine and explanation writes traits out, so
+        this bounds their work; it is reported where it first happens, not again for each condition
+        that uses an oversized trait."""
+        depth, nodes, values = self.measure(cond)
         if isinstance(where[-1], str) and where[0] == "traits":
-            self.trait_size[str(where[-1])] = (depth, min(nodes, MAX_CONDITION_NODES + 1))
-        if depth <= MAX_CONDITION_DEPTH and nodes <= MAX_CONDITION_NODES:
+            self.trait_size[str(where[-1])] = (
+                depth, min(nodes, MAX_CONDITION_NODES + 1), min(values, MAX_CONDITION_VALUES + 1),
+            )  # fmt: skip
+        if depth <= MAX_CONDITION_DEPTH and nodes <= MAX_CONDITION_NODES and values <= MAX_CONDITION_VALUES:
             return False
-        if not set(trait_refs(cond)) & over:
-            if depth > MAX_CONDITION_DEPTH:
-                self.err(
-                    where,
-                    f"with the traits it uses written out, this condition is nested {depth} levels deep, over the "
-                    f"limit of {MAX_CONDITION_DEPTH}; flatten it, e.g. list traits in one 'all' instead of "
-                    "chaining them",
-                    key=where[0] == "traits",
-                )
-            else:
-                self.err(
-                    where,
-                    f"with the traits it uses written out, this condition has more than {MAX_CONDITION_NODES:,} "
-                    "parts (a trait used twice counts twice); simplify it, e.g. compare with 'in: [...]' "
-                    "instead of listing many conditions",
-                    key=where[0] == "traits",
-                )
+        if set(trait_refs(cond)) & over:
+            return True
+        written_out = "with the traits it uses written out, this condition"
+        if depth > MAX_CONDITION_DEPTH:
+            message = (
+                f"{written_out} is nested {depth} levels deep, over the limit of {MAX_CONDITION_DEPTH}; "
+                "flatten it, e.g. list traits in one 'all' instead of chaining them"
+            )
+        elif nodes > MAX_CONDITION_NODES:
+            message = (
+                f"{written_out} has more than {MAX_CONDITION_NODES:,} parts (a trait used twice counts twice); "
+                "simplify it, e.g. compare with 'in: [...]' instead of listing many conditions"
+            )
+        else:
+            message = (
+                f"{written_out} lists more than {MAX_CONDITION_VALUES:,} values in 'in'/'not_in' (a trait used "
+                "twice counts twice); a list this long belongs in the data, e.g. as a boolean column"
+            )
+        self.err(where, message, key=where[0] == "traits")
         return True
 
-    def measure(self, cond: m.Condition) -> tuple[int, int]:
-        """Depth and node count of a condition with its traits written out (their sizes already known).
-        Recursion here follows the condition as written, which `condition` keeps shallow."""
+    def measure(self, cond: m.Condition) -> tuple[int, int, int]:
+        """Depth, node count and listed values of a condition with its traits written out (their sizes
+        already known). Recursion here follows the condition as written, which `condition` keeps shallow."""
         if isinstance(cond, m.Predicate):
-            return 1, 1
+            return 1, 1, len(cond.value) if cond.op in ("in", "not_in") else 0
         if isinstance(cond, m.TraitRef):
-            depth, nodes = self.trait_size.get(cond.name, (0, 0))
-            return depth + 1, nodes + 1
+            depth, nodes, values = self.trait_size.get(cond.name, (0, 0, 0))
+            return depth + 1, nodes + 1, values
         if isinstance(cond, m.Not):
-            depth, nodes = self.measure(cond.item)
-            return depth + 1, nodes + 1
+            depth, nodes, values = self.measure(cond.item)
+            return depth + 1, nodes + 1, values
         parts = [self.measure(c) for c in cond.items]
-        return 1 + max(d for d, _ in parts), 1 + sum(n for _, n in parts)
+        return 1 + max(p[0] for p in parts), 1 + sum(p[1] for p in parts), sum(p[2] for p in parts)
 
     def condition(self, raw: Any, where: DocPath, depth: int = 1) -> m.Condition | None:
         if depth > MAX_CONDITION_DEPTH:
@@ -744,8 +751,9 @@ class _Checker:
         actions = self.actions(body.get("actions"), (*where, "actions"), name)
         if when is None:
             return None
-        oversized = {t for t, (depth, nodes) in self.trait_size.items()
-                     if depth > MAX_CONDITION_DEPTH or nodes > MAX_CONDITION_NODES}  # fmt: skip
+        oversized = {t for t, (depth, nodes, values) in self.trait_size.items()
+                     if depth > MAX_CONDITION_DEPTH or nodes > MAX_CONDITION_NODES
+                     or values > MAX_CONDITION_VALUES}  # fmt: skip
         if self.check_size(when, (*where, "when"), oversized):
             return None
         return m.CategoryRule(name=name, when=when, actions=tuple(actions), description=body.get("description"))

@@ -20,6 +20,7 @@ from kare_rules.errors import RuleFileError
 from kare_rules.loader import (
     MAX_CONDITION_DEPTH,
     MAX_CONDITION_NODES,
+    MAX_CONDITION_VALUES,
     check_rules,
     load_rules,
     organization_problems,
@@ -473,3 +474,19 @@ def test_data_columns_named_like_the_engines_own_are_refused_or_left_alone(work,
     assert (work / "b.out.csv").read_text().splitlines()[1].startswith("A1,keep,profiles.keep,keep: n > 1 [5]")
     assert main(["explain", *base, "--input", "b.csv", "--account", "A1"]) == 0
     assert "✓ n > 1   [n = 5]" in capsys.readouterr().out
+
+
+def test_in_lists_past_the_value_limit_are_refused_counting_each_use_of_a_trait(work):
+    """SQL writes out every listed value of every use of a trait: a 30,000-value list used twice is
+    60,000 literals, past the limit; used once it is allowed."""
+    values = ", ".join(str(i) for i in range(30_000))
+    trait = f"  targeted: {{n: {{in: [{values}]}}}}\n"
+    allowed = check_rules(write_org(work, "once", rule_file("once", traits=trait, keep="targeted")))
+    assert allowed[1] == []
+    twice = rule_file("twice", traits=trait, keep="{any: [targeted, {not: targeted}]}")
+    _, problems = check_rules(write_org(work, "twice", twice))
+    assert [str(p) for p in problems] == [
+        f"rules/twice/kare.yaml:11:11: with the traits it uses written out, this condition lists more than "
+        f"{MAX_CONDITION_VALUES:,} values in 'in'/'not_in' (a trait used twice counts twice); a list this long "
+        "belongs in the data, e.g. as a boolean column"
+    ]
