@@ -48,7 +48,7 @@ class Document:
         return Problem(self.path, line, col, message)
 
 
-# libyaml parses about ten times faster than the pure-Python parser; both give the same events and marks.
+# libyaml parses many times faster than the pure-Python parser; both give the same events and marks.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _MERGE_TAG, _STR_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:str"
@@ -283,29 +283,15 @@ class RefusedFile(Exception):
 def read_regular_file(path: str | Path, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; RefusedFile for anything else.
 
-    Opened without blocking (a FIFO would otherwise wait for a writer) and checked with fstat before a
-    byte is read, so /dev/zero, a FIFO or a directory is refused at once; at most limit + 1 bytes are
-    ever read, even if the file grows meanwhile.
+    Checked with stat before it is opened (opening some devices has effects of its own), opened without
+    blocking (a FIFO swapped in meanwhile would otherwise wait for a writer) and checked again with
+    fstat before a byte is read, so /dev/zero, a FIFO or a directory is refused at once; at most
+    limit + 1 bytes are ever read, even if the file grows meanwhile.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+    _check_regular(os.stat(path), limit)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = (
-                "a directory"
-                if stat.S_ISDIR(info.st_mode)
-                else "a FIFO (named pipe)"
-                if stat.S_ISFIFO(info.st_mode)
-                else "a device"
-                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-                else "a socket"
-                if stat.S_ISSOCK(info.st_mode)
-                else "not a regular file"
-            )
-            raise RefusedFile(f"this is {kind}, not a regular file; give the YAML file itself")
-        if info.st_size > limit:
-            raise RefusedFile(_too_big(info.st_size))
+        _check_regular(os.fstat(fd), limit)
         chunks, total = [], 0
         while total <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
@@ -318,3 +304,15 @@ def read_regular_file(path: str | Path, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def _check_regular(info: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise RefusedFile(f"this is {kind}, not a regular file; give the YAML file itself")
+    if info.st_size > limit:
+        raise RefusedFile(_too_big(info.st_size))
