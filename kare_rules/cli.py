@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kare_rules.errors import DataError, KareError, RuleFileError, UsageError
+from kare_rules.errors import DataError, KareError, RuleFileError, UsageError, display_path
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -33,12 +33,15 @@ def err(text: str) -> None:
 
 @command
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kare_rules.loader import check_rules
+    from kare_rules.loader import check_rules, organization_problems
 
     files = _rule_files(args.paths)
     bad = 0
+    # A rules directory's own problems (two organizations sharing one rule file) come from no one file.
+    shared = {p for d in (args.paths or ["rules"]) if Path(d).is_dir() for p in organization_problems(d)}
     for path in files:
         _, problems = check_rules(path)
+        problems = sorted(set(problems) | {p for p in shared if Path(p.path) == Path(display_path(path))})
         for p in problems:
             out(str(p))
         bad += bool(problems)

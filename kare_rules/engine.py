@@ -116,7 +116,8 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
     mask = pl.col("_mask")
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
-    frame = _prepared(rules, accounts, as_of, compiler).collect()
+    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
+    frame = _prepared(rules, accounts, as_of, compiler).select(*rules.columns, "_mask").collect()
     main = frame.lazy().select(
         pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
     )
@@ -176,7 +177,7 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node
     exprs: list[pl.Expr] = []
 
     def plan(cond: m.Condition) -> tuple[int, list]:
-        exprs.append(compiler.truth(cond).alias(f"n{len(exprs)}"))
+        exprs.append(compiler.truth(cond).alias(f"_kare_n{len(exprs)}"))  # "_" names are not columns
         i = len(exprs) - 1
         if isinstance(cond, m.TraitRef):
             return i, [plan(rules.traits[cond.name])]
@@ -194,7 +195,7 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node
 
     def build(cond: m.Condition, p: tuple[int, list]) -> Node:
         i, kids = p
-        held = bool(values[f"n{i}"])
+        held = bool(values[f"_kare_n{i}"])
         if isinstance(cond, m.Predicate):
             label = f"{describe_predicate(cond)}   [{cond.column} = {_show(values[cond.column])}]"
             return Node(label, held, [])
@@ -205,7 +206,7 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node
             return Node(label, held, [build(c, k) for c, k in zip(cond.items, kids, strict=True)])
         return Node("not", held, [build(cond.item, kids[0])])
 
-    return [Node(r.name, bool(values[f"n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
+    return [Node(r.name, bool(values[f"_kare_n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
 
 
 def _show(value: object) -> str:

@@ -95,6 +95,11 @@ class Not:
 Condition = Predicate | TraitRef | All | Any_ | Not
 
 
+# An action is due at most ten years after the run that opens it; a larger number is a typo, and a
+# due date past year 9999 cannot be stored at all.
+MAX_DUE_IN_DAYS = 3650
+
+
 @dataclass(frozen=True)
 class Action:
     id: str

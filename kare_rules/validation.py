@@ -60,9 +60,10 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
     require_columns(rules, raw.columns)
     require_flat(rules, raw.schema)
-    if ROW in raw.columns:
+    if ROW in raw.columns:  # the rule file cannot declare it (names starting with '_' are refused there)
         raise DataError(
-            f"the input has a column named {ROW!r}, a name kare uses for its own work; rename it in the source"
+            f"the input has a column named '{ROW}', the name kare gives its own row numbers while validating; "
+            "rename or drop that column in the source"
         )
     raw = raw.with_row_index(ROW)
     schema = raw.schema

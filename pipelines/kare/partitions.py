@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kare_rules.loader import RULE_FILE_NAMES, is_safe_org
+from kare_rules import loader
 
 
 def rules_dir() -> Path:
@@ -13,12 +13,9 @@ def rules_dir() -> Path:
 
 
 def organizations(directory: Path | None = None) -> list[str]:
-    """Directories holding a rule file; names that are not safe slugs are ignored (validate reports them)."""
-    root = directory or rules_dir()
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and is_safe_org(p.name)]
-    return sorted(p.name for p in found if any((p / n).exists() for n in RULE_FILE_NAMES))
+    """Directories holding a rule file; unsafe names, symbolic links and shared files are left out
+    (kare validate reports them)."""
+    return loader.organizations(directory or rules_dir())
 
 
 org_partitions = dg.StaticPartitionsDefinition(organizations())
