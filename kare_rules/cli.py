@@ -456,7 +456,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one or every organization as of one date through the run engine, and summarize each run."""
     from kare_rules.engine import as_date
-    from kare_rules.loader import find_rule_files, is_safe_org
+    from kare_rules.loader import is_safe_org, organization_problems, organizations
     from kare_rules.run import RunFailed, RunInterrupted, Thresholds, run_organization
     from kare_rules.run.report import progress_bar, summary_lines
     from kare_rules.run.slicing import parse_size
@@ -464,14 +464,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kare_rules.warehouse import Warehouse
 
     root = Path(args.rules_dir)
-    known = sorted({f.parent.name for f in find_rule_files([root]) if f.parent.parent == root and f.exists()})
-    known = [o for o in known if is_safe_org(o)]
+    known = organizations(root)
     if args.all_orgs:
         orgs = known
     elif args.org:
         if not is_safe_org(args.org):
             raise UsageError(f"{args.org!r} is not an organization name (lowercase letters, digits and '-')")
         if args.org not in known:
+            refused = [p for p in organization_problems(root) if Path(p.path).parent.name == args.org]
+            if refused:
+                raise RuleFileError(refused)
             raise UsageError(
                 f"no rules for {args.org!r} in {args.rules_dir}/; organizations: {', '.join(known) or 'none'}"
             )

@@ -20,7 +20,7 @@ import polars as pl
 from kare_rules import model as m
 from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import KareError
-from kare_rules.loader import load_rules_text, rule_file_in
+from kare_rules.loader import load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
 from kare_rules.run.actions import action_changes, owner_columns
 from kare_rules.run.history import history_changes, transition_rows
@@ -37,6 +37,7 @@ from kare_rules.sources import read_accounts
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, warehouse_lock
+from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
@@ -71,17 +72,13 @@ class RuleBundle:
 
 
 def load_bundle(rules_dir: str | Path, org: str) -> RuleBundle:
-    """Read rules/<org>/kare.yaml (and overrides.yaml) once."""
+    """Read rules/<org>/kare.yaml (and overrides.yaml) once, with every check of `kare validate`."""
     folder = Path(rules_dir) / org
     path = rule_file_in(folder)
-    from kare_rules.loader import load_rules
-
-    rules = load_rules(folder)  # every located check, on the file as it is now
-    text = path.read_text(encoding="utf-8")
+    rules = load_rules(folder)  # refuses links, a directory named unlike its organization, special files
+    text = read_regular_file(path, MAX_FILE_BYTES).decode("utf-8")
     if load_rules_text(text, str(path)).digest != rules.digest:
         raise KareError(f"{path} changed while it was being read; run again")
-    if rules.organization != org:
-        raise KareError(f"{path} says organization {rules.organization!r} but is in the directory {org!r}")
     return RuleBundle(rules, text, load_overrides(folder / OVERRIDES_FILE, rules))
 
 
