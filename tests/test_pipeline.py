@@ -210,6 +210,27 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
     assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == dirty.height // 4 + (dirty.height % 4 > 0)
 
 
+def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_backfill(setup, published, tmp_path):
+    wh = tmp_path / "copy.duckdb"
+    shutil.copy(published[0], wh)
+    before = tables(wh)
+    again = setup.materialize(wh, DATES[1])
+    assert again.success
+    evaluations = again.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == set(CHECKS) and all(e.passed for e in evaluations)
+    assert {e.metadata["unchanged_run"].value for e in evaluations} == {Warehouse(wh).last_run(ORG)["run_id"]}
+    earlier = setup.materialize(wh, DATES[0])
+    assert not earlier.success
+    text = earlier.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert f"already published for {DATES[1]}; a run for the earlier date {DATES[0]} would rewrite" in text
+    assert "launch a range backfill as one run per partition" in text
+    after = tables(wh)
+    for table in TABLES:
+        if table != "runs":
+            assert same_rows(before[table], after[table]), f"{table} changed"
+    assert after["runs"].sort("finished_at")["status"].to_list()[-2:] == ["unchanged", "failed"]
+
+
 def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_path):
     result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], thresholds={ORG: {"max_quarantine": 0.3}})
     assert not result.success

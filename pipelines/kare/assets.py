@@ -102,15 +102,28 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     except RunFailed as exc:
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
-        raise dg.Failure(description=str(exc), metadata={**tags, **versions}) from None
+        raise dg.Failure(
+            description=str(exc) + _order_hint(warehouse, org, as_of), metadata={**tags, **versions}
+        ) from None
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
     context.log.info("\n".join(summary_lines(result)))
     for table, metadata in table_metadata(result).items():
         yield dg.MaterializeResult(
             asset_key=table_key(table), metadata=metadata, data_version=dg.DataVersion(result.run["run_id"])
         )
-    for check in result.checks:
-        yield checks.check_result(check)
+    for check in result.checks if not result.unchanged else checks.unchanged(result.run["run_id"]):
+        yield check if isinstance(check, dg.AssetCheckResult) else checks.check_result(check)
+
+
+def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
+    """The engine refuses a date before the last published one; say how to launch dates in order."""
+    last = warehouse.last_run(org)
+    if not last or last["as_of"] <= as_of:
+        return ""
+    return (
+        f" In Dagster: materialize the date partitions of {org} in date order, from {last['as_of']} on; launch a "
+        "range backfill as one run per partition (the kare_warehouse pool runs them oldest first)."
+    )
 
 
 def table_metadata(result: RunResult) -> dict[str, dict]:
