@@ -291,6 +291,16 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     assert dg_config["project"]["code_location_target_module"] == "pipelines.definitions"
 
 
+def test_the_shipped_instance_settings_give_the_warehouse_pool_one_run_at_a_time(tmp_path):
+    shutil.copy(ROOT / "pipelines" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        pools = instance.get_concurrency_config().pool_config
+    assert (pools.default_pool_limit, pools.pool_granularity.value) == (1, "run")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "cp pipelines/dagster.yaml .dagster_home/dagster.yaml" in makefile
+    assert f"dagster instance concurrency set {assets.POOL} 1" in makefile
+
+
 def test_the_definitions_hold_the_tables_their_sources_checks_schedule_and_sensor():
     from pipelines.definitions import defs
 
