@@ -231,6 +231,28 @@ def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_ba
     assert after["runs"].sort("finished_at")["status"].to_list()[-2:] == ["unchanged", "failed"]
 
 
+def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(setup.rules_dir, rules_dir)
+    path = rules_dir / ORG / "kare.yaml"
+    path.write_text(path.read_text().replace("version: 1.0.0", "version: one"))
+    wh = tmp_path / "wh.duckdb"
+    result = dg.materialize(
+        [assets.kare_run],
+        partition_key=partition_key(ORG, DATES[0].isoformat()),
+        resources={"kare": KareSettings(rules_dir=str(rules_dir), warehouse=str(wh), input=setup.input)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    text = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert text.startswith(f"{ORG} as of {DATES[0]}: ") and f"{path}:" in text
+    [run] = Warehouse(wh).read("runs").to_dicts()
+    assert (run["org"], run["as_of"], run["status"]) == (ORG, DATES[0], "failed")
+    assert f"{path}:" in run["message"]
+    assert Warehouse(wh).read("account_categories").height == 0
+
+
 def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_path):
     result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], thresholds={ORG: {"max_quarantine": 0.3}})
     assert not result.success

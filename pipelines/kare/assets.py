@@ -1,6 +1,7 @@
 """The assets are the published tables: one engine step (kare_rules.run.run_organization) publishes all six
 for one organization and date, downstream of the organization's account source and its rule file."""
 
+import contextlib
 import datetime as dt
 
 import dagster as dg
@@ -90,8 +91,9 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         thresholds = kare.thresholds_for(org)
         bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
     except KareError as exc:
-        warehouse.record_failure({"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}, str(exc))
-        raise dg.Failure(description=f"{org} as of {as_of}: {exc}") from None
+        with contextlib.suppress(Exception):  # logged like the engine's failures; the rules' error is the one to tell
+            warehouse.record_failure({"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}, str(exc))
+        raise dg.Failure(description=f"{org} as of {as_of}: {exc}", metadata=tags) from None
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
     try:
@@ -111,8 +113,10 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         yield dg.MaterializeResult(
             asset_key=table_key(table), metadata=metadata, data_version=dg.DataVersion(result.run["run_id"])
         )
-    for check in result.checks if not result.unchanged else checks.unchanged(result.run["run_id"]):
-        yield check if isinstance(check, dg.AssetCheckResult) else checks.check_result(check)
+    if result.unchanged:
+        yield from checks.unchanged(result.run["run_id"])
+    else:
+        yield from (checks.check_result(check) for check in result.checks)
 
 
 def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
