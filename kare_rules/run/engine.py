@@ -36,7 +36,7 @@ from kare_rules.run.slicing import default_budget, slice_count, slice_expr
 from kare_rules.sources import read_accounts
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import require_columns, validate_accounts
-from kare_rules.warehouse import DuckDBWarehouse, Session, warehouse_lock
+from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
 from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
@@ -200,23 +200,28 @@ def run_organization(
     if engine not in ENGINES:
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
     known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
-    with warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait):
-        try:
-            bundle = bundle or load_bundle(rules_dir, org)
-            known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
-            progress("reading the input", 0, 1)
-            raw = read_input(source)
-            known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
-            require_columns(bundle.rules, raw.columns)
-            with warehouse.transaction() as session:
-                return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
-        except KeyboardInterrupt:
-            _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-            raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(warehouse, known, message)
-            raise RunFailed(message) from exc
+    try:
+        # Rules and input are read before the warehouse is locked: a queued run holds nobody up meanwhile.
+        bundle = bundle or load_bundle(rules_dir, org)
+        known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
+        progress("reading the input", 0, 1)
+        raw = read_input(source)
+        known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
+        require_columns(bundle.rules, raw.columns)
+        with (
+            warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
+            warehouse.transaction() as session,
+        ):
+            return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
+    except KeyboardInterrupt:
+        _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+        raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
+    except WarehouseBusy as exc:
+        raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+        _record_failure(warehouse, known, message)
+        raise RunFailed(message) from exc
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> None:
