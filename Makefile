@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench sample clean lock
+.PHONY: setup run dev test lint bench sample clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,22 @@ run: $(STAMP)
 	$(BIN)/kare sample --out data/sample
 	$(BIN)/kare demo --sample data/sample --warehouse data/warehouse.duckdb
 
-## make test: set up, lint, validate the bundled rules, run the whole suite
+## make dev: the Dagster UI on http://localhost:3000, with runs kept in .dagster_home/ across restarts
+## and the instance settings of pipelines/dagster.yaml (the kare_warehouse pool: one run publishes at a time)
+dev: $(STAMP)
+	mkdir -p .dagster_home
+	cp pipelines/dagster.yaml .dagster_home/dagster.yaml
+	# Register the pool before the first run: on its first tick Dagster's queue does not yet know a pool
+	# and would launch a whole batch of runs at once.
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster instance concurrency set kare_warehouse 1
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+## make test: set up, lint, validate the bundled rules and the Dagster definitions, run the whole suite
 test: $(STAMP)
 	$(BIN)/ruff check kare_rules pipelines tests benchmarks
 	$(BIN)/kare validate rules
 	$(BIN)/kare test rules
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -165,10 +165,10 @@ class PolarsCompiler:
         if isinstance(cond, m.Any_):
             if len(cond.items) == 1:
                 return self.held_text(cond.items[0])
-            expr = pl.when(self.raw(cond.items[0])).then(_concat(self.held_text(cond.items[0])))
-            for c in cond.items[1:]:
-                expr = expr.when(self.raw(c)).then(_concat(self.held_text(c)))
-            return [expr.otherwise(pl.lit(""))]
+            # One flat coalesce, not a when/then chain: a chain nests one level per alternative, and
+            # Polars' planning time grows with the square of that depth.
+            held = [pl.when(self.raw(c)).then(_concat(self.held_text(c))) for c in cond.items]
+            return [pl.coalesce([*held, pl.lit("")])]
         return ["not (", *self.full_text(cond.item), ")"]
 
     def full_text(self, cond: m.Condition) -> list[Piece]:

@@ -39,7 +39,7 @@ _INPUT, _CATEGORIZED = "kare_input", "kare_categorized"
 
 # Snowflake folds unquoted identifiers to upper case; a plain lower-case rule-file name is meant the
 # way a person would type it unquoted, so it is quoted in its folded form.
-_PLAIN_LOWER = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_PLAIN_LOWER = re.compile(r"[a-z_][a-z0-9_$]*\Z")
 
 
 def compile_sql(rules: m.RuleSet, dialect: str, table: str, as_of: dt.date | str) -> str:

@@ -449,7 +449,7 @@ def rule_test_summary(rules: m.RuleSet) -> dict[str, Any]:
     return {"passed": len(results) - len(failures), "failed": len(failures), "failures": failures}
 
 
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?\Z")
 
 
 def parse_version(text: str) -> tuple[int, int, int, tuple[tuple[int, int | str], ...] | None]:

@@ -116,7 +116,8 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
     mask = pl.col("_mask")
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
-    frame = _prepared(rules, accounts, as_of, compiler).collect()
+    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
+    frame = _prepared(rules, accounts, as_of, compiler).select(*rules.columns, "_mask").collect()
     main = frame.lazy().select(
         pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
     )
@@ -156,17 +157,27 @@ class Node:
 
 def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, account_id: str) -> list[Node]:
     """Every category's condition for one account, evaluated node by node, with the values seen."""
-    as_of = as_date(as_of)
-    lf = conform(accounts, rules)
     key = rules.key
-    row = lf.filter(pl.col(key).cast(pl.String) == str(account_id))
+    row = conform(accounts, rules).filter(pl.col(key).cast(pl.String) == str(account_id)).collect()
+    if row.height == 0:
+        raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
+    if row.height > 1:
+        raise DataError(f"account {account_id!r} appears {row.height} times in the input; the key must be unique")
+    return explain_row(rules, row, as_of)
+
+
+def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node]:
+    """The evaluation tree of every category for a frame holding exactly one account (found by key in
+    `kare explain`, or an embedded test's account, which may have no key at all)."""
+    as_of = as_date(as_of)
+    lf = conform(row, rules)
     if rules.derived:
-        row = row.with_columns(derived_exprs(rules, as_of))
+        lf = lf.with_columns(derived_exprs(rules, as_of))
     compiler = PolarsCompiler(rules)
     exprs: list[pl.Expr] = []
 
     def plan(cond: m.Condition) -> tuple[int, list]:
-        exprs.append(compiler.truth(cond).alias(f"n{len(exprs)}"))
+        exprs.append(compiler.truth(cond).alias(f"_kare_n{len(exprs)}"))  # "_" names are not columns
         i = len(exprs) - 1
         if isinstance(cond, m.TraitRef):
             return i, [plan(rules.traits[cond.name])]
@@ -177,16 +188,14 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
         return i, []
 
     plans = [(r, plan(r.when)) for r in rules.ordered()]
-    frame = row.select([pl.col(c) for c in rules.columns] + exprs).collect()
-    if frame.height == 0:
-        raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
-    if frame.height > 1:
-        raise DataError(f"account {account_id!r} appears {frame.height} times in the input; the key must be unique")
+    frame = lf.select([pl.col(c) for c in rules.columns] + exprs).collect()
+    if frame.height != 1:
+        raise DataError(f"explain_row needs exactly one account, got {frame.height}")
     values = frame.row(0, named=True)
 
     def build(cond: m.Condition, p: tuple[int, list]) -> Node:
         i, kids = p
-        held = bool(values[f"n{i}"])
+        held = bool(values[f"_kare_n{i}"])
         if isinstance(cond, m.Predicate):
             label = f"{describe_predicate(cond)}   [{cond.column} = {_show(values[cond.column])}]"
             return Node(label, held, [])
@@ -197,7 +206,7 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
             return Node(label, held, [build(c, k) for c, k in zip(cond.items, kids, strict=True)])
         return Node("not", held, [build(cond.item, kids[0])])
 
-    return [Node(r.name, bool(values[f"n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
+    return [Node(r.name, bool(values[f"_kare_n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
 
 
 def _show(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+        # A path holding a newline (a directory named 'acme\n') must not break the one-line format.
+        path = self.path if self.path.isprintable() else self.path.encode("unicode_escape").decode("ascii")
+        return f"{path}:{self.line}:{self.column}: {self.message}"
 
 
 class KareError(Exception):
@@ -40,9 +43,12 @@ class UsageError(KareError):
 
 
 def display_path(path: str | Path) -> str:
-    """A path as a person would type it: relative to the working directory when it is inside it."""
+    """A path as a person would type it: relative to the working directory when it is inside it.
+
+    Symbolic links are not followed: a message names the path as it was reached (rules/evil/kare.yaml),
+    not where a link leads."""
     p = Path(path)
     try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(os.path.abspath(p)).relative_to(os.path.abspath(Path.cwd())))
     except ValueError:
         return str(p)

@@ -1,6 +1,8 @@
 """Rule files as they were at a git ref, next to the ones in the working tree: the pairs `kare diff --base` compares.
 
-Git runs with an argument list, never through a shell, so a ref or path is never interpreted.
+Git runs with an argument list, never through a shell, so a ref or path is never interpreted. Names
+read from a git tree are checked as names read from disk are (an organization is a safe slug), and
+files are only ever written inside the scratch folder: a tree entry named `..` or `acme\n` is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from kare_rules import model as m
 from kare_rules.errors import KareError, RuleFileError, UsageError
-from kare_rules.loader import RULE_FILE_NAMES, load_rules
+from kare_rules.loader import RULE_FILE_NAMES, is_safe_org, load_rules
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -22,30 +24,56 @@ def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
         raise UsageError("git is not installed or not on PATH; kare diff --base needs it") from None
 
 
+def _is_rules_path(parts: tuple[str, ...]) -> bool:
+    """ORG/kare.yaml or ORG/tests/NAME.yaml: the files one organization's rules are made of."""
+    is_rule = len(parts) == 2 and parts[1] in RULE_FILE_NAMES
+    is_test = len(parts) == 3 and parts[1] == "tests" and parts[2].endswith((".yaml", ".yml"))
+    return is_rule or is_test
+
+
 def _org_files(files: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
     """{org: {relative path in the org dir: content}} for orgs that have a rule file."""
     orgs: dict[str, dict[str, bytes]] = {}
     for rel, content in files.items():
         parts = PurePosixPath(rel).parts
-        is_rule = len(parts) == 2 and parts[1] in RULE_FILE_NAMES
-        is_test = len(parts) == 3 and parts[1] == "tests" and parts[2].endswith((".yaml", ".yml"))
-        if is_rule or is_test:
+        if _is_rules_path(parts):
             orgs.setdefault(parts[0], {})["/".join(parts[1:])] = content
     return {org: f for org, f in orgs.items() if any(name in f for name in RULE_FILE_NAMES)}
 
 
+def _check_org_name(org: str, where: str) -> None:
+    if not is_safe_org(org):
+        raise KareError(
+            f"{where}: {org!r} is not an organization name (lowercase letters, digits and '-'), so kare diff "
+            "cannot compare it; rename that directory under the rules directory"
+        )
+
+
 def _files_at(base: str, top: Path, rel_dir: str) -> dict[str, bytes]:
-    listed = _git(["ls-tree", "-r", "--name-only", "-z", base, "--", rel_dir or "."], top)
+    """The rule and test files under `rel_dir` at `base`, read by object id: a name from the tree is
+    never handed back to git as a path, and every organization name in it must be a safe slug."""
+    listed = _git(["ls-tree", "-r", "-z", base, "--", rel_dir or "."], top)
     if listed.returncode:
         raise KareError(f"git ls-tree {base} failed: {listed.stderr.decode(errors='replace').strip()}")
     out = {}
-    for path in filter(None, listed.stdout.decode().split("\0")):
-        rel = PurePosixPath(path).relative_to(rel_dir) if rel_dir else PurePosixPath(path)
-        if len(rel.parts) in (2, 3):
-            shown = _git(["show", f"{base}:{path}"], top)
-            if shown.returncode:
-                raise KareError(f"git show {base}:{path} failed: {shown.stderr.decode(errors='replace').strip()}")
-            out[str(rel)] = shown.stdout
+    for entry in filter(None, listed.stdout.split(b"\0")):
+        meta, _, raw_path = entry.partition(b"\t")
+        _mode, kind, oid = meta.decode().split()
+        path = raw_path.decode("utf-8", errors="surrogateescape")
+        parts = path.split("/")
+        prefix = rel_dir.split("/") if rel_dir else []
+        if kind != "blob" or parts[: len(prefix)] != prefix:
+            continue
+        rel = tuple(parts[len(prefix) :])
+        if not _is_rules_path(rel):
+            continue
+        _check_org_name(rel[0], f"{base}:{path!r}")
+        shown = _git(["cat-file", "blob", oid], top)
+        if shown.returncode:
+            raise KareError(
+                f"git cat-file {oid} ({base}:{path!r}) failed: {shown.stderr.decode(errors='replace').strip()}"
+            )
+        out["/".join(rel)] = shown.stdout
     return out
 
 
@@ -59,10 +87,15 @@ def _files_now(rules_dir: Path) -> dict[str, bytes]:
 
 def _load_old(org: str, files: dict[str, bytes], label: str) -> m.RuleSet:
     """Load a past version from a scratch copy of its org directory (the loader checks the directory name)."""
+    _check_org_name(org, label)
     with tempfile.TemporaryDirectory(prefix="kare-diff-") as tmp:
-        org_dir = Path(tmp) / org
+        root = Path(tmp).resolve()
+        org_dir = (root / org).resolve()
         for rel, content in files.items():
-            target = org_dir / rel
+            target = (org_dir / rel).resolve()
+            # Never write outside the scratch copy, whatever the names say.
+            if org_dir.parent != root or not target.is_relative_to(org_dir):
+                raise KareError(f"{label}/{rel!r} is not a path inside the organization's directory; rename it")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         rule_file = next(name for name in RULE_FILE_NAMES if name in files)
@@ -96,6 +129,8 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[tuple[str,
     rel_dir = "" if rel_dir == "." else rel_dir
     old = _org_files(_files_at(base, top, rel_dir))
     new = _org_files(_files_now(rules_dir))
+    for org in new:
+        _check_org_name(org, str(rules_dir / org))
     out = []
     for org in sorted(old.keys() | new.keys()):
         if old.get(org) == new.get(org):

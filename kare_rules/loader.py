@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from kare_rules import model as m
 from kare_rules.digest import rules_digest
-from kare_rules.errors import Problem, RuleFileError
-from kare_rules.schema import did_you_mean, schema_problems
+from kare_rules.errors import Problem, RuleFileError, display_path
+from kare_rules.schema import did_you_mean, name_matches, schema_json, schema_problems
 from kare_rules.yamlsource import DocPath, Document, load_document
 
 RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
-ORG_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+# \Z, not $: Python's $ also matches before a trailing newline, and 'acme\n' is no organization.
+ORG_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?\Z")
 COMBINATORS = ("all", "any", "not")
+# Bounds that keep checking and compiling a rule file cheap (docs/rule-format.md, "Limits"): how deep a
+# condition may nest, counting the levels inside the traits it names, and how many nodes and listed
+# values one category's or trait's condition may have with every trait written out (a trait used twice
+# counts twice).
+MAX_CONDITION_DEPTH = 64
+MAX_CONDITION_NODES = 5_000
+MAX_CONDITION_VALUES = 50_000  # in `in` / `not_in` lists: SQL writes each one out
+# Names the engine gives its own columns: an input or derived column of that name would collide with
+# them. The working columns all start with '_'; these are the ones every result carries.
+OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps")
+SUGGEST_PROBLEMS, SUGGEST_NAMES = 100, 1000
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_MAX = 1.7976931348623157e308
 
-# Schema errors under these paths are left to the checks below, which can say more.
-_SEMANTIC_PATHS = (
-    ("traits",), ("exit", "when"), ("profiles", "*", "when"), ("precedence",),
-    ("tests", "*", "account"), ("tests", "*", "expect"), ("tests", "*", "as_of"),
-)  # fmt: skip
+# These parts are left to the checks below, which can say more; the schema sees a stand-in it accepts.
+_SEMANTIC_PATHS = {
+    ("traits",): {}, ("exit", "when"): "t", ("profiles", "*", "when"): "t", ("precedence",): ["keep"],
+    ("tests", "*", "account"): {}, ("tests", "*", "expect"): "keep", ("tests", "*", "as_of"): "2026-01-01",
+    ("tests", "*", "matched_rule"): "exit", ("tests", "*", "actions"): [],
+}  # fmt: skip
 
 
 def is_safe_org(name: str) -> bool:
     """An organization name that can safely become a directory, partition key or table value."""
-    return bool(ORG_SLUG.match(name or ""))
+    return isinstance(name, str) and ORG_SLUG.match(name) is not None
 
 
 def load_rules(path: str | Path) -> m.RuleSet:
@@ -44,6 +58,17 @@ def load_rules(path: str | Path) -> m.RuleSet:
 def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
     """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
     path = rule_file_in(Path(path))
+    misnamed = None
+    if path.name in RULE_FILE_NAMES:
+        linked = link_problem(path)
+        if linked:  # before a byte is read: the file may be another organization's
+            return None, [linked]
+        misnamed = dir_name_problem(path)
+    rules, problems = _check_file(path)
+    return (None, sorted({*problems, misnamed})) if misnamed else (rules, problems)
+
+
+def _check_file(path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
     doc = load_document(path)
     if doc.data is None:
         return None, doc.problems
@@ -102,6 +127,76 @@ def rule_file_in(path: Path) -> Path:
     return path
 
 
+def link_problem(rule_file: Path) -> Problem | None:
+    """Why an organization's rule file must not even be read, or None. An organization is the directory
+    its rule file is reached through, so that directory and the file must be real: through a symbolic
+    link, one organization's rules would become another's."""
+    rule_file = Path(os.path.abspath(rule_file))
+    for link in (rule_file.parent, rule_file):
+        if link.is_symlink():
+            return Problem(
+                display_path(rule_file), 1, 1,
+                f"{display_path(link)} is a symbolic link (to {os.readlink(link)}); an organization's rules live in "
+                "its own directory: copy them there instead of linking",
+            )  # fmt: skip
+    return None
+
+
+def dir_name_problem(rule_file: Path) -> Problem | None:
+    """A problem when the directory holding an organization's rule file is not named like one."""
+    rule_file = Path(os.path.abspath(rule_file))
+    folder = rule_file.parent.name
+    if is_safe_org(folder):
+        return None
+    return Problem(
+        display_path(rule_file), 1, 1,
+        f"the directory name {folder!r} is not an organization name (lowercase letters, digits and '-', at most "
+        "64): an organization is its directory's name; rename the directory",
+    )  # fmt: skip
+
+
+def organizations(rules_dir: str | Path) -> list[str]:
+    """The organizations of a rules directory: the directories holding a rule file, each checked by
+    link_problem and dir_name_problem and none sharing its rule file with another (a hard link). Those refused are left
+    out; organization_problems says why."""
+    return _scan_organizations(Path(rules_dir))[0]
+
+
+def organization_problems(rules_dir: str | Path) -> list[Problem]:
+    """Why directories under a rules directory are not organizations (see `organizations`)."""
+    return _scan_organizations(Path(rules_dir))[1]
+
+
+def _scan_organizations(root: Path) -> tuple[list[str], list[Problem]]:
+    if not root.is_dir():
+        return [], []
+    found: dict[tuple[int, int], list[Path]] = {}
+    problems = []
+    for entry in sorted(root.iterdir()):
+        rule_file = next((entry / n for n in RULE_FILE_NAMES if os.path.lexists(entry / n)), None)
+        if not entry.is_dir() or rule_file is None:
+            continue
+        refused = link_problem(rule_file) or dir_name_problem(rule_file)
+        if refused:
+            problems.append(refused)
+            continue
+        try:
+            info = rule_file.stat()
+        except OSError as exc:
+            problems.append(Problem(display_path(rule_file), 1, 1, f"cannot read the file: {exc.strerror}"))
+            continue
+        found.setdefault((info.st_dev, info.st_ino), []).append(rule_file)
+    orgs = []
+    for files in found.values():
+        if len(files) == 1:
+            orgs.append(files[0].parent.name)
+            continue
+        names = ", ".join(display_path(f) for f in files)
+        same = f"{names} are one and the same file (a hard link); each organization needs its own rule file"
+        problems.extend(Problem(display_path(f), 1, 1, same) for f in files)
+    return sorted(orgs), sorted(problems)
+
+
 def find_rule_files(paths: list[str | Path]) -> list[Path]:
     """Rule files named by the user: files as given, directories searched for */kare.yaml."""
     found: list[Path] = []
@@ -132,6 +227,9 @@ def _replace_tests(rules: m.RuleSet, tests: tuple[m.RuleTest, ...]) -> m.RuleSet
     return replace(rules, tests=tests)
 
 
+_IDENTIFIER = schema_json()["$defs"]["identifier"]["pattern"]
+
+
 class _Checker:
     """Builds the model from a schema-shaped document, noting every semantic problem on the way.
 
@@ -147,9 +245,20 @@ class _Checker:
         self.trait_names: set[str] = set(rules.traits) if rules else set()
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
+        self.action_ids: set[str] = _action_ids(rules.categories.values(), rules.transitions) if rules else set()
+        self.trait_size: dict[str, tuple[int, int, int]] = {}  # depth, nodes, values: traits written out
+        self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
+
+    def suggest(self, word: str, names: Any) -> str:
+        """'; did you mean ...?' for a misspelt name. A suggestion compares the word with every name, so
+        a file with thousands of names and thousands of mistakes would take time in proportion to their
+        product: past SUGGEST_PROBLEMS problems or SUGGEST_NAMES names, no more suggestions."""
+        if len(self.problems) >= SUGGEST_PROBLEMS or len(names) > SUGGEST_NAMES:
+            return ""
+        return did_you_mean(word, list(names))
 
     # ---- the whole file ------------------------------------------------------------------------
 
@@ -157,8 +266,8 @@ class _Checker:
         d = self.doc.data
         org = d.get("organization")
         if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org):
-            folder = self.path.resolve().parent.name
-            if folder != org:
+            folder = Path(os.path.abspath(self.path)).parent.name  # as reached, not where a link leads
+            if folder != org and is_safe_org(folder):  # else dir_name_problem says so
                 self.err(
                     ("organization",),
                     f"organization '{org}' must equal its directory name '{folder}'; "
@@ -212,6 +321,7 @@ class _Checker:
         out = []
         for name, spec in raw.items():
             where = ("inputs", name)
+            self.check_column_name(name, where, "input")
             if not isinstance(spec, dict) or spec.get("type") not in m.COLUMN_TYPES:
                 self.columns[name] = "unknown"  # reported by the schema; do not also call it unknown
                 continue
@@ -281,6 +391,7 @@ class _Checker:
         out = []
         for name, spec in raw.items():
             where = ("derived", name)
+            self.check_column_name(name, where, "derived")
             if name in self.inputs:
                 self.err(where, f"derived column '{name}' has the name of an input column; rename it", key=True)
                 continue
@@ -303,12 +414,29 @@ class _Checker:
             self.columns[name] = out[-1].type
         return out
 
+    def check_column_name(self, name: str, where: DocPath, kind: str) -> None:
+        """A column may not take a name the engine gives its own columns: the data would then hold two."""
+        if name in OUTPUT_COLUMNS:
+            self.err(
+                where,
+                f"the {kind} column '{name}' has the name of a result column ({', '.join(OUTPUT_COLUMNS)}); "
+                f"rename it, e.g. '{kind}_{name}', and rename the data's column to match",
+                key=True,
+            )
+        elif name.startswith("_"):
+            self.err(
+                where,
+                f"the {kind} column '{name}' starts with '_', which is kept for the engine's own working "
+                "columns (such as _kare_row); rename it without the leading '_'",
+                key=True,
+            )
+
     def known_input(self, name: str, where: DocPath) -> bool:
         if name in self.inputs:
             return True
         if self.columns.get(name) == "unknown":
             return False  # declared with a type the schema already reports
-        self.err(where, f"unknown input column '{name}'{did_you_mean(name, list(self.inputs))}")
+        self.err(where, f"unknown input column '{name}'{self.suggest(name, self.inputs)}")
         return False
 
     # ---- traits and conditions -----------------------------------------------------------------
@@ -320,7 +448,13 @@ class _Checker:
             return {}
         self.trait_names = set(raw)
         for name in raw:
-            if name in COMBINATORS:
+            if not name_matches(_IDENTIFIER, name):
+                self.err(
+                    ("traits", name),
+                    f"the trait name {name!r} is not valid; use snake_case: lowercase letters, digits and '_'",
+                    key=True,
+                )
+            elif name in COMBINATORS:
                 self.err(("traits", name), f"'{name}' is a reserved word; choose another trait name", key=True)
             elif name in self.columns:
                 self.err(
@@ -333,35 +467,109 @@ class _Checker:
             cond = self.condition(body, ("traits", name))
             if cond is not None:
                 traits[name] = cond
-        self.check_cycles(traits)
+        over: set[str] = set()
+        reported = len(self.problems)
+        order = self.check_cycles(traits)
+        if len(self.problems) > reported:
+            return traits  # a cycle has no size; the cycle is the problem to fix
+        for name in order:  # each after the traits it uses, so each is measured once
+            if self.check_size(traits[name], ("traits", name), over):
+                over.add(name)
         return traits
 
-    def check_cycles(self, traits: dict[str, m.Condition]) -> None:
-        deps = {name: set(trait_refs(c)) for name, c in traits.items()}
-        state: dict[str, int] = {}
-
-        def visit(name: str, stack: list[str]) -> None:
-            state[name] = 1
-            for dep in sorted(deps.get(name, ())):
-                if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep) :], dep] if dep in stack else [name, dep]
-                    self.err(
-                        ("traits", name),
-                        f"traits refer to each other in a cycle: {' → '.join(cycle)}; break the cycle",
-                        key=True,
-                    )
+    def check_cycles(self, traits: dict[str, m.Condition]) -> list[str]:
+        """Report every cycle of trait references; the traits ordered so that each comes after the
+        traits it uses. Iterative: a chain of thousands of traits must not exhaust the stack."""
+        deps = {name: sorted(set(trait_refs(c))) for name, c in traits.items()}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        order: list[str] = []
+        for start in deps:
+            if state.get(start):
+                continue
+            path, todo = [start], [iter(deps[start])]
+            state[start] = 1
+            while todo:
+                dep = next(todo[-1], None)
+                if dep is None:
+                    done = path.pop()
+                    todo.pop()
+                    state[done] = 2
+                    order.append(done)
+                elif state.get(dep) == 1:
+                    self.err(("traits", path[-1]), f"traits refer to each other in a cycle: "
+                             f"{_chain([*path[path.index(dep):], dep])}; break the cycle", key=True)  # fmt: skip
                 elif dep in deps and not state.get(dep):
-                    visit(dep, [*stack, dep])
-            state[name] = 2
+                    state[dep] = 1
+                    path.append(dep)
+                    todo.append(iter(deps[dep]))
+        return order
 
-        for name in deps:
-            if not state.get(name):
-                visit(name, [name])
+    def check_size(self, cond: m.Condition, where: DocPath, over: set[str]) -> bool:
+        """Whether a condition, with every trait it uses written out, is nested deeper than
+        MAX_CONDITION_DEPTH, has more than MAX_CONDITION_NODES nodes or lists more than
+        MAX_CONDITION_VALUES values in `in`/`not_in`. Every engine and explanation writes traits out, so
+        this bounds their work; it is reported where it first happens, not again for each condition
+        that uses an oversized trait."""
+        depth, nodes, values = self.measure(cond)
+        if isinstance(where[-1], str) and where[0] == "traits":
+            self.trait_size[str(where[-1])] = (
+                depth, min(nodes, MAX_CONDITION_NODES + 1), min(values, MAX_CONDITION_VALUES + 1),
+            )  # fmt: skip
+        if depth <= MAX_CONDITION_DEPTH and nodes <= MAX_CONDITION_NODES and values <= MAX_CONDITION_VALUES:
+            return False
+        if set(trait_refs(cond)) & over:
+            return True
+        written_out = "with the traits it uses written out, this condition"
+        if depth > MAX_CONDITION_DEPTH:
+            message = (
+                f"{written_out} is nested {depth} levels deep, over the limit of {MAX_CONDITION_DEPTH}; "
+                "flatten it, e.g. list traits in one 'all' instead of chaining them"
+            )
+        elif nodes > MAX_CONDITION_NODES:
+            message = (
+                f"{written_out} has more than {MAX_CONDITION_NODES:,} parts (a trait used twice counts twice); "
+                "simplify it, e.g. compare with 'in: [...]' instead of listing many conditions"
+            )
+        else:
+            message = (
+                f"{written_out} lists more than {MAX_CONDITION_VALUES:,} values in 'in'/'not_in' (a trait used "
+                "twice counts twice); a list this long belongs in the data, e.g. as a boolean column"
+            )
+        self.err(where, message, key=where[0] == "traits")
+        return True
 
-    def condition(self, raw: Any, where: DocPath) -> m.Condition | None:
+    def measure(self, cond: m.Condition) -> tuple[int, int, int]:
+        """Depth, node count and listed values of a condition with its traits written out (their sizes
+        already known). Recursion here follows the condition as written, which `condition` keeps shallow."""
+        if isinstance(cond, m.Predicate):
+            return 1, 1, len(cond.value) if cond.op in ("in", "not_in") else 0
+        if isinstance(cond, m.TraitRef):
+            depth, nodes, values = self.trait_size.get(cond.name, (0, 0, 0))
+            return depth + 1, nodes + 1, values
+        if isinstance(cond, m.Not):
+            depth, nodes, values = self.measure(cond.item)
+            return depth + 1, nodes + 1, values
+        parts = [self.measure(c) for c in cond.items]
+        return 1 + max(p[0] for p in parts), 1 + sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+    def condition(self, raw: Any, where: DocPath, depth: int = 1) -> m.Condition | None:
+        if raw is None:  # `when:` left empty, as `kare init` scaffolds it
+            self.err(
+                where,
+                "the condition is empty; fill it in: a trait name or a mapping such as {all: [...]}, {any: [...]}, "
+                "{not: ...} or {column: {op: value}}",
+            )
+            return None
+        if depth > MAX_CONDITION_DEPTH:
+            self.err(
+                where,
+                f"conditions are nested more than {MAX_CONDITION_DEPTH} levels deep here; "
+                "name an inner part as a trait and use its name",
+            )
+            return None
         if isinstance(raw, str):
             if raw not in self.trait_names:
-                hint = did_you_mean(raw, sorted(self.trait_names))
+                hint = self.suggest(raw, self.trait_names)
                 if raw in self.columns:
                     hint = f"; '{raw}' is a column: write a predicate such as {{{raw}: true}}"
                 self.err(where, f"unknown trait '{raw}'{hint}")
@@ -395,23 +603,23 @@ class _Checker:
             if not isinstance(body, list) or not body:
                 self.err(here, f"'{key}' takes a non-empty list of conditions, e.g. {key}: [trait_a, trait_b]")
                 return None
-            items = [self.condition(item, (*here, i)) for i, item in enumerate(body)]
+            items = [self.condition(item, (*here, i), depth + 1) for i, item in enumerate(body)]
             if any(i is None for i in items):
                 return None
             return m.All(tuple(items)) if key == "all" else m.Any_(tuple(items))
         if key == "not":
-            inner = self.condition(body, here)
+            inner = self.condition(body, here, depth + 1)
             return m.Not(inner) if inner is not None else None
         return self.predicate(key, body, where)
 
     def predicate(self, column: str, body: Any, where: DocPath) -> m.Predicate | None:
         here = (*where, column)
         if column not in self.columns:
-            hint = did_you_mean(column, sorted(self.columns))
+            hint = self.suggest(column, self.columns)
             if column in self.trait_names:
                 hint = f"; '{column}' is a trait: write it as a plain name, without a value"
             elif not hint:
-                hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {', '.join(sorted(self.columns))})"
+                hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {_listed(self.columns)})"
             self.err(here, f"unknown column '{column}'{hint}", key=True)
             return None
         ctype = self.columns[column]
@@ -484,14 +692,16 @@ class _Checker:
         """A value compared with a column that declares `allowed` must be one of them (else the
         condition can never hold: usually a typo)."""
         spec = self.inputs.get(column)
-        if spec is None or spec.allowed is None or value in spec.allowed:
+        if spec is None or spec.allowed is None:
             return
-        options = [str(v) for v in spec.allowed]
-        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
-        self.err(
-            where,
-            f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {', '.join(options)}",
-        )
+        if column not in self.allowed_sets:  # built once: a long `in` list against a long `allowed` stays linear
+            options = [str(v) for v in spec.allowed]
+            self.allowed_sets[column] = (set(spec.allowed), options, _listed(options, sort=False))
+        allowed, options, listed = self.allowed_sets[column]
+        if value in allowed:
+            return
+        hint = self.suggest(str(value), options) if isinstance(value, str) else ""
+        self.err(where, f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {listed}")
 
     def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
         """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""
@@ -527,7 +737,12 @@ class _Checker:
                 bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
         elif ctype in ("date", "datetime"):
             parsed = _as_date(value, ctype)
-            if parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            if _zoned(value):
+                bad = (
+                    f"{_plain(value)} carries a time zone; '{column}' compares dates as written, without one: "
+                    "write a date (YYYY-MM-DD) or a date-time without an offset"
+                )
+            elif parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
                 bad = f"'{value}' is not a calendar date; write YYYY-MM-DD"
             elif parsed is None:
                 bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
@@ -544,6 +759,11 @@ class _Checker:
         when = self.condition(body["when"], (*where, "when")) if "when" in body else None
         actions = self.actions(body.get("actions"), (*where, "actions"), name)
         if when is None:
+            return None
+        oversized = {t for t, (depth, nodes, values) in self.trait_size.items()
+                     if depth > MAX_CONDITION_DEPTH or nodes > MAX_CONDITION_NODES
+                     or values > MAX_CONDITION_VALUES}  # fmt: skip
+        if self.check_size(when, (*where, "when"), oversized):
             return None
         return m.CategoryRule(name=name, when=when, actions=tuple(actions), description=body.get("description"))
 
@@ -563,16 +783,18 @@ class _Checker:
                 )
             if _hashable(a["id"]):
                 seen.setdefault(a["id"], i)
+                self.action_ids.add(str(a["id"]))  # even when its category's `when` is invalid: no second error
             owner = a.get("owner")
             if isinstance(owner, str) and owner not in self.inputs:
                 self.err(
                     (*here, "owner"),
                     f"owner column '{owner}' is not an input"
-                    f"{did_you_mean(owner, list(self.inputs))}; 'owner' names the input column that holds "
+                    f"{self.suggest(owner, self.inputs)}; 'owner' names the input column that holds "
                     "the owner",
                 )
-            if not isinstance(a.get("due_in_days"), int) or isinstance(a.get("due_in_days"), bool):
-                continue
+            due = a.get("due_in_days")
+            if not isinstance(due, int) or isinstance(due, bool) or not 0 <= due <= m.MAX_DUE_IN_DAYS:
+                continue  # the schema reports it, with the bounds
             out.append(
                 m.Action(
                     id=str(a["id"]),
@@ -676,7 +898,7 @@ class _Checker:
                 if self.columns.get(col) == "unknown":
                     continue  # an input whose declaration the schema already reports
                 if col not in self.inputs:
-                    hint = did_you_mean(col, list(self.inputs))
+                    hint = self.suggest(col, self.inputs)
                     if col in self.columns:
                         hint = f"; '{col}' is derived: give its input instead"
                     self.err((*here, "account", col), f"unknown column '{col}' in test account{hint}", key=True)
@@ -687,6 +909,8 @@ class _Checker:
                     else self.value_for(self.inputs[col].type, value, (*here, "account", col), col)
                 )
                 values.append((col, typed))
+            matched_rule = self.test_matched_rule(t.get("matched_rule"), here) if "matched_rule" in t else None
+            actions = self.test_actions(t.get("actions"), here) if "actions" in t else None
             line = self.doc.where(here)[0]
             out.append(
                 m.RuleTest(
@@ -696,9 +920,47 @@ class _Checker:
                     expect=str(expect),
                     line=line,
                     path=self.doc.path,
+                    matched_rule=matched_rule,
+                    actions=actions,
                 )
             )
         return out
+
+    def test_matched_rule(self, raw: Any, here: DocPath) -> str | None:
+        from kare_rules.compile_polars import rule_id
+
+        known = [rule_id(c) for c in m.CATEGORIES if c in self.defined]
+        if raw not in known:
+            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
+            self.err(
+                (*here, "matched_rule"),
+                f"matched_rule {raw!r} is not a rule of this file{hint}; write one of: {', '.join(known)}",
+            )
+            return None
+        return raw
+
+    def test_actions(self, raw: Any, here: DocPath) -> tuple[str, ...] | None:
+        if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+            self.err((*here, "actions"), "actions is a list of action ids, e.g. [renewal-check]; [] for none")
+            return None
+        known = sorted(self.action_ids)
+        seen: set[str] = set()
+        for i, a in enumerate(raw):
+            if a in seen:
+                self.err((*here, "actions", i), f"action '{a}' is listed twice; list it once")
+            elif a not in self.action_ids:
+                self.err(
+                    (*here, "actions", i),
+                    f"unknown action id '{a}'{did_you_mean(a, known)}; actions in these rules: "
+                    f"{', '.join(known) or 'none'}",
+                )
+            seen.add(a)
+        return tuple(raw)
+
+
+def _action_ids(categories, transitions) -> set[str]:
+    """Every action id a test account could get: from a category or a transition."""
+    return {a.id for r in categories for a in r.actions} | {a.id for t in transitions for a in t.actions}
 
 
 def trait_refs(cond: m.Condition):
@@ -712,7 +974,34 @@ def trait_refs(cond: m.Condition):
         yield from trait_refs(cond.item)
 
 
+def _zoned(value: Any) -> bool:
+    """A date-time with a time zone or offset (2026-01-01T00:00:00Z): comparing it with the naive
+    dates of the data cannot be done, so it is refused."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return False
+    return isinstance(value, dt.datetime) and value.tzinfo is not None
+
+
+def _listed(names: Any, limit: int = 20, sort: bool = True) -> str:
+    """Names for a message, the first `limit` of them: a message stays a line, not the whole file."""
+    shown = sorted(names)[:limit] if sort else list(names)[:limit]
+    more = len(names) - len(shown)
+    return ", ".join(map(str, shown)) + (f", … ({more} more)" if more else "")
+
+
+def _chain(names: list[str]) -> str:
+    """A cycle of trait names as text, shortened when it is long."""
+    if len(names) > 12:
+        return f"{' → '.join(names[:5])} → … ({len(names) - 1} traits) … → {' → '.join(names[-3:])}"
+    return " → ".join(names)
+
+
 def _as_date(value: Any, ctype: str) -> dt.date | None:
+    if _zoned(value):
+        return None
     if isinstance(value, dt.datetime):
         return value if ctype == "datetime" else (value.date() if value.time() == dt.time() else None)
     if isinstance(value, dt.date):

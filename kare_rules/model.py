@@ -95,6 +95,11 @@ class Not:
 Condition = Predicate | TraitRef | All | Any_ | Not
 
 
+# An action is due at most ten years after the run that opens it; a larger number is a typo, and a
+# due date past year 9999 cannot be stored at all.
+MAX_DUE_IN_DAYS = 3650
+
+
 @dataclass(frozen=True)
 class Action:
     id: str
@@ -125,7 +130,8 @@ class Transition:
 
 @dataclass(frozen=True)
 class RuleTest:
-    """An embedded example: this account, on this date, must get this category."""
+    """An embedded example: this account, on this date, must get this category (and, when the test
+    says so, this matched rule and exactly these actions)."""
 
     name: str
     account: tuple[tuple[str, Value], ...]
@@ -133,6 +139,8 @@ class RuleTest:
     expect: str
     line: int = 0
     path: str = ""  # the file that holds the test: the rule file or one of its tests/*.yaml
+    matched_rule: str | None = None  # None: not checked
+    actions: tuple[str, ...] | None = None  # action ids, in any order; None: not checked
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,72 @@ import difflib
 import json
 import re
 from functools import cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from kare_rules.errors import Problem
 from kare_rules.yamlsource import Document
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-RULES_SCHEMA = SCHEMA_DIR / "kare-rules.v1.schema.json"
-OVERRIDES_SCHEMA = SCHEMA_DIR / "kare-overrides.v1.schema.json"
+
+def schema_path(name: str) -> Traversable:
+    """A file of schemas/ (`kare-rules.v1.schema.json`, `tables/runs.json`), wherever kare-rules is installed.
+
+    The one place that knows where the schemas are: every reader goes through here. A built wheel carries
+    them inside the package (kare_rules/schemas, see pyproject.toml); an editable install from a checkout
+    has no such folder, and reads the top-level schemas/ that editors point at, so there is one copy to edit.
+    """
+    package = files("kare_rules")
+    shipped = package / "schemas"
+    if not shipped.is_dir() and isinstance(package, Path):
+        checkout = package.parent / "schemas"
+        if checkout.is_dir():
+            shipped = checkout
+    target = shipped
+    for part in name.split("/"):
+        target = target / part
+    return target
+
+
+RULES_SCHEMA = schema_path("kare-rules.v1.schema.json")
+OVERRIDES_SCHEMA = schema_path("kare-overrides.v1.schema.json")
 
 
 @cache
-def schema_json(path: Path = RULES_SCHEMA) -> dict[str, Any]:
+def schema_json(path: Traversable = RULES_SCHEMA) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 @cache
-def _validator(path: Path) -> Draft202012Validator:
-    return Draft202012Validator(schema_json(path), format_checker=Draft202012Validator.FORMAT_CHECKER)
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """A schema `pattern` with its ECMA-262 meaning: there `$` (without the m flag) matches only at the
+    very end, while Python's `$` also matches before a final newline, so 'acme\\n' would pass
+    `^[a-z]+$`. An unescaped trailing `$` becomes `\\Z`."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Any:
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@cache
+def _validator(path: Traversable) -> Any:
+    return _Validator(schema_json(path), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def name_matches(pattern: str, name: Any) -> bool:
+    """Whether a name matches a schema pattern completely (ECMA `$`: no trailing newline slips through)."""
+    return isinstance(name, str) and _ecma(pattern).search(name) is not None
 
 
 def jsonable(value: Any) -> Any:
@@ -43,6 +87,8 @@ def jsonable(value: Any) -> Any:
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    if len(str(word)) > 100:  # difflib's cost grows with the square of the length; no name is this long
+        return ""
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
 
@@ -83,6 +129,8 @@ def _message(err: ValidationError) -> tuple[str, bool]:
         return f"{_where(path)}: {err.instance!r} is not valid; {hint or 'it must match ' + err.validator_value}", False
     if v == "minimum":
         return f"{_where(path)} must be at least {err.validator_value}, not {err.instance}", False
+    if v == "maximum":
+        return f"{_where(path)} must be at most {err.validator_value:,}, not {err.instance:,}", False
     if v in ("minItems", "minProperties", "maxItems", "maxProperties"):
         count = len(err.instance) if isinstance(err.instance, list | dict) else 0
         if not count and v.startswith("min"):
@@ -110,21 +158,37 @@ def _unknown_keys(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path = RULES_SCHEMA) -> list[Problem]:
-    """Every JSON Schema error of a document, located; errors under a `skip` path prefix are left
-    to the semantic checker, which explains them better."""
+def schema_problems(
+    doc: Document, *, skip: dict[tuple, Any] | None = None, schema: Traversable = RULES_SCHEMA
+) -> list[Problem]:
+    """Every JSON Schema error of a document, located; the parts under a `skip` path prefix are left
+    to the semantic checker, which explains them better.
+
+    A skipped part is not even shown to the schema: it is replaced by its stand-in (a value the schema
+    accepts), so a 100,000-item condition is checked once, by the checker, and the schema validator
+    never recurses into a deep one."""
+    skip = skip or {}
+    data = doc.data
+    for prefix, stand_in in skip.items():
+        data = _replaced(data, prefix, stand_in)
     problems = []
     seen = set()
-    for err in _validator(schema).iter_errors(jsonable(doc.data)):
+    for err in _validator(schema).iter_errors(jsonable(data)):
         path = tuple(err.absolute_path)
-        if err.validator == "propertyNames":
-            # jsonschema reports the mapping; point at the offending name itself.
+        name_rule = "propertyNames" in err.relative_schema_path
+        if name_rule:
+            # jsonschema reports the mapping (and the rule inside propertyNames that failed); point at
+            # the offending name itself.
             path = (*path, err.instance)
         if any(_under(path, prefix) for prefix in skip):
             continue
         if err.validator in ("anyOf", "oneOf") and err.context:
             err = min(err.context, key=lambda e: len(list(e.absolute_path)))
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        if name_rule:
+            hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
+            message = f"{_where(path[:-1])}: the name {err.instance!r} is not valid; {hint or err.message}"
+            located = [doc.problem(path, _tidy(message), key=True)]
+        elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # One problem per unknown key, located at the key itself rather than its mapping.
             located = [doc.problem((*path, k), _tidy(msg), key=True) for k, msg in _unknown_keys(err)]
         else:
@@ -135,6 +199,19 @@ def schema_problems(doc: Document, *, skip: tuple[tuple, ...] = (), schema: Path
                 seen.add((p.line, p.column, p.message))
                 problems.append(p)
     return problems
+
+
+def _replaced(node: Any, prefix: tuple, stand_in: Any) -> Any:
+    """`node` with the value at `prefix` ('*' matches any key or index) replaced; copies only that path."""
+    if not prefix:
+        return stand_in
+    head, rest = prefix[0], prefix[1:]
+    if isinstance(node, dict):
+        keys = list(node) if head == "*" else [head] if head in node else []
+        return {**node, **{k: _replaced(node[k], rest, stand_in) for k in keys}} if keys else node
+    if isinstance(node, list) and head == "*":
+        return [_replaced(item, rest, stand_in) for item in node]
+    return node
 
 
 def _under(path: tuple, prefix: tuple) -> bool:

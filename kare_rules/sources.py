@@ -1,7 +1,16 @@
-"""Reading account sources (Parquet, CSV, DuckDB tables, SQL over a database URL) and writing results."""
+"""Reading account sources (Parquet, CSV, DuckDB tables, SQL over a database URL) and writing results.
+
+`read_accounts` is the one way every command reads its input: whatever is wrong with a source (no
+such file, a directory, an empty or truncated file, ragged rows, bytes that are not UTF-8, files of a
+glob that disagree) becomes one DataError that names the path, says what is wrong and what to do.
+"""
 
 from __future__ import annotations
 
+import csv
+import glob
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -13,49 +22,302 @@ SOURCE_HELP = (
     "a source is a .parquet or .csv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a DuckDB table, "
     "or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
 )
+_CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+_HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header: binary data, or no newline at all
+
+
+def read_accounts(source: str | Path, *, allow_empty: bool = False, where: pl.Expr | None = None) -> pl.DataFrame:
+    """Read a source into a frame, every column as written; any problem is a DataError for people.
+
+    A source without rows is refused unless `allow_empty`: an empty extract is far more often a broken
+    export than a real answer. `where` filters before anything is collected (kare explain reads one
+    account of a large file); with it the emptiness of the source is not checked.
+    """
+    text = str(source)
+    lazy = read_source(text)
+    schema = _schema(lazy, text)
+    if where is not None:
+        absent = [c for c in where.meta.root_names() if c not in schema.names()]
+        if absent:
+            raise DataError(
+                f"input {text} has no column {', '.join(map(repr, absent))}; present: {', '.join(schema.names())}"
+            )
+        lazy = lazy.filter(where)
+    try:
+        frame = lazy.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _read_error(text, exc) from None
+    if frame.height == 0 and where is None and not allow_empty:
+        raise DataError(
+            f"input {text} has no rows (columns: {', '.join(frame.columns) or 'none'}); an empty extract is "
+            "refused because it would make every account disappear. Check the export that wrote it"
+        )
+    return frame
 
 
 def read_source(source: str | Path) -> pl.LazyFrame:
-    """Open an account source lazily. Everything is read as written; typing happens in validation."""
+    """Open an account source lazily. Everything is read as written; typing happens in validation.
+
+    Files are checked before Polars sees them (each is a regular, non-empty file of its format, a glob
+    matches at least one, the files of a glob share one schema); `read_accounts` also turns what only
+    shows while reading (ragged rows, bytes that are not UTF-8) into a located message.
+    """
     text = str(source)
     if text.startswith("duckdb:"):
         return _read_duckdb_table(text.removeprefix("duckdb:"))
     if text.startswith("sql:"):
         return _read_sql(text.removeprefix("sql:"))
-    path = Path(text)
-    suffix = path.suffix.lower()
-    if not any(ch in text for ch in "*?[") and not path.exists():
-        raise DataError(f"input {text} does not exist; {SOURCE_HELP}")
+    suffix = Path(text).suffix.lower()
+    if suffix not in (".parquet", *_CSV_SUFFIXES):
+        if not _is_glob(text):
+            _check_file(Path(text))  # a missing path or a directory says so, before its format
+        raise UsageError(f"cannot tell the format of {text!r}; {SOURCE_HELP}")
+    files = source_files(text)
     try:
         if suffix == ".parquet":
-            return pl.scan_parquet(text)
-        if suffix in (".csv", ".txt", ".tsv"):
-            # Read every column as text: a value that does not fit its declared type is then
-            # quarantined with a reason instead of failing the whole read.
-            return pl.scan_csv(text, infer_schema=False, separator="\t" if suffix == ".tsv" else ",")
+            _same_schema(text, {f: _parquet_schema(f) for f in files})
+            return pl.scan_parquet(files)  # exactly the files checked, not a second expansion of the glob
+        separator = "\t" if suffix == ".tsv" else ","
+        _same_schema(text, {f: _csv_header(f, separator) for f in files}, ordered=True)
+        # Read every column as text: a value that does not fit its declared type is then
+        # quarantined with a reason instead of failing the whole read.
+        return pl.scan_csv(files, infer_schema=False, separator=separator)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"cannot read {text}: {exc}") from None
-    raise UsageError(f"cannot tell the format of {text!r}; {SOURCE_HELP}")
+        raise _read_error(text, exc) from None
+
+
+def source_files(text: str) -> list[Path]:
+    """The files a path or glob names, each checked to be a readable, non-empty regular file of its format."""
+    if _is_glob(text):
+        files = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        if not files:
+            raise DataError(f"input {text} matches no file; check the folder and the pattern ({SOURCE_HELP})")
+    else:
+        files = [Path(text)]
+    for f in files:
+        _check_file(f)
+        if f.suffix.lower() == ".parquet":
+            _check_parquet_magic(f)
+    return files
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _check_file(path: Path) -> None:
+    """A path that can be read as a file: it exists and is a regular, non-empty file (not a directory,
+    device or pipe, which would be read as nothing or block forever)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"input {path} does not exist; {SOURCE_HELP}") from None
+    except OSError as exc:
+        raise DataError(f"cannot open input {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        pattern = path / f"*{path.suffix or '.parquet'}"
+        raise DataError(f"input {path} is a directory; give a file in it, or a glob such as {pattern}")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"input {path} is not a regular file (a device, pipe or socket); give a .parquet or .csv file")
+    if st.st_size == 0:
+        raise DataError(f"input {path} is empty (0 bytes): no header, no rows; check the export that wrote it")
+
+
+def _check_parquet_magic(path: Path) -> None:
+    """A Parquet file starts and ends with PAR1; a truncated copy or a renamed CSV does not."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(size - 4, 0))
+            tail = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"cannot read input {path}: {exc.strerror}") from None
+    if size < 12:  # magic, footer length and magic again: anything shorter is not a whole file
+        head = tail = b""
+    if head != b"PAR1" or tail != b"PAR1":
+        what = "it is truncated (it does not end with PAR1)" if head == b"PAR1" else "it does not start with PAR1"
+        raise DataError(f"input {path} is not a Parquet file: {what}. Write it again, or give a CSV file a .csv name")
+
+
+def _parquet_schema(path: Path) -> dict[str, str]:
+    try:
+        return {name: str(dtype) for name, dtype in pl.read_parquet_schema(path).items()}
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"input {path} is not a readable Parquet file: {_first_line(exc)}") from None
+
+
+def _csv_header(path: Path, separator: str) -> dict[str, str]:
+    """The header row of a CSV file as {name: 'text'}; duplicate or blank names are refused, since the
+    values under them could not be told apart."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(_HEADER_LIMIT)
+    except OSError as exc:
+        raise DataError(f"cannot read input {path}: {exc.strerror}") from None
+    try:
+        line = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"input {path}:1: the header row is not UTF-8 text; save the file as UTF-8 CSV") from None
+    names = next(csv.reader([line], delimiter=separator), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, 1):
+        if name in seen:
+            raise DataError(
+                f"input {path}:1: column {name!r} appears twice in the header (fields {seen[name]} and {i}); "
+                "give each column its own name"
+            )
+        seen[name] = i
+    return dict.fromkeys(names, "text")
+
+
+def _same_schema(text: str, schemas: dict[Path, dict[str, str]], ordered: bool = False) -> None:
+    """The files of one glob must agree on their columns and types (for CSV, in order: columns are
+    matched by position): rows from each are read as one table."""
+    (first, want), *rest = schemas.items()
+    for path, got in rest:
+        if got == want and (not ordered or list(got) == list(want)):
+            continue
+        missing = [c for c in want if c not in got]
+        extra = [c for c in got if c not in want]
+        typed = [f"{c} is {got[c]} there and {want[c]} in {first}" for c in want if c in got and got[c] != want[c]]
+        what = (
+            [f"it lacks {', '.join(map(repr, missing))}"] * bool(missing)
+            + [f"it adds {', '.join(map(repr, extra))}"] * bool(extra)
+            + typed
+            + ["its columns are in another order"] * (not (missing or extra or typed))
+        )
+        raise DataError(
+            f"the files of input {text} do not share one schema: {path} differs from {first} ({'; '.join(what)}). "
+            "Make them agree, or read them one at a time"
+        )
+
+
+def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
+    try:
+        return lazy.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _read_error(text, exc) from None
+
+
+def _read_error(text: str, exc: Exception) -> DataError:
+    """What went wrong while reading, located to the file and line when it can be found."""
+    message = str(exc)
+    if "utf-8" in message.lower() or "utf8" in message.lower():
+        for path in _files_of(text):
+            line = _first_non_utf8_line(path)
+            if line:
+                return DataError(
+                    f"input {path}:{line}: this line is not UTF-8 text; save the file as UTF-8 (or fix its bytes)"
+                )
+    if "more fields" in message or "ragged" in message:
+        for path in _files_of(text):
+            found = _first_ragged_row(path)
+            if found:
+                line, fields, expected = found
+                return DataError(
+                    f"input {path}:{line}: {fields} fields where the header has {expected}; quote values that "
+                    "contain the separator, or fix the row"
+                )
+    return DataError(f"cannot read input {text}: {_first_line(exc)}")
+
+
+def _files_of(text: str) -> Iterable[Path]:
+    return [Path(p) for p in sorted(glob.glob(text, recursive=True))] if _is_glob(text) else [Path(text)]
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first row longer than the header."""
+    separator = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        rows = csv.reader(fh, delimiter=separator)
+        expected = len(next(rows, []))
+        for row in rows:
+            if len(row) > expected:
+                return rows.line_num, len(row), expected
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_source(source: str | Path) -> None:
+    """Everything `read_source` checks before reading, for a reader that opens the source itself
+    (DuckDB reading a Parquet glob or a DuckDB table with `kare categorize --trusted`)."""
+    text = str(source)
+    if text.startswith("duckdb:"):
+        path, table = _duckdb_spec(text.removeprefix("duckdb:"))
+        with _open_duckdb(path) as con:
+            _duckdb_relation(con, path, table, limit=0)
+    elif text.startswith("sql:"):
+        return  # a query is checked by running it
+    else:
+        files = source_files(text)
+        if files[0].suffix.lower() == ".parquet":
+            _same_schema(text, {f: _parquet_schema(f) for f in files})
+        else:
+            separator = "\t" if files[0].suffix.lower() == ".tsv" else ","
+            _same_schema(text, {f: _csv_header(f, separator) for f in files}, ordered=True)
 
 
 def _read_duckdb_table(spec: str) -> pl.LazyFrame:
-    import duckdb
+    path, table = _duckdb_spec(spec)
+    with _open_duckdb(path) as con:
+        return _duckdb_relation(con, path, table).lazy()
 
+
+def _duckdb_spec(spec: str) -> tuple[str, str]:
     path, sep, table = spec.rpartition(":")
     if not sep or not path or not table:
         raise UsageError(f"write a DuckDB table source as duckdb:PATH.duckdb:TABLE (got duckdb:{spec})")
     if not Path(path).exists():
         raise DataError(f"DuckDB file {path} does not exist")
-    parts = table.split(".")
-    ident = ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+    _check_file(Path(path))
+    return path, table
+
+
+def _open_duckdb(path: str):
+    import duckdb
+
     try:
-        with duckdb.connect(path, read_only=True) as con:
-            return con.sql(f"SELECT * FROM {ident}").pl().lazy()
+        return duckdb.connect(path, read_only=True)
     except duckdb.Error as exc:
-        raise DataError(f"cannot read table {table} from {path}: {exc}") from None
+        raise DataError(f"cannot open {path} as a DuckDB database: {_first_line(exc)}") from None
+
+
+def _duckdb_relation(con, path: str, table: str, limit: int | None = None) -> pl.DataFrame:
+    """SELECT * from a table named TABLE or SCHEMA.TABLE, each part a quoted identifier."""
+    import duckdb
+
+    ident = ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+    try:
+        return con.sql(f"SELECT * FROM {ident}" + (f" LIMIT {int(limit)}" if limit is not None else "")).pl()
+    except duckdb.CatalogException:
+        names = [".".join(r) for r in con.sql(
+            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL").fetchall()]  # fmt: skip
+        raise DataError(f"DuckDB file {path} has no table {table}; its tables: {', '.join(names) or 'none'}") from None
+    except duckdb.Error as exc:
+        raise DataError(f"cannot read table {table} from {path}: {_first_line(exc)}") from None
 
 
 def _read_sql(spec: str) -> pl.LazyFrame:
+    """Run an operator's query, read-only: a source reads accounts, it never writes anything.
+
+    DuckDB opens the database read-only and without file system access (no COPY … TO, read_text or
+    ATTACH), locked so the query cannot turn it back on; PostgreSQL runs it as one prepared statement
+    in a read-only transaction of a session whose default is read-only.
+    """
     cut = spec.find("::")
     while cut >= 0 and spec[cut + 2 : cut + 3] == ":":  # duckdb:///:memory:::SELECT … keeps its colon
         cut += 1
@@ -66,25 +328,57 @@ def _read_sql(spec: str) -> pl.LazyFrame:
         import duckdb
 
         database = url.removeprefix("duckdb:///") or ":memory:"
-        with duckdb.connect(database, read_only=database != ":memory:") as con:
+        if database != ":memory:":
+            _check_file(Path(database))
+        config = {"enable_external_access": False, "lock_configuration": True}
+        try:
+            con = duckdb.connect(database, read_only=database != ":memory:", config=config)
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open {database} as a DuckDB database: {_first_line(exc)}") from None
+        with con:
             try:
-                return con.sql(query).pl().lazy()
+                result = con.sql(query)
+                if result is None:
+                    raise DataError(f"the query of source sql:{url} returns no rows (it is not a SELECT)")
+                return result.pl().lazy()
             except duckdb.Error as exc:
-                raise DataError(f"the query failed: {exc}") from None
+                raise DataError(
+                    f"the query of source sql:{url} failed (sources are read-only): {_first_line(exc)}"
+                ) from None
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg
         except ImportError:
             raise UsageError("reading from PostgreSQL needs psycopg: pip install 'kare-rules[postgres]'") from None
         try:
-            with psycopg.connect(url) as conn, conn.cursor() as cur:
-                cur.execute(query)
-                names = [d.name for d in cur.description]
-                rows = cur.fetchall()
+            with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
+                conn.read_only = True
+                with conn.cursor() as cur:
+                    # Prepared, so the extended protocol runs exactly one statement: a trailing
+                    # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
+                    cur.execute(query, prepare=True)
+                    if cur.description is None:
+                        raise DataError(
+                            f"the query of source sql:{_safe_url(url)} returns no rows (it is not a SELECT)"
+                        )
+                    names = [d.name for d in cur.description]
+                    rows = cur.fetchall()
+                conn.rollback()  # nothing to keep: a source only reads
         except psycopg.Error as exc:
-            raise DataError(f"the query failed: {exc}") from None
+            raise DataError(
+                f"the query of source sql:{_safe_url(url)} failed (sources are read-only): {_first_line(exc)}"
+            ) from None
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None).lazy()
-    raise UsageError(f"unsupported database URL {url!r}; use postgresql://… or duckdb:///path")
+    raise UsageError(f"unsupported database URL {_safe_url(url)!r}; use postgresql://… or duckdb:///path")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, fit for a message or a log."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def write_frame(df: pl.DataFrame, path: str | Path) -> None:

@@ -150,6 +150,14 @@ def empty(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=schema_of(table))
 
 
+# The columns of a current history row a run reads (the rest of the row is never read).
+CURRENT_COLUMNS = ("account_id", "category", "matched_rule", "rules_version", "rules_digest", "valid_from")
+
+
+def empty_current() -> pl.DataFrame:
+    return empty("category_history").select(CURRENT_COLUMNS)
+
+
 def conformed(table: str, df: pl.DataFrame) -> pl.DataFrame:
     """Exactly the table's columns, in order and type: what gets published."""
     return df.select([pl.col(n).cast(t) for n, t in schema_of(table).items()])

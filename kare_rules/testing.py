@@ -1,38 +1,107 @@
-"""Run the embedded `tests:` of a rule file: each example account must get its expected category."""
+"""Run the embedded `tests:` of a rule file: each example account must get its expected category (and,
+when the test says so, its matched rule and actions); a failure carries the evaluation tree that shows why."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import POLARS_TYPES
-from kare_rules.engine import categorize
+from kare_rules.compile_polars import POLARS_TYPES, rule_id
+from kare_rules.engine import Node, categorize, explain_row
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One expectation of a test that did not hold: `what` is category, matched_rule or actions."""
+
+    what: str
+    expected: str | tuple[str, ...] | None
+    got: str | tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
 class RuleTestResult:
     test: m.RuleTest
-    got: str
+    got: str  # the category the account got
     reason: str
+    matched_rule: str | None = None
+    actions: tuple[str, ...] = ()
+    mismatches: tuple[Mismatch, ...] = ()
+    why: str = ""  # for a wrong category: why the expected one did not win, in words ...
+    tree: tuple[Node, ...] = ()  # ... and the evaluation tree (as `kare explain` prints it) that shows it
 
     @property
     def passed(self) -> bool:
-        return self.got == self.test.expect
+        return not self.mismatches
 
 
 def account_frame(rules: m.RuleSet, account: dict) -> pl.DataFrame:
     """One account as a typed frame; columns the test leaves out are null."""
+    return accounts_frame(rules, [account])
+
+
+def accounts_frame(rules: m.RuleSet, accounts: list[dict]) -> pl.DataFrame:
+    """Test accounts as one typed frame, a row each in order; columns a test leaves out are null."""
     return pl.DataFrame(
-        {c.name: [account.get(c.name)] for c in rules.inputs},
+        {c.name: [a.get(c.name) for a in accounts] for c in rules.inputs},
         schema={c.name: POLARS_TYPES[c.type] for c in rules.inputs},
     )
 
 
+def actions_on_first_run(rules: m.RuleSet, category: str) -> tuple[str, ...]:
+    """The action ids a test account gets: it is seen for the first time, so its category's actions and
+    those of a `new → category` transition."""
+    ids = [a.id for a in rules.categories[category].actions] if category in rules.categories else []
+    for t in rules.transitions:
+        if t.from_category == "new" and t.to_category == category:
+            ids.extend(a.id for a in t.actions)
+    return tuple(dict.fromkeys(ids))
+
+
 def run_rule_tests(rules: m.RuleSet) -> list[RuleTestResult]:
-    results = []
-    for t in rules.tests:
-        out = categorize(rules, account_frame(rules, dict(t.account)), t.as_of, explain=True)
-        results.append(RuleTestResult(t, out["category"][0], out["reason"][0]))
-    return results
+    """Every embedded test's result, in file order. Accounts sharing an as_of are categorized together;
+    only a failed test's account is evaluated again, node by node, for its explanation."""
+    by_date: dict[dt.date, list[int]] = {}
+    for i, t in enumerate(rules.tests):
+        by_date.setdefault(t.as_of, []).append(i)
+    got: dict[int, tuple[str, str | None, str]] = {}
+    for as_of, indexes in by_date.items():
+        frame = accounts_frame(rules, [dict(rules.tests[i].account) for i in indexes])
+        out = categorize(rules, frame, as_of, explain=True)
+        for i, row in zip(indexes, out.iter_rows(named=True), strict=True):
+            got[i] = (row["category"], row["matched_rule"], row["reason"])
+    return [_judge(rules, t, *got[i]) for i, t in enumerate(rules.tests)]
+
+
+def _judge(rules: m.RuleSet, t: m.RuleTest, category: str, matched_rule: str | None, reason: str) -> RuleTestResult:
+    actions = actions_on_first_run(rules, category)
+    mismatches = []
+    if category != t.expect:
+        mismatches.append(Mismatch("category", t.expect, category))
+    if t.matched_rule is not None and matched_rule != t.matched_rule:
+        mismatches.append(Mismatch("matched_rule", t.matched_rule, matched_rule))
+    if t.actions is not None and sorted(actions) != sorted(t.actions):
+        mismatches.append(Mismatch("actions", tuple(t.actions), actions))
+    why, tree = "", ()
+    if category != t.expect:
+        why, tree = _why_not(rules, t, category)
+    return RuleTestResult(t, category, reason, matched_rule, actions, tuple(mismatches), why, tree)
+
+
+def _why_not(rules: m.RuleSet, t: m.RuleTest, got: str) -> tuple[str, tuple[Node, ...]]:
+    """Why the account did not get the expected category, and the tree that shows it: the expected
+    category's conditions when they failed, else the winner's (which came first in precedence, or held
+    when `unassigned` was expected)."""
+    nodes = {n.label: n for n in explain_row(rules, account_frame(rules, dict(t.account)), t.as_of)}
+    if t.expect == m.UNASSIGNED:
+        return f"{got} held, so the account is not {m.UNASSIGNED}", (nodes[got],)
+    expected = nodes[t.expect]
+    if not expected.value:
+        return f"{t.expect} did not hold", (expected,)
+    return (
+        f"{t.expect} held, but {got} held too and comes first in precedence ({rule_id(got)})",
+        (nodes[got],),
+    )

@@ -59,6 +59,12 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     """Split accounts into valid rows (typed as declared) and quarantined rows with every reason."""
     raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
     require_columns(rules, raw.columns)
+    require_flat(rules, raw.schema)
+    if ROW in raw.columns:  # the rule file cannot declare it (names starting with '_' are refused there)
+        raise DataError(
+            f"the input has a column named '{ROW}', the name kare gives its own row numbers while validating; "
+            "rename or drop that column in the source"
+        )
     raw = raw.with_row_index(ROW)
     schema = raw.schema
     typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
@@ -95,6 +101,16 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
             f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
             f"{rules.path or rules.organization}; present: {', '.join(columns)}. Rename the column in the "
             "source or change 'inputs:'"
+        )
+
+
+def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
+    """A DataError naming every declared input that holds lists or records: a rule compares one value."""
+    nested = [f"{c.name} is {schema[c.name]}" for c in rules.inputs if schema[c.name].is_nested()]
+    if nested:
+        raise DataError(
+            f"the input's {'; '.join(nested)}, but the inputs of {rules.path or rules.organization} are single "
+            "values; flatten the column in the source (one value per row) or change 'inputs:'"
         )
 
 

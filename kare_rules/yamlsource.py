@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,11 @@ from kare_rules.errors import Problem, display_path
 
 # A location inside a document: the keys and indexes from the root, e.g. ("profiles", "keep", "when").
 DocPath = tuple[str | int, ...]
+
+# Limits that keep a hostile file cheap to refuse (docs/rule-format.md, "Limits"). A real rule file is a
+# few kilobytes and a few levels deep; these leave a wide margin and still bound time and memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NESTING = 200
 
 
 @dataclass
@@ -41,39 +48,222 @@ class Document:
         return Problem(self.path, line, col, message)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader: constructs only plain data (no Python objects, no tags that run code)."""
+# libyaml parses many times faster than the pure-Python parser; both give the same events and marks.
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE_TAG, _STR_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:str"
+_NO_KEY, _SKIP = object(), object()  # a mapping waiting for its next key; a value whose key was refused
+
+
+class _Stop(Exception):
+    """The document cannot be read on: the problem is recorded, nothing more is parsed."""
 
 
 def parse_text(text: str, path: str) -> Document:
-    """Parse YAML text; syntax errors become problems rather than exceptions."""
+    """Parse YAML text; syntax errors become problems rather than exceptions.
+
+    The document is built from the parser's events in one loop with an explicit stack, so its cost
+    follows the size of the text: anchors and aliases (which could expand a small file into billions of
+    nodes) are refused, and so is nesting deeper than MAX_NESTING (which would exhaust the stack).
+    """
     doc = Document(path=path, data=None)
-    loader = _Loader(text)
+    if len(text) > MAX_FILE_BYTES:
+        doc.problems.append(Problem(path, 1, 1, _too_big(len(text))))
+        return doc
     try:
-        node = loader.get_single_node()
-        if node is None:
-            doc.problems.append(Problem(path, 1, 1, "the file is empty; it should start with 'format: kare/v1'"))
-            return doc
-        doc.data = _build(loader, node, (), doc)
+        loader = _Loader(text)
+    except UnicodeError:
+        doc.problems.append(Problem(path, 1, 1, "the text is not valid Unicode; save the file as UTF-8"))
+        return doc
+    try:
+        _Builder(loader, doc).run()
+    except _Stop:
+        doc.data = None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or "invalid YAML"
+        doc.data = None
         doc.problems.append(
             Problem(path, line, col, f"YAML syntax error: {what}; check indentation, colons and quotes here")
         )
     except yaml.YAMLError as exc:
+        doc.data = None
         doc.problems.append(Problem(path, 1, 1, f"YAML error: {exc}"))
     finally:
         loader.dispose()
     return doc
 
 
+class _Frame:
+    __slots__ = ("container", "key", "path")
+
+    def __init__(self, container: Any, path: DocPath):
+        self.container = container
+        self.path = path
+        self.key: Any = _NO_KEY
+
+
+class _Builder:
+    """Plain data and positions from a stream of YAML events."""
+
+    def __init__(self, loader: Any, doc: Document):
+        self.loader = loader
+        self.doc = doc
+        self.stack: list[_Frame | None] = []  # None: inside a node that is being skipped
+        self.refused = False  # a problem that leaves no usable data, found while parsing on
+
+    def fail(self, mark: Any, message: str) -> None:
+        self.doc.problems.append(Problem(self.doc.path, mark.line + 1, mark.column + 1, message))
+
+    def run(self) -> None:
+        ev = self.loader
+        ev.get_event()  # StreamStart
+        if ev.check_event(yaml.StreamEndEvent):
+            self.doc.problems.append(
+                Problem(self.doc.path, 1, 1, "the file is empty; it should start with 'format: kare/v1'")
+            )
+            raise _Stop
+        ev.get_event()  # DocumentStart
+        root = _Frame([], ())  # a one-item list holding the document's node
+        self.stack.append(root)
+        while not ev.check_event(yaml.DocumentEndEvent):
+            self.event(ev.get_event())
+        ev.get_event()
+        if not ev.check_event(yaml.StreamEndEvent):
+            self.fail(ev.peek_event().start_mark, "a rule file holds one YAML document; remove the second '---'")
+            raise _Stop
+        if self.refused:
+            raise _Stop
+        self.doc.data = root.container[0] if root.container else None
+        if self.doc.data is None and not self.doc.problems:  # `---` alone, or `null`
+            self.doc.problems.append(
+                Problem(self.doc.path, 1, 1, "the file is empty; it should start with 'format: kare/v1'")
+            )
+
+    def event(self, e: Any) -> None:
+        if isinstance(e, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            self.stack.pop()
+            return
+        anchor = getattr(e, "anchor", None)
+        if anchor is not None:  # an alias event's anchor is the name it refers to
+            sign = "*" if isinstance(e, yaml.AliasEvent) else "&"
+            self.fail(
+                e.start_mark,
+                f"YAML anchors and aliases ({sign}{anchor}) are not allowed in rule files; write the value out in full",
+            )
+            raise _Stop
+        if isinstance(e, yaml.ScalarEvent):
+            self.place(e, self.scalar(e))
+            return
+        # The start of a mapping or sequence.
+        if len(self.stack) > MAX_NESTING:
+            self.fail(
+                e.start_mark,
+                f"the YAML is nested more than {MAX_NESTING} levels deep here; a rule file needs far fewer: "
+                "name parts of a deep condition as traits",
+            )
+            raise _Stop
+        is_map = isinstance(e, yaml.MappingStartEvent)
+        if e.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
+            self.fail(e.start_mark, f"the YAML tag {e.tag!r} is not used in rule files; remove it")
+            self.refused = True
+        container: Any = {} if is_map else []
+        path = self.place(e, container)
+        self.stack.append(None if path is None else _Frame(container, path))
+
+    def place(self, e: Any, value: Any) -> DocPath | None:
+        """Put a finished value (or a new, still empty container) where the stack says; its path, or
+        None when it is being skipped."""
+        top = self.stack[-1]
+        if top is None:
+            return None
+        mark = (e.start_mark.line + 1, e.start_mark.column + 1)
+        container = top.container
+        if isinstance(container, list):
+            here = (*top.path, len(container)) if top.path or self.stack[0] is not top else ()
+            container.append(value)
+            self.doc.value_at.setdefault(here, mark)
+            return here
+        if top.key is _NO_KEY:  # this node is a key
+            top.key = self.key(e, value, top)
+            return None if not isinstance(e, yaml.ScalarEvent) else ()
+        key, top.key = top.key, _NO_KEY
+        if key is _SKIP:
+            return None
+        here = (*top.path, key)
+        container[key] = value
+        self.doc.value_at.setdefault(here, mark)
+        return here
+
+    def key(self, e: Any, value: Any, top: _Frame) -> Any:
+        if not isinstance(e, yaml.ScalarEvent) or not isinstance(value, str | int | float | bool) or value is None:
+            self.fail(e.start_mark, "a key must be a plain word, not a list or mapping")
+            return _SKIP
+        if isinstance(value, bool):  # YAML 1.1 reads `yes`/`on` keys as booleans; keep the text
+            value = e.value
+        key = value if isinstance(value, str) else str(value)
+        if key in top.container:
+            self.fail(e.start_mark, f"duplicate key '{key}'; each key may appear once in a mapping")
+        self.doc.key_at[(*top.path, key)] = (e.start_mark.line + 1, e.start_mark.column + 1)
+        return key
+
+    def scalar(self, e: Any) -> Any:
+        loader = self.loader
+        tag = e.tag
+        if tag is None or tag == "!":
+            tag = loader.resolve(yaml.ScalarNode, e.value, e.implicit)
+        if tag == _MERGE_TAG:  # `<<` merges what an alias names; without aliases it is just a key
+            return e.value
+        if tag == _STR_TAG and e.value.isascii():  # most scalars: plain text needs no constructor
+            return e.value
+        if tag not in loader.yaml_constructors:  # !custom, !!python/object...: never constructed
+            self.fail(e.start_mark, f"the YAML tag {e.tag!r} is not used in rule files; remove it")
+            self.refused = True
+            return None
+        node = yaml.ScalarNode(tag, e.value, e.start_mark, e.end_mark, style=e.style)
+        try:
+            value = loader.construct_object(node, deep=True)
+        except ValueError:  # a date-shaped scalar that is not a calendar date, such as 2026-02-30
+            shown = e.value if len(e.value) <= 40 else e.value[:40] + "…"
+            what = (
+                "is not a calendar date; write YYYY-MM-DD"
+                if tag.endswith(":timestamp")
+                else "cannot be read as a number; quote it if it is text"
+            )
+            self.fail(e.start_mark, f"'{shown}' {what}")
+            value = e.value
+        finally:
+            loader.constructed_objects.pop(node, None)
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                self.fail(
+                    e.start_mark,
+                    f"this text holds {exc.object[exc.start : exc.end]!r}, a lone surrogate that is not a "
+                    "character; remove the \\u escape or write the character itself",
+                )
+                value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"the file has {size:,} bytes, over the limit of {MAX_FILE_BYTES // (1024 * 1024)} MiB "
+        f"({MAX_FILE_BYTES:,} bytes) for rule, test and overrides files; split it, or move long lists of "
+        "values into the data"
+    )
+
+
 def load_document(path: str | Path) -> Document:
-    """Read and parse a YAML file; an unreadable or binary file becomes a problem, not a traceback."""
+    """Read and parse a YAML file; an unreadable, binary, special or oversized file becomes a problem,
+    not a traceback, a hang or a read of gigabytes."""
     shown = display_path(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_regular_file(path, MAX_FILE_BYTES)
+    except RefusedFile as exc:
+        return Document(shown, None, problems=[Problem(shown, 1, 1, str(exc))])
     except OSError as exc:
         return Document(shown, None, problems=[Problem(shown, 1, 1, f"cannot read the file: {exc.strerror}")])
     if b"\x00" in raw:
@@ -86,38 +276,43 @@ def load_document(path: str | Path) -> Document:
     return parse_text(text, shown)
 
 
-def _mark(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+class RefusedFile(Exception):
+    """A file that is not read: a directory, FIFO, device or socket, or one over the size limit."""
 
 
-def _build(loader: _Loader, node: yaml.Node, here: DocPath, doc: Document) -> Any:
-    doc.value_at.setdefault(here, _mark(node))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                line, col = _mark(key_node)
-                doc.problems.append(Problem(doc.path, line, col, "a key must be a plain word, not a list or mapping"))
-                continue
-            if isinstance(key, bool):  # YAML 1.1 reads `yes`/`on` keys as booleans; keep the text
-                key = key_node.value
-            key = str(key) if not isinstance(key, str) else key
-            if key in out:
-                line, col = _mark(key_node)
-                doc.problems.append(
-                    Problem(doc.path, line, col, f"duplicate key '{key}'; each key may appear once in a mapping")
-                )
-            child = (*here, key)
-            doc.key_at[child] = _mark(key_node)
-            out[key] = _build(loader, value_node, child, doc)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*here, i), doc) for i, item in enumerate(node.value)]
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; RefusedFile for anything else.
+
+    Checked with stat before it is opened (opening some devices has effects of its own), opened without
+    blocking (a FIFO swapped in meanwhile would otherwise wait for a writer) and checked again with
+    fstat before a byte is read, so /dev/zero, a FIFO or a directory is refused at once; at most
+    limit + 1 bytes are ever read, even if the file grows meanwhile.
+    """
+    _check_regular(os.stat(path), limit)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        return loader.construct_object(node, deep=True)
-    except ValueError:  # a date-shaped scalar that is not a calendar date, such as 2026-02-30
-        line, col = _mark(node)
-        doc.problems.append(Problem(doc.path, line, col, f"'{node.value}' is not a calendar date; write YYYY-MM-DD"))
-        return node.value
+        _check_regular(os.fstat(fd), limit)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise RefusedFile(_too_big(total))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def _check_regular(info: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise RefusedFile(f"this is {kind}, not a regular file; give the YAML file itself")
+    if info.st_size > limit:
+        raise RefusedFile(_too_big(info.st_size))

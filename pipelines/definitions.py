@@ -1,4 +1,4 @@
-"""Dagster entry point (`dagster dev -w workspace.yaml`, `dg dev`): one code location, the kare domain."""
+"""Dagster entry point (`dagster dev -w workspace.yaml`, `dg dev`): the kare tables, their schedule and sensor."""
 
 import dagster as dg
 
@@ -7,8 +7,7 @@ from pipelines.kare import assets, resources, schedules, sensors
 defs = dg.Definitions(
     assets=assets.ALL,
     jobs=[schedules.kare_job],
-    schedules=[schedules.daily],
+    schedules=[schedules.kare_schedule],
     sensors=[sensors.rule_version_sensor],
-    resources=resources.default_resources(),
-    executor=dg.in_process_executor,
+    resources={"kare": resources.KareSettings()},
 )

@@ -12,11 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kare_rules import runner
 from kare_rules.cli import main
-from kare_rules.history import history_problems
+from kare_rules.engine import cast_expr
 from kare_rules.loader import load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import Override
+from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
+from kare_rules.run.history import history_problems
+from kare_rules.run.slicing import slice_expr
 from kare_rules.synth import month_ends, snapshots, synthesize
 from kare_rules.tables import TABLES, same_rows
 from kare_rules.warehouse import Warehouse
@@ -60,15 +62,12 @@ def overrides(frame: pl.DataFrame) -> tuple[Override, ...]:
     return tuple(Override(a, "keep", "pilot", "ana", until) for a in some)
 
 
-def run_whole(path: Path, as_of: dt.date, raw: pl.DataFrame, rules, text: str, pins) -> dict:
-    wh = Warehouse(path)
-    previous = wh.previous_state(rules.organization)
-    out = runner.compute_run(rules, raw, as_of, previous, overrides=pins)
-    return wh.publish(out, text, rules.version, expected_previous_run=previous.last_run_id)
-
-
 def run_buckets(path: Path, as_of: dt.date, raw: pl.DataFrame, rules, text: str, pins, buckets: int, **kw) -> dict:
-    return Warehouse(path).run_bucketed(rules, raw, as_of, buckets=buckets, rules_text=text, overrides=pins, **kw)
+    """One run in `buckets` slices of accounts (1: the whole organization at once)."""
+    bundle = RuleBundle(rules, text, tuple(pins))
+    limits = Thresholds(max_removed_share=1.0)
+    return run_organization(rules.organization, as_of, raw, Warehouse(path), bundle=bundle, slices=buckets,
+                            thresholds=limits, **kw).run  # fmt: skip
 
 
 def tables(path: Path) -> dict[str, pl.DataFrame]:
@@ -85,12 +84,12 @@ def published(tmp_path_factory, months) -> dict[str, Path]:
     """Warehouses after every month: whole runs, and bucketed runs with 3 and 1 buckets; every month
     compared as it is published."""
     root = tmp_path_factory.mktemp("buckets")
-    paths = {"whole": root / "whole.duckdb", "3": root / "b3.duckdb", "1": root / "b1.duckdb"}
+    paths = {"whole": root / "whole.duckdb", "3": root / "b3.duckdb", "1": root / "b7.duckdb"}
     pins = overrides(months[0][1])
     for day, raw, rules, text in months:
-        run_whole(paths["whole"], day, raw, rules, text, pins)
+        run_buckets(paths["whole"], day, raw, rules, text, pins, 1)
         run_buckets(paths["3"], day, raw, rules, text, pins, 3)
-        run_buckets(paths["1"], day, raw, rules, text, pins, 1)
+        run_buckets(paths["1"], day, raw, rules, text, pins, 7)
         whole = tables(paths["whole"])
         assert differing(whole, tables(paths["3"])) == [], day
         assert differing(whole, tables(paths["1"])) == [], day
@@ -120,8 +119,9 @@ def test_bucketed_runs_publish_the_same_rows_as_whole_runs_in_every_table(publis
 def test_bucket_of_an_account_is_the_same_from_the_input_and_from_the_published_ids():
     ids = ["A-1", "A-2", None, "A-1", "B-9"]
     raw = synthesize(RULES, len(ids), DATES[0]).with_columns(pl.Series("account_id", ids, dtype=pl.String))
-    from_input = runner.input_buckets(RULES, raw, 4).to_list()
-    published = pl.DataFrame({"account_id": ["A-1", "A-2", "B-9"]}).select(runner.bucket_expr(pl.col("account_id"), 4))
+    key = cast_expr("account_id", "string", raw.schema["account_id"])
+    from_input = raw.select(slice_expr(key, 4)).to_series().to_list()
+    published = pl.DataFrame({"account_id": ["A-1", "A-2", "B-9"]}).select(slice_expr(pl.col("account_id"), 4))
     assert from_input[2] == 0  # a null key is quarantined, in bucket 0
     assert from_input[0] == from_input[3]  # duplicates meet in one bucket, where validation sees both
     assert [from_input[0], from_input[1], from_input[4]] == published.to_series().to_list()
@@ -144,10 +144,17 @@ def test_a_failure_after_a_bucket_is_written_leaves_every_table_as_it_was(publis
     before = tables(path)
     day, raw, rules, text = months[-1]
     shifted = raw.with_columns(pl.col("nps").fill_null(0).clip(-100, 99) + 1)  # a different run
-    for bucket in (0, 2):
-        with pytest.raises(RuntimeError, match=f"injected failure after bucket {bucket}"):
-            run_buckets(path, day, shifted, rules, text, (), 3, fail_after_bucket=bucket)
-        assert differing(before, tables(path)) == []
+    for write in range(3):  # after the first, the second and the last slice is written
+
+        def fail(step: str, seen=[0], write=write) -> None:  # noqa: B006 - a counter across calls
+            seen[0] += step == "account_categories"
+            if seen[0] > write:
+                raise RuntimeError(f"injected failure after slice {write}")
+
+        with pytest.raises(RunFailed, match=f"injected failure after slice {write}"):
+            run_buckets(path, day, shifted, rules, text, (), 3, fail_at=fail)
+        after = tables(path)
+        assert differing(before, {**after, "runs": after["runs"].filter(pl.col("status") != "failed")}) == []
 
 
 def test_too_large_a_quarantine_publishes_nothing_and_names_the_first_failures(published, months, tmp_path):
@@ -155,15 +162,14 @@ def test_too_large_a_quarantine_publishes_nothing_and_names_the_first_failures(p
     before = tables(path)
     day, raw, rules, text = months[-1]
     broken = raw.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(500).otherwise(pl.col("nps")).alias("nps"))
-    with pytest.raises(runner.QuarantineTooLarge, match=r"above the limit of 20%; nothing was published.*row 1 \("):
+    with pytest.raises(RunFailed, match=r"above the limit of 20%; nothing was published.*row 1 \("):
         run_buckets(path, day, broken, rules, text, (), 3)
-    assert differing(before, tables(path)) == []
+    after = tables(path)
+    assert differing(before, {**after, "runs": after["runs"].filter(pl.col("status") != "failed")}) == []
 
 
-def test_kare_run_with_buckets_reports_each_bucket_and_summarizes_without_the_dagster_graph(
-    months, tmp_path, capsys, monkeypatch
-):
-    for module in ("pipelines.run", "pipelines.kare.partitions"):  # importing either would fail the run
+def test_kare_run_with_buckets_summarizes_with_checks_without_importing_dagster(months, tmp_path, capsys, monkeypatch):
+    for module in ("dagster", "pipelines"):  # importing either would fail the run
         monkeypatch.setitem(sys.modules, module, None)
     day, raw, _, _ = months[0]
     raw.write_parquet(tmp_path / f"{day}.parquet")
@@ -172,7 +178,8 @@ def test_kare_run_with_buckets_reports_each_bucket_and_summarizes_without_the_da
             "--input", str(tmp_path / "{as_of}.parquet"), "--warehouse", str(warehouse)]  # fmt: skip
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines[1:4]] == ["  [1/3] bucket 0", "  [2/3] bucket 1", "  [3/3] bucket 2"]
-    assert lines[4].startswith(f"cloudnine 1.0.0 as of {day}: published")
-    assert f"input     {raw.height:,} rows" in lines[5] and "actions" in lines[-1]
+    assert lines[1].startswith(f"cloudnine 1.0.0 as of {day}: published") and lines[1].endswith(", 3 slices)")
+    assert f"input     {raw.height:,} rows" in lines[2]
+    assert lines[6].startswith("  checks    ✓ quarantine_share (quarantine): share 1.5%, quarantined 45")
+    assert any("history_invariants (category_history): problems none" in line for line in lines)
     assert Warehouse(warehouse).last_run("cloudnine")["input_rows"] == raw.height

@@ -147,7 +147,7 @@ def test_validate_prints_one_located_line_per_problem_and_exits_1(work, capsys):
     ("content", "message"),
     [
         (b"", "rules/acme/kare.yaml:1:1: the file is empty; it should start with 'format: kare/v1'"),
-        (b"format: [kare\n", "rules/acme/kare.yaml:2:1: YAML syntax error: expected ',' or ']'"),
+        (b"format: [kare\n", "rules/acme/kare.yaml:2:1: YAML syntax error: did not find expected ',' or ']'"),
         (b"- a\n- b\n", "rules/acme/kare.yaml:1:1: a rule file is a mapping"),
         (b"\x00\x01\x02binary", "rules/acme/kare.yaml:1:1: this is a binary file, not YAML text"),
         (b"format: caf\xe9\n", "rules/acme/kare.yaml:1:1: the file is not UTF-8 text; save it as UTF-8"),
@@ -218,6 +218,14 @@ def test_test_a_failure_shows_expected_got_and_reason_and_exits_1(work, capsys):
         "     expected: recapture",
         "     got:      attain",
         "     reason:   attain: not (paying (is_customer = true [false])) and seats ≥ 5 [10]",
+        "     why:      recapture did not hold:",
+        "       ✗ recapture",
+        "       └─ ✗ all of",
+        "          ├─ ✓ not",
+        "          │  └─ ✗ trait paying",
+        "          │     └─ ✗ is_customer = true   [is_customer = false]",
+        "          └─ ✗ trait churned_lately",
+        "             └─ ✗ days_since_churn ≤ 365   [days_since_churn = null]",
         "1 passed, 1 failed",
     ]
 

@@ -527,22 +527,25 @@ def test_the_rules_pr_workflow_runs_validate_test_and_diff_and_comments_once():
     trigger = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "rules/**" in trigger["pull_request"]["paths"]
     assert flow["permissions"]["pull-requests"] == "write"
-    steps = [s for job in flow["jobs"].values() for s in job["steps"]]
+    # The steps live in the reusable workflow that rules-only repositories call too (tests/test_install.py
+    # runs them); this repository calls it with its snapshot variable.
+    assert flow["jobs"]["impact"]["uses"] == "./.github/workflows/kare-impact.yml"
+    assert "vars.KARE_DIFF_SNAPSHOT" in flow["jobs"]["impact"]["with"]["snapshot"]
+    called = yaml.safe_load((ROOT / ".github/workflows/kare-impact.yml").read_text())
+    steps = [s for job in called["jobs"].values() for s in job["steps"]]
     checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
-    assert str(python["with"]["python-version"]) == "3.11"
+    assert python["with"]["python-version"] == "${{ inputs.python-version }}"
+    assert called[True]["workflow_call"]["inputs"]["python-version"]["default"] == "3.11"
     runs = "\n".join(s.get("run", "") for s in steps)
     for needed in (
-        "make setup",
-        "kare validate rules",
-        "kare test rules",
-        "diff --base",
-        "--format markdown --output diff.md",
+        'kare validate "$RULES_DIR"',
+        'kare test "$RULES_DIR"',
+        'diff --base "${BASE:-origin/$PR_BASE}"',
+        "--format markdown --output",
     ):
         assert needed in runs, needed
-    assert flow["jobs"]["impact"]["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
-    assert "vars.KARE_DIFF_SNAPSHOT" in flow["jobs"]["impact"]["env"]["KARE_DIFF_SNAPSHOT"]
     script = next(s for s in steps if s.get("uses", "").startswith("actions/github-script@"))
     assert MARKER in script["with"]["script"] and "updateComment" in script["with"]["script"]
     assert any("exit 1" in s.get("run", "") and "steps.diff" in str(s.get("if", "")) for s in steps)

@@ -13,12 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kare_rules.errors import UsageError
 from kare_rules.overrides import Override
 from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
+from kare_rules.run.history import history_problems
 from kare_rules.tables import TABLES, empty, same_rows
 from kare_rules.warehouse import Warehouse
 from tests.reference.runner import PreviousState, compute_run
-from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, account, frame
+from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, TEXTS, account, frame
 
 ORG = "cloudnine"
 PER_ACCOUNT = ("account_categories", "category_history", "action_queue")
@@ -76,7 +78,7 @@ class Reference:
 
 
 def publish(wh, rules, raw, day, overrides, slices):
-    bundle = RuleBundle(rules, RULES_TEXT, overrides)
+    bundle = RuleBundle(rules, TEXTS[rules.digest], overrides)
     return run_organization(ORG, day, raw, wh, bundle=bundle, thresholds=NO_LIMITS, slices=slices)
 
 
@@ -99,6 +101,7 @@ def test_any_slice_count_publishes_what_the_full_history_reference_computes(tmp_
             expected = reference.table(table)
             assert same_rows(whole.read(table, ORG), expected), (i, table, "one slice")
             assert same_rows(sliced.read(table, ORG), expected), (i, table, "three slices")
+        assert history_problems(whole.read("category_history", ORG)) == []
         if not step["rerun"]:
             day += dt.timedelta(days=30)
 
@@ -226,3 +229,64 @@ def test_rules_are_read_once_per_run(tmp_path, monkeypatch):
     result = run_organization(ORG, D1, frame([account("A", "keep")]), wh, bundle=bundle)
     assert result.run["rules_version"] == "1.0.0"
     assert replace(bundle).rules.version == "1.0.0"
+
+
+def test_slices_follow_the_input_size_and_the_memory_budget():
+    from kare_rules.run.slicing import MIN_SLICE_ROWS, WORKING_SET_FACTOR, parse_size, slice_count
+
+    gib = 2**30
+    assert slice_count(MIN_SLICE_ROWS, 10 * gib, gib) == 1  # small organizations are never sliced
+    assert slice_count(10_000_000, gib // 2, 64 * gib) == 1  # room enough
+    tight = slice_count(10_000_000, gib, 3 * gib)
+    assert tight == -(-int(gib * WORKING_SET_FACTOR) // (2 * gib))  # the working set over the room left
+    assert slice_count(10_000_000, gib, gib) > tight  # a smaller budget, more slices
+    assert slice_count(200_000, 100 * gib, gib) == 200_000 // MIN_SLICE_ROWS  # never slices below the minimum
+    assert [parse_size(s) for s in ("4GiB", "512MB", "2g", "1073741824")] == [4 * gib, 512 * 10**6, 2 * 10**9, gib]
+    for bad in ("", "lots", "4 parsecs", "1k"):
+        with pytest.raises(UsageError, match=r"memory size|too small"):
+            parse_size(bad)
+
+
+def test_a_run_reports_progress_by_step_and_slice(two_runs):
+    wh, second = two_runs
+    seen: list[tuple[str, int, int]] = []
+    run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()), slices=2,
+                     progress=lambda what, done, total: seen.append((what, done, total)))  # fmt: skip
+    steps = [what for what, _, _ in seen]
+    assert steps[0] == "reading the input" and steps[-1] == "published"
+    assert "slice 1/2: validating" in steps and "slice 2/2: writing" in steps
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and seen[-1][1] == seen[-1][2] == 10  # 2 slices × 5 steps, in order
+
+
+def test_ctrl_c_late_in_a_run_publishes_nothing_and_says_so(two_runs, capsys, monkeypatch, tmp_path):
+    from kare_rules.cli import main
+    from kare_rules.run import RunInterrupted
+
+    wh, second = two_runs
+    before = snapshot_of(wh)
+
+    def interrupt(step: str) -> None:
+        if step == "runs":  # the last write before the commit
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted, match="interrupted; nothing was published"):
+        run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()),
+                         fail_at=interrupt)  # fmt: skip
+    after = snapshot_of(wh)
+    assert all(same_rows(after[t], before[t]) for t in TABLES if t != "runs")
+    assert after["runs"].filter(pl.col("status") == "failed")["message"].to_list() == [
+        "interrupted (Ctrl-C); nothing was published"
+    ]
+    # From the command line: exit 130 and one sentence, no traceback.
+    import kare_rules.run.engine as engine
+
+    real = engine.run_organization
+    monkeypatch.setattr(engine, "run_organization", lambda *a, **k: real(*a, **{**k, "fail_at": interrupt}))
+    monkeypatch.setattr("kare_rules.run.run_organization", engine.run_organization)
+    source = tmp_path / "second.parquet"
+    second.write_parquet(source)
+    code = main(["run", "--org", ORG, "--rules-dir", str(Path(__file__).resolve().parents[1] / "rules"),
+                 "--input", str(source), "--warehouse", str(wh.path), "--as-of", "2026-09-30"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted; nothing was published" in err and "Traceback" not in err

@@ -1,6 +1,6 @@
-"""The Dagster asset graph end to end against a temporary warehouse: published tables and their
-contracts, idempotent re-runs, failures that publish nothing, the quarantine limit, concurrent runs,
-asset checks, workspace loading, the schedule and the sensor."""
+"""The Dagster layer over the run engine: a materialization publishes what `kare run` publishes, checks are
+reported per partition (a blocking one fails the step and publishes nothing), two organizations at once both
+publish, the definitions load as `dagster dev` loads them, and the schedule asks for one run per organization."""
 
 from __future__ import annotations
 
@@ -13,286 +13,299 @@ import sys
 import tomllib
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Partitions are read from KARE_RULES_DIR when pipelines is imported: the repo's rules name the orgs.
+# Partitions are read when pipelines is imported: the repo's rules name the organizations, dates are daily.
 os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))
+os.environ.setdefault("KARE_CADENCE", "daily")
 
 import dagster as dg  # noqa: E402
 
-from kare_rules import runner  # noqa: E402
-from kare_rules.history import history_problems  # noqa: E402
+from kare_rules.cli import main as kare  # noqa: E402
 from kare_rules.loader import load_rules  # noqa: E402
+from kare_rules.run import RunResult  # noqa: E402, F401  (before kare_rules.warehouse: see the lead's import cycle)
 from kare_rules.synth import month_ends, snapshots  # noqa: E402
-from kare_rules.tables import TABLES, json_contract, same_rows, schema_of, write_contracts  # noqa: E402
-from kare_rules.warehouse import Warehouse, WarehouseBusy, warehouse_lock  # noqa: E402
-from pipelines.kare import assets, resources, schedules, sensors  # noqa: E402
-from pipelines.kare.partitions import org_partitions  # noqa: E402
-from pipelines.run import RunFailed, run_org  # noqa: E402
+from kare_rules.tables import TABLES, same_rows, write_contracts  # noqa: E402
+from kare_rules.warehouse import Warehouse  # noqa: E402
+from pipelines.kare import assets, schedules, sensors  # noqa: E402
+from pipelines.kare.partitions import org_partitions, partition_key  # noqa: E402
+from pipelines.kare.resources import KareSettings  # noqa: E402
 
-ORG = "cloudnine"
-ACCOUNTS = 400
-DATES = month_ends(dt.date(2026, 11, 30), 4)  # three published in the fixture, the fourth for tests
-STATE_TABLES = [
-    "account_categories",
-    "category_history",
-    "category_transitions",
-    "action_queue",
-    "quarantine",
-    "rule_versions",
-]
+ORG, OTHER = "cloudnine", "forge-industrial"
+ACCOUNTS = 300
+DATES = month_ends(dt.date(2026, 3, 31), 3)  # daily partitions: each date is its own partition key
+CHECKS = {  # name -> (table judged, severity)
+    "quarantine_share": ("quarantine", dg.AssetCheckSeverity.ERROR),
+    "removed_share": ("category_history", dg.AssetCheckSeverity.ERROR),
+    "unassigned_share": ("account_categories", dg.AssetCheckSeverity.WARN),
+    "overlap_share": ("account_categories", dg.AssetCheckSeverity.WARN),
+    "category_mix_shift": ("account_categories", dg.AssetCheckSeverity.WARN),
+    "history_invariants": ("category_history", dg.AssetCheckSeverity.WARN),
+}
 
 
 class Setup:
+    """Two organizations' rules and generated monthly snapshots in a temporary folder."""
+
     def __init__(self, root: Path):
         self.root = root
         self.rules_dir = root / "rules"
-        shutil.copytree(ROOT / "rules" / ORG, self.rules_dir / ORG)
-        self.rules = load_rules(self.rules_dir / ORG)
-        self.inputs = root / "input"
-        self.inputs.mkdir()
-        for day, frame in snapshots(self.rules, ACCOUNTS, DATES, seed=11):
-            frame.write_parquet(self.inputs / f"{day}.parquet")
-        self.warehouse = root / "published.duckdb"
+        for org in (ORG, OTHER):
+            shutil.copytree(ROOT / "rules" / org, self.rules_dir / org)
+            (root / "input" / org).mkdir(parents=True)
+            for day, frame in snapshots(load_rules(self.rules_dir / org), ACCOUNTS, DATES, seed=11):
+                if org == ORG:  # a few invalid rows (5%, under the limit): quarantine has rows too
+                    frame = with_bad_nps(frame, every=20)
+                frame.write_parquet(root / "input" / org / f"{day}.parquet")
+        self.input = str(root / "input" / "{org}" / "{as_of}.parquet")
 
-    def frame(self, day: dt.date) -> pl.DataFrame:
-        return pl.read_parquet(self.inputs / f"{day}.parquet")
+    def settings(self, warehouse: Path, **kw) -> KareSettings:
+        return KareSettings(rules_dir=str(self.rules_dir), warehouse=str(warehouse), input=kw.pop("input", self.input),
+                            wait=60.0, **kw)  # fmt: skip
 
-    def copy(self, tmp_path: Path) -> Path:
-        """A private copy of the published warehouse for a test that changes it."""
-        dst = tmp_path / "wh.duckdb"
-        shutil.copy(self.warehouse, dst)
-        return dst
-
-    def run(self, warehouse: Path, day: dt.date, tmp_path: Path | None = None, **kw) -> runner.RunOutputs:
-        kw.setdefault("input", str(self.inputs / "{as_of}.parquet"))
-        staging = (tmp_path or self.root) / "staging"
-        return run_org(
-            ORG, warehouse=str(warehouse), as_of=str(day), rules_dir=str(self.rules_dir), staging=str(staging), **kw
+    def materialize(self, warehouse: Path, day: dt.date, org: str = ORG, **kw) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [assets.kare_run],
+            partition_key=partition_key(org, day.isoformat()),
+            resources={"kare": self.settings(warehouse, **kw)},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
         )
 
+    def kare_run(self, warehouse: Path, day: dt.date, org: str = ORG) -> int:
+        return kare(["run", "--org", org, "--as-of", day.isoformat(), "--input", self.input, "--warehouse",
+                     str(warehouse), "--rules-dir", str(self.rules_dir)])  # fmt: skip
 
-def state(warehouse: Path) -> dict[str, pl.DataFrame]:
-    """Every published table except the runs log, in a stable order."""
+
+def with_bad_nps(frame: pl.DataFrame, every: int) -> pl.DataFrame:
+    """Every `every`-th row gets an NPS of 500, above the rule file's maximum of 100."""
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % every == 0).then(500).otherwise(pl.col("nps")).alias("nps")
+    )
+
+
+def tables(warehouse: Path) -> dict[str, pl.DataFrame]:
     wh = Warehouse(warehouse)
-    return {t: (lambda df: df.sort(df.columns, nulls_last=True))(wh.read(t)) for t in STATE_TABLES}
-
-
-def assert_same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
-    for table in a:
-        assert same_rows(a[table], b[table]), f"{table} changed"
+    return {t: wh.read(t) for t in TABLES}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Setup:
-    s = Setup(tmp_path_factory.mktemp("pipeline"))
-    s.summaries = [s.run(s.warehouse, day) for day in DATES[:3]]
-    return s
+    return Setup(tmp_path_factory.mktemp("pipeline"))
 
 
-# ---- what gets published -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def published(setup):
+    """Two dates materialized through Dagster on one warehouse, and through `kare run` on another."""
+    by_dagster, by_cli = setup.root / "dagster.duckdb", setup.root / "cli.duckdb"
+    results = [setup.materialize(by_dagster, day) for day in DATES[:2]]
+    assert [r.success for r in results] == [True, True]
+    assert [setup.kare_run(by_cli, day) for day in DATES[:2]] == [0, 0]
+    return by_dagster, by_cli, results
 
 
-def test_every_table_is_published_with_its_contract_columns_and_types(setup):
-    with duckdb.connect(str(setup.warehouse), read_only=True) as con:
-        for table in TABLES:
-            got = con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'kare' AND table_name = $t ORDER BY ordinal_position",
-                {"t": table},
-            ).fetchall()
-            want = [
-                (name, spec["x-sql-type"].replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"))
-                for name, spec in json_contract(table)["properties"].items()
-            ]
-            assert got == want, table
-    wh = Warehouse(setup.warehouse)
+# ---- the same rows as kare run ----------------------------------------------------------------------
+
+
+def test_a_materialization_publishes_the_same_rows_as_kare_run(published):
+    by_dagster, by_cli, _ = published
+    dagster_tables, cli_tables = tables(by_dagster), tables(by_cli)
     for table in TABLES:
-        assert dict(wh.read(table).schema) == schema_of(table)
+        a, b = dagster_tables[table], cli_tables[table]
+        if table == "runs":
+            a, b = a.drop("started_at", "finished_at"), b.drop("started_at", "finished_at")
+        assert a.height > 0, table
+        assert same_rows(a, b), f"{table} differs between the Dagster materialization and kare run"
+    runs = dagster_tables["runs"].sort("as_of")
+    assert runs["as_of"].to_list() == DATES[:2]
+    assert runs["status"].to_list() == ["published", "published"]
 
 
-def test_three_runs_publish_history_actions_and_a_runs_log(setup):
-    wh = Warehouse(setup.warehouse)
-    runs = wh.read("runs", ORG).sort("as_of")
-    assert runs["as_of"].to_list() == DATES[:3]
-    assert runs["status"].to_list() == ["published"] * 3
-    assert (runs["input_rows"] == runs["valid_rows"] + runs["quarantined_rows"]).all()
-    assert runs["input_rows"][0] == ACCOUNTS
-    cats = wh.read("account_categories", ORG)
-    assert cats.height == runs["input_rows"][-1]
-    assert cats["account_id"].n_unique() == cats.height
-    assert set(cats["as_of"]) == {DATES[2]}
-    history = wh.read("category_history", ORG)
-    assert history_problems(history) == []
-    assert set(history["change_cause"]) >= {"new", "data", "removed"}
-    transitions = wh.read("category_transitions", ORG)
-    assert sorted(set(transitions["as_of"])) == DATES[:3]
-    for day, n in transitions.group_by("as_of").agg(pl.col("accounts").sum()).rows():
-        current_then = history.filter((pl.col("valid_from") <= day) & (pl.col("valid_to") > day))
-        assert (
-            n
-            == current_then.height
-            - current_then.filter(pl.col("category").is_null() & (pl.col("valid_from") < day)).height
-        )
-    queue = wh.read("action_queue", ORG)
-    open_ = queue.filter(pl.col("status") == "open")
-    assert open_.group_by("account_id", "action_id").len()["len"].max() == 1
-    assert (queue["due_on"] > queue["created_on"]).all()
-    assert set(queue["status"]) == {"open", "superseded"}
-    assert runs["moved"][2] == setup.summaries[2].run["moved"] > 0
+# ---- metadata ----------------------------------------------------------------------------------------
 
 
-# ---- re-runs and failures ----------------------------------------------------------------------
+def test_every_table_reports_its_row_count_column_schema_and_rules(published):
+    by_dagster, _, results = published
+    second = results[1]
+    events = {e.asset_key.path[-1]: e.materialization for e in second.get_asset_materialization_events()}
+    assert set(events) == set(assets.PUBLISHED)
+    run = Warehouse(by_dagster).last_run(ORG)
+    history = Warehouse(by_dagster).read("category_history", ORG)
+    transitions = Warehouse(by_dagster).read("category_transitions", ORG).filter(pl.col("as_of") == DATES[1])
+    want_rows = {
+        "account_categories": run["valid_rows"],
+        "category_history": history.filter(pl.col("run_id") == run["run_id"]).height,
+        "category_transitions": transitions.height,
+        "action_queue": run["actions_opened"],
+        "quarantine": run["quarantined_rows"],
+        "runs": 1,
+    }
+    for table, materialization in events.items():
+        meta = materialization.metadata
+        assert meta["dagster/row_count"].value == want_rows[table], table
+        schema = meta["dagster/column_schema"].schema
+        assert [(c.name, c.description) for c in schema.columns] == [(n, d) for n, _, d in TABLES[table][2]]
+        assert meta["rules_version"].value == run["rules_version"]
+        assert meta["rules_digest"].value == run["rules_digest"]
+        assert (meta["org"].value, meta["as_of"].value, meta["run_id"].value) == (ORG, str(DATES[1]), run["run_id"])
+        assert materialization.partition == f"{DATES[1]}|{ORG}"
+    categories = {
+        r.data["category"]: r.data["accounts"] for r in events["account_categories"].metadata["categories"].records
+    }
+    assert categories == {c: run[c] for c in categories}
+    matrix = events["category_transitions"].metadata["transition_matrix"].records
+    cells = sum(v for r in matrix for k, v in r.data.items() if k != "from_category")
+    assert cells == transitions["accounts"].sum()
+    tags = second.dagster_run.tags
+    assert (tags["kare/org"], tags["kare/as_of"], tags["kare/run_id"]) == (ORG, str(DATES[1]), run["run_id"])
+    assert tags["kare/rules_digest"] == run["rules_digest"]
 
 
-def test_rerunning_the_last_date_changes_nothing_and_logs_unchanged(setup, tmp_path):
-    wh = setup.copy(tmp_path)
-    before = state(wh)
-    summary = setup.run(wh, DATES[2], tmp_path)
-    assert summary.run["status"] == "unchanged"
-    assert summary.run["run_id"] == setup.summaries[2].run["run_id"]
-    assert_same(before, state(wh))
-    statuses = Warehouse(wh).read("runs", ORG).sort("as_of", "finished_at")["status"].to_list()
-    assert statuses == ["published", "published", "published", "unchanged"]
+# ---- asset checks ------------------------------------------------------------------------------------
 
 
-def test_a_failure_injected_mid_publish_leaves_every_table_unchanged(setup, tmp_path):
-    wh_path = setup.copy(tmp_path)
-    wh = Warehouse(wh_path)
-    before = state(wh_path)
-    runs_before = wh.read("runs")
-    previous = wh.previous_state(ORG)
-    out = runner.compute_run(setup.rules, setup.frame(DATES[3]), DATES[3], previous)
-    text = (setup.rules_dir / ORG / "kare.yaml").read_text()
-    for table in ("account_categories", "category_history", "action_queue"):
-        with pytest.raises(RuntimeError, match=f"injected failure after {table}"):
-            wh.publish(out, text, setup.rules.version, expected_previous_run=previous.last_run_id, fail_after=table)
-        assert_same(before, state(wh_path))
-        assert same_rows(wh.read("runs"), runs_before)
-    # The same outputs then publish cleanly.
-    wh.publish(out, text, setup.rules.version, expected_previous_run=previous.last_run_id)
-    assert wh.last_run(ORG)["as_of"] == DATES[3]
+def test_every_check_is_reported_on_the_table_it_judges_for_the_partition(published):
+    _, _, results = published
+    evaluations = {e.check_name: e for e in results[1].get_asset_check_evaluations()}
+    assert set(evaluations) == set(CHECKS)
+    for name, (table, severity) in CHECKS.items():
+        e = evaluations[name]
+        assert e.asset_key == dg.AssetKey(["kare", table]), name
+        assert e.severity == severity, name
+        assert e.partition == f"{DATES[1]}|{ORG}", name
+        assert e.passed, name
 
 
-def test_a_failing_asset_step_publishes_nothing(setup, tmp_path, monkeypatch):
-    wh = setup.copy(tmp_path)
-    before = state(wh)
-
-    def broken(*args, **kwargs):
-        raise ValueError("disk on fire")
-
-    monkeypatch.setattr(runner, "step_actions", broken)
-    with pytest.raises(RunFailed, match=r"step action_queue failed.*disk on fire"):
-        setup.run(wh, DATES[3], tmp_path)
-    assert_same(before, state(wh))
-    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
-
-
-def test_past_the_quarantine_limit_nothing_is_published_and_below_it_rows_are_quarantined(setup, tmp_path):
-    wh = setup.copy(tmp_path)
-    before = state(wh)
-    frame = setup.frame(DATES[3])
-    i = pl.int_range(pl.len())
-    dirty = frame.with_columns(pl.when(i % 4 == 0).then(500).otherwise(pl.col("nps")).alias("nps"))
+def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless_the_org_allows_it(setup, tmp_path):
+    wh = tmp_path / "wh.duckdb"
+    assert setup.materialize(wh, DATES[0]).success
+    before = tables(wh)
+    dirty = with_bad_nps(pl.read_parquet(setup.root / "input" / ORG / f"{DATES[1]}.parquet"), every=4)
     source = tmp_path / "dirty.parquet"
     dirty.write_parquet(source)
-    bad = dirty.height // 4 + (dirty.height % 4 > 0)
-    with pytest.raises(RunFailed, match=r"above the limit of 20%; nothing was published.*nps: 500 is above"):
-        setup.run(wh, DATES[3], tmp_path, input=str(source))
-    assert_same(before, state(wh))
-    summary = setup.run(wh, DATES[3], tmp_path, input=str(source), max_quarantine_share=0.3)
-    assert summary.run["quarantined_rows"] == bad
-    assert summary.run["valid_rows"] + bad == dirty.height
-    q = Warehouse(wh).read("quarantine", ORG).filter(pl.col("as_of") == DATES[3])
-    assert q.height == bad
-    assert set(q["reasons"].list.join("; ")) == {"nps: 500 is above the maximum 100"}
-    # The quarantined accounts that were known keep their category and are not removed.
-    history = Warehouse(wh).read("category_history", ORG)
-    removed_now = history.filter((pl.col("valid_from") == DATES[3]) & (pl.col("change_cause") == "removed"))
-    assert not set(removed_now["account_id"]) & set(q["account_id"])
-    cats = Warehouse(wh).read("account_categories", ORG)
-    known = set(before["account_categories"]["account_id"]) & set(q["account_id"])
-    assert known and known <= set(cats["account_id"])
+
+    failed = setup.materialize(wh, DATES[1], input=str(source))
+    assert not failed.success
+    failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "above the limit of 20%; nothing was published" in failure.description
+    assert "nps: 500 is above" in failure.description
+    assert failed.get_asset_materialization_events() == []
+    [check] = failed.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.severity) == ("quarantine_share", False, dg.AssetCheckSeverity.ERROR)
+    assert check.asset_key == dg.AssetKey(["kare", "quarantine"])
+    after = tables(wh)
+    for table in TABLES:
+        if table != "runs":
+            assert same_rows(before[table], after[table]), f"{table} changed"
+    assert after["runs"].sort("finished_at")["status"].to_list() == ["published", "failed"]
+
+    # The same input publishes when this organization's limit is raised (others keep the global one).
+    limits = {ORG: {"max_quarantine_share": 0.3}, OTHER: {"max_quarantine_share": 0.0}}
+    allowed = setup.materialize(wh, DATES[1], input=str(source), thresholds=limits)
+    assert allowed.success
+    quarantine = {e.check_name: e for e in allowed.get_asset_check_evaluations()}["quarantine_share"]
+    assert quarantine.passed and quarantine.metadata["limit"].value == 0.3
+    assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == dirty.height // 4 + (dirty.height % 4 > 0)
 
 
-# ---- one warehouse, one run at a time ----------------------------------------------------------
+def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_backfill(setup, published, tmp_path):
+    wh = tmp_path / "copy.duckdb"
+    shutil.copy(published[0], wh)
+    before = tables(wh)
+    again = setup.materialize(wh, DATES[1])
+    assert again.success
+    evaluations = again.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == set(CHECKS) and all(e.passed for e in evaluations)
+    assert {e.metadata["unchanged_run"].value for e in evaluations} == {Warehouse(wh).last_run(ORG)["run_id"]}
+    earlier = setup.materialize(wh, DATES[0])
+    assert not earlier.success
+    text = earlier.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert f"already published for {DATES[1]}; a run for the earlier date {DATES[0]} would rewrite" in text
+    assert "launch a range backfill as one run per partition" in text
+    after = tables(wh)
+    for table in TABLES:
+        if table != "runs":
+            assert same_rows(before[table], after[table]), f"{table} changed"
+    assert after["runs"].sort("finished_at")["status"].to_list()[-2:] == ["unchanged", "failed"]
 
 
-def test_a_second_run_while_one_holds_the_warehouse_fails_clearly(setup, tmp_path):
-    wh = setup.copy(tmp_path)
-    with warehouse_lock(wh), pytest.raises(WarehouseBusy, match=r"another kare run \(pid \d+ since .*\) is publishing"):
-        setup.run(wh, DATES[3], tmp_path)
-    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
-
-
-def test_publishing_on_top_of_a_run_this_one_did_not_see_is_refused(setup, tmp_path):
-    wh = Warehouse(setup.copy(tmp_path))
-    previous = wh.previous_state(ORG)
-    out = runner.compute_run(setup.rules, setup.frame(DATES[3]), DATES[3], previous)
-    text = (setup.rules_dir / ORG / "kare.yaml").read_text()
-    with pytest.raises(WarehouseBusy, match="published cloudnine while this one was computing; nothing was published"):
-        wh.publish(out, text, setup.rules.version, expected_previous_run="cloudnine-20260101-stale")
-    assert wh.last_run(ORG)["as_of"] == DATES[2]
-
-
-def test_a_run_for_an_earlier_date_is_refused(setup, tmp_path):
-    wh = setup.copy(tmp_path)
-    before = state(wh)
-    with pytest.raises(RunFailed, match=rf"already published for {DATES[2]}.*Run with --as-of {DATES[2]} or later"):
-        setup.run(wh, DATES[0], tmp_path)
-    assert_same(before, state(wh))
-
-
-# ---- Dagster: checks, definitions, schedule, sensor --------------------------------------------
-
-
-def test_materialize_reports_every_asset_check_for_the_partition(setup, tmp_path):
-    wh = setup.copy(tmp_path)
+def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(setup.rules_dir, rules_dir)
+    path = rules_dir / ORG / "kare.yaml"
+    path.write_text(path.read_text().replace("version: 1.0.0", "version: one"))
+    wh = tmp_path / "wh.duckdb"
     result = dg.materialize(
-        assets.ALL,
-        partition_key=ORG,
-        resources=resources.default_resources(
-            rules_dir=str(setup.rules_dir),
-            warehouse=str(wh),
-            input=str(setup.inputs / "{as_of}.parquet"),
-            as_of=str(DATES[3]),
-            staging=str(tmp_path / "staging"),
-        ),
+        [assets.kare_run],
+        partition_key=partition_key(ORG, DATES[0].isoformat()),
+        resources={"kare": KareSettings(rules_dir=str(rules_dir), warehouse=str(wh), input=setup.input)},
         instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
-    assert result.success
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {
-        "quarantine_share",
-        "unassigned_share",
-        "overlap_share",
-        "category_mix_shift",
-        "history_invariants",
-    }
-    assert checks["history_invariants"].passed
-    assert checks["quarantine_share"].passed
-    assert all(
-        e.asset_check_key.asset_key.path[-1] in {"validated_accounts", "account_categories", "category_history"}
-        for e in checks.values()
-    )
-    partitions = {m.partition for m in result.get_asset_materialization_events() for m in [m.materialization]}
-    assert partitions == {ORG}
-    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[3]
+    assert not result.success
+    text = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert text.startswith(f"{ORG} as of {DATES[0]}: ") and f"{path}:" in text
+    [run] = Warehouse(wh).read("runs").to_dicts()
+    assert (run["org"], run["as_of"], run["status"]) == (ORG, DATES[0], "failed")
+    assert f"{path}:" in run["message"]
+    assert Warehouse(wh).read("account_categories").height == 0
+
+
+def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_path):
+    result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], thresholds={ORG: {"max_quarantine": 0.3}})
+    assert not result.success
+    text = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "thresholds.cloudnine names max_quarantine, which is not a limit" in text
+    assert "max_quarantine_share" in text
+
+
+# ---- two organizations at once -----------------------------------------------------------------------
+
+
+MATERIALIZE = """
+import sys
+import dagster as dg
+from pipelines.kare import assets
+from pipelines.kare.partitions import partition_key
+from pipelines.kare.resources import KareSettings
+rules_dir, warehouse, source, org, day = sys.argv[1:]
+kare = KareSettings(rules_dir=rules_dir, warehouse=warehouse, input=source, wait=120.0)
+result = dg.materialize([assets.kare_run], partition_key=partition_key(org, day), resources={"kare": kare},
+                        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_two_organizations_materialized_at_once_on_one_warehouse_both_publish(setup, tmp_path):
+    """Two processes, as two runs of a schedule would be: the second waits for the warehouse instead of failing."""
+    wh = tmp_path / "shared.duckdb"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MATERIALIZE, str(setup.rules_dir), str(wh), setup.input, org, DATES[0].isoformat()],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for org in (ORG, OTHER)
+    ]
+    logs = [p.communicate(timeout=180)[0] for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], "\n".join(logs)
+    published = Warehouse(wh).read("runs")
+    assert sorted(zip(published["org"], published["status"], strict=True)) == [(ORG, "published"), (OTHER, "published")]
+
+
+# ---- definitions, schedule, sensor -------------------------------------------------------------------
 
 
 def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     env = {**os.environ, "KARE_RULES_DIR": str(ROOT / "rules")}
     done = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pipelines.definitions" in done.stdout + done.stderr
     dg_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]
@@ -300,36 +313,46 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     assert dg_config["project"]["code_location_target_module"] == "pipelines.definitions"
 
 
-def test_definitions_hold_the_graph_job_schedule_and_sensor():
+def test_the_shipped_instance_settings_give_the_warehouse_pool_one_run_at_a_time(tmp_path):
+    shutil.copy(ROOT / "pipelines" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        pools = instance.get_concurrency_config().pool_config
+    assert (pools.default_pool_limit, pools.pool_granularity.value) == (1, "run")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "cp pipelines/dagster.yaml .dagster_home/dagster.yaml" in makefile
+    assert f"dagster instance concurrency set {assets.POOL} 1" in makefile
+
+
+def test_the_definitions_hold_the_tables_their_sources_checks_schedule_and_sensor():
     from pipelines.definitions import defs
 
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {
-        "raw_accounts",
-        "run_manifest",
-        "validated_accounts",
-        "quarantine",
-        "account_categories",
-        "category_history",
-        "category_transitions",
-        "action_queue",
-        "runs",
-    }
-    assert repo.has_schedule_def("daily") and repo.has_sensor_def("rule_version_sensor")
-    assert set(org_partitions.get_partition_keys()) >= {"cloudnine", "forge-industrial"}
+    assert keys == {f"kare/{t}" for t in (*assets.PUBLISHED, "account_source", "rules")}
+    for table in assets.PUBLISHED:
+        node = repo.asset_graph.get(dg.AssetKey(["kare", table]))
+        assert node.parent_keys == {dg.AssetKey(["kare", "account_source"]), dg.AssetKey(["kare", "rules"])}
+        assert node.description == TABLES[table][0]
+    checks = {(k.asset_key.path[-1], k.name) for k in repo.asset_graph.asset_check_keys}
+    assert checks == {(table, name) for name, (table, _) in CHECKS.items()}
+    assert assets.kare_run.op.pool == "kare_warehouse"
+    assert not assets.kare_run.can_subset
+    assert repo.has_schedule_def("kare_schedule") and repo.has_sensor_def("rule_version_sensor")
+    assert org_partitions.get_partition_keys() == [ORG, OTHER]
 
 
-def test_the_daily_schedule_requests_one_run_per_organization():
+def test_the_schedule_requests_one_run_per_organization_for_the_day_that_ended():
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 2, 6, tzinfo=dt.UTC))
-    requests = list(schedules.daily(context))
-    assert [r.partition_key for r in requests] == org_partitions.get_partition_keys()
-    assert len({r.run_key for r in requests}) == len(requests)
-    for r in requests:
-        assert r.run_config == {"resources": {"kare": {"config": {"as_of": "2026-11-02"}}}}
+    requests = list(schedules.kare_schedule(context))
+    assert [r.partition_key for r in requests] == [f"2026-11-01|{ORG}", f"2026-11-01|{OTHER}"]
+    assert [(r.tags["kare/org"], r.tags["kare/as_of"]) for r in requests] == [
+        (ORG, "2026-11-01"),
+        (OTHER, "2026-11-01"),
+    ]
+    assert len({r.run_key for r in requests}) == 2
 
 
-def test_the_sensor_requests_a_run_when_a_rule_version_changes(tmp_path, monkeypatch):
+def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_changes(tmp_path, monkeypatch):
     rules_dir = tmp_path / "rules"
     shutil.copytree(ROOT / "rules" / ORG, rules_dir / ORG)
     monkeypatch.setenv("KARE_RULES_DIR", str(rules_dir))
@@ -337,17 +360,24 @@ def test_the_sensor_requests_a_run_when_a_rule_version_changes(tmp_path, monkeyp
     assert list(sensors.rule_version_sensor(first)) == []  # the first look only remembers
     cursor = first.cursor
     assert json.loads(cursor)[ORG].startswith("1.0.0@")
-    same = dg.build_sensor_context(cursor=cursor)
-    assert list(sensors.rule_version_sensor(same)) == []
+    assert list(sensors.rule_version_sensor(dg.build_sensor_context(cursor=cursor))) == []
     path = rules_dir / ORG / "kare.yaml"
     path.write_text(path.read_text().replace("version: 1.0.0", "version: 1.1.0").replace("gte: 100000", "gte: 90000"))
     changed = dg.build_sensor_context(cursor=cursor)
-    requests = list(sensors.rule_version_sensor(changed))
-    assert [(r.partition_key, r.run_key.split("@")[0]) for r in requests] == [(ORG, "cloudnine-1.1.0")]
+    [request] = list(sensors.rule_version_sensor(changed))
+    assert request.partition_key.split("|")[1] == ORG
+    assert request.run_key.startswith(f"{ORG}|") and "|1.1.0@" in request.run_key
     assert json.loads(changed.cursor)[ORG].startswith("1.1.0@")
 
 
-# ---- the committed table contracts -------------------------------------------------------------
+def test_the_rules_source_is_observed_as_each_organizations_digest(setup):
+    observed = assets.rules.observe_fn(dg.build_op_context(), setup.settings(setup.root / "unused.duckdb"))
+    assert {org: v.value for org, v in observed.data_versions_by_partition.items()} == {
+        org: load_rules(setup.rules_dir / org).digest for org in (ORG, OTHER)
+    }
+
+
+# ---- the committed table contracts -------------------------------------------------------------------
 
 
 def test_committed_table_contracts_match_kare_rules_tables(tmp_path):

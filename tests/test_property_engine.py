@@ -158,7 +158,14 @@ def rule_files(draw) -> str:
     if "exit" in defined:
         doc["exit"] = {"when": draw(conditions(leaves))}
     doc["profiles"] = {name: {"when": draw(conditions(leaves))} for name in profiles}
-    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    return yaml.dump(doc, Dumper=_NoAliases, allow_unicode=True, sort_keys=False)
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Rule files may not hold YAML anchors or aliases: a value used twice is written out twice."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 @st.composite

@@ -474,13 +474,13 @@ BROKEN_FILES = [
     pytest.param(
         b"format: kare/v1\norganization: [acme\n",
         "3:1",
-        "YAML syntax error: expected ',' or ']'",
+        "YAML syntax error: did not find expected ',' or ']'",
         id="unclosed-bracket",
     ),
     pytest.param(
         b"format: kare/v1\n\torganization: acme\n",
         "2:1",
-        "YAML syntax error: found character '\\t' that cannot start any token; check indentation",
+        "YAML syntax error: found a tab character that violates indentation; check indentation",
         id="tab-indentation",
     ),
     pytest.param(

@@ -19,8 +19,8 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.engine import cast_expr, categorize
-from kare_rules.errors import DataError, KareError
-from kare_rules.loader import load_rules_text, rule_file_in
+from kare_rules.errors import KareError
+from kare_rules.loader import load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
 from kare_rules.run.actions import action_changes, owner_columns
 from kare_rules.run.history import history_changes, transition_rows
@@ -33,10 +33,11 @@ from kare_rules.run.quality import (
     removed_check,
 )
 from kare_rules.run.slicing import default_budget, slice_count, slice_expr
-from kare_rules.sources import read_source
+from kare_rules.sources import read_accounts
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import require_columns, validate_accounts
-from kare_rules.warehouse import DuckDBWarehouse, Session, warehouse_lock
+from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
+from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
@@ -71,17 +72,13 @@ class RuleBundle:
 
 
 def load_bundle(rules_dir: str | Path, org: str) -> RuleBundle:
-    """Read rules/<org>/kare.yaml (and overrides.yaml) once."""
+    """Read rules/<org>/kare.yaml (and overrides.yaml) once, with every check of `kare validate`."""
     folder = Path(rules_dir) / org
     path = rule_file_in(folder)
-    from kare_rules.loader import load_rules
-
-    rules = load_rules(folder)  # every located check, on the file as it is now
-    text = path.read_text(encoding="utf-8")
+    rules = load_rules(folder)  # refuses links, a directory named unlike its organization, special files
+    text = read_regular_file(path, MAX_FILE_BYTES).decode("utf-8")
     if load_rules_text(text, str(path)).digest != rules.digest:
         raise KareError(f"{path} changed while it was being read; run again")
-    if rules.organization != org:
-        raise KareError(f"{path} says organization {rules.organization!r} but is in the directory {org!r}")
     return RuleBundle(rules, text, load_overrides(folder / OVERRIDES_FILE, rules))
 
 
@@ -150,17 +147,14 @@ def categorize_run(
     )
 
 
-def read_accounts(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """The whole input, read once; an unreadable source is a DataError naming it."""
+def read_input(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The whole input, read once; whatever is wrong with a source is a DataError naming it. An empty
+    input is read as such: the removed-share guard decides whether it may be published."""
     if isinstance(source, pl.DataFrame):
         return source
     if isinstance(source, pl.LazyFrame):
         return source.collect()
-    frame = read_source(source)
-    try:
-        return frame.collect()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"cannot read the input {source}: {exc}") from None
+    return read_accounts(source, allow_empty=True)
 
 
 @dataclass
@@ -206,23 +200,28 @@ def run_organization(
     if engine not in ENGINES:
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
     known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
-    with warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait):
-        try:
-            bundle = bundle or load_bundle(rules_dir, org)
-            known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
-            progress("reading the input", 0, 1)
-            raw = read_accounts(source)
-            known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
-            require_columns(bundle.rules, raw.columns)
-            with warehouse.transaction() as session:
-                return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
-        except KeyboardInterrupt:
-            _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-            raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(warehouse, known, message)
-            raise RunFailed(message) from exc
+    try:
+        # Rules and input are read before the warehouse is locked: a queued run holds nobody up meanwhile.
+        bundle = bundle or load_bundle(rules_dir, org)
+        known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
+        progress("reading the input", 0, 1)
+        raw = read_input(source)
+        known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
+        require_columns(bundle.rules, raw.columns)
+        with (
+            warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
+            warehouse.transaction() as session,
+        ):
+            return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
+    except KeyboardInterrupt:
+        _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+        raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
+    except WarehouseBusy as exc:
+        raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+        _record_failure(warehouse, known, message)
+        raise RunFailed(message) from exc
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> None:

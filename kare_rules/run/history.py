@@ -15,9 +15,6 @@ from kare_rules.tables import FAR_FUTURE, conformed, empty
 
 NEW, REMOVED = "new", "removed"
 
-# The columns of a current history row a run needs (the rest of the row is never read).
-CURRENT_COLUMNS = ("account_id", "category", "matched_rule", "rules_version", "rules_digest", "valid_from")
-
 
 @dataclass(frozen=True)
 class HistoryChanges:
@@ -31,11 +28,6 @@ class HistoryChanges:
     @property
     def removed(self) -> int:
         return self.opens.filter(pl.col("change_cause") == REMOVED).height
-
-
-def empty_current() -> pl.DataFrame:
-    schema = {c: t for c, t in empty("category_history").schema.items() if c in CURRENT_COLUMNS}
-    return pl.DataFrame(schema=schema).select(CURRENT_COLUMNS)
 
 
 def change_cause(previous_digest: str | None) -> pl.Expr:

@@ -16,8 +16,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from kare_rules.run.history import CURRENT_COLUMNS, empty_current
-from kare_rules.tables import FAR_FUTURE, SCHEMA, TABLES, _sql_type, conformed, empty, schema_of
+from kare_rules.tables import (
+    CURRENT_COLUMNS,
+    FAR_FUTURE,
+    SCHEMA,
+    TABLES,
+    _sql_type,
+    conformed,
+    empty,
+    empty_current,
+    schema_of,
+)
 from kare_rules.warehouse.lock import WarehouseBusy, retry_while_locked
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"

@@ -1,196 +1,193 @@
-"""The asset graph. Every body is a call into kare_rules; this file only wires inputs to outputs."""
+"""The assets are the published tables: one engine step (kare_rules.run.run_organization) publishes all six
+for one organization and date, downstream of the organization's account source and its rule file."""
 
+import contextlib
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
-from kare_rules import runner
-from kare_rules.history import transitions
-from kare_rules.tables import conformed
-from kare_rules.validation import Checked
+from kare_rules.errors import KareError
+from kare_rules.model import ALL_CATEGORIES
+from kare_rules.run import RunBlocked, RunFailed, RunResult, load_bundle, run_organization
+from kare_rules.run.report import summary_lines
+from kare_rules.tables import SCHEMA, TABLES, json_contract
 from pipelines.kare import checks
-from pipelines.kare import metadata as md
-from pipelines.kare.partitions import org_partitions
+from pipelines.kare.partitions import org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
 
 GROUP = "kare"
+POOL = "kare_warehouse"  # one warehouse, one run at a time: dagster.yaml gives every pool a limit of 1
+PUBLISHED = ("account_categories", "category_history", "category_transitions", "action_queue", "quarantine", "runs")
 
 
-def _manifest_of(frame: pl.DataFrame) -> dict:
-    return frame.row(0, named=True)
+def table_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["kare", table])
 
 
-@dg.asset(partitions_def=org_partitions, group_name=GROUP, kinds={"polars"})
-def raw_accounts(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.Output[pl.DataFrame]:
-    """The organization's accounts as read from the source (Parquet, CSV, DuckDB table or SQL)."""
-    org = context.partition_key
-    frame = kare.read_accounts(org)
-    return dg.Output(frame, metadata={**md.frame(frame), "source": kare.source(org)})
+def column_schema(table: str) -> dg.TableSchema:
+    """The BI contract of a table (kare_rules.tables), with each column's SQL type and meaning."""
+    props = json_contract(table)["properties"]
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, props[name]["x-sql-type"], description=text) for name, _, text in TABLES[table][2]
+        ]
+    )
 
 
-@dg.asset(partitions_def=org_partitions, group_name=GROUP, kinds={"polars"})
-def run_manifest(
-    context: dg.AssetExecutionContext, kare: KareSettings, raw_accounts: pl.DataFrame
-) -> dg.Output[pl.DataFrame]:
-    """Who, when and with which rules: the run id every other asset stamps on its rows."""
-    org = context.partition_key
-    rules = kare.rules(org)
-    as_of = kare.run_date()
-    last = kare.open_warehouse().last_run(org) or {}
-    runner.check_forward(org, as_of, last.get("as_of"))
-    overrides = kare.overrides(org, rules)
-    run_id = runner.run_id_for(org, as_of, rules, overrides, raw_accounts)
-    manifest = pl.DataFrame([{
-        "org": org, "as_of": as_of, "run_id": run_id, "rules_version": rules.version, "rules_digest": rules.digest,
-        "input_rows": raw_accounts.height, "previous_run_id": last.get("run_id"),
-        "started_at": dt.datetime.now(dt.UTC),
-    }], schema_overrides={"previous_run_id": pl.String})  # fmt: skip
-    return dg.Output(manifest, metadata={"run_id": run_id, "as_of": str(as_of), "rules_version": rules.version})
+account_source = dg.AssetSpec(
+    key=["kare", "account_source"],
+    description="The organization's accounts as of the date (KareSettings.input, with {org} and {as_of} filled "
+    "in): a Parquet/CSV file, a DuckDB table or a SQL query. Kept outside Dagster; the run reads it once.",
+    group_name=GROUP,
+    partitions_def=partitions,
+)
+
+
+@dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
+def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
+    """rules/<org>/kare.yaml: its data version is the rules digest, so a rule change shows the tables as stale."""
+    versions = {}
+    for org in org_partitions.get_partition_keys():
+        try:
+            versions[org] = load_bundle(kare.rules_dir, org).digest
+        except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
+            context.log.warning(f"{org}: {exc}")
+    return dg.DataVersionsByPartition(versions)
+
+
+def _specs() -> list[dg.AssetSpec]:
+    # Each org × date partition depends on its organization's rules.
+    by_org = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="org")
+    deps = [dg.AssetDep(account_source), dg.AssetDep(rules.key, partition_mapping=by_org)]
+    return [
+        dg.AssetSpec(
+            table_key(table),
+            description=TABLES[table][0],
+            deps=deps,
+            group_name=GROUP,
+            kinds={"duckdb"},
+            metadata={"dagster/column_schema": column_schema(table), "dagster/table_name": f"{SCHEMA}.{table}"},
+        )
+        for table in PUBLISHED
+    ]
 
 
 @dg.multi_asset(
-    partitions_def=org_partitions,
-    group_name=GROUP,
-    outs={
-        "validated_accounts": dg.AssetOut(kinds={"pandera"}, description="Rows that passed the generated schema."),
-        "quarantine": dg.AssetOut(kinds={"pandera"}, description="Rows that failed, with every reason."),
-    },
-    check_specs=[dg.AssetCheckSpec("quarantine_share", asset="validated_accounts")],
+    name="kare_run",
+    specs=_specs(),
+    check_specs=checks.SPECS,
+    partitions_def=partitions,
+    can_subset=False,
+    pool=POOL,
 )
-def validated_accounts(
-    context: dg.AssetExecutionContext, kare: KareSettings, raw_accounts: pl.DataFrame, run_manifest: pl.DataFrame
-):
-    """Pandera validation built from the rule file's inputs; failing rows are quarantined, never dropped."""
-    m = _manifest_of(run_manifest)
-    checked = runner.step_validate(kare.rules(m["org"]), raw_accounts, kare.max_quarantine_share)
-    yield dg.Output(checked.valid, "validated_accounts", metadata=md.frame(checked.valid))
-    quarantine = runner.quarantine_rows(m["org"], checked, m["as_of"], m["run_id"])
-    yield dg.Output(quarantine, "quarantine", metadata={"dagster/row_count": quarantine.height})
-    yield checks.quarantine_check(checked.quarantine.height, checked.input_rows, kare.max_quarantine_share)
+def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
+    """Run one organization as of the partition's date and publish every table in one transaction."""
+    org, as_of = org_and_as_of(context.partition_key)
+    tags = {"kare/org": org, "kare/as_of": as_of.isoformat()}
+    context.instance.add_run_tags(context.run.run_id, tags)
+    warehouse = kare.open_warehouse(on_wait=context.log.info)
+    try:
+        thresholds = kare.thresholds_for(org)
+        bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
+    except KareError as exc:
+        with contextlib.suppress(Exception):  # logged like the engine's failures; the rules' error is the one to tell
+            warehouse.record_failure({"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}, str(exc))
+        raise dg.Failure(description=f"{org} as of {as_of}: {exc}", metadata=tags) from None
+    versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
+    context.instance.add_run_tags(context.run.run_id, versions)
+    try:
+        result = run_organization(
+            org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=kare.engine, thresholds=thresholds,
+            memory_budget=kare.budget(),
+        )  # fmt: skip
+    except RunFailed as exc:
+        if isinstance(exc.__cause__, RunBlocked):
+            yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
+        raise dg.Failure(
+            description=str(exc) + _order_hint(warehouse, org, as_of), metadata={**tags, **versions}
+        ) from None
+    context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
+    context.log.info("\n".join(summary_lines(result)))
+    for table, metadata in table_metadata(result).items():
+        yield dg.MaterializeResult(
+            asset_key=table_key(table), metadata=metadata, data_version=dg.DataVersion(result.run["run_id"])
+        )
+    if result.unchanged:
+        yield from checks.unchanged(result.run["run_id"])
+    else:
+        yield from (checks.check_result(check) for check in result.checks)
 
 
-def _checked(validated_accounts: pl.DataFrame, quarantine: pl.DataFrame) -> Checked:
-    return Checked(validated_accounts, quarantine.select("row_number", "account_id", "reasons", "record"))
-
-
-@dg.asset(
-    partitions_def=org_partitions,
-    group_name=GROUP,
-    kinds={"polars"},
-    check_specs=[
-        dg.AssetCheckSpec("unassigned_share", asset="account_categories"),
-        dg.AssetCheckSpec("overlap_share", asset="account_categories"),
-        dg.AssetCheckSpec("category_mix_shift", asset="account_categories"),
-    ],
-)
-def account_categories(
-    context: dg.AssetExecutionContext,
-    kare: KareSettings,
-    validated_accounts: pl.DataFrame,
-    quarantine: pl.DataFrame,
-    run_manifest: pl.DataFrame,
-):
-    """Every account's category, matched rule and reason; quarantined known accounts keep theirs."""
-    m = _manifest_of(run_manifest)
-    rules = kare.rules(m["org"])
-    warehouse = kare.open_warehouse()
-    # Only accounts whose rows were all quarantined keep a previous category: read just those.
-    held = warehouse.categories_of(m["org"], quarantine["account_id"].drop_nulls().unique())
-    result = runner.step_categories(
-        rules, _checked(validated_accounts, quarantine), m["as_of"], m["run_id"], held,
-        kare.overrides(m["org"], rules), kare.engine,
-    )  # fmt: skip
-    yield dg.Output(result, metadata={**md.frame(result), "categories": md.category_table(result)})
-    yield from checks.category_checks(result, warehouse.last_run(m["org"]), kare)
-
-
-@dg.asset(
-    partitions_def=org_partitions,
-    group_name=GROUP,
-    kinds={"polars"},
-    check_specs=[dg.AssetCheckSpec("history_invariants", asset="category_history")],
-)
-def category_history(
-    context: dg.AssetExecutionContext,
-    kare: KareSettings,
-    account_categories: pl.DataFrame,
-    validated_accounts: pl.DataFrame,
-    quarantine: pl.DataFrame,
-    run_manifest: pl.DataFrame,
-):
-    """SCD type 2 history with a change cause (new, data, rules, both, override, removed)."""
-    m = _manifest_of(run_manifest)
-    rules = kare.rules(m["org"])
-    previous = kare.open_warehouse().previous_state(m["org"], tables=("category_history",), as_of=m["as_of"])
-    history = runner.step_history(
-        rules, _checked(validated_accounts, quarantine), account_categories, previous, m["as_of"], m["run_id"],
-        kare.overrides(m["org"], rules),
-    )  # fmt: skip
-    causes = history.filter(pl.col("valid_from") == m["as_of"])["change_cause"].value_counts()
-    yield dg.Output(history, metadata={**md.frame(history), "changes": md.markdown(causes)})
-    yield checks.history_check(history)
-
-
-@dg.asset(partitions_def=org_partitions, group_name=GROUP, kinds={"polars"})
-def category_transitions(
-    context: dg.AssetExecutionContext, category_history: pl.DataFrame, run_manifest: pl.DataFrame
-) -> dg.Output[pl.DataFrame]:
-    """How many accounts went from each category to each other since the last run."""
-    m = _manifest_of(run_manifest)
-    moves = transitions(category_history, m["as_of"], m["run_id"], m["org"])
-    return dg.Output(moves, metadata={**md.frame(moves), "transition_matrix": md.transition_matrix(moves)})
-
-
-@dg.asset(partitions_def=org_partitions, group_name=GROUP, kinds={"polars"})
-def action_queue(
-    context: dg.AssetExecutionContext,
-    kare: KareSettings,
-    category_history: pl.DataFrame,
-    account_categories: pl.DataFrame,
-    validated_accounts: pl.DataFrame,
-    run_manifest: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
-    """Open actions per account: one per (account, action) at most; superseded when the account moves."""
-    m = _manifest_of(run_manifest)
-    rules = kare.rules(m["org"])
-    previous = kare.open_warehouse().read("action_queue", m["org"])
-    queue = runner.step_actions(
-        rules, category_history, validated_accounts, account_categories, previous, m["as_of"], m["run_id"]
+def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
+    """The engine refuses a date before the last published one; say how to launch dates in order."""
+    last = warehouse.last_run(org)
+    if not last or last["as_of"] <= as_of:
+        return ""
+    return (
+        f" In Dagster: materialize the date partitions of {org} in date order, from {last['as_of']} on; launch a "
+        "range backfill as one run per partition (the kare_warehouse pool runs them oldest first)."
     )
-    status = queue.filter(pl.col("status") == "open").group_by("category").len().sort("category")
-    return dg.Output(queue, metadata={**md.frame(queue), "open_by_category": md.markdown(status)})
 
 
-@dg.asset(partitions_def=org_partitions, group_name=GROUP, kinds={"duckdb"}, io_manager_key="io_manager")
-def runs(
-    context: dg.AssetExecutionContext,
-    kare: KareSettings,
-    run_manifest: pl.DataFrame,
-    account_categories: pl.DataFrame,
-    category_history: pl.DataFrame,
-    category_transitions: pl.DataFrame,
-    action_queue: pl.DataFrame,
-    quarantine: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
-    """Publish the run to the warehouse in one transaction and log it in `kare.runs`."""
-    m = _manifest_of(run_manifest)
-    rules = kare.rules(m["org"])
-    row = runner.run_row(
-        rules, m["input_rows"], quarantine.height, account_categories, category_transitions, action_queue,
-        m["as_of"], m["run_id"], m["started_at"],
-    )  # fmt: skip
-    out = runner.RunOutputs(
-        org=m["org"], as_of=m["as_of"], run_id=m["run_id"], account_categories=account_categories,
-        category_history=category_history, category_transitions=category_transitions, action_queue=action_queue,
-        quarantine=quarantine, run=row, unchanged=m["run_id"] == m["previous_run_id"],
-    )  # fmt: skip
-    published = kare.open_warehouse().publish(
-        out, kare.rules_text(m["org"]), rules.version, expected_previous_run=m["previous_run_id"]
-    )
-    frame = conformed("runs", pl.DataFrame([published]))
-    return dg.Output(frame, metadata={"status": published["status"], **{k: published[k] for k in md.SUMMARY_KEYS}})
+def table_metadata(result: RunResult) -> dict[str, dict]:
+    """Per table: the partition's rows (what this org and date put there), the schema, and who made them."""
+    run, moves = result.run, result.transitions
+    common = {
+        "org": run["org"],
+        "as_of": str(run["as_of"]),
+        "run_id": run["run_id"],
+        "status": run["status"],
+        "rules_version": run["rules_version"],
+        "rules_digest": run["rules_digest"],
+    }
+    opened = int(moves.filter(pl.col("from_category") != pl.col("to_category"))["accounts"].sum() or 0)
+    rows = {
+        "account_categories": sum(result.categories.values()),  # accounts categorized
+        "category_history": opened,  # intervals the run opened (new, moved, removed)
+        "category_transitions": moves.height,
+        "action_queue": int(run["actions_opened"] or 0),  # actions the run opened
+        "quarantine": int(run["quarantined_rows"] or 0),
+        "runs": 1,
+    }
+    extra = {
+        "account_categories": {"categories": category_table(result.categories)},
+        "category_transitions": {"transition_matrix": transition_matrix(moves)},
+        "action_queue": {"actions_closed": int(run["actions_closed"] or 0)},
+        "quarantine": {"input_rows": int(run["input_rows"] or 0)},
+    }
+    return {
+        table: {
+            "dagster/row_count": rows[table],
+            "dagster/column_schema": column_schema(table),
+            **common,
+            **extra.get(table, {}),
+        }
+        for table in PUBLISHED
+    }
 
 
-ALL = [raw_accounts, run_manifest, validated_accounts, account_categories, category_history, category_transitions,
-       action_queue, runs]  # fmt: skip
+def category_table(counts: dict[str, int]) -> dg.MetadataValue:
+    total = max(sum(counts.values()), 1)
+    schema = dg.TableSchema(columns=[dg.TableColumn("category", "string"), dg.TableColumn("accounts", "int"),
+                                     dg.TableColumn("share", "float")])  # fmt: skip
+    records = [
+        dg.TableRecord({"category": c, "accounts": counts.get(c, 0), "share": round(counts.get(c, 0) / total, 4)})
+        for c in ALL_CATEGORIES
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def transition_matrix(moves: pl.DataFrame) -> dg.MetadataValue:
+    """Rows: from_category (or 'new'); columns: to_category (or 'removed'); cells: accounts."""
+    order = ["new", *ALL_CATEGORIES, "removed"]
+    froms = [c for c in order if c in set(moves["from_category"])]
+    tos = [c for c in order if c in set(moves["to_category"])]
+    cell = {(r["from_category"], r["to_category"]): int(r["accounts"]) for r in moves.iter_rows(named=True)}
+    schema = dg.TableSchema(columns=[dg.TableColumn("from_category", "string"),
+                                     *[dg.TableColumn(t, "int") for t in tos]])  # fmt: skip
+    records = [dg.TableRecord({"from_category": f, **{t: cell.get((f, t), 0) for t in tos}}) for f in froms]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+ALL = [account_source, rules, kare_run]

@@ -1,11 +1,19 @@
-"""One partition per organization, read from the rules directory when the code location loads."""
+"""Organization × date partitions: organizations from the rules directory, dates at the configured cadence."""
 
+from __future__ import annotations
+
+import datetime as dt
 import os
 from pathlib import Path
 
 import dagster as dg
 
-from kare_rules.loader import RULE_FILE_NAMES, is_safe_org
+from kare_rules import loader
+
+CADENCES = ("daily", "weekly", "monthly")
+DEFAULT_START = "2026-01-01"
+# When each cadence's schedule fires: shortly after a window ends (its partition is then complete).
+CRON = {"daily": "0 6 * * *", "weekly": "0 6 * * 1", "monthly": "0 6 1 * *"}
 
 
 def rules_dir() -> Path:
@@ -13,12 +21,56 @@ def rules_dir() -> Path:
 
 
 def organizations(directory: Path | None = None) -> list[str]:
-    """Directories holding a rule file; names that are not safe slugs are ignored (validate reports them)."""
-    root = directory or rules_dir()
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and is_safe_org(p.name)]
-    return sorted(p.name for p in found if any((p / n).exists() for n in RULE_FILE_NAMES))
+    """Directories holding a rule file; unsafe names, symbolic links and shared files are left out
+    (kare validate reports them)."""
+    return loader.organizations(directory or rules_dir())
+
+
+def cadence() -> str:
+    """KARE_CADENCE: daily (default), weekly or monthly. Read when the code location loads."""
+    value = os.environ.get("KARE_CADENCE", "daily").strip().lower()
+    if value not in CADENCES:
+        raise ValueError(f"KARE_CADENCE={value!r} is not a cadence; set it to one of: {', '.join(CADENCES)}")
+    return value
+
+
+def start_date() -> str:
+    """KARE_START_DATE (YYYY-MM-DD): the first date partition; earlier dates cannot be run from Dagster."""
+    value = os.environ.get("KARE_START_DATE", DEFAULT_START).strip()
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"KARE_START_DATE={value!r} is not a date; write YYYY-MM-DD, e.g. {DEFAULT_START}") from None
+
+
+def date_partitions_for(every: str, start: str) -> dg.TimeWindowPartitionsDefinition:
+    kinds = {"daily": dg.DailyPartitionsDefinition, "weekly": dg.WeeklyPartitionsDefinition,
+             "monthly": dg.MonthlyPartitionsDefinition}  # fmt: skip
+    return kinds[every](start_date=start, timezone="UTC")
 
 
 org_partitions = dg.StaticPartitionsDefinition(organizations())
+date_partitions = date_partitions_for(cadence(), start_date())
+# Dimensions are ordered by name, so a key reads "2026-11-01|cloudnine": sorting keys sorts by date first.
+partitions = dg.MultiPartitionsDefinition({"org": org_partitions, "date": date_partitions})
+
+
+def as_of_of(date_key: str, dates: dg.TimeWindowPartitionsDefinition = date_partitions) -> dt.date:
+    """The run date of a date partition: the last day of its window (daily: the day itself; monthly:
+    the month's last day), so a run describes the window it closes."""
+    window = dates.time_window_for_partition_key(date_key)
+    return (window.end - dt.timedelta(days=1)).date()
+
+
+def org_and_as_of(key: dg.MultiPartitionKey | str) -> tuple[str, dt.date]:
+    keys = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _split(key)
+    return keys["org"], as_of_of(keys["date"])
+
+
+def _split(key: str) -> dict[str, str]:
+    date, org = key.split("|", 1)
+    return {"date": date, "org": org}
+
+
+def partition_key(org: str, date_key: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"org": org, "date": date_key})

@@ -1,83 +1,66 @@
-"""Resources: where the rules, the accounts and the warehouse are, and the staging I/O between assets."""
+"""Where the rules, the accounts and the warehouse are, and the limits of the checks per organization."""
 
-from __future__ import annotations
-
+import dataclasses
 import datetime as dt
 import os
-from pathlib import Path
+from collections.abc import Callable
 
 import dagster as dg
-import polars as pl
 
-from kare_rules.engine import as_date
-from kare_rules.loader import load_rules, rule_file_in
-from kare_rules.model import RuleSet
-from kare_rules.overrides import OVERRIDES_FILE, Override, load_overrides
-from kare_rules.sources import DEFAULT_INPUT, read_source
-from kare_rules.warehouse import DEFAULT_WAREHOUSE, Warehouse
+from kare_rules.run import Thresholds
+from kare_rules.run.slicing import parse_size
+from kare_rules.sources import DEFAULT_INPUT
+from kare_rules.warehouse import DEFAULT_WAIT, DEFAULT_WAREHOUSE, Warehouse
+
+_DEFAULTS = Thresholds()
+THRESHOLD_NAMES = tuple(f.name for f in dataclasses.fields(Thresholds))
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
 
 
 class KareSettings(dg.ConfigurableResource):
-    """Everything a run needs to know; each field has an environment-variable default."""
+    """Everything a run needs besides its partition; each field defaults from an environment variable."""
 
     rules_dir: str = os.environ.get("KARE_RULES_DIR", "rules")
     warehouse: str = os.environ.get("KARE_WAREHOUSE", DEFAULT_WAREHOUSE)
-    input: str = os.environ.get("KARE_INPUT", DEFAULT_INPUT)
-    as_of: str | None = os.environ.get("KARE_AS_OF")
-    max_quarantine_share: float = float(os.environ.get("KARE_MAX_QUARANTINE_SHARE", "0.2"))
+    input: str = os.environ.get("KARE_INPUT", DEFAULT_INPUT)  # {org} and {as_of} are filled in per run
     engine: str = os.environ.get("KARE_ENGINE", "polars")
-    warn_unassigned_share: float = 0.5
-    warn_overlap_share: float = 0.5
-    warn_mix_shift: float = 0.10
+    wait: float = _env_float("KARE_WAIT", DEFAULT_WAIT)  # seconds to wait for the warehouse (runs, readers)
+    memory_budget: str | None = os.environ.get("KARE_MEMORY_BUDGET")  # e.g. 4GiB; default from the machine
+    max_quarantine_share: float = _env_float("KARE_MAX_QUARANTINE_SHARE", _DEFAULTS.max_quarantine_share)
+    max_removed_share: float = _env_float("KARE_MAX_REMOVED_SHARE", _DEFAULTS.max_removed_share)
+    allow_empty_input: bool = os.environ.get("KARE_ALLOW_EMPTY_INPUT", "") in {"1", "true", "yes"}
+    warn_unassigned_share: float = _env_float("KARE_WARN_UNASSIGNED_SHARE", _DEFAULTS.warn_unassigned_share)
+    warn_overlap_share: float = _env_float("KARE_WARN_OVERLAP_SHARE", _DEFAULTS.warn_overlap_share)
+    warn_mix_shift: float = _env_float("KARE_WARN_MIX_SHIFT", _DEFAULTS.warn_mix_shift)
+    # Per organization, any Thresholds field overriding the ones above, e.g.
+    # {"cloudnine": {"max_quarantine_share": 0.3, "warn_mix_shift": 0.2}}
+    thresholds: dict[str, dict[str, float]] = {}  # noqa: RUF012 (pydantic copies field defaults)
 
-    def run_date(self) -> dt.date:
-        return as_date(self.as_of)
+    def thresholds_for(self, org: str) -> Thresholds:
+        """The global limits with the organization's overrides; an unknown name is a configuration error."""
+        own = dict(self.thresholds.get(org, {}))
+        unknown = sorted(set(own) - set(THRESHOLD_NAMES))
+        if unknown:
+            raise dg.Failure(
+                description=f"thresholds.{org} names {', '.join(unknown)}, which is not a limit; "
+                f"use any of: {', '.join(THRESHOLD_NAMES)}"
+            )
+        values = {name: getattr(self, name) for name in THRESHOLD_NAMES} | own
+        values["allow_empty_input"] = bool(values["allow_empty_input"])
+        return Thresholds(**values)
 
-    def rules(self, org: str) -> RuleSet:
-        return load_rules(Path(self.rules_dir) / org)
+    def source(self, org: str, as_of: dt.date) -> str:
+        return self.input.replace("{org}", org).replace("{as_of}", as_of.isoformat())
 
-    def rules_text(self, org: str) -> str:
-        return rule_file_in(Path(self.rules_dir) / org).read_text(encoding="utf-8")
+    def budget(self) -> int | None:
+        return parse_size(self.memory_budget) if self.memory_budget else None
 
-    def overrides(self, org: str, rules: RuleSet) -> tuple[Override, ...]:
-        return load_overrides(Path(self.rules_dir) / org / OVERRIDES_FILE, rules)
-
-    def source(self, org: str) -> str:
-        return self.input.replace("{org}", org).replace("{as_of}", self.run_date().isoformat())
-
-    def read_accounts(self, org: str) -> pl.DataFrame:
-        return read_source(self.source(org)).collect()
-
-    def open_warehouse(self) -> Warehouse:
-        return Warehouse(self.warehouse)
-
-
-class StagingIOManager(dg.ConfigurableIOManager):
-    """Frames between assets as Parquet files per organization, so any asset can be re-run alone."""
-
-    directory: str = os.environ.get("KARE_STAGING", "data/staging")
-
-    def _path(self, asset_key: dg.AssetKey, context) -> Path:
-        part = context.partition_key if context.has_partition_key else "all"
-        return Path(self.directory) / part / f"{'/'.join(asset_key.path)}.parquet"
-
-    def handle_output(self, context: dg.OutputContext, obj) -> None:
-        if obj is None:
-            return
-        path = self._path(context.asset_key, context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        obj.write_parquet(tmp)
-        tmp.replace(path)
-
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        path = self._path(context.asset_key, context)
-        if not path.exists():
-            raise dg.Failure(f"{path} is missing: materialize the upstream asset for this organization first")
-        return pl.read_parquet(path)
-
-
-def default_resources(**settings) -> dict:
-    staging = settings.pop("staging", None)
-    io = StagingIOManager(directory=staging) if staging else StagingIOManager()
-    return {"kare": KareSettings(**settings), "io_manager": io}
+    def open_warehouse(self, on_wait: Callable[[str], None] = lambda _: None) -> Warehouse:
+        return Warehouse(self.warehouse, wait=self.wait, on_wait=on_wait)

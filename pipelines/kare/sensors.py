@@ -1,4 +1,4 @@
-"""Start a run for an organization when its rule file's version changes."""
+"""Re-run an organization's last published date when its rule file's version changes."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ import dagster as dg
 
 from kare_rules.errors import KareError
 from kare_rules.loader import load_rules
-from pipelines.kare.partitions import organizations, rules_dir
+from pipelines.kare.partitions import date_partitions, org_partitions, organizations, partition_key, rules_dir
 from pipelines.kare.schedules import kare_job
 
 
@@ -25,10 +25,13 @@ def rule_versions(directory: Path) -> dict[str, str]:
 
 @dg.sensor(job=kare_job, minimum_interval_seconds=60)
 def rule_version_sensor(context: dg.SensorEvaluationContext):
-    """A new rule version means new categories: run that organization now instead of tomorrow."""
+    """A new rule version means new categories: re-run the last complete date with it instead of waiting
+    for the next one (a re-run of the last published date replaces it)."""
     seen = json.loads(context.cursor) if context.cursor else {}
     now = rule_versions(rules_dir())
+    date_key = date_partitions.get_last_partition_key()
+    known = set(org_partitions.get_partition_keys())
     for org, version in now.items():
-        if seen and seen.get(org) != version:
-            yield dg.RunRequest(run_key=f"{org}-{version}", partition_key=org)
+        if seen and seen.get(org) != version and org in known and date_key:
+            yield dg.RunRequest(run_key=f"{org}|{date_key}|{version}", partition_key=partition_key(org, date_key))
     context.update_cursor(json.dumps(now))

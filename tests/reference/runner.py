@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kare_rules import model as m
-from tests.reference.actions import OPEN, SUPERSEDED, update_actions
 from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import DataError, KareError
-from tests.reference.history import transitions, update_history
 from kare_rules.overrides import Override, apply_overrides, overrides_digest
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import Checked, require_columns, validate_accounts
+from tests.reference.actions import OPEN, SUPERSEDED, update_actions
+from tests.reference.history import transitions, update_history
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.2
 NO_QUARANTINE_LIMIT = 1.0  # a bucket's share is not the run's: a bucketed run checks the whole run's share

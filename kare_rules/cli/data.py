@@ -1,0 +1,172 @@
+"""Data commands: kare categorize, explain, compile, diff."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kare_rules.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    command,
+    err,
+    out,
+    table,
+)
+from kare_rules.errors import DataError, UsageError
+
+
+@command
+def cmd_categorize(args: argparse.Namespace) -> int:
+    from kare_rules.engine import as_date, categorize, category_counts
+    from kare_rules.loader import load_rules
+    from kare_rules.sources import check_source, read_accounts, write_frame
+    from kare_rules.validation import validate_accounts
+
+    if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
+        raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
+    rules = load_rules(args.rules)
+    as_of = as_date(args.as_of)
+    if args.trusted:
+        if args.engine != "duckdb":
+            raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
+        from kare_rules.compile_sql import categorize_duckdb
+
+        # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is
+        # validated. It is checked as every other read is first, so a bad source gets the same message.
+        check_source(args.input)
+        by_duckdb = args.input.startswith("duckdb:") or Path(args.input).suffix.lower() == ".parquet"
+        result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of)
+        if result.height == 0:
+            raise DataError(
+                f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
+            )
+        write_frame(result, args.output)
+        out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
+            f"→ {args.output} (input trusted, not validated)")  # fmt: skip
+        out(table(category_counts(result)))
+        return EXIT_OK
+    checked = validate_accounts(rules, read_accounts(args.input))
+    if args.engine == "duckdb":
+        from kare_rules.compile_sql import categorize_duckdb
+
+        result = categorize_duckdb(rules, checked.valid, as_of)
+    else:
+        result = categorize(rules, checked.valid, as_of, explain=not args.no_explain)
+    write_frame(result, args.output)
+    counts = category_counts(result)
+    out(f"{result.height} accounts categorized with {rules.organization} {rules.version} as of {as_of} → {args.output}")
+    out(table(counts))
+    if checked.quarantine.height:
+        q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
+        write_frame(checked.quarantine, q)
+        err(f"{checked.quarantine.height} input rows failed validation and were set aside in {q} with their reasons")
+    return EXIT_OK
+
+
+@command
+def cmd_explain(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from kare_rules.engine import as_date, categorize, explain_account, render_tree
+    from kare_rules.loader import load_rules
+    from kare_rules.sources import read_accounts
+    from kare_rules.validation import validate_accounts
+
+    rules = load_rules(args.rules)
+    as_of = as_date(args.as_of)
+    mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
+    checked = validate_accounts(rules, mine)
+    if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
+        err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
+        for r in checked.quarantine.iter_rows(named=True):
+            err(f"  {'; '.join(r['reasons'])}")
+        return EXIT_FAIL
+    nodes = explain_account(rules, checked.valid, as_of, args.account)
+    result = categorize(rules, checked.valid, as_of)
+    out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
+    out(f"reason: {result['reason'][0]}")
+    out()
+    out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
+    for line in render_tree(nodes):
+        out(line)
+    return EXIT_OK
+
+
+@command
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kare_rules.compile_sql import compile_sql
+    from kare_rules.engine import as_date
+    from kare_rules.loader import load_rules
+
+    rules = load_rules(args.rules)
+    # Only the SELECT goes to stdout (no comment header: nothing from the rule file lands in SQL text
+    # unquoted), so it pipes straight into psql, duckdb or a CREATE VIEW.
+    out(compile_sql(rules, args.dialect, args.table, as_date(args.as_of)))
+    return EXIT_OK
+
+
+@command
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Rule-change impact for a pull request: exit 1 when a version check fails."""
+    import json
+
+    from kare_rules.diff import diff_rules, render_json, render_markdown
+    from kare_rules.engine import as_date
+    from kare_rules.loader import load_rules
+    from kare_rules.sources import read_accounts
+
+    if args.base and (args.before or args.after):
+        raise UsageError("use either --base GITREF or --before PATH --after PATH, not both")
+    if args.base:
+        from kare_rules.git_rules import changed_rules
+
+        pairs = changed_rules(args.base, args.rules_dir)
+        as_of = as_date(args.as_of)
+    else:
+        if not (args.before and args.after):
+            raise UsageError("give --before PATH and --after PATH (two rule files), or --base GITREF")
+        if args.input and not args.as_of:
+            raise UsageError("--as-of DATE is required with --before/--after, e.g. --as-of 2026-11-01")
+        missing = [p for p in (args.before, args.after) if not Path(p).exists()]
+        if missing:
+            raise UsageError(
+                f"{', '.join(missing)}: no such file or directory; give a rule file (kare.yaml) or its directory"
+            )
+        before, after = load_rules(args.before), load_rules(args.after)
+        if before.organization != after.organization:
+            raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
+        pairs, as_of = [(after.organization, before, after)], as_date(args.as_of) if args.as_of else None
+    reports = []
+    for org, before, after in pairs:
+        accounts, note = None, None
+        if args.input:
+            try:
+                accounts = read_accounts(args.input.replace("{org}", org))
+                reports.append(diff_rules(before, after, accounts, as_of, args.limit))
+                continue
+            except DataError as exc:
+                if not args.base:
+                    raise
+                note = f"impact not computed: {exc}"  # one org's input problem must not hide the others
+                err(f"kare diff: {org}: {note}")
+        report = diff_rules(before, after, None, as_of, args.limit)
+        report.impact_note = note or report.impact_note
+        reports.append(report)
+    if args.format == "json":
+        text = json.dumps(render_json(reports, args.base), indent=2, ensure_ascii=False, default=str) + "\n"
+    else:
+        text = render_markdown(reports, args.base)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        for r in reports:
+            out(f"{r.organization}: {len(r.rule_changes)} rule change(s); version check: {r.version_check.message}")
+        out(f"report written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    failed = [r for r in reports if not r.version_check.ok]
+    for r in failed:
+        err(f"kare diff: {r.organization}: {r.version_check.message}")
+    return EXIT_FAIL if failed else EXIT_OK

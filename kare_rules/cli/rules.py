@@ -1,0 +1,279 @@
+"""Rule-file commands: kare validate, test, init, schema."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from kare_rules.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    command,
+    out,
+    rule_files,
+)
+from kare_rules.errors import DataError, UsageError, display_path
+
+
+@command
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kare_rules.loader import check_rules, organization_problems
+
+    files = rule_files(args.paths)
+    bad = 0
+    # A rules directory's own problems (two organizations sharing one rule file) come from no one file.
+    shared = {p for d in (args.paths or ["rules"]) if Path(d).is_dir() for p in organization_problems(d)}
+    for path in files:
+        _, problems = check_rules(path)
+        problems = sorted(set(problems) | {p for p in shared if Path(p.path) == Path(display_path(path))})
+        for p in problems:
+            out(str(p))
+        bad += bool(problems)
+    out(f"{len(files) - bad} valid, {bad} invalid")
+    return EXIT_FAIL if bad else EXIT_OK
+
+
+@command
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run every rule file's embedded tests; report as text (closing line `N passed, M failed`), JSON or
+    JUnit XML. An invalid file counts as one failure, and so does a file without tests under --require-tests."""
+    from kare_rules.loader import check_rules
+    from kare_rules.testing import run_rule_tests
+
+    reports = []
+    for path in rule_files(args.paths):
+        rules, problems = check_rules(path)
+        results = run_rule_tests(rules) if rules is not None and not problems else []
+        reports.append(_FileTests(path, rules, problems, results, args.require_tests))
+    passed = sum(r.passed for r in reports)
+    failed = sum(r.failed for r in reports)
+    if args.format == "json":
+        import json
+
+        doc = {"files": [r.as_json() for r in reports], "passed": passed, "failed": failed}
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    elif args.format == "junit":
+        sys.stdout.write(_junit(reports))
+    else:
+        for r in reports:
+            for line in r.text(args.verbose):
+                out(line)
+        out(f"{passed} passed, {failed} failed")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+class _FileTests:
+    """One rule file's test outcome, for the three output formats of `kare test`."""
+
+    def __init__(self, path: Path, rules, problems: list, results: list, require_tests: bool):
+        from kare_rules.errors import display_path
+
+        self.path = display_path(path)
+        self.rules, self.problems, self.results = rules, problems, results
+        self.invalid = bool(problems) or rules is None
+        self.no_tests = not self.invalid and not results
+        self.missing_tests = self.no_tests and require_tests  # fails the file
+        self.passed = sum(r.passed for r in results)
+        self.failed = sum(not r.passed for r in results) + self.invalid + self.missing_tests
+
+    @property
+    def status(self) -> str:
+        if self.invalid:
+            return "invalid"
+        if self.no_tests:
+            return "no tests"
+        return "failed" if self.failed else "passed"
+
+    def text(self, verbose: bool) -> list[str]:
+        if self.invalid:
+            return [*map(str, self.problems), f"{self.path}: the rule file is invalid, its tests were not run"]
+        if self.missing_tests:
+            return [f"FAIL {self.path}: no tests, and --require-tests asks for at least one; add a 'tests:' list"]
+        if self.no_tests:
+            return [f"{self.path}: no tests"]
+        lines = []
+        for r in self.results:
+            where = f"{r.test.path or self.path}:{r.test.line}"
+            if r.passed:
+                if verbose:
+                    lines.append(f"PASS {where} {r.test.name}")
+                continue
+            lines.append(f"FAIL {where} {r.test.name}")
+            lines.extend("     " + line for line in _failure_lines(r))
+        return lines
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path,
+            "organization": self.rules.organization if self.rules else None,
+            "version": self.rules.version if self.rules else None,
+            "status": self.status,
+            "passed": self.passed,
+            "failed": self.failed,
+            "problems": [
+                {"path": p.path, "line": p.line, "column": p.column, "message": p.message} for p in self.problems
+            ],
+            "tests": [_test_json(r) for r in self.results],
+        }
+
+
+def _failure_lines(r) -> list[str]:
+    """What a failed test expected and got, and for a wrong category the tree that shows why."""
+    from kare_rules.engine import render_tree
+
+    lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
+    for mm in r.mismatches:
+        if mm.what != "category":
+            lines.append(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}")
+    if r.tree:
+        lines.append(f"why:      {r.why}:")
+        lines.extend("  " + line for line in render_tree(list(r.tree)))
+    return lines
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(sorted(value)) + "]"
+    return "null" if value is None else str(value)
+
+
+def _tree_json(node) -> dict:
+    return {"label": node.label, "holds": node.value, "children": [_tree_json(c) for c in node.children]}
+
+
+def _test_json(r) -> dict:
+    t = r.test
+    return {
+        "name": t.name,
+        "path": t.path,
+        "line": t.line,
+        "as_of": t.as_of.isoformat(),
+        "passed": r.passed,
+        "expected": {
+            "category": t.expect,
+            "matched_rule": t.matched_rule,
+            "actions": sorted(t.actions) if t.actions is not None else None,
+        },
+        "got": {"category": r.got, "matched_rule": r.matched_rule, "actions": sorted(r.actions), "reason": r.reason},
+        "mismatches": [
+            {"what": mm.what, "expected": _plain(mm.expected), "got": _plain(mm.got)} for mm in r.mismatches
+        ],
+        "why": r.why or None,
+        "tree": [_tree_json(n) for n in r.tree],
+    }
+
+
+def _plain(value):
+    return sorted(value) if isinstance(value, tuple) else value
+
+
+def _junit(reports: list[_FileTests]) -> str:
+    """JUnit XML as CI systems read it: a testsuite per rule file, a testcase per embedded test; only
+    the elements and attributes of the common (Jenkins/xunit2) schema."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="kare test")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for f in reports:
+        suite = ET.SubElement(root, "testsuite", name=f.path)
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        if f.invalid:
+            case = ET.SubElement(suite, "testcase", name="the rule file is valid", classname=f.path, time="0")
+            message = f"{len(f.problems)} problem(s) in the rule file; its tests were not run"
+            error = ET.SubElement(case, "error", message=message, type="invalid")
+            error.text = "\n".join(map(str, f.problems))
+            counts["tests"], counts["errors"] = 1, 1
+        elif f.missing_tests:
+            case = ET.SubElement(suite, "testcase", name="the rule file has tests", classname=f.path, time="0")
+            ET.SubElement(case, "failure", message="no tests, and --require-tests asks for at least one",
+                          type="no-tests").text = "add a 'tests:' list to the rule file"  # fmt: skip
+            counts["tests"], counts["failures"] = 1, 1
+        elif f.no_tests:
+            ET.SubElement(suite, "system-out").text = f"{f.path}: no tests"
+        for r in f.results:
+            where = f"{r.test.path or f.path}:{r.test.line}"
+            case = ET.SubElement(suite, "testcase", name=r.test.name, classname=r.test.path or f.path, time="0")
+            counts["tests"] += 1
+            if not r.passed:
+                counts["failures"] += 1
+                summary = "; ".join(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}"
+                                    for mm in r.mismatches)  # fmt: skip
+                failure = ET.SubElement(case, "failure", message=summary, type="mismatch")
+                failure.text = "\n".join([where, *_failure_lines(r)])
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+        suite.set("skipped", "0")
+        suite.set("time", "0")
+    for k, v in totals.items():
+        root.set(k, str(v))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+@command
+def cmd_init(args: argparse.Namespace) -> int:
+    """Scaffold rules/ORG/kare.yaml from a CSV or Parquet sample of the organization's accounts."""
+    import datetime as dt
+
+    import polars as pl
+
+    from kare_rules.errors import display_path
+    from kare_rules.loader import is_safe_org
+    from kare_rules.scaffold import scaffold
+
+    if not is_safe_org(args.org):
+        raise UsageError(f"{args.org!r} is not an organization name: use lowercase letters, digits and '-', e.g. acme")
+    source = Path(args.source)
+    if source.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--from {args.source}: give a .csv or .parquet file of accounts")
+    if not source.is_file():
+        raise UsageError(f"--from {args.source}: no such file")
+    target = Path(args.rules_dir) / args.org / "kare.yaml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
+    try:
+        if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
+            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=10_000)
+        else:
+            frame = pl.read_parquet(source)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
+    if frame.height == 0:
+        raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
+    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
+    text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
+                    target=display_path(target.parent))  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
+    out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
+    out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
+        f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
+    return EXIT_OK
+
+
+def _schema_ref(target: Path) -> str:
+    """The modeline's schema: a relative path to a schemas/ folder in the repository holding the rules
+    (as this repository's rule files have), else the schema's published URL."""
+
+    from kare_rules.schema import schema_json
+
+    name = "schemas/kare-rules.v1.schema.json"
+    folder = target.parent.resolve()
+    for parent in [folder, *folder.parents]:
+        if (parent / name).is_file():
+            return Path(os.path.relpath(parent / name, folder)).as_posix()
+        if (parent / ".git").exists():
+            break  # the top of the repository: a schemas/ folder above it is someone else's
+    return schema_json()["$id"]
+
+
+@command
+def cmd_schema(args: argparse.Namespace) -> int:
+    from kare_rules.schema import RULES_SCHEMA
+
+    out(RULES_SCHEMA.read_text(encoding="utf-8").rstrip())
+    return EXIT_OK

@@ -1,0 +1,125 @@
+"""Run commands: kare run (the run engine, no Dagster), kare sample, kare demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from kare_rules.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    command,
+    err,
+    out,
+)
+from kare_rules.errors import RuleFileError, UsageError
+
+
+@command
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one or every organization as of one date through the run engine, and summarize each run."""
+    from kare_rules.engine import as_date
+    from kare_rules.loader import is_safe_org, organization_problems, organizations
+    from kare_rules.run import RunFailed, RunInterrupted, Thresholds, run_organization
+    from kare_rules.run.report import progress_bar, summary_lines
+    from kare_rules.run.slicing import parse_size
+    from kare_rules.sources import DEFAULT_INPUT
+    from kare_rules.warehouse import Warehouse
+
+    root = Path(args.rules_dir)
+    known = organizations(root)
+    if args.all_orgs:
+        orgs = known
+    elif args.org:
+        if not is_safe_org(args.org):
+            raise UsageError(f"{args.org!r} is not an organization name (lowercase letters, digits and '-')")
+        if args.org not in known:
+            refused = [p for p in organization_problems(root) if Path(p.path).parent.name == args.org]
+            if refused:
+                raise RuleFileError(refused)
+            raise UsageError(
+                f"no rules for {args.org!r} in {args.rules_dir}/; organizations: {', '.join(known) or 'none'}"
+            )
+        orgs = [args.org]
+    else:
+        raise UsageError("name an organization with --org ORG, or run them all with --all-orgs")
+    as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
+    thresholds = Thresholds(max_quarantine_share=args.max_quarantine_share, max_removed_share=args.max_removed_share,
+                            allow_empty_input=args.allow_empty_input)  # fmt: skip
+    budget = parse_size(args.memory_budget) if args.memory_budget else None
+    source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
+    warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
+    failed = 0
+    for org in orgs:
+        out(f"{org}: running as of {as_of} → {args.warehouse}")
+        try:
+            with progress_bar(org) as progress:
+                result = run_organization(
+                    org, as_of, source.replace("{org}", org).replace("{as_of}", as_of.isoformat()), warehouse,
+                    rules_dir=root, engine=args.engine, thresholds=thresholds, memory_budget=budget,
+                    slices=args.buckets, progress=progress,
+                )  # fmt: skip
+        except RunInterrupted as exc:
+            err(f"kare run: {org}: {exc}")
+            return 130
+        except RunFailed as exc:
+            failed += 1
+            err(f"kare run: {org}: {exc}")
+            err("  nothing was published; the warehouse still holds the previous run (the failure is in kare.runs)")
+            continue
+        for line in summary_lines(result):
+            out(line)
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+@command
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write deterministic monthly snapshots for every organization in the rules directory."""
+    from kare_rules.engine import as_date
+    from kare_rules.loader import find_rule_files, load_rules
+    from kare_rules.synth import month_ends, snapshots
+
+    dates = month_ends(as_date(args.last), args.months)
+    for path in find_rule_files([args.rules_dir]):
+        rules = load_rules(path)
+        folder = Path(args.out) / rules.organization
+        folder.mkdir(parents=True, exist_ok=True)
+        for day, frame in snapshots(rules, args.accounts, dates, seed=args.seed):
+            frame.write_parquet(folder / f"{day}.parquet")
+        frame.write_parquet(folder / "latest.parquet")
+        out(f"{rules.organization}: {len(dates)} monthly snapshots {dates[0]} … {dates[-1]} "
+            f"({args.accounts:,}+ accounts) in {folder}/")  # fmt: skip
+    return EXIT_OK
+
+
+@command
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run every organization over every snapshot in a sample directory, oldest first."""
+    from kare_rules.cli.parser import build_parser  # the parser imports this module's siblings
+    from kare_rules.warehouse import Warehouse
+
+    sample = Path(args.sample)
+    if not sample.is_dir():
+        raise UsageError(f"no sample in {sample}/; create one with: kare sample --out {sample}")
+    code = EXIT_OK
+    for org_dir in sorted(p for p in sample.iterdir() if p.is_dir()):
+        dates = sorted(f.stem for f in org_dir.glob("*.parquet") if f.stem != "latest")
+        last = Warehouse(args.warehouse).last_run(org_dir.name) if Path(args.warehouse).exists() else None
+        if last:
+            # Runs move forward: dates already behind the warehouse are kept as they are.
+            skipped = [d for d in dates if d < last["as_of"].isoformat()]
+            if skipped:
+                out(f"{org_dir.name}: {len(skipped)} snapshot(s) up to {skipped[-1]} already published, skipped")
+            dates = [d for d in dates if d not in skipped]
+        for day in dates:
+            # Through the parser, so every option of `kare run` has its default here too.
+            ns = build_parser().parse_args([
+                "run", "--org", org_dir.name, "--rules-dir", args.rules_dir, "--as-of", day,
+                "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", "30",
+            ])  # fmt: skip
+            code = max(code, cmd_run(ns))
+    out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n"
+        f"  duckdb {args.warehouse} \"SELECT org, category, count(*) FROM kare.account_categories GROUP BY ALL\"\n"
+        "  or see docs/bi.md for dashboard queries")  # fmt: skip
+    return code

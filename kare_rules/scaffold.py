@@ -1,0 +1,325 @@
+"""A first rule file from a sample of account data (`kare init`): inputs inferred, the rest left to fill in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+from kare_rules.errors import DataError
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # the schema's pattern for column names
+MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
+# Plain words YAML 1.1 reads as true/false/null: as a key they must be quoted to stay a column name.
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+_BOOLEAN_TEXT = frozenset({"true", "false", "yes", "no", "t", "f", "y", "n"})
+
+PROFILE_HELP = {
+    "exit": "Accounts to stop serving (no margin, no contact): not a profile, one quick action.",
+    "expand": "The most valuable, strategic current clients. Invest.",
+    "keep": "Average current clients: not rainmakers, but most of the revenue. Protect.",
+    "recapture": "Former clients we would welcome back. Win back.",
+    "attain": "Target prospects we do not sell to yet and want to win. Pursue.",
+}
+EXAMPLE_ACTIONS = {
+    "exit": "{id: exit-review, title: Decide exit or repricing, due_in_days: 14, priority: high}",
+    "expand": "{id: account-plan, title: Write an account plan with an exec sponsor, due_in_days: 30, priority: high}",
+    "keep": "{id: renewal-check, title: Confirm renewal plan, due_in_days: 60, priority: medium}",
+    "recapture": "{id: win-back, title: Win-back call, due_in_days: 21, priority: high}",
+    "attain": "{id: outreach, title: Start outreach sequence, due_in_days: 30, priority: medium}",
+}
+
+
+@dataclass(frozen=True)
+class InputGuess:
+    """One column of the data as an `inputs:` entry, inferred from the values seen."""
+
+    name: str
+    type: str
+    nullable: bool = False
+    key: bool = False
+    min: int | None = None
+    allowed: tuple[str, ...] | None = None
+
+    def yaml(self) -> str:
+        parts = [f"type: {self.type}"]
+        if self.key:
+            parts.append("key: true")
+        if self.min is not None:
+            parts.append(f"min: {self.min}")
+        if self.allowed is not None:
+            parts.append(f"allowed: [{', '.join(yaml_scalar(v) for v in self.allowed)}]")
+        if self.nullable:
+            parts.append("nullable: true")
+        return "{" + ", ".join(parts) + "}"
+
+
+@dataclass(frozen=True)
+class Inference:
+    inputs: tuple[InputGuess, ...]
+    key_note: str  # why this column was taken as the key, for the REVIEW comment
+    left_out: tuple[str, ...]  # comment lines on columns a rule file cannot declare
+    frame: pl.DataFrame  # the data with boolean-like text read as booleans
+
+
+def infer_inputs(frame: pl.DataFrame) -> Inference:
+    """The `inputs:` a frame suggests: types, nullability, `min: 0` for non-negative numbers, `allowed`
+    for low-cardinality text, and the key (unique, never null, preferably named like an id)."""
+    guesses: list[InputGuess] = []
+    left_out: list[str] = []
+    casts = []
+    for name, dtype in frame.schema.items():
+        if not IDENTIFIER.match(name):
+            left_out.append(
+                f"column {name!r} is left out: rule files name columns in snake_case (lowercase letters, digits, '_');"
+                " rename it in the source to use it"
+            )
+            continue
+        col = frame[name]
+        ctype = _column_type(dtype)
+        if ctype == "string" and dtype == pl.String and _boolean_text(col):
+            ctype = "boolean"
+            casts.append(col.str.strip_chars().str.to_lowercase().is_in(["true", "yes", "t", "y"]).alias(name))
+        if ctype is None:
+            left_out.append(
+                f"column {name!r} ({dtype}) is left out: inputs are string, integer, float, boolean, date or datetime"
+            )
+            continue
+        values = col.drop_nulls()
+        low = None
+        if ctype in ("integer", "float") and values.len() and values.min() >= 0:
+            low = 0
+        allowed = None
+        if ctype == "string" and values.len():
+            distinct = values.cast(pl.String).unique().sort()
+            if distinct.len() <= MAX_ALLOWED and distinct.len() < values.len():
+                allowed = tuple(distinct.to_list())
+        guesses.append(InputGuess(name, ctype, nullable=col.null_count() > 0, min=low, allowed=allowed))
+    if not guesses:
+        raise DataError(
+            "no column of the data can be an input: rule files name columns in snake_case and type them as string, "
+            "integer, float, boolean, date or datetime"
+        )
+    if casts:
+        frame = frame.with_columns(casts)
+    key, note = _guess_key(frame, guesses)
+    guesses = [
+        InputGuess(g.name, g.type, key=True) if g.name == key else g  # a key is never nullable, bounded or listed
+        for g in guesses
+    ]
+    return Inference(tuple(guesses), note, tuple(left_out), frame)
+
+
+def _column_type(dtype: pl.DataType) -> str | None:
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype.is_integer():
+        return "integer"
+    if dtype.is_float() or dtype.is_decimal():
+        return "float"
+    if dtype == pl.Date:
+        return "date"
+    if dtype == pl.Datetime:
+        return "datetime"
+    if dtype in (pl.String, pl.Categorical, pl.Null) or isinstance(dtype, pl.Enum):
+        return "string"
+    return None
+
+
+def _boolean_text(col: pl.Series) -> bool:
+    values = col.drop_nulls().str.strip_chars().str.to_lowercase().unique()
+    return values.len() > 0 and set(values.to_list()) <= _BOOLEAN_TEXT
+
+
+def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str]:
+    """The account identifier: a column unique and never null, preferably named like an id and text or integer."""
+    rows = frame.height
+
+    def id_like(name: str) -> bool:
+        return name == "id" or name.endswith("_id") or name.startswith("id_") or "id" in name.split("_")
+
+    unique = [
+        g
+        for g in guesses
+        if g.type in ("string", "integer")
+        and rows
+        and not frame[g.name].null_count()
+        and frame[g.name].n_unique() == rows
+    ]
+    named = [g for g in unique if id_like(g.name)] or [g for g in unique if "id" in g.name]
+    if named:
+        return named[0].name, f"unique and never null in {rows} rows, and named like an id"
+    if unique:
+        return unique[0].name, f"unique and never null in {rows} rows, but not named like an id"
+    first = next((g for g in guesses if g.type in ("string", "integer")), guesses[0])
+    return first.name, "no column is unique and never null in the data: choose the account identifier"
+
+
+def yaml_scalar(value: object) -> str:
+    """A data value as YAML that loads back as the same value (text always quoted, floats with a dot)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "null"
+        text = repr(value)
+        if "e" in text:  # YAML 1.1 reads 1e-05 as text: write it out
+            text = format(value, "f").rstrip("0")
+        return text if "." in text else text + ".0"
+    if isinstance(value, dt.datetime):
+        return json.dumps(value.isoformat())
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _key(name: str) -> str:
+    return json.dumps(name) if name in _YAML_WORDS else name
+
+
+def _number(value: float, integer: bool) -> str:
+    """A threshold for a commented example: whole when large or the column is integer."""
+    if integer or abs(value) >= 100:
+        return str(round(value))
+    return yaml_scalar(round(float(value), 2))
+
+
+def _examples(inference: Inference) -> dict[str, str]:
+    """Example conditions for each category, on the data's own columns where one fits."""
+    frame = inference.frame
+    by_type: dict[str, list[InputGuess]] = {}
+    for g in inference.inputs:
+        if not g.key:
+            by_type.setdefault(g.type, []).append(g)
+
+    def pick(kind: str, words: tuple[str, ...]) -> InputGuess | None:
+        options = by_type.get(kind, [])
+        return next((g for g in options if any(w in g.name for w in words)), options[0] if options else None)
+
+    flag = pick("boolean", ("customer", "client", "active", "paying"))
+    number = pick("float", ("revenue", "arr", "value", "spend", "sales")) or pick("integer", ("revenue", "value"))
+    day = pick("date", ("churn", "last", "order", "end"))
+    listed = [g for g in by_type.get("string", []) if g.allowed]
+    words = ("segment", "industry", "sector", "region", "tier", "market")
+    text = next((g for g in listed if any(w in g.name for w in words)), listed[0] if listed else None)
+    current = f"{{{_key(flag.name)}: true}}" if flag else "{is_customer: true}"
+    former = f"{{{_key(flag.name)}: false}}" if flag else "{is_customer: false}"
+    big = small = "{annual_revenue: {gte: 1000000}}"
+    if number is not None:
+        values = frame[number.name].drop_nulls().cast(pl.Float64)
+        integer = number.type == "integer"
+        high = _number(values.quantile(0.9), integer) if values.len() else "1000"
+        low = _number(values.quantile(0.1), integer) if values.len() else "10"
+        big = f"{{{_key(number.name)}: {{gte: {high}}}}}"
+        small = f"{{{_key(number.name)}: {{lt: {low}}}}}"
+    else:
+        small = "{margin_pct: {lt: 0.05}}"
+    recent = f"{{days_since_{day.name}: {{lte: 365}}}}" if day else "{days_since_last_order: {lte: 365}}"
+    target = (
+        f"{{{_key(text.name)}: {{in: [{yaml_scalar(text.allowed[0])}]}}}}" if text else "{industry: {in: [software]}}"
+    )
+    return {
+        "keep": current,
+        "expand": f"{{all: [{current}, {big}]}}",
+        "exit": f"{{all: [{current}, {small}]}}",
+        "recapture": f"{{all: [{former}, {recent}]}}",
+        "attain": f"{{all: [{former}, {target}]}}",
+        "derived": f"days_since_{day.name}: {{days_since: {day.name}}}" if day else "",
+    }
+
+
+def _account(inference: Inference, row: int) -> str:
+    frame = inference.frame
+    row = min(row, frame.height - 1)
+    values = frame.row(row, named=True) if frame.height else {}
+    return "{" + ", ".join(f"{_key(g.name)}: {yaml_scalar(values.get(g.name))}" for g in inference.inputs) + "}"
+
+
+def scaffold(
+    frame: pl.DataFrame, org: str, *, source: str, schema_ref: str, as_of: dt.date, target: str | None = None
+) -> str:
+    """A rule file for `org` from a sample of its account data, as commented YAML text.
+
+    It validates once the author fills in the one empty `when:` (keep's); the other categories,
+    traits and derived columns are commented examples on the data's own columns, and each category
+    has a test to fill in (keep's active, with the first row of the data as its account).
+    """
+    inference = infer_inputs(frame)
+    ex = _examples(inference)
+    where = target or f"rules/{org}"
+    rows = frame.height
+    width = max(len(_key(g.name)) for g in inference.inputs) + 2
+    out = [
+        f"# yaml-language-server: $schema={schema_ref}",
+        f"# Scaffolded by `kare init {org}` from {source} ({rows} rows). Review it, then:",
+        "#   1. check each input below (type, nullable, min, allowed); the key column is marked REVIEW",
+        "#   2. fill in profiles.keep.when; uncomment and fill in the other categories you use",
+        "#   3. give each test an account that must get its category; add tests for the boundaries",
+        f"#   kare validate {where} && kare test {where}",
+        "# The format: docs/rule-format.md in kare-rules, or `kare schema`.",
+        "format: kare/v1",
+        f"organization: {org}",
+        "version: 0.1.0                     # bump on every semantic change (kare diff checks it)",
+        f"description: {json.dumps(org + ' account profiles')}",
+        "# owners: [revops@example.com]     # who reviews changes to these rules",
+        "",
+        f"inputs:                            # the account table contract, inferred from {rows} rows",
+    ]
+    for g in inference.inputs:
+        if g.key:
+            out.append(f"  # REVIEW the key: {g.name} was guessed ({inference.key_note})")
+        out.append(f"  {(_key(g.name) + ':').ljust(width)}{g.yaml()}")
+    out.extend(f"  # {line}" for line in inference.left_out)
+    out += [
+        "",
+        "# derived:                          # computed per run, relative to the run's as_of",
+        f"#   {ex['derived'] or 'days_since_last_order: {days_since: last_order_date}'}",
+        "",
+        "# traits:                           # named, reusable conditions; use them by name in `when`",
+        f"#   current_client: {ex['keep']}",
+        "",
+        "# precedence: [exit, expand, keep, recapture, attain]   # first match wins; this is the default order",
+        "",
+        "# exit:",
+        f"#   description: {json.dumps(PROFILE_HELP['exit'])}",
+        f"#   when: {ex['exit']}",
+        f"#   actions: [{EXAMPLE_ACTIONS['exit']}]",
+        "",
+        "profiles:",
+        "  keep:",
+        f"    description: {json.dumps(PROFILE_HELP['keep'])}",
+        f"    when:                          # FILL IN: when is an account keep? e.g. {ex['keep']}",
+        "    actions: []                    # what to do for every keep account, e.g.",
+        f"    # - {EXAMPLE_ACTIONS['keep']}",
+    ]
+    for name in ("expand", "recapture", "attain"):
+        out += [
+            f"  # {name}:",
+            f"  #   description: {json.dumps(PROFILE_HELP[name])}",
+            f"  #   when: {ex[name]}",
+            f"  #   actions: [{EXAMPLE_ACTIONS[name]}]",
+        ]
+    out += [
+        "",
+        "tests:                             # embedded examples, run by `kare test` and in CI",
+        f"  - name: {json.dumps('keep example: FILL IN why this account is keep')}",
+        f"    account: {_account(inference, 0)}   # the first row of {source}: edit it",
+        f"    as_of: {as_of.isoformat()}",
+        "    expect: keep",
+    ]
+    for i, name in enumerate(("exit", "expand", "recapture", "attain"), start=1):
+        out += [
+            f"  # - name: {name} example, FILL IN why this account is {name}",
+            f"  #   account: {_account(inference, i)}",
+            f"  #   as_of: {as_of.isoformat()}",
+            f"  #   expect: {name}",
+        ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,451 @@
+"""Hostile inputs and options get one clear message and a consistent exit code, never a traceback,
+a hang or a write: unreadable sources in every command that reads accounts (both engines), options
+that parse but cannot work, git tree names that try to leave kare diff's scratch folder, and sql:
+sources that try to write.
+
+Most cases call `kare_rules.cli.main` in-process (a subprocess costs ~0.7 s here); the ones that
+could block or balloon (a FIFO, /dev/zero, a write through a sql: source) run the CLI in a
+subprocess under a time limit and a 3 GiB address-space limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from kare_rules.cli import main
+from kare_rules.loader import load_rules
+from kare_rules.synth import synthesize
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES_DIR = ROOT / "rules" / "cloudnine"
+AS_OF = "2026-10-31"
+FIRST_ID = "CLO-0000000"
+MEMORY_LIMIT = 3 << 30
+
+
+# ---- the hostile sources ------------------------------------------------------------------------
+
+
+def _good() -> pl.DataFrame:
+    return synthesize(load_rules(RULES_DIR), 20, dt.date.fromisoformat(AS_OF))
+
+
+def _build_cases(d: Path) -> dict[str, str]:
+    """{case: source} for every unreadable input, written once into `d`."""
+    good = _good()
+    good.write_parquet(d / "good.parquet")
+    good.write_csv(d / "good.csv")
+    lines = (d / "good.csv").read_text().splitlines()
+    (d / "empty.csv").write_bytes(b"")
+    (d / "header.csv").write_text(lines[0] + "\n")
+    (d / "ragged.csv").write_text("\n".join([*lines[:3], lines[3] + ",extra,more", *lines[4:]]) + "\n")
+    (d / "latin1.csv").write_bytes((d / "good.csv").read_bytes().replace(b"\nCLO-0000004", b"\nCLO-000000\xe9", 1))
+    parquet = (d / "good.parquet").read_bytes()
+    (d / "truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
+    (d / "text.parquet").write_text("account_id\nA\n")
+    (d / "folder.parquet").mkdir()
+    (d / "mixed").mkdir()
+    good.head(10).write_parquet(d / "mixed" / "a.parquet")
+    good.tail(10).with_columns(pl.col("seats").cast(pl.String)).write_parquet(d / "mixed" / "b.parquet")
+    (d / "mixedcsv").mkdir()
+    good.head(10).write_csv(d / "mixedcsv" / "a.csv")
+    good.tail(10).drop("nps").write_csv(d / "mixedcsv" / "b.csv")
+    (d / "reordered").mkdir()
+    good.head(10).write_csv(d / "reordered" / "a.csv")
+    good.tail(10).select(reversed(good.columns)).write_csv(d / "reordered" / "b.csv")
+    (d / "parts").mkdir()
+    for i, part in enumerate((good.head(10), good.tail(10))):
+        part.write_parquet(d / "parts" / f"{i}.parquet")
+        part.write_csv(d / "parts" / f"{i}.csv")
+    good.with_columns(pl.struct("seats", "nps").alias("nps")).write_parquet(d / "struct.parquet")
+    good.with_columns(pl.concat_list("seats", "seats_used").alias("seats")).write_parquet(d / "list.parquet")
+    good.head(0).write_parquet(d / "zero.parquet")
+    (d / "dupcols.csv").write_text("\n".join([lines[0] + ",account_id", *(f"{x},X" for x in lines[1:])]) + "\n")
+    (d / "reserved.csv").write_text("\n".join([lines[0] + ",_kare_row", *(f"{x},1" for x in lines[1:])]) + "\n")
+    with duckdb.connect(str(d / "accounts.duckdb")) as con:
+        con.register("good", good)
+        con.sql("CREATE TABLE accounts AS SELECT * FROM good")
+    (d / "fake.duckdb").write_text("not a database")
+    return {
+        "empty CSV": str(d / "empty.csv"),
+        "header-only CSV": str(d / "header.csv"),
+        "ragged rows": str(d / "ragged.csv"),
+        "invalid UTF-8": str(d / "latin1.csv"),
+        "truncated Parquet": str(d / "truncated.parquet"),
+        "not Parquet": str(d / "text.parquet"),
+        "glob matching nothing": str(d / "nothing-*.parquet"),
+        "directory": str(d / "folder.parquet"),
+        "/dev/null": "/dev/null",
+        "mixed Parquet schemas": str(d / "mixed" / "*.parquet"),
+        "mixed CSV headers": str(d / "mixedcsv" / "*.csv"),
+        "reordered CSV headers": str(d / "reordered" / "*.csv"),
+        "struct column": str(d / "struct.parquet"),
+        "list column": str(d / "list.parquet"),
+        "missing file": str(d / "missing.parquet"),
+        "zero-row Parquet": str(d / "zero.parquet"),
+        "duplicate CSV header": str(d / "dupcols.csv"),
+        "reserved column": str(d / "reserved.csv"),
+        "missing duckdb table": f"duckdb:{d / 'accounts.duckdb'}:nope",
+        "not a duckdb file": f"duckdb:{d / 'fake.duckdb'}:accounts",
+    }
+
+
+# What each message must say besides the path: what is wrong (and, through it, what to do).
+EXPECTED = {
+    "empty CSV": "is empty (0 bytes): no header, no rows",
+    "header-only CSV": "has no rows",
+    "ragged rows": "ragged.csv:4: 14 fields where the header has 12",
+    "invalid UTF-8": "latin1.csv:6: this line is not UTF-8",
+    "truncated Parquet": "is not a Parquet file: it is truncated",
+    "not Parquet": "is not a Parquet file: it does not start with PAR1",
+    "glob matching nothing": "matches no file",
+    "directory": "is a directory; give a file in it, or a glob such as",
+    "/dev/null": "/dev/null is not a regular file",
+    "mixed Parquet schemas": "do not share one schema: ",
+    "mixed CSV headers": "b.csv differs from ",
+    "reordered CSV headers": "(its columns are in another order)",
+    "struct column": "nps is Struct",
+    "list column": "seats is List(Int64)",
+    "missing file": "missing.parquet does not exist",
+    "zero-row Parquet": "has no rows",
+    "duplicate CSV header": "dupcols.csv:1: column 'account_id' appears twice in the header",
+    "reserved column": "column named '_kare_row'",
+    "missing duckdb table": "has no table nope; its tables: main.accounts",
+    "not a duckdb file": "fake.duckdb as a DuckDB database",
+}
+# Where a command legitimately says something else: DuckDB reading a source itself reports the
+# column types it sees; kare explain reads one account, so an input without rows lacks that account.
+OVERRIDES = {
+    ("trusted", "struct column"): "nps is STRUCT(",
+    ("trusted", "list column"): "seats is BIGINT[]",
+    ("explain", "header-only CSV"): f"account '{FIRST_ID}' is not in the input",
+    ("explain", "zero-row Parquet"): f"account '{FIRST_ID}' is not in the input",
+}
+# Validation names the column and the rule file, not the source: the rows were read fine.
+UNNAMED = {"struct column", "list column", "reserved column"}
+MODES = ("polars", "duckdb", "trusted", "explain", "diff")
+# --trusted hands Parquet and DuckDB tables to DuckDB unvalidated, so a column only kare's own
+# validation reserves is not in its way: that run succeeds.
+SUCCEEDS = {("trusted", "reserved column")}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, str]:
+    return _build_cases(tmp_path_factory.mktemp("hostile"))
+
+
+def _args(mode: str, source: str, output: Path) -> list[str]:
+    rules = ["--rules", str(RULES_DIR), "--input", source, "--as-of", AS_OF]
+    if mode == "explain":
+        return ["explain", *rules, "--account", FIRST_ID]
+    if mode == "diff":
+        return ["diff", "--before", str(RULES_DIR), "--after", str(RULES_DIR), "--input", source, "--as-of", AS_OF]
+    engine = {"polars": [], "duckdb": ["--engine", "duckdb"], "trusted": ["--engine", "duckdb", "--trusted"]}[mode]
+    return ["categorize", *rules, "--output", str(output), *engine]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_an_unreadable_input_exits_1_with_the_path_and_what_is_wrong(case, mode, sources, tmp_path, capsys):
+    source = sources[case]
+    output = tmp_path / "out.parquet"
+    code = main(_args(mode, source, output))
+    stderr = capsys.readouterr().err
+    if (mode, case) in SUCCEEDS:
+        assert code == 0 and output.exists()
+        return
+    assert code == 1, stderr
+    assert stderr.startswith(f"kare {_args(mode, source, output)[0]}: "), stderr
+    assert stderr.count("\n") == 1, stderr  # one line: the whole story
+    if case not in UNNAMED and (mode, case) not in OVERRIDES:
+        path = source.removeprefix("duckdb:").rsplit(":", 1)[0] if source.startswith("duckdb:") else source
+        assert path in stderr, stderr
+    assert OVERRIDES.get((mode, case), EXPECTED[case]) in stderr, stderr
+    assert not output.exists()  # nothing written
+
+
+@pytest.mark.parametrize("good", ["good.parquet", "good.csv", "parts/*.parquet", "parts/*.csv"])
+def test_a_good_file_or_glob_succeeds_in_every_mode(good, sources, tmp_path, capsys):
+    """The control: the cases above fail because of what they hold, not because of the commands."""
+    source = str(Path(sources["missing file"]).parent / good)
+    for mode in MODES:
+        output = tmp_path / f"{mode}.parquet"
+        assert main(_args(mode, source, output)) == 0, capsys.readouterr().err
+        assert mode in ("explain", "diff") or pl.read_parquet(output).height == 20
+
+
+# ---- the ones that could block or balloon: a subprocess under time and memory limits ----------
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def kare(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kare_rules.cli", *args], capture_output=True, text=True, timeout=60,
+        preexec_fn=_limit_memory, cwd=cwd, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "special"), [("polars", "fifo"), ("diff", "fifo"), ("explain", "/dev/zero")])
+def test_a_fifo_or_device_is_refused_at_once_instead_of_blocking(mode, special, tmp_path):
+    source = "/dev/zero"
+    if special == "fifo":
+        source = str(tmp_path / "accounts.csv")
+        os.mkfifo(source)  # nothing ever writes to it: reading it would block forever
+    result = kare(*_args(mode, source, tmp_path / "out.csv"))
+    assert result.returncode == 1, result.stderr
+    assert f"input {source} is not a regular file (a device, pipe or socket)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_truncated_parquet_through_the_duckdb_engine_exits_1_in_a_subprocess(sources, tmp_path):
+    result = kare(*_args("duckdb", sources["truncated Parquet"], tmp_path / "out.parquet"))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"kare categorize: input {sources['truncated Parquet']} is not a Parquet file: it is truncated (it does "
+        "not end with PAR1). Write it again, or give a CSV file a .csv name\n"
+    )
+
+
+# ---- options that parse but cannot work: usage errors (exit 2) --------------------------------
+
+
+def _usage_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+DATED = {
+    "categorize": ["categorize", "--rules", str(RULES_DIR), "--input", "x.csv", "--output", "o.csv"],
+    "explain": ["explain", "--rules", str(RULES_DIR), "--input", "x.csv", "--account", "A"],
+    "compile": ["compile", "--rules", str(RULES_DIR), "--dialect", "duckdb", "--table", "t"],
+    "diff": ["diff", "--base", "HEAD"],
+    "run": ["run", "--org", "cloudnine"],
+}
+
+
+@pytest.mark.parametrize("command", list(DATED))
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "'' is not a date; write YYYY-MM-DD"),
+        ("  ", "'  ' is not a date"),
+        ("yesterday", "'yesterday' is not a date"),
+        ("2026-02-30", "'2026-02-30' is not a date: there is no such day on the calendar"),
+        ("0001-01-01", "0001-01-01 is not a plausible run date; give one between 1900-01-01 and 2999-12-31"),
+    ],
+)
+def test_an_empty_or_impossible_as_of_is_a_usage_error_for_every_command(command, value, says, capsys):
+    assert f"kare {command}: error: argument --as-of: {says}" in _usage_error(
+        [*DATED[command], "--as-of", value], capsys
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--max-quarantine-share", "nan", "'nan' is not a finite number"),
+        ("--max-quarantine-share", "inf", "'inf' is not a finite number"),
+        ("--max-quarantine-share", "-0.1", "-0.1 is not a share between 0 and 1"),
+        ("--max-quarantine-share", "20", "20 is not a share between 0 and 1 (write 0.2 for 20%)"),
+        ("--wait", "nan", "'nan' is not a finite number"),
+        ("--wait", "inf", "'inf' is not a finite number"),
+        ("--wait", "-1", "-1 is not a number of seconds between 0 and 86,400"),
+        ("--wait", "ten", "'ten' is not a number"),
+        ("--buckets", "0", "0 is out of range: give a whole number from 1 to 10,000"),
+        ("--buckets", "1.5", "'1.5' is not a whole number"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_usage_errors(option, value, says, capsys):
+    assert f"kare run: error: argument {option}: {says}" in _usage_error(
+        ["run", "--org", "cloudnine", option, value], capsys
+    )
+
+
+def test_a_negative_limit_and_an_empty_sample_are_usage_errors(capsys):
+    assert "argument --limit: -1 is out of range: give a whole number 0 or more" in _usage_error(
+        ["diff", "--base", "HEAD", "--limit", "-1"], capsys
+    )
+    assert "argument --months: 0 is out of range" in _usage_error(["sample", "--months", "0"], capsys)
+    assert "argument --accounts: -5 is out of range" in _usage_error(["sample", "--accounts", "-5"], capsys)
+
+
+def test_a_valid_as_of_reaches_the_command_as_yyyy_mm_dd(capsys):
+    assert main([*DATED["compile"], "--as-of", "20261101"]) == 0  # Python also reads the basic format
+    assert "CAST('2026-11-01' AS DATE)" in capsys.readouterr().out
+
+
+# ---- kare diff --base: names from a git tree ----------------------------------------------------
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True, check=True)
+    return done.stdout.decode().strip()
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A git repository with rules/cloudnine/kare.yaml committed as HEAD."""
+    repo = tmp_path / "repo"
+    (repo / "rules" / "cloudnine").mkdir(parents=True)
+    (repo / "rules" / "cloudnine" / "kare.yaml").write_bytes((RULES_DIR / "kare.yaml").read_bytes())
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    return repo
+
+
+def _commit_with_org_entry(repo: Path, name: str) -> str:
+    """A commit whose rules/ tree holds cloudnine and a second entry called `name` (which git's own
+    commands would never create, but a crafted tree can hold)."""
+    org = _git(repo, "rev-parse", "HEAD:rules/cloudnine")
+    entries = [f"040000 tree {org}\tcloudnine", f"040000 tree {org}\t{name}"]
+    rules = _git(repo, "mktree", "-z", stdin="".join(e + "\0" for e in entries).encode())
+    root = _git(repo, "mktree", stdin=f"040000 tree {rules}\trules\n".encode())
+    return _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", root, "-p", "HEAD", "-m", "x")
+
+
+@pytest.mark.parametrize("name", ["..", "acme\n", "Evil Org"])
+def test_diff_base_refuses_an_org_name_from_git_and_writes_nothing_outside_its_scratch_folder(
+    name, repo, tmp_path, monkeypatch, capsys
+):
+    commit = _commit_with_org_entry(repo, name)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    code = main(["diff", "--base", commit, "--rules-dir", str(repo / "rules")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert repr(name) in err or name.strip() in err
+    assert list(scratch.iterdir()) == []  # the scratch folder is gone and nothing was left beside it
+    if name != "acme\n":  # until is_safe_org anchors with \Z, 'acme\n' is refused by the loader instead
+        assert f"{name!r} is not an organization name (lowercase letters, digits and '-')" in err
+
+
+def test_diff_base_writes_only_inside_its_scratch_folder_even_if_a_name_check_let_dot_dot_through(
+    repo, tmp_path, monkeypatch, capsys
+):
+    """The containment check stands on its own: with the name check disabled, '..' is still refused."""
+    monkeypatch.setattr("kare_rules.git_rules.is_safe_org", lambda name: True)
+    commit = _commit_with_org_entry(repo, "..")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert main(["diff", "--base", commit, "--rules-dir", str(repo / "rules")]) == 1
+    assert "'kare.yaml' is not a path inside the organization's directory" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []
+
+
+# ---- sql: sources are read-only -----------------------------------------------------------------
+
+
+@pytest.fixture
+def database(tmp_path) -> Path:
+    path = tmp_path / "accounts.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.register("good", _good())
+        con.sql("CREATE TABLE accounts AS SELECT * FROM good")
+    return path
+
+
+def _tables(path: Path) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql("SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY 1").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("CREATE TABLE stolen AS SELECT * FROM accounts", 'Cannot execute statement of type "CREATE"'),
+        ("DROP TABLE accounts", 'Cannot execute statement of type "DROP"'),
+        ("SELECT 1; DROP TABLE accounts", 'Cannot execute statement of type "DROP"'),
+        ("COPY accounts TO '{copy}'", "file system operations are disabled"),
+        ("SELECT * FROM read_text('{secret}')", "file system operations are disabled"),
+        ("SET enable_external_access = true", "the configuration has been locked"),
+    ],
+)
+def test_a_duckdb_sql_source_cannot_write_or_read_files(query, says, database, tmp_path, capsys):
+    copy, secret = tmp_path / "copy.csv", tmp_path / "secret.txt"
+    secret.write_text("do not read")
+    before = _tables(database)
+    source = f"sql:duckdb:///{database}::" + query.format(copy=copy, secret=secret)
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"kare categorize: the query of source sql:duckdb:///{database} failed (sources are read-only): " in err
+    assert says in err
+    assert _tables(database) == before and not copy.exists()
+
+
+def test_a_duckdb_sql_source_still_reads_its_tables(database, tmp_path, capsys):
+    source = f"sql:duckdb:///{database}::SELECT * FROM accounts WHERE seats >= 0"
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 0
+    assert "20 accounts categorized" in capsys.readouterr().out
+
+
+def test_a_copy_through_a_sql_source_fails_in_a_subprocess_under_limits(database, tmp_path):
+    copy = tmp_path / "copy.parquet"
+    result = kare("diff", "--before", str(RULES_DIR), "--after", str(RULES_DIR), "--as-of", AS_OF,
+                  "--input", f"sql:duckdb:///{database}::COPY accounts TO '{copy}'")  # fmt: skip
+    assert result.returncode == 1 and "file system operations are disabled" in result.stderr
+    assert not copy.exists()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL server as in test_sql_differential: KARE_TEST_POSTGRES_URL, else a throwaway one
+    from the pgserver wheel (a dev dependency); never skipped."""
+    url = os.environ.get("KARE_TEST_POSTGRES_URL")
+    server = None
+    if not url:
+        try:
+            import pgserver
+        except ImportError:
+            pytest.fail("no PostgreSQL: install pgserver (a dev dependency) or set KARE_TEST_POSTGRES_URL")
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+        url = server.get_uri()
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("DROP TABLE kare_hostile_accounts", "cannot execute DROP TABLE in a read-only transaction"),
+        ("CREATE TABLE kare_hostile_copy AS SELECT 1", "cannot execute CREATE TABLE AS in a read-only transaction"),
+        (
+            "COMMIT; SET default_transaction_read_only = off; COMMIT; DROP TABLE kare_hostile_accounts",
+            "cannot insert multiple commands into a prepared statement",
+        ),
+    ],
+)
+def test_a_postgres_sql_source_runs_read_only(query, says, postgres_url, tmp_path, capsys):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kare_hostile_accounts AS SELECT 1 AS a")
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", f"sql:{postgres_url}::{query}",
+                 "--output", str(tmp_path / "o.csv")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and says in err and "failed (sources are read-only)" in err, err
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'kare_hostile%'").fetchall()
+    assert tables == [("kare_hostile_accounts",)]

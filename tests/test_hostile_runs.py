@@ -1,0 +1,143 @@
+"""Hostile `kare run`s, each a real process under a time and a memory limit: the run fails with a clear
+message and leaves every published table exactly as it was."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kare_rules.loader import load_rules
+from kare_rules.synth import synthesize
+from kare_rules.tables import TABLES, same_rows
+from kare_rules.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY, LATER = dt.date(2026, 9, 30), dt.date(2026, 10, 31)
+MEMORY_LIMIT = 3 * 2**30
+TIME_LIMIT = 120
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def kare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kare_rules.cli", *args], capture_output=True, text=True, timeout=TIME_LIMIT,
+        preexec_fn=_limit_memory, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A folder with rules/, an input of 300 accounts, and a warehouse holding one run of them."""
+    root = tmp_path_factory.mktemp("hostile-runs")
+    shutil.copytree(ROOT / "rules" / "cloudnine", root / "rules" / "cloudnine")
+    accounts = synthesize(load_rules(root / "rules" / "cloudnine"), 300, DAY, seed=11)
+    accounts.write_parquet(root / "accounts.parquet")
+    done = kare("run", "--org", "cloudnine", "--input", "accounts.parquet", "--as-of", str(DAY), cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture
+def folder(world, tmp_path) -> Path:
+    shutil.copytree(world, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def tables(folder: Path) -> dict[str, pl.DataFrame]:
+    wh = Warehouse(folder / "data" / "warehouse.duckdb")
+    return {t: wh.read(t) for t in TABLES}
+
+
+def unchanged_but_logged(before: dict, after: dict) -> bool:
+    """Every table as it was, but for failed runs logged in kare.runs."""
+    runs = after["runs"].filter(pl.col("status") != "failed")
+    return all(same_rows(after[t], before[t]) for t in TABLES if t != "runs") and same_rows(runs, before["runs"])
+
+
+def _header_only(folder: Path) -> str:
+    columns = pl.read_parquet(folder / "accounts.parquet").columns
+    (folder / "empty.csv").write_text(",".join(columns) + "\n")
+    return "empty.csv"
+
+
+def _zero_rows(folder: Path) -> str:
+    pl.read_parquet(folder / "accounts.parquet").head(0).write_parquet(folder / "zero.parquet")
+    return "zero.parquet"
+
+
+def _a_third(folder: Path) -> str:
+    pl.read_parquet(folder / "accounts.parquet").head(100).write_parquet(folder / "third.parquet")
+    return "third.parquet"
+
+
+@pytest.mark.parametrize(
+    ("make_input", "says"),
+    [
+        (_header_only, "the input has no rows; publishing it would remove all 300 current accounts"),
+        (_zero_rows, "the input has no rows; publishing it would remove all 300 current accounts"),
+        (_a_third, "would remove 200 of 300 current accounts (66.7%"),
+    ],
+)
+def test_an_input_that_would_wipe_or_gut_the_tables_publishes_nothing(folder, make_input, says):
+    before = tables(folder)
+    ran = kare("run", "--org", "cloudnine", "--input", make_input(folder), "--as-of", str(LATER), cwd=folder)
+    assert ran.returncode == 1, ran.stderr
+    assert says in ran.stderr and "nothing was published" in ran.stderr and "Traceback" not in ran.stderr
+    assert unchanged_but_logged(before, tables(folder))
+
+
+def test_a_symlinked_organization_is_refused_before_anything_is_read(folder):
+    (folder / "rules" / "evil").symlink_to("cloudnine")
+    before = tables(folder)
+    ran = kare("run", "--org", "evil", "--input", "accounts.parquet", "--as-of", str(LATER), cwd=folder)
+    assert ran.returncode == 1
+    assert "rules/evil/kare.yaml:1:1: rules/evil is a symbolic link (to cloudnine)" in ran.stderr
+    after = tables(folder)
+    assert all(same_rows(after[t], before[t]) for t in TABLES)
+    assert set(after["account_categories"]["org"]) == {"cloudnine"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--as-of", ""], "is not a date"),
+        (["--as-of", str(LATER), "--max-removed-share", "nan"], "is not a finite number"),
+        (["--as-of", str(LATER), "--wait", "inf"], "is not a finite number"),
+        (["--as-of", str(LATER), "--memory-budget", "-1"], "is not a memory size"),
+    ],
+)
+def test_options_that_cannot_work_are_usage_errors_and_touch_nothing(folder, extra, says):
+    before = tables(folder)
+    ran = kare("run", "--org", "cloudnine", "--input", "accounts.parquet", *extra, cwd=folder)
+    assert ran.returncode == 2 and says in ran.stderr
+    after = tables(folder)
+    assert all(same_rows(after[t], before[t]) for t in TABLES)
+
+
+def test_a_lock_path_that_is_a_directory_is_a_clear_error(folder):
+    (folder / "data" / "warehouse.duckdb.lock").unlink(missing_ok=True)
+    (folder / "data" / "warehouse.duckdb.lock").mkdir()
+    before = tables(folder)
+    ran = kare("run", "--org", "cloudnine", "--input", "accounts.parquet", "--as-of", str(LATER), cwd=folder)
+    assert ran.returncode == 1
+    assert "the lock file data/warehouse.duckdb.lock is a directory; remove it" in ran.stderr
+    assert unchanged_but_logged(before, tables(folder))
+
+
+def test_an_earlier_date_after_a_later_one_is_refused(folder):
+    before = tables(folder)
+    ran = kare("run", "--org", "cloudnine", "--input", "accounts.parquet", "--as-of", "2026-08-31", cwd=folder)
+    assert ran.returncode == 1
+    assert "was already published for 2026-09-30; a run for the earlier date 2026-08-31" in ran.stderr
+    assert unchanged_but_logged(before, tables(folder))

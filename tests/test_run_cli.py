@@ -1,0 +1,133 @@
+"""`kare run` as a data team meets it: readers holding the DuckDB file, locks, bad options, guards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kare_rules.cli import main
+from kare_rules.loader import load_rules
+from kare_rules.synth import synthesize
+from kare_rules.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = dt.date(2026, 10, 31)
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A warehouse with one published run of 400 cloudnine accounts, and the input it was made from."""
+    source = tmp_path / "accounts.parquet"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 400, DAY, seed=5).write_parquet(source)
+    warehouse = tmp_path / "w.duckdb"
+    assert main(args(source, warehouse)) == 0
+    return source, warehouse
+
+
+def args(source: Path, warehouse: Path, *extra: str, day: dt.date = DAY) -> list[str]:
+    return ["run", "--org", "cloudnine", "--rules-dir", str(ROOT / "rules"), "--input", str(source),
+            "--warehouse", str(warehouse), "--as-of", str(day), *extra]  # fmt: skip
+
+
+def hold_open(warehouse: Path, seconds: float) -> subprocess.Popen:
+    """Another process (a BI tool, a notebook) holding a read-only connection to the warehouse."""
+    code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('open', flush=True); time.sleep(float(sys.argv[2]))")  # fmt: skip
+    reader = subprocess.Popen([sys.executable, "-c", code, str(warehouse), str(seconds)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert reader.stdout.readline().strip() == "open"
+    return reader
+
+
+def test_a_run_waits_for_a_reader_holding_the_file_and_then_publishes(published, capsys):
+    source, warehouse = published
+    reader = hold_open(warehouse, 2)
+    started = time.monotonic()
+    try:
+        code = main(args(source, warehouse, "--wait", "60", day=DAY + dt.timedelta(days=30)))
+    finally:
+        reader.wait()
+    assert code == 0 and time.monotonic() - started >= 1
+    assert "waiting up to 60 s for the warehouse" in capsys.readouterr().err
+    assert Warehouse(warehouse).last_run("cloudnine")["as_of"] == DAY + dt.timedelta(days=30)
+
+
+def test_a_reader_holding_the_file_past_wait_fails_the_run_clearly_and_changes_nothing(published, capsys):
+    source, warehouse = published
+    reader = hold_open(warehouse, 60)
+    try:
+        code = main(args(source, warehouse, "--wait", "1", day=DAY + dt.timedelta(days=30)))
+    finally:
+        reader.kill()
+        reader.wait()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "is held by another process" in err and "--wait SECONDS" in err and "nothing was published" in err
+    assert Warehouse(warehouse).last_run("cloudnine")["as_of"] == DAY
+
+
+def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
+    source, warehouse = published
+    later = DAY + dt.timedelta(days=30)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = [sys.executable, "-m", "kare_rules.cli", *args(source, warehouse, "--wait", "120", day=later)]
+    first = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    statuses = sorted(Warehouse(warehouse).read("runs").filter(pl.col("as_of") == later)["status"])
+    assert statuses == ["published", "unchanged"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--as-of", "", "is not a date"),
+        ("--as-of", "2026-02-30", "is not a date"),
+        ("--max-quarantine-share", "nan", "is not a finite number"),
+        ("--max-removed-share", "1.5", "is not a share between 0 and 1"),
+        ("--wait", "nan", "is not a finite number"),
+        ("--wait", "-1", "is not a number of seconds"),
+        ("--memory-budget", "lots", "is not a memory size"),
+        ("--buckets", "0", "is out of range"),
+    ],
+)
+def test_wrong_options_are_usage_errors_before_anything_runs(published, option, value, message, capsys):
+    source, warehouse = published
+    before = Warehouse(warehouse).read("runs").height
+    with pytest.raises(SystemExit) as stop:
+        code = main([*args(source, warehouse, day=DAY + dt.timedelta(days=30)), option, value])
+        raise SystemExit(code)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert Warehouse(warehouse).read("runs").height == before
+
+
+def test_a_header_only_csv_is_refused_and_the_tables_stay(published, tmp_path, capsys):
+    _, warehouse = published
+    header = tmp_path / "empty.csv"
+    header.write_text(",".join(pl.read_parquet(published[0]).columns) + "\n")
+    before = Warehouse(warehouse).read("account_categories")
+    assert main(args(header, warehouse, day=DAY + dt.timedelta(days=30))) == 1
+    err = capsys.readouterr().err
+    assert "the input has no rows" in err and "--allow-empty-input" in err
+    assert Warehouse(warehouse).read("account_categories").height == before.height == 400
+
+
+def test_a_lock_path_that_is_a_directory_and_an_unwritable_folder_are_clear_errors(tmp_path, capsys):
+    source = tmp_path / "a.parquet"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 10, DAY).write_parquet(source)
+    (tmp_path / "w.duckdb.lock").mkdir()
+    assert main(args(source, tmp_path / "w.duckdb")) == 1
+    assert "the lock file" in capsys.readouterr().err
+    # A folder that cannot be created (its parent is a file) stands for any unwritable place, root included.
+    (tmp_path / "plain-file").write_text("")
+    assert main(args(source, tmp_path / "plain-file" / "w.duckdb")) == 1
+    assert "cannot create the folder of the warehouse" in capsys.readouterr().err
