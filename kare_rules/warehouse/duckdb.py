@@ -48,10 +48,11 @@ class DuckDBWarehouse:
     """One DuckDB file: the published tables of every organization."""
 
     def __init__(self, path: str | Path = DEFAULT_WAREHOUSE, *, wait: float = 0.0,
-                 on_wait: Callable[[str], None] = lambda _: None):  # fmt: skip
+                 on_wait: Callable[[str], None] = lambda _: None, memory_limit: int | None = None):  # fmt: skip
         self.path = Path(path)
         self.wait = wait
         self.on_wait = on_wait
+        self.memory_limit = memory_limit  # bytes DuckDB may use for a run (default: DuckDB's own, 80% of RAM)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -73,6 +74,9 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
         if not read_only:
+            if self.memory_limit:
+                # DuckDB keeps its buffer pool up to its limit; within a run's budget it spills instead.
+                con.execute(f"SET memory_limit = '{int(self.memory_limit)}B'")
             ensure_tables(con)
         return con
 
@@ -161,7 +165,7 @@ class Session:
         return _fetch(
             self.con,
             f"SELECT account_id FROM {_t('category_history')} WHERE org = $org AND is_current "
-            f"UNION SELECT account_id FROM {_t('account_categories')} WHERE org = $org",
+            f"UNION ALL SELECT account_id FROM {_t('account_categories')} WHERE org = $org",
             {"org": org},
         )["account_id"]
 
