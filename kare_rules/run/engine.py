@@ -209,11 +209,10 @@ def run_organization(
         raw = read_input(source)
         known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
         require_columns(bundle.rules, raw.columns)
-        if warehouse.memory_limit is None:
-            warehouse.memory_limit = max((memory_budget or default_budget()) // DUCKDB_SHARE, 256 * 2**20)
+        duckdb_memory = max((memory_budget or default_budget()) // DUCKDB_SHARE, 256 * 2**20)
         with (
             warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
-            warehouse.transaction() as session,
+            warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
             return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
     except KeyboardInterrupt:

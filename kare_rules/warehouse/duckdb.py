@@ -48,17 +48,17 @@ class DuckDBWarehouse:
     """One DuckDB file: the published tables of every organization."""
 
     def __init__(self, path: str | Path = DEFAULT_WAREHOUSE, *, wait: float = 0.0,
-                 on_wait: Callable[[str], None] = lambda _: None, memory_limit: int | None = None):  # fmt: skip
+                 on_wait: Callable[[str], None] = lambda _: None):  # fmt: skip
         self.path = Path(path)
         self.wait = wait
         self.on_wait = on_wait
-        self.memory_limit = memory_limit  # bytes DuckDB may use for a run (default: DuckDB's own, 80% of RAM)
 
     def __str__(self) -> str:
         return str(self.path)
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """A connection; waits (up to `wait` seconds) while another process holds DuckDB's file lock."""
+    def connect(self, read_only: bool = False, memory_limit: int | None = None) -> duckdb.DuckDBPyConnection:
+        """A connection; waits (up to `wait` seconds) while another process holds DuckDB's file lock.
+        `memory_limit` (bytes) caps DuckDB's buffer pool, which otherwise grows to 80% of the machine."""
         if read_only and not self.path.exists():
             raise WarehouseBusy(f"no warehouse at {self.path} yet; run 'kare run' first")
         try:
@@ -74,9 +74,8 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
         if not read_only:
-            if self.memory_limit:
-                # DuckDB keeps its buffer pool up to its limit; within a run's budget it spills instead.
-                con.execute(f"SET memory_limit = '{int(self.memory_limit)}B'")
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
             ensure_tables(con)
         return con
 
@@ -100,10 +99,10 @@ class DuckDBWarehouse:
             return Session(con).last_run(org) if _exists(con, "runs") else None
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, memory_limit: int | None = None) -> Iterator[Session]:
         """One connection, one transaction: COMMIT when the block ends, ROLLBACK on any exception
         (Ctrl-C included)."""
-        con = self.connect()
+        con = self.connect(memory_limit=memory_limit)
         try:
             con.execute("BEGIN TRANSACTION")
             yield Session(con)

@@ -142,32 +142,3 @@ def transitions(history: pl.DataFrame, as_of: dt.date, run_id: str, org: str) ->
         "category_transitions",
         counts.with_columns(pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"), pl.lit(run_id).alias("run_id")),
     ).sort("from_category", "to_category")
-
-
-def history_problems(history: pl.DataFrame) -> list[str]:
-    """Invariants: exactly one current row per account, and contiguous, non-overlapping intervals."""
-    problems = []
-    per_account = history.group_by("account_id").agg(pl.col("is_current").sum().alias("current"))
-    bad = per_account.filter(pl.col("current") != 1)
-    if bad.height:
-        problems.append(f"{bad.height} accounts do not have exactly one current row (e.g. {bad['account_id'].min()})")
-    # Contiguous and non-overlapping, checked by hash joins rather than a sort: no two rows of an
-    # account start (or end) on the same day, and every closed row is followed by one that starts
-    # where it ends. With one current row and no inverted interval, the rows then form one chain.
-    starts = history.select("account_id", pl.col("valid_from").alias("day"))
-    closed = history.filter(pl.col("valid_to") != FAR_FUTURE).select("account_id", pl.col("valid_to").alias("day"))
-    unlinked = closed.join(starts, on=["account_id", "day"], how="anti")
-    doubled = pl.concat([starts.filter(starts.is_duplicated()), closed.filter(closed.is_duplicated())])
-    gaps = pl.concat([unlinked, doubled]).unique("account_id")
-    if gaps.height:
-        problems.append(
-            f"{gaps.height} accounts have intervals that do not end where the next begins "
-            f"(e.g. {gaps['account_id'].min()})"
-        )
-    inverted = history.filter(pl.col("valid_to") <= pl.col("valid_from"))
-    if inverted.height:
-        problems.append(f"{inverted.height} intervals end before they begin (e.g. {inverted['account_id'].min()})")
-    wrong_current = history.filter(pl.col("is_current") != (pl.col("valid_to") == FAR_FUTURE))
-    if wrong_current.height:
-        problems.append(f"{wrong_current.height} rows disagree on is_current and valid_to")
-    return problems

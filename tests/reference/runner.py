@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.engine import cast_expr, categorize
+from kare_rules.engine import categorize
 from kare_rules.errors import DataError, KareError
 from kare_rules.overrides import Override, apply_overrides, overrides_digest
 from kare_rules.tables import conformed, empty
-from kare_rules.validation import Checked, require_columns, validate_accounts
-from tests.reference.actions import OPEN, SUPERSEDED, update_actions
+from kare_rules.validation import Checked, validate_accounts
+from tests.reference.actions import SUPERSEDED, update_actions
 from tests.reference.history import transitions, update_history
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.2
@@ -288,62 +288,3 @@ def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
             f"{org} was already published for {last_as_of}; a run for the earlier date {as_of} would rewrite "
             f"later history. Run with --as-of {last_as_of} or later."
         )
-
-
-def open_actions(queue: pl.DataFrame) -> pl.DataFrame:
-    return queue.filter(pl.col("status") == OPEN)
-
-
-# ---- bucketed runs: one organization's accounts in independent slices ---------------------------
-
-
-def bucket_expr(key: pl.Expr, buckets: int) -> pl.Expr:
-    """The bucket (0 … buckets-1) of an account id; null ids go to bucket 0 (they are quarantined).
-
-    Used on the input's typed keys and on the published account_ids within one process, so both sides
-    agree; the hash need not be stable across Polars versions because no bucket number is stored."""
-    text = key.cast(pl.String)
-    return pl.when(text.is_null()).then(0).otherwise(text.hash(seed=BUCKET_SEED) % buckets).cast(pl.UInt32)
-
-
-def input_buckets(rules: m.RuleSet, raw: pl.DataFrame, buckets: int) -> pl.Series:
-    """The bucket of every input row, from its key typed as validation types it: rows whose keys are
-    equal once typed (a duplicate to quarantine) share a bucket, as does a valid row and its account_id."""
-    require_columns(rules, raw.columns)
-    key = rules.input(rules.key)
-    typed = cast_expr(key.name, key.type, raw.schema[key.name])
-    return raw.select(bucket_expr(typed, buckets).alias("bucket")).to_series()
-
-
-@dataclass
-class BucketTotals:
-    """What a bucketed run adds up over its buckets before it publishes: the runs row's counts, the
-    transition matrix and the quarantine. The per-account tables are published bucket by bucket."""
-
-    runs: list[dict] = field(default_factory=list)
-    moves: list[pl.DataFrame] = field(default_factory=list)
-    quarantines: list[pl.DataFrame] = field(default_factory=list)
-
-    def add(self, out: RunOutputs, rows: pl.Series) -> None:
-        """One bucket's outputs; `rows` are the bucket's row indices in the whole input (0-based)."""
-        self.runs.append(out.run)
-        self.moves.append(out.category_transitions)
-        q = out.quarantine
-        self.quarantines.append(q.with_columns(rows.gather(q["row_number"] - 1).cast(pl.Int64).alias("row_number") + 1))
-
-    def quarantine(self) -> pl.DataFrame:
-        return pl.concat([empty("quarantine"), *self.quarantines])
-
-    def transitions(self) -> pl.DataFrame:
-        """The run's transition matrix: every bucket's accounts per (from, to) summed."""
-        moves = pl.concat([empty("category_transitions"), *self.moves])
-        if not moves.height:
-            return moves
-        keys = ["org", "as_of", "run_id", "from_category", "to_category"]
-        return conformed("category_transitions", moves.group_by(keys).agg(pl.col("accounts").sum())).sort(
-            "from_category", "to_category"
-        )
-
-    def run(self) -> dict:
-        """The runs row: the first bucket's row with every count summed over the buckets."""
-        return {**self.runs[0], **{k: sum(r[k] for r in self.runs) for k in RUN_COUNTS}}
