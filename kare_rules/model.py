@@ -42,12 +42,19 @@ class InputColumn:
     description: str | None = None
 
 
-DerivedKind = Literal["days_since", "days_until", "ratio"]
+DerivedKind = Literal["days_since", "days_until", "ratio", "change_of", "pct_change_of"]
+DATE_KINDS = frozenset({"days_since", "days_until"})  # move by one a day with as_of, data unchanged
+TREND_KINDS = frozenset({"change_of", "pct_change_of"})  # against the previous published run
 
 
 @dataclass(frozen=True)
 class Derived:
-    """A column computed per run from inputs and the run's `as_of` (never from today)."""
+    """A column computed per run from inputs and the run's `as_of` (never from today).
+
+    `change_of: COL` is COL minus its value in the account's previous published run; `pct_change_of:
+    COL` is that change divided by the previous value (0.1 = +10 %). Both are null for an account with
+    no previous value (new, or null then) and pct_change_of also when the previous value was 0.
+    """
 
     name: str
     kind: DerivedKind
@@ -55,7 +62,7 @@ class Derived:
 
     @property
     def type(self) -> ColumnType:
-        return "float" if self.kind == "ratio" else "integer"
+        return "integer" if self.kind in DATE_KINDS else "float"
 
 
 # ---- conditions: the expression tree every engine compiles --------------------------------------
@@ -129,6 +136,33 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class WithinAmount:
+    """`within: {column: 14}` (absolute) or `{column: 10%}` (share of the current value, 0.10)."""
+
+    column: str
+    amount: float
+    relative: bool = False
+
+
+@dataclass(frozen=True)
+class Watch:
+    """An early warning: accounts in `from_category` about to move (to `to_category`, or anywhere)
+    get `actions`. `within_days`: the next move (data unchanged) is at most that many days after as_of.
+    `within`: the nearest change of that column that moves the account is at most that amount."""
+
+    id: str
+    from_category: str
+    actions: tuple[Action, ...]
+    to_category: str | None = None
+    within_days: int | None = None
+    within: tuple[WithinAmount, ...] = ()
+    description: str | None = None
+
+
+DEFAULT_HORIZON_DAYS = 366  # how far ahead next_move_on looks
+
+
+@dataclass(frozen=True)
 class RuleTest:
     """An embedded example: this account, on this date, must get this category (and, when the test
     says so, this matched rule and exactly these actions)."""
@@ -141,6 +175,9 @@ class RuleTest:
     path: str = ""  # the file that holds the test: the rule file or one of its tests/*.yaml
     matched_rule: str | None = None  # None: not checked
     actions: tuple[str, ...] | None = None  # action ids, in any order; None: not checked
+    previous: tuple[tuple[str, Value], ...] = ()  # the account's values in the previous run (trends)
+    next_category: str | None = None  # None: not checked
+    next_move_on: dt.date | None = None  # None: not checked (a test expecting no move says next_category: none)
 
 
 @dataclass(frozen=True)
@@ -155,6 +192,7 @@ class RuleSet:
     precedence: tuple[str, ...]
     categories: dict[str, CategoryRule]  # only those defined, keyed by name
     transitions: tuple[Transition, ...] = ()
+    watches: tuple[Watch, ...] = ()
     tests: tuple[RuleTest, ...] = ()
     description: str | None = None
     owners: tuple[str, ...] = ()
@@ -171,6 +209,15 @@ class RuleSet:
         out: dict[str, ColumnType] = {c.name: c.type for c in self.inputs}
         out.update({d.name: d.type for d in self.derived})
         return out
+
+    @property
+    def trend_columns(self) -> tuple[str, ...]:
+        """Input columns whose previous value a trend (`change_of`, `pct_change_of`) reads, in order."""
+        out: list[str] = []
+        for d in self.derived:
+            if d.kind in TREND_KINDS and d.args[0] not in out:
+                out.append(d.args[0])
+        return tuple(out)
 
     def input(self, name: str) -> InputColumn:
         return next(c for c in self.inputs if c.name == name)
