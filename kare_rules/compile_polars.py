@@ -19,14 +19,26 @@ POLARS_TYPES: dict[str, pl.DataType] = {
 }
 
 
+def previous_column(column: str) -> str:
+    """The internal column holding an input's value in the previous run (read by trends)."""
+    return f"_kare_prev_{column}"
+
+
 def derived_exprs(rules: m.RuleSet, as_of: dt.date) -> list[pl.Expr]:
-    """The derived columns, computed from the run's as_of date (never today)."""
+    """The derived columns, computed from the run's as_of date (never today). Trends read the
+    `previous_column` of their input, which the caller joins in (null for an account seen first)."""
     out = []
     for d in rules.derived:
-        if d.kind in ("days_since", "days_until"):
+        if d.kind in m.DATE_KINDS:
             days = (pl.lit(as_of, dtype=pl.Date) - pl.col(d.args[0]).cast(pl.Date)).dt.total_days()
             expr = days if d.kind == "days_since" else -days
             out.append(expr.cast(pl.Int64).alias(d.name))
+        elif d.kind in m.TREND_KINDS:
+            now, before = pl.col(d.args[0]).cast(pl.Float64), pl.col(previous_column(d.args[0])).cast(pl.Float64)
+            change = now - before
+            if d.kind == "pct_change_of":
+                change = pl.when(before != 0).then(change / before.abs()).otherwise(None)
+            out.append(change.alias(d.name))
         else:
             num, den = (pl.col(a).cast(pl.Float64) for a in d.args)
             out.append(pl.when(den != 0).then(num / den).otherwise(None).alias(d.name))

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler, derived_exprs, describe_predicate, format_value
+from kare_rules.compile_polars import (
+    POLARS_TYPES,
+    PolarsCompiler,
+    derived_exprs,
+    describe_predicate,
+    format_value,
+    previous_column,
+)
 from kare_rules.errors import DataError
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -80,26 +87,55 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
     return col.cast(target, strict=False).alias(name)
 
 
-def _prepared(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, compiler: PolarsCompiler) -> pl.LazyFrame:
+def with_derived(
+    rules: m.RuleSet, lf: pl.LazyFrame, as_of: dt.date | str, previous: pl.DataFrame | None = None
+) -> pl.LazyFrame:
+    """Conformed accounts with the derived columns added.
+
+    `previous` holds each account's values in the previous published run: `account_id` (the key as
+    text) and the rules' `trend_columns`. Accounts missing from it (and every account when it is None)
+    get null trends, as a new account does.
+    """
+    if not rules.derived:
+        return lf
+    trends = rules.trend_columns
+    if trends:
+        before = [pl.lit(None, dtype=pl.Float64).alias(previous_column(c)) for c in trends]
+        if previous is not None:
+            prev = previous.lazy().select(
+                pl.col("account_id").cast(pl.String).alias("_kare_key"),
+                *[pl.col(c).cast(pl.Float64).alias(previous_column(c)) for c in trends],
+            )
+            lf = lf.with_columns(pl.col(rules.key).cast(pl.String).alias("_kare_key"))
+            lf = lf.join(prev, on="_kare_key", how="left", maintain_order="left").drop("_kare_key")
+        else:
+            lf = lf.with_columns(before)
+    return lf.with_columns(derived_exprs(rules, as_date(as_of)))
+
+
+def _prepared(
+    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, compiler: PolarsCompiler, previous: pl.DataFrame | None
+) -> pl.LazyFrame:
     """The accounts conformed, with derived columns and the `_mask` of categories that held."""
-    lf = conform(accounts, rules)
-    if rules.derived:
-        lf = lf.with_columns(derived_exprs(rules, as_date(as_of)))
-    return lf.with_columns(compiler.mask())
+    return with_derived(rules, conform(accounts, rules), as_of, previous).with_columns(compiler.mask())
 
 
-def categorize_lazy(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.LazyFrame:
+def categorize_lazy(
+    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True, previous: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """The plan behind `categorize`, for streaming sinks and large inputs. Without `explain` it is a
     lazy plan end to end; with it, the explanations are assembled eagerly (see `categorize`) and the
     finished frame is returned as a LazyFrame."""
     if explain:
-        return categorize(rules, accounts, as_of, explain=True).lazy()
+        return categorize(rules, accounts, as_of, explain=True, previous=previous).lazy()
     compiler = PolarsCompiler(rules)
     category, matched_rule, _ = compiler.lookup(pl.col("_mask"))
-    return _prepared(rules, accounts, as_of, compiler).select(pl.col(rules.key), category, matched_rule)
+    return _prepared(rules, accounts, as_of, compiler, previous).select(pl.col(rules.key), category, matched_rule)
 
 
-def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True) -> pl.DataFrame:
+def categorize(
+    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True, previous: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Give every account exactly one category: the first in precedence whose condition holds.
 
     Returns the key column, `category` and `matched_rule`; with `explain`, also `reason` (the traits
@@ -108,16 +144,17 @@ def categorize(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain:
     Every category's condition is evaluated once into a small bit mask; category, matched rule and
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
     a lookup too; the others are built only for the rows their category won and put in place, so each
-    row pays for at most one explanation, not one per category.
+    row pays for at most one explanation, not one per category. `previous` feeds the trends
+    (`with_derived`).
     """
     if not explain:
-        return categorize_lazy(rules, accounts, as_of, explain=False).collect()
+        return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
     # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
-    frame = _prepared(rules, accounts, as_of, compiler).select(*rules.columns, "_mask").collect()
+    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask").collect()
     main = frame.lazy().select(
         pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
     )
@@ -155,7 +192,9 @@ class Node:
     children: list[Node]
 
 
-def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, account_id: str) -> list[Node]:
+def explain_account(
+    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, account_id: str, previous: pl.DataFrame | None = None
+) -> list[Node]:
     """Every category's condition for one account, evaluated node by node, with the values seen."""
     key = rules.key
     row = conform(accounts, rules).filter(pl.col(key).cast(pl.String) == str(account_id)).collect()
@@ -163,16 +202,14 @@ def explain_account(rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, acc
         raise DataError(f"account {account_id!r} is not in the input (key column '{key}')")
     if row.height > 1:
         raise DataError(f"account {account_id!r} appears {row.height} times in the input; the key must be unique")
-    return explain_row(rules, row, as_of)
+    return explain_row(rules, row, as_of, previous)
 
 
-def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str) -> list[Node]:
+def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str, previous: pl.DataFrame | None = None) -> list[Node]:
     """The evaluation tree of every category for a frame holding exactly one account (found by key in
     `kare explain`, or an embedded test's account, which may have no key at all)."""
     as_of = as_date(as_of)
-    lf = conform(row, rules)
-    if rules.derived:
-        lf = lf.with_columns(derived_exprs(rules, as_of))
+    lf = with_derived(rules, conform(row, rules), as_of, previous)
     compiler = PolarsCompiler(rules)
     exprs: list[pl.Expr] = []
 
