@@ -12,7 +12,7 @@ import polars as pl
 FAR_FUTURE = dt.date(9999, 12, 31)
 SCHEMA = "kare"
 
-S, D, INT, B = pl.String, pl.Date, pl.Int64, pl.Boolean
+S, D, INT, B, F = pl.String, pl.Date, pl.Int64, pl.Boolean, pl.Float64
 LS = pl.List(pl.String)
 TS = pl.Datetime("us", "UTC")
 
@@ -36,6 +36,14 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
             ("rules_digest", S, "Digest of the rules' semantic content (ignores comments and formatting)."),
             ("as_of", D, "The run date the category was computed for."),
             ("run_id", S, "The run that computed it (deterministic: same inputs, same id)."),
+            # Early warning (issue 11). Added after the first release: older warehouses gain them in place.
+            ("next_category", S, "The category the account will get with its data unchanged (dates move on)."),
+            ("next_move_on", D, "The first date after as_of it gets next_category; null: no move within the horizon."),
+            ("edge_category", S, "The category the nearest single-value change would give."),
+            ("edge_column", S, "The quantity whose change is nearest (relative to its value); null: none."),
+            ("edge_value", F, "That quantity's value now."),
+            ("edge_threshold", F, "The rule's boundary the change crosses (or reaches, for gte/lte/between)."),
+            ("edge_change", F, "edge_threshold - edge_value: how far the quantity is from the move."),
         ],
     ),
     "category_history": (
@@ -128,6 +136,18 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
             ("message", S, "Why it failed, when it did."),
         ],
     ),
+    "account_values": (
+        "Run state, not for BI: the values trends (change_of, pct_change_of) compare with, for the "
+        "organization's last two run dates only.",
+        ["org", "account_id", "column_name", "as_of"],
+        [
+            ("org", S, "Organization slug."),
+            ("account_id", S, "The account key, as text."),
+            ("column_name", S, "The input column a trend reads."),
+            ("value", F, "Its value in that run (null when the input was null)."),
+            ("as_of", D, "The run date."),
+        ],
+    ),
     "rule_versions": (
         "The rule file text behind every digest, so any past category can be traced to its exact rules.",
         ["org", "rules_digest"],
@@ -140,6 +160,11 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
         ],
     ),
 }
+
+
+# The early-warning columns of account_categories (kare_rules.edges computes them).
+EDGE_COLUMNS = ("next_category", "next_move_on", "edge_category", "edge_column", "edge_value", "edge_threshold",
+                "edge_change")  # fmt: skip
 
 
 def schema_of(table: str) -> dict[str, pl.DataType]:
@@ -163,7 +188,7 @@ def conformed(table: str, df: pl.DataFrame) -> pl.DataFrame:
     return df.select([pl.col(n).cast(t) for n, t in schema_of(table).items()])
 
 
-_JSON_TYPES = {pl.String: "string", pl.Date: "string", pl.Int64: "integer", pl.Boolean: "boolean"}
+_JSON_TYPES = {pl.String: "string", pl.Date: "string", pl.Int64: "integer", pl.Boolean: "boolean", pl.Float64: "number"}
 
 
 def json_contract(table: str) -> dict:
@@ -197,7 +222,9 @@ def _sql_type(dtype: pl.DataType) -> str:
         return "VARCHAR[]"
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ"
-    return {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN"}[dtype]
+    return {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN", pl.Float64: "DOUBLE"}[
+        dtype
+    ]
 
 
 def write_contracts(directory: str | Path) -> list[Path]:

@@ -34,7 +34,7 @@ from kare_rules.run.quality import (
 )
 from kare_rules.run.slicing import default_budget, slice_count, slice_expr
 from kare_rules.sources import read_accounts
-from kare_rules.tables import conformed, empty
+from kare_rules.tables import EDGE_COLUMNS, conformed, empty, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
 from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
@@ -115,9 +115,12 @@ def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
         )
 
 
-def categorize_with(rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, engine: str = "polars") -> pl.DataFrame:
+def categorize_with(
+    rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, engine: str = "polars", previous: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Categorize with the chosen engine. The DuckDB engine runs the compiled SQL and gives no
-    explanations: reason is null and overlaps empty (kare explain shows any account's tree)."""
+    explanations: reason is null and overlaps empty (kare explain shows any account's tree).
+    `previous`: the accounts' values in the previous run, for trends."""
     if engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
@@ -126,15 +129,21 @@ def categorize_with(rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, engin
         )
     if engine != "polars":
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
-    return categorize(rules, valid, as_of, explain=True)
+    return categorize(rules, valid, as_of, explain=True, previous=previous)
 
 
 def categorize_run(
     rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, run_id: str, overrides: tuple[Override, ...] = (),
-    engine: str = "polars",
+    engine: str = "polars", previous: pl.DataFrame | None = None,
 ) -> pl.DataFrame:  # fmt: skip
     """The account_categories rows of the valid accounts: category, rule, reason, versioned."""
-    result = apply_overrides(categorize_with(rules, valid, as_of, engine), rules.key, overrides, as_of)
+    result = categorize_with(rules, valid, as_of, engine, previous)
+    types = schema_of("account_categories")
+    result = result.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c not in result.columns)
+    result = apply_overrides(result, rules.key, overrides, as_of)
+    # An override pins the category: where the rules would move the account says nothing about it.
+    pinned = pl.col("matched_rule").eq_missing("override")
+    result = result.with_columns(pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS)
     return conformed(
         "account_categories",
         result.with_columns(
@@ -145,6 +154,16 @@ def categorize_run(
             pl.lit(as_of).alias("as_of"),
             pl.lit(run_id).alias("run_id"),
         ),
+    )
+
+
+def trend_values(rules: m.RuleSet, valid: pl.DataFrame, org: str, as_of: dt.date) -> pl.DataFrame:
+    """Today's values of the columns trends read, long (account_values rows): the next run's baseline."""
+    cols = rules.trend_columns
+    return (
+        valid.select(pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.Float64) for c in cols])
+        .unpivot(index="account_id", on=list(cols), variable_name="column_name", value_name="value")
+        .with_columns(pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"))
     )
 
 
@@ -253,8 +272,9 @@ def _run(
         return _unchanged(s, last, known)
     if last and last["as_of"] == as_of:
         s.rewind(org, as_of)  # a re-run of the last date replaces it
-    ruled = s.last_run(org, before=as_of)  # the rules the change causes compare with
+    ruled = s.last_run(org, before=as_of)  # the run the change causes and the trends compare with
     previous_digest = ruled["rules_digest"] if ruled else None
+    trends = rules.trend_columns
     previous_rules = None
     if previous_digest and previous_digest != rules.digest:
         text = s.rules_text(org, previous_digest)
@@ -290,7 +310,8 @@ def _run(
         del part
 
         progress(f"{where}categorizing", units + 1, total_units)
-        categories = categorize_run(rules, checked.valid, as_of, run_id, bundle.overrides, engine)
+        before = s.previous_values(org, ruled["as_of"], trends, slice_ids) if trends and ruled else None
+        categories = categorize_run(rules, checked.valid, as_of, run_id, bundle.overrides, engine, before)
         held_ids = checked.quarantine["account_id"].drop_nulls().unique()
         held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
         held = s.categories_of(org, held_ids)["account_id"]
@@ -300,7 +321,10 @@ def _run(
         old_rules = None
         if previous_rules is not None:
             try:
-                old_rules = categorize_run(previous_rules, checked.valid, as_of, run_id, bundle.overrides)
+                old = previous_rules.trend_columns
+                old_before = s.previous_values(org, ruled["as_of"], old, slice_ids) if old and ruled else None
+                old_rules = categorize_run(previous_rules, checked.valid, as_of, run_id, bundle.overrides,
+                                           previous=old_before)  # fmt: skip
             except KareError:
                 old_rules = None  # the old rules cannot read today's data: a change is 'both'
         changes = history_changes(current, categories, held, as_of, run_id, org,
@@ -326,6 +350,9 @@ def _run(
         touched = None if n == 1 else pl.concat([slice_ids, categories["account_id"]])
         s.delete_categories(org, touched, keep=held)
         s.insert("account_categories", categories)
+        if trends:
+            step("account_values")
+            s.insert("account_values", trend_values(rules, checked.valid, org, as_of))
 
         for c, count in categories.group_by("category").len().iter_rows():
             totals.counts[c] = totals.counts.get(c, 0) + count
@@ -353,6 +380,7 @@ def _run(
     s.replace_day("quarantine", org, as_of, conformed("quarantine", quarantine.with_columns(extra)))
     step("category_transitions")
     s.replace_day("category_transitions", org, as_of, moves)
+    s.forget_values(org, before=ruled["as_of"] if ruled else as_of)
     step("runs")
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")

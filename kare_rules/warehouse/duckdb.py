@@ -89,7 +89,7 @@ class DuckDBWarehouse:
                 return empty(table)
             where, params = ("WHERE org = $org", {"org": org}) if org else ("", {})
             df = _fetch(con, f"SELECT * FROM {_t(table)} {where}", params)
-            return conformed(table, df) if df.height else empty(table)
+            return _read_back(table, df)
 
     def last_run(self, org: str) -> dict | None:
         """The organization's last published run (its `runs` row), or None."""
@@ -123,11 +123,38 @@ class DuckDBWarehouse:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the schema and any missing table (a warehouse of an older kare keeps its tables)."""
+    """Create the schema, any missing table and any missing column: a warehouse of an older kare is
+    migrated in place (new columns are null in its old rows), and the views BI reads are (re)defined."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
+    have = _fetch(
+        con,
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $s",
+        {"s": SCHEMA},
+    )
+    existing: dict[str, set[str]] = {}
+    for table, column in have.iter_rows():
+        existing.setdefault(table, set()).add(column)
     for table, (_, _, columns) in TABLES.items():
-        cols = ", ".join(f"{_q(n)} {_sql_type(t)}" for n, t, _ in columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
+        if table not in existing:
+            cols = ", ".join(f"{_q(n)} {_sql_type(t)}" for n, t, _ in columns)
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
+            continue
+        for name, dtype, _ in columns:
+            if name not in existing[table]:
+                con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
+    for view, query in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
+
+
+# Views over the published tables, for BI (docs/bi.md). Defined by every writer, so they follow the tables.
+VIEWS = {
+    "upcoming_moves": (
+        "SELECT org, account_id, category, next_category, next_move_on, "
+        "date_diff('day', as_of, next_move_on) AS days_to_move, edge_category, edge_column, edge_value, "
+        f"edge_threshold, edge_change, reason, as_of, run_id FROM {_t('account_categories')} "
+        "WHERE next_move_on IS NOT NULL"
+    ),
+}
 
 
 class Session:
@@ -149,7 +176,7 @@ class Session:
             "ORDER BY as_of DESC, finished_at DESC LIMIT 1",
             params,
         )
-        return conformed("runs", runs).row(0, named=True) if runs.height else None
+        return _read_back("runs", runs).row(0, named=True) if runs.height else None
 
     def rules_text(self, org: str, digest: str) -> str | None:
         found = _fetch(
@@ -196,6 +223,25 @@ class Session:
             return _fetch(self.con, f"SELECT action_key FROM {_t('action_queue')} WHERE org = $org{only}",
                           {"org": org})["action_key"]  # fmt: skip
 
+    def previous_values(
+        self, org: str, as_of: dt.date, columns: tuple[str, ...], ids: pl.Series | None
+    ) -> pl.DataFrame:
+        """Each account's values of `columns` in the run of `as_of` (the previous one): `account_id`
+        and one column per name. Column names go in as parameters, never into the SQL text."""
+        picks = ", ".join(f"max(value) FILTER (WHERE column_name = $c{i}) AS v{i}" for i in range(len(columns)))
+        params = {"org": org, "d": as_of, **{f"c{i}": c for i, c in enumerate(columns)}}
+        with self._only(ids) as only:
+            df = _fetch(self.con, f"SELECT account_id, {picks} FROM {_t('account_values')} "
+                        f"WHERE org = $org AND as_of = $d{only} GROUP BY account_id", params)  # fmt: skip
+        names = {f"v{i}": c for i, c in enumerate(columns)}
+        schema = {"account_id": pl.String, **{c: pl.Float64 for c in columns}}
+        return df.rename(names).cast(schema) if df.height else pl.DataFrame(schema=schema)
+
+    def forget_values(self, org: str, before: dt.date) -> None:
+        """Drop trend values older than the run `before` (state holds the last two run dates only)."""
+        self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of < $d",
+                         {"org": org, "d": before})  # fmt: skip
+
     def day_rows(self, table: str, org: str, as_of: dt.date) -> pl.DataFrame:
         """A per-run table's rows for (org, as_of)."""
         df = _fetch(self.con, f"SELECT * FROM {_t(table)} WHERE org = $org AND as_of = $d", {"org": org, "d": as_of})
@@ -214,6 +260,7 @@ class Session:
         self.con.execute(f"DELETE FROM {a} WHERE org = $org AND created_on = $d", p)
         self.con.execute(f"UPDATE {a} SET status = 'open', closed_on = NULL WHERE org = $org "
                          "AND status = 'superseded' AND closed_on = $d", p)  # fmt: skip
+        self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of = $d", p)
 
     def close_history(self, org: str, ids: pl.Series, as_of: dt.date) -> int:
         """End the current rows of these accounts on `as_of`; the number of rows ended."""
@@ -257,7 +304,8 @@ class Session:
         if not df.height:
             return
         frame = conformed(table, df).to_arrow()  # noqa: F841  (DuckDB reads the local by name)
-        self.con.execute(f"INSERT INTO {_t(table)} SELECT * FROM frame")
+        # By name: a migrated table has its newer columns last, whatever their place in TABLES.
+        self.con.execute(f"INSERT INTO {_t(table)} BY NAME SELECT * FROM frame")
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -277,6 +325,14 @@ class Session:
     def _count(self, statement: str, params: dict) -> int:
         result = self.con.execute(statement, params).fetchall()
         return int(result[0][0]) if result else 0
+
+
+def _read_back(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Rows read back as the table's contract; a column a not yet migrated warehouse lacks is null."""
+    if not df.height:
+        return empty(table)
+    missing = [pl.lit(None, dtype=t).alias(n) for n, t in schema_of(table).items() if n not in df.columns]
+    return conformed(table, df.with_columns(missing) if missing else df)
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -17,7 +17,8 @@ import polars as pl
 from kare_rules import model as m
 from kare_rules.engine import categorize
 from kare_rules.errors import DataError, KareError
-from kare_rules.overrides import Override, apply_overrides, overrides_digest
+from kare_rules.overrides import Override, overrides_digest
+from kare_rules.run.engine import categorize_run as engine_categorize_run
 from kare_rules.tables import conformed, empty
 from kare_rules.validation import Checked, validate_accounts
 from tests.reference.actions import SUPERSEDED, update_actions
@@ -114,19 +115,9 @@ def categorize_run(
     overrides: tuple[Override, ...] = (),
     engine: str = "polars",
 ) -> pl.DataFrame:
-    """The account_categories rows of the valid accounts: category, rule, reason, versioned."""
-    result = apply_overrides(categorize_with(rules, valid, as_of, engine), rules.key, overrides, as_of)
-    return conformed(
-        "account_categories",
-        result.with_columns(
-            pl.lit(rules.organization).alias("org"),
-            pl.col(rules.key).cast(pl.String).alias("account_id"),
-            pl.lit(rules.version).alias("rules_version"),
-            pl.lit(rules.digest).alias("rules_digest"),
-            pl.lit(as_of).alias("as_of"),
-            pl.lit(run_id).alias("run_id"),
-        ),
-    )
+    """The account_categories rows of the valid accounts. Categorizing is not what this reference
+    checks (history, actions and state are), so it is the library's own, early-warning columns included."""
+    return engine_categorize_run(rules, valid, as_of, run_id, overrides, engine)
 
 
 def step_validate(rules: m.RuleSet, raw: pl.DataFrame, max_quarantine_share: float) -> Checked:
