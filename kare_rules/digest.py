@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 # Prose and bookkeeping do not change a single category or action, so they do not change the digest.
 _NOT_SEMANTIC = {"version", "description", "owners", "tests", "path", "digest"}
+# Sections added after format v1 was first published: left out while empty, so the digest of a rule
+# file that does not use them is what it always was (warehouses compare digests across versions).
+_LATER = ("watches",)
 
 
 def canonical(rules: RuleSet) -> dict[str, Any]:
@@ -23,6 +26,10 @@ def canonical(rules: RuleSet) -> dict[str, Any]:
         out[unordered] = sorted(out[unordered], key=lambda c: c["name"])
     # Each (from, to) pair appears once, so the order transitions are listed in means nothing either.
     out["transitions"] = sorted(out["transitions"], key=lambda t: (t["from_category"], t["to_category"]))
+    out["watches"] = sorted(out["watches"], key=lambda w: w["id"])  # ids are unique; their order means nothing
+    for section in _LATER:
+        if not out[section]:
+            del out[section]
     return out
 
 

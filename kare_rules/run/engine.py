@@ -42,6 +42,7 @@ from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 ENGINES = ("polars", "duckdb")
 DUCKDB_SHARE = 6  # DuckDB gets a sixth of the run's memory budget (measured: no slower, 0.4–0.7 GiB less at 10M)
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
+SOON_DAYS = 30  # "will move soon": the run summary and the Dagster metadata count moves this close
 
 
 class RunFailed(KareError):
@@ -92,6 +93,12 @@ class RunResult:
     checks: list[CheckResult]
     slices: int
     unchanged: bool = False
+    upcoming: pl.DataFrame = field(default_factory=pl.DataFrame)  # from_category, to_category, accounts
+
+    @property
+    def moving_soon(self) -> int:
+        """Accounts whose next move (data unchanged) is at most SOON_DAYS away."""
+        return int(self.upcoming["accounts"].sum()) if self.upcoming.height else 0
 
     @property
     def categories(self) -> dict[str, int]:
@@ -385,9 +392,10 @@ def _run(
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
     s.insert("runs", pl.DataFrame([run]))
+    upcoming = s.upcoming(org, as_of + dt.timedelta(days=SOON_DAYS))
     step("commit")
     progress("published", total_units, total_units)
-    return RunResult(run=run, transitions=moves, checks=checks, slices=n)
+    return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
 
 
 def _run_row(known: dict, totals: _Totals, moves: pl.DataFrame, status: str) -> dict:
@@ -417,4 +425,5 @@ def _unchanged(s: Session, last: dict, known: dict) -> RunResult:
     run = {**last, "started_at": known["started_at"], "finished_at": dt.datetime.now(dt.UTC), "status": "unchanged"}
     s.insert("runs", pl.DataFrame([run]))
     moves = s.day_rows("category_transitions", known["org"], known["as_of"])
-    return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True)
+    upcoming = s.upcoming(known["org"], known["as_of"] + dt.timedelta(days=SOON_DAYS))
+    return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True, upcoming=upcoming)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from kare_rules.model import ALL_CATEGORIES
-from kare_rules.run.engine import Progress, RunResult
+from kare_rules.run.engine import SOON_DAYS, Progress, RunResult
 
 STATUS = {"published": "published", "unchanged": "unchanged (same rules, data and engine as the last run)"}
 
@@ -30,18 +30,27 @@ def summary_lines(result: RunResult) -> list[str]:
         & (pl.col("from_category") != "new")
         & (pl.col("to_category") != "removed")
     ).sort("accounts", descending=True)
-    top = ", ".join(
-        f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in real.head(4).iter_rows(named=True)
-    ) + (f", and {real.height - 4} more kinds (kare.category_transitions)" if real.height > 4 else "")
+    top = _kinds(real, "kare.category_transitions")
     new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
     gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
     lines.append(f"  moves     {run['moved'] or 0:,} since the last run" + (f" ({top})" if top else "")
                  + f"; {new:,} new, {gone:,} removed")  # fmt: skip
     lines.append(f"  actions   {run['actions_opened'] or 0:,} opened, {run['actions_closed'] or 0:,} closed")
+    kinds = _kinds(result.upcoming, "kare.upcoming_moves")
+    lines.append(f"  upcoming  {result.moving_soon:,} will move within {SOON_DAYS} days if nothing changes"
+                 + (f" ({kinds})" if kinds else ""))  # fmt: skip
     if result.checks:
         lines.append("  checks    " + result.checks[0].line())
         lines.extend("            " + c.line() for c in result.checks[1:])
     return lines
+
+
+def _kinds(moves: pl.DataFrame, table: str) -> str:
+    """The four largest from → to counts (rows already sorted), and where to find the rest."""
+    top = ", ".join(
+        f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in moves.head(4).iter_rows(named=True)
+    )
+    return top + (f", and {moves.height - 4} more kinds ({table})" if moves.height > 4 else "")
 
 
 @contextlib.contextmanager

@@ -242,6 +242,18 @@ class Session:
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of < $d",
                          {"org": org, "d": before})  # fmt: skip
 
+    def upcoming(self, org: str, until: dt.date) -> pl.DataFrame:
+        """Accounts whose next move (data unchanged) falls on or before `until`, by from → to."""
+        df = _fetch(
+            self.con,
+            "SELECT category AS from_category, next_category AS to_category, count(*) AS accounts "
+            f"FROM {_t('account_categories')} WHERE org = $org AND next_move_on <= $until GROUP BY ALL "
+            "ORDER BY accounts DESC, from_category, to_category",
+            {"org": org, "until": until},
+        )
+        schema = {"from_category": pl.String, "to_category": pl.String, "accounts": pl.Int64}
+        return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
+
     def day_rows(self, table: str, org: str, as_of: dt.date) -> pl.DataFrame:
         """A per-run table's rows for (org, as_of)."""
         df = _fetch(self.con, f"SELECT * FROM {_t(table)} WHERE org = $org AND as_of = $d", {"org": org, "d": as_of})

@@ -10,6 +10,7 @@ import polars as pl
 from kare_rules.errors import KareError
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.run import RunBlocked, RunFailed, RunResult, load_bundle, run_organization
+from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
 from pipelines.kare import checks
@@ -151,7 +152,11 @@ def table_metadata(result: RunResult) -> dict[str, dict]:
         "runs": 1,
     }
     extra = {
-        "account_categories": {"categories": category_table(result.categories)},
+        "account_categories": {
+            "categories": category_table(result.categories),
+            f"moving_within_{SOON_DAYS}_days": result.moving_soon,
+            "upcoming_moves": transition_matrix(result.upcoming),
+        },
         "category_transitions": {"transition_matrix": transition_matrix(moves)},
         "action_queue": {"actions_closed": int(run["actions_closed"] or 0)},
         "quarantine": {"input_rows": int(run["input_rows"] or 0)},
@@ -179,7 +184,8 @@ def category_table(counts: dict[str, int]) -> dg.MetadataValue:
 
 
 def transition_matrix(moves: pl.DataFrame) -> dg.MetadataValue:
-    """Rows: from_category (or 'new'); columns: to_category (or 'removed'); cells: accounts."""
+    """Rows: from_category (or 'new'); columns: to_category (or 'removed'); cells: accounts. Also the
+    matrix of upcoming moves (from the current category to the next one, data unchanged)."""
     order = ["new", *ALL_CATEGORIES, "removed"]
     froms = [c for c in order if c in set(moves["from_category"])]
     tos = [c for c in order if c in set(moves["to_category"])]
