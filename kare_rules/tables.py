@@ -44,6 +44,7 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
             ("edge_value", F, "That quantity's value now."),
             ("edge_threshold", F, "The rule's boundary the change crosses (or reaches, for gte/lte/between)."),
             ("edge_change", F, "edge_threshold - edge_value: how far the quantity is from the move."),
+            ("watches", LS, "Ids of the rule file's watches that hold for the account (it is about to move)."),
         ],
     ),
     "category_history": (
@@ -81,11 +82,11 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
         "Actions that follow from categories and transitions. At most one open row per (org, account, action).",
         ["action_key"],
         [
-            ("action_key", S, "Stable key: org|account|category or from>to|action id|start date."),
+            ("action_key", S, "Stable key: org|account|category, from>to or watch:<id>|action id|start date."),
             ("org", S, "Organization slug."),
             ("account_id", S, "The account key, as text."),
             ("category", S, "The category (for a transition action: the category moved to)."),
-            ("source", S, "'category' or 'transition:<from>><to>'."),
+            ("source", S, "'category', 'transition:<from>><to>' or 'watch:<watch id>'."),
             ("action_id", S, "The action's id in the rule file."),
             ("title", S, "What to do."),
             ("owner", S, "Who should do it (from the column the action's 'owner' names)."),
@@ -164,7 +165,7 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
 
 # The early-warning columns of account_categories (kare_rules.edges computes them).
 EDGE_COLUMNS = ("next_category", "next_move_on", "edge_category", "edge_column", "edge_value", "edge_threshold",
-                "edge_change")  # fmt: skip
+                "edge_change", "watches")  # fmt: skip
 
 
 def schema_of(table: str) -> dict[str, pl.DataType]:

@@ -42,18 +42,26 @@ def owner_columns(rules: m.RuleSet) -> list[str]:
     """Input columns that name an action's owner."""
     owners = {a.owner for r in rules.categories.values() for a in r.actions}
     owners |= {a.owner for t in rules.transitions for a in t.actions}
+    owners |= {a.owner for w in rules.watches for a in w.actions}
     return sorted(o for o in owners if o)
 
 
 def wanted_actions(
-    rules: m.RuleSet, current: pl.DataFrame, opened: pl.DataFrame, owners: pl.DataFrame, as_of: dt.date
+    rules: m.RuleSet,
+    current: pl.DataFrame,
+    opened: pl.DataFrame,
+    owners: pl.DataFrame,
+    as_of: dt.date,
+    watched: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Every action the current categories and this run's moves ask for, keyed stably.
+    """Every action the current categories, this run's moves and the watches that hold ask for, keyed stably.
 
     `current` (account_id, category, valid_from) holds every categorized account after the run;
-    `opened` the history rows this run opened; `owners` the owner columns of today's valid accounts.
+    `opened` the history rows this run opened; `owners` the owner columns of today's valid accounts;
+    `watched` (account_id, watches) the ids of the watches holding for today's accounts.
     A category action's key carries the date the account entered the category, so an action done
-    during a stay is not reopened, and a later return to the category opens a fresh one.
+    during a stay is not reopened, and a later return to the category opens a fresh one. A watch's
+    action follows the same rule: one per stay in the watch's `from` category.
     """
     parts = []
     for rule in rules.categories.values():
@@ -78,6 +86,15 @@ def wanted_actions(
                 pl.lit(f"transition:{t.from_category}>{t.to_category}").alias("source"), pl.lit(as_of).alias("since")
             )
         )
+    if watched is not None and any(w.actions for w in rules.watches):
+        held = watched.explode("watches").drop_nulls("watches").join(current, on="account_id")
+        for w in rules.watches:
+            members = held.filter(pl.col("watches") == w.id).select("account_id", "category", "valid_from")
+            parts.append(
+                members.join(_action_rows(w.actions), how="cross").with_columns(
+                    pl.lit(f"watch:{w.id}").alias("source"), pl.col("valid_from").alias("since")
+                )
+            )
     if not parts:
         return empty("action_queue")
     wanted = pl.concat(parts).join(owners, on="account_id", how="left")
@@ -87,6 +104,8 @@ def wanted_actions(
     tag = (
         pl.when(pl.col("source") == "category")
         .then(pl.col("category"))
+        .when(pl.col("source").str.starts_with("watch:"))
+        .then(pl.col("source"))
         .otherwise(pl.col("source").str.strip_prefix("transition:"))
     )
     org = rules.organization
@@ -114,6 +133,7 @@ def action_changes(
     held: pl.Series,
     as_of: dt.date,
     known_keys: Callable[[pl.Series], pl.Series],
+    watched: pl.DataFrame | None = None,
 ) -> ActionChanges:
     """Open wanted actions not yet in the queue; supersede open ones the account's category no longer
     asks for. Held (quarantined) accounts keep their open actions.
@@ -122,7 +142,7 @@ def action_changes(
     still be in the queue, done or superseded during the same stay: `known_keys(keys)` returns which
     of these keys the queue already holds (asked only for keys of stays that began before today).
     """
-    wanted = wanted_actions(rules, current, opened, owners, as_of)
+    wanted = wanted_actions(rules, current, opened, owners, as_of, watched)
     not_open = wanted.join(open_actions.select("action_key"), on="action_key", how="anti")
     # A key's last part is the day its stay (or move) began; keys of today's cannot be in the queue yet.
     older = not_open.filter(~pl.col("action_key").str.ends_with(f"|{as_of.isoformat()}"))
@@ -135,8 +155,12 @@ def action_changes(
     stale = checked.filter(
         ~pl.col("account_id").is_in(held.cast(pl.String).implode())
         & pl.col("_wanted").is_null()
-        & (pl.col("now").ne_missing(pl.col("category")) | (pl.col("source") == "category"))
+        & (
+            pl.col("now").ne_missing(pl.col("category"))
+            | (pl.col("source") == "category")
+            | pl.col("source").str.starts_with("watch:")
+        )
     )
-    # A transition action stays open while the account stays where it moved to; a category action
-    # stays open while it is still wanted (same category, same stay).
+    # A transition action stays open while the account stays where it moved to; a category or watch
+    # action stays open while it is still wanted (same category, same stay, the watch still holding).
     return ActionChanges(opened=not_open, superseded=stale["action_key"])

@@ -150,7 +150,9 @@ def categorize_run(
     result = apply_overrides(result, rules.key, overrides, as_of)
     # An override pins the category: where the rules would move the account says nothing about it.
     pinned = pl.col("matched_rule").eq_missing("override")
-    result = result.with_columns(pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS)
+    result = result.with_columns(pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS).with_columns(
+        pl.col("watches").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    )
     return conformed(
         "account_categories",
         result.with_columns(
@@ -343,7 +345,7 @@ def _run(
         )
         actions = action_changes(
             rules, changes.current, changes.opens, people, s.open_actions(org, slice_ids), held, as_of,
-            lambda keys: s.known_action_keys(org, keys),
+            lambda keys: s.known_action_keys(org, keys), categories.select("account_id", "watches"),
         )  # fmt: skip
 
         progress(f"{where}writing", units + 4, total_units)

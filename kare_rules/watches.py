@@ -1,0 +1,51 @@
+"""Watches (`watch:` in a rule file): which accounts are about to move, as a list of watch ids per account.
+
+A watch holds for an account in its `from` category when ANY of its conditions holds:
+- `within_days: N` — the next move (data unchanged, dates moving on) is at most N days after as_of
+  (and leads to `to`, when the watch names one);
+- `within: {column: amount}` — the nearest change of that one column that moves the account is at
+  most `amount` away (`N%`: at most N % of the column's current value), and leads to `to` when named.
+
+The frame it reads is a categorized one with the early-warning columns (`kare_rules.edges`): category,
+next_category, next_move_on, the watched columns' values and their per-column edges
+(`_edge_change__<col>`, `_edge_category__<col>`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from kare_rules import model as m
+
+
+def within_columns(rules: m.RuleSet) -> list[str]:
+    """The columns any watch measures with `within:`, in declared order (each needs its own edge)."""
+    wanted = {w.column for watch in rules.watches for w in watch.within}
+    return [c for c in rules.columns if c in wanted]
+
+
+def _leads_to(column: str, to: str | None) -> pl.Expr:
+    return pl.lit(True) if to is None else pl.col(column).eq_missing(pl.lit(to))
+
+
+def holds(watch: m.Watch, as_of: dt.date) -> pl.Expr:
+    """Whether `watch` holds for each account (never null)."""
+    reasons = []
+    if watch.within_days is not None:
+        soon = pl.col("next_move_on") <= pl.lit(as_of + dt.timedelta(days=watch.within_days))
+        reasons.append(soon & _leads_to("next_category", watch.to_category))
+    for w in watch.within:
+        change = pl.col(f"_edge_change__{w.column}").abs()
+        limit = pl.lit(w.amount) * pl.col(w.column).cast(pl.Float64).abs() if w.relative else pl.lit(w.amount)
+        reasons.append((change <= limit) & _leads_to(f"_edge_category__{w.column}", watch.to_category))
+    return (pl.col("category") == watch.from_category) & pl.any_horizontal(reasons).fill_null(False)
+
+
+def watch_expr(rules: m.RuleSet, as_of: dt.date) -> pl.Expr:
+    """`watches`: the ids of the watches that hold for each account, in file order (empty: none)."""
+    if not rules.watches:
+        return pl.lit([], dtype=pl.List(pl.String)).alias("watches")
+    ids = [pl.when(holds(w, as_of)).then(pl.lit(w.id)) for w in rules.watches]
+    return pl.concat_list(ids).list.drop_nulls().alias("watches")
