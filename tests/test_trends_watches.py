@@ -1,0 +1,335 @@
+"""Trends (change_of, pct_change_of) and watches in the rule language: located errors for every mistake,
+the previous run's values in embedded tests, and the same categories from Polars and the compiled SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kare_rules.loader import check_rules, load_rules
+
+# A valid rule file with two trends and two watches; each case below changes one snippet of it.
+VALID = """\
+format: kare/v1
+organization: acme
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  arr: {type: float, nullable: true}
+  seats: {type: integer}
+  plan: {type: string}
+  is_customer: {type: boolean}
+  last_order: {type: date, nullable: true}
+derived:
+  days_since_order: {days_since: last_order}
+  arr_change: {change_of: arr}
+  arr_pct_change: {pct_change_of: arr}
+traits:
+  paying: {is_customer: true}
+  shrinking: {arr_pct_change: {lte: -0.2}}
+profiles:
+  expand:
+    when: {all: [paying, {arr: {gte: 100000}}, {not: shrinking}]}
+    actions: [{id: qbr, title: Quarterly review, due_in_days: 30}]
+  keep:
+    when: {all: [paying, {days_since_order: {lte: 90}}]}
+    actions: [{id: renew, title: Confirm renewal, due_in_days: 30}]
+  recapture:
+    when: {all: [{not: paying}, {arr_change: {lt: 0}}]}
+watch:
+  - id: keep-lapsing
+    from: keep
+    to: recapture
+    within_days: 30
+    actions: [{id: save-call, title: Call before they lapse, due_in_days: 7, priority: high}]
+  - id: expand-slipping
+    from: expand
+    within: {arr: 10%, days_since_order: 14}
+    actions: [{id: spend-review, title: Review the drop in spend, due_in_days: 14}]
+tests:
+  - name: a big account that shrank by a third is keep
+    account: {account_id: T1, is_customer: true, arr: 100000, seats: 5, plan: pro, last_order: 2026-10-01}
+    previous: {arr: 150000}
+    as_of: 2026-11-01
+    expect: keep
+  - name: without previous values the same account is expand
+    account: {account_id: T1, is_customer: true, arr: 100000, seats: 5, plan: pro, last_order: 2026-10-01}
+    as_of: 2026-11-01
+    expect: expand
+"""
+SHOWN = "rules/acme/kare.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # messages name files as a person typed them
+
+
+def write_rules(root: Path, text: str) -> Path:
+    path = root / "rules" / "acme" / "kare.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mutate(*replacements: tuple[str, str]) -> str:
+    text = VALID
+    for old, new in replacements:
+        assert text.count(old) == 1, f"the snippet {old!r} must occur exactly once in VALID"
+        text = text.replace(old, new)
+    return text
+
+
+def at(text: str, marker: str) -> str:
+    pos = text.index(marker)
+    return f"{text.count(chr(10), 0, pos) + 1}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def test_the_base_file_is_valid_and_holds_its_trends_and_watches(tmp_path):
+    rules = load_rules(write_rules(tmp_path, VALID))
+    assert rules.trend_columns == ("arr",)
+    assert [(d.name, d.kind) for d in rules.derived if d.kind in ("change_of", "pct_change_of")] == [
+        ("arr_change", "change_of"),
+        ("arr_pct_change", "pct_change_of"),
+    ]
+    lapsing, slipping = rules.watches
+    assert (lapsing.id, lapsing.from_category, lapsing.to_category, lapsing.within_days) == (
+        "keep-lapsing", "keep", "recapture", 30,
+    )  # fmt: skip
+    assert [a.id for a in lapsing.actions] == ["save-call"]
+    assert slipping.to_category is None and slipping.within_days is None
+    assert [(w.column, w.amount, w.relative) for w in slipping.within] == [
+        ("arr", 0.1, True),
+        ("days_since_order", 14.0, False),
+    ]
+    assert rules.tests[0].previous == (("arr", 150000.0),)
+    assert rules.tests[1].previous == ()
+
+
+CASES = [
+    pytest.param(
+        [("{change_of: arr}", "{change_of: plan}")],
+        "plan}",
+        ["change_of needs a number column (integer or float); 'plan' is string", "e.g. 'arr_change: {change_of: arr}'"],
+        id="trend-of-a-text-column",
+    ),
+    pytest.param(
+        [("{pct_change_of: arr}", "{pct_change_of: last_order}")],
+        "last_order}\ntraits",
+        ["pct_change_of needs a number column (integer or float); 'last_order' is date"],
+        id="trend-of-a-date-column",
+    ),
+    pytest.param(
+        [("{change_of: arr}", "{change_of: days_since_order}")],
+        "days_since_order}",
+        ["change_of reads an input column, and 'days_since_order' is derived", "write the number input"],
+        id="trend-of-a-derived-column",
+    ),
+    pytest.param(
+        [("{change_of: arr}", "{change_of: ar}")],
+        "ar}",
+        ["unknown input column 'ar'; did you mean 'arr'?"],
+        id="trend-of-an-unknown-column",
+    ),
+    pytest.param(
+        [("    from: expand\n", "    from: attain\n")],
+        "attain",
+        ["watch from 'attain', a category these rules do not define", "watch one of: expand, keep, recapture"],
+        id="watch-from-undefined-category",
+    ),
+    pytest.param(
+        [("    from: expand\n", "    from: expnd\n")],
+        "expnd",
+        ["'expnd' is not allowed; did you mean 'expand'?"],
+        id="watch-from-unknown-category",
+    ),
+    pytest.param(
+        [("    to: recapture\n", "    to: attain\n")],
+        "attain",
+        ["watch to 'attain', a category these rules do not define"],
+        id="watch-to-undefined-category",
+    ),
+    pytest.param(
+        [("    to: recapture\n", "    to: keep\n")],
+        "keep\n    within_days",
+        ["a watch from 'keep' to 'keep' watches no move", "leave 'to' out for any move"],
+        id="watch-from-equals-to",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {arr: -5}")],
+        "-5",
+        ["within -5 for 'arr': a distance is never negative", "such as {arr: 14}", "such as {arr: 10%}"],
+        id="within-negative-amount",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {arr: -10%}")],
+        "-10%",
+        ["'-10%' is not an amount", "the nearest change up or down counts"],
+        id="within-negative-share",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {arr: 10 percent}")],
+        "10 percent",
+        ["'10 percent' is not an amount; write a positive amount such as {arr: 14}"],
+        id="within-percent-syntax",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {arr: 0}")],
+        "0}\n    actions",
+        ["within 0 for 'arr': a move needs some change, so 0 never holds"],
+        id="within-zero",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {ar: 5}")],
+        "ar: 5",
+        ["unknown column 'ar' in within; did you mean 'arr'?"],
+        id="within-unknown-column",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {plan: 5}")],
+        "plan: 5",
+        ["'plan' is a string column; within measures a change of a number"],
+        id="within-text-column",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {last_order: 5}")],
+        "last_order: 5",
+        ["'last_order' is a date column", "watch a date through its days_since column"],
+        id="within-date-column",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {seats: 5}")],
+        "seats: 5",
+        ["no condition compares 'seats' with gt, gte, lt, lte or between", "the watch could never hold"],
+        id="within-column-without-a-threshold",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {}")],
+        "{}",
+        ["within is a mapping of column: amount"],
+        id="within-empty",
+    ),
+    pytest.param(
+        [("    within_days: 30\n", "")],
+        "id: keep-lapsing",
+        ["a watch says how close a move must be: add 'within_days: 30'", "'within: {column: amount}'"],
+        id="watch-without-within-or-within-days",
+    ),
+    pytest.param(
+        [("within_days: 30", "within_days: 400")],
+        "400",
+        ["within_days must be at most 366, not 400"],
+        id="within-days-past-the-horizon",
+    ),
+    pytest.param(
+        [("within_days: 30", "within_days: 0")],
+        "0\n    actions",
+        ["within_days must be at least 1, not 0"],
+        id="within-days-zero",
+    ),
+    pytest.param(
+        [("  - id: expand-slipping", "  - id: keep-lapsing")],
+        "keep-lapsing\n    from: expand",
+        ["a second watch 'keep-lapsing' (first is item 1); give each watch its own id"],
+        id="duplicate-watch-id",
+    ),
+    pytest.param(
+        [("{id: spend-review,", "{id: qbr,")],
+        "qbr, title: Review",
+        ["action id 'qbr' is already an action of expand", "e.g. 'qbr-expand-slipping'"],
+        id="watch-action-id-clashes-with-its-category",
+    ),
+    pytest.param(
+        [("    within_days: 30\n", "    within_days: 30\n    colour: red\n")],
+        "colour",
+        ["unknown key 'colour' in watch.0"],
+        id="watch-unknown-key",
+    ),
+    pytest.param(
+        [("previous: {arr: 150000}", "previous: {seats: 3}")],
+        "seats: 3",
+        ["'seats' has no previous value a trend reads", "change_of and pct_change_of: arr"],
+        id="test-previous-column-no-trend-reads",
+    ),
+    pytest.param(
+        [("previous: {arr: 150000}", "previous: {arr: lots}")],
+        "lots",
+        ["'arr' is a float column; write a number, not 'lots'"],
+        id="test-previous-value-of-wrong-type",
+    ),
+    pytest.param(
+        [
+            (
+                "{account_id: T1, is_customer: true, arr: 100000, seats: 5, plan: pro, last_order: 2026-10-01}\n"
+                "    previous",
+                "{is_customer: true, arr: 100000, seats: 5, plan: pro, last_order: 2026-10-01}\n    previous",
+            )
+        ],
+        "{arr: 150000}",
+        ["a test with previous values needs the account's key", "add 'account_id: T1'"],
+        id="test-previous-without-a-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("replacements", "marker", "fragments"), CASES)
+def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, marker, fragments):
+    text = mutate(*replacements)
+    rules, problems = check_rules(write_rules(tmp_path, text))
+    assert rules is None
+    lines = [str(p) for p in problems]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{SHOWN}:{at(text, marker)}: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_previous_in_rules_without_trends_is_refused_at_the_key(tmp_path):
+    text = mutate(
+        ("  arr_change: {change_of: arr}\n  arr_pct_change: {pct_change_of: arr}\n", ""),
+        ("  shrinking: {arr_pct_change: {lte: -0.2}}\n", ""),
+        ("{not: shrinking}", "{seats: {gte: 1}}"),
+        ("{arr_change: {lt: 0}}", "{arr: {lt: 1}}"),
+    )
+    rules, problems = check_rules(write_rules(tmp_path, text))
+    assert rules is None
+    assert [str(p) for p in problems] == [
+        f"{SHOWN}:{at(text, '{arr: 150000}')}: these rules have no trend (change_of or pct_change_of), so "
+        "previous values are never read; remove 'previous'"
+    ]
+
+
+# ---- embedded tests with previous values ---------------------------------------------------------
+
+
+def test_kare_test_feeds_previous_values_to_the_trends(tmp_path, capsys):
+    from kare_rules.cli import main
+
+    write_rules(tmp_path, VALID)
+    assert main(["test", "rules/acme"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "2 passed, 0 failed"
+
+
+def test_a_trend_test_that_fails_shows_the_trend_value_in_its_tree(tmp_path, capsys):
+    from kare_rules.cli import main
+
+    # A third less ARR than last run: shrinking, so not expand — expecting expand fails and says why.
+    write_rules(tmp_path, mutate(("previous: {arr: 150000}\n    as_of: 2026-11-01\n    expect: keep",
+                                  "previous: {arr: 150000}\n    as_of: 2026-11-01\n    expect: expand")))  # fmt: skip
+    assert main(["test", "rules/acme"]) == 1
+    text = capsys.readouterr().out
+    assert "expected: expand" in text and "got:      keep" in text
+    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333333333333333]" in text
+    assert text.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_previous_values_of_one_test_do_not_leak_into_another_with_the_same_key(tmp_path):
+    from kare_rules.testing import run_rule_tests
+
+    # Both tests use account T1 on the same date; only the first has previous values.
+    results = run_rule_tests(load_rules(write_rules(tmp_path, VALID)))
+    assert [(r.test.name, r.got, r.passed) for r in results] == [
+        ("a big account that shrank by a third is keep", "keep", True),
+        ("without previous values the same account is expand", "expand", True),
+    ]
