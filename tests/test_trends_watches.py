@@ -333,3 +333,116 @@ def test_previous_values_of_one_test_do_not_leak_into_another_with_the_same_key(
         ("a big account that shrank by a third is keep", "keep", True),
         ("without previous values the same account is expand", "expand", True),
     ]
+
+
+# ---- trends in the engines -------------------------------------------------------------------------
+
+TREND_RULES = """\
+format: kare/v1
+organization: acme
+version: 1.0.0
+inputs:
+  id: {type: integer, key: true}
+  arr: {type: float, nullable: true}
+  seats: {type: integer, nullable: true}
+derived:
+  arr_pct_change: {pct_change_of: arr}
+  seats_change: {change_of: seats}
+precedence: [exit, expand, keep, attain]
+exit:
+  when: {arr_pct_change: {lte: -0.5}}
+profiles:
+  expand:
+    when: {seats_change: {gte: 10}}
+  keep:
+    when: {arr_pct_change: {gte: 0.1}}
+  attain:
+    when: {arr_pct_change: {is_null: true}}
+"""
+# Integer keys: the previous values are matched by the key as text, in every engine.
+TODAY = {"id": [1, 2, 3, 4, 5, 6, 7], "arr": [40.0, 110.0, 100.0, 100.0, None, 5.0, 100.0],
+         "seats": [1, 1, 30, 1, 1, 1, 1]}  # fmt: skip
+BEFORE = {"account_id": ["1", "2", "3", "4", "5", "6", "99"], "arr": [100.0, 100.0, 100.0, 0.0, 100.0, -10.0, 1.0],
+          "seats": [1, 1, 5, 1, 1, 1, 1]}  # fmt: skip
+EXPECTED = [
+    (1, "exit"),  # 40 after 100: −60 %
+    (2, "keep"),  # +10 % exactly
+    (3, "expand"),  # 25 more seats
+    (4, "attain"),  # previous arr 0: no share of it, null
+    (5, "attain"),  # arr null today
+    (6, "keep"),  # 5 after −10: +150 % of |−10|
+    (7, "attain"),  # not in the previous run (99 is gone): a new account, every trend null
+]
+
+
+def trend_frames():
+    import polars as pl
+
+    return (
+        pl.DataFrame(TODAY, schema={"id": pl.Int64, "arr": pl.Float64, "seats": pl.Int64}),
+        pl.DataFrame(BEFORE, schema={"account_id": pl.String, "arr": pl.Float64, "seats": pl.Int64}),
+    )
+
+
+def test_trends_categorize_against_the_previous_run_in_polars(tmp_path):
+    from kare_rules.engine import categorize
+
+    rules = load_rules(write_rules(tmp_path, TREND_RULES))
+    today, before = trend_frames()
+    out = categorize(rules, today, "2026-11-01", previous=before)
+    assert sorted(out.select("id", "category").iter_rows()) == EXPECTED
+    assert out.filter(out["id"] == 1)["reason"][0] == "exit: arr_pct_change ≤ -0.5 [-0.6]"
+
+
+def test_trends_categorize_the_same_in_duckdb_from_a_frame_a_parquet_file_and_a_table(tmp_path):
+    import duckdb
+
+    from kare_rules.compile_sql import categorize_duckdb
+
+    rules = load_rules(write_rules(tmp_path, TREND_RULES))
+    today, before = trend_frames()
+    today.write_parquet(tmp_path / "today.parquet")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.register("today_frame", today)
+    con.execute("CREATE TABLE today AS SELECT * FROM today_frame")
+    con.close()
+    for source in (today, str(tmp_path / "today.parquet"), f"duckdb:{tmp_path / 'w.duckdb'}:today"):
+        out = categorize_duckdb(rules, source, "2026-11-01", previous=before)
+        assert sorted(out.select("id", "category").iter_rows()) == EXPECTED
+
+
+def test_without_a_previous_run_every_trend_is_null_in_polars_and_sql(tmp_path):
+    import duckdb
+
+    from kare_rules.compile_sql import categorize_duckdb, compile_sql
+    from kare_rules.engine import categorize
+
+    rules = load_rules(write_rules(tmp_path, TREND_RULES))
+    today, _ = trend_frames()
+    assert set(categorize(rules, today, "2026-11-01")["category"]) == {"attain"}
+    assert set(categorize_duckdb(rules, today, "2026-11-01")["category"]) == {"attain"}
+    sql = compile_sql(rules, "duckdb", "today_frame", "2026-11-01")
+    assert "LEFT JOIN" not in sql and 'CAST(NULL AS DOUBLE)\n      ) AS "seats_change"' in sql
+    con = duckdb.connect()
+    con.register("today_frame", today)
+    assert {r[1] for r in con.sql(sql).fetchall()} == {"attain"}
+
+
+def test_compiled_sql_joins_the_previous_table_by_key_as_text(tmp_path):
+    import duckdb
+
+    from kare_rules.compile_sql import compile_sql
+
+    rules = load_rules(write_rules(tmp_path, TREND_RULES))
+    today, before = trend_frames()
+    sql = compile_sql(rules, "duckdb", "accounts", "2026-11-01", previous_table="history.last_run")
+    assert 'LEFT JOIN (\n      SELECT\n        CAST("id" AS TEXT) AS "_kare_prev_key"' in sql
+    assert 'FROM "history"."last_run"' in sql
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA history")
+    con.register("today_frame", today)
+    # The previous table holds last run's extract as it was: the key under its own name, as an integer.
+    con.register("before_frame", before.with_columns(before["account_id"].cast(int).alias("id")))
+    con.execute("CREATE TABLE accounts AS SELECT * FROM today_frame")
+    con.execute("CREATE TABLE history.last_run AS SELECT id, arr, seats FROM before_frame")
+    assert sorted(con.sql(sql).select("id", "category").fetchall()) == EXPECTED
