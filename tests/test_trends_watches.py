@@ -446,3 +446,70 @@ def test_compiled_sql_joins_the_previous_table_by_key_as_text(tmp_path):
     con.execute("CREATE TABLE accounts AS SELECT * FROM today_frame")
     con.execute("CREATE TABLE history.last_run AS SELECT id, arr, seats FROM before_frame")
     assert sorted(con.sql(sql).select("id", "category").fetchall()) == EXPECTED
+
+
+# ---- kare diff ---------------------------------------------------------------------------------------
+
+
+def changes_between(before: str, after: str) -> list[str]:
+    from kare_rules.diff import rule_changes
+    from kare_rules.loader import load_rules_text
+
+    return [c.text for c in rule_changes(load_rules_text(before, "before.yaml"), load_rules_text(after, "after.yaml"))]
+
+
+def test_diff_states_watch_threshold_and_action_changes_in_words():
+    after = mutate(
+        ("within_days: 30", "within_days: 14"),
+        ("within: {arr: 10%, days_since_order: 14}", "within: {arr: 5%, seats: 3}"),
+        ("title: Review the drop in spend", "title: Review spend"),
+        ("    to: recapture\n", ""),
+    ).replace("{all: [paying, {days_since_order: {lte: 90}}]}", "{all: [paying, {days_since_order: {lte: 90}}, "
+              "{seats: {gte: 1}}]}")  # fmt: skip
+    assert [t for t in changes_between(VALID, after) if t.startswith("watch")] == [
+        "watch keep-lapsing: moves to any category (was recapture)",
+        "watch keep-lapsing: within_days 30 → 14",
+        "watch expand-slipping: within arr 10% → 5%",
+        "watch expand-slipping: within days_since_order 14 removed",
+        "watch expand-slipping: within seats 3 added",
+        "watch expand-slipping: action spend-review: title 'Review the drop in spend' → 'Review spend'",
+    ]
+
+
+def test_diff_states_added_and_removed_watches():
+    slipping = (
+        "  - id: expand-slipping\n    from: expand\n    within: {arr: 10%, days_since_order: 14}\n"
+        "    actions: [{id: spend-review, title: Review the drop in spend, due_in_days: 14}]\n"
+    )
+    one = mutate((slipping, ""))
+    assert changes_between(one, VALID) == [
+        "watch expand-slipping added: accounts in expand about to move to any category: nearest change of arr "
+        "within 10% or nearest change of days_since_order within 14; actions spend-review"
+    ]
+    assert changes_between(VALID, one) == [
+        "watch expand-slipping removed (was: accounts in expand about to move to any category: nearest change "
+        "of arr within 10% or nearest change of days_since_order within 14)"
+    ]
+
+
+def test_a_watch_change_changes_the_digest_but_its_order_and_description_do_not(tmp_path):
+    from kare_rules.loader import load_rules_text
+
+    digest = load_rules_text(VALID, "a.yaml").digest
+    assert load_rules_text(mutate(("within_days: 30", "within_days: 29")), "b.yaml").digest != digest
+    described = mutate(("  - id: keep-lapsing\n", "  - id: keep-lapsing\n    description: Lapsing soon\n"))
+    assert load_rules_text(described, "c.yaml").digest == digest
+    first, second = VALID.split("  - id: keep-lapsing\n")[1].split("  - id: expand-slipping\n")
+    second = second.split("tests:\n")[0]
+    swapped = VALID.replace(
+        f"  - id: keep-lapsing\n{first}  - id: expand-slipping\n{second}",
+        f"  - id: expand-slipping\n{second}  - id: keep-lapsing\n{first}",
+    )
+    assert swapped != VALID
+    assert load_rules_text(swapped, "d.yaml").digest == digest
+
+
+def test_diff_names_a_new_trend_as_a_derived_value():
+    after = mutate(("  arr_pct_change: {pct_change_of: arr}\n",
+                    "  arr_pct_change: {pct_change_of: arr}\n  seats_change: {change_of: seats}\n"))  # fmt: skip
+    assert changes_between(VALID, after) == ["derived seats_change added: change_of(seats)"]
