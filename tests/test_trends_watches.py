@@ -513,3 +513,96 @@ def test_diff_names_a_new_trend_as_a_derived_value():
     after = mutate(("  arr_pct_change: {pct_change_of: arr}\n",
                     "  arr_pct_change: {pct_change_of: arr}\n  seats_change: {change_of: seats}\n"))  # fmt: skip
     assert changes_between(VALID, after) == ["derived seats_change added: change_of(seats)"]
+
+
+# ---- the CLI: --previous, --previous-table ------------------------------------------------------------
+
+TODAY_CSV = "account_id,arr,seats,plan,is_customer,last_order\nA,100000,5,pro,true,2026-10-01\n" \
+    "B,100000,5,pro,true,2026-10-01\n"  # fmt: skip
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from kare_rules.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_categorize_reads_previous_values_and_the_trends_use_them(tmp_path, capsys, engine):
+    import polars as pl
+
+    write_rules(tmp_path, VALID)
+    (tmp_path / "today.csv").write_text(TODAY_CSV)
+    # Last run's extract, with a column the trends do not read: A lost a third of its ARR; B is new.
+    (tmp_path / "before.csv").write_text("account_id,arr,plan\nA,150000,pro\n")
+    code, _, err = cli(capsys, "categorize", "--rules", "rules/acme", "--input", "today.csv", "--as-of",
+                       "2026-11-01", "--output", "out.csv", "--previous", "before.csv", "--engine", engine)  # fmt: skip
+    assert code == 0 and "note:" not in err
+    assert pl.read_csv(tmp_path / "out.csv").select("account_id", "category").rows() == [
+        ("A", "keep"),
+        ("B", "expand"),
+    ]
+
+
+def test_without_previous_the_cli_says_once_that_trends_are_null(tmp_path, capsys):
+    import polars as pl
+
+    write_rules(tmp_path, VALID)
+    (tmp_path / "today.csv").write_text(TODAY_CSV)
+    code, _, err = cli(capsys, "categorize", "--rules", "rules/acme", "--input", "today.csv", "--as-of",
+                       "2026-11-01", "--output", "out.csv")  # fmt: skip
+    assert code == 0
+    assert err.splitlines() == [
+        "note: no --previous given, so the trends (arr_change, arr_pct_change) are null for every account, as "
+        "for new accounts; give --previous FILE with account_id and arr from the previous run"
+    ]
+    assert pl.read_csv(tmp_path / "out.csv")["category"].to_list() == ["expand", "expand"]
+
+
+def test_explain_with_previous_shows_the_trend_value(tmp_path, capsys):
+    write_rules(tmp_path, VALID)
+    (tmp_path / "today.csv").write_text(TODAY_CSV)
+    (tmp_path / "before.csv").write_text("account_id,arr\nA,150000\n")
+    code, out, err = cli(capsys, "explain", "--rules", "rules/acme", "--input", "today.csv", "--as-of",
+                         "2026-11-01", "--account", "A", "--previous", "before.csv")  # fmt: skip
+    assert code == 0 and err == ""
+    assert out.splitlines()[0] == "account A as of 2026-11-01 (acme 1.0.0): keep"
+    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333333333333333]" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("account_id,arr\nA,lots\n", "previous values before.csv: account 'A' has arr = 'lots', not a float; fix the "
+         "value or leave it empty (no previous value)"),
+        ("account_id,arr\nA,1\nA,2\n", "account 'A' appears 2 times in the previous values before.csv; give one row "
+         "per account"),
+        ("id,arr\nA,1\n", "previous values before.csv have no column 'account_id'; they need the key column and the "
+         "columns the trends read (arr); columns present: id, arr"),
+        ("account_id,seats\nA,1\n", "previous values before.csv have no column 'arr'"),
+    ],
+    ids=["not-a-number", "key-twice", "no-key", "no-trend-column"],
+)  # fmt: skip
+def test_unusable_previous_values_stop_with_one_message(tmp_path, capsys, content, message):
+    write_rules(tmp_path, VALID)
+    (tmp_path / "today.csv").write_text(TODAY_CSV)
+    (tmp_path / "before.csv").write_text(content)
+    code, _, err = cli(capsys, "categorize", "--rules", "rules/acme", "--input", "today.csv", "--as-of",
+                       "2026-11-01", "--output", "out.csv", "--previous", "before.csv")  # fmt: skip
+    assert code == 1
+    assert err.startswith(f"kare categorize: {message}"), err
+    assert "Traceback" not in err and not (tmp_path / "out.csv").exists()
+
+
+def test_compile_joins_the_previous_table_and_notes_when_it_is_missing(tmp_path, capsys):
+    write_rules(tmp_path, VALID)
+    code, out, err = cli(capsys, "compile", "--rules", "rules/acme", "--dialect", "postgres", "--table",
+                         "crm.accounts", "--as-of", "2026-11-01", "--previous-table", "crm.last_month")  # fmt: skip
+    assert code == 0 and err == ""
+    assert 'FROM "crm"."last_month"' in out and "LEFT JOIN" in out
+    code, out, err = cli(capsys, "compile", "--rules", "rules/acme", "--dialect", "postgres", "--table",
+                         "crm.accounts", "--as-of", "2026-11-01")  # fmt: skip
+    assert code == 0 and "LEFT JOIN" not in out
+    assert err.startswith("note: no --previous-table given, so the trends are NULL for every account")
