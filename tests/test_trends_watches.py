@@ -606,3 +606,41 @@ def test_compile_joins_the_previous_table_and_notes_when_it_is_missing(tmp_path,
                          "crm.accounts", "--as-of", "2026-11-01")  # fmt: skip
     assert code == 0 and "LEFT JOIN" not in out
     assert err.startswith("note: no --previous-table given, so the trends are NULL for every account")
+
+
+# ---- synthetic data ------------------------------------------------------------------------------------
+
+
+def test_synthetic_previous_values_put_trends_on_both_sides_of_their_thresholds(tmp_path):
+    import datetime as dt
+
+    from kare_rules.engine import conform, with_derived
+    from kare_rules.synth import previous_values, synthesize
+
+    rules = load_rules(write_rules(tmp_path, VALID))
+    accounts = synthesize(rules, 2000, dt.date(2026, 11, 1))
+    previous = previous_values(rules, accounts, seed=3)
+    assert previous.columns == ["account_id", "arr"] and previous.equals(previous_values(rules, accounts, seed=3))
+    assert 1900 < previous.height < 2000  # a few accounts are new: no previous values
+    trend = with_derived(rules, conform(accounts, rules), "2026-11-01", previous).collect()["arr_pct_change"]
+    moved = trend.filter(trend.is_not_null() & (trend != 0))
+    # The rules compare arr_pct_change with −0.2 (and arr_change with 0, a step of nothing): the steps
+    # land within ±20 % of −0.2, on both sides.
+    assert moved.len() > 80
+    assert moved.min() >= -0.25 and moved.max() <= -0.15
+    assert (moved <= -0.2).sum() > 30 and (moved > -0.2).sum() > 30
+
+
+def test_evolved_snapshots_move_trend_columns_near_their_thresholds(tmp_path):
+    import datetime as dt
+
+    import polars as pl
+
+    from kare_rules.synth import snapshots
+
+    rules = load_rules(write_rules(tmp_path, VALID))
+    (_, first), (_, second) = snapshots(rules, 2000, [dt.date(2026, 9, 30), dt.date(2026, 10, 31)])
+    both = first.join(second, on="account_id", suffix="_now")
+    share = ((pl.col("arr_now") - pl.col("arr")) / pl.col("arr")).alias("share")
+    steps = both.select(share).filter(pl.col("share").is_between(-0.25, -0.15))["share"]
+    assert (steps <= -0.2).sum() > 50 and (steps > -0.2).sum() > 50
