@@ -18,7 +18,7 @@ import polars as pl
 from sqlglot import exp
 
 from kare_rules import model as m
-from kare_rules.compile_polars import rule_id
+from kare_rules.compile_polars import previous_column, rule_id
 from kare_rules.engine import Frame, as_date, conform
 from kare_rules.errors import DataError, UsageError
 
@@ -33,20 +33,33 @@ SQL_TYPES: dict[str, str] = {
     "datetime": "TIMESTAMP",
 }
 
-# The name DuckDB sees for a Polars frame handed to categorize_duckdb (ours, not the user's).
+# The names DuckDB sees for Polars frames handed to categorize_duckdb (ours, not the user's).
 FRAME_VIEW = "kare_accounts"
-_INPUT, _CATEGORIZED = "kare_input", "kare_categorized"
+PREVIOUS_VIEW = "kare_previous_values"
+_INPUT, _CATEGORIZED, _PREVIOUS = "kare_input", "kare_categorized", "kare_previous"
+_PREVIOUS_KEY = "_kare_prev_key"
 
 # Snowflake folds unquoted identifiers to upper case; a plain lower-case rule-file name is meant the
 # way a person would type it unquoted, so it is quoted in its folded form.
 _PLAIN_LOWER = re.compile(r"[a-z_][a-z0-9_$]*\Z")
 
 
-def compile_sql(rules: m.RuleSet, dialect: str, table: str, as_of: dt.date | str) -> str:
+def compile_sql(
+    rules: m.RuleSet, dialect: str, table: str, as_of: dt.date | str, previous_table: str | None = None
+) -> str:
     """The rules as one SQL SELECT over `table` (optionally schema-qualified: `schema.table`) in a
-    warehouse dialect: key column, `category`, `matched_rule`. Derived values use `as_of`."""
+    warehouse dialect: key column, `category`, `matched_rule`. Derived values use `as_of`.
+
+    Trends (change_of, pct_change_of) read `previous_table`: the accounts' values in the previous run,
+    one row per account, with the key column and the trend columns under their input names (last
+    run's extract of `table` will do). It is LEFT JOINed on the key, compared as text as the Polars
+    engine does; an account missing from it, and every account without it, gets null trends.
+    """
     check_dialect(dialect)
-    return select_for(rules, dialect, table_expr(table, dialect), as_of_date(as_of)).sql(dialect=dialect, pretty=True)
+    previous = table_expr(previous_table, dialect) if previous_table is not None else None
+    return select_for(rules, dialect, table_expr(table, dialect), as_of_date(as_of), previous).sql(
+        dialect=dialect, pretty=True
+    )
 
 
 def check_dialect(dialect: str) -> None:
@@ -79,32 +92,39 @@ def ident(name: str, dialect: str) -> exp.Identifier:
     return exp.Identifier(this=name, quoted=True)
 
 
-def select_for(rules: m.RuleSet, dialect: str, source: exp.Expression, as_of: dt.date) -> exp.Select:
-    """The whole query as a sqlglot tree over `source` (a table, or a table function such as read_parquet)."""
-    return SqlCompiler(rules, dialect, as_of).select(source)
+def select_for(
+    rules: m.RuleSet, dialect: str, source: exp.Expression, as_of: dt.date, previous: exp.Expression | None = None
+) -> exp.Select:
+    """The whole query as a sqlglot tree over `source` (a table, or a table function such as read_parquet),
+    with the previous run's values from `previous` (a table) when the rules have trends."""
+    return SqlCompiler(rules, dialect, as_of, previous is not None).select(source, previous)
 
 
 class SqlCompiler:
     """Compiles the condition tree of one RuleSet to sqlglot expressions; traits are inlined."""
 
-    def __init__(self, rules: m.RuleSet, dialect: str, as_of: dt.date):
+    def __init__(self, rules: m.RuleSet, dialect: str, as_of: dt.date, with_previous: bool = False):
         check_dialect(dialect)
         self.rules = rules
         self.dialect = dialect
         self.as_of = as_of
         self.types = rules.columns
+        self.with_previous = with_previous and bool(rules.trend_columns)
 
     def col(self, name: str) -> exp.Column:
         return exp.Column(this=ident(name, self.dialect))
 
     # ---- the query ---------------------------------------------------------------------------------
 
-    def select(self, source: exp.Expression) -> exp.Select:
-        """SELECT key, category, matched_rule, in three layers: inputs + derived values, the category
-        (first in precedence whose condition holds), then the rule that matched."""
+    def select(self, source: exp.Expression, previous: exp.Expression | None = None) -> exp.Select:
+        """SELECT key, category, matched_rule, in three layers: inputs + derived values (with the previous
+        run's values joined for the trends), the category (first in precedence whose condition holds),
+        then the rule that matched."""
         inputs = [self.col(c.name) for c in self.rules.inputs]
         derived = [exp.alias_(self.derived(d), ident(d.name, self.dialect)) for d in self.rules.derived]
         rows = exp.select(*inputs, *derived).from_(source) if derived else source
+        if self.with_previous and previous is not None:
+            rows = rows.join(self.previous_values(previous), on=self.previous_match(), join_type="left")
         key = self.col(self.rules.key)
         category = exp.alias_(self.category(), ident("category", self.dialect))
         categorized = exp.select(key, category).from_(_aliased(rows, ident(_INPUT, self.dialect)))
@@ -133,7 +153,41 @@ class SqlCompiler:
 
     # ---- derived values ----------------------------------------------------------------------------
 
+    def previous_values(self, previous: exp.Expression) -> exp.Subquery:
+        """The previous run's values under names of our own (`_kare_prev_<column>`, a name no declared
+        column can have), so the input columns stay unambiguous beside them."""
+        key = exp.alias_(exp.cast(self.col(self.rules.key), SQL_TYPES["string"]), ident(_PREVIOUS_KEY, self.dialect))
+        values = [
+            exp.alias_(exp.cast(self.col(c), SQL_TYPES["float"]), ident(previous_column(c), self.dialect))
+            for c in self.rules.trend_columns
+        ]
+        return exp.Subquery(
+            this=exp.select(key, *values).from_(previous), alias=exp.TableAlias(this=ident(_PREVIOUS, self.dialect))
+        )
+
+    def previous_match(self) -> exp.Expression:
+        """Key equality as text, as the Polars engine joins (an integer key matches its text)."""
+        return exp.EQ(
+            this=exp.cast(self.col(self.rules.key), SQL_TYPES["string"]),
+            expression=exp.Column(this=ident(_PREVIOUS_KEY, self.dialect), table=ident(_PREVIOUS, self.dialect)),
+        )
+
+    def previous(self, column: str) -> exp.Expression:
+        if not self.with_previous:  # no previous run given: every trend is null, as for a new account
+            return exp.cast(exp.null(), SQL_TYPES["float"])
+        return exp.Column(this=ident(previous_column(column), self.dialect), table=ident(_PREVIOUS, self.dialect))
+
     def derived(self, d: m.Derived) -> exp.Expression:
+        if d.kind in m.TREND_KINDS:
+            # As compile_polars.derived_exprs: now − before, and for pct_change_of that over |before|,
+            # null when before is 0 or either is null.
+            change = exp.Sub(
+                this=exp.cast(self.col(d.args[0]), SQL_TYPES["float"]), expression=self.previous(d.args[0])
+            )
+            if d.kind == "change_of":
+                return exp.paren(change)
+            share = exp.Div(this=exp.paren(change), expression=exp.Abs(this=self.previous(d.args[0])))
+            return exp.Case().when(exp.NEQ(this=self.previous(d.args[0]), expression=exp.Literal.number(0)), share)
         if d.kind in ("days_since", "days_until"):
             day = exp.cast(self.col(d.args[0]), "DATE")
             as_of = date_literal(self.as_of)
@@ -246,8 +300,13 @@ _DUCKDB_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def categorize_duckdb(rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.date | str) -> pl.DataFrame:
+def categorize_duckdb(
+    rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.date | str, previous: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Categorize inside DuckDB with the compiled SQL: key column, `category`, `matched_rule`.
+
+    `previous` feeds the trends as in the Polars engine's `categorize`: `account_id` (the key as text)
+    and the rules' trend columns; without it every trend is null.
 
     `accounts` is a Polars frame (conformed to the declared types first, as `categorize` does), or a
     source string: a Parquet path or glob, or 'duckdb:PATH:TABLE'. Those two are read by DuckDB
@@ -263,7 +322,7 @@ def categorize_duckdb(rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.
         con = duckdb.connect()
         try:
             con.register(FRAME_VIEW, frame)
-            return _run(con, rules, exp.Table(this=ident(FRAME_VIEW, "duckdb")), [], day, FRAME_VIEW)
+            return _run(con, rules, exp.Table(this=ident(FRAME_VIEW, "duckdb")), [], day, FRAME_VIEW, previous)
         finally:
             con.close()
     text = str(accounts)
@@ -278,7 +337,7 @@ def categorize_duckdb(rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.
         except duckdb.Error as exc:
             raise DataError(f"cannot open DuckDB file {path}: {exc}") from None
         try:
-            return _run(con, rules, table_expr(table, "duckdb"), [], day, f"table {table} in {path}")
+            return _run(con, rules, table_expr(table, "duckdb"), [], day, f"table {table} in {path}", previous)
         finally:
             con.close()
     if Path(text).suffix.lower() == ".parquet":
@@ -287,21 +346,38 @@ def categorize_duckdb(rules: m.RuleSet, accounts: Frame | str | Path, as_of: dt.
         con = duckdb.connect()
         try:
             # The path is a bound parameter, never part of the SQL text.
-            return _run(con, rules, exp.func("read_parquet", exp.Placeholder()), [text], day, text)
+            return _run(con, rules, exp.func("read_parquet", exp.Placeholder()), [text], day, text, previous)
         finally:
             con.close()
     from kare_rules.sources import read_source
 
-    return categorize_duckdb(rules, read_source(text), day)
+    return categorize_duckdb(rules, read_source(text), day, previous)
 
 
-def _run(con, rules: m.RuleSet, source: exp.Expression, params: list, as_of: dt.date, name: str) -> pl.DataFrame:
+def _run(
+    con,
+    rules: m.RuleSet,
+    source: exp.Expression,
+    params: list,
+    as_of: dt.date,
+    name: str,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     import duckdb
 
+    before = None
+    if previous is not None and rules.trend_columns:
+        # The SQL reads the previous run's values under the rules' key name, as compile_sql documents.
+        values = previous.select(
+            pl.col("account_id").cast(pl.String).alias(rules.key),
+            *[pl.col(c).cast(pl.Float64) for c in rules.trend_columns],
+        )
+        con.register(PREVIOUS_VIEW, values)
+        before = exp.Table(this=ident(PREVIOUS_VIEW, "duckdb"))
     try:
         probe = con.sql(exp.select(exp.Star()).from_(source.copy()).limit(0).sql(dialect="duckdb"), params=params)
         _check_types(rules, dict(zip(probe.columns, (str(t) for t in probe.types), strict=True)), name)
-        sql = select_for(rules, "duckdb", source, as_of).sql(dialect="duckdb")
+        sql = select_for(rules, "duckdb", source, as_of, before).sql(dialect="duckdb")
         result = con.sql(sql, params=params).pl()
     except duckdb.Error as exc:
         raise DataError(f"DuckDB could not categorize {name}: {exc}") from None

@@ -33,7 +33,7 @@ class RuleChange:
     """One semantic difference between two rule versions, in words a reviewer reads."""
 
     kind: str  # e.g. threshold_changed, trait_added, action_changed, input_removed
-    target: str  # what kind of thing changed: category, trait, action, input, derived, transition, precedence
+    target: str  # what kind of thing changed: category, trait, action, input, derived, transition, precedence, watch
     name: str  # which one: 'expand', 'healthy', 'expand/exec-qbr', 'arr', 'keep → recapture'
     text: str
     before: str | None = None  # the whole condition before and after, for condition changes
@@ -51,7 +51,7 @@ class RuleChange:
 
 def rule_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     """Every semantic difference, in reading order: inputs, derived, traits, precedence, categories,
-    transitions. Prose (descriptions, owners, comments) and embedded tests are not rule changes."""
+    transitions, watches. Prose (descriptions, owners, comments) and embedded tests are not rule changes."""
     return [
         *_input_changes(before, after),
         *_derived_changes(before, after),
@@ -59,6 +59,7 @@ def rule_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
         *_precedence_changes(before, after),
         *_category_changes(before, after),
         *_transition_changes(before, after),
+        *_watch_changes(before, after),
     ]
 
 
@@ -261,6 +262,73 @@ def _transition_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]
         elif a != b:
             for c in _action_changes(a.actions, b.actions, f"transition {name}"):
                 out.append(RuleChange(c.kind, "transition", name, c.text))
+    return out
+
+
+def _amount_text(a: m.WithinAmount) -> str:
+    """`10%` or `14`, as the rule file writes it."""
+    value = round(a.amount * 100, 6) if a.relative else a.amount
+    return f"{format_value(float(value))}{'%' if a.relative else ''}"
+
+
+def _watch_text(w: m.Watch) -> str:
+    """What a watch asks for, in words: 'keep → recapture within 30 days; or arr within 10%'."""
+    conditions = []
+    if w.within_days is not None:
+        conditions.append(f"next move within {w.within_days} days")
+    conditions += [f"nearest change of {a.column} within {_amount_text(a)}" for a in w.within]
+    return (
+        f"accounts in {w.from_category} about to move to {w.to_category or 'any category'}: {' or '.join(conditions)}"
+    )
+
+
+def _watch_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
+    """Watches compared by id: added, removed, and for one that stayed each part that changed ("within_days
+    30 → 14", "within arr 10% → 5%") and its actions."""
+    old = {w.id: w for w in before.watches}
+    new = {w.id: w for w in after.watches}
+    out = []
+    for wid in [*old, *(i for i in new if i not in old)]:
+        a, b = old.get(wid), new.get(wid)
+        name = f"watch {wid}"
+        if a is None:
+            ids = ", ".join(x.id for x in b.actions)
+            out.append(RuleChange("watch_added", "watch", wid, f"{name} added: {_watch_text(b)}; actions {ids}"))
+            continue
+        if b is None:
+            out.append(RuleChange("watch_removed", "watch", wid, f"{name} removed (was: {_watch_text(a)})"))
+            continue
+        if a.from_category != b.from_category:
+            text = f"{name}: watches {b.from_category} instead of {a.from_category}"
+            out.append(RuleChange("watch_changed", "watch", wid, text))
+        if a.to_category != b.to_category:
+            text = f"{name}: moves to {b.to_category or 'any category'} (was {a.to_category or 'any category'})"
+            out.append(RuleChange("watch_changed", "watch", wid, text))
+        if a.within_days != b.within_days:
+            if a.within_days is None or b.within_days is None:
+                text = (
+                    f"{name}: next move within {b.within_days} days added"
+                    if a.within_days is None
+                    else f"{name}: next move within {a.within_days} days removed"
+                )
+            else:
+                text = f"{name}: within_days {a.within_days} → {b.within_days}"
+            out.append(RuleChange("watch_threshold_changed", "watch", wid, text))
+        was = {x.column: x for x in a.within}
+        now = {x.column: x for x in b.within}
+        for column in [*was, *(c for c in now if c not in was)]:
+            p, q = was.get(column), now.get(column)
+            if p == q:
+                continue
+            if p is None:
+                text = f"{name}: within {column} {_amount_text(q)} added"
+            elif q is None:
+                text = f"{name}: within {column} {_amount_text(p)} removed"
+            else:
+                text = f"{name}: within {column} {_amount_text(p)} → {_amount_text(q)}"
+            out.append(RuleChange("watch_threshold_changed", "watch", wid, text))
+        for c in _action_changes(a.actions, b.actions, name):
+            out.append(RuleChange(c.kind, "watch", wid, c.text))
     return out
 
 

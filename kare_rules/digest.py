@@ -26,7 +26,10 @@ def canonical(rules: RuleSet) -> dict[str, Any]:
         out[unordered] = sorted(out[unordered], key=lambda c: c["name"])
     # Each (from, to) pair appears once, so the order transitions are listed in means nothing either.
     out["transitions"] = sorted(out["transitions"], key=lambda t: (t["from_category"], t["to_category"]))
-    out["watches"] = sorted(out["watches"], key=lambda w: w["id"])  # ids are unique; their order means nothing
+    # Watch ids are unique and every watch is evaluated, so their order means nothing; within's does not either.
+    out["watches"] = sorted(out["watches"], key=lambda w: w["id"])
+    for w in out["watches"]:
+        w["within"] = sorted(w["within"], key=lambda a: a["column"])
     for section in _LATER:
         if not out[section]:
             del out[section]

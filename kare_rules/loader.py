@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from pathlib import Path
@@ -37,8 +38,11 @@ _FLOAT_MAX = 1.7976931348623157e308
 _SEMANTIC_PATHS = {
     ("traits",): {}, ("exit", "when"): "t", ("profiles", "*", "when"): "t", ("precedence",): ["keep"],
     ("tests", "*", "account"): {}, ("tests", "*", "expect"): "keep", ("tests", "*", "as_of"): "2026-01-01",
-    ("tests", "*", "matched_rule"): "exit", ("tests", "*", "actions"): [],
+    ("tests", "*", "matched_rule"): "exit", ("tests", "*", "actions"): [], ("tests", "*", "previous"): {},
+    ("watch", "*", "within"): {},
 }  # fmt: skip
+# `within: {column: 10%}`: a share of the column's current value; a plain number is an absolute amount.
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*\Z")
 
 
 def is_safe_org(name: str) -> bool:
@@ -248,6 +252,9 @@ class _Checker:
         self.action_ids: set[str] = _action_ids(rules.categories.values(), rules.transitions) if rules else set()
         self.trait_size: dict[str, tuple[int, int, int]] = {}  # depth, nodes, values: traits written out
         self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
+        self.traits_built: dict[str, m.Condition] = dict(rules.traits) if rules else {}
+        self.categories_by_name: dict[str, m.CategoryRule] = dict(rules.categories) if rules else {}
+        self.trend_inputs: list[str] = list(rules.trend_columns) if rules else []
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
@@ -276,7 +283,9 @@ class _Checker:
         inputs = self.inputs_(d.get("inputs"))
         derived = self.derived_(d.get("derived"))
         traits = self.traits_(d.get("traits"))
+        self.traits_built = traits
         categories: dict[str, m.CategoryRule] = {}
+        self.categories_by_name = categories
         if isinstance(d.get("exit"), dict):
             rule = self.category("exit", d["exit"], ("exit",))
             if rule:
@@ -292,6 +301,7 @@ class _Checker:
         self.defined |= {p for p in (profiles if isinstance(profiles, dict) else {}) if p in m.PROFILES}
         precedence = self.precedence_(d.get("precedence"))
         transitions = self.transitions_(d.get("transitions"))
+        watches = self.watches_(d.get("watch"))
         tests = self.tests(d.get("tests") or [], ("tests",)) if isinstance(d.get("tests"), list) else []
         if self.problems or not inputs or not isinstance(org, str) or not isinstance(d.get("version"), str):
             return None
@@ -304,6 +314,7 @@ class _Checker:
             precedence=precedence,
             categories=categories,
             transitions=tuple(transitions),
+            watches=tuple(watches),
             tests=tuple(tests),
             description=d["description"] if isinstance(d.get("description"), str) else None,
             owners=tuple(o for o in d["owners"] if isinstance(o, str)) if isinstance(d.get("owners"), list) else (),
@@ -409,10 +420,41 @@ class _Checker:
                     if self.known_input(a, (*where, kind, i)) and self.inputs[a].type not in m.NUMERIC_TYPES:
                         self.err((*where, kind, i), f"ratio needs number columns; '{a}' is {self.inputs[a].type}")
                 out.append(m.Derived(name, "ratio", tuple(arg)))
+            elif kind in m.TREND_KINDS and isinstance(arg, str):
+                self.trend_input(name, kind, arg, (*where, kind), raw)
+                if arg not in self.trend_inputs:
+                    self.trend_inputs.append(arg)
+                out.append(m.Derived(name, kind, (arg,)))
             else:
                 continue
             self.columns[name] = out[-1].type
         return out
+
+    def trend_input(self, name: str, kind: str, arg: str, where: DocPath, raw: dict) -> None:
+        """A trend compares an input with its own value in the previous run, so it reads a number input:
+        derived values are not kept between runs, and a text or date has no change to measure."""
+        if arg in raw and arg not in self.inputs:
+            source = raw[arg]
+            hint = ""
+            if isinstance(source, dict) and len(source) == 1:
+                inner = next(iter(source.values()))
+                numbers = [a for a in (inner if isinstance(inner, list) else [inner]) if a in self.inputs]
+                numbers = [a for a in numbers if self.inputs[a].type in m.NUMERIC_TYPES]
+                if numbers:
+                    hint = f", e.g. '{name}: {{{kind}: {numbers[0]}}}'"
+            self.err(
+                where,
+                f"{kind} reads an input column, and '{arg}' is derived (derived values are not kept between "
+                f"runs); write the number input it comes from{hint}",
+            )
+        elif self.known_input(arg, where) and self.inputs[arg].type not in m.NUMERIC_TYPES:
+            numbers = [c for c in self.inputs.values() if c.type in m.NUMERIC_TYPES and not c.key]
+            hint = f", e.g. '{name}: {{{kind}: {numbers[0].name}}}'" if numbers else ""
+            self.err(
+                where,
+                f"{kind} needs a number column (integer or float); '{arg}' is {self.inputs[arg].type}: "
+                f"name a number input{hint}",
+            )
 
     def check_column_name(self, name: str, where: DocPath, kind: str) -> None:
         """A column may not take a name the engine gives its own columns: the data would then hold two."""
@@ -862,6 +904,179 @@ class _Checker:
             out.append(m.Transition(str(t["from"]), str(t["to"]), tuple(actions)))
         return out
 
+    # ---- watches -------------------------------------------------------------------------------
+
+    def watches_(self, raw: Any) -> list[m.Watch]:
+        if not isinstance(raw, list):
+            return []
+        out = []
+        ids: dict[str, int] = {}
+        # A watch's actions are not what a test account gets on its first run (`tests: actions:`).
+        test_action_ids = set(self.action_ids)
+        for i, w in enumerate(raw):
+            if not isinstance(w, dict) or not {"id", "from", "actions"} <= set(w):
+                continue  # the schema reports the missing keys
+            here = ("watch", i)
+            wid = w["id"]
+            if _hashable(wid) and wid in ids:
+                self.err(
+                    (*here, "id"),
+                    f"a second watch '{wid}' (first is item {ids[wid] + 1}); give each watch its own id",
+                )
+            if _hashable(wid):
+                ids.setdefault(wid, i)
+            ends = {}
+            for end in ("from", "to"):
+                c = w.get(end)
+                if c in m.ALL_CATEGORIES and c != m.UNASSIGNED and c not in self.defined:
+                    self.err(
+                        (*here, end),
+                        f"watch {end} '{c}', a category these rules do not define; watch one of: "
+                        f"{', '.join([*(x for x in m.CATEGORIES if x in self.defined), m.UNASSIGNED])}",
+                    )
+                ends[end] = c
+            if ends["to"] is not None and ends["to"] == ends["from"]:
+                self.err(
+                    (*here, "to"),
+                    f"a watch from '{ends['from']}' to '{ends['to']}' watches no move; name the category the "
+                    "accounts would move to, or leave 'to' out for any move",
+                )
+            days = w.get("within_days")
+            within = self.watch_within(w["within"], (*here, "within")) if "within" in w else ()
+            if "within_days" not in w and "within" not in w:
+                self.err(
+                    here,
+                    "a watch says how close a move must be: add 'within_days: 30' (the next move is at most 30 "
+                    "days away), 'within: {column: amount}' (the nearest change on that column), or both",
+                )
+            actions = self.actions(w["actions"], (*here, "actions"), f"watch {wid}")
+            self.watch_action_clash(w, actions, (*here, "actions"))
+            if not all(map(_hashable, (wid, ends["from"]))) or ends["from"] not in m.ALL_CATEGORIES:
+                continue
+            out.append(
+                m.Watch(
+                    id=str(wid),
+                    from_category=str(ends["from"]),
+                    actions=tuple(actions),
+                    to_category=ends["to"] if isinstance(ends["to"], str) else None,
+                    within_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
+                    within=tuple(within),
+                    description=w["description"] if isinstance(w.get("description"), str) else None,
+                )
+            )
+        self.action_ids = test_action_ids
+        return out
+
+    def watch_within(self, raw: Any, where: DocPath) -> list[m.WithinAmount]:
+        """`within: {column: amount}`: each column a number the rules compare with an order (so it has
+        edges), each amount a positive number or a positive share such as '10%'."""
+        if not isinstance(raw, dict) or not raw:
+            self.err(where, "within is a mapping of column: amount, e.g. {arr: 5000} or {arr: 10%}")
+            return []
+        compared = self.ordered_columns()
+        out = []
+        for column, amount in raw.items():
+            here = (*where, column)
+            ctype = self.columns.get(column)
+            if ctype == "unknown":
+                continue
+            if ctype is None:
+                hint = self.suggest(str(column), [c for c, t in self.columns.items() if t in m.NUMERIC_TYPES])
+                self.err(here, f"unknown column '{column}' in within{hint}; name a number input or derived column",
+                         key=True)  # fmt: skip
+                continue
+            if ctype not in m.NUMERIC_TYPES:
+                self.err(
+                    here,
+                    f"'{column}' is {'a' if ctype[0] not in 'aeiou' else 'an'} {ctype} column; within measures a "
+                    "change of a number (an integer or float input, or a derived value such as days_since): "
+                    "watch a date through its days_since column",
+                    key=True,
+                )
+                continue
+            if column not in compared:
+                self.err(
+                    here,
+                    f"no condition compares '{column}' with gt, gte, lt, lte or between, so no change of it moves "
+                    "an account and the watch could never hold; watch a column a threshold is set on",
+                    key=True,
+                )
+                continue
+            parsed = self.within_amount(column, amount, here)
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    def within_amount(self, column: str, amount: Any, where: DocPath) -> m.WithinAmount | None:
+        example = f"write a positive amount such as {{{column}: 14}} or a share of the current value such as " \
+            f"{{{column}: 10%}}"  # fmt: skip
+        if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+            self.err(where, f"the amount {_plain(amount)!r} for '{column}' is not a number; {example}")
+            return None
+        if isinstance(amount, str):
+            match = _PERCENT.match(amount)
+            if match is None:
+                hint = " (a share is written with its sign last: 10%)" if "%" in amount else ""
+                if amount.strip().startswith("-"):
+                    hint = " (a watch looks both ways: the nearest change up or down counts)"
+                self.err(where, f"'{amount}' is not an amount{hint}; {example}")
+                return None
+            share = float(match.group(1)) / 100
+            if share == 0:
+                self.err(where, f"within 0% never holds (a move needs some change); {example}")
+                return None
+            return m.WithinAmount(column, share, relative=True)
+        if not math.isfinite(amount) or amount <= 0:
+            why = (
+                "a distance is never negative: the nearest change up or down counts"
+                if amount < 0
+                else ("a move needs some change, so 0 never holds" if amount == 0 else "it is not a finite number")
+            )
+            self.err(where, f"within {_plain(amount)} for '{column}': {why}; {example}")
+            return None
+        return m.WithinAmount(column, float(amount))
+
+    def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath) -> None:
+        """A watch's actions are open beside those of its `from` category for the same account: the same
+        action id would show twice in the account's queue with different titles, so it is refused."""
+        rule = self.categories_by_name.get(w.get("from"))
+        if rule is None:
+            return
+        theirs = {a.id for a in rule.actions}
+        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
+            if isinstance(a, dict) and a.get("id") in theirs and any(x.id == a["id"] for x in actions):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
+                    f"give the watch's action its own id, e.g. '{a['id']}-{w['id']}'"
+                    if isinstance(w.get("id"), str)
+                    else f"action id '{a['id']}' is already an action of {w['from']}",
+                )
+
+    def ordered_columns(self) -> set[str]:
+        """The columns some category's condition (through its traits) compares with gt, gte, lt, lte or
+        between: the quantities that have edges."""
+        out: set[str] = set()
+        seen: set[str] = set()
+
+        def walk(c: m.Condition) -> None:
+            if isinstance(c, m.Predicate):
+                if c.op in ("gt", "gte", "lt", "lte", "between"):
+                    out.add(c.column)
+            elif isinstance(c, m.TraitRef):
+                if c.name not in seen and c.name in self.traits_built:
+                    seen.add(c.name)
+                    walk(self.traits_built[c.name])
+            elif isinstance(c, m.All | m.Any_):
+                for item in c.items:
+                    walk(item)
+            elif isinstance(c, m.Not):
+                walk(c.item)
+
+        for rule in self.categories_by_name.values():
+            walk(rule.when)
+        return out
+
     # ---- embedded tests ------------------------------------------------------------------------
 
     def tests(self, raw: list, where: DocPath) -> list[m.RuleTest]:
@@ -911,6 +1126,7 @@ class _Checker:
                 values.append((col, typed))
             matched_rule = self.test_matched_rule(t.get("matched_rule"), here) if "matched_rule" in t else None
             actions = self.test_actions(t.get("actions"), here) if "actions" in t else None
+            previous = self.test_previous(t["previous"], here, dict(values)) if "previous" in t else ()
             line = self.doc.where(here)[0]
             out.append(
                 m.RuleTest(
@@ -922,9 +1138,42 @@ class _Checker:
                     path=self.doc.path,
                     matched_rule=matched_rule,
                     actions=actions,
+                    previous=previous,
                 )
             )
         return out
+
+    def test_previous(self, raw: Any, here: DocPath, account: dict) -> tuple[tuple[str, m.Value], ...]:
+        """`previous: {arr: 120000}`: the account's values in the previous run, read by its trends."""
+        where = (*here, "previous")
+        if not self.trend_inputs:
+            self.err(where, "these rules have no trend (change_of or pct_change_of), so previous values are "
+                     "never read; remove 'previous'")  # fmt: skip
+            return ()
+        if not isinstance(raw, dict):
+            self.err(where, f"previous is a mapping of column: value, e.g. {{{self.trend_inputs[0]}: 1000}}")
+            return ()
+        key = next((c for c, i in self.inputs.items() if i.key), None)
+        if key is not None and account.get(key) is None:
+            self.err(
+                where,
+                f"a test with previous values needs the account's key, as a run matches previous values by key; "
+                f"add '{key}: T1' (any id) to the account",
+            )
+        out = []
+        for col, value in raw.items():
+            if col not in self.trend_inputs:
+                hint = self.suggest(str(col), self.trend_inputs)
+                self.err(
+                    (*where, col),
+                    f"'{col}' has no previous value a trend reads{hint}; previous values are given for the "
+                    f"columns of change_of and pct_change_of: {', '.join(self.trend_inputs)}",
+                    key=True,
+                )
+                continue
+            typed = None if value is None else self.value_for(self.inputs[col].type, value, (*where, col), col)
+            out.append((col, typed))
+        return tuple(out)
 
     def test_matched_rule(self, raw: Any, here: DocPath) -> str | None:
         from kare_rules.compile_polars import rule_id

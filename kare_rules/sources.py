@@ -393,3 +393,49 @@ def write_frame(df: pl.DataFrame, path: str | Path) -> None:
         df.with_columns(pl.col(c).list.join("|") for c in lists).write_csv(path)
     else:
         raise UsageError(f"cannot write {path}: the output must end in .parquet or .csv")
+
+
+def read_previous(rules, source: str | Path) -> pl.DataFrame:
+    """The accounts' values in the previous run, for the trends, from a source: its key column (the
+    rules' key, or `account_id`) and the rules' trend columns, typed as `inputs:` declares them. Returns
+    `account_id` (text) and each trend column as a float, the shape `categorize(previous=...)` takes.
+    A value that is not a number, a missing key or a key given twice stops with a DataError naming it.
+    """
+    from kare_rules.engine import cast_expr
+
+    text = str(source)
+    try:
+        frame = read_accounts(text, allow_empty=True)
+    except DataError as exc:
+        raise DataError(f"previous values: {exc}") from None
+    key = next((k for k in (rules.key, "account_id") if k in frame.columns), None)
+    trends = list(rules.trend_columns)
+    missing = ([] if key else [rules.key]) + [c for c in trends if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
+            f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
+        )
+    typed = frame.select(
+        pl.col(key).cast(pl.String).str.strip_chars().alias("account_id"),
+        *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],
+    )
+    for c in trends:
+        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & frame[c].is_not_null())
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise DataError(
+                f"previous values {text}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
+                f"not {'an' if rules.input(c).type == 'integer' else 'a'} {rules.input(c).type}; fix the value "
+                "or leave it empty (no previous value)"
+            )
+    if typed["account_id"].null_count():
+        raise DataError(f"previous values {text} have a row without a key ({key}); every row needs one")
+    counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
+    if counts.height:
+        row = counts.sort("account_id").row(0, named=True)
+        raise DataError(
+            f"account {row['account_id']!r} appears {row['len']} times in the previous values {text}; "
+            "give one row per account"
+        )
+    return typed.with_columns(pl.col(c).cast(pl.Float64) for c in trends)

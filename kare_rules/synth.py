@@ -98,6 +98,70 @@ def synthesize(rules: m.RuleSet, n: int, as_of: dt.date, seed: int = 0, start: i
     return pl.select(exprs)
 
 
+def _trend_thresholds(rules: m.RuleSet) -> dict[str, tuple[list[float], list[float]]]:
+    """For each input a trend reads: the thresholds its pct_change_of columns and its change_of columns
+    are compared with (so generated changes land on either side of them)."""
+    lits = thresholds(rules)
+    out: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in rules.trend_columns}
+    for d in rules.derived:
+        if d.kind in m.TREND_KINDS:
+            nums = [float(v) for v in lits.get(d.name, []) if isinstance(v, int | float) and not isinstance(v, bool)]
+            out[d.args[0]][0 if d.kind == "pct_change_of" else 1].extend(nums)
+    return out
+
+
+def _trend_step(rules: m.RuleSet, column: str, value: pl.Expr, u1: pl.Expr, u2: pl.Expr, back: bool) -> pl.Expr:
+    """`value` moved as one run to the next might move it: by a share or an amount near one of the
+    thresholds its trends compare with (±20 %), or by a small drift when they name none. `back` gives
+    the value one run earlier instead (the inverse step)."""
+    pcts, amounts = _trend_thresholds(rules)[column]
+    steps = [("pct", t) for t in pcts] + [("abs", t) for t in amounts] or [("pct", -0.1), ("pct", 0.1)]
+    pick = (u2 * len(steps)).floor().cast(pl.Int64).clip(0, len(steps) - 1)
+    jitter = 0.8 + 0.4 * u1
+    share = pl.lit(pl.Series([t if k == "pct" else 0.0 for k, t in steps])).get(pick) * jitter
+    amount = pl.lit(pl.Series([t if k == "abs" else 0.0 for k, t in steps])).get(pick) * jitter
+    now = value.cast(pl.Float64)
+    # A share of −100 % or less has no inverse; such a step is left out going back.
+    moved = (
+        (now - amount) / pl.when(1 + share > 0).then(1 + share).otherwise(None) if back else now * (1 + share) + amount
+    )
+    col = rules.input(column)
+    if col.min is not None:
+        moved = moved.clip(lower_bound=float(col.min))
+    if col.max is not None:
+        moved = moved.clip(upper_bound=float(col.max))
+    moved = moved.round(0) if col.type == "integer" else moved.round(2)
+    return pl.coalesce(moved, now).cast(POLARS_TYPES[col.type])
+
+
+TREND_SHARE = 0.15  # of accounts whose trend columns move near a threshold from one snapshot to the next
+
+
+def previous_values(rules: m.RuleSet, accounts: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """Plausible previous-run values for `accounts`, as `categorize(previous=...)` takes them (account_id
+    and the trend columns): most accounts unchanged, TREND_SHARE of them one step away near the trends'
+    thresholds, and a few absent (new accounts). Deterministic."""
+    ids = pl.int_range(0, accounts.height, dtype=pl.Int64)
+    picks = pl.select(
+        (uniform(ids, seed, "previous", "moved") < TREND_SHARE).alias("_moved"),
+        (uniform(ids, seed, "previous", "new") < 0.02).alias("_new"),
+    )
+    frame = pl.concat([accounts.select(rules.key, *rules.trend_columns), picks], how="horizontal")
+    moved = [
+        pl.when(pl.col("_moved"))
+        .then(_trend_step(rules, c, pl.col(c), uniform(ids, seed, c, "p1"), uniform(ids, seed, c, "p2"), True))
+        .otherwise(pl.col(c))
+        .cast(pl.Float64)
+        .alias(c)
+        for c in rules.trend_columns
+    ]
+    return (
+        frame.with_columns(moved)
+        .filter(~pl.col("_new"))
+        .select(pl.col(rules.key).cast(pl.String).alias("account_id"), *rules.trend_columns)
+    )
+
+
 def evolve(
     rules: m.RuleSet, prev: pl.DataFrame, prev_as_of: dt.date, as_of: dt.date, seed: int, month: int
 ) -> pl.DataFrame:
@@ -121,6 +185,16 @@ def evolve(
         pl.when(pl.col("_pace") & ~pl.col("_change")).then(pl.col(c) + elapsed).otherwise(pl.col(c)).alias(c)
         for c in dates
     )
+    # Trend columns of some unchanged accounts take a step near the thresholds their trends compare with.
+    step = uniform(ids, seed, month, "trend") < TREND_SHARE
+    nxt = nxt.with_columns(
+        pl.when(step & ~pl.col("_change"))
+        .then(_trend_step(rules, c, pl.col(c), uniform(ids, seed, month, c, "t1"), uniform(ids, seed, month, c, "t2"),
+                          False))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in rules.trend_columns
+    )  # fmt: skip
     nxt = nxt.filter(~pl.col("_leave")).drop("_change", "_leave", "_pace")
     arrivals = max(1, prev.height // 50)
     start = int(prev[key].str.extract(r"(\d+)$").cast(pl.Int64).max() or 0) + 1

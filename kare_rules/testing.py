@@ -51,6 +51,19 @@ def accounts_frame(rules: m.RuleSet, accounts: list[dict]) -> pl.DataFrame:
     )
 
 
+def previous_frame(rules: m.RuleSet, t: m.RuleTest) -> pl.DataFrame | None:
+    """A test's `previous:` values as the engine reads them (account_id and the trend columns), or None
+    when the test gives none: its trends are then null, as for a new account."""
+    if not t.previous:
+        return None
+    given = dict(t.previous)
+    key = dict(t.account).get(rules.key)
+    return pl.DataFrame(
+        {"account_id": [None if key is None else str(key)], **{c: [given.get(c)] for c in rules.trend_columns}},
+        schema={"account_id": pl.String, **{c: pl.Float64 for c in rules.trend_columns}},
+    )
+
+
 def actions_on_first_run(rules: m.RuleSet, category: str) -> tuple[str, ...]:
     """The action ids a test account gets: it is seen for the first time, so its category's actions and
     those of a `new → category` transition."""
@@ -64,13 +77,16 @@ def actions_on_first_run(rules: m.RuleSet, category: str) -> tuple[str, ...]:
 def run_rule_tests(rules: m.RuleSet) -> list[RuleTestResult]:
     """Every embedded test's result, in file order. Accounts sharing an as_of are categorized together;
     only a failed test's account is evaluated again, node by node, for its explanation."""
-    by_date: dict[dt.date, list[int]] = {}
+    by_date: dict[tuple[dt.date, int], list[int]] = {}
     for i, t in enumerate(rules.tests):
-        by_date.setdefault(t.as_of, []).append(i)
+        # A test with previous values runs alone: test accounts may share a key, and previous values are
+        # matched by key.
+        by_date.setdefault((t.as_of, i if t.previous else -1), []).append(i)
     got: dict[int, tuple[str, str | None, str]] = {}
-    for as_of, indexes in by_date.items():
+    for (as_of, alone), indexes in by_date.items():
         frame = accounts_frame(rules, [dict(rules.tests[i].account) for i in indexes])
-        out = categorize(rules, frame, as_of, explain=True)
+        previous = previous_frame(rules, rules.tests[alone]) if alone >= 0 else None
+        out = categorize(rules, frame, as_of, explain=True, previous=previous)
         for i, row in zip(indexes, out.iter_rows(named=True), strict=True):
             got[i] = (row["category"], row["matched_rule"], row["reason"])
     return [_judge(rules, t, *got[i]) for i, t in enumerate(rules.tests)]
@@ -95,7 +111,8 @@ def _why_not(rules: m.RuleSet, t: m.RuleTest, got: str) -> tuple[str, tuple[Node
     """Why the account did not get the expected category, and the tree that shows it: the expected
     category's conditions when they failed, else the winner's (which came first in precedence, or held
     when `unassigned` was expected)."""
-    nodes = {n.label: n for n in explain_row(rules, account_frame(rules, dict(t.account)), t.as_of)}
+    frame = account_frame(rules, dict(t.account))
+    nodes = {n.label: n for n in explain_row(rules, frame, t.as_of, previous_frame(rules, t))}
     if t.expect == m.UNASSIGNED:
         return f"{got} held, so the account is not {m.UNASSIGNED}", (nodes[got],)
     expected = nodes[t.expect]

@@ -37,6 +37,9 @@ DERIVED = (
     m.Derived("until_t1", "days_until", ("t1",)),
     m.Derived("i_ratio", "ratio", ("i1", "i2")),
     m.Derived("f_ratio", "ratio", ("f1", "f2")),
+    # Trends read the previous run's values, joined by key (a LEFT JOIN in SQL).
+    m.Derived("i1_change", "change_of", ("i1",)),
+    m.Derived("f1_pct_change", "pct_change_of", ("f1",)),
 )
 TYPES = {**COLUMNS, **{d.name: d.type for d in DERIVED}}
 
@@ -73,7 +76,9 @@ RULE_VALUES = {
     # A fractional value for an integer column is truncated by Polars (pl.lit(2.5, dtype=Int64) is 2).
     "integer": integers | st.sampled_from([2.5, -2.5, 0.5, 99.9]),
 }
-DERIVED_VALUES = {"since_d1": day_counts, "until_t1": day_counts, "i_ratio": floats, "f_ratio": floats}
+shares = st.sampled_from([-1.0, -0.2, 0.0, 0.1, 0.5, 2.0]) | st.floats(-3, 3).map(lambda x: round(x, 3))
+DERIVED_VALUES = {"since_d1": day_counts, "until_t1": day_counts, "i_ratio": floats, "f_ratio": floats,
+                  "i1_change": floats, "f1_pct_change": shares}  # fmt: skip
 
 
 def rule_value(column: str) -> st.SearchStrategy:
@@ -138,21 +143,38 @@ def rule_sets(draw) -> m.RuleSet:
 
 
 @st.composite
-def account_frames(draw) -> pl.DataFrame:
+def account_frames(draw) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accounts, and their values in the previous run (KEY and the trend columns): some accounts have
+    none (new), some had nulls or 0, and some keys there are gone from today's accounts."""
     n = draw(st.integers(0, 25))
     data: dict[str, list] = {KEY: [f"{draw(strings)}#{i}" for i in range(n)]}
     for name, ctype in COLUMNS.items():
         if name != KEY:
             data[name] = draw(st.lists(st.none() | VALUES[ctype], min_size=n, max_size=n))
-    return pl.DataFrame(data, schema={name: POLARS_TYPES[ctype] for name, ctype in COLUMNS.items()})
+    accounts = pl.DataFrame(data, schema={name: POLARS_TYPES[ctype] for name, ctype in COLUMNS.items()})
+    seen = [k for k in data[KEY] if draw(st.booleans())] + [f"gone#{i}" for i in range(draw(st.integers(0, 2)))]
+    previous = pl.DataFrame(
+        {
+            KEY: seen,
+            "i1": draw(st.lists(st.none() | integers, min_size=len(seen), max_size=len(seen))),
+            "f1": draw(st.lists(st.none() | floats | st.just(0.0), min_size=len(seen), max_size=len(seen))),
+        },
+        schema={KEY: pl.String, "i1": pl.Int64, "f1": pl.Float64},
+    )
+    return accounts, previous
+
+
+def engine_previous(previous: pl.DataFrame) -> pl.DataFrame:
+    """The previous values as the engines' `previous=` takes them: the key as `account_id`."""
+    return previous.rename({KEY: "account_id"})
 
 
 def by_key(df: pl.DataFrame) -> list[tuple]:
     return sorted(df.select(KEY, "category", "matched_rule").iter_rows())
 
 
-def polars_result(rules: m.RuleSet, accounts: pl.DataFrame) -> list[tuple]:
-    return by_key(categorize(rules, accounts, AS_OF, explain=False))
+def polars_result(rules: m.RuleSet, accounts: pl.DataFrame, previous: pl.DataFrame) -> list[tuple]:
+    return by_key(categorize(rules, accounts, AS_OF, explain=False, previous=engine_previous(previous)))
 
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -162,14 +184,15 @@ PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 @PROPERTY
-@given(rules=rule_sets(), accounts=account_frames())
-def test_duckdb_gives_the_polars_categories_for_random_rules_and_data(rules, accounts, tmp_path_factory):
-    expected = polars_result(rules, accounts)
-    assert by_key(categorize_duckdb(rules, accounts, AS_OF)) == expected
+@given(rules=rule_sets(), data=account_frames())
+def test_duckdb_gives_the_polars_categories_for_random_rules_and_data(rules, data, tmp_path_factory):
+    accounts, previous = data
+    expected = polars_result(rules, accounts, previous)
+    assert by_key(categorize_duckdb(rules, accounts, AS_OF, previous=engine_previous(previous))) == expected
     # The same through a Parquet file read by DuckDB itself (the push-down path).
     path = tmp_path_factory.mktemp("parquet") / "it's; drop.parquet"
     accounts.write_parquet(path)
-    assert by_key(categorize_duckdb(rules, str(path), AS_OF)) == expected
+    assert by_key(categorize_duckdb(rules, str(path), AS_OF, previous=engine_previous(previous))) == expected
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------------
@@ -177,6 +200,7 @@ def test_duckdb_gives_the_polars_categories_for_random_rules_and_data(rules, acc
 PG_TYPES = {"string": "text", "integer": "bigint", "float": "double precision", "boolean": "boolean",
             "date": "date", "datetime": "timestamp"}  # fmt: skip
 PG_TABLE = 'acc\'ounts "x"; drop'
+PG_PREVIOUS = 'last "run"; drop'
 
 
 @pytest.fixture(scope="module")
@@ -210,10 +234,11 @@ def postgres(tmp_path_factory):
             server.cleanup()
 
 
-def postgres_result(conn, rules: m.RuleSet, accounts: pl.DataFrame) -> list[tuple]:
+def postgres_result(conn, rules: m.RuleSet, accounts: pl.DataFrame, previous: pl.DataFrame) -> list[tuple]:
     from psycopg import sql
 
     table = sql.Identifier(PG_TABLE)
+    before = sql.Identifier(PG_PREVIOUS)
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(PG_TYPES[ctype])) for name, ctype in COLUMNS.items()
     )
@@ -225,8 +250,12 @@ def postgres_result(conn, rules: m.RuleSet, accounts: pl.DataFrame) -> list[tupl
                 table, sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
             )
             cur.executemany(insert, accounts.rows())
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(before))
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} (id text, i1 bigint, f1 double precision)").format(before))
+        if previous.height:
+            cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(before), previous.rows())
         # No parameters: psycopg sends the text as it is, so '%' in literals stays literal.
-        cur.execute(compile_sql(rules, "postgres", PG_TABLE, AS_OF))
+        cur.execute(compile_sql(rules, "postgres", PG_TABLE, AS_OF, previous_table=PG_PREVIOUS))
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
     assert names == [KEY, "category", "matched_rule"]
@@ -235,9 +264,10 @@ def postgres_result(conn, rules: m.RuleSet, accounts: pl.DataFrame) -> list[tupl
 
 @pytest.mark.postgres
 @PROPERTY
-@given(rules=rule_sets(), accounts=account_frames())
-def test_postgres_gives_the_polars_categories_for_random_rules_and_data(rules, accounts, postgres):
-    assert postgres_result(postgres, rules, accounts) == polars_result(rules, accounts)
+@given(rules=rule_sets(), data=account_frames())
+def test_postgres_gives_the_polars_categories_for_random_rules_and_data(rules, data, postgres):
+    accounts, previous = data
+    assert postgres_result(postgres, rules, accounts, previous) == polars_result(rules, accounts, previous)
 
 
 # ---- dialects without a server here: the SQL parses back with every value intact ------------------
@@ -272,7 +302,7 @@ def expected_strings(rules: m.RuleSet) -> list[str]:
 @given(rules=rule_sets())
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_compiled_sql_parses_back_with_every_string_value_intact(dialect, rules):
-    text = compile_sql(rules, dialect, "analytics.accounts", AS_OF)
+    text = compile_sql(rules, dialect, "analytics.accounts", AS_OF, previous_table="analytics.accounts_last_run")
     tree = sqlglot.parse_one(text, read=dialect)
     literals = string_literals(tree)
     # Each string value appears as a literal (dates are literals too, so compare as a multiset subset).

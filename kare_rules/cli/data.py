@@ -17,6 +17,25 @@ from kare_rules.cli.common import (
 from kare_rules.errors import DataError, UsageError
 
 
+def previous_values(args: argparse.Namespace, rules):
+    """The previous run's values from --previous, or None; without them, the rules' trends are null for
+    every account, which is said once on stderr (a note, not an error: a first run has no previous)."""
+    from kare_rules.sources import read_previous
+
+    if not rules.trend_columns:
+        return None
+    if args.previous is None:
+        trends = ", ".join(d.name for d in rules.derived if d.args[0] in rules.trend_columns and d.kind in
+                           ("change_of", "pct_change_of"))  # fmt: skip
+        err(
+            f"note: no --previous given, so the trends ({trends}) are null for every account, as for new "
+            f"accounts; give --previous FILE with {rules.key} and {', '.join(rules.trend_columns)} from the "
+            "previous run"
+        )
+        return None
+    return read_previous(rules, args.previous)
+
+
 @command
 def cmd_categorize(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date, categorize, category_counts
@@ -28,6 +47,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
+    previous = previous_values(args, rules)
     if args.trusted:
         if args.engine != "duckdb":
             raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
@@ -37,7 +57,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         # validated. It is checked as every other read is first, so a bad source gets the same message.
         check_source(args.input)
         by_duckdb = args.input.startswith("duckdb:") or Path(args.input).suffix.lower() == ".parquet"
-        result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of)
+        result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of, previous)
         if result.height == 0:
             raise DataError(
                 f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
@@ -51,9 +71,9 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     if args.engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
-        result = categorize_duckdb(rules, checked.valid, as_of)
+        result = categorize_duckdb(rules, checked.valid, as_of, previous)
     else:
-        result = categorize(rules, checked.valid, as_of, explain=not args.no_explain)
+        result = categorize(rules, checked.valid, as_of, explain=not args.no_explain, previous=previous)
     write_frame(result, args.output)
     counts = category_counts(result)
     out(f"{result.height} accounts categorized with {rules.organization} {rules.version} as of {as_of} → {args.output}")
@@ -76,6 +96,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
+    previous = previous_values(args, rules)
     mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
@@ -83,8 +104,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for r in checked.quarantine.iter_rows(named=True):
             err(f"  {'; '.join(r['reasons'])}")
         return EXIT_FAIL
-    nodes = explain_account(rules, checked.valid, as_of, args.account)
-    result = categorize(rules, checked.valid, as_of)
+    nodes = explain_account(rules, checked.valid, as_of, args.account, previous)
+    result = categorize(rules, checked.valid, as_of, previous=previous)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
     out()
@@ -103,7 +124,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     # Only the SELECT goes to stdout (no comment header: nothing from the rule file lands in SQL text
     # unquoted), so it pipes straight into psql, duckdb or a CREATE VIEW.
-    out(compile_sql(rules, args.dialect, args.table, as_date(args.as_of)))
+    if rules.trend_columns and args.previous_table is None:
+        err(
+            "note: no --previous-table given, so the trends are NULL for every account in this SQL; give "
+            f"--previous-table NAME with {rules.key} and {', '.join(rules.trend_columns)} from the previous run"
+        )
+    out(compile_sql(rules, args.dialect, args.table, as_date(args.as_of), args.previous_table))
     return EXIT_OK
 
 

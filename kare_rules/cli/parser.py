@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --engine duckdb: skip validation and let DuckDB read a Parquet file/glob or duckdb:PATH:TABLE "
         "itself, so the accounts never load into Python (column types must already match inputs:)",
     )
+    s.add_argument(
+        "--previous",
+        metavar="SOURCE",
+        help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
+        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
+        "every trend is null, as for a new account",
+    )
 
     s = sub.add_parser(
         "explain",
@@ -106,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
+    s.add_argument(
+        "--previous",
+        metavar="SOURCE",
+        help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
+        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
+        "every trend is null, as for a new account",
+    )
 
     s = sub.add_parser(
         "compile",
@@ -122,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SQL dialect of the warehouse",
     )
     s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
+    s.add_argument(
+        "--previous-table",
+        metavar="NAME",
+        help="the previous run's values for the trends (change_of, pct_change_of): a table with the key column "
+        "and the trend columns, one row per account (e.g. last run's extract of --table), LEFT JOINed on the "
+        "key; without it every trend is null",
+    )
     s.add_argument(
         "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
     )
