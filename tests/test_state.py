@@ -50,3 +50,77 @@ def test_an_older_warehouse_gains_the_new_columns_in_place_and_keeps_its_rows(tm
         ).fetchall()}  # fmt: skip
     assert columns[-len(EDGE_COLUMNS) :] == list(EDGE_COLUMNS)
     assert "upcoming_moves" in views
+
+
+TREND_RULES = """\
+format: kare/v1
+organization: trendy
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  arr: {type: float, nullable: true}
+derived:
+  arr_change: {change_of: arr}
+  arr_pct: {pct_change_of: arr}
+precedence: [recapture, keep]
+profiles:
+  recapture:
+    when: {arr_pct: {lte: -0.2}}
+  keep:
+    when: {arr: {gt: 0}}
+"""
+
+
+def trendy(tmp_path: Path) -> RuleBundle:
+    folder = tmp_path / "rules" / "trendy"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(TREND_RULES)
+    return bundle(folder)
+
+
+def arr(**values: float | None) -> pl.DataFrame:
+    return pl.DataFrame({"account_id": list(values), "arr": list(values.values())}, schema={"account_id": pl.String,
+                        "arr": pl.Float64})  # fmt: skip
+
+
+def categories(wh: Warehouse) -> dict[str, str]:
+    return dict(wh.read("account_categories", "trendy").select("account_id", "category").iter_rows())
+
+
+def test_trends_compare_with_the_previous_published_run_and_state_keeps_two_dates(tmp_path):
+    rules, wh = trendy(tmp_path), Warehouse(tmp_path / "wh.duckdb")
+    d3 = dt.date(2026, 11, 30)
+    run_organization("trendy", D1, arr(A=100.0, B=100.0, C=100.0), wh, bundle=rules)
+    assert categories(wh) == {"A": "keep", "B": "keep", "C": "keep"}  # no previous run: trends are null
+
+    # A falls 30 %, B 10 %; C is absent, D is new.
+    run_organization("trendy", D2, arr(A=70.0, B=90.0, D=10.0), wh, bundle=rules)
+    assert categories(wh) == {"A": "recapture", "B": "keep", "D": "keep"}
+
+    # Re-running the last date with other data compares with the run before it, not with itself.
+    run_organization("trendy", D2, arr(A=100.0, B=70.0, D=10.0), wh, bundle=rules)
+    assert categories(wh) == {"A": "keep", "B": "recapture", "D": "keep"}
+
+    # C comes back: it was not in the previous run, so it has no trend (as a new account).
+    run_organization("trendy", d3, arr(A=50.0, B=70.0, C=1.0, D=None), wh, bundle=rules)
+    assert categories(wh) == {"A": "recapture", "B": "keep", "C": "keep", "D": "unassigned"}
+
+    state = wh.read("account_values", "trendy")
+    assert sorted(set(state["as_of"])) == [D2, d3]  # only the last two run dates
+    assert state.filter(pl.col("as_of") == D2).sort("account_id")["value"].to_list() == [100.0, 70.0, 10.0]
+    assert state.filter((pl.col("as_of") == d3) & (pl.col("account_id") == "D"))["value"].to_list() == [None]
+
+
+def test_trends_are_the_same_whatever_the_slice_count(tmp_path):
+    rules = trendy(tmp_path)
+    ids = [f"A{i:03d}" for i in range(60)]
+    first = pl.DataFrame({"account_id": ids, "arr": [100.0] * 60})
+    second = pl.DataFrame({"account_id": ids, "arr": [100.0 - i for i in range(60)]})
+    out = {}
+    for slices in (1, 4):
+        wh = Warehouse(tmp_path / f"s{slices}.duckdb")
+        run_organization("trendy", D1, first, wh, bundle=rules, slices=slices)
+        run_organization("trendy", D2, second, wh, bundle=rules, slices=slices)
+        out[slices] = categories(wh)
+    assert out[1] == out[4]
+    assert sum(c == "recapture" for c in out[1].values()) == 40  # arr 80 … 41: a fall of 20 % or more
