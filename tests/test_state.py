@@ -124,3 +124,14 @@ def test_trends_are_the_same_whatever_the_slice_count(tmp_path):
         out[slices] = categories(wh)
     assert out[1] == out[4]
     assert sum(c == "recapture" for c in out[1].values()) == 40  # arr 80 … 41: a fall of 20 % or more
+
+
+def test_the_duckdb_engine_reads_the_same_trend_state(tmp_path):
+    rules = trendy(tmp_path)
+    out = {}
+    for engine in ("polars", "duckdb"):
+        wh = Warehouse(tmp_path / f"{engine}.duckdb")
+        run_organization("trendy", D1, arr(A=100.0, B=100.0), wh, bundle=rules, engine=engine)
+        run_organization("trendy", D2, arr(A=70.0, B=95.0), wh, bundle=rules, engine=engine)
+        out[engine] = categories(wh)
+    assert out["polars"] == out["duckdb"] == {"A": "recapture", "B": "keep"}

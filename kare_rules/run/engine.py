@@ -131,7 +131,7 @@ def categorize_with(
     if engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
-        return categorize_duckdb(rules, valid, as_of).with_columns(
+        return categorize_duckdb(rules, valid, as_of, previous).with_columns(
             pl.lit(None, dtype=pl.String).alias("reason"), pl.lit([], dtype=pl.List(pl.String)).alias("overlaps")
         )
     if engine != "polars":
