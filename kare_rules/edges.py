@@ -408,7 +408,11 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
         *[
             pl.when(pl.col(f"_z{i}").is_null())
             .then(len(c.points) + 1)
-            .otherwise(pl.sum_horizontal([(pl.lit(z) <= pl.col(f"_z{i}")).cast(pl.Int64) for z in c.points]))
+            .otherwise(
+                pl.sum_horizontal(
+                    [pl.lit(0, dtype=pl.Int64), *[(pl.lit(z) <= pl.col(f"_z{i}")).cast(pl.Int64) for z in c.points]]
+                )
+            )
             .cast(pl.Int64)
             .alias(f"_s{i}")
             for i, c in enumerate(clocks)
@@ -436,12 +440,14 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
         active = ~pl.col("_done") & pl.col("_tn").is_not_null() & (pl.col("_tn") <= horizon)
         work = work.with_columns(
             [
-                (pl.col(f"_s{i}") + (active & (pl.col(f"_step{i}") == pl.col("_tn"))).cast(pl.Int64)).alias(f"_s{i}")
+                (
+                    pl.col(f"_s{i}") + (active & (pl.col(f"_step{i}") == pl.col("_tn"))).fill_null(False).cast(pl.Int64)
+                ).alias(f"_s{i}")
                 for i in range(len(clocks))
             ]
         )
         index = pl.col("_edge_pat") * combos
-        for i, r in enumerate(radices):
+        for i in range(len(radices)):
             index = index + pl.col(f"_s{i}") * math.prod(radices[i + 1 :])
         cat = table_s.gather(index)
         hit = active & (cat != pl.col("_cur"))
@@ -533,3 +539,19 @@ def edges(
 
     prepared = with_derived(rules, conform(accounts, rules), as_of, previous).select(*rules.columns).collect()
     return pl.concat([prepared.select(rules.key), edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
+
+
+def with_edges(
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+    explain: bool = True,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """`categorize(...)` with the seven edge columns appended (what `categorize(edges=True)` returns)."""
+    from kare_rules.engine import categorize, conform, with_derived
+
+    result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
+    return pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
