@@ -3,6 +3,7 @@ quantity scanned over a fine grid around every threshold; plus readable examples
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import math
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kare_rules import categorize
+from kare_rules import edges as edges_module
 from kare_rules.edges import EDGE_SCHEMA, column_edges, edge_columns, edges
 from kare_rules.engine import conform, with_derived
 from kare_rules.loader import load_rules_text
@@ -286,6 +288,17 @@ def reference_edges(doc: dict, rows: list[dict]) -> dict[str, list[tuple]]:
     return {"nearest": nearest, **per_column}
 
 
+@contextlib.contextmanager
+def small_words():
+    """Three predicate bits per word and no full table: the code paths of rule sets with many predicates."""
+    saved = edges_module._WORD, edges_module._TABLE_BITS
+    edges_module._WORD, edges_module._TABLE_BITS = 3, 2
+    try:
+        yield
+    finally:
+        edges_module._WORD, edges_module._TABLE_BITS = saved
+
+
 PROPERTY = settings(
     max_examples=150,
     deadline=None,
@@ -310,9 +323,13 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     got = result.select("edge_category", "edge_column", "edge_value", "edge_threshold", "edge_change").rows()
     assert got == expected["nearest"]
 
+    # The same answers when patterns span several words and are not tabulated (large rule sets).
+    prepared = with_derived(rules, conform(frame, rules), AS_OF).collect()
+    with small_words():
+        assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
+
     columns = [q for q in expected if q != "nearest"]
     if columns:
-        prepared = with_derived(rules, conform(frame, rules), AS_OF).collect()
         each = column_edges(rules, prepared, columns)
         for q in columns:
             pairs = each.select(f"_edge_category__{q}", f"_edge_change__{q}").rows()
@@ -391,3 +408,39 @@ def test_column_edges_names_the_columns_it_can_answer():
     out = column_edges(rules, prepared, ["employees"])
     assert out.rows() == [(490.0, "attain")] and out.columns == ["_edge_change__employees", "_edge_category__employees"]
     assert edge_columns(rules, prepared, AS_OF).schema == pl.Schema(EDGE_SCHEMA)
+
+
+TIES = """
+format: kare/v1
+organization: ties
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  seats:      {type: integer}
+  visits:     {type: integer}
+  spend:      {type: float}
+profiles:
+  expand:    {when: {seats: {gt: 12}}}
+  keep:      {when: {any: [{seats: {lt: 8}}, {visits: {lt: 8}}, {spend: {gte: 110}}]}}
+  recapture: {when: {spend: {lte: 90}}}
+"""
+
+
+def test_ties_within_a_column_go_to_the_decrease_and_across_columns_to_the_column_declared_first():
+    rules = load_rules_text(TIES, "ties.yaml")
+    accounts = pl.DataFrame(
+        {
+            "account_id": ["T1", "T2", "T3"],
+            "seats": [10, 10, 12],
+            "visits": [100, 10, 100],
+            "spend": [100.0, 50.0, 100.0],
+        }
+    )
+    out = edges(rules, accounts, AS_OF).select("edge_category", "edge_column", "edge_threshold", "edge_change").rows()
+    # T1 (unassigned): seats is 2 from 8 (keep) and from 12 (expand), spend 10 from 90 (recapture) and from 110
+    # (keep): within each column the tie goes to the decrease; across them spend's 10/100 beats seats' 2/10.
+    assert out[0] == ("recapture", "spend", 90.0, -10.0)
+    # T2 (recapture): seats and visits are both 2/10 from keep; seats is declared first.
+    assert out[1] == ("keep", "seats", 8.0, -2.0)
+    # T3: seats is at 12; the next seat makes it expand (a change of 0 to the boundary).
+    assert out[2] == ("expand", "seats", 12.0, 0.0)
