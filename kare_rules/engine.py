@@ -134,7 +134,13 @@ def categorize_lazy(
 
 
 def categorize(
-    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, explain: bool = True, previous: pl.DataFrame | None = None
+    rules: m.RuleSet,
+    accounts: Frame,
+    as_of: dt.date | str,
+    explain: bool = True,
+    previous: pl.DataFrame | None = None,
+    edges: bool = False,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
 ) -> pl.DataFrame:
     """Give every account exactly one category: the first in precedence whose condition holds.
 
@@ -145,8 +151,13 @@ def categorize(
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
     a lookup too; the others are built only for the rows their category won and put in place, so each
     row pays for at most one explanation, not one per category. `previous` feeds the trends
-    (`with_derived`).
+    (`with_derived`). With `edges`, the early-warning columns of `kare_rules.edges.EDGE_SCHEMA` follow
+    (next move within `horizon` days, nearest value change; Polars only).
     """
+    if edges:
+        from kare_rules.edges import with_edges  # edges builds on this module
+
+        return with_edges(rules, accounts, as_of, horizon, explain=explain, previous=previous)
     if not explain:
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
     compiler = PolarsCompiler(rules)

@@ -1,0 +1,557 @@
+"""Early warning (issue 11): when each account's category would change with its data unchanged, and the
+nearest change of one quantity that would change it. Polars engine only; the SQL engines give categories.
+
+Two questions per account, both answered exactly, never by sampling:
+
+- **The next move** (`next_category`, `next_move_on`): with the data unchanged only the date-derived
+  values move (`days_since` grows by one a day, `days_until` shrinks; trends and ratios are held). A
+  predicate on such a value can change its truth only at a few integer points that follow from its
+  threshold, so the category is constant between them; the first point within the horizon where it
+  differs is the move.
+- **The nearest value change** (`edge_*`): the category as a function of one quantity changes only at
+  that quantity's thresholds, so each threshold `c` and its representable neighbours are the only
+  candidates ("at c" counts when the value is not c, "above c" when it is at most c, "below c" when it
+  is at least c; the change is `c − value`).
+
+How it stays cheap: every distinct predicate of the rules is evaluated once per account (two-valued,
+null is false) and packed into an integer bit pattern; the category is a pure function of that pattern
+(all/any over two-valued truths, `not` over `truth()`, exactly as PolarsCompiler evaluates it). A
+candidate "quantity q := v" replaces q's predicate bits by constants, so its category depends only on
+the account's pattern: every answer is tabulated per distinct pattern present (usually a few hundred)
+and per position of the value among the thresholds, and each account pays a few gathers.
+
+Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
+equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
+column the smallest `|c − value|` wins; on equal distance the smaller actual change `|v − value|` of
+the candidate value v (so "at c" before the step past it), and on equal both the decrease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import polars as pl
+
+from kare_rules import model as m
+from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler
+
+# The columns `edge_columns` adds, in order, and their types (the account_categories contract).
+EDGE_SCHEMA: dict[str, pl.DataType] = {
+    "next_category": pl.String(),
+    "next_move_on": pl.Date(),
+    "edge_category": pl.String(),
+    "edge_column": pl.String(),
+    "edge_value": pl.Float64(),
+    "edge_threshold": pl.Float64(),
+    "edge_change": pl.Float64(),
+}
+EDGE_COLUMNS: tuple[str, ...] = tuple(EDGE_SCHEMA)
+
+# Up to this many distinct predicates the category of every bit pattern is tabulated at once (2**n
+# rows, evaluated by Polars); beyond it patterns are evaluated one by one in Python as they occur.
+_TABLE_BITS = 20
+_WORD = 63  # predicate bits per Int64 word (the sign bit is left alone)
+
+
+# ---- the predicate space: distinct predicates, bit patterns, the category of a pattern ----------
+
+
+class _Space:
+    """The distinct predicates of a rule set and the category as a function of their truths."""
+
+    def __init__(self, rules: m.RuleSet):
+        self.rules = rules
+        self.compiler = PolarsCompiler(rules)
+        self.ordered = rules.ordered()
+        self.names = [r.name for r in self.ordered] + [m.UNASSIGNED]
+        self.preds: list[m.Predicate] = []
+        self.index: dict[m.Predicate, int] = {}
+        for r in self.ordered:
+            self._collect(r.when)
+        self.n = len(self.preds)
+        self.words = max(1, -(-self.n // _WORD))
+        tests = [self._compile(r.when) for r in self.ordered]
+        unassigned = len(self.ordered)
+
+        def category(bits: int) -> int:
+            return next((i for i, t in enumerate(tests) if t(bits)), unassigned)
+
+        self._slow = lru_cache(maxsize=1 << 20)(category)
+        self._table: list[int] | None = self._tabulate() if self.n <= _TABLE_BITS else None
+
+    def _collect(self, cond: m.Condition) -> None:
+        if isinstance(cond, m.Predicate):
+            if cond not in self.index:
+                self.index[cond] = len(self.preds)
+                self.preds.append(cond)
+        elif isinstance(cond, m.TraitRef):
+            self._collect(self.rules.traits[cond.name])
+        elif isinstance(cond, m.All | m.Any_):
+            for c in cond.items:
+                self._collect(c)
+        else:
+            self._collect(cond.item)
+
+    def _compile(self, cond: m.Condition) -> Callable[[int], bool]:
+        """The condition as a function of the bit pattern: two-valued, as `PolarsCompiler.truth`."""
+        if isinstance(cond, m.Predicate):
+            bit = 1 << self.index[cond]
+            return lambda b: bool(b & bit)
+        if isinstance(cond, m.TraitRef):
+            return self._compile(self.rules.traits[cond.name])
+        if isinstance(cond, m.All | m.Any_):
+            parts = [self._compile(c) for c in cond.items]
+            if isinstance(cond, m.All):
+                return lambda b: all(p(b) for p in parts)
+            return lambda b: any(p(b) for p in parts)
+        inner = self._compile(cond.item)
+        return lambda b: not inner(b)
+
+    def _tabulate(self) -> list[int]:
+        """The category index of every pattern 0 .. 2**n - 1, evaluated by Polars in one pass."""
+        b = pl.col("b")
+
+        def expr(cond: m.Condition) -> pl.Expr:
+            if isinstance(cond, m.Predicate):
+                return (b & (1 << self.index[cond])) != 0
+            if isinstance(cond, m.TraitRef):
+                return expr(self.rules.traits[cond.name])
+            if isinstance(cond, m.All):
+                return pl.all_horizontal([expr(c) for c in cond.items])
+            if isinstance(cond, m.Any_):
+                return pl.any_horizontal([expr(c) for c in cond.items])
+            return ~expr(cond.item)
+
+        chain: pl.Expr = pl.lit(len(self.ordered), dtype=pl.Int32)
+        for i in reversed(range(len(self.ordered))):
+            chain = pl.when(expr(self.ordered[i].when)).then(pl.lit(i, dtype=pl.Int32)).otherwise(chain)
+        frame = pl.select(pl.int_range(0, 1 << self.n, dtype=pl.Int64).alias("b")).select(chain.alias("c"))
+        return frame["c"].to_list()
+
+    def category(self, bits: int) -> int:
+        return self._table[bits] if self._table is not None else self._slow(bits)
+
+    def word_exprs(self) -> list[pl.Expr]:
+        """The bit pattern of every account, as Int64 words `_edge_w0`, `_edge_w1`, ..."""
+        out = []
+        for w in range(self.words):
+            chunk = self.preds[w * _WORD : (w + 1) * _WORD]
+            if not chunk:
+                out.append(pl.lit(0, dtype=pl.Int64).alias(f"_edge_w{w}"))
+                continue
+            bits = [self.compiler.truth(p).cast(pl.Int64) * pl.lit(1 << i, dtype=pl.Int64) for i, p in enumerate(chunk)]
+            out.append(pl.sum_horizontal(bits).cast(pl.Int64).alias(f"_edge_w{w}"))
+        return out
+
+    def bits_at(self, column: str, values: Sequence[object]) -> list[int]:
+        """For each value of `column`, the bits of the predicates on it when the column holds that
+        value (evaluated by the engine's own predicate expressions, so the semantics cannot drift)."""
+        on = [(i, p) for i, p in enumerate(self.preds) if p.column == column]
+        if not values:
+            return []
+        dtype = POLARS_TYPES[self.rules.columns[column]]
+        frame = pl.DataFrame({column: list(values)}, schema={column: dtype})
+        truths = frame.select([self.compiler.truth(p).alias(f"p{i}") for i, p in on])
+        out = [0] * len(values)
+        for i, _ in on:
+            for row, held in enumerate(truths[f"p{i}"].to_list()):
+                if held:
+                    out[row] |= 1 << i
+        return out
+
+    def mask_of(self, column: str) -> int:
+        return sum(1 << i for i, p in enumerate(self.preds) if p.column == column)
+
+
+@dataclass
+class _Patterns:
+    """The distinct bit patterns present and each account's dense index into them (`_edge_pat`)."""
+
+    bits: list[int]
+    frame: pl.DataFrame  # the working frame, with `_edge_pat` (UInt32)
+
+
+def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
+    words = [f"_edge_w{w}" for w in range(space.words)]
+    if space.words == 1 and space.n <= _TABLE_BITS:
+        present = frame.get_column(words[0]).unique().sort().to_list()
+        dense = [0] * (1 << space.n)
+        for d, b in enumerate(present):
+            dense[b] = d
+        pat = pl.lit(pl.Series(dense, dtype=pl.UInt32)).gather(pl.col(words[0])).alias("_edge_pat")
+        return _Patterns(present, frame.with_columns(pat))
+    distinct = frame.select(words).unique(maintain_order=True).with_row_index("_edge_pat")
+    bits = [sum(row[w] << (_WORD * w) for w in range(space.words)) for row in distinct.select(words).iter_rows()]
+    joined = frame.join(distinct, on=words, how="left", maintain_order="left")
+    return _Patterns(bits, joined)
+
+
+# ---- the nearest value change -------------------------------------------------------------------
+
+
+def edge_quantities(rules: m.RuleSet) -> list[str]:
+    """The numeric columns the rules compare with gt/gte/lt/lte/between, in declaration order: the
+    quantities an edge can move (integer and float inputs and every numeric derived value)."""
+    ordering = {"gt", "gte", "lt", "lte", "between"}
+    compared = {p.column for p in _Space(rules).preds if p.op in ordering}
+    return [c for c, t in rules.columns.items() if t in m.NUMERIC_TYPES and c in compared]
+
+
+def _thresholds(space: _Space, column: str) -> list[float]:
+    values: set[float] = set()
+    for p in space.preds:
+        if p.column != column or p.op == "is_null":
+            continue
+        for v in p.value if isinstance(p.value, tuple) else (p.value,):
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                values.add(float(v))
+    return sorted(values)
+
+
+@dataclass
+class _Candidates:
+    """Per threshold i: the value below (index 2i of `lower`), at (2i+1 of `lower`, 2i of `upper`) and
+    above (2i+1 of `upper`) it; None where not representable (an integer column, a fractional c)."""
+
+    thresholds: list[float]
+    lower: list[float | int | None]
+    upper: list[float | int | None]
+
+
+def _candidates(thresholds: list[float], integer: bool) -> _Candidates:
+    lower: list[float | int | None] = []
+    upper: list[float | int | None] = []
+    for c in thresholds:
+        if integer:
+            at = int(c) if c.is_integer() else None
+            lower += [math.ceil(c) - 1, at]
+            upper += [at, math.floor(c) + 1]
+        else:
+            lower += [math.nextafter(c, -math.inf), c]
+            upper += [c, math.nextafter(c, math.inf)]
+    return _Candidates(thresholds, lower, upper)
+
+
+def _column_edge(space: _Space, pats: _Patterns, column: str) -> list[pl.Expr]:
+    """For one quantity: the nearest edge's threshold and category, as expressions over the working
+    frame (`_edge_t__<col>` Float64, `_edge_c__<col>` String; null when there is none)."""
+    integer = space.rules.columns[column] == "integer"
+    thresholds = _thresholds(space, column)
+    k = len(thresholds)
+    cands = _candidates(thresholds, integer)
+    keep = ~space.mask_of(column)
+    values = [v for v in (*cands.lower, *cands.upper) if v is not None]
+    at = dict(zip(values, space.bits_at(column, values), strict=True))
+    lbits = [at.get(v) if v is not None else None for v in cands.lower]
+    ubits = [at.get(v) if v is not None else None for v in cands.upper]
+    positions = 2 * k + 1
+    low_j: list[int | None] = []
+    low_c: list[str | None] = []
+    up_j: list[int | None] = []
+    up_c: list[str | None] = []
+    for b in pats.bits:
+        cur, rest = space.category(b), b & keep
+        lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
+        ucat = [space.category(rest | x) if x is not None else cur for x in ubits]
+        # position p: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly threshold i.
+        # lower(p) = the last differing candidate of lower[:p]; upper(p) = the first of upper[p:].
+        last: list[int | None] = [None]
+        for j, c in enumerate(lcat):
+            last.append(j if c != cur else last[-1])
+        first: list[int | None] = [None] * (2 * k + 1)
+        for j in reversed(range(2 * k)):
+            first[j] = j if ucat[j] != cur else first[j + 1]
+        for p in range(positions):
+            jl, ju = last[p], first[p]
+            low_j.append(jl)
+            low_c.append(space.names[lcat[jl]] if jl is not None else None)
+            up_j.append(ju)
+            up_c.append(space.names[ucat[ju]] if ju is not None else None)
+    x = pl.col(column).cast(pl.Float64)
+    pos = pl.sum_horizontal([(pl.lit(c) < x).cast(pl.UInt32) + (pl.lit(c) <= x).cast(pl.UInt32) for c in thresholds])
+    key = pl.col("_edge_pat").cast(pl.UInt32) * positions + pos.cast(pl.UInt32)
+
+    def table(items: list, dtype: pl.DataType) -> pl.Expr:
+        return pl.lit(pl.Series(items, dtype=dtype)).gather(key)
+
+    jl, ju = table(low_j, pl.UInt32), table(up_j, pl.UInt32)
+    lthr = pl.lit(pl.Series([thresholds[j // 2] for j in range(2 * k)], dtype=pl.Float64))
+    lval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.lower], dtype=pl.Float64))
+    uthr = lthr  # index 2i and 2i+1 of both lists belong to threshold i
+    uval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.upper], dtype=pl.Float64))
+    tl, vl, tu, vu = lthr.gather(jl), lval.gather(jl), uthr.gather(ju), uval.gather(ju)
+    dl, du = (tl - x).abs(), (tu - x).abs()
+    lower_wins = tu.is_null() | (tl.is_not_null() & ((dl < du) | ((dl == du) & ((vl - x).abs() <= (vu - x).abs()))))
+    usable = x.is_not_null() & x.is_finite()
+    thr = pl.when(usable & lower_wins).then(tl).when(usable).then(tu)
+    cat = pl.when(usable & lower_wins).then(table(low_c, pl.String)).when(usable).then(table(up_c, pl.String))
+    return [thr.alias(f"_edge_t__{column}"), cat.alias(f"_edge_c__{column}")]
+
+
+def _nearest(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """The nearest of the per-column edges: smallest relative change, ties to the earlier column.
+    One step per column over named columns (nesting the running best would grow the plan as 2**n)."""
+    lf = frame.lazy().with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("_edge_rel"),
+        pl.lit(None, dtype=pl.String).alias("edge_category"),
+        pl.lit(None, dtype=pl.String).alias("edge_column"),
+        pl.lit(None, dtype=pl.Float64).alias("edge_value"),
+        pl.lit(None, dtype=pl.Float64).alias("edge_threshold"),
+    )
+    for col in columns:
+        x, c = pl.col(col).cast(pl.Float64), pl.col(f"_edge_t__{col}")
+        scale = pl.max_horizontal(x.abs(), c.abs())
+        rel = pl.when(c.is_null()).then(None).when(scale == 0).then(0.0).otherwise((c - x).abs() / scale)
+        lf = lf.with_columns(rel.alias("_edge_r"))
+        better = pl.col("_edge_r").is_not_null() & (
+            pl.col("_edge_rel").is_null() | (pl.col("_edge_r") < pl.col("_edge_rel"))
+        )
+        lf = lf.with_columns(
+            pl.when(better).then(value).otherwise(pl.col(name)).alias(name)
+            for name, value in (
+                ("_edge_rel", pl.col("_edge_r")),
+                ("edge_category", pl.col(f"_edge_c__{col}")),
+                ("edge_column", pl.lit(col)),
+                ("edge_value", x),
+                ("edge_threshold", c),
+            )
+        )
+    return lf.select(
+        "edge_category", "edge_column", "edge_value", "edge_threshold",
+        (pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"),
+    ).collect()  # fmt: skip
+
+
+# ---- the next move ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Clock:
+    """One date-derived column as the date advances: z = sign * value grows by one a day; its
+    predicates change truth only at `points` (ascending in z); state s = how many points z has passed
+    (0..k), state k+1 = null (then nothing moves)."""
+
+    column: str
+    sign: int
+    points: list[int]
+    bits: list[int]  # per state 0..k+1: the column's predicate bits in that state
+
+
+def _points(p: m.Predicate) -> list[int]:
+    """Where an increasing integer quantity changes the truth of `p` (the first value of the new state)."""
+    values = p.value if isinstance(p.value, tuple) else (p.value,)
+    nums = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    match p.op:
+        case "gt" | "lte":
+            return [math.floor(nums[0]) + 1]
+        case "gte" | "lt":
+            return [math.ceil(nums[0])]
+        case "between":
+            return [math.ceil(nums[0]), math.floor(nums[1]) + 1]
+        case "eq" | "ne" | "in" | "not_in":
+            return [q for v in nums if v.is_integer() for q in (int(v), int(v) + 1)]
+    return []
+
+
+def _clocks(space: _Space) -> list[_Clock]:
+    out = []
+    for d in space.rules.derived:
+        preds = [p for p in space.preds if p.column == d.name]
+        if d.kind not in m.DATE_KINDS or not preds:
+            continue
+        sign = 1 if d.kind == "days_since" else -1
+        raw = {q for p in preds for q in _points(p)}
+        # falling values: the new state starts one lower; in z = -value the points are -(q - 1)
+        points = sorted(raw) if sign == 1 else sorted(-(q - 1) for q in raw)
+        reps = [sign * (points[0] - 1), *(sign * z for z in points)] if points else [0]
+        bits = [*space.bits_at(d.name, reps), *space.bits_at(d.name, [None])]
+        out.append(_Clock(d.name, sign, points, bits))
+    return out
+
+
+def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> pl.DataFrame:
+    """`next_category`, `next_move_on` for every row of the working frame."""
+    frame = pats.frame
+    clocks = _clocks(space)
+    none = pl.DataFrame(
+        {"next_category": pl.Series([None] * frame.height, dtype=pl.String),
+         "next_move_on": pl.Series([None] * frame.height, dtype=pl.Date)}
+    )  # fmt: skip
+    if not clocks or frame.height == 0:
+        return none
+    keep = ~sum(space.mask_of(c.column) for c in clocks)
+    radices = [len(c.points) + 2 for c in clocks]
+    combos = math.prod(radices)
+    # category per (pattern, state of every clock): mixed radix, first clock most significant
+    states = [[]]
+    for r in radices:
+        states = [[*s, i] for s in states for i in range(r)]
+    table: list[str] = []
+    cur: list[int] = []
+    for b in pats.bits:
+        cur.append(space.category(b))
+        rest = b & keep
+        for s in states:
+            bits = rest
+            for c, i in zip(clocks, s, strict=True):
+                bits |= c.bits[i]
+            table.append(space.category(bits))
+    work = frame.select(
+        pl.col("_edge_pat").cast(pl.Int64),
+        pl.lit(pl.Series(cur, dtype=pl.Int32)).gather(pl.col("_edge_pat")).alias("_cur"),
+        *[(pl.col(c.column) * c.sign).alias(f"_z{i}") for i, c in enumerate(clocks)],
+    ).with_columns(
+        *[
+            pl.when(pl.col(f"_z{i}").is_null())
+            .then(len(c.points) + 1)
+            .otherwise(
+                pl.sum_horizontal(
+                    [pl.lit(0, dtype=pl.Int64), *[(pl.lit(z) <= pl.col(f"_z{i}")).cast(pl.Int64) for z in c.points]]
+                )
+            )
+            .cast(pl.Int64)
+            .alias(f"_s{i}")
+            for i, c in enumerate(clocks)
+        ],
+        pl.lit(None, dtype=pl.Int64).alias("_t"),
+        pl.lit(None, dtype=pl.Int32).alias("_cat"),
+        pl.lit(False).alias("_done"),
+    )
+    table_s = pl.lit(pl.Series(table, dtype=pl.Int32))
+    for _ in range(sum(len(c.points) for c in clocks)):
+        step = [
+            pl.when(pl.col(f"_s{i}") < len(c.points))
+            .then(
+                pl.lit(pl.Series(c.points or [0], dtype=pl.Int64)).gather(
+                    pl.col(f"_s{i}").clip(0, max(len(c.points) - 1, 0))
+                )
+                - pl.col(f"_z{i}")
+            )
+            .alias(f"_step{i}")
+            for i, c in enumerate(clocks)
+        ]
+        work = work.with_columns(step)
+        tn = pl.min_horizontal([pl.col(f"_step{i}") for i in range(len(clocks))])
+        work = work.with_columns(tn.alias("_tn"))
+        active = ~pl.col("_done") & pl.col("_tn").is_not_null() & (pl.col("_tn") <= horizon)
+        work = work.with_columns(
+            [
+                (
+                    pl.col(f"_s{i}") + (active & (pl.col(f"_step{i}") == pl.col("_tn"))).fill_null(False).cast(pl.Int64)
+                ).alias(f"_s{i}")
+                for i in range(len(clocks))
+            ]
+        )
+        index = pl.col("_edge_pat") * combos
+        for i in range(len(radices)):
+            index = index + pl.col(f"_s{i}") * math.prod(radices[i + 1 :])
+        cat = table_s.gather(index)
+        hit = active & (cat != pl.col("_cur"))
+        work = work.with_columns(
+            pl.when(hit).then(pl.col("_tn")).otherwise(pl.col("_t")).alias("_t"),
+            pl.when(hit).then(cat).otherwise(pl.col("_cat")).alias("_cat"),
+            (pl.col("_done") | ~active | hit).alias("_done"),
+        )
+        if work.get_column("_done").all():
+            break
+    names = pl.lit(pl.Series(space.names, dtype=pl.String))
+    return work.select(
+        names.gather(pl.col("_cat")).alias("next_category"),
+        (pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t"))).cast(pl.Date).alias("next_move_on"),
+    )
+
+
+# ---- public entry points -----------------------------------------------------------------------
+
+
+def _working(space: _Space, frame: pl.DataFrame | pl.LazyFrame, keep: list[str]) -> pl.DataFrame:
+    return frame.lazy().select(*[pl.col(c) for c in keep], *space.word_exprs()).collect()
+
+
+def edge_columns(
+    rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, as_of: dt.date | str, horizon: int = m.DEFAULT_HORIZON_DAYS
+) -> pl.DataFrame:
+    """The seven edge columns (EDGE_SCHEMA) for every row of `frame`, in its order.
+
+    `frame` holds the accounts conformed, with their derived columns (as `engine.with_derived` gives
+    them); `horizon` is how many days ahead the next move is looked for (1 .. horizon after as_of).
+    """
+    from kare_rules.engine import as_date
+
+    if horizon < 0:
+        raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
+    space = _Space(rules)
+    quantities = edge_quantities(rules)
+    clocks = [c.column for c in _clocks(space)]
+    work = _working(space, frame, list(dict.fromkeys([*quantities, *clocks])))
+    pats = _patterns(space, work)
+    moves = _next_move(space, pats, as_date(as_of), horizon)
+    per_column = [e for q in quantities for e in _column_edge(space, pats, q)]
+    edges = _nearest(pats.frame.with_columns(per_column), quantities) if quantities else None
+    if edges is None:
+        edges = pl.DataFrame(
+            {c: pl.Series([None] * work.height, dtype=t) for c, t in EDGE_SCHEMA.items() if c.startswith("edge")}
+        )
+    return pl.concat([moves, edges], how="horizontal").select(EDGE_COLUMNS).cast(EDGE_SCHEMA)
+
+
+def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """The nearest edge of each requested quantity on its own, for every row of `frame` (conformed,
+    with derived columns): `_edge_change__<col>` (Float64: threshold − value) and
+    `_edge_category__<col>` (String: the category that change leads to), null when the value is null
+    or no change of that column alone moves the account. A column that is not an edge quantity
+    (`edge_quantities`) is a ValueError naming it."""
+    quantities = edge_quantities(rules)
+    unknown = [c for c in columns if c not in quantities]
+    if unknown:
+        raise ValueError(
+            f"{', '.join(map(repr, unknown))} is not a quantity the rules compare with gt/gte/lt/lte/between; "
+            f"choose from: {', '.join(quantities) or '(none)'}"
+        )
+    space = _Space(rules)
+    pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns))))
+    out = pats.frame.with_columns([e for c in columns for e in _column_edge(space, pats, c)])
+    return out.select(
+        [
+            e
+            for c in columns
+            for e in (
+                (pl.col(f"_edge_t__{c}") - pl.col(c).cast(pl.Float64)).alias(f"_edge_change__{c}"),
+                pl.col(f"_edge_c__{c}").alias(f"_edge_category__{c}"),
+            )
+        ]
+    )
+
+
+def edges(
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The key column and the seven edge columns for raw accounts (conformed and derived here)."""
+    from kare_rules.engine import conform, with_derived
+
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous).select(*rules.columns).collect()
+    return pl.concat([prepared.select(rules.key), edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
+
+
+def with_edges(
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+    explain: bool = True,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """`categorize(...)` with the seven edge columns appended (what `categorize(edges=True)` returns)."""
+    from kare_rules.engine import categorize, conform, with_derived
+
+    result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
+    return pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
