@@ -549,9 +549,13 @@ def with_edges(
     explain: bool = True,
     previous: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """`categorize(...)` with the seven edge columns appended (what `categorize(edges=True)` returns)."""
+    """`categorize(...)` with the seven edge columns and `watches` (the ids of the watches that hold)
+    appended: what `categorize(edges=True)` returns."""
+    from kare_rules.engine import as_date as as_of_date
     from kare_rules.engine import categorize, conform, with_derived
+    from kare_rules.watches import with_watches
 
     result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
     prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
-    return pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
+    result = pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
+    return with_watches(rules, result, prepared, as_of_date(as_of))

@@ -43,6 +43,22 @@ def holds(watch: m.Watch, as_of: dt.date) -> pl.Expr:
     return (pl.col("category") == watch.from_category) & pl.any_horizontal(reasons).fill_null(False)
 
 
+def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame, as_of: dt.date) -> pl.DataFrame:
+    """`result` (categorized with the early-warning columns, in `prepared`'s row order) with `watches`.
+
+    `prepared` holds the same accounts conformed and with derived columns: the watched columns'
+    values and their own nearest edges come from it."""
+    from kare_rules.edges import column_edges  # edges builds on the engine, which imports nothing of ours
+
+    columns = within_columns(rules)
+    if not rules.watches:
+        return result.with_columns(watch_expr(rules, as_of))
+    values = prepared.select(columns).collect()
+    frame = pl.concat([result, values.select([c for c in columns if c not in result.columns]),
+                       column_edges(rules, values, columns)], how="horizontal")  # fmt: skip
+    return result.with_columns(frame.select(watch_expr(rules, as_of)).to_series())
+
+
 def watch_expr(rules: m.RuleSet, as_of: dt.date) -> pl.Expr:
     """`watches`: the ids of the watches that hold for each account, in file order (empty: none)."""
     if not rules.watches:

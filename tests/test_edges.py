@@ -314,7 +314,9 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     doc = yaml.safe_load(text)
     frame = pl.DataFrame(rows, schema={n: POLARS[t] for n, t in INPUTS.items()})
     result = categorize(rules, frame, AS_OF, edges=True, horizon=horizon)
-    assert result.schema == pl.Schema({**categorize(rules, frame, AS_OF).schema, **EDGE_SCHEMA})
+    assert result.schema == pl.Schema(
+        {**categorize(rules, frame, AS_OF).schema, **EDGE_SCHEMA, "watches": pl.List(pl.String)}
+    )
     assert list(result["category"]) == [category_of(doc, derived(r, AS_OF)) for r in rows]
 
     assert list(result.select("next_category", "next_move_on").iter_rows()) == reference_move(rules, rows, horizon)

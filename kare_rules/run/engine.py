@@ -136,7 +136,7 @@ def categorize_with(
         )
     if engine != "polars":
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
-    return categorize(rules, valid, as_of, explain=True, previous=previous)
+    return categorize(rules, valid, as_of, explain=True, previous=previous, edges=True)
 
 
 def categorize_run(
