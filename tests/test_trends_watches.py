@@ -629,3 +629,45 @@ def test_synthetic_previous_values_put_trends_on_both_sides_of_their_thresholds(
     assert moved.len() > 80
     assert moved.min() >= -0.25 and moved.max() <= -0.15
     assert (moved <= -0.2).sum() > 30 and (moved > -0.2).sum() > 30
+
+
+def test_the_pull_request_report_lists_watch_changes_and_asks_for_a_version_bump():
+    from kare_rules.diff import diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
+
+    before = load_rules_text(VALID, "before.yaml")
+    after = load_rules_text(mutate(("within_days: 30", "within_days: 14")), "after.yaml")
+    report = diff_rules(before, after)
+    text = render_markdown([report])
+    assert "- watch keep-lapsing: within_days 30 → 14\n" in text
+    assert not report.version_check.ok
+    assert "write version: 1.1.0" in report.version_check.message
+
+
+def test_a_test_file_beside_the_rules_may_give_previous_values(tmp_path):
+    from kare_rules.testing import run_rule_tests
+
+    write_rules(tmp_path, VALID)
+    (tmp_path / "rules" / "acme" / "tests").mkdir()
+    (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").write_text(
+        "tests:\n"
+        "  - name: ARR up by half is not shrinking\n"
+        "    account: {account_id: X1, is_customer: true, arr: 150000, seats: 1, plan: pro, last_order: 2026-10-01}\n"
+        "    previous: {arr: 100000}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: expand\n"
+        "  - name: a previous value of a column no trend reads\n"
+        "    account: {account_id: X2, is_customer: true}\n"
+        "    previous: {seats: 4}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n"
+    )
+    _, problems = check_rules(tmp_path / "rules" / "acme")
+    assert [str(p) for p in problems] == [
+        "rules/acme/tests/trends.yaml:9:16: 'seats' has no previous value a trend reads; previous values are given "
+        "for the columns of change_of and pct_change_of: arr"
+    ]
+    text = (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").read_text()
+    (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").write_text(text.split("  - name: a previous")[0])
+    results = run_rule_tests(load_rules(tmp_path / "rules" / "acme"))
+    assert [(r.test.name, r.passed) for r in results][-1] == ("ARR up by half is not shrinking", True)
