@@ -247,6 +247,18 @@ CASES = [
         id="watch-unknown-key",
     ),
     pytest.param(
+        [("    from: expand\n", "    from: [expand]\n")],
+        "[expand]",
+        ["watch.1.from: ['expand'] is not allowed; write one of: exit, expand, keep, recapture, attain, unassigned"],
+        id="watch-from-a-list-is-reported-not-a-crash",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: [arr]")],
+        "[arr]",
+        ["within is a mapping of column: amount, e.g. {arr: 5000} or {arr: 10%}"],
+        id="within-a-list",
+    ),
+    pytest.param(
         [("previous: {arr: 150000}", "previous: {seats: 3}")],
         "seats: 3",
         ["'seats' has no previous value a trend reads", "change_of and pct_change_of: arr"],
