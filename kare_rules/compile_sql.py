@@ -173,12 +173,12 @@ class SqlCompiler:
         )
 
     def previous(self, column: str) -> exp.Expression:
-        if not self.with_previous:  # no previous run given: every trend is null, as for a new account
-            return exp.cast(exp.null(), SQL_TYPES["float"])
         return exp.Column(this=ident(previous_column(column), self.dialect), table=ident(_PREVIOUS, self.dialect))
 
     def derived(self, d: m.Derived) -> exp.Expression:
         if d.kind in m.TREND_KINDS:
+            if not self.with_previous:  # no previous run given: every trend is null, as for a new account
+                return exp.cast(exp.null(), SQL_TYPES["float"])
             # As compile_polars.derived_exprs: now − before, and for pct_change_of that over |before|,
             # null when before is 0 or either is null.
             change = exp.Sub(

@@ -1039,18 +1039,21 @@ class _Checker:
     def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath) -> None:
         """A watch's actions are open beside those of its `from` category for the same account: the same
         action id would show twice in the account's queue with different titles, so it is refused."""
-        rule = self.categories_by_name.get(w.get("from"))
+        rule = self.categories_by_name.get(w["from"]) if _hashable(w.get("from")) else None
         if rule is None:
             return
         theirs = {a.id for a in rule.actions}
         for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
-            if isinstance(a, dict) and a.get("id") in theirs and any(x.id == a["id"] for x in actions):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
                 self.err(
                     (*where, i, "id"),
                     f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
-                    f"give the watch's action its own id, e.g. '{a['id']}-{w['id']}'"
-                    if isinstance(w.get("id"), str)
-                    else f"action id '{a['id']}' is already an action of {w['from']}",
+                    f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
                 )
 
     def ordered_columns(self) -> set[str]:

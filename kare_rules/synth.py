@@ -110,10 +110,9 @@ def _trend_thresholds(rules: m.RuleSet) -> dict[str, tuple[list[float], list[flo
     return out
 
 
-def _trend_step(rules: m.RuleSet, column: str, value: pl.Expr, u1: pl.Expr, u2: pl.Expr, back: bool) -> pl.Expr:
-    """`value` moved as one run to the next might move it: by a share or an amount near one of the
-    thresholds its trends compare with (±20 %), or by a small drift when they name none. `back` gives
-    the value one run earlier instead (the inverse step)."""
+def _step_back(rules: m.RuleSet, column: str, value: pl.Expr, u1: pl.Expr, u2: pl.Expr) -> pl.Expr:
+    """`value` one run earlier, one step away: such that the change since then is a share or an amount
+    near one of the thresholds its trends compare with (±20 %), or a 10 % drift when they name none."""
     pcts, amounts = _trend_thresholds(rules)[column]
     steps = [("pct", t) for t in pcts] + [("abs", t) for t in amounts] or [("pct", -0.1), ("pct", 0.1)]
     pick = (u2 * len(steps)).floor().cast(pl.Int64).clip(0, len(steps) - 1)
@@ -121,10 +120,8 @@ def _trend_step(rules: m.RuleSet, column: str, value: pl.Expr, u1: pl.Expr, u2: 
     share = pl.lit(pl.Series([t if k == "pct" else 0.0 for k, t in steps])).get(pick) * jitter
     amount = pl.lit(pl.Series([t if k == "abs" else 0.0 for k, t in steps])).get(pick) * jitter
     now = value.cast(pl.Float64)
-    # A share of −100 % or less has no inverse; such a step is left out going back.
-    moved = (
-        (now - amount) / pl.when(1 + share > 0).then(1 + share).otherwise(None) if back else now * (1 + share) + amount
-    )
+    # A share of −100 % or less has no value before it; such a step is left out.
+    moved = (now - amount) / pl.when(1 + share > 0).then(1 + share).otherwise(None)
     col = rules.input(column)
     if col.min is not None:
         moved = moved.clip(lower_bound=float(col.min))
@@ -134,7 +131,7 @@ def _trend_step(rules: m.RuleSet, column: str, value: pl.Expr, u1: pl.Expr, u2: 
     return pl.coalesce(moved, now).cast(POLARS_TYPES[col.type])
 
 
-TREND_SHARE = 0.15  # of accounts whose trend columns move near a threshold from one snapshot to the next
+TREND_SHARE = 0.15  # of accounts whose trend columns moved since the previous run, near a threshold
 
 
 def previous_values(rules: m.RuleSet, accounts: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
@@ -149,7 +146,7 @@ def previous_values(rules: m.RuleSet, accounts: pl.DataFrame, seed: int = 0) -> 
     frame = pl.concat([accounts.select(rules.key, *rules.trend_columns), picks], how="horizontal")
     moved = [
         pl.when(pl.col("_moved"))
-        .then(_trend_step(rules, c, pl.col(c), uniform(ids, seed, c, "p1"), uniform(ids, seed, c, "p2"), True))
+        .then(_step_back(rules, c, pl.col(c), uniform(ids, seed, c, "p1"), uniform(ids, seed, c, "p2")))
         .otherwise(pl.col(c))
         .cast(pl.Float64)
         .alias(c)
@@ -185,16 +182,6 @@ def evolve(
         pl.when(pl.col("_pace") & ~pl.col("_change")).then(pl.col(c) + elapsed).otherwise(pl.col(c)).alias(c)
         for c in dates
     )
-    # Trend columns of some unchanged accounts take a step near the thresholds their trends compare with.
-    step = uniform(ids, seed, month, "trend") < TREND_SHARE
-    nxt = nxt.with_columns(
-        pl.when(step & ~pl.col("_change"))
-        .then(_trend_step(rules, c, pl.col(c), uniform(ids, seed, month, c, "t1"), uniform(ids, seed, month, c, "t2"),
-                          False))
-        .otherwise(pl.col(c))
-        .alias(c)
-        for c in rules.trend_columns
-    )  # fmt: skip
     nxt = nxt.filter(~pl.col("_leave")).drop("_change", "_leave", "_pace")
     arrivals = max(1, prev.height // 50)
     start = int(prev[key].str.extract(r"(\d+)$").cast(pl.Int64).max() or 0) + 1

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = load_rules(ROOT / "rules" / "cloudnine")
 RULES_TEXT = rule_file_in(ROOT / "rules" / "cloudnine").read_text(encoding="utf-8")
 # From the second month on the rules have a lower expand threshold: history sees 'rules' and 'both' changes.
-CHANGED_TEXT = RULES_TEXT.replace("version: 1.0.0", "version: 1.1.0").replace("gte: 100000", "gte: 60000")
+CHANGED_TEXT = RULES_TEXT.replace("version: 1.1.0", "version: 1.2.0").replace("gte: 100000", "gte: 60000")
 CHANGED = load_rules_text(CHANGED_TEXT, "cloudnine@changed")
 ACCOUNTS = 3000
 DATES = month_ends(dt.date(2026, 10, 31), 3)
@@ -178,7 +178,7 @@ def test_kare_run_with_buckets_summarizes_with_checks_without_importing_dagster(
             "--input", str(tmp_path / "{as_of}.parquet"), "--warehouse", str(warehouse)]  # fmt: skip
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith(f"cloudnine 1.0.0 as of {day}: published") and lines[1].endswith(", 3 slices)")
+    assert lines[1].startswith(f"cloudnine 1.1.0 as of {day}: published") and lines[1].endswith(", 3 slices)")
     assert f"input     {raw.height:,} rows" in lines[2]
     assert lines[6].startswith("  checks    ✓ quarantine_share (quarantine): share 1.5%, quarantined 45")
     assert any("history_invariants (category_history): problems none" in line for line in lines)

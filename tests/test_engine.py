@@ -224,11 +224,11 @@ def test_rules_are_read_once_per_run(tmp_path, monkeypatch):
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "rules" / ORG, tmp_path / ORG)
     bundle = load_bundle(tmp_path, ORG)
-    (tmp_path / ORG / "kare.yaml").write_text(RULES_TEXT.replace("version: 1.0.0", "version: 9.9.9"))
+    (tmp_path / ORG / "kare.yaml").write_text(RULES_TEXT.replace("version: 1.1.0", "version: 9.9.9"))
     wh = Warehouse(tmp_path / "w.duckdb")
     result = run_organization(ORG, D1, frame([account("A", "keep")]), wh, bundle=bundle)
-    assert result.run["rules_version"] == "1.0.0"
-    assert replace(bundle).rules.version == "1.0.0"
+    assert result.run["rules_version"] == "1.1.0"
+    assert replace(bundle).rules.version == "1.1.0"
 
 
 def test_slices_follow_the_input_size_and_the_memory_budget():

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES_TEXT = (ROOT / "rules" / "cloudnine" / "kare.yaml").read_text()
 RULES = load_rules(ROOT / "rules" / "cloudnine")
 # The same organization after a rule change: 'strategic' needs twice the ARR.
-RULES_V2_TEXT = RULES_TEXT.replace("version: 1.0.0", "version: 1.1.0").replace(
+RULES_V2_TEXT = RULES_TEXT.replace("version: 1.1.0", "version: 1.2.0").replace(
     "{arr: {gte: 100000}}", "{arr: {gte: 300000}}"
 )
 RULES_V2 = load_rules_text(RULES_V2_TEXT, "cloudnine@v2")
@@ -159,7 +159,7 @@ def test_rule_change_alone_is_cause_rules():
     two = run(RULES_V2, [account("A", "expand"), account("B", "keep")], D2, next_state(one, RULES))
     a = current(two, "A")
     assert (a["category"], a["previous_category"], a["change_cause"]) == ("keep", "expand", "rules")
-    assert a["rules_version"] == "1.1.0"
+    assert a["rules_version"] == "1.2.0"
     assert current(two, "B")["valid_from"] == D1  # the rule change did not move B
 
 
@@ -176,7 +176,7 @@ def test_data_change_after_an_earlier_rule_change_is_data_not_both():
     # a later data change under unchanged v2 rules is a data change.
     one = run(RULES, [account("A", "keep")], D1)
     two = run(RULES_V2, [account("A", "keep")], D2, next_state(one, RULES))
-    assert current(two, "A")["rules_version"] == "1.0.0"
+    assert current(two, "A")["rules_version"] == "1.1.0"
     three = run(RULES_V2, [account("A", "exit")], D3, next_state(two, RULES_V2))
     assert current(three, "A")["change_cause"] == "data"
 

@@ -145,7 +145,7 @@ def test_kare_from_the_wheel_works_outside_the_repository(venv_bin, tmp_path):
 
     after = work / "after.yaml"
     shutil.copy(work / "rules" / ORG / "kare.yaml", after)
-    edit(after, "version: 1.0.0", "version: 1.1.0")
+    edit(after, "version: 1.1.0", "version: 1.2.0")
     edit(after, "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
     diffed = run(kare, "diff", "--before", f"rules/{ORG}/kare.yaml", "--after", after, "--input", accounts,
                  "--as-of", "2026-10-31", cwd=work)  # fmt: skip
@@ -210,19 +210,19 @@ def test_pre_commit_validate_hook_fails_naming_file_and_line(scratch_repo, tmp_p
     result = try_repo(scratch_repo, tmp_path / "pre-commit-home")
     assert result.returncode == 1
     assert hook_results(result.stdout)["kare validate"] == "Failed"
-    assert f"rules/{ORG}/kare.yaml:29:29: unknown column 'ar'; did you mean 'arr'?" in result.stdout
+    assert f"rules/{ORG}/kare.yaml:30:29: unknown column 'ar'; did you mean 'arr'?" in result.stdout
 
 
 def test_pre_commit_test_hook_fails_naming_the_test_line(scratch_repo, tmp_path):
     rule_file = scratch_repo / "rules" / ORG / "kare.yaml"
     lines = rule_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    assert lines[78].strip() == "expect: expand"  # the first embedded test, named on line 76
-    lines[78] = lines[78].replace("expand", "keep")
+    assert lines[94].strip() == "expect: expand"  # the first embedded test, named on line 92
+    lines[94] = lines[94].replace("expand", "keep")
     rule_file.write_text("".join(lines), encoding="utf-8")
     result = try_repo(scratch_repo, tmp_path / "pre-commit-home")
     assert result.returncode == 1
     assert hook_results(result.stdout) == {"kare validate": "Passed", "kare test": "Failed"}
-    assert f"FAIL rules/{ORG}/kare.yaml:76 strategic healthy customer is expand" in result.stdout
+    assert f"FAIL rules/{ORG}/kare.yaml:92 strategic healthy customer is expand" in result.stdout
 
 
 # ---- GitHub workflows ---------------------------------------------------------------------------
@@ -329,11 +329,11 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
 def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_repository(venv_bin, wheel, tmp_path):
     repo = rules_folder(tmp_path / "rules-repo")
     git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.0.0"]):
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
         assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
     # The pull request: a lower threshold and the version bump it needs; the base branch is origin/main.
     assert run("git", "update-ref", "refs/remotes/origin/main", "HEAD", cwd=repo).returncode == 0
-    edit(repo / "rules" / ORG / "kare.yaml", "version: 1.0.0", "version: 1.1.0")
+    edit(repo / "rules" / ORG / "kare.yaml", "version: 1.1.0", "version: 1.2.0")
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
 
     runner_temp = tmp_path / "runner-temp"
@@ -366,7 +366,7 @@ def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_reposi
     assert report.is_relative_to(runner_temp)
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!-- kare-diff -->")
-    assert "**cloudnine 1.0.0 → 1.1.0**" in text
+    assert "**cloudnine 1.1.0 → 1.2.0**" in text
     assert "trait strategic: arr ≥ 100000 → ≥ 80000" in text
     assert "version check ✅" in text
     assert summary.read_text(encoding="utf-8") == text
@@ -376,7 +376,7 @@ def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_reposi
 def test_the_reusable_workflow_fails_the_job_when_the_version_is_not_bumped(venv_bin, wheel, tmp_path):
     repo = rules_folder(tmp_path / "rules-repo")
     git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.0.0"]):
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
         assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
     runner_temp = tmp_path / "runner-temp"

@@ -235,7 +235,7 @@ def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the
     rules_dir = tmp_path / "rules"
     shutil.copytree(setup.rules_dir, rules_dir)
     path = rules_dir / ORG / "kare.yaml"
-    path.write_text(path.read_text().replace("version: 1.0.0", "version: one"))
+    path.write_text(path.read_text().replace("version: 1.1.0", "version: one"))
     wh = tmp_path / "wh.duckdb"
     result = dg.materialize(
         [assets.kare_run],
@@ -359,15 +359,15 @@ def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_c
     first = dg.build_sensor_context()
     assert list(sensors.rule_version_sensor(first)) == []  # the first look only remembers
     cursor = first.cursor
-    assert json.loads(cursor)[ORG].startswith("1.0.0@")
+    assert json.loads(cursor)[ORG].startswith("1.1.0@")
     assert list(sensors.rule_version_sensor(dg.build_sensor_context(cursor=cursor))) == []
     path = rules_dir / ORG / "kare.yaml"
-    path.write_text(path.read_text().replace("version: 1.0.0", "version: 1.1.0").replace("gte: 100000", "gte: 90000"))
+    path.write_text(path.read_text().replace("version: 1.1.0", "version: 1.2.0").replace("gte: 100000", "gte: 90000"))
     changed = dg.build_sensor_context(cursor=cursor)
     [request] = list(sensors.rule_version_sensor(changed))
     assert request.partition_key.split("|")[1] == ORG
-    assert request.run_key.startswith(f"{ORG}|") and "|1.1.0@" in request.run_key
-    assert json.loads(changed.cursor)[ORG].startswith("1.1.0@")
+    assert request.run_key.startswith(f"{ORG}|") and "|1.2.0@" in request.run_key
+    assert json.loads(changed.cursor)[ORG].startswith("1.2.0@")
 
 
 def test_the_rules_source_is_observed_as_each_organizations_digest(setup):

@@ -247,6 +247,18 @@ CASES = [
         id="watch-unknown-key",
     ),
     pytest.param(
+        [("    from: expand\n", "    from: [expand]\n")],
+        "[expand]",
+        ["watch.1.from: ['expand'] is not allowed; write one of: exit, expand, keep, recapture, attain, unassigned"],
+        id="watch-from-a-list-is-reported-not-a-crash",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: [arr]")],
+        "[arr]",
+        ["within is a mapping of column: amount, e.g. {arr: 5000} or {arr: 10%}"],
+        id="within-a-list",
+    ),
+    pytest.param(
         [("previous: {arr: 150000}", "previous: {seats: 3}")],
         "seats: 3",
         ["'seats' has no previous value a trend reads", "change_of and pct_change_of: arr"],
@@ -422,7 +434,7 @@ def test_without_a_previous_run_every_trend_is_null_in_polars_and_sql(tmp_path):
     assert set(categorize(rules, today, "2026-11-01")["category"]) == {"attain"}
     assert set(categorize_duckdb(rules, today, "2026-11-01")["category"]) == {"attain"}
     sql = compile_sql(rules, "duckdb", "today_frame", "2026-11-01")
-    assert "LEFT JOIN" not in sql and 'CAST(NULL AS DOUBLE)\n      ) AS "seats_change"' in sql
+    assert "LEFT JOIN" not in sql and 'CAST(NULL AS DOUBLE) AS "seats_change"' in sql
     con = duckdb.connect()
     con.register("today_frame", today)
     assert {r[1] for r in con.sql(sql).fetchall()} == {"attain"}
@@ -631,16 +643,43 @@ def test_synthetic_previous_values_put_trends_on_both_sides_of_their_thresholds(
     assert (moved <= -0.2).sum() > 30 and (moved > -0.2).sum() > 30
 
 
-def test_evolved_snapshots_move_trend_columns_near_their_thresholds(tmp_path):
-    import datetime as dt
+def test_the_pull_request_report_lists_watch_changes_and_asks_for_a_version_bump():
+    from kare_rules.diff import diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
 
-    import polars as pl
+    before = load_rules_text(VALID, "before.yaml")
+    after = load_rules_text(mutate(("within_days: 30", "within_days: 14")), "after.yaml")
+    report = diff_rules(before, after)
+    text = render_markdown([report])
+    assert "- watch keep-lapsing: within_days 30 → 14\n" in text
+    assert not report.version_check.ok
+    assert "write version: 1.1.0" in report.version_check.message
 
-    from kare_rules.synth import snapshots
 
-    rules = load_rules(write_rules(tmp_path, VALID))
-    (_, first), (_, second) = snapshots(rules, 2000, [dt.date(2026, 9, 30), dt.date(2026, 10, 31)])
-    both = first.join(second, on="account_id", suffix="_now")
-    share = ((pl.col("arr_now") - pl.col("arr")) / pl.col("arr")).alias("share")
-    steps = both.select(share).filter(pl.col("share").is_between(-0.25, -0.15))["share"]
-    assert (steps <= -0.2).sum() > 50 and (steps > -0.2).sum() > 50
+def test_a_test_file_beside_the_rules_may_give_previous_values(tmp_path):
+    from kare_rules.testing import run_rule_tests
+
+    write_rules(tmp_path, VALID)
+    (tmp_path / "rules" / "acme" / "tests").mkdir()
+    (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").write_text(
+        "tests:\n"
+        "  - name: ARR up by half is not shrinking\n"
+        "    account: {account_id: X1, is_customer: true, arr: 150000, seats: 1, plan: pro, last_order: 2026-10-01}\n"
+        "    previous: {arr: 100000}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: expand\n"
+        "  - name: a previous value of a column no trend reads\n"
+        "    account: {account_id: X2, is_customer: true}\n"
+        "    previous: {seats: 4}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n"
+    )
+    _, problems = check_rules(tmp_path / "rules" / "acme")
+    assert [str(p) for p in problems] == [
+        "rules/acme/tests/trends.yaml:9:16: 'seats' has no previous value a trend reads; previous values are given "
+        "for the columns of change_of and pct_change_of: arr"
+    ]
+    text = (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").read_text()
+    (tmp_path / "rules" / "acme" / "tests" / "trends.yaml").write_text(text.split("  - name: a previous")[0])
+    results = run_rule_tests(load_rules(tmp_path / "rules" / "acme"))
+    assert [(r.test.name, r.passed) for r in results][-1] == ("ARR up by half is not shrinking", True)

@@ -18,22 +18,25 @@ from kare_rules.errors import DataError, UsageError
 
 
 def previous_values(args: argparse.Namespace, rules):
-    """The previous run's values from --previous, or None; without them, the rules' trends are null for
-    every account, which is said once on stderr (a note, not an error: a first run has no previous)."""
+    """The previous run's values from --previous, or None (then the trends are null: see trend_note)."""
     from kare_rules.sources import read_previous
 
-    if not rules.trend_columns:
-        return None
-    if args.previous is None:
-        trends = ", ".join(d.name for d in rules.derived if d.args[0] in rules.trend_columns and d.kind in
-                           ("change_of", "pct_change_of"))  # fmt: skip
-        err(
-            f"note: no --previous given, so the trends ({trends}) are null for every account, as for new "
-            f"accounts; give --previous FILE with {rules.key} and {', '.join(rules.trend_columns)} from the "
-            "previous run"
-        )
+    if not rules.trend_columns or args.previous is None:
         return None
     return read_previous(rules, args.previous)
+
+
+def trend_note(args: argparse.Namespace, rules) -> None:
+    """Without --previous the rules' trends are null for every account: said once on stderr, after the
+    command succeeded (a note, not an error: a first run has no previous run)."""
+    if not rules.trend_columns or args.previous is not None:
+        return
+    trends = ", ".join(d.name for d in rules.derived if d.kind in ("change_of", "pct_change_of"))
+    err(
+        f"note: no --previous given, so the trends ({trends}) are null for every account, as for new "
+        f"accounts; give --previous FILE with {rules.key} and {', '.join(rules.trend_columns)} from the "
+        "previous run"
+    )
 
 
 @command
@@ -47,7 +50,6 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
-    previous = previous_values(args, rules)
     if args.trusted:
         if args.engine != "duckdb":
             raise UsageError("--trusted goes with --engine duckdb (the Polars engine reads the input into Python)")
@@ -56,6 +58,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         # DuckDB reads a Parquet file or DuckDB table itself: the rows never enter Python, and nothing is
         # validated. It is checked as every other read is first, so a bad source gets the same message.
         check_source(args.input)
+        previous = previous_values(args, rules)
         by_duckdb = args.input.startswith("duckdb:") or Path(args.input).suffix.lower() == ".parquet"
         result = categorize_duckdb(rules, args.input if by_duckdb else read_accounts(args.input), as_of, previous)
         if result.height == 0:
@@ -66,8 +69,10 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(table(category_counts(result)))
+        trend_note(args, rules)
         return EXIT_OK
     checked = validate_accounts(rules, read_accounts(args.input))
+    previous = previous_values(args, rules)
     if args.engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
@@ -82,6 +87,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
         write_frame(checked.quarantine, q)
         err(f"{checked.quarantine.height} input rows failed validation and were set aside in {q} with their reasons")
+    trend_note(args, rules)
     return EXIT_OK
 
 
@@ -96,7 +102,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
-    previous = previous_values(args, rules)
     mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
@@ -104,6 +109,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for r in checked.quarantine.iter_rows(named=True):
             err(f"  {'; '.join(r['reasons'])}")
         return EXIT_FAIL
+    previous = previous_values(args, rules)
     nodes = explain_account(rules, checked.valid, as_of, args.account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
@@ -112,6 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
     for line in render_tree(nodes):
         out(line)
+    trend_note(args, rules)
     return EXIT_OK
 
 
