@@ -53,7 +53,7 @@ def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame,
     columns = within_columns(rules)
     if not rules.watches:
         return result.with_columns(watch_expr(rules, as_of))
-    values = prepared.select(columns).collect()
+    values = prepared.select(*rules.columns).collect()  # every column: an edge depends on all the predicates
     frame = pl.concat([result, values.select([c for c in columns if c not in result.columns]),
                        column_edges(rules, values, columns)], how="horizontal")  # fmt: skip
     return result.with_columns(frame.select(watch_expr(rules, as_of)).to_series())

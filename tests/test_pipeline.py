@@ -116,7 +116,7 @@ def test_a_materialization_publishes_the_same_rows_as_kare_run(published):
         a, b = dagster_tables[table], cli_tables[table]
         if table == "runs":
             a, b = a.drop("started_at", "finished_at"), b.drop("started_at", "finished_at")
-        assert a.height > 0 or table == "account_values", table  # TODO(lead): trends in cloudnine
+        assert a.height > 0, table
         assert same_rows(a, b), f"{table} differs between the Dagster materialization and kare run"
     runs = dagster_tables["runs"].sort("as_of")
     assert runs["as_of"].to_list() == DATES[:2]

@@ -1,0 +1,98 @@
+"""Watches in runs: an account about to move gets the watch's actions in the queue, superseded when the
+watch stops holding, once per stay (as profile actions); the upcoming_moves view and the summary agree."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from kare_rules.loader import load_rules
+from kare_rules.run import RuleBundle, run_organization
+from kare_rules.run.report import summary_lines
+from kare_rules.warehouse import Warehouse
+
+D1, D2, D3 = dt.date(2026, 9, 30), dt.date(2026, 10, 10), dt.date(2026, 10, 20)
+
+RULES = """\
+format: kare/v1
+organization: watchful
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  last_order: {type: date, nullable: true}
+  spend: {type: float}
+derived:
+  days_since_order: {days_since: last_order}
+precedence: [keep, recapture]
+profiles:
+  keep:
+    when: {all: [{days_since_order: {lte: 90}}, {spend: {gte: 1000}}]}
+  recapture:
+    when: {days_since_order: {gt: 90}}
+watch:
+  - id: lapsing
+    from: keep
+    to: recapture
+    within_days: 30
+    actions: [{id: save-call, title: Call before they lapse, due_in_days: 7, priority: high}]
+  - id: spend-drop
+    from: keep
+    within: {spend: 10%}
+    actions: [{id: spend-review, title: Review the drop in spend, due_in_days: 14}]
+"""
+
+
+def accounts(**rows: tuple[dt.date | None, float]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"account_id": a, "last_order": d, "spend": s} for a, (d, s) in rows.items()],
+        schema={"account_id": pl.String, "last_order": pl.Date, "spend": pl.Float64},
+    )
+
+
+def queue(wh: Warehouse) -> dict[tuple[str, str], str]:
+    q = wh.read("action_queue", "watchful")
+    return {(r["account_id"], r["action_id"]): r["status"] for r in q.iter_rows(named=True)}
+
+
+def test_watch_actions_open_while_the_watch_holds_once_per_stay(tmp_path):
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    bundle = RuleBundle(load_rules(folder), RULES, ())
+    wh = Warehouse(tmp_path / "wh.duckdb")
+
+    # A: 77 days since the last order, so keep until day 90: recapture on 2026-10-14, in 14 days.
+    # B: spend 1050 is 4.8 % above the keep threshold of 1000. C: recapture already.
+    first = accounts(A=(dt.date(2026, 7, 15), 5000.0), B=(dt.date(2026, 9, 20), 1050.0), C=(dt.date(2026, 1, 1), 10.0))
+    result = run_organization("watchful", D1, first, wh, bundle=bundle)
+    cats = wh.read("account_categories", "watchful").sort("account_id")
+    assert cats["next_category"].to_list() == ["recapture", "recapture", None]
+    assert cats["next_move_on"].to_list() == [dt.date(2026, 10, 14), dt.date(2026, 12, 20), None]
+    assert cats["watches"].to_list() == [["lapsing"], ["spend-drop"], []]
+    assert cats.filter(pl.col("account_id") == "B").select("edge_column", "edge_threshold", "edge_change").row(0) == (
+        "spend",
+        1000.0,
+        -50.0,
+    )
+    assert queue(wh) == {("A", "save-call"): "open", ("B", "spend-review"): "open"}
+    assert result.moving_soon == 1
+    assert any("upcoming  1 will move within 30 days" in line and "keep → recapture 1" in line
+               for line in summary_lines(result))  # fmt: skip
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        view = con.execute("SELECT account_id, days_to_move FROM kare.upcoming_moves ORDER BY 1").fetchall()
+    assert view == [("A", 14), ("B", 81)]
+
+    # A orders again and B's spend recovers: both watches stop holding, their actions are superseded.
+    run_organization("watchful", D2, accounts(A=(dt.date(2026, 10, 5), 5000.0), B=(dt.date(2026, 9, 20), 5000.0),
+                                              C=(dt.date(2026, 1, 1), 10.0)), wh, bundle=bundle)  # fmt: skip
+    assert queue(wh) == {("A", "save-call"): "superseded", ("B", "spend-review"): "superseded"}
+
+    # B's spend slips again in the same stay in keep: like a profile action, not opened a second time.
+    run_organization("watchful", D3, accounts(A=(dt.date(2026, 10, 5), 5000.0), B=(dt.date(2026, 9, 20), 1050.0),
+                                              C=(dt.date(2026, 1, 1), 10.0)), wh, bundle=bundle)  # fmt: skip
+    assert wh.read("account_categories", "watchful").filter(pl.col("account_id") == "B")["watches"].to_list() == [
+        ["spend-drop"]
+    ]
+    assert queue(wh) == {("A", "save-call"): "superseded", ("B", "spend-review"): "superseded"}
