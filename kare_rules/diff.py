@@ -411,24 +411,35 @@ class Impact:
     transitions: list[dict[str, Any]] = field(default_factory=list)  # {from, to, accounts}
     moved_total: int = 0
     moved: list[dict[str, Any]] = field(default_factory=list)  # {account_id, from, to, reason_before, reason_after}
+    # Early warning: accounts whose next move (data unchanged) is at most SOON_DAYS away, per version,
+    # by {from, to, before, after}; and how many valid-both accounts come within / leave that window.
+    upcoming: list[dict[str, Any]] = field(default_factory=list)
+    came_near: int = 0
+    left_near: int = 0
+
+
+SOON_DAYS = 30  # as in the run summary: "will move within 30 days"
 
 
 def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[pl.DataFrame, Any]:
     """Per input row: its account id and category under these rules (`quarantined` if the contract
     rejects it), plus the validation result to explain moved accounts later."""
     checked = validate_accounts(rules, accounts)
-    result = categorize(rules, checked.valid, as_of, explain=False)
+    result = categorize(rules, checked.valid, as_of, explain=False, edges=True)
+    soon = pl.col("next_move_on") <= pl.lit(as_of + dt.timedelta(days=SOON_DAYS))
     valid = pl.DataFrame(
         {
             _ROW: checked.valid[_ROW],
             "account_id": checked.valid[rules.key].cast(pl.String),
             "category": result["category"],
+            "soon": result.select(pl.when(soon).then(pl.col("next_category"))).to_series(),
         }
     )
     quarantined = checked.quarantine.select(
         (pl.col("row_number") - 1).cast(valid[_ROW].dtype).alias(_ROW),
         pl.col("account_id"),
         pl.lit(QUARANTINED).alias("category"),
+        pl.lit(None, dtype=pl.String).alias("soon"),
     )
     return pl.concat([valid, quarantined]).sort(_ROW), checked
 
@@ -481,6 +492,7 @@ def impact(
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
+    _upcoming(result, old, new)
     joined = old.join(new, on=_ROW, how="inner", suffix="_after").rename({"category": "from", "category_after": "to"})
     moved = joined.filter(pl.col("from") != pl.col("to"))
     order = {c: i for i, c in enumerate([*m.ALL_CATEGORIES, QUARANTINED])}
@@ -501,6 +513,26 @@ def impact(
             }
         )
     return result
+
+
+def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame) -> None:
+    """How the change moves the early warning: moves within SOON_DAYS per version, by from → to, and
+    the accounts that come within (or leave) that window."""
+    order = {c: i for i, c in enumerate(m.ALL_CATEGORIES)}
+    per = {}
+    for label, side in (("before", old), ("after", new)):
+        near = side.filter(pl.col("soon").is_not_null())
+        per[label] = {(f, t): n for f, t, n in near.group_by("category", "soon").len().iter_rows()}
+    pairs = sorted(set(per["before"]) | set(per["after"]), key=lambda ft: (order[ft[0]], order[ft[1]]))
+    result.upcoming = [
+        {"from": f, "to": t, "before": per["before"].get((f, t), 0), "after": per["after"].get((f, t), 0)}
+        for f, t in pairs
+    ]
+    both = old.select(_ROW, pl.col("soon").is_not_null().alias("was")).join(
+        new.select(_ROW, pl.col("soon").is_not_null().alias("now")), on=_ROW
+    )
+    result.came_near = both.filter(pl.col("now") & ~pl.col("was")).height
+    result.left_near = both.filter(~pl.col("now") & pl.col("was")).height
 
 
 # ---- embedded tests and the version rule --------------------------------------------------------
@@ -630,6 +662,9 @@ class OrgDiff:
             "transitions": imp.transitions if imp else [],
             "moved_total": imp.moved_total if imp else 0,
             "moved": imp.moved if imp else [],
+            "upcoming": imp.upcoming if imp else [],
+            "came_within_30_days": imp.came_near if imp else 0,
+            "left_within_30_days": imp.left_near if imp else 0,
             "impact_note": self.impact_note,
             "tests_before": self.tests_before,
             "tests_after": self.tests_after,
@@ -764,6 +799,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             lines.append("")
         elif d.status not in ("added", "removed"):
             lines += ["No account changes category.", ""]
+        lines += _upcoming_lines(imp)
     lines += ["**Embedded tests**", ""]
     for label, t in (("before", d.tests_before), ("after", d.tests_after)):
         if t is not None:
@@ -780,6 +816,18 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         lines += ["", f"> Set `version: {vc.suggested_version}` in {where} and push again."]
     lines.append("")
     return lines
+
+
+def _upcoming_lines(imp: Impact) -> list[str]:
+    """The early warning before and after: who will move within SOON_DAYS, data unchanged."""
+    if not imp.upcoming and not imp.came_near and not imp.left_near:
+        return []
+    title = f"**Upcoming moves** (within {SOON_DAYS} days of {imp.as_of.isoformat()}, data unchanged)"
+    rows = [[f"`{u['from']}` → `{u['to']}`", f"{u['before']:,}", f"{u['after']:,}", _delta(u["after"] - u["before"])]
+            for u in imp.upcoming]  # fmt: skip
+    lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
+    return [*lines, f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
+                    f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
 
 
 def _matrix(imp: Impact) -> list[str]:

@@ -180,6 +180,7 @@ def test_kare_run_with_buckets_summarizes_with_checks_without_importing_dagster(
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith(f"cloudnine 1.1.0 as of {day}: published") and lines[1].endswith(", 3 slices)")
     assert f"input     {raw.height:,} rows" in lines[2]
-    assert lines[6].startswith("  checks    ✓ quarantine_share (quarantine): share 1.5%, quarantined 45")
+    assert lines[6].startswith("  upcoming  ") and " will move within 30 days if nothing changes" in lines[6]
+    assert lines[7].startswith("  checks    ✓ quarantine_share (quarantine): share 1.5%, quarantined 45")
     assert any("history_invariants (category_history): problems none" in line for line in lines)
     assert Warehouse(warehouse).last_run("cloudnine")["input_rows"] == raw.height

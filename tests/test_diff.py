@@ -350,9 +350,7 @@ def test_impact_counts_every_category_and_lists_the_moved_accounts_with_reasons(
         ("A017", "keep", "expand"),
     ]
     assert imp.moved[0]["reason_before"] == "keep: paying (is_customer = true)"
-    assert imp.moved[0]["reason_after"] == (
-        "expand: paying (is_customer = true) and value_last_90d ≥ 30000 [30000.0]"
-    )
+    assert imp.moved[0]["reason_after"] == ("expand: paying (is_customer = true) and value_last_90d ≥ 30000 [30000.0]")
     assert report.tests_before == {"passed": 2, "failed": 0, "failures": []}
     assert report.tests_after["failed"] == 1
     assert report.tests_after["failures"][0]["name"] == "paying account of 32000 is keep"
@@ -556,3 +554,20 @@ def test_pre_commit_hooks_and_codeowners_exist():
     assert set(hooks) == {"kare-validate", "kare-test"}
     assert all(h["language"] == "python" and h["files"].startswith("^rules/") for h in hooks.values())
     assert "/rules/cloudnine/" in (ROOT / ".github/CODEOWNERS").read_text()
+
+
+def test_impact_shows_accounts_a_change_brings_within_30_days_of_a_move(tmp_path):
+    # Non-customers churned 0, 80, 160, 240 and 320 days ago are recapture; the one at 320 days leaves
+    # recapture on day 366 (46 days away) before the change, on day 341 (21 days away) after it.
+    window = ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 340}}")
+    before, after = load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, window), "b")
+    report = diff_rules(before, after, accounts(), AS_OF)
+    imp = report.impact
+    assert imp.moved_total == 0
+    assert imp.upcoming == [{"from": "recapture", "to": "unassigned", "before": 0, "after": 1}]
+    assert (imp.came_near, imp.left_near) == (1, 0)
+    text = "\n".join(render_org_markdown(report))
+    assert "**Upcoming moves** (within 30 days of 2026-11-01, data unchanged)" in text
+    assert "| `recapture` → `unassigned` | 0 | 1 | +1 |" in text
+    assert "Accounts coming within 30 days of a move: 1; no longer within: 0." in text
+    assert report.to_json()["came_within_30_days"] == 1
