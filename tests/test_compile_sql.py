@@ -173,13 +173,18 @@ def test_a_missing_column_is_a_data_error_naming_it(tmp_path):
 
 def test_kare_compile_prints_one_select_that_duckdb_runs(tmp_path, capsys):
     rules = load_rules("rules/cloudnine")
+    # The embedded tests' previous values (for the trend) are the previous run's table.
     assert main(["compile", "--rules", "rules/cloudnine", "--dialect", "duckdb", "--table", "accounts",
-                 "--as-of", "2026-11-01"]) == 0  # fmt: skip
+                 "--previous-table", "last_run", "--as-of", "2026-11-01"]) == 0  # fmt: skip
     sql = capsys.readouterr().out
-    assert sql.startswith("SELECT") and sql.count("SELECT") == 3
+    assert sql.startswith("SELECT") and sql.count("SELECT") == 4
+    previous = [{"account_id": dict(t.account)["account_id"], **dict(t.previous)} for t in rules.tests if t.previous]
+    assert previous
     with duckdb.connect() as con:
         con.register("typed", embedded_accounts(rules))
         con.execute("CREATE TABLE accounts AS SELECT * FROM typed")
+        con.register("before", pl.DataFrame(previous, schema={"account_id": pl.String, "arr": pl.Float64}))
+        con.execute("CREATE TABLE last_run AS SELECT * FROM before")
         got = dict(con.sql(sql).pl().select("account_id", "category").iter_rows())
     assert got == {dict(t.account)["account_id"]: t.expect for t in rules.tests}
 
@@ -202,13 +207,19 @@ def test_kare_categorize_with_the_duckdb_engine_matches_the_polars_engine(tmp_pa
     rules = load_rules("rules/cloudnine")
     source = tmp_path / "accounts.parquet"
     embedded_accounts(rules).write_parquet(source)
+    # The embedded tests' previous values feed the trend in both engines.
+    previous = [{"account_id": dict(t.account)["account_id"], **dict(t.previous)} for t in rules.tests if t.previous]
+    pl.DataFrame(previous).write_csv(tmp_path / "previous.csv")
     outputs = {}
     for engine in ("polars", "duckdb"):
         target = tmp_path / f"{engine}.parquet"
         args = ["categorize", "--rules", "rules/cloudnine", "--input", str(source), "--as-of", "2026-11-01",
-                "--output", str(target), "--engine", engine]  # fmt: skip
+                "--output", str(target), "--engine", engine, "--previous", str(tmp_path / "previous.csv")]  # fmt: skip
         assert main(args) == 0
         outputs[engine] = pl.read_parquet(target).select("account_id", "category", "matched_rule").sort("account_id")
     assert outputs["duckdb"].equals(outputs["polars"])
-    assert outputs["duckdb"]["category"].to_list().count("expand") == 3
-    assert "12 accounts categorized" in capsys.readouterr().out
+    assert dict(outputs["duckdb"].select("account_id", "category").iter_rows()) == {
+        dict(t.account)["account_id"]: t.expect for t in rules.tests
+    }
+    assert outputs["duckdb"]["category"].to_list().count("expand") == 5  # T13 lost a fifth of its ARR: keep
+    assert "15 accounts categorized" in capsys.readouterr().out
