@@ -18,6 +18,7 @@ from kare_rules.overrides import Override
 from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
 from kare_rules.run.history import history_problems
 from kare_rules.tables import TABLES, empty, same_rows
+from kare_rules.validation import validate_accounts
 from kare_rules.warehouse import Warehouse
 from tests.reference.runner import PreviousState, compute_run
 from tests.test_history import D1, RULES, RULES_TEXT, RULES_V2, TEXTS, account, frame
@@ -55,6 +56,7 @@ class Reference:
         self.tables = {t: empty(t) for t in PER_ACCOUNT}
         self.days = {t: {} for t in PER_DAY}
         self.runs: list[tuple[dt.date, str, object]] = []  # (as_of, run_id, rules) of each published run
+        self.values: dict[dt.date, pl.DataFrame] = {}  # each run's valid accounts' values, for trends
 
     def run(self, rules, raw, day, overrides, run_id):
         before = [r for r in self.runs if r[0] < day]
@@ -64,8 +66,12 @@ class Reference:
             actions=self.tables["action_queue"], last_as_of=last[0] if last else None,
             last_run_id=last[1] if last else None, last_rules_digest=before[-1][2].digest if before else None,
             previous_rules=before[-1][2] if before else None,
+            values=self.values.get(before[-1][0]) if before else None,
         )  # fmt: skip
         out = compute_run(rules, raw, day, previous, overrides=overrides, run_id=run_id, max_quarantine_share=1.0)
+        valid = validate_accounts(rules, raw).valid
+        self.values[day] = valid.select(pl.col(rules.key).cast(pl.String).alias("account_id"),
+                                        *[c.name for c in rules.inputs if c.type in ("integer", "float")])  # fmt: skip
         self.tables = {t: getattr(out, t) for t in PER_ACCOUNT}
         for t in PER_DAY:
             self.days[t][day] = getattr(out, t)

@@ -4,6 +4,8 @@ watch stops holding, once per stay (as profile actions); the upcoming_moves view
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -96,3 +98,28 @@ def test_watch_actions_open_while_the_watch_holds_once_per_stay(tmp_path):
         ["spend-drop"]
     ]
     assert queue(wh) == {("A", "save-call"): "superseded", ("B", "spend-review"): "superseded"}
+
+
+def test_watches_and_trends_publish_the_same_tables_whatever_the_slice_count(tmp_path):
+    """cloudnine 1.1.0 (a trend, two watches) over three monthly synthetic snapshots, 1 and 4 slices."""
+    from kare_rules.run.engine import load_bundle
+    from kare_rules.synth import evolve, synthesize
+    from kare_rules.tables import TABLES, same_rows
+
+    root = Path(__file__).resolve().parents[1]
+    bundle = load_bundle(root / "rules", "cloudnine")
+    days = [dt.date(2026, 8, 31), dt.date(2026, 9, 30), dt.date(2026, 10, 31)]
+    snapshots = [synthesize(bundle.rules, 400, days[0], seed=5)]
+    for month, (before, day) in enumerate(itertools.pairwise(days), start=1):
+        snapshots.append(evolve(bundle.rules, snapshots[-1], before, day, seed=5, month=month))
+    published = {}
+    for slices in (1, 4):
+        wh = Warehouse(tmp_path / f"s{slices}.duckdb")
+        for day, accounts_ in zip(days, snapshots, strict=True):
+            run_organization("cloudnine", day, accounts_, wh, bundle=bundle, slices=slices)
+        published[slices] = {t: wh.read(t).drop("started_at", "finished_at", strict=False) for t in TABLES}
+    for table in TABLES:
+        assert same_rows(published[1][table], published[4][table]), table
+    queue = published[1]["action_queue"]
+    assert queue.filter(pl.col("source").str.starts_with("watch:")).height > 0  # the watches did open actions
+    assert published[1]["account_values"]["as_of"].unique().sort().to_list() == days[1:]

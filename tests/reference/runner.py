@@ -42,6 +42,8 @@ class PreviousState:
     last_run_id: str | None = None
     last_rules_digest: str | None = None
     previous_rules: m.RuleSet | None = None
+    # The valid accounts' values in the last run before this one (account_id + inputs), for trends.
+    values: pl.DataFrame | None = None
 
 
 @dataclass
@@ -114,10 +116,12 @@ def categorize_run(
     run_id: str,
     overrides: tuple[Override, ...] = (),
     engine: str = "polars",
+    values: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The account_categories rows of the valid accounts. Categorizing is not what this reference
-    checks (history, actions and state are), so it is the library's own, early-warning columns included."""
-    return engine_categorize_run(rules, valid, as_of, run_id, overrides, engine)
+    checks (history, actions and state are), so it is the library's own, early-warning columns included;
+    the previous run's `values` feed the trends."""
+    return engine_categorize_run(rules, valid, as_of, run_id, overrides, engine, values)
 
 
 def step_validate(rules: m.RuleSet, raw: pl.DataFrame, max_quarantine_share: float) -> Checked:
@@ -140,10 +144,11 @@ def step_categories(
     previous_categories: pl.DataFrame,
     overrides: tuple[Override, ...] = (),
     engine: str = "polars",
+    values: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """This run's categories, plus the previous row of every known account whose input rows were all
     quarantined: those keep their category (their run_id tells them apart)."""
-    current = categorize_run(rules, checked.valid, as_of, run_id, overrides, engine)
+    current = categorize_run(rules, checked.valid, as_of, run_id, overrides, engine, values)
     bad = checked.quarantine["account_id"].drop_nulls().unique()
     held = previous_categories.filter(
         pl.col("account_id").is_in(bad.implode()) & ~pl.col("account_id").is_in(current["account_id"].implode())
@@ -171,7 +176,8 @@ def step_history(
     prev_rules = previous.previous_rules
     if prev_rules is not None and prev_rules.digest != rules.digest:
         try:
-            old_rules_category = categorize_run(prev_rules, checked.valid, as_of, run_id, overrides)
+            old_rules_category = categorize_run(prev_rules, checked.valid, as_of, run_id, overrides,
+                                                values=previous.values)  # fmt: skip
         except KareError:
             old_rules_category = None  # the old rules cannot read today's data: a change is 'both'
     previous_digest = previous.last_rules_digest or (prev_rules.digest if prev_rules is not None else None)
@@ -252,7 +258,8 @@ def compute_run(
     started_at = started_at or dt.datetime.now(dt.UTC)
     run_id = run_id or run_id_for(rules.organization, as_of, rules, overrides, raw)
     checked = step_validate(rules, raw, max_quarantine_share)
-    categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides, engine)
+    categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides, engine,
+                                 previous.values)  # fmt: skip
     history = step_history(rules, checked, categories, previous, as_of, run_id, overrides)
     moves = transitions(history, as_of, run_id, rules.organization)
     queue = step_actions(rules, history, checked.valid, categories, previous.actions, as_of, run_id)
