@@ -151,23 +151,59 @@ def categorize(
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
-    fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
     # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
     frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask").collect()
+    fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
+    varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
+    compiler = PolarsCompiler(
+        rules, _value_ranges(frame, rules, {v for c in varying for v in compiler.shown_columns(c)})
+    )
+    # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
+    # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
+    # the built ones' positions put in: one gather of strings instead of a scatter of them.
+    texts = [text for text in fixed.values() if text is not None]
+    position = {c: texts.index(text) for c, text in fixed.items() if text is not None}
     main = frame.lazy().select(
-        pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
+        pl.col(rules.key), category, matched_rule, compiler.by_winner_position(mask, position).alias("_text"), overlaps
     )
     rows = frame.lazy().with_row_index("_row")
-    varying = [
-        rows.filter(mask.is_in(pl.Series(masks, dtype=pl.UInt8).implode())).select("_row", compiler.reason(c))
-        for c, text in fixed.items()
-        if text is None and (masks := compiler.masks_of(c))
-    ]
-    if not varying:
-        return main.collect()
-    result, built = pl.collect_all([main, pl.concat(varying)])
-    return result.with_columns(result["reason"].scatter(built["_row"], built["reason"]))
+    parts = []
+    for c in varying:
+        won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
+        parts += [
+            rows.filter(won if guard is None else won & guard).select("_row", text)
+            for guard, text in compiler.reasons(c)
+        ]
+    table = pl.Series("reason", texts, dtype=pl.String)
+    if parts:
+        result, built = pl.collect_all([main, pl.concat(parts)])
+        built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
+        at = result["_text"].scatter(built["_row"], built_at)
+        table = pl.concat([table, built["reason"]], rechunk=True)
+    else:
+        result = main.collect()
+        at = result["_text"]
+    return result.select(pl.col(rules.key), "category", "matched_rule", table.gather(at), "overlaps")
+
+
+def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str]) -> dict[str, tuple[int, int]]:
+    """(min, max) of the integer, date and boolean `columns` whose values span a range narrow enough
+    that writing the text of each value in it once costs less than writing it for every row."""
+    ranged = sorted(c for c in columns if rules.columns[c] in ("integer", "date"))
+    out = {c: (0, 1) for c in columns if rules.columns[c] == "boolean"}
+    if not ranged or frame.height == 0:
+        return out
+    bounds = frame.select(
+        *[pl.col(c).to_physical().min().alias(f"{c}_min") for c in ranged],
+        *[pl.col(c).to_physical().max().alias(f"{c}_max") for c in ranged],
+    ).row(0, named=True)
+    limit = max(1024, frame.height // 8)
+    for c in ranged:
+        low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
+        if low is not None and high - low < limit:
+            out[c] = (low, high)
+    return out
 
 
 def category_counts(result: pl.DataFrame) -> pl.DataFrame:
