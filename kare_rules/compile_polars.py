@@ -268,17 +268,20 @@ class PolarsCompiler:
         return (col.round(4) if self.types[column] == "float" else col).cast(pl.String)
 
     def _concat(self, pieces: list[Piece]) -> pl.Expr:
-        """One concat_str over the pieces, with neighbouring literal text merged first. A value whose
-        column has a known narrow range (`value_ranges`) becomes one lookup in a table of the texts of
-        every value in the range, with the literal text on either side written into each entry: the
-        same text as formatting every row's value, for the cost of copying it, and fewer pieces."""
+        """One concat_str over the pieces, with neighbouring literal text merged first.
+
+        A value whose column has a known narrow range (`value_ranges`) is looked up in a table of the
+        texts of every value in the range, with the literal text on either side written into each
+        entry, and neighbouring lookups share one table of every combination while it stays small:
+        the same text as formatting every row's value, for the cost of copying it, in fewer pieces
+        (each piece costs concat_str about as much per row as its bytes do)."""
         merged: list[Piece] = []
         for piece in pieces:
             if isinstance(piece, str) and merged and isinstance(merged[-1], str):
                 merged[-1] += piece
             else:
                 merged.append(piece)
-        out: list[str | pl.Expr] = []
+        out: list[str | pl.Expr | _Table] = []
         skip = False
         for i, piece in enumerate(merged):
             if skip:
@@ -286,11 +289,18 @@ class PolarsCompiler:
             elif isinstance(piece, Shown) and piece.column in self.value_ranges:
                 before = out.pop() if out and isinstance(out[-1], str) else ""
                 after = merged[i + 1] if i + 1 < len(merged) and isinstance(merged[i + 1], str) else ""
-                out.append(self._looked_up(piece, before, after))  # type: ignore[arg-type]
+                table = self._table(piece, before, after)  # type: ignore[arg-type]
+                if out and isinstance(out[-1], _Table) and len(out[-1].texts) * len(table.texts) <= MAX_TABLE:
+                    table = out.pop().then(table)  # type: ignore[union-attr]
+                out.append(table)
                 skip = bool(after)
             else:
                 out.append(self._shown(piece) if isinstance(piece, Shown) else piece)
-        exprs = [pl.lit(x) if isinstance(x, str) else x for x in out if not isinstance(x, str) or x]
+        exprs = [
+            pl.lit(x) if isinstance(x, str) else x.lookup() if isinstance(x, _Table) else x
+            for x in out
+            if not isinstance(x, str) or x
+        ]
         if len(exprs) <= 1:
             return exprs[0] if exprs else pl.lit("")
         return pl.concat_str(exprs)
@@ -301,19 +311,21 @@ class PolarsCompiler:
             value = pl.concat_str([pl.lit(shown.quote), value, pl.lit(shown.quote)])
         return value if shown.null is None else value.fill_null(shown.null)
 
-    def _looked_up(self, shown: Shown, before: str, after: str) -> pl.Expr:
+    def _table(self, shown: Shown, before: str, after: str) -> _Table:
+        """`before`, the value's text and `after`, for every value in the column's range (and null)."""
         low, high = self.value_ranges[shown.column]
         ctype = self.types[shown.column]
         physical = pl.int_range(0, high - low + 1, eager=True, dtype=pl.Int64) + low
         values = physical.cast(pl.Int32).cast(pl.Date) if ctype == "date" else physical.cast(POLARS_TYPES[ctype])
         q = shown.quote
-        table = pl.select(pl.concat_str([pl.lit(before + q), pl.lit(values).cast(pl.String), pl.lit(q + after)]))
-        texts = table.to_series()
-        index = (pl.col(shown.column).to_physical().cast(pl.Int64) - low).cast(pl.UInt32)
+        texts = pl.select(pl.concat_str([pl.lit(before + q), pl.lit(values).cast(pl.String), pl.lit(q + after)]))
+        texts = texts.to_series().rename("")
+        physical = pl.col(shown.column).to_physical()
+        index = (physical.cast(pl.Int64) - low if low else physical).cast(pl.UInt32)
         if shown.null is not None:
-            texts = texts.append(pl.Series([before + shown.null + after]))
-            index = index.fill_null(len(texts) - 1)
-        return pl.lit(texts.rename("")).gather(index)
+            texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
+            index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
+        return _Table(texts, index)
 
     def shown_columns(self, category: str) -> set[str]:
         """The columns whose values appear in `category`'s reason (`held_text`, `full_text`)."""
@@ -354,6 +366,27 @@ class Shown:
 
 
 Piece = str | pl.Expr | Shown
+
+# The most entries a table of value texts may have (`PolarsCompiler._concat`).
+MAX_TABLE = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A piece of text looked up per row: `texts` indexed by `index` (a UInt32 expression)."""
+
+    texts: pl.Series
+    index: pl.Expr
+
+    def then(self, other: _Table) -> _Table:
+        """This piece followed by `other`, as one table of every pair of their texts."""
+        pairs = pl.DataFrame({"a": self.texts}).join(pl.DataFrame({"b": other.texts}), how="cross")
+        texts = pairs.select(pl.concat_str("a", "b")).to_series().rename("")
+        return _Table(texts, self.index * pl.lit(len(other.texts), dtype=pl.UInt32) + other.index)
+
+    def lookup(self) -> pl.Expr:
+        # One chunk: gathering from a literal of several chunks costs several times as much.
+        return pl.lit(self.texts.rechunk()).gather(self.index)
 
 
 def _joined(parts: list[list[Piece]], sep: str) -> list[Piece]:
