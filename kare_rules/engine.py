@@ -9,6 +9,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.compile_polars import (
+    MAX_TABLE,
     POLARS_TYPES,
     PolarsCompiler,
     derived_exprs,
@@ -143,9 +144,11 @@ def categorize(
 
     Every category's condition is evaluated once into a small bit mask; category, matched rule and
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
-    a lookup too; the others are built only for the rows their category won and put in place, so each
-    row pays for at most one explanation, not one per category. `previous` feeds the trends
-    (`with_derived`).
+    a lookup too; the others are built only for the rows their category won (one flat text per
+    alternative of an `any`, `PolarsCompiler.reasons`), with integer, date and boolean values in a
+    narrow range looked up rather than formatted (`_value_ranges`), so each row pays for at most one
+    explanation, not one per category. Every reason then reaches its row by one gather. `previous`
+    feeds the trends (`with_derived`).
     """
     if not explain:
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
@@ -198,7 +201,7 @@ def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str]) -> d
         *[pl.col(c).to_physical().min().alias(f"{c}_min") for c in ranged],
         *[pl.col(c).to_physical().max().alias(f"{c}_max") for c in ranged],
     ).row(0, named=True)
-    limit = max(1024, frame.height // 8)
+    limit = min(MAX_TABLE, max(1024, frame.height // 8))
     for c in ranged:
         low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
         if low is not None and high - low < limit:
