@@ -58,7 +58,7 @@ class PolarsCompiler:
         self.rules = rules
         self.types = rules.columns
         # Known (min, max) of integer, date or boolean columns in the frame being explained: their values
-        # are turned into text by a lookup in a small table instead of formatting every row (`value_text`).
+        # are turned into text by a lookup in a small table instead of formatting every row (`_concat`).
         self.value_ranges = value_ranges or {}
 
     # ---- truth ---------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ class PolarsCompiler:
         texts of every value in the range, with the literal text on either side written into each
         entry, and neighbouring lookups share one table of every combination while it stays small:
         the same text as formatting every row's value, for the cost of copying it, in fewer pieces
-        (each piece costs concat_str about as much per row as its bytes do)."""
+        (concat_str pays per row for every piece, on top of the bytes)."""
         merged: list[Piece] = []
         for piece in pieces:
             if isinstance(piece, str) and merged and isinstance(merged[-1], str):
@@ -380,9 +380,10 @@ class _Table:
 
     def then(self, other: _Table) -> _Table:
         """This piece followed by `other`, as one table of every pair of their texts."""
-        pairs = pl.DataFrame({"a": self.texts}).join(pl.DataFrame({"b": other.texts}), how="cross")
-        texts = pairs.select(pl.concat_str("a", "b")).to_series().rename("")
-        return _Table(texts, self.index * pl.lit(len(other.texts), dtype=pl.UInt32) + other.index)
+        n = len(other.texts)
+        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32)
+        texts = pl.select(pl.concat_str([pl.lit(self.texts).gather(pair // n), pl.lit(other.texts).gather(pair % n)]))
+        return _Table(texts.to_series().rename(""), self.index * pl.lit(n, dtype=pl.UInt32) + other.index)
 
     def lookup(self) -> pl.Expr:
         # One chunk: gathering from a literal of several chunks costs several times as much.
