@@ -317,9 +317,7 @@ class PolarsCompiler:
         ctype = self.types[shown.column]
         physical = pl.int_range(0, high - low + 1, eager=True, dtype=pl.Int64) + low
         values = physical.cast(pl.Int32).cast(pl.Date) if ctype == "date" else physical.cast(POLARS_TYPES[ctype])
-        q = shown.quote
-        texts = pl.select(pl.concat_str([pl.lit(before + q), pl.lit(values).cast(pl.String), pl.lit(q + after)]))
-        texts = texts.to_series().rename("")
+        texts = before + shown.quote + values.cast(pl.String).rename("") + shown.quote + after
         physical = pl.col(shown.column).to_physical()
         index = (physical.cast(pl.Int64) - low if low else physical).cast(pl.UInt32)
         if shown.null is not None:
@@ -381,9 +379,9 @@ class _Table:
     def then(self, other: _Table) -> _Table:
         """This piece followed by `other`, as one table of every pair of their texts."""
         n = len(other.texts)
-        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32)
-        texts = pl.select(pl.concat_str([pl.lit(self.texts).gather(pair // n), pl.lit(other.texts).gather(pair % n)]))
-        return _Table(texts.to_series().rename(""), self.index * pl.lit(n, dtype=pl.UInt32) + other.index)
+        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32, eager=True)
+        texts = self.texts.gather(pair // n) + other.texts.gather(pair % n)
+        return _Table(texts, self.index * pl.lit(n, dtype=pl.UInt32) + other.index)
 
     def lookup(self) -> pl.Expr:
         # One chunk: gathering from a literal of several chunks costs several times as much.

@@ -187,7 +187,7 @@ def categorize(
     else:
         result = main.collect()
         at = result["_text"]
-    return result.select(pl.col(rules.key), "category", "matched_rule", table.gather(at), "overlaps")
+    return result.replace_column(result.get_column_index("_text"), table.gather(at))
 
 
 def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str]) -> dict[str, tuple[int, int]]:
