@@ -54,12 +54,9 @@ def _lit(value: m.Scalar, ctype: str) -> pl.Expr:
 class PolarsCompiler:
     """Compiles the condition tree of one RuleSet; traits are inlined (Polars de-duplicates them)."""
 
-    def __init__(self, rules: m.RuleSet, value_ranges: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, rules: m.RuleSet):
         self.rules = rules
         self.types = rules.columns
-        # Known (min, max) of integer, date or boolean columns in the frame being explained: their values
-        # are turned into text by a lookup in a small table instead of formatting every row (`_concat`).
-        self.value_ranges = value_ranges or {}
 
     # ---- truth ---------------------------------------------------------------------------------
 
@@ -167,19 +164,28 @@ class PolarsCompiler:
         values that decided it. Built as one flat concat of literal text and value columns."""
         return self._concat(self._reason_pieces(category)).alias("reason")
 
-    def reasons(self, category: str) -> list[tuple[pl.Expr | None, pl.Expr]]:
-        """`category`'s reason as variants (guard, text): the rows of the category where `guard` holds
-        (every row when None) get `text`. An `any` that held says which alternative held first; a
-        variant per alternative keeps each text one flat concat over the rows it is for, instead of
-        building every alternative's text for every row and keeping one (`held_text`). Up to
-        MAX_VARIANTS variants; beyond that, one variant built with `held_text`."""
+    def reason_variants(self, category: str) -> list[tuple[pl.Expr | None, list[Piece]]]:
+        """`category`'s reason as variants (guard, pieces): the rows of the category where `guard` holds
+        (every row when None) get the text of `pieces` (`reason_text`). An `any` that held says which
+        alternative held first; a variant per alternative keeps each text one flat concat over the rows
+        it is for, instead of building every alternative's text for every row and keeping one
+        (`held_text`). Up to MAX_VARIANTS variants; beyond that, one variant built with `held_text`."""
         when = self.rules.categories[category].when if category != m.UNASSIGNED else None
         if when is None or self._variant_count(when) > MAX_VARIANTS:
-            return [(None, self.reason(category))]
+            return [(None, self._reason_pieces(category))]
         return [
-            (pl.all_horizontal(guards) if guards else None, self._concat([f"{category}: ", *pieces]).alias("reason"))
+            (pl.all_horizontal(guards) if guards else None, [f"{category}: ", *pieces])
             for guards, pieces in self._held_variants(when)
         ]
+
+    def reason_text(
+        self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, table_limit: int = 0
+    ) -> pl.Expr:
+        """The text of a reason's pieces as one expression named `reason`. `ranges` holds the (min, max)
+        of integer, date or boolean columns over the rows it is for: their values are looked up in a
+        table of texts instead of formatted row by row (`_concat`); neighbouring lookups share one table
+        while it has at most `table_limit` entries."""
+        return self._concat(pieces, ranges or {}, table_limit).alias("reason")
 
     def fixed_reason(self, category: str) -> str | None:
         """The reason text when it is the same for every account of `category` (no values in it)."""
@@ -267,10 +273,10 @@ class PolarsCompiler:
         col = pl.col(column)
         return (col.round(4) if self.types[column] == "float" else col).cast(pl.String)
 
-    def _concat(self, pieces: list[Piece]) -> pl.Expr:
+    def _concat(self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, limit: int = 0) -> pl.Expr:
         """One concat_str over the pieces, with neighbouring literal text merged first.
 
-        A value whose column has a known narrow range (`value_ranges`) is looked up in a table of the
+        A value whose column has a known narrow range (`ranges`) is looked up in a table of the
         texts of every value in the range, with the literal text on either side written into each
         entry, and neighbouring lookups share one table of every combination while it stays small:
         the same text as formatting every row's value, for the cost of copying it, in fewer pieces
@@ -286,11 +292,11 @@ class PolarsCompiler:
         for i, piece in enumerate(merged):
             if skip:
                 skip = False
-            elif isinstance(piece, Shown) and piece.column in self.value_ranges:
+            elif isinstance(piece, Shown) and ranges and piece.column in ranges:
                 before = out.pop() if out and isinstance(out[-1], str) else ""
                 after = merged[i + 1] if i + 1 < len(merged) and isinstance(merged[i + 1], str) else ""
-                table = self._table(piece, before, after)  # type: ignore[arg-type]
-                if out and isinstance(out[-1], _Table) and len(out[-1].texts) * len(table.texts) <= MAX_TABLE:
+                table = self._table(piece, ranges[piece.column], before, after)  # type: ignore[arg-type]
+                if out and isinstance(out[-1], _Table) and len(out[-1].texts) * len(table.texts) <= limit:
                     table = out.pop().then(table)  # type: ignore[union-attr]
                 out.append(table)
                 skip = bool(after)
@@ -311,9 +317,9 @@ class PolarsCompiler:
             value = pl.concat_str([pl.lit(shown.quote), value, pl.lit(shown.quote)])
         return value if shown.null is None else value.fill_null(shown.null)
 
-    def _table(self, shown: Shown, before: str, after: str) -> _Table:
-        """`before`, the value's text and `after`, for every value in the column's range (and null)."""
-        low, high = self.value_ranges[shown.column]
+    def _table(self, shown: Shown, bounds: tuple[int, int], before: str, after: str) -> _Table:
+        """`before`, the value's text and `after`, for every value in `bounds` (and null)."""
+        low, high = bounds
         ctype = self.types[shown.column]
         physical = pl.int_range(0, high - low + 1, eager=True, dtype=pl.Int64) + low
         values = physical.cast(pl.Int32).cast(pl.Date) if ctype == "date" else physical.cast(POLARS_TYPES[ctype])
@@ -324,26 +330,6 @@ class PolarsCompiler:
             texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
             index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
         return _Table(texts, index)
-
-    def shown_columns(self, category: str) -> set[str]:
-        """The columns whose values appear in `category`'s reason (`held_text`, `full_text`)."""
-        out: set[str] = set()
-
-        def walk(cond: m.Condition, held: bool) -> None:
-            if isinstance(cond, m.Predicate):
-                if not held or cond.op not in ("eq", "is_null"):
-                    out.add(cond.column)
-            elif isinstance(cond, m.TraitRef):
-                walk(self.rules.traits[cond.name], held)
-            elif isinstance(cond, m.All | m.Any_):
-                for c in cond.items:
-                    walk(c, held)
-            else:
-                walk(cond.item, False)
-
-        if category != m.UNASSIGNED:
-            walk(self.rules.categories[category].when, True)
-        return out
 
 
 NO_MATCH = "no category's conditions held"
@@ -365,8 +351,8 @@ class Shown:
 
 Piece = str | pl.Expr | Shown
 
-# The most entries a table of value texts may have (`PolarsCompiler._concat`).
-MAX_TABLE = 1 << 16
+# The most entries a table of value texts may have, however many rows it serves (`PolarsCompiler._concat`).
+MAX_TABLE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -386,6 +372,17 @@ class _Table:
     def lookup(self) -> pl.Expr:
         # One chunk: gathering from a literal of several chunks costs several times as much.
         return pl.lit(self.texts.rechunk()).gather(self.index)
+
+
+def piece_columns(pieces: list[Piece]) -> set[str]:
+    """The columns a reason's pieces read: the values shown, and the conditions an `any` tests."""
+    out: set[str] = set()
+    for piece in pieces:
+        if isinstance(piece, Shown):
+            out.add(piece.column)
+        elif isinstance(piece, pl.Expr):
+            out.update(piece.meta.root_names())
+    return out
 
 
 def _joined(parts: list[list[Piece]], sep: str) -> list[Piece]:

@@ -12,9 +12,11 @@ from kare_rules.compile_polars import (
     MAX_TABLE,
     POLARS_TYPES,
     PolarsCompiler,
+    Shown,
     derived_exprs,
     describe_predicate,
     format_value,
+    piece_columns,
     previous_column,
 )
 from kare_rules.errors import DataError
@@ -145,7 +147,7 @@ def categorize(
     Every category's condition is evaluated once into a small bit mask; category, matched rule and
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
     a lookup too; the others are built only for the rows their category won (one flat text per
-    alternative of an `any`, `PolarsCompiler.reasons`), with integer, date and boolean values in a
+    alternative of an `any`, `PolarsCompiler.reason_variants`), with integer, date and boolean values in a
     narrow range looked up rather than formatted (`_value_ranges`), so each row pays for at most one
     explanation, not one per category. Every reason then reaches its row by one gather. `previous`
     feeds the trends (`with_derived`).
@@ -159,9 +161,6 @@ def categorize(
     frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask").collect()
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
-    compiler = PolarsCompiler(
-        rules, _value_ranges(frame, rules, {v for c in varying for v in compiler.shown_columns(c)})
-    )
     # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
     # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
     # the built ones' positions put in: one gather of strings instead of a scatter of them.
@@ -170,38 +169,43 @@ def categorize(
     main = frame.lazy().select(
         pl.col(rules.key), category, matched_rule, compiler.by_winner_position(mask, position).alias("_text"), overlaps
     )
+    # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
+    # over those rows decide which values are looked up in a table of texts rather than formatted.
     rows = frame.lazy().with_row_index("_row")
-    parts = []
+    variants, subsets = [], []
     for c in varying:
         won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
-        parts += [
-            rows.filter(won if guard is None else won & guard).select("_row", text)
-            for guard, text in compiler.reasons(c)
-        ]
+        for guard, pieces in compiler.reason_variants(c):
+            variants.append(pieces)
+            subsets.append(rows.filter(won if guard is None else won & guard).select("_row", *piece_columns(pieces)))
+    result, *chosen = pl.collect_all([main, *subsets])
     table = pl.Series("reason", texts, dtype=pl.String)
-    if parts:
-        result, built = pl.collect_all([main, pl.concat(parts)])
+    at = result["_text"]
+    if variants:
+        parts = []
+        for pieces, part in zip(variants, chosen, strict=True):
+            limit = min(MAX_TABLE, max(4096, part.height // 4))
+            ranges = _value_ranges(part, rules, {p.column for p in pieces if isinstance(p, Shown)}, limit)
+            parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
+        built = pl.concat(parts).collect()
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
-        at = result["_text"].scatter(built["_row"], built_at)
+        at = at.scatter(built["_row"], built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
-    else:
-        result = main.collect()
-        at = result["_text"]
     return result.replace_column(result.get_column_index("_text"), table.gather(at))
 
 
-def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str]) -> dict[str, tuple[int, int]]:
-    """(min, max) of the integer, date and boolean `columns` whose values span a range narrow enough
-    that writing the text of each value in it once costs less than writing it for every row."""
-    ranged = sorted(c for c in columns if rules.columns[c] in ("integer", "date"))
-    out = {c: (0, 1) for c in columns if rules.columns[c] == "boolean"}
+def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limit: int) -> dict[str, tuple[int, int]]:
+    """(min, max) of the integer, date and boolean `columns` whose values span at most `limit` values:
+    few enough that writing the text of each value once costs less than writing it for every row."""
+    ranged = sorted(c for c in columns if rules.columns[c] in ("integer", "date", "boolean"))
     if not ranged or frame.height == 0:
-        return out
+        return {}
+    physical = [pl.col(c).to_physical().cast(pl.Int64) for c in ranged]
     bounds = frame.select(
-        *[pl.col(c).to_physical().min().alias(f"{c}_min") for c in ranged],
-        *[pl.col(c).to_physical().max().alias(f"{c}_max") for c in ranged],
+        *[p.min().alias(f"{c}_min") for c, p in zip(ranged, physical, strict=True)],
+        *[p.max().alias(f"{c}_max") for c, p in zip(ranged, physical, strict=True)],
     ).row(0, named=True)
-    limit = min(MAX_TABLE, max(1024, frame.height // 8))
+    out = {}
     for c in ranged:
         low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
         if low is not None and high - low < limit:
