@@ -157,10 +157,12 @@ def categorize(
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
     category, matched_rule, overlaps = compiler.lookup(mask)
-    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
-    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask").collect()
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
+    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
+    # The row number is made once here, not once per variant's rows below.
+    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask")
+    frame = (frame.with_row_index("_row") if varying else frame).collect()
     # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
     # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
     # the built ones' positions put in: one gather of strings instead of a scatter of them.
@@ -171,7 +173,7 @@ def categorize(
     )
     # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
     # over those rows decide which values are looked up in a table of texts rather than formatted.
-    rows = frame.lazy().with_row_index("_row")
+    rows = frame.lazy()
     variants, subsets = [], []
     for c in varying:
         won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
@@ -180,7 +182,8 @@ def categorize(
             subsets.append(rows.filter(won if guard is None else won & guard).select("_row", *piece_columns(pieces)))
     result, *chosen = pl.collect_all([main, *subsets])
     table = pl.Series("reason", texts, dtype=pl.String)
-    at = result["_text"]
+    where = result.get_column_index("_text")
+    at = result.drop_in_place("_text")  # owned alone, so the scatter below writes in place
     if variants:
         parts = []
         for pieces, part in zip(variants, chosen, strict=True):
@@ -191,7 +194,7 @@ def categorize(
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
         at = at.scatter(built["_row"], built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
-    return result.replace_column(result.get_column_index("_text"), table.gather(at))
+    return result.insert_column(where, table.gather(at))
 
 
 def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limit: int) -> dict[str, tuple[int, int]]:
