@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -140,6 +142,12 @@ class PolarsCompiler:
         table = [values.get(winner) for winner in self._winners()]
         return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
 
+    def by_winner_position(self, mask: pl.Expr, positions: dict[str, int]) -> pl.Expr:
+        """A per-category position (UInt32) looked up through the mask's winner (0 for categories not in
+        `positions`)."""
+        table = [positions.get(winner, 0) for winner in self._winners()]
+        return pl.lit(pl.Series(table, dtype=pl.UInt32)).gather(mask)
+
     def lookup(self, mask: pl.Expr) -> list[pl.Expr]:
         """category, matched_rule and overlaps (the other categories that held, in precedence order)."""
         overlaps = pl.Series([h[1:] for h in _held_lists(self.names)], dtype=pl.List(pl.String))
@@ -154,7 +162,30 @@ class PolarsCompiler:
     def reason(self, category: str) -> pl.Expr:
         """Why `category` won, for rows where it did: the traits and predicates that held, with the
         values that decided it. Built as one flat concat of literal text and value columns."""
-        return _concat(self._reason_pieces(category)).alias("reason")
+        return self._concat(self._reason_pieces(category)).alias("reason")
+
+    def reason_variants(self, category: str) -> list[tuple[pl.Expr | None, list[Piece]]]:
+        """`category`'s reason as variants (guard, pieces): the rows of the category where `guard` holds
+        (every row when None) get the text of `pieces` (`reason_text`). An `any` that held says which
+        alternative held first; a variant per alternative keeps each text one flat concat over the rows
+        it is for, instead of building every alternative's text for every row and keeping one
+        (`held_text`). Up to MAX_VARIANTS variants; beyond that, one variant built with `held_text`."""
+        when = self.rules.categories[category].when if category != m.UNASSIGNED else None
+        if when is None or self._variant_count(when) > MAX_VARIANTS:
+            return [(None, self._reason_pieces(category))]
+        return [
+            (pl.all_horizontal(guards) if guards else None, [f"{category}: ", *pieces])
+            for guards, pieces in self._held_variants(when)
+        ]
+
+    def reason_text(
+        self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, table_limit: int = 0
+    ) -> pl.Expr:
+        """The text of a reason's pieces as one expression named `reason`. `ranges` holds the (min, max)
+        of integer, date or boolean columns over the rows it is for: their values are looked up in a
+        table of texts instead of formatted row by row (`_concat`); neighbouring lookups share one table
+        while it has at most `table_limit` entries."""
+        return self._concat(pieces, ranges or {}, table_limit).alias("reason")
 
     def fixed_reason(self, category: str) -> str | None:
         """The reason text when it is the same for every account of `category` (no values in it)."""
@@ -179,9 +210,41 @@ class PolarsCompiler:
                 return self.held_text(cond.items[0])
             # One flat coalesce, not a when/then chain: a chain nests one level per alternative, and
             # Polars' planning time grows with the square of that depth.
-            held = [pl.when(self.raw(c)).then(_concat(self.held_text(c))) for c in cond.items]
+            held = [pl.when(self.raw(c)).then(self._concat(self.held_text(c))) for c in cond.items]
             return [pl.coalesce([*held, pl.lit("")])]
         return ["not (", *self.full_text(cond.item), ")"]
+
+    def _held_variants(self, cond: m.Condition) -> list[tuple[list[pl.Expr], list[Piece]]]:
+        """`held_text` with each `any` split into one (guards, pieces) per alternative: the guards say
+        that this alternative is the first that held. Together the variants cover every row where
+        `cond` holds, once."""
+        if isinstance(cond, m.TraitRef):
+            return [(g, [f"{cond.name} (", *p, ")"]) for g, p in self._held_variants(self.rules.traits[cond.name])]
+        if isinstance(cond, m.All):
+            out: list[tuple[list[pl.Expr], list[Piece]]] = [([], [])]
+            for i, item in enumerate(cond.items):
+                sep = [" and "] if i else []
+                out = [(g + g2, [*p, *sep, *p2]) for g, p in out for g2, p2 in self._held_variants(item)]
+            return out
+        if isinstance(cond, m.Any_) and len(cond.items) > 1:
+            out = []
+            for i, item in enumerate(cond.items):
+                first = [self.truth(item), *[~self.truth(c) for c in cond.items[:i]]]
+                out += [([*first, *g], p) for g, p in self._held_variants(item)]
+            return out
+        if isinstance(cond, m.Any_):
+            return self._held_variants(cond.items[0])
+        return [([], self.held_text(cond))]  # a predicate, or `not` (its text shows everything)
+
+    def _variant_count(self, cond: m.Condition) -> int:
+        """How many variants `_held_variants` gives, without building them."""
+        if isinstance(cond, m.TraitRef):
+            return self._variant_count(self.rules.traits[cond.name])
+        if isinstance(cond, m.All):
+            return math.prod(self._variant_count(c) for c in cond.items)
+        if isinstance(cond, m.Any_):
+            return sum(self._variant_count(c) for c in cond.items)
+        return 1
 
     def full_text(self, cond: m.Condition) -> list[Piece]:
         """Text for a whole condition with every value, whether or not it held."""
@@ -202,19 +265,124 @@ class PolarsCompiler:
             return [describe_predicate(p)]
         quote = "'" if self.types[p.column] == "string" else ""
         if held:
-            return [f"{describe_predicate(p)} [{quote}", self.value_text(p.column), f"{quote}]"]
-        shown = _concat([quote, self.value_text(p.column), quote]).fill_null("null")
-        return [f"{describe_predicate(p)} [", shown, "]"]
+            return [f"{describe_predicate(p)} [{quote}", Shown(p.column), f"{quote}]"]
+        return [f"{describe_predicate(p)} [", Shown(p.column, quote, "null"), "]"]
 
     def value_text(self, column: str) -> pl.Expr:
         """A value as text (null stays null)."""
         col = pl.col(column)
         return (col.round(4) if self.types[column] == "float" else col).cast(pl.String)
 
+    def _concat(self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, limit: int = 0) -> pl.Expr:
+        """One concat_str over the pieces, with neighbouring literal text merged first.
+
+        A value whose column has a known narrow range (`ranges`) is looked up in a table of the
+        texts of every value in the range, with the literal text on either side written into each
+        entry, and neighbouring lookups share one table of every combination while it stays small:
+        the same text as formatting every row's value, for the cost of copying it, in fewer pieces
+        (concat_str pays per row for every piece, on top of the bytes)."""
+        merged: list[Piece] = []
+        for piece in pieces:
+            if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        out: list[str | pl.Expr | _Table] = []
+        skip = False
+        for i, piece in enumerate(merged):
+            if skip:
+                skip = False
+            elif isinstance(piece, Shown) and ranges and piece.column in ranges:
+                before = out.pop() if out and isinstance(out[-1], str) else ""
+                after = merged[i + 1] if i + 1 < len(merged) and isinstance(merged[i + 1], str) else ""
+                table = self._table(piece, ranges[piece.column], before, after)  # type: ignore[arg-type]
+                if out and isinstance(out[-1], _Table) and len(out[-1].texts) * len(table.texts) <= limit:
+                    table = out.pop().then(table)  # type: ignore[union-attr]
+                out.append(table)
+                skip = bool(after)
+            else:
+                out.append(self._shown(piece) if isinstance(piece, Shown) else piece)
+        exprs = [
+            pl.lit(x) if isinstance(x, str) else x.lookup() if isinstance(x, _Table) else x
+            for x in out
+            if not isinstance(x, str) or x
+        ]
+        if len(exprs) <= 1:
+            return exprs[0] if exprs else pl.lit("")
+        return pl.concat_str(exprs)
+
+    def _shown(self, shown: Shown) -> pl.Expr:
+        value = self.value_text(shown.column)
+        if shown.quote:
+            value = pl.concat_str([pl.lit(shown.quote), value, pl.lit(shown.quote)])
+        return value if shown.null is None else value.fill_null(shown.null)
+
+    def _table(self, shown: Shown, bounds: tuple[int, int], before: str, after: str) -> _Table:
+        """`before`, the value's text and `after`, for every value in `bounds` (and null)."""
+        low, high = bounds
+        ctype = self.types[shown.column]
+        physical = pl.int_range(0, high - low + 1, eager=True, dtype=pl.Int64) + low
+        values = physical.cast(pl.Int32).cast(pl.Date) if ctype == "date" else physical.cast(POLARS_TYPES[ctype])
+        texts = before + shown.quote + values.cast(pl.String).rename("") + shown.quote + after
+        physical = pl.col(shown.column).to_physical()
+        index = (physical.cast(pl.Int64) - low if low else physical).cast(pl.UInt32)
+        if shown.null is not None:
+            texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
+            index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
+        return _Table(texts, index)
+
 
 NO_MATCH = "no category's conditions held"
 
-Piece = str | pl.Expr
+# More variants than this and a category's reason is one concat with a coalesce per `any`: each variant
+# is a pass over the accounts to find its rows.
+MAX_VARIANTS = 8
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A column's value in a reason's text: quoted when it is a string; `null` is the text for a missing
+    value (None where the value shown cannot be missing)."""
+
+    column: str
+    quote: str = ""
+    null: str | None = None
+
+
+Piece = str | pl.Expr | Shown
+
+# The most entries a table of value texts may have, however many rows it serves (`PolarsCompiler._concat`).
+MAX_TABLE = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A piece of text looked up per row: `texts` indexed by `index` (a UInt32 expression)."""
+
+    texts: pl.Series
+    index: pl.Expr
+
+    def then(self, other: _Table) -> _Table:
+        """This piece followed by `other`, as one table of every pair of their texts."""
+        n = len(other.texts)
+        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32, eager=True)
+        texts = self.texts.gather(pair // n) + other.texts.gather(pair % n)
+        return _Table(texts, self.index * pl.lit(n, dtype=pl.UInt32) + other.index)
+
+    def lookup(self) -> pl.Expr:
+        # One chunk: gathering from a literal of several chunks costs several times as much.
+        return pl.lit(self.texts.rechunk()).gather(self.index)
+
+
+def piece_columns(pieces: list[Piece]) -> set[str]:
+    """The columns a reason's pieces read: the values shown, and the conditions an `any` tests."""
+    out: set[str] = set()
+    for piece in pieces:
+        if isinstance(piece, Shown):
+            out.add(piece.column)
+        elif isinstance(piece, pl.Expr):
+            out.update(piece.meta.root_names())
+    return out
 
 
 def _joined(parts: list[list[Piece]], sep: str) -> list[Piece]:
@@ -222,20 +390,6 @@ def _joined(parts: list[list[Piece]], sep: str) -> list[Piece]:
     for i, part in enumerate(parts):
         out += [sep, *part] if i else part
     return out
-
-
-def _concat(pieces: list[Piece]) -> pl.Expr:
-    """One concat_str over the pieces, with neighbouring literal text merged first."""
-    merged: list[Piece] = []
-    for piece in pieces:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        else:
-            merged.append(piece)
-    exprs = [pl.lit(x) if isinstance(x, str) else x for x in merged if not isinstance(x, str) or x]
-    if len(exprs) <= 1:
-        return exprs[0] if exprs else pl.lit("")
-    return pl.concat_str(exprs)
 
 
 def _held_lists(names: list[str]) -> list[list[str]]:

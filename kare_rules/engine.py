@@ -9,11 +9,14 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.compile_polars import (
+    MAX_TABLE,
     POLARS_TYPES,
     PolarsCompiler,
+    Shown,
     derived_exprs,
     describe_predicate,
     format_value,
+    piece_columns,
     previous_column,
 )
 from kare_rules.errors import DataError
@@ -149,10 +152,13 @@ def categorize(
 
     Every category's condition is evaluated once into a small bit mask; category, matched rule and
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
-    a lookup too; the others are built only for the rows their category won and put in place, so each
-    row pays for at most one explanation, not one per category. `previous` feeds the trends
-    (`with_derived`). With `edges`, the early-warning columns of `kare_rules.edges.EDGE_SCHEMA` follow
-    (next move within `horizon` days, nearest value change; Polars only).
+    a lookup too; the others are built only for the rows their category won (one flat text per
+    alternative of an `any`, `PolarsCompiler.reason_variants`), with integer, date and boolean values in a
+    narrow range looked up rather than formatted (`_value_ranges`), so each row pays for at most one
+    explanation, not one per category. Every reason then reaches its row by one gather. `previous`
+    feeds the trends (`with_derived`). With `edges`, the early-warning columns of
+    `kare_rules.edges.EDGE_SCHEMA` follow (next move within `horizon` days, nearest value change;
+    Polars only).
     """
     if edges:
         from kare_rules.edges import with_edges  # edges builds on this module
@@ -162,23 +168,64 @@ def categorize(
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
-    fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     category, matched_rule, overlaps = compiler.lookup(mask)
+    fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
+    varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
     # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
-    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask").collect()
+    # The row number is made once here, not once per variant's rows below.
+    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask")
+    frame = (frame.with_row_index("_row") if varying else frame).collect()
+    # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
+    # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
+    # the built ones' positions put in: one gather of strings instead of a scatter of them.
+    texts = [text for text in fixed.values() if text is not None]
+    position = {c: texts.index(text) for c, text in fixed.items() if text is not None}
     main = frame.lazy().select(
-        pl.col(rules.key), category, matched_rule, compiler.by_winner(mask, fixed).alias("reason"), overlaps
+        pl.col(rules.key), category, matched_rule, compiler.by_winner_position(mask, position).alias("_text"), overlaps
     )
-    rows = frame.lazy().with_row_index("_row")
-    varying = [
-        rows.filter(mask.is_in(pl.Series(masks, dtype=pl.UInt8).implode())).select("_row", compiler.reason(c))
-        for c, text in fixed.items()
-        if text is None and (masks := compiler.masks_of(c))
-    ]
-    if not varying:
-        return main.collect()
-    result, built = pl.collect_all([main, pl.concat(varying)])
-    return result.with_columns(result["reason"].scatter(built["_row"], built["reason"]))
+    # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
+    # over those rows decide which values are looked up in a table of texts rather than formatted.
+    rows = frame.lazy()
+    variants, subsets = [], []
+    for c in varying:
+        won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
+        for guard, pieces in compiler.reason_variants(c):
+            variants.append(pieces)
+            subsets.append(rows.filter(won if guard is None else won & guard).select("_row", *piece_columns(pieces)))
+    result, *chosen = pl.collect_all([main, *subsets])
+    table = pl.Series("reason", texts, dtype=pl.String)
+    where = result.get_column_index("_text")
+    at = result.drop_in_place("_text")  # owned alone, so the scatter below writes in place
+    if variants:
+        parts = []
+        for pieces, part in zip(variants, chosen, strict=True):
+            limit = min(MAX_TABLE, max(4096, part.height // 4))
+            ranges = _value_ranges(part, rules, {p.column for p in pieces if isinstance(p, Shown)}, limit)
+            parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
+        built = pl.concat(parts).collect()
+        built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
+        at = at.scatter(built["_row"], built_at)
+        table = pl.concat([table, built["reason"]], rechunk=True)
+    return result.insert_column(where, table.gather(at))
+
+
+def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limit: int) -> dict[str, tuple[int, int]]:
+    """(min, max) of the integer, date and boolean `columns` whose values span at most `limit` values:
+    few enough that writing the text of each value once costs less than writing it for every row."""
+    ranged = sorted(c for c in columns if rules.columns[c] in ("integer", "date", "boolean"))
+    if not ranged or frame.height == 0:
+        return {}
+    physical = [pl.col(c).to_physical().cast(pl.Int64) for c in ranged]
+    bounds = frame.select(
+        *[p.min().alias(f"{c}_min") for c, p in zip(ranged, physical, strict=True)],
+        *[p.max().alias(f"{c}_max") for c, p in zip(ranged, physical, strict=True)],
+    ).row(0, named=True)
+    out = {}
+    for c in ranged:
+        low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
+        if low is not None and high - low < limit:
+            out[c] = (low, high)
+    return out
 
 
 def category_counts(result: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,99 @@
+"""Reasons and overlaps stay exactly what they were: the engine's explanations against a frozen copy of the
+implementation before issue 11's speed-up (tests/reference/explanations.py), on random rule files and data.
+
+The other tests pin reason text on a few hand-worked accounts (test_operators.py) and its first words on
+random ones (test_property_engine.py); this one pins every character, on frames large enough and with
+value ranges narrow or wide enough to take every path the engine has for putting values into text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from kare_rules import categorize
+from kare_rules.loader import load_rules, load_rules_text
+from kare_rules.synth import synthesize
+from tests.reference.explanations import categorize_explained
+from tests.test_property_engine import AS_OF, DATA, INPUTS, KEY, POLARS, rule_files
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@st.composite
+def accounts(draw) -> pl.DataFrame:
+    """Up to 600 accounts. Each column draws from a few values of its pool (a narrow range, so values
+    repeat) or from the whole pool (extremes included), with or without nulls."""
+    rng = draw(st.randoms(use_true_random=False))
+    n = draw(st.sampled_from([1, 5, 60, 600]))
+    columns: dict[str, list] = {KEY: [f"r{i}" for i in range(n)]}
+    for name, ctype in INPUTS.items():
+        if name == KEY:
+            continue
+        pool = [draw(DATA[ctype]) for _ in range(draw(st.sampled_from([1, 3, 12])))]
+        nulls = draw(st.sampled_from([0.0, 0.1, 1.0]))
+        columns[name] = [None if rng.random() < nulls else rng.choice(pool) for _ in range(n)]
+    return pl.DataFrame(columns, schema={name: POLARS[t] for name, t in INPUTS.items()})
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(text=rule_files(), frame=accounts())
+def test_explanations_match_the_frozen_implementation_on_random_rules_and_accounts(text, frame):
+    rules = load_rules_text(text, "property.yaml")
+    assert_frame_equal(categorize(rules, frame, AS_OF), categorize_explained(rules, frame, AS_OF))
+
+
+def test_explanations_match_the_frozen_implementation_on_the_bundled_and_benchmark_rules():
+    for path in ("rules/cloudnine", "rules/forge-industrial", "benchmarks/rules/bench"):
+        rules = load_rules(ROOT / path)
+        frame = synthesize(rules, 20_000, AS_OF, seed=3)
+        expected = categorize_explained(rules, frame, AS_OF)
+        assert expected["reason"].n_unique() > 1000  # values in the text, not only fixed reasons
+        assert_frame_equal(categorize(rules, frame, AS_OF), expected)
+
+
+def test_explanations_match_on_wide_and_extreme_integers_dates_and_floats():
+    # One row each at the types' extremes beside many ordinary ones: value ranges too wide for a table.
+    inputs = ", ".join(f"{n}: {{type: {t}, {'key' if n == KEY else 'nullable'}: true}}" for n, t in INPUTS.items())
+    rules = load_rules_text(
+        f"""\
+format: kare/v1
+organization: extremes
+version: 1.0.0
+inputs: {{{inputs}}}
+derived: {{since_d1: {{days_since: d1}}}}
+profiles:
+  keep: {{when: {{all: [{{i1: {{gte: -9223372036854775808}}}}, {{f1: {{lt: 1.0e+300}}}}, {{since_d1: {{ne: 5}}}}]}}}}
+  attain: {{when: {{not: {{any: [{{i2: {{gt: 0}}}}, {{b1: true}}, {{d1: {{lte: 2026-01-01}}}}, {{s1: x}}]}}}}}}
+""",
+        "extremes.yaml",
+    )
+    rng = random.Random(7)
+    n = 500
+    days = [rng.randint(0, 40) for _ in range(n - 2)]
+    frame = pl.DataFrame(
+        {
+            KEY: [f"r{i}" for i in range(n)],
+            "s1": [rng.choice(["a", "o'brien", None, "naïve"]) for _ in range(n)],
+            "i1": [2**63 - 1, -(2**63)] + [rng.randint(-5, 5) for _ in range(n - 2)],
+            "i2": [rng.choice([-3, 0, None, -(2**63)]) for _ in range(n)],
+            "f1": [1e-7, -0.0, 1 / 3, 2.5e15] + [rng.choice([0.25, None, 100.0]) for _ in range(n - 4)],
+            "f2": [None] * n,
+            "b1": [rng.choice([True, False, None]) for _ in range(n)],
+            "d1": [dt.date(1, 1, 1), dt.date(9999, 12, 31)] + [AS_OF - dt.timedelta(d) for d in days],
+            "t1": [None] * n,
+        },
+        schema={name: POLARS[t] for name, t in INPUTS.items()},
+    )
+    expected = categorize_explained(rules, frame, AS_OF)
+    assert set(expected["category"]) == {"keep", "attain", "unassigned"}
+    assert_frame_equal(categorize(rules, frame, AS_OF), expected)
