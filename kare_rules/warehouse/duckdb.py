@@ -33,6 +33,7 @@ DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
 PUBLISHED = ("published", "unchanged")
 _views = itertools.count()
+IdRange = tuple[str | None, str | None]  # a slice of account ids: from (inclusive), to (exclusive); None: open
 
 
 def _q(name: str) -> str:
@@ -168,18 +169,21 @@ class Session:
             {"org": org},
         )["account_id"]
 
-    def current_rows(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
-        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None)."""
+    def current_rows(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
+        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None), of
+        the ids `within` a slice's range when given."""
         cols = ", ".join(_q(c) for c in CURRENT_COLUMNS)
+        cond, params = _within(within)
         with self._only(ids) as only:
             df = _fetch(self.con, f"SELECT {cols} FROM {_t('category_history')} WHERE org = $org AND is_current"
-                        f"{only}", {"org": org})  # fmt: skip
+                        f"{cond}{only}", {"org": org, **params})  # fmt: skip
         return df.cast(empty_current().schema) if df.height else empty_current()
 
-    def open_actions(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
+    def open_actions(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
+        cond, params = _within(within)
         with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT * FROM {_t('action_queue')} WHERE org = $org AND status = 'open'{only}",
-                        {"org": org})  # fmt: skip
+            df = _fetch(self.con, f"SELECT * FROM {_t('action_queue')} WHERE org = $org AND status = 'open'"
+                        f"{cond}{only}", {"org": org, **params})  # fmt: skip
         return conformed("action_queue", df) if df.height else empty("action_queue")
 
     def categories_of(self, org: str, ids: pl.Series) -> pl.DataFrame:
@@ -215,23 +219,37 @@ class Session:
         self.con.execute(f"UPDATE {a} SET status = 'open', closed_on = NULL WHERE org = $org "
                          "AND status = 'superseded' AND closed_on = $d", p)  # fmt: skip
 
-    def close_history(self, org: str, ids: pl.Series, as_of: dt.date) -> int:
-        """End the current rows of these accounts on `as_of`; the number of rows ended."""
+    def close_history(self, org: str, ids: pl.Series, as_of: dt.date, within: IdRange | None = None) -> int:
+        """End the current rows of these accounts on `as_of`; the number of rows ended. `within` (the
+        slice's id range, which holds every id) lets the scan skip row groups outside it."""
         if not ids.len():
             return 0
+        cond, params = _within(within)
         with self._only(ids) as only:
             return self._count(f"UPDATE {_t('category_history')} SET valid_to = $d, is_current = false "
-                               f"WHERE org = $org AND is_current{only}", {"org": org, "d": as_of})  # fmt: skip
+                               f"WHERE org = $org AND is_current{cond}{only}",
+                               {"org": org, "d": as_of, **params})  # fmt: skip
 
-    def supersede(self, org: str, keys: pl.Series, as_of: dt.date) -> int:
+    def supersede(self, org: str, keys: pl.Series, as_of: dt.date, within: IdRange | None = None) -> int:
         if not keys.len():
             return 0
+        cond, params = _within(within)
         with self._only(keys.alias("action_key"), column="action_key") as only:
             return self._count(f"UPDATE {_t('action_queue')} SET status = 'superseded', closed_on = $d "
-                               f"WHERE org = $org AND status = 'open'{only}", {"org": org, "d": as_of})  # fmt: skip
+                               f"WHERE org = $org AND status = 'open'{cond}{only}",
+                               {"org": org, "d": as_of, **params})  # fmt: skip
 
-    def delete_categories(self, org: str, ids: pl.Series | None, keep: pl.Series) -> None:
-        """Delete the account_categories rows of `ids` (all the organization's when None), except `keep`."""
+    def delete_categories(
+        self, org: str, ids: pl.Series | None, keep: pl.Series, within: IdRange | None = None
+    ) -> None:
+        """Delete the account_categories rows of `ids` (all the organization's when None; all of those
+        `within` a slice's id range when that is given), except `keep`."""
+        if within is not None and ids is None:
+            cond, params = _within(within)
+            with self._only(keep, negate=True) as except_kept:
+                self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{cond}{except_kept}",
+                                 {"org": org, **params})  # fmt: skip
+            return
         if ids is not None:
             ids = ids.filter(~ids.is_in(keep.implode()))
             if not ids.len():
@@ -277,6 +295,19 @@ class Session:
     def _count(self, statement: str, params: dict) -> int:
         result = self.con.execute(statement, params).fetchall()
         return int(result[0][0]) if result else 0
+
+
+def _within(within: IdRange | None) -> tuple[str, dict]:
+    """The condition (and its parameters) for account ids in a slice's range: from inclusive, to exclusive."""
+    if within is None:
+        return "", {}
+    low, high = within
+    cond, params = "", {}
+    if low is not None:
+        cond, params = " AND account_id >= $id_from", {"id_from": low}
+    if high is not None:
+        cond, params = cond + " AND account_id < $id_to", {**params, "id_to": high}
+    return cond, params
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
