@@ -44,6 +44,7 @@ DUCKDB_SHARE = 6  # DuckDB gets a sixth of the run's memory budget (measured: no
 # Resident whatever the slices: the interpreter and libraries, DuckDB's allocations outside its buffer
 # pool, and what the allocators keep after each slice (measured at 10M, docs/benchmarks.md).
 RESIDENT_BYTES = 512 * 2**20
+OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what action_changes judges them by
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
 
@@ -388,8 +389,9 @@ def _run(
         people = checked.valid.select(
             pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
         )
+        open_now = s.open_actions(org, None, within, OPEN_ACTION_COLUMNS)
         actions = action_changes(
-            rules, changes.current, changes.opens, people, s.open_actions(org, None, within), held, as_of,
+            rules, changes.current, changes.opens, people, open_now, held, as_of,
             lambda keys: s.known_action_keys(org, keys),
         )  # fmt: skip
 
@@ -414,7 +416,7 @@ def _run(
         opened = changes.opens["account_id"]
         totals.opened_ids.append(opened.filter(opened.is_duplicated()))  # an account is in one slice only
         totals.actions_opened += actions.opened.height
-        del checked, categories, current, changes, actions, people
+        del checked, categories, current, changes, actions, people, open_now
 
     progress("checking", total_units, total_units)
     columns = ("row_number", "account_id", "reasons", "record")

@@ -183,12 +183,18 @@ class Session:
                         f"{cond}{only}", {"org": org, **params})  # fmt: skip
         return df.cast(empty_current().schema) if df.height else empty_current()
 
-    def open_actions(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
+    def open_actions(
+        self, org: str, ids: pl.Series | None, within: IdRange | None = None, columns: tuple[str, ...] | None = None
+    ) -> pl.DataFrame:
+        """The open action_queue rows of these accounts; only `columns` of them when given (fetching all
+        thirteen took 2.5x as long at 1M accounts)."""
         cond, params = _within(within)
+        names = columns or tuple(schema_of("action_queue"))
         with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT * FROM {_t('action_queue')} WHERE org = $org AND status = 'open'"
-                        f"{cond}{only}", {"org": org, **params})  # fmt: skip
-        return conformed("action_queue", df) if df.height else empty("action_queue")
+            df = _fetch(self.con, f"SELECT {', '.join(_q(c) for c in names)} FROM {_t('action_queue')} "
+                        f"WHERE org = $org AND status = 'open'{cond}{only}", {"org": org, **params})  # fmt: skip
+        types = schema_of("action_queue")
+        return df.select(pl.col(c).cast(types[c]) for c in names) if df.height else empty("action_queue").select(names)
 
     def categories_of(self, org: str, ids: pl.Series) -> pl.DataFrame:
         """The published account_categories rows of these accounts."""
