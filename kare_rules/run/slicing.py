@@ -11,11 +11,10 @@ import polars as pl
 
 from kare_rules.errors import UsageError
 
-SLICE_SEED = 0x6B617265  # fixed, so the input rows and the published ids of one run agree on slices
 DEFAULT_BUDGET_FRACTION = 0.125  # of the machine's (or the container's) memory
-# A slice's working set (validation, categories with reasons, history and action changes, Arrow copies
-# for DuckDB) measured at 15-17 times the slice's share of the input's estimated size (10M accounts,
-# bench rules: 3.1 GiB per 3.3M-account slice); see docs/benchmarks.md.
+# A slice's working set (its input rows, validation, categories with reasons, history and action
+# changes, Arrow copies for DuckDB) as a multiple of the slice's share of the input's estimated size:
+# measured at 14x (10M accounts, bench rules: peak = 0.8 GiB + 8.6 GiB / slices; docs/benchmarks.md).
 WORKING_SET_FACTOR = 16.0
 MIN_SLICE_ROWS = 50_000  # below this, slicing costs more than it saves
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20, "g": 1e9, "gb": 1e9,
@@ -59,15 +58,6 @@ def slice_count(input_rows: int, input_bytes: int, budget: int, reserved: int | 
     room = max(budget - (input_bytes if reserved is None else reserved), budget // 4)
     wanted = math.ceil(input_bytes * WORKING_SET_FACTOR / room)
     return max(1, min(wanted, math.ceil(input_rows / MIN_SLICE_ROWS)))
-
-
-def slice_expr(key: pl.Expr, slices: int) -> pl.Expr:
-    """The slice (0 … slices-1) of an account id; null ids go to slice 0 (they are quarantined).
-
-    Used on the input's typed keys and on the published account_ids within one process, so both sides
-    agree; no slice number is stored, so the hash need not be stable across Polars versions."""
-    text = key.cast(pl.String)
-    return pl.when(text.is_null()).then(0).otherwise(text.hash(seed=SLICE_SEED) % slices).cast(pl.UInt32)
 
 
 def slice_bounds(keys: pl.Series, slices: int) -> list[str]:

@@ -164,15 +164,6 @@ class Session:
         )
         return found["rules_text"][0] if found.height else None
 
-    def current_ids(self, org: str) -> pl.Series:
-        """Every account with a current history row (removed ones included) or a current category."""
-        return _fetch(
-            self.con,
-            f"SELECT account_id FROM {_t('category_history')} WHERE org = $org AND is_current "
-            f"UNION ALL SELECT account_id FROM {_t('account_categories')} WHERE org = $org",
-            {"org": org},
-        )["account_id"]
-
     def current_rows(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
         """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None), of
         the ids `within` a slice's range when given."""
