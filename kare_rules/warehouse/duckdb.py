@@ -32,7 +32,6 @@ from kare_rules.warehouse.lock import WarehouseBusy, retry_while_locked
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
 PUBLISHED = ("published", "unchanged")
-NOT_COMPRESSED = "dict_fsst"
 _views = itertools.count()
 IdRange = tuple[str | None, str | None]  # a slice of account ids: from (inclusive), to (exclusive); None: open
 
@@ -78,9 +77,6 @@ class DuckDBWarehouse:
         if not read_only:
             if memory_limit:
                 con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
-            # DuckDB 2's dictionary+FSST string compression costs a quarter of inserting the
-            # account_categories rows (their reasons are the largest column written), measured at 1M.
-            con.execute(f"SET disabled_compression_methods = '{NOT_COMPRESSED}'")
             ensure_tables(con)
         return con
 
