@@ -118,6 +118,38 @@ def test_bucketed_runs_publish_the_same_rows_as_whole_runs_in_every_table(publis
     assert history_problems(history) == []
 
 
+def test_a_sliced_run_of_a_file_reads_it_slice_by_slice_and_publishes_what_a_whole_run_does(published, months,
+                                                                                         tmp_path):  # fmt: skip
+    path = tmp_path / "from-files.duckdb"
+    pins = overrides(months[0][1])
+    for day, raw, rules, text in months:
+        source = tmp_path / f"{day}.parquet"
+        raw.write_parquet(source, row_group_size=500)  # several row groups: slices skip some
+        run_buckets(path, day, str(source), rules, text, pins, 3)
+    # Same rows in every table, run ids included (the streamed fingerprint is the whole input's), and
+    # the quarantine's row numbers are positions in the whole file.
+    assert differing(tables(published["whole"]), tables(path)) == []
+
+
+def test_a_file_changed_while_a_sliced_run_reads_it_publishes_nothing(published, months, tmp_path):
+    path = copy(published["3"], tmp_path)
+    before = tables(path)
+    day, raw, rules, text = months[-1]
+    source = tmp_path / "changing.parquet"
+    raw.write_parquet(source)
+
+    def rewrite(what: str, _done: int, _total: int) -> None:
+        if what == "slice 2/3: validating":
+            raw.head(100).write_parquet(source)
+
+    with pytest.raises(RunFailed, match=r"changed while the run was reading it; run again"):
+        run_buckets(path, day + dt.timedelta(days=31), str(source), rules, text, (), 3, progress=rewrite)
+    after = tables(path)
+    assert differing(before, after) == ["runs"]  # the failure is logged, nothing else changed
+    failed = after["runs"].filter(pl.col("status") == "failed")
+    assert failed.height == 1 and "changed while the run was reading it" in failed["message"][0]
+
+
 def test_slice_of_an_account_is_the_same_from_the_input_and_from_the_published_ids():
     ids = ["A-1", "A-2", None, "A-1", "B-9", "C-3"]
     raw = synthesize(RULES, len(ids), DATES[0]).with_columns(pl.Series("account_id", ids, dtype=pl.String))
