@@ -19,7 +19,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from benchmarks.measure import kare_run, median, require, run_process, write_snapshots
+from benchmarks.measure import kare_run, load_average, median, require, run_process, write_snapshots
 
 LAST = dt.date(2026, 11, 30)
 TARGET_MEMORY, TARGET_WALL = 1.15, 1.3
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         dates = write_snapshots(folder, accounts, LAST, runs)
         warehouse = folder / "warehouse.duckdb"
         print(f"{'run':>4} {'as_of':>10} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9} {'warehouse MiB':>14} {'moved':>8} "
-              f"{'actions opened':>15} {'history rows':>13}")  # fmt: skip
+              f"{'actions opened':>15} {'history rows':>13} {'load':>5}")  # fmt: skip
         seconds, cpu, mib = [], [], []
         for i, day in enumerate(dates, start=1):
             done = require(run_process(kare_run(folder / f"{day}.parquet", day, warehouse)), f"kare run as of {day}")
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             mib.append(done.mib)
             moved = _figure(done.stdout, r"moves\s+([\d,]+) since")
             opened = _figure(done.stdout, r"actions\s+([\d,]+) opened")
-            history, size = _history_rows(warehouse), warehouse.stat().st_size / 2**20
+            history, size, load = _history_rows(warehouse), warehouse.stat().st_size / 2**20, load_average()
             print(f"{i:>4} {day.isoformat():>10} {done.seconds:>7.2f} {done.cpu_seconds:>6.2f} {done.mib:>9,.0f} "
-                  f"{size:>14,.1f} {moved:>8} {opened:>15} {history:>13,}", flush=True)  # fmt: skip
+                  f"{size:>14,.1f} {moved:>8} {opened:>15} {history:>13,} {load:>5.1f}", flush=True)  # fmt: skip
     early_s, late_s = median(seconds[1:4]), median(seconds[-3:])
     early_m, late_m = median(mib[1:4]), median(mib[-3:])
     memory, wall = late_m / early_m, late_s / early_s

@@ -34,6 +34,7 @@ from benchmarks.measure import (
     Measured,
     baseline,
     kare_run,
+    load_average,
     median,
     require,
     run_process,
@@ -96,7 +97,7 @@ def measure_size(n: int) -> list[str]:
                     dagster_inner.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
             done_now = [f"{name} {r[-1].seconds:.2f} s (cpu {r[-1].cpu_seconds:.2f} s) {r[-1].mib:,.0f} MiB"
                         for name, r in runs.items() if len(r) > i]  # fmt: skip
-            print(f"  repeat {i + 1}/{repeats}: {', '.join(done_now)}", flush=True)
+            print(f"  repeat {i + 1}/{repeats}: {', '.join(done_now)}; load {load_average():.1f}", flush=True)
     print(f"  {'':<10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}  (medians of {repeats})")
     for name, measured in runs.items():
         if measured:

@@ -120,6 +120,12 @@ def _snapshots(folder: Path, accounts: int, last: dt.date, months: int, seed: in
         frame.write_parquet(folder / f"{dates[month]}.parquet")
 
 
+def load_average() -> float:
+    """The machine's one-minute load average: printed with every figure, since other work on a shared
+    machine moves wall times (and, less, CPU times)."""
+    return os.getloadavg()[0]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -18,10 +19,11 @@ from kare_rules.loader import load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import Override
 from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
 from kare_rules.run.history import history_problems
-from kare_rules.run.slicing import slice_expr
+from kare_rules.run.slicing import in_slice, slice_bounds, slice_range
 from kare_rules.synth import month_ends, snapshots, synthesize
 from kare_rules.tables import TABLES, same_rows
 from kare_rules.warehouse import Warehouse
+from kare_rules.warehouse.duckdb import _within
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = load_rules(ROOT / "rules" / "cloudnine")
@@ -116,16 +118,56 @@ def test_bucketed_runs_publish_the_same_rows_as_whole_runs_in_every_table(publis
     assert history_problems(history) == []
 
 
-def test_bucket_of_an_account_is_the_same_from_the_input_and_from_the_published_ids():
-    ids = ["A-1", "A-2", None, "A-1", "B-9"]
+def test_a_sliced_run_of_a_file_reads_it_slice_by_slice_and_publishes_what_a_whole_run_does(published, months,
+                                                                                         tmp_path):  # fmt: skip
+    path = tmp_path / "from-files.duckdb"
+    pins = overrides(months[0][1])
+    for day, raw, rules, text in months:
+        source = tmp_path / f"{day}.parquet"
+        raw.write_parquet(source, row_group_size=500)  # several row groups: slices skip some
+        run_buckets(path, day, str(source), rules, text, pins, 3)
+    # Same rows in every table, run ids included (the streamed fingerprint is the whole input's), and
+    # the quarantine's row numbers are positions in the whole file.
+    assert differing(tables(published["whole"]), tables(path)) == []
+
+
+def test_a_file_changed_while_a_sliced_run_reads_it_publishes_nothing(published, months, tmp_path):
+    path = copy(published["3"], tmp_path)
+    before = tables(path)
+    day, raw, rules, text = months[-1]
+    source = tmp_path / "changing.parquet"
+    raw.write_parquet(source)
+
+    def rewrite(what: str, _done: int, _total: int) -> None:
+        if what == "slice 2/3: validating":
+            raw.head(100).write_parquet(source)
+
+    with pytest.raises(RunFailed, match=r"changed while the run was reading it; run again"):
+        run_buckets(path, day + dt.timedelta(days=31), str(source), rules, text, (), 3, progress=rewrite)
+    after = tables(path)
+    assert differing(before, after) == ["runs"]  # the failure is logged, nothing else changed
+    failed = after["runs"].filter(pl.col("status") == "failed")
+    assert failed.height == 1 and "changed while the run was reading it" in failed["message"][0]
+
+
+def test_slice_of_an_account_is_the_same_from_the_input_and_from_the_published_ids():
+    ids = ["A-1", "A-2", None, "A-1", "B-9", "C-3"]
     raw = synthesize(RULES, len(ids), DATES[0]).with_columns(pl.Series("account_id", ids, dtype=pl.String))
     key = cast_expr("account_id", "string", raw.schema["account_id"])
-    from_input = raw.select(slice_expr(key, 4)).to_series().to_list()
-    published = pl.DataFrame({"account_id": ["A-1", "A-2", "B-9"]}).select(slice_expr(pl.col("account_id"), 4))
-    assert from_input[2] == 0  # a null key is quarantined, in bucket 0
-    assert from_input[0] == from_input[3]  # duplicates meet in one bucket, where validation sees both
-    assert [from_input[0], from_input[1], from_input[4]] == published.to_series().to_list()
-    assert max(from_input) < 4
+    bounds = slice_bounds(raw.select(key).to_series(), 3)
+    assert bounds == ["A-2", "B-9"]  # cut at a third and two thirds of the distinct ids
+    of_row = [next(k for k in range(3) if raw.select(in_slice(key, bounds, k))[i, 0]) for i in range(len(ids))]
+    assert of_row == [0, 1, 0, 0, 2, 2]  # a null key (quarantined) is in slice 0; duplicates meet in one slice
+    published = ["A-1", "A-2", "B-9", "C-3", "Z-1", "a-0", "É-1"]  # byte order: DuckDB and Polars agree
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (account_id VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[i] for i in published])
+    for k in range(3):  # the warehouse selects a slice's published ids by the same range
+        cond, params = _within(slice_range(bounds, k))
+        in_duckdb = sorted(r[0] for r in con.execute(f"SELECT account_id FROM t WHERE true{cond}", params).fetchall())
+        in_polars = pl.DataFrame({"id": published}).filter(in_slice(pl.col("id"), bounds, k))["id"].sort()
+        assert in_duckdb == in_polars.to_list()
+    assert slice_bounds(pl.Series([None], dtype=pl.String), 3) == ["", ""]  # no id: everything in the last slice
 
 
 def test_rerunning_a_date_bucketed_changes_nothing_and_logs_unchanged(published, months, tmp_path):

@@ -32,8 +32,8 @@ from kare_rules.run.quality import (
     quarantine_check,
     removed_check,
 )
-from kare_rules.run.slicing import default_budget, slice_count, slice_expr
-from kare_rules.sources import read_accounts
+from kare_rules.run.slicing import default_budget, in_slice, slice_bounds, slice_count, slice_range
+from kare_rules.sources import count_rows, file_state, read_accounts, stream_accounts
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
@@ -41,6 +41,11 @@ from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
 DUCKDB_SHARE = 6  # DuckDB gets a sixth of the run's memory budget (measured: no slower, 0.4–0.7 GiB less at 10M)
+# Resident whatever the slices: the interpreter and libraries, DuckDB's allocations outside its buffer
+# pool, and what the allocators keep after each slice (measured at 10M, docs/benchmarks.md).
+RESIDENT_BYTES = 512 * 2**20
+OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what action_changes judges them by
+SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
 SOON_DAYS = 30  # "will move soon": the run summary and the Dagster metadata count moves this close
 
@@ -105,10 +110,15 @@ class RunResult:
         return {c: int(self.run.get(c) or 0) for c in m.ALL_CATEGORIES}
 
 
-def run_id_for(org: str, as_of: dt.date, bundle: RuleBundle, engine: str, raw: pl.DataFrame) -> str:
-    """Same organization, date, rules, overrides, engine and input → same run id: re-runs change nothing."""
-    rows = raw.hash_rows(seed=0).sum() if raw.height else 0
-    fingerprint = f"{raw.height}:{rows}:{','.join(raw.columns)}"
+def fingerprint_of(raw: pl.DataFrame) -> str:
+    """The input's identity for the run id: rows, a hash of every row, column names."""
+    return f"{raw.height}:{raw.hash_rows(seed=0).sum() if raw.height else 0}:{','.join(raw.columns)}"
+
+
+def run_id_for(org: str, as_of: dt.date, bundle: RuleBundle, engine: str, raw: pl.DataFrame | str) -> str:
+    """Same organization, date, rules, overrides, engine and input → same run id: re-runs change nothing.
+    `raw` is the input, or its fingerprint (`fingerprint_of`) when it was read in a streaming pass."""
+    fingerprint = raw if isinstance(raw, str) else fingerprint_of(raw)
     parts = [org, as_of.isoformat(), bundle.digest, overrides_digest(bundle.overrides), engine, fingerprint]
     return f"{org}-{as_of:%Y%m%d}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:10]}"
 
@@ -187,6 +197,79 @@ def read_input(source: str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 @dataclass
+class RunInput:
+    """A run's input: held whole, or (a large file source) read one slice of accounts at a time.
+
+    Held whole unless the run is sliced and the source is a Parquet or CSV file: then one streaming pass
+    takes the fingerprint of the run id and a sample of the account ids to cut the slices by, and each
+    slice reads only its own accounts' rows (Parquet skips what it can), so the input is never resident
+    at once. The source's files must not change between the passes; the run fails if they do."""
+
+    height: int
+    columns: list[str]
+    schema: pl.Schema
+    fingerprint: str
+    bounds: list[str]  # where the slices of account ids begin (slicing.slice_bounds); [] for one slice
+    frame: pl.DataFrame | None = None
+    source: str | None = None  # re-read per slice when `frame` is None
+    state: tuple | None = None  # file_state(source) when it was first read
+
+    @property
+    def slices(self) -> int:
+        return len(self.bounds) + 1
+
+    def part(self, key: pl.Expr, k: int, row: str) -> tuple[pl.DataFrame, pl.Series | None]:
+        """Slice k's input rows, and their 0-based positions in the input (None: the whole input, in order)."""
+        if self.slices == 1 and self.frame is not None:
+            return self.frame, None
+        where = in_slice(key, self.bounds, k)
+        if self.frame is not None:
+            part = self.frame.with_row_index(row).filter(where)
+        else:
+            part = read_accounts(self.source, allow_empty=True, where=where, row_index=row)
+            if file_state(self.source) != self.state:
+                raise KareError(f"input {self.source} changed while the run was reading it; run again")
+        return part.drop(row), part[row]
+
+
+def open_input(
+    source: str | pl.DataFrame | pl.LazyFrame, rules: m.RuleSet, budget: int, reserved: int, slices: int | None
+) -> RunInput:
+    """Read the input (or, when it is large and sliced, just take its measure); see RunInput."""
+    key = rules.input(rules.key)
+    if isinstance(source, str | Path) and not str(source).startswith(("duckdb:", "sql:")):
+        state = file_state(source)
+        height, head = count_rows(source)
+        if head.height and key.name in head.columns:
+            estimate = int(head.estimated_size() * height / head.height)
+            n = slices or slice_count(height, estimate, budget, reserved)
+            if n > 1:
+                return _streamed(str(source), state, head.schema, key, n, height)
+    raw = read_input(source)
+    n = slices or slice_count(raw.height, int(raw.estimated_size()), budget, reserved + int(raw.estimated_size()))
+    bounds = []
+    if n > 1 and key.name in raw.columns:
+        bounds = slice_bounds(raw.select(cast_expr(key.name, key.type, raw.schema[key.name])).to_series(), n)
+    return RunInput(raw.height, raw.columns, raw.schema, fingerprint_of(raw), bounds, frame=raw)
+
+
+def _streamed(source: str, state: tuple | None, schema: pl.Schema, key: m.InputColumn, n: int, rows: int) -> RunInput:
+    """One pass over a large file source: its fingerprint (the same as `fingerprint_of` the whole input:
+    row hashes add up) and an even sample of its account ids."""
+    height, total, sample = 0, 0, []
+    text = cast_expr(key.name, key.type, schema[key.name]).cast(pl.String)
+    every = max(1, rows // SAMPLE_KEYS)
+    for batch in stream_accounts(source):
+        if batch.height:
+            total += int(batch.hash_rows(seed=0).sum())  # wraps like the sum over the whole input
+            sample.append(batch.select(text).to_series().gather_every(every, offset=(-height) % every))
+            height += batch.height
+    fingerprint = f"{height}:{total % 2**64 if height else 0}:{','.join(schema.names())}"
+    bounds = slice_bounds(pl.concat(sample) if sample else pl.Series([], dtype=pl.String), n)
+    return RunInput(height, list(schema.names()), schema, fingerprint, bounds, source=source, state=state)
+
+
+@dataclass
 class _Totals:
     """What the slices of a run add up to before it publishes."""
 
@@ -234,15 +317,16 @@ def run_organization(
         bundle = bundle or load_bundle(rules_dir, org)
         known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
         progress("reading the input", 0, 1)
-        raw = read_input(source)
-        known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw)}
+        budget = memory_budget or default_budget()
+        duckdb_memory = max(budget // DUCKDB_SHARE, 256 * 2**20)
+        raw = open_input(source, bundle.rules, budget, duckdb_memory + RESIDENT_BYTES, slices)
+        known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw.fingerprint)}
         require_columns(bundle.rules, raw.columns)
-        duckdb_memory = max((memory_budget or default_budget()) // DUCKDB_SHARE, 256 * 2**20)
         with (
             warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
             warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
-            return _run(session, bundle, raw, known, engine, thresholds, memory_budget, slices, progress, fail_at)
+            return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
     except KeyboardInterrupt:
         _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
         raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
@@ -264,12 +348,10 @@ def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> No
 def _run(
     s: Session,
     bundle: RuleBundle,
-    raw: pl.DataFrame,
+    raw: RunInput,
     known: dict,
     engine: str,
     t: Thresholds,
-    memory_budget: int | None,
-    slices: int | None,
     progress: Progress,
     fail_at: Callable[[str], None] | None,
 ) -> RunResult:
@@ -292,13 +374,10 @@ def _run(
         except KareError:
             previous_rules = None  # a stored version the loader no longer accepts: changes count as 'both'
 
-    budget = memory_budget or default_budget()
-    n = slices or slice_count(raw.height, int(raw.estimated_size()), budget)
+    n = raw.slices
     key = rules.input(rules.key)
-    if n > 1:
-        of_row = raw.select(slice_expr(cast_expr(key.name, key.type, raw.schema[key.name]), n)).to_series()
-        ids = s.current_ids(org)
-        of_id = ids.to_frame().select(slice_expr(pl.col("account_id"), n)).to_series()
+    key_text = cast_expr(key.name, key.type, raw.schema[key.name]) if key.name in raw.schema else pl.lit(None)
+    row = _unused_name("_kare_input_row", raw.columns)
     owners = owner_columns(rules)
     totals = _Totals(input_rows=raw.height)
     total_units = n * len(STEPS)
@@ -306,9 +385,8 @@ def _run(
         units = k * len(STEPS)
         where = f"slice {k + 1}/{n}: " if n > 1 else ""
         progress(f"{where}validating", units, total_units)
-        rows = (of_row == k).arg_true() if n > 1 else None
-        part = raw[rows] if rows is not None else raw
-        slice_ids = ids.filter(of_id == k) if n > 1 else None
+        part, rows = raw.part(key_text, k, row)
+        within = slice_range(raw.bounds, k) if n > 1 else None
         checked = validate_accounts(rules, part)
         quarantined = checked.quarantine
         if rows is not None and quarantined.height:
@@ -319,19 +397,20 @@ def _run(
         del part
 
         progress(f"{where}categorizing", units + 1, total_units)
-        before = s.previous_values(org, ruled["as_of"], trends, slice_ids) if trends and ruled else None
+        before = s.previous_values(org, ruled["as_of"], trends, within) if trends and ruled else None
         categories = categorize_run(rules, checked.valid, as_of, run_id, bundle.overrides, engine, before)
         held_ids = checked.quarantine["account_id"].drop_nulls().unique()
-        held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
+        if held_ids.len():  # accounts whose every input row is quarantined keep their category
+            held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
         held = s.categories_of(org, held_ids)["account_id"]
 
         progress(f"{where}history", units + 2, total_units)
-        current = s.current_rows(org, slice_ids)
+        current = s.current_rows(org, None, within)
         old_rules = None
         if previous_rules is not None:
             try:
                 old = previous_rules.trend_columns
-                old_before = s.previous_values(org, ruled["as_of"], old, slice_ids) if old and ruled else None
+                old_before = s.previous_values(org, ruled["as_of"], old, within) if old and ruled else None
                 old_rules = categorize_run(previous_rules, checked.valid, as_of, run_id, bundle.overrides,
                                            previous=old_before)  # fmt: skip
             except KareError:
@@ -343,21 +422,21 @@ def _run(
         people = checked.valid.select(
             pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
         )
+        open_now = s.open_actions(org, None, within, OPEN_ACTION_COLUMNS)
         actions = action_changes(
-            rules, changes.current, changes.opens, people, s.open_actions(org, slice_ids), held, as_of,
+            rules, changes.current, changes.opens, people, open_now, held, as_of,
             lambda keys: s.known_action_keys(org, keys), categories.select("account_id", "watches"),
         )  # fmt: skip
 
         progress(f"{where}writing", units + 4, total_units)
         step("category_history")
-        totals.closed += s.close_history(org, changes.closes, as_of)
+        totals.closed += s.close_history(org, changes.closes, as_of, within)
         s.insert("category_history", changes.opens)
         step("action_queue")
-        totals.actions_closed += s.supersede(org, actions.superseded, as_of)
+        totals.actions_closed += s.supersede(org, actions.superseded, as_of, within)
         s.insert("action_queue", actions.opened)
         step("account_categories")
-        touched = None if n == 1 else pl.concat([slice_ids, categories["account_id"]])
-        s.delete_categories(org, touched, keep=held)
+        s.delete_categories(org, None, keep=held, within=within)
         s.insert("account_categories", categories)
         if trends:
             step("account_values")
@@ -370,9 +449,10 @@ def _run(
         totals.current += current.filter(pl.col("category").is_not_null()).height
         totals.removed += changes.removed
         totals.closes += changes.closes.len()
-        totals.opened_ids.append(changes.opens["account_id"])
+        opened = changes.opens["account_id"]
+        totals.opened_ids.append(opened.filter(opened.is_duplicated()))  # an account is in one slice only
         totals.actions_opened += actions.opened.height
-        del checked, categories, current, changes, actions, people
+        del checked, categories, current, changes, actions, people, open_now
 
     progress("checking", total_units, total_units)
     columns = ("row_number", "account_id", "reasons", "record")
@@ -398,6 +478,12 @@ def _run(
     step("commit")
     progress("published", total_units, total_units)
     return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
+
+
+def _unused_name(name: str, columns: list[str]) -> str:
+    while name in columns:
+        name = "_" + name
+    return name
 
 
 def _run_row(known: dict, totals: _Totals, moves: pl.DataFrame, status: str) -> dict:

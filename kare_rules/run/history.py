@@ -127,7 +127,12 @@ def history_changes(
     # Accounts that kept a category (held ones included) count as X → X; removed ones that stay removed
     # are not counted.
     stayed = joined.filter(seen & ~moved & ~removed & pl.col("prev_category").is_not_null())
-    stays = stayed.select(pl.col("prev_category").alias("from_category"), pl.col("prev_category").alias("to_category"))
+    stays = (  # counted per category first: grouping every account by two text columns cost 0.16 s at 1M
+        stayed.group_by("prev_category")
+        .agg(pl.len().cast(pl.Int64).alias("accounts"))
+        .select(pl.col("prev_category").alias("from_category"), pl.col("prev_category").alias("to_category"),
+                "accounts")
+    )  # fmt: skip
     current = pl.concat([
         stayed.select("account_id", pl.col("prev_category").alias("category"), pl.col("prev_from").alias("valid_from")),
         opening.select("account_id", "category", "valid_from"),
@@ -136,11 +141,8 @@ def history_changes(
         pl.col("previous_category").fill_null(NEW).alias("from_category"),
         pl.col("category").fill_null(REMOVED).alias("to_category"),
     )
-    counts = (
-        pl.concat([moves, stays])
-        .group_by("from_category", "to_category")
-        .agg(pl.len().cast(pl.Int64).alias("accounts"))
-    )
+    move_counts = moves.group_by("from_category", "to_category").agg(pl.len().cast(pl.Int64).alias("accounts"))
+    counts = pl.concat([move_counts, stays]).group_by("from_category", "to_category").agg(pl.col("accounts").sum())
     return HistoryChanges(closes=closes, opens=opens, transitions=counts, current=current)
 
 

@@ -11,11 +11,10 @@ import polars as pl
 
 from kare_rules.errors import UsageError
 
-SLICE_SEED = 0x6B617265  # fixed, so the input rows and the published ids of one run agree on slices
 DEFAULT_BUDGET_FRACTION = 0.125  # of the machine's (or the container's) memory
-# A slice's working set (validation, categories with reasons, history and action changes, Arrow copies
-# for DuckDB) measured at 15-17 times the slice's share of the input's estimated size (10M accounts,
-# bench rules: 3.1 GiB per 3.3M-account slice); see docs/benchmarks.md.
+# A slice's working set (its input rows, validation, categories with reasons, history and action
+# changes, Arrow copies for DuckDB) as a multiple of the slice's share of the input's estimated size:
+# measured at 14x (10M accounts, bench rules: peak = 0.8 GiB + 8.6 GiB / slices; docs/benchmarks.md).
 WORKING_SET_FACTOR = 16.0
 MIN_SLICE_ROWS = 50_000  # below this, slicing costs more than it saves
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20, "g": 1e9, "gb": 1e9,
@@ -51,19 +50,41 @@ def default_budget() -> int:
     return int(machine_memory() * DEFAULT_BUDGET_FRACTION)
 
 
-def slice_count(input_rows: int, input_bytes: int, budget: int) -> int:
-    """How many slices keep one slice's working set within `budget` (the input itself stays in memory)."""
+def slice_count(input_rows: int, input_bytes: int, budget: int, reserved: int | None = None) -> int:
+    """How many slices keep one slice's working set within `budget`, less what stays resident throughout
+    (`reserved`; by default the input itself, held whole)."""
     if input_rows <= MIN_SLICE_ROWS:
         return 1
-    room = max(budget - input_bytes, budget // 4)
+    room = max(budget - (input_bytes if reserved is None else reserved), budget // 4)
     wanted = math.ceil(input_bytes * WORKING_SET_FACTOR / room)
     return max(1, min(wanted, math.ceil(input_rows / MIN_SLICE_ROWS)))
 
 
-def slice_expr(key: pl.Expr, slices: int) -> pl.Expr:
-    """The slice (0 … slices-1) of an account id; null ids go to slice 0 (they are quarantined).
+def slice_bounds(keys: pl.Series, slices: int) -> list[str]:
+    """Where the slices of account ids begin: `slices - 1` ascending ids cut from (a sample of) the keys'
+    text, so that each slice holds about as many accounts. Slice k is the ids from bound k-1 (inclusive)
+    to bound k (exclusive); the first has no lower bound, the last no upper one, so every id, published
+    or new, falls in exactly one (two equal bounds make an empty slice). Ranges rather than a hash:
+    DuckDB compares strings byte by byte like Polars does, so a slice's published rows are selected in
+    the warehouse by the same range, and its scans skip row groups whose ids lie outside it."""
+    ordered = keys.cast(pl.String).drop_nulls().unique().sort()
+    if not ordered.len():
+        return [""] * (slices - 1)  # no key to cut by: every published id is in the last slice
+    return [ordered[ordered.len() * k // slices] for k in range(1, slices)]
 
-    Used on the input's typed keys and on the published account_ids within one process, so both sides
-    agree; no slice number is stored, so the hash need not be stable across Polars versions."""
+
+def slice_range(bounds: list[str], k: int) -> tuple[str | None, str | None]:
+    """The id range (from, to) of slice k: from inclusive, to exclusive, None for no bound."""
+    return (bounds[k - 1] if k > 0 else None, bounds[k] if k < len(bounds) else None)
+
+
+def in_slice(key: pl.Expr, bounds: list[str], k: int) -> pl.Expr:
+    """Rows of slice k, by their key's text; rows with a null key are in slice 0 (they are quarantined)."""
     text = key.cast(pl.String)
-    return pl.when(text.is_null()).then(0).otherwise(text.hash(seed=SLICE_SEED) % slices).cast(pl.UInt32)
+    low, high = slice_range(bounds, k)
+    inside = pl.lit(True)
+    if low is not None:
+        inside = inside & (text >= pl.lit(low))
+    if high is not None:
+        inside = inside & (text < pl.lit(high))
+    return (text.is_null() | inside) if k == 0 else (text.is_not_null() & inside)

@@ -33,6 +33,7 @@ DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
 PUBLISHED = ("published", "unchanged")
 _views = itertools.count()
+IdRange = tuple[str | None, str | None]  # a slice of account ids: from (inclusive), to (exclusive); None: open
 
 
 def _q(name: str) -> str:
@@ -186,28 +187,28 @@ class Session:
         )
         return found["rules_text"][0] if found.height else None
 
-    def current_ids(self, org: str) -> pl.Series:
-        """Every account with a current history row (removed ones included) or a current category."""
-        return _fetch(
-            self.con,
-            f"SELECT account_id FROM {_t('category_history')} WHERE org = $org AND is_current "
-            f"UNION ALL SELECT account_id FROM {_t('account_categories')} WHERE org = $org",
-            {"org": org},
-        )["account_id"]
-
-    def current_rows(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
-        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None)."""
+    def current_rows(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
+        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None), of
+        the ids `within` a slice's range when given."""
         cols = ", ".join(_q(c) for c in CURRENT_COLUMNS)
+        cond, params = _within(within)
         with self._only(ids) as only:
             df = _fetch(self.con, f"SELECT {cols} FROM {_t('category_history')} WHERE org = $org AND is_current"
-                        f"{only}", {"org": org})  # fmt: skip
+                        f"{cond}{only}", {"org": org, **params})  # fmt: skip
         return df.cast(empty_current().schema) if df.height else empty_current()
 
-    def open_actions(self, org: str, ids: pl.Series | None) -> pl.DataFrame:
+    def open_actions(
+        self, org: str, ids: pl.Series | None, within: IdRange | None = None, columns: tuple[str, ...] | None = None
+    ) -> pl.DataFrame:
+        """The open action_queue rows of these accounts; only `columns` of them when given (fetching all
+        thirteen took 2.5x as long at 1M accounts)."""
+        cond, params = _within(within)
+        names = columns or tuple(schema_of("action_queue"))
         with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT * FROM {_t('action_queue')} WHERE org = $org AND status = 'open'{only}",
-                        {"org": org})  # fmt: skip
-        return conformed("action_queue", df) if df.height else empty("action_queue")
+            df = _fetch(self.con, f"SELECT {', '.join(_q(c) for c in names)} FROM {_t('action_queue')} "
+                        f"WHERE org = $org AND status = 'open'{cond}{only}", {"org": org, **params})  # fmt: skip
+        types = schema_of("action_queue")
+        return df.select(pl.col(c).cast(types[c]) for c in names) if df.height else empty("action_queue").select(names)
 
     def categories_of(self, org: str, ids: pl.Series) -> pl.DataFrame:
         """The published account_categories rows of these accounts."""
@@ -224,15 +225,16 @@ class Session:
                           {"org": org})["action_key"]  # fmt: skip
 
     def previous_values(
-        self, org: str, as_of: dt.date, columns: tuple[str, ...], ids: pl.Series | None
+        self, org: str, as_of: dt.date, columns: tuple[str, ...], within: IdRange | None = None
     ) -> pl.DataFrame:
-        """Each account's values of `columns` in the run of `as_of` (the previous one): `account_id`
-        and one column per name. Column names go in as parameters, never into the SQL text."""
+        """Each account's values of `columns` in the run of `as_of` (the previous one), of the accounts
+        `within` a slice's id range (all when None): `account_id` and one column per name. Column names
+        go in as parameters, never into the SQL text."""
         picks = ", ".join(f"max(value) FILTER (WHERE column_name = $c{i}) AS v{i}" for i in range(len(columns)))
-        params = {"org": org, "d": as_of, **{f"c{i}": c for i, c in enumerate(columns)}}
-        with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT account_id, {picks} FROM {_t('account_values')} "
-                        f"WHERE org = $org AND as_of = $d{only} GROUP BY account_id", params)  # fmt: skip
+        cond, bounds = _within(within)
+        params = {"org": org, "d": as_of, **bounds, **{f"c{i}": c for i, c in enumerate(columns)}}
+        df = _fetch(self.con, f"SELECT account_id, {picks} FROM {_t('account_values')} "
+                    f"WHERE org = $org AND as_of = $d{cond} GROUP BY account_id", params)  # fmt: skip
         names = {f"v{i}": c for i, c in enumerate(columns)}
         schema = {"account_id": pl.String, **{c: pl.Float64 for c in columns}}
         return df.rename(names).cast(schema) if df.height else pl.DataFrame(schema=schema)
@@ -274,23 +276,37 @@ class Session:
                          "AND status = 'superseded' AND closed_on = $d", p)  # fmt: skip
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of = $d", p)
 
-    def close_history(self, org: str, ids: pl.Series, as_of: dt.date) -> int:
-        """End the current rows of these accounts on `as_of`; the number of rows ended."""
+    def close_history(self, org: str, ids: pl.Series, as_of: dt.date, within: IdRange | None = None) -> int:
+        """End the current rows of these accounts on `as_of`; the number of rows ended. `within` (the
+        slice's id range, which holds every id) lets the scan skip row groups outside it."""
         if not ids.len():
             return 0
+        cond, params = _within(within)
         with self._only(ids) as only:
             return self._count(f"UPDATE {_t('category_history')} SET valid_to = $d, is_current = false "
-                               f"WHERE org = $org AND is_current{only}", {"org": org, "d": as_of})  # fmt: skip
+                               f"WHERE org = $org AND is_current{cond}{only}",
+                               {"org": org, "d": as_of, **params})  # fmt: skip
 
-    def supersede(self, org: str, keys: pl.Series, as_of: dt.date) -> int:
+    def supersede(self, org: str, keys: pl.Series, as_of: dt.date, within: IdRange | None = None) -> int:
         if not keys.len():
             return 0
+        cond, params = _within(within)
         with self._only(keys.alias("action_key"), column="action_key") as only:
             return self._count(f"UPDATE {_t('action_queue')} SET status = 'superseded', closed_on = $d "
-                               f"WHERE org = $org AND status = 'open'{only}", {"org": org, "d": as_of})  # fmt: skip
+                               f"WHERE org = $org AND status = 'open'{cond}{only}",
+                               {"org": org, "d": as_of, **params})  # fmt: skip
 
-    def delete_categories(self, org: str, ids: pl.Series | None, keep: pl.Series) -> None:
-        """Delete the account_categories rows of `ids` (all the organization's when None), except `keep`."""
+    def delete_categories(
+        self, org: str, ids: pl.Series | None, keep: pl.Series, within: IdRange | None = None
+    ) -> None:
+        """Delete the account_categories rows of `ids` (all the organization's when None; all of those
+        `within` a slice's id range when that is given), except `keep`."""
+        if within is not None and ids is None:
+            cond, params = _within(within)
+            with self._only(keep, negate=True) as except_kept:
+                self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{cond}{except_kept}",
+                                 {"org": org, **params})  # fmt: skip
+            return
         if ids is not None:
             ids = ids.filter(~ids.is_in(keep.implode()))
             if not ids.len():
@@ -345,6 +361,19 @@ def _read_back(table: str, df: pl.DataFrame) -> pl.DataFrame:
         return empty(table)
     missing = [pl.lit(None, dtype=t).alias(n) for n, t in schema_of(table).items() if n not in df.columns]
     return conformed(table, df.with_columns(missing) if missing else df)
+
+
+def _within(within: IdRange | None) -> tuple[str, dict]:
+    """The condition (and its parameters) for account ids in a slice's range: from inclusive, to exclusive."""
+    if within is None:
+        return "", {}
+    low, high = within
+    cond, params = "", {}
+    if low is not None:
+        cond, params = " AND account_id >= $id_from", {"id_from": low}
+    if high is not None:
+        cond, params = cond + " AND account_id < $id_to", {**params, "id_to": high}
+    return cond, params
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
