@@ -22,8 +22,8 @@ and per position of the value among the thresholds, and each account pays a few 
 
 Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
 equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
-column the smallest `|c − value|` wins; on equal distance the smaller actual change `|v − value|` of
-the candidate value v (so "at c" before the step past it), and on equal both the decrease.
+column the smallest `|c − value|` wins; on equal distance a candidate at its threshold before one a
+step past it, and then the decrease (the threshold below the value).
 """
 
 from __future__ import annotations
@@ -236,9 +236,26 @@ def _candidates(thresholds: list[float], integer: bool) -> _Candidates:
     return _Candidates(thresholds, lower, upper)
 
 
-def _column_edge(space: _Space, pats: _Patterns, column: str) -> list[pl.Expr]:
-    """For one quantity: the nearest edge's threshold and category, as expressions over the working
-    frame (`_edge_t__<col>` Float64, `_edge_c__<col>` String; null when there is none)."""
+@dataclass
+class _ColumnEdge:
+    """One quantity's nearest edge, tabulated per (pattern, position of the value among the thresholds):
+    the nearest threshold below and above whose crossing changes the category, whether the lower one
+    wins a tie of distances, and the category each side leads to (`cats[2 * key + side]`, side 0 =
+    lower). Positions: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
+
+    column: str
+    thresholds: list[float]
+    lower: list[float | None]
+    upper: list[float | None]
+    tie_lower: list[bool]
+    cats: list[int | None]
+
+    @property
+    def positions(self) -> int:
+        return 2 * len(self.thresholds) + 1
+
+
+def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge:
     integer = space.rules.columns[column] == "integer"
     thresholds = _thresholds(space, column)
     k = len(thresholds)
@@ -248,82 +265,106 @@ def _column_edge(space: _Space, pats: _Patterns, column: str) -> list[pl.Expr]:
     at = dict(zip(values, space.bits_at(column, values), strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    positions = 2 * k + 1
-    low_j: list[int | None] = []
-    low_c: list[str | None] = []
-    up_j: list[int | None] = []
-    up_c: list[str | None] = []
+    out = _ColumnEdge(column, thresholds, [], [], [], [])
     for b in pats.bits:
         cur, rest = space.category(b), b & keep
         lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
         ucat = [space.category(rest | x) if x is not None else cur for x in ubits]
-        # position p: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly threshold i.
-        # lower(p) = the last differing candidate of lower[:p]; upper(p) = the first of upper[p:].
+        # Candidates in axis order: lower = [below_0, at_0, below_1, at_1, ...], upper = [at_0, above_0,
+        # ...]. At position p the lower side's best is the last differing candidate of lower[:p] (the
+        # highest threshold below, "at" before the step below it), the upper's the first of upper[p:].
         last: list[int | None] = [None]
         for j, c in enumerate(lcat):
             last.append(j if c != cur else last[-1])
         first: list[int | None] = [None] * (2 * k + 1)
         for j in reversed(range(2 * k)):
             first[j] = j if ucat[j] != cur else first[j + 1]
-        for p in range(positions):
+        for p in range(2 * k + 1):
             jl, ju = last[p], first[p]
-            low_j.append(jl)
-            low_c.append(space.names[lcat[jl]] if jl is not None else None)
-            up_j.append(ju)
-            up_c.append(space.names[ucat[ju]] if ju is not None else None)
-    x = pl.col(column).cast(pl.Float64)
-    pos = pl.sum_horizontal([(pl.lit(c) < x).cast(pl.UInt32) + (pl.lit(c) <= x).cast(pl.UInt32) for c in thresholds])
-    key = pl.col("_edge_pat").cast(pl.UInt32) * positions + pos.cast(pl.UInt32)
-
-    def table(items: list, dtype: pl.DataType) -> pl.Expr:
-        return pl.lit(pl.Series(items, dtype=dtype)).gather(key)
-
-    jl, ju = table(low_j, pl.UInt32), table(up_j, pl.UInt32)
-    lthr = pl.lit(pl.Series([thresholds[j // 2] for j in range(2 * k)], dtype=pl.Float64))
-    lval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.lower], dtype=pl.Float64))
-    uthr = lthr  # index 2i and 2i+1 of both lists belong to threshold i
-    uval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.upper], dtype=pl.Float64))
-    tl, vl, tu, vu = lthr.gather(jl), lval.gather(jl), uthr.gather(ju), uval.gather(ju)
-    dl, du = (tl - x).abs(), (tu - x).abs()
-    lower_wins = tu.is_null() | (tl.is_not_null() & ((dl < du) | ((dl == du) & ((vl - x).abs() <= (vu - x).abs()))))
-    usable = x.is_not_null() & x.is_finite()
-    thr = pl.when(usable & lower_wins).then(tl).when(usable).then(tu)
-    cat = pl.when(usable & lower_wins).then(table(low_c, pl.String)).when(usable).then(table(up_c, pl.String))
-    return [thr.alias(f"_edge_t__{column}"), cat.alias(f"_edge_c__{column}")]
+            out.lower.append(thresholds[jl // 2] if jl is not None else None)
+            out.upper.append(thresholds[ju // 2] if ju is not None else None)
+            # equal distances: "at c" (odd lower index, even upper index) before a step past c, then the decrease
+            lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
+            out.tie_lower.append(lower_at or not upper_at)
+            out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
+    return out
 
 
-def _nearest(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
+    """Expressions in dependent stages (each refers to the previous stages' columns by name, so no
+    expression is repeated): per quantity `_edge_t__<col>` (threshold, Float64) and `_edge_k__<col>`
+    (2 * table key + side, Int64), null when the value is null, not finite or has no edge."""
+    first, second, third = [], [], []
+    for e in edges:
+        col = e.column
+        x = pl.col(col).cast(pl.Float64)
+        pos = pl.sum_horizontal(
+            [(pl.lit(c) < x).cast(pl.Int64) + (pl.lit(c) <= x).cast(pl.Int64) for c in e.thresholds]
+        )
+        key = pl.when(x.is_finite()).then(pl.col("_edge_pat").cast(pl.Int64) * e.positions + pos)
+        first.append(key.alias(f"_edge_key__{col}"))
+        k = pl.col(f"_edge_key__{col}")
+        second += [
+            pl.lit(pl.Series(e.lower, dtype=pl.Float64)).gather(k).alias(f"_edge_tl__{col}"),
+            pl.lit(pl.Series(e.upper, dtype=pl.Float64)).gather(k).alias(f"_edge_tu__{col}"),
+            pl.lit(pl.Series(e.tie_lower, dtype=pl.Boolean)).gather(k).alias(f"_edge_tie__{col}"),
+        ]
+        tl, tu = pl.col(f"_edge_tl__{col}"), pl.col(f"_edge_tu__{col}")
+        dl, du = (tl - x).abs(), (tu - x).abs()
+        lower = tu.is_null() | (tl.is_not_null() & ((dl < du) | ((dl == du) & pl.col(f"_edge_tie__{col}"))))
+        third += [
+            pl.when(lower).then(tl).otherwise(tu).alias(f"_edge_t__{col}"),
+            pl.when(tl.is_not_null() | tu.is_not_null()).then(k * 2 + (~lower).cast(pl.Int64)).alias(f"_edge_k__{col}"),
+        ]
+    return [first, second, third]
+
+
+def _cat_table(space: _Space, edges: list[_ColumnEdge]) -> tuple[pl.Series, list[int]]:
+    """Every column's categories in one table (names), and each column's offset into it."""
+    offsets, names = [], []
+    for e in edges:
+        offsets.append(len(names))
+        names += [space.names[c] if c is not None else None for c in e.cats]
+    return pl.Series(names, dtype=pl.String), offsets
+
+
+def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
     """The nearest of the per-column edges: smallest relative change, ties to the earlier column.
     One step per column over named columns (nesting the running best would grow the plan as 2**n)."""
-    lf = frame.lazy().with_columns(
+    table, offsets = _cat_table(space, edges)
+    lf = lf.with_columns(
         pl.lit(None, dtype=pl.Float64).alias("_edge_rel"),
-        pl.lit(None, dtype=pl.String).alias("edge_category"),
-        pl.lit(None, dtype=pl.String).alias("edge_column"),
+        pl.lit(None, dtype=pl.Int64).alias("_edge_key"),
+        pl.lit(None, dtype=pl.Int64).alias("_edge_col"),
         pl.lit(None, dtype=pl.Float64).alias("edge_value"),
         pl.lit(None, dtype=pl.Float64).alias("edge_threshold"),
     )
-    for col in columns:
+    for i, (e, offset) in enumerate(zip(edges, offsets, strict=True)):
+        col = e.column
         x, c = pl.col(col).cast(pl.Float64), pl.col(f"_edge_t__{col}")
         scale = pl.max_horizontal(x.abs(), c.abs())
         rel = pl.when(c.is_null()).then(None).when(scale == 0).then(0.0).otherwise((c - x).abs() / scale)
         lf = lf.with_columns(rel.alias("_edge_r"))
-        better = pl.col("_edge_r").is_not_null() & (
-            pl.col("_edge_rel").is_null() | (pl.col("_edge_r") < pl.col("_edge_rel"))
-        )
+        r, best = pl.col("_edge_r"), pl.col("_edge_rel")
+        better = r.is_not_null() & (best.is_null() | (r < best))
         lf = lf.with_columns(
             pl.when(better).then(value).otherwise(pl.col(name)).alias(name)
             for name, value in (
-                ("_edge_rel", pl.col("_edge_r")),
-                ("edge_category", pl.col(f"_edge_c__{col}")),
-                ("edge_column", pl.lit(col)),
+                ("_edge_rel", r),
+                ("_edge_key", pl.col(f"_edge_k__{col}") + offset),
+                ("_edge_col", pl.lit(i, dtype=pl.Int64)),
                 ("edge_value", x),
                 ("edge_threshold", c),
             )
         )
+    columns = pl.Series([e.column for e in edges], dtype=pl.String)
     return lf.select(
-        "edge_category", "edge_column", "edge_value", "edge_threshold",
+        pl.lit(table).gather(pl.col("_edge_key")).alias("edge_category"),
+        pl.lit(columns).gather(pl.col("_edge_col")).alias("edge_column"),
+        "edge_value",
+        "edge_threshold",
         (pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"),
-    ).collect()  # fmt: skip
+    )
 
 
 # ---- the next move ------------------------------------------------------------------------------
@@ -490,9 +531,13 @@ def edge_columns(
     work = _working(space, frame, list(dict.fromkeys([*quantities, *clocks])))
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
-    per_column = [e for q in quantities for e in _column_edge(space, pats, q)]
-    edges = _nearest(pats.frame.with_columns(per_column), quantities) if quantities else None
-    if edges is None:
+    tables = [_tabulate_column(space, pats, q) for q in quantities]
+    if tables:
+        lf = pats.frame.lazy()
+        for stage in _edge_stages(tables):
+            lf = lf.with_columns(stage)
+        edges = _nearest(space, lf, tables).collect()
+    else:
         edges = pl.DataFrame(
             {c: pl.Series([None] * work.height, dtype=t) for c, t in EDGE_SCHEMA.items() if c.startswith("edge")}
         )
@@ -514,17 +559,21 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
         )
     space = _Space(rules)
     pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns))))
-    out = pats.frame.with_columns([e for c in columns for e in _column_edge(space, pats, c)])
-    return out.select(
+    tables = [_tabulate_column(space, pats, c) for c in columns]
+    lf = pats.frame.lazy()
+    for stage in _edge_stages(tables):
+        lf = lf.with_columns(stage)
+    cats = [pl.Series([space.names[c] if c is not None else None for c in e.cats], dtype=pl.String) for e in tables]
+    return lf.select(
         [
             e
-            for c in columns
+            for c, table in zip(columns, cats, strict=True)
             for e in (
                 (pl.col(f"_edge_t__{c}") - pl.col(c).cast(pl.Float64)).alias(f"_edge_change__{c}"),
-                pl.col(f"_edge_c__{c}").alias(f"_edge_category__{c}"),
+                pl.lit(table).gather(pl.col(f"_edge_k__{c}")).alias(f"_edge_category__{c}"),
             )
         ]
-    )
+    ).collect()
 
 
 def edges(
