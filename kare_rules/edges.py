@@ -244,6 +244,7 @@ class _ColumnEdge:
     lower). Positions: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
 
     column: str
+    integer: bool
     thresholds: list[float]
     lower: list[float | None]
     upper: list[float | None]
@@ -265,7 +266,7 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     at = dict(zip(values, space.bits_at(column, values), strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    out = _ColumnEdge(column, thresholds, [], [], [], [])
+    out = _ColumnEdge(column, integer, thresholds, [], [], [], [])
     for b in pats.bits:
         cur, rest = space.category(b), b & keep
         lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
@@ -290,6 +291,13 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     return out
 
 
+def _successor(c: float, integer: bool) -> float:
+    """The smallest value x of the column's type with c < x ⟺ x ≥ successor."""
+    if integer:
+        return c + 1 if c.is_integer() else c
+    return math.nextafter(c, math.inf)
+
+
 def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     """Expressions in dependent stages (each refers to the previous stages' columns by name, so no
     expression is repeated): per quantity `_edge_t__<col>` (threshold, Float64) and `_edge_k__<col>`
@@ -298,9 +306,10 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     for e in edges:
         col = e.column
         x = pl.col(col).cast(pl.Float64)
-        pos = pl.sum_horizontal(
-            [(pl.lit(c) < x).cast(pl.Int64) + (pl.lit(c) <= x).cast(pl.Int64) for c in e.thresholds]
-        )
+        # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
+        # (no value lies strictly between c and its next representable value)
+        steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
+        pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.Int64)
         key = pl.when(x.is_finite()).then(pl.col("_edge_pat").cast(pl.Int64) * e.positions + pos)
         first.append(key.alias(f"_edge_key__{col}"))
         k = pl.col(f"_edge_key__{col}")
@@ -441,6 +450,8 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
             for c, i in zip(clocks, s, strict=True):
                 bits |= c.bits[i]
             table.append(space.category(bits))
+    if len(clocks) == 1:
+        return _next_move_one(space, pats, clocks[0], table, cur, as_of, horizon)
     work = frame.select(
         pl.col("_edge_pat").cast(pl.Int64),
         pl.lit(pl.Series(cur, dtype=pl.Int32)).gather(pl.col("_edge_pat")).alias("_cur"),
@@ -504,6 +515,48 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
         names.gather(pl.col("_cat")).alias("next_category"),
         (pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t"))).cast(pl.Date).alias("next_move_on"),
     )
+
+
+def _next_move_one(
+    space: _Space, pats: _Patterns, clock: _Clock, table: list[int], cur: list[int], as_of: dt.date, horizon: int
+) -> pl.DataFrame:
+    """The next move when one date-derived column moves: per (pattern, current state) the first later
+    state with another category is looked up, so each account pays one search and two gathers."""
+    k = len(clock.points)
+    radix = k + 2
+    first_z: list[int | None] = []
+    first_cat: list[str | None] = []
+    for d in range(len(pats.bits)):
+        row = table[d * radix : (d + 1) * radix]
+        nxt: int | None = None
+        found: list[int | None] = [None] * (k + 1)
+        for s in reversed(range(1, k + 1)):
+            if row[s] != cur[d]:
+                nxt = s
+            found[s - 1] = nxt
+        for s0 in range(k + 1):
+            s1 = found[s0] if s0 < k else None
+            first_z.append(clock.points[s1 - 1] if s1 is not None else None)
+            first_cat.append(space.names[row[s1]] if s1 is not None else None)
+    z = pl.col(clock.column) * clock.sign
+    state = pl.lit(pl.Series(clock.points or [0], dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.Int64)
+    key = pl.col("_edge_pat").cast(pl.Int64) * (k + 1) + (state if clock.points else 0)
+    lf = pats.frame.lazy().select(
+        z.alias("_z"), key.alias("_key")
+    ).with_columns(
+        (pl.lit(pl.Series(first_z, dtype=pl.Int64)).gather(pl.col("_key")) - pl.col("_z")).alias("_t")
+    ).with_columns(
+        (pl.col("_z").is_not_null() & (pl.col("_t") <= horizon)).alias("_in")
+    )  # fmt: skip
+    return lf.select(
+        pl.when("_in")
+        .then(pl.lit(pl.Series(first_cat, dtype=pl.String)).gather(pl.col("_key")))
+        .alias("next_category"),
+        pl.when("_in")
+        .then(pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t")))
+        .cast(pl.Date)
+        .alias("next_move_on"),
+    ).collect()
 
 
 # ---- public entry points -----------------------------------------------------------------------
