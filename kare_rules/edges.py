@@ -298,82 +298,105 @@ def _successor(c: float, integer: bool) -> float:
     return math.nextafter(c, math.inf)
 
 
+def _x(column: str) -> pl.Expr:
+    return pl.col(f"_edge_x__{column}")
+
+
+def _quantity(rules: m.RuleSet, column: str) -> pl.Expr:
+    """A quantity as Float64 (`_edge_x__<col>`); a NaN or infinite value is null (it has no edge)."""
+    x = pl.col(column).cast(pl.Float64)
+    return (x if rules.columns[column] == "integer" else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{column}")
+
+
 def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
-    """Expressions in dependent stages (each refers to the previous stages' columns by name, so no
-    expression is repeated): per quantity `_edge_t__<col>` (threshold, Float64) and `_edge_k__<col>`
-    (2 * table key + side, Int64), null when the value is null, not finite or has no edge."""
-    first, second, third = [], [], []
+    """Expressions in dependent stages, each naming the previous stages' results (so nothing is
+    computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
+    `_edge_r__<col>` = the relative distance of the nearest edge (NaN when there is none, null when the
+    value is null). A missing side is a threshold at ∓inf, so "none" needs no null tests."""
+    stages: list[list[pl.Expr]] = [[] for _ in range(5)]
     for e in edges:
-        col = e.column
-        x = pl.col(col).cast(pl.Float64)
+        col, x = e.column, _x(e.column)
+        name = lambda what, col=col: f"_edge_{what}__{col}"  # noqa: E731
         # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
         # (no value lies strictly between c and its next representable value)
         steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
         pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.Int64)
-        key = pl.when(x.is_finite()).then(pl.col("_edge_pat").cast(pl.Int64) * e.positions + pos)
-        first.append(key.alias(f"_edge_key__{col}"))
-        k = pl.col(f"_edge_key__{col}")
-        second += [
-            pl.lit(pl.Series(e.lower, dtype=pl.Float64)).gather(k).alias(f"_edge_tl__{col}"),
-            pl.lit(pl.Series(e.upper, dtype=pl.Float64)).gather(k).alias(f"_edge_tu__{col}"),
-            pl.lit(pl.Series(e.tie_lower, dtype=pl.Boolean)).gather(k).alias(f"_edge_tie__{col}"),
+        stages[0].append((pl.col("_edge_pat").cast(pl.Int64) * e.positions + pos).alias(name("key")))
+        key = pl.col(name("key"))
+        lower = [-math.inf if v is None else v for v in e.lower]
+        upper = [math.inf if v is None else v for v in e.upper]
+        stages[1] += [
+            (x - pl.lit(pl.Series(lower, dtype=pl.Float64)).gather(key)).alias(name("dl")),
+            (pl.lit(pl.Series(upper, dtype=pl.Float64)).gather(key) - x).alias(name("du")),
+            pl.lit(pl.Series(e.tie_lower, dtype=pl.Boolean)).gather(key).alias(name("tie")),
         ]
-        tl, tu = pl.col(f"_edge_tl__{col}"), pl.col(f"_edge_tu__{col}")
-        dl, du = (tl - x).abs(), (tu - x).abs()
-        lower = tu.is_null() | (tl.is_not_null() & ((dl < du) | ((dl == du) & pl.col(f"_edge_tie__{col}"))))
-        third += [
-            pl.when(lower).then(tl).otherwise(tu).alias(f"_edge_t__{col}"),
-            pl.when(tl.is_not_null() | tu.is_not_null()).then(k * 2 + (~lower).cast(pl.Int64)).alias(f"_edge_k__{col}"),
+        dl, du = pl.col(name("dl")), pl.col(name("du"))
+        stages[2].append(((dl < du) | ((dl == du) & pl.col(name("tie")))).alias(name("lo")))
+        lo = pl.col(name("lo"))
+        stages[3] += [
+            pl.when(lo).then(dl).otherwise(du).alias(name("d")),
+            pl.when(lo).then(x - dl).otherwise(x + du).abs().alias(name("a")),  # |threshold|
+            (key * 2 + (~lo).cast(pl.Int64)).alias(name("k")),
         ]
-    return [first, second, third]
+        # |c − x| / max(|x|, |c|), 0 when both are 0 (the smallest subnormal keeps 0/0 away)
+        scale = pl.max_horizontal(x.abs(), pl.col(name("a")), pl.lit(5e-324))
+        stages[4].append((pl.col(name("d")) / scale).alias(name("r")))
+    return stages
 
 
-def _cat_table(space: _Space, edges: list[_ColumnEdge]) -> tuple[pl.Series, list[int]]:
-    """Every column's categories in one table (names), and each column's offset into it."""
-    offsets, names = [], []
+def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], dict[str, pl.Series]]:
+    """Every column's answers in one set of tables indexed by offset + `_edge_k__<col>`: the category
+    it leads to, the threshold and the column's name (null where that side has no edge)."""
+    offsets: list[int] = []
+    cats: list[str | None] = []
+    thresholds: list[float | None] = []
+    columns: list[str | None] = []
     for e in edges:
-        offsets.append(len(names))
-        names += [space.names[c] if c is not None else None for c in e.cats]
-    return pl.Series(names, dtype=pl.String), offsets
+        offsets.append(len(cats))
+        cats += [space.names[c] if c is not None else None for c in e.cats]
+        thresholds += [t for pair in zip(e.lower, e.upper, strict=True) for t in pair]
+        columns += [e.column if c is not None else None for c in e.cats]
+    return offsets, {
+        "edge_category": pl.Series(cats, dtype=pl.String),
+        "edge_threshold": pl.Series(thresholds, dtype=pl.Float64),
+        "edge_column": pl.Series(columns, dtype=pl.String),
+    }
+
+
+def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
+    for stage in _edge_stages(edges):
+        lf = lf.with_columns(stage)
+    return lf
 
 
 def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
-    """The nearest of the per-column edges: smallest relative change, ties to the earlier column.
-    One step per column over named columns (nesting the running best would grow the plan as 2**n)."""
-    table, offsets = _cat_table(space, edges)
-    lf = lf.with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("_edge_rel"),
+    """The nearest of the per-column edges: smallest relative change, ties to the earlier column
+    (strictly smaller replaces; NaN, no edge, never does). One step per column over named columns
+    (nesting the running best would grow the plan as 2**n)."""
+    offsets, tables = _global_tables(space, edges)
+    lf = _with_stages(lf, edges).with_columns(
+        pl.lit(math.inf, dtype=pl.Float64).alias("_edge_rel"),
         pl.lit(None, dtype=pl.Int64).alias("_edge_key"),
-        pl.lit(None, dtype=pl.Int64).alias("_edge_col"),
         pl.lit(None, dtype=pl.Float64).alias("edge_value"),
-        pl.lit(None, dtype=pl.Float64).alias("edge_threshold"),
     )
-    for i, (e, offset) in enumerate(zip(edges, offsets, strict=True)):
-        col = e.column
-        x, c = pl.col(col).cast(pl.Float64), pl.col(f"_edge_t__{col}")
-        scale = pl.max_horizontal(x.abs(), c.abs())
-        rel = pl.when(c.is_null()).then(None).when(scale == 0).then(0.0).otherwise((c - x).abs() / scale)
-        lf = lf.with_columns(rel.alias("_edge_r"))
-        r, best = pl.col("_edge_r"), pl.col("_edge_rel")
-        better = r.is_not_null() & (best.is_null() | (r < best))
+    for e, offset in zip(edges, offsets, strict=True):
+        r = pl.col(f"_edge_r__{e.column}")
+        better = (r < pl.col("_edge_rel")).fill_null(False)
         lf = lf.with_columns(
             pl.when(better).then(value).otherwise(pl.col(name)).alias(name)
             for name, value in (
                 ("_edge_rel", r),
-                ("_edge_key", pl.col(f"_edge_k__{col}") + offset),
-                ("_edge_col", pl.lit(i, dtype=pl.Int64)),
-                ("edge_value", x),
-                ("edge_threshold", c),
+                ("_edge_key", pl.col(f"_edge_k__{e.column}") + offset),
+                ("edge_value", _x(e.column)),
             )
         )
-    columns = pl.Series([e.column for e in edges], dtype=pl.String)
+    key = pl.col("_edge_key")
     return lf.select(
-        pl.lit(table).gather(pl.col("_edge_key")).alias("edge_category"),
-        pl.lit(columns).gather(pl.col("_edge_col")).alias("edge_column"),
+        pl.lit(tables["edge_category"]).gather(key).alias("edge_category"),
+        pl.lit(tables["edge_column"]).gather(key).alias("edge_column"),
         "edge_value",
-        "edge_threshold",
-        (pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"),
-    )
+        pl.lit(tables["edge_threshold"]).gather(key).alias("edge_threshold"),
+    ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
 
 
 # ---- the next move ------------------------------------------------------------------------------
@@ -562,8 +585,17 @@ def _next_move_one(
 # ---- public entry points -----------------------------------------------------------------------
 
 
-def _working(space: _Space, frame: pl.DataFrame | pl.LazyFrame, keep: list[str]) -> pl.DataFrame:
-    return frame.lazy().select(*[pl.col(c) for c in keep], *space.word_exprs()).collect()
+def _working(
+    space: _Space, frame: pl.DataFrame | pl.LazyFrame, quantities: list[str], clocks: list[str]
+) -> pl.DataFrame:
+    """What the edges read, materialized once: the quantities as Float64, the date-derived columns
+    and the predicate bit pattern."""
+    return (
+        frame.lazy()
+        .select(*[pl.col(c) for c in clocks], *[_quantity(space.rules, q) for q in quantities], *space.word_exprs())
+        .collect()
+        .rechunk()  # a parallel collect leaves columns in unaligned chunks; every later op would realign them
+    )
 
 
 def edge_columns(
@@ -581,15 +613,12 @@ def edge_columns(
     space = _Space(rules)
     quantities = edge_quantities(rules)
     clocks = [c.column for c in _clocks(space)]
-    work = _working(space, frame, list(dict.fromkeys([*quantities, *clocks])))
+    work = _working(space, frame, quantities, clocks)
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
     tables = [_tabulate_column(space, pats, q) for q in quantities]
     if tables:
-        lf = pats.frame.lazy()
-        for stage in _edge_stages(tables):
-            lf = lf.with_columns(stage)
-        edges = _nearest(space, lf, tables).collect()
+        edges = _nearest(space, pats.frame.lazy(), tables).collect()
     else:
         edges = pl.DataFrame(
             {c: pl.Series([None] * work.height, dtype=t) for c, t in EDGE_SCHEMA.items() if c.startswith("edge")}
@@ -611,22 +640,18 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
             f"choose from: {', '.join(quantities) or '(none)'}"
         )
     space = _Space(rules)
-    pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns))))
+    pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns)), []))
     tables = [_tabulate_column(space, pats, c) for c in columns]
-    lf = pats.frame.lazy()
-    for stage in _edge_stages(tables):
-        lf = lf.with_columns(stage)
-    cats = [pl.Series([space.names[c] if c is not None else None for c in e.cats], dtype=pl.String) for e in tables]
-    return lf.select(
-        [
-            e
-            for c, table in zip(columns, cats, strict=True)
-            for e in (
-                (pl.col(f"_edge_t__{c}") - pl.col(c).cast(pl.Float64)).alias(f"_edge_change__{c}"),
-                pl.lit(table).gather(pl.col(f"_edge_k__{c}")).alias(f"_edge_category__{c}"),
-            )
+    offsets, answers = _global_tables(space, tables)
+    out = []
+    for c, offset in zip(columns, offsets, strict=True):
+        k = pl.col(f"_edge_k__{c}") + offset
+        change = pl.lit(answers["edge_threshold"]).gather(k) - _x(c)
+        out += [
+            change.alias(f"_edge_change__{c}"),
+            pl.lit(answers["edge_category"]).gather(k).alias(f"_edge_category__{c}"),
         ]
-    ).collect()
+    return _with_stages(pats.frame.lazy(), tables).select(out).collect()
 
 
 def edges(
