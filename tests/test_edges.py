@@ -18,6 +18,7 @@ from kare_rules import categorize
 from kare_rules import edges as edges_module
 from kare_rules.edges import EDGE_SCHEMA, column_edges, edge_columns, edges
 from kare_rules.engine import conform, with_derived
+from kare_rules.errors import RuleFileError
 from kare_rules.loader import load_rules_text
 
 AS_OF = dt.date(2026, 11, 1)
@@ -444,3 +445,63 @@ def test_ties_within_a_column_go_to_the_decrease_and_across_columns_to_the_colum
     assert out[1] == ("keep", "seats", 8.0, -2.0)
     # T3: seats is at 12; the next seat makes it expand (a change of 0 to the boundary).
     assert out[2] == ("expand", "seats", 12.0, 0.0)
+
+
+# ---- embedded tests may expect the next move ---------------------------------------------------------
+
+EMBEDDED = (
+    RULES
+    + """
+tests:
+  - name: keep lapses to recapture on the last day of the year
+    account: {account_id: K1, is_customer: true, ever_customer: true, value_last_90d: 40000,
+              last_order_date: 2026-10-01}
+    as_of: 2026-11-01
+    expect: keep
+    next_category: recapture
+    next_move_on: 2026-12-31
+  - name: a prospect does not move with the date
+    account: {account_id: P1, ever_customer: false, employees: 499}
+    as_of: 2026-11-01
+    expect: unassigned
+    next_category: none
+"""
+)
+
+
+def test_embedded_tests_check_the_next_move_and_say_what_they_got():
+    from kare_rules.testing import run_rule_tests
+
+    results = run_rule_tests(load_rules_text(EMBEDDED, "examples.yaml"))
+    assert [(r.test.name, r.passed) for r in results] == [
+        ("keep lapses to recapture on the last day of the year", True),
+        ("a prospect does not move with the date", True),
+    ]
+    wrong = EMBEDDED.replace("next_move_on: 2026-12-31", "next_move_on: 2026-12-30").replace(
+        "next_category: none", "next_category: attain"
+    )
+    results = run_rule_tests(load_rules_text(wrong, "examples.yaml"))
+    assert [[(mm.what, mm.expected, mm.got) for mm in r.mismatches] for r in results] == [
+        [("next_move_on", "2026-12-30", "2026-12-31")],
+        [("next_category", "attain", "none")],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("next_category: recapture", "next_category 'recaptur' is not a category; did you mean 'recapture'?"),
+        ("next_move_on: 2026-12-31", "next_move_on 2027-11-03 is not within the 366 days after as_of 2026-11-01"),
+        ("next_category: none", "next_category: none expects no move, so there is no date; leave out next_move_on"),
+    ],
+)
+def test_next_move_expectations_are_checked_with_their_location(change, message):
+    bad = {
+        "next_category: recapture": EMBEDDED.replace(change, "next_category: recaptur"),
+        "next_move_on: 2026-12-31": EMBEDDED.replace(change, "next_move_on: 2027-11-03"),
+        "next_category: none": EMBEDDED.replace(change, "next_category: none\n    next_move_on: 2026-12-01"),
+    }[change]
+    with pytest.raises(RuleFileError) as caught:
+        load_rules_text(bad, "examples.yaml")
+    text = str(caught.value)
+    assert message in text and "examples.yaml:" in text
