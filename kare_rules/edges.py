@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import polars as pl
@@ -250,6 +251,7 @@ class _ColumnEdge:
     upper: list[float | None]
     tie_lower: list[bool]
     cats: list[int | None]
+    at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
 
     @property
     def positions(self) -> int:
@@ -288,6 +290,7 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
             lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
             out.tie_lower.append(lower_at or not upper_at)
             out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
+            out.at += [lower_at, upper_at]
     return out
 
 
@@ -351,15 +354,18 @@ def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], 
     cats: list[str | None] = []
     thresholds: list[float | None] = []
     columns: list[str | None] = []
+    at: list[bool] = []
     for e in edges:
         offsets.append(len(cats))
         cats += [space.names[c] if c is not None else None for c in e.cats]
         thresholds += [t for pair in zip(e.lower, e.upper, strict=True) for t in pair]
         columns += [e.column if c is not None else None for c in e.cats]
+        at += e.at
     return offsets, {
         "edge_category": pl.Series(cats, dtype=pl.String),
         "edge_threshold": pl.Series(thresholds, dtype=pl.Float64),
         "edge_column": pl.Series(columns, dtype=pl.String),
+        "_edge_at": pl.Series(at, dtype=pl.Boolean),
     }
 
 
@@ -369,7 +375,7 @@ def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
     return lf
 
 
-def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
+def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
     """The nearest of the per-column edges: smallest relative change, ties to the earlier column
     (strictly smaller replaces; NaN, no edge, never does). One step per column over named columns
     (nesting the running best would grow the plan as 2**n)."""
@@ -396,6 +402,11 @@ def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.La
         pl.lit(tables["edge_column"]).gather(key).alias("edge_column"),
         "edge_value",
         pl.lit(tables["edge_threshold"]).gather(key).alias("edge_threshold"),
+        *(
+            [pl.lit(tables["_edge_at"]).gather(key).alias("_edge_at"), (key % 2 == 1).alias("_edge_up")]
+            if detail
+            else []
+        ),
     ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
 
 
@@ -606,6 +617,14 @@ def edge_columns(
     `frame` holds the accounts conformed, with their derived columns (as `engine.with_derived` gives
     them); `horizon` is how many days ahead the next move is looked for (1 .. horizon after as_of).
     """
+    return _edge_columns(rules, frame, as_of, horizon)
+
+
+def _edge_columns(
+    rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, as_of: dt.date | str, horizon: int, detail: bool = False
+) -> pl.DataFrame:
+    """`edge_columns`; with `detail` also `_edge_at` (the value moves onto the threshold, not past it)
+    and `_edge_up` (the value rises)."""
     from kare_rules.engine import as_date
 
     if horizon < 0:
@@ -617,13 +636,14 @@ def edge_columns(
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
     tables = [_tabulate_column(space, pats, q) for q in quantities]
+    schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
-        edges = _nearest(space, pats.frame.lazy(), tables).collect()
+        edges = _nearest(space, pats.frame.lazy(), tables, detail).collect()
     else:
         edges = pl.DataFrame(
-            {c: pl.Series([None] * work.height, dtype=t) for c, t in EDGE_SCHEMA.items() if c.startswith("edge")}
+            {c: pl.Series([None] * work.height, dtype=t) for c, t in schema.items() if c not in moves.columns}
         )
-    return pl.concat([moves, edges], how="horizontal").select(EDGE_COLUMNS).cast(EDGE_SCHEMA)
+    return pl.concat([moves, edges], how="horizontal").select(list(schema)).cast(schema)
 
 
 def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:
@@ -682,3 +702,65 @@ def with_edges(
     result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
     prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
     return pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
+
+
+# ---- in words (kare explain) -------------------------------------------------------------------
+
+
+def describe_edges(
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+    previous: pl.DataFrame | None = None,
+) -> list[str]:
+    """Per account, the next move and the nearest change in one sentence, e.g. "keep → recapture on
+    2027-01-09, in 39 days, if no new order; nearest change: value_last_90d falls below 35000, now
+    40000 (→ recapture)"."""
+    from kare_rules.engine import as_date, categorize, conform, with_derived
+
+    as_of = as_date(as_of)
+    categories = categorize(rules, accounts, as_of, explain=False, previous=previous)["category"]
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
+    found = _edge_columns(rules, prepared, as_of, horizon, detail=True)
+    unchanged = _unchanged(rules)
+    out = []
+    for category, row in zip(categories, found.iter_rows(named=True), strict=True):
+        if row["next_category"] is None:
+            move = f"{category}: no move within {horizon} days with the data unchanged"
+        else:
+            days = (row["next_move_on"] - as_of).days
+            move = (
+                f"{category} → {row['next_category']} on {row['next_move_on'].isoformat()}, "
+                f"in {days} day{'s' if days != 1 else ''}, {unchanged}"
+            )
+        if row["edge_column"] is None:
+            edge = "no change of one value moves it"
+        else:
+            up = row["_edge_up"]
+            verb = ("rises" if up else "falls") + (" to" if row["_edge_at"] else " above" if up else " below")
+            edge = (
+                f"nearest change: {row['edge_column']} {verb} {_number(row['edge_threshold'])}, "
+                f"now {_number(row['edge_value'])} (→ {row['edge_category']})"
+            )
+        out.append(f"{move}; {edge}")
+    return out
+
+
+def _unchanged(rules: m.RuleSet) -> str:
+    """The condition of a date move in words: "if no new order" when the only date-derived value the
+    rules use counts the days since a `last_order_date`-like column, else "if nothing changes"."""
+    space = _Space(rules)
+    clocks = _clocks(space)
+    if len(clocks) == 1 and clocks[0].sign == 1:
+        source = next(d.args[0] for d in rules.derived if d.name == clocks[0].column)
+        match = re.fullmatch(r"last_([a-z0-9_]+?)(?:_date|_on|_at|_time)?", source)
+        if match:
+            return f"if no new {match.group(1).replace('_', ' ')}"
+    return "if nothing changes"
+
+
+def _number(value: float) -> str:
+    from kare_rules.compile_polars import format_value
+
+    return format_value(value)

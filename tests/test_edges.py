@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import itertools
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -505,3 +506,80 @@ def test_next_move_expectations_are_checked_with_their_location(change, message)
         load_rules_text(bad, "examples.yaml")
     text = str(caught.value)
     assert message in text and "examples.yaml:" in text
+
+
+# ---- the command line ------------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from kare_rules.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def example_files(tmp_path) -> tuple[Path, Path]:
+    rules = tmp_path / "examples" / "kare.yaml"
+    rules.parent.mkdir()
+    rules.write_text(RULES, encoding="utf-8")
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(
+        "account_id,is_customer,ever_customer,value_last_90d,employees,last_order_date\n"
+        "K1,true,true,40000,,2026-10-01\n"
+        "P1,false,false,,499,\n",
+        encoding="utf-8",
+    )
+    return rules, accounts
+
+
+def test_categorize_edges_writes_the_columns_and_counts_the_accounts_that_will_move(example_files, tmp_path, capsys):
+    rules, accounts = example_files
+    output = tmp_path / "out.parquet"
+    common = ["--rules", str(rules), "--input", str(accounts), "--as-of", "2026-11-01", "--output", str(output)]
+    code, out, _ = run_cli(capsys, "categorize", *common, "--edges", "--horizon", "60")
+    assert code == 0
+    assert "1 of them would change category within 60 days with their data unchanged (next_move_on)" in out
+    got = pl.read_parquet(output).select("account_id", *EDGE_SCHEMA).rows()
+    assert got == [
+        ("K1", "recapture", dt.date(2026, 12, 31), "recapture", "value_last_90d", 40000.0, 35000.0, -5000.0),
+        ("P1", None, None, "attain", "employees", 499.0, 500.0, 1.0),
+    ]
+    code, _, _ = run_cli(capsys, "categorize", *common, "--edges", "--horizon", "59")
+    assert pl.read_parquet(output)["next_move_on"].to_list() == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--edges", "--engine", "duckdb"], "--edges needs the Polars engine"),
+        (["--horizon", "30"], "--horizon goes with --edges"),
+        (["--edges", "--horizon", "0"], "--horizon takes a whole number of days from 1 to 3650, e.g. 30; got '0'"),
+    ],
+)
+def test_categorize_edges_options_are_checked(example_files, tmp_path, capsys, extra, message):
+    rules, accounts = example_files
+    code, _, err = run_cli(capsys, "categorize", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                           "2026-11-01", "--output", str(tmp_path / "o.csv"), *extra)  # fmt: skip
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_explain_says_the_next_move_and_the_nearest_change_in_words(example_files, capsys):
+    rules, accounts = example_files
+    code, out, _ = run_cli(capsys, "explain", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                           "2026-11-01", "--account", "K1")  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[2] == (
+        "next: keep → recapture on 2026-12-31, in 60 days, if no new order; "
+        "nearest change: value_last_90d falls below 35000, now 40000 (→ recapture)"
+    )
+    _, out, _ = run_cli(capsys, "explain", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                        "2026-11-01", "--account", "P1")  # fmt: skip
+    assert out.splitlines()[2] == (
+        "next: unassigned: no move within 366 days with the data unchanged; "
+        "nearest change: employees rises to 500, now 499 (→ attain)"
+    )

@@ -19,6 +19,9 @@ from kare_rules.errors import DataError, UsageError
 
 @command
 def cmd_categorize(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from kare_rules import model as m
     from kare_rules.engine import as_date, categorize, category_counts
     from kare_rules.loader import load_rules
     from kare_rules.sources import check_source, read_accounts, write_frame
@@ -26,6 +29,10 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
+    if args.edges and (args.engine != "polars" or args.trusted):
+        raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
+    if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
+        raise UsageError("--horizon goes with --edges (how many days ahead next_move_on looks)")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
     if args.trusted:
@@ -53,11 +60,19 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
         result = categorize_duckdb(rules, checked.valid, as_of)
     else:
-        result = categorize(rules, checked.valid, as_of, explain=not args.no_explain)
+        result = categorize(
+            rules, checked.valid, as_of, explain=not args.no_explain, edges=args.edges, horizon=args.horizon
+        )
     write_frame(result, args.output)
     counts = category_counts(result)
     out(f"{result.height} accounts categorized with {rules.organization} {rules.version} as of {as_of} → {args.output}")
     out(table(counts))
+    if args.edges:
+        moving = result.filter(pl.col("next_move_on").is_not_null()).height
+        out(
+            f"{moving} of them would change category within {args.horizon} days with their data unchanged "
+            "(next_move_on)"
+        )
     if checked.quarantine.height:
         q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
         write_frame(checked.quarantine, q)
@@ -69,6 +84,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from kare_rules.edges import describe_edges
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_accounts
@@ -87,6 +103,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = categorize(rules, checked.valid, as_of)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
+    out(f"next: {describe_edges(rules, checked.valid, as_of)[0]}")
     out()
     out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
     for line in render_tree(nodes):
