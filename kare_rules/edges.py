@@ -22,8 +22,8 @@ and per position of the value among the thresholds, and each account pays a few 
 
 Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
 equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
-column the smallest `|c − value|` wins; on equal distance a candidate at its threshold before one a
-step past it, and then the decrease (the threshold below the value).
+column the smallest `|c − value|` wins; on equal distance the decrease (the threshold below the
+value), and at one threshold a move onto it before a step past it.
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ def _candidates(thresholds: list[float], integer: bool) -> _Candidates:
 @dataclass
 class _ColumnEdge:
     """One quantity's nearest edge, tabulated per (pattern, position of the value among the thresholds):
-    the nearest threshold below and above whose crossing changes the category, whether the lower one
-    wins a tie of distances, and the category each side leads to (`cats[2 * key + side]`, side 0 =
+    the nearest threshold below and above whose crossing changes the category, and the category each
+    side leads to (`cats[2 * key + side]`, side 0 =
     lower). Positions: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
 
     column: str
@@ -249,7 +249,6 @@ class _ColumnEdge:
     thresholds: list[float]
     lower: list[float | None]
     upper: list[float | None]
-    tie_lower: list[bool]
     cats: list[int | None]
     at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
 
@@ -268,7 +267,7 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     at = dict(zip(values, space.bits_at(column, values), strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    out = _ColumnEdge(column, integer, thresholds, [], [], [], [])
+    out = _ColumnEdge(column, integer, thresholds, [], [], [])
     for b in pats.bits:
         cur, rest = space.category(b), b & keep
         lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
@@ -286,9 +285,7 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
             jl, ju = last[p], first[p]
             out.lower.append(thresholds[jl // 2] if jl is not None else None)
             out.upper.append(thresholds[ju // 2] if ju is not None else None)
-            # equal distances: "at c" (odd lower index, even upper index) before a step past c, then the decrease
             lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
-            out.tie_lower.append(lower_at or not upper_at)
             out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
             out.at += [lower_at, upper_at]
     return out
@@ -316,34 +313,35 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
     `_edge_r__<col>` = the relative distance of the nearest edge (NaN when there is none, null when the
     value is null). A missing side is a threshold at ∓inf, so "none" needs no null tests."""
-    stages: list[list[pl.Expr]] = [[] for _ in range(5)]
+    stages: list[list[pl.Expr]] = [[] for _ in range(4)]
     for e in edges:
         col, x = e.column, _x(e.column)
         name = lambda what, col=col: f"_edge_{what}__{col}"  # noqa: E731
         # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
         # (no value lies strictly between c and its next representable value)
         steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
-        pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.Int64)
-        stages[0].append((pl.col("_edge_pat").cast(pl.Int64) * e.positions + pos).alias(name("key")))
+        pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
+        # UInt32 keys: Polars gathers by its native index type without converting them
+        key = pl.col("_edge_pat") * pl.lit(e.positions, dtype=pl.UInt32) + pos
+        stages[0].append(key.alias(name("key")))
         key = pl.col(name("key"))
         lower = [-math.inf if v is None else v for v in e.lower]
         upper = [math.inf if v is None else v for v in e.upper]
         stages[1] += [
-            (x - pl.lit(pl.Series(lower, dtype=pl.Float64)).gather(key)).alias(name("dl")),
-            (pl.lit(pl.Series(upper, dtype=pl.Float64)).gather(key) - x).alias(name("du")),
-            pl.lit(pl.Series(e.tie_lower, dtype=pl.Boolean)).gather(key).alias(name("tie")),
+            pl.lit(pl.Series(lower, dtype=pl.Float64)).gather(key).alias(name("tl")),
+            pl.lit(pl.Series(upper, dtype=pl.Float64)).gather(key).alias(name("tu")),
         ]
-        dl, du = pl.col(name("dl")), pl.col(name("du"))
-        stages[2].append(((dl < du) | ((dl == du) & pl.col(name("tie")))).alias(name("lo")))
+        tl, tu = pl.col(name("tl")), pl.col(name("tu"))
+        # equal distances go to the decrease (the lower side)
+        stages[2].append(((x - tl) <= (tu - x)).alias(name("lo")))
         lo = pl.col(name("lo"))
-        stages[3] += [
-            pl.when(lo).then(dl).otherwise(du).alias(name("d")),
-            pl.when(lo).then(x - dl).otherwise(x + du).abs().alias(name("a")),  # |threshold|
-            (key * 2 + (~lo).cast(pl.Int64)).alias(name("k")),
-        ]
         # |c − x| / max(|x|, |c|), 0 when both are 0 (the smallest subnormal keeps 0/0 away)
-        scale = pl.max_horizontal(x.abs(), pl.col(name("a")), pl.lit(5e-324))
-        stages[4].append((pl.col(name("d")) / scale).alias(name("r")))
+        c = pl.when(lo).then(tl).otherwise(tu)
+        scale = pl.max_horizontal(x.abs(), c.abs(), pl.lit(5e-324))
+        stages[3] += [
+            ((c - x).abs() / scale).alias(name("r")),
+            (key * pl.lit(2, dtype=pl.UInt32) + (~lo).cast(pl.UInt32)).alias(name("k")),
+        ]
     return stages
 
 
@@ -382,7 +380,7 @@ def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge], detail: 
     offsets, tables = _global_tables(space, edges)
     lf = _with_stages(lf, edges).with_columns(
         pl.lit(math.inf, dtype=pl.Float64).alias("_edge_rel"),
-        pl.lit(None, dtype=pl.Int64).alias("_edge_key"),
+        pl.lit(None, dtype=pl.UInt32).alias("_edge_key"),
         pl.lit(None, dtype=pl.Float64).alias("edge_value"),
     )
     for e, offset in zip(edges, offsets, strict=True):
@@ -392,7 +390,7 @@ def _nearest(space: _Space, lf: pl.LazyFrame, edges: list[_ColumnEdge], detail: 
             pl.when(better).then(value).otherwise(pl.col(name)).alias(name)
             for name, value in (
                 ("_edge_rel", r),
-                ("_edge_key", pl.col(f"_edge_k__{e.column}") + offset),
+                ("_edge_key", pl.col(f"_edge_k__{e.column}") + pl.lit(offset, dtype=pl.UInt32)),
                 ("edge_value", _x(e.column)),
             )
         )
@@ -665,7 +663,7 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
     offsets, answers = _global_tables(space, tables)
     out = []
     for c, offset in zip(columns, offsets, strict=True):
-        k = pl.col(f"_edge_k__{c}") + offset
+        k = pl.col(f"_edge_k__{c}") + pl.lit(offset, dtype=pl.UInt32)
         change = pl.lit(answers["edge_threshold"]).gather(k) - _x(c)
         out += [
             change.alias(f"_edge_change__{c}"),

@@ -276,7 +276,7 @@ def reference_edges(doc: dict, rows: list[dict]) -> dict[str, list[tuple]]:
                     if v == x or category_of(doc, {**row, q: v}) == now:
                         continue
                     thr = crossed(cs, x, v, TYPES[q] == "integer")
-                    key = (abs(thr - x), v != thr, v > x)  # nearest threshold; at it before past it; the decrease
+                    key = (abs(thr - x), v > x, v != thr)  # nearest threshold; the decrease; onto it before past it
                     if found is None or key < found[0]:
                         found = (key, thr, category_of(doc, {**row, q: v}))
             per_column[q].append(None if found is None else (found[2], found[1] - float(x)))
