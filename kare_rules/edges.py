@@ -633,7 +633,8 @@ def _edge_columns(
     work = _working(space, frame, quantities, clocks)
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
-    tables = [_tabulate_column(space, pats, q) for q in quantities]
+    # a quantity no account present can cross to another category costs nothing per account
+    tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(c is not None for c in t.cats)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
         edges = _nearest(space, pats.frame.lazy(), tables, detail).collect()
