@@ -325,8 +325,15 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     got = result.select("edge_category", "edge_column", "edge_value", "edge_threshold", "edge_change").rows()
     assert got == expected["nearest"]
 
-    # The same answers when patterns span several words and are not tabulated (large rule sets).
+    # The category is a pure function of the predicates' two-valued truths: the edges' bit patterns
+    # give every account the category categorize gave it.
     prepared = with_derived(rules, conform(frame, rules), AS_OF).collect()
+    space = edges_module._Space(rules)
+    patterns = edges_module._patterns(space, edges_module._working(space, prepared, [], []))
+    by_pattern = [space.names[space.category(patterns.bits[p])] for p in patterns.frame["_edge_pat"]]
+    assert by_pattern == list(result["category"])
+
+    # The same answers when patterns span several words and are not tabulated (large rule sets).
     with small_words():
         assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
 
