@@ -590,3 +590,28 @@ def test_explain_says_the_next_move_and_the_nearest_change_in_words(example_file
         "next: unassigned: no move within 366 days with the data unchanged; "
         "nearest change: employees rises to 500, now 499 (→ attain)"
     )
+
+
+def test_trends_are_held_over_time_and_are_quantities_of_their_own():
+    import dataclasses
+
+    from kare_rules import model as m
+
+    base = load_rules_text(RULES, "examples.yaml")
+    keep = base.categories["keep"]
+    trend = m.Predicate("value_change", "gte", -1000.0)
+    rules = dataclasses.replace(
+        base,
+        derived=(*base.derived, m.Derived("value_change", "change_of", ("value_last_90d",))),
+        categories={**base.categories, "keep": dataclasses.replace(keep, when=m.All((keep.when, trend)))},
+    )
+    accounts = example(is_customer=True, ever_customer=True, value_last_90d=40000.0,
+                       last_order_date=dt.date(2026, 10, 1))  # fmt: skip
+    previous = pl.DataFrame({"account_id": ["A1"], "value_last_90d": [40500.0]})
+    out = categorize(rules, accounts, AS_OF, previous=previous, edges=True).row(0, named=True)
+    # the trend (-500) is held: the move is still the 91st day without an order
+    assert (out["category"], out["next_category"], out["next_move_on"]) == ("keep", "recapture", dt.date(2026, 12, 31))
+    # value_last_90d is 5000/40000 from its edge, the trend 500/1000: the value is nearer
+    assert (out["edge_column"], out["edge_change"]) == ("value_last_90d", -5000.0)
+    prepared = with_derived(rules, conform(accounts, rules), AS_OF, previous).collect()
+    assert column_edges(rules, prepared, ["value_change"]).row(0) == (-500.0, "recapture")
