@@ -197,8 +197,31 @@ def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
 def edge_quantities(rules: m.RuleSet) -> list[str]:
     """The numeric columns the rules compare with gt/gte/lt/lte/between, in declaration order: the
     quantities an edge can move (integer and float inputs and every numeric derived value)."""
+    return _quantities(rules, _predicates(rules))
+
+
+def _predicates(rules: m.RuleSet) -> list[m.Predicate]:
+    out: list[m.Predicate] = []
+
+    def walk(cond: m.Condition) -> None:
+        if isinstance(cond, m.Predicate):
+            out.append(cond)
+        elif isinstance(cond, m.TraitRef):
+            walk(rules.traits[cond.name])
+        elif isinstance(cond, m.All | m.Any_):
+            for c in cond.items:
+                walk(c)
+        else:
+            walk(cond.item)
+
+    for r in rules.ordered():
+        walk(r.when)
+    return out
+
+
+def _quantities(rules: m.RuleSet, preds: Sequence[m.Predicate]) -> list[str]:
     ordering = {"gt", "gte", "lt", "lte", "between"}
-    compared = {p.column for p in _Space(rules).preds if p.op in ordering}
+    compared = {p.column for p in preds if p.op in ordering}
     return [c for c, t in rules.columns.items() if t in m.NUMERIC_TYPES and c in compared]
 
 
@@ -472,7 +495,7 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     states = [[]]
     for r in radices:
         states = [[*s, i] for s in states for i in range(r)]
-    table: list[str] = []
+    table: list[int] = []
     cur: list[int] = []
     for b in pats.bits:
         cur.append(space.category(b))
@@ -628,7 +651,7 @@ def _edge_columns(
     if horizon < 0:
         raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
     space = _Space(rules)
-    quantities = edge_quantities(rules)
+    quantities = _quantities(rules, space.preds)
     clocks = [c.column for c in _clocks(space)]
     work = _working(space, frame, quantities, clocks)
     pats = _patterns(space, work)
@@ -651,14 +674,14 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
     `_edge_category__<col>` (String: the category that change leads to), null when the value is null
     or no change of that column alone moves the account. A column that is not an edge quantity
     (`edge_quantities`) is a ValueError naming it."""
-    quantities = edge_quantities(rules)
+    space = _Space(rules)
+    quantities = _quantities(rules, space.preds)
     unknown = [c for c in columns if c not in quantities]
     if unknown:
         raise ValueError(
             f"{', '.join(map(repr, unknown))} is not a quantity the rules compare with gt/gte/lt/lte/between; "
             f"choose from: {', '.join(quantities) or '(none)'}"
         )
-    space = _Space(rules)
     pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns)), []))
     tables = [_tabulate_column(space, pats, c) for c in columns]
     offsets, answers = _global_tables(space, tables)
@@ -749,10 +772,10 @@ def describe_edges(
 def _unchanged(rules: m.RuleSet) -> str:
     """The condition of a date move in words: "if no new order" when the only date-derived value the
     rules use counts the days since a `last_order_date`-like column, else "if nothing changes"."""
-    space = _Space(rules)
-    clocks = _clocks(space)
-    if len(clocks) == 1 and clocks[0].sign == 1:
-        source = next(d.args[0] for d in rules.derived if d.name == clocks[0].column)
+    used = {p.column for p in _predicates(rules)}
+    clocks = [d for d in rules.derived if d.kind in m.DATE_KINDS and d.name in used]
+    if len(clocks) == 1 and clocks[0].kind == "days_since":
+        source = clocks[0].args[0]
         match = re.fullmatch(r"last_([a-z0-9_]+?)(?:_date|_on|_at|_time)?", source)
         if match:
             return f"if no new {match.group(1).replace('_', ' ')}"
