@@ -291,14 +291,15 @@ def reference_edges(doc: dict, rows: list[dict]) -> dict[str, list[tuple]]:
 
 
 @contextlib.contextmanager
-def small_words():
-    """Three predicate bits per word and no full table: the code paths of rule sets with many predicates."""
-    saved = edges_module._WORD, edges_module._TABLE_BITS
-    edges_module._WORD, edges_module._TABLE_BITS = 3, 2
+def tuned(word: int, table_bits: int, subset_share: float):
+    """Other code paths: fewer predicate bits per word, no full table (rule sets with many
+    predicates), every quantity computed on a subset of the accounts or on all of them."""
+    saved = edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE
+    edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = word, table_bits, subset_share
     try:
         yield
     finally:
-        edges_module._WORD, edges_module._TABLE_BITS = saved
+        edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = saved
 
 
 PROPERTY = settings(
@@ -333,9 +334,11 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     by_pattern = [space.names[space.category(patterns.bits[p])] for p in patterns.frame["_edge_pat"]]
     assert by_pattern == list(result["category"])
 
-    # The same answers when patterns span several words and are not tabulated (large rule sets).
-    with small_words():
-        assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
+    # The same answers when patterns span several words and are not tabulated (large rule sets), and
+    # whether each quantity is computed on the accounts that can cross its edges only or on all.
+    for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
+        with tuned(word, table_bits, subset_share):
+            assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
 
     columns = [q for q in expected if q != "nearest"]
     if columns:
@@ -343,6 +346,9 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
         for q in columns:
             pairs = each.select(f"_edge_category__{q}", f"_edge_change__{q}").rows()
             assert [None if p == (None, None) else p for p in pairs] == expected[q]
+        for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
+            with tuned(word, table_bits, subset_share):
+                assert column_edges(rules, prepared, columns).equals(each)
 
 
 # ---- examples a person can read -------------------------------------------------------------------
