@@ -137,18 +137,19 @@ class _Space:
         return self._table[bits] if self._table is not None else self._slow(bits)
 
     def word_exprs(self) -> list[pl.Expr]:
-        """The bit pattern of every account, as Int64 words `_edge_w0`, `_edge_w1`, ..."""
+        """The bit pattern of every account: one UInt32 word `_edge_w0` for up to 31 predicates (the
+        common case, and a native gather index), else Int64 words `_edge_w0`, `_edge_w1`, ... of
+        _WORD bits."""
+        small = self.words == 1 and self.n <= 31
+        dtype = pl.UInt32 if small else pl.Int64
         out = []
         for w in range(self.words):
             chunk = self.preds[w * _WORD : (w + 1) * _WORD]
-            if not chunk:
-                out.append(pl.lit(0, dtype=pl.Int64).alias(f"_edge_w{w}"))
-                continue
-            # A predicate's null (a null value) adds nothing, as false would: sum_horizontal skips nulls.
             bits = [
-                pl.when(self.compiler.predicate(p)).then(pl.lit(1 << i, dtype=pl.Int64)) for i, p in enumerate(chunk)
+                self.compiler.predicate(p).fill_null(False).cast(dtype) * pl.lit(1 << i, dtype=dtype)
+                for i, p in enumerate(chunk)
             ]
-            out.append(pl.sum_horizontal(bits).fill_null(0).cast(pl.Int64).alias(f"_edge_w{w}"))
+            out.append((pl.sum_horizontal(bits) if bits else pl.lit(0)).cast(dtype).alias(f"_edge_w{w}"))
         return out
 
     def bits_at(self, column: str, values: Sequence[object]) -> list[int]:
