@@ -341,8 +341,8 @@ def _quantity(rules: m.RuleSet, column: str) -> pl.Expr:
 def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     """Expressions in dependent stages, each naming the previous stages' results (so nothing is
     computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
-    `_edge_r__<col>` = the relative distance of the nearest edge (NaN when there is none, null when the
-    value is null). A missing side is a threshold at ∓inf, so "none" needs no null tests."""
+    `_edge_r__<col>` = the relative distance of the nearest edge (null when there is none or the value
+    is null). A missing side is a threshold at ∓inf, so "none" needs no null tests until the end."""
     stages: list[list[pl.Expr]] = [[] for _ in range(4)]
     for e in edges:
         col, x = e.column, _x(e.column)
@@ -369,7 +369,7 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
         c = pl.when(lo).then(tl).otherwise(tu)
         scale = pl.max_horizontal(x.abs(), c.abs(), pl.lit(5e-324))
         stages[3] += [
-            ((c - x).abs() / scale).alias(name("r")),
+            ((c - x).abs() / scale).fill_nan(None).alias(name("r")),  # ∓inf on both sides: no edge
             (key * pl.lit(2, dtype=pl.UInt32) + (~lo).cast(pl.UInt32)).alias(name("k")),
         ]
     return stages
@@ -410,7 +410,7 @@ _SUBSET_SHARE = 0.12
 
 
 def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
-    """`_edge_r__<col>` (Float64: NaN where the value has no edge, null where it is null) and
+    """`_edge_r__<col>` (Float64: null where the value is null or has no edge) and
     `_edge_k__<col>` (UInt32) for every account. Usually only a few patterns can cross a given
     quantity's edges (a keep account's seats matter, its days since churn do not): only their
     accounts are computed."""
@@ -428,23 +428,17 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
     rows = frame.select(pl.arg_where(alive)).to_series()
     sub = frame.select(pl.col("_edge_pat", f"_edge_x__{col}").gather(rows))
     done = _with_stages(sub.lazy(), [e]).select(names).collect()
-    r = pl.repeat(math.nan, frame.height, dtype=pl.Float64, eager=True)
+    r = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True).scatter(rows, done[names[0]])
     k = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)  # null: nothing to look up
-    r = r.scatter(rows, done[names[0]]).set(_x_series(frame, col).is_null(), None)
     return r.alias(names[0]), k.scatter(rows, done[names[1]]).alias(names[1])
 
 
-def _x_series(frame: pl.DataFrame, column: str) -> pl.Series:
-    return frame.get_column(f"_edge_x__{column}")
-
-
 def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
-    """The nearest of the per-column edges: the smallest relative change, ties to the earlier column
-    (NaN, no edge, and null, no value, never win)."""
+    """The nearest of the per-column edges: the smallest relative change, ties to the earlier column."""
     offsets, tables = _global_tables(space, edges)
     lf = pats.frame.with_columns(s for e in edges for s in _per_column(pats, e)).lazy()
     rs = [pl.col(f"_edge_r__{e.column}") for e in edges]
-    lf = lf.with_columns(pl.min_horizontal([r.fill_nan(None) for r in rs]).alias("_edge_rel"))
+    lf = lf.with_columns(pl.min_horizontal(rs).alias("_edge_rel"))
     best = pl.col("_edge_rel")
     key: pl.Expr = pl.lit(None, dtype=pl.UInt32)
     value: pl.Expr = pl.lit(None, dtype=pl.Float64)
