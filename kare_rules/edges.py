@@ -22,16 +22,17 @@ and per position of the value among the thresholds, and each account pays a few 
 
 Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
 equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
-column the smallest `|c − value|` wins; on equal distance the smaller actual change `|v − value|` of
-the candidate value v (so "at c" before the step past it), and on equal both the decrease.
+column the smallest `|c − value|` wins; on equal distance the decrease (the threshold below the
+value), and at one threshold a move onto it before a step past it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import polars as pl
@@ -136,15 +137,19 @@ class _Space:
         return self._table[bits] if self._table is not None else self._slow(bits)
 
     def word_exprs(self) -> list[pl.Expr]:
-        """The bit pattern of every account, as Int64 words `_edge_w0`, `_edge_w1`, ..."""
+        """The bit pattern of every account: one UInt32 word `_edge_w0` for up to 31 predicates (the
+        common case, and a native gather index), else Int64 words `_edge_w0`, `_edge_w1`, ... of
+        _WORD bits."""
+        small = self.words == 1 and self.n <= 31
+        dtype = pl.UInt32 if small else pl.Int64
         out = []
         for w in range(self.words):
             chunk = self.preds[w * _WORD : (w + 1) * _WORD]
-            if not chunk:
-                out.append(pl.lit(0, dtype=pl.Int64).alias(f"_edge_w{w}"))
-                continue
-            bits = [self.compiler.truth(p).cast(pl.Int64) * pl.lit(1 << i, dtype=pl.Int64) for i, p in enumerate(chunk)]
-            out.append(pl.sum_horizontal(bits).cast(pl.Int64).alias(f"_edge_w{w}"))
+            bits = [
+                self.compiler.predicate(p).fill_null(False).cast(dtype) * pl.lit(1 << i, dtype=dtype)
+                for i, p in enumerate(chunk)
+            ]
+            out.append((pl.sum_horizontal(bits) if bits else pl.lit(0)).cast(dtype).alias(f"_edge_w{w}"))
         return out
 
     def bits_at(self, column: str, values: Sequence[object]) -> list[int]:
@@ -169,25 +174,28 @@ class _Space:
 
 @dataclass
 class _Patterns:
-    """The distinct bit patterns present and each account's dense index into them (`_edge_pat`)."""
+    """The distinct bit patterns present, how many accounts have each, and each account's dense index
+    into them (`_edge_pat`)."""
 
     bits: list[int]
+    counts: list[int]
     frame: pl.DataFrame  # the working frame, with `_edge_pat` (UInt32)
 
 
 def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
     words = [f"_edge_w{w}" for w in range(space.words)]
     if space.words == 1 and space.n <= _TABLE_BITS:
-        present = frame.get_column(words[0]).unique().sort().to_list()
+        tally = frame.get_column(words[0]).value_counts().sort(words[0])
+        present, counts = tally[words[0]].to_list(), tally["count"].to_list()
         dense = [0] * (1 << space.n)
         for d, b in enumerate(present):
             dense[b] = d
         pat = pl.lit(pl.Series(dense, dtype=pl.UInt32)).gather(pl.col(words[0])).alias("_edge_pat")
-        return _Patterns(present, frame.with_columns(pat))
-    distinct = frame.select(words).unique(maintain_order=True).with_row_index("_edge_pat")
+        return _Patterns(present, counts, frame.with_columns(pat))
+    distinct = frame.group_by(words, maintain_order=True).len("_edge_n").with_row_index("_edge_pat")
     bits = [sum(row[w] << (_WORD * w) for w in range(space.words)) for row in distinct.select(words).iter_rows()]
-    joined = frame.join(distinct, on=words, how="left", maintain_order="left")
-    return _Patterns(bits, joined)
+    joined = frame.join(distinct.drop("_edge_n"), on=words, how="left", maintain_order="left")
+    return _Patterns(bits, distinct["_edge_n"].to_list(), joined)
 
 
 # ---- the nearest value change -------------------------------------------------------------------
@@ -196,8 +204,31 @@ def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
 def edge_quantities(rules: m.RuleSet) -> list[str]:
     """The numeric columns the rules compare with gt/gte/lt/lte/between, in declaration order: the
     quantities an edge can move (integer and float inputs and every numeric derived value)."""
+    return _quantities(rules, _predicates(rules))
+
+
+def _predicates(rules: m.RuleSet) -> list[m.Predicate]:
+    out: list[m.Predicate] = []
+
+    def walk(cond: m.Condition) -> None:
+        if isinstance(cond, m.Predicate):
+            out.append(cond)
+        elif isinstance(cond, m.TraitRef):
+            walk(rules.traits[cond.name])
+        elif isinstance(cond, m.All | m.Any_):
+            for c in cond.items:
+                walk(c)
+        else:
+            walk(cond.item)
+
+    for r in rules.ordered():
+        walk(r.when)
+    return out
+
+
+def _quantities(rules: m.RuleSet, preds: Sequence[m.Predicate]) -> list[str]:
     ordering = {"gt", "gte", "lt", "lte", "between"}
-    compared = {p.column for p in _Space(rules).preds if p.op in ordering}
+    compared = {p.column for p in preds if p.op in ordering}
     return [c for c, t in rules.columns.items() if t in m.NUMERIC_TYPES and c in compared]
 
 
@@ -236,9 +267,27 @@ def _candidates(thresholds: list[float], integer: bool) -> _Candidates:
     return _Candidates(thresholds, lower, upper)
 
 
-def _column_edge(space: _Space, pats: _Patterns, column: str) -> list[pl.Expr]:
-    """For one quantity: the nearest edge's threshold and category, as expressions over the working
-    frame (`_edge_t__<col>` Float64, `_edge_c__<col>` String; null when there is none)."""
+@dataclass
+class _ColumnEdge:
+    """One quantity's nearest edge, tabulated per (pattern, position of the value among the thresholds):
+    the nearest threshold below and above whose crossing changes the category, and the category each
+    side leads to (`cats[2 * key + side]`, side 0 =
+    lower). Positions: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
+
+    column: str
+    integer: bool
+    thresholds: list[float]
+    lower: list[float | None]
+    upper: list[float | None]
+    cats: list[int | None]
+    at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
+
+    @property
+    def positions(self) -> int:
+        return 2 * len(self.thresholds) + 1
+
+
+def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge:
     integer = space.rules.columns[column] == "integer"
     thresholds = _thresholds(space, column)
     k = len(thresholds)
@@ -248,82 +297,167 @@ def _column_edge(space: _Space, pats: _Patterns, column: str) -> list[pl.Expr]:
     at = dict(zip(values, space.bits_at(column, values), strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    positions = 2 * k + 1
-    low_j: list[int | None] = []
-    low_c: list[str | None] = []
-    up_j: list[int | None] = []
-    up_c: list[str | None] = []
+    out = _ColumnEdge(column, integer, thresholds, [], [], [])
     for b in pats.bits:
         cur, rest = space.category(b), b & keep
         lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
         ucat = [space.category(rest | x) if x is not None else cur for x in ubits]
-        # position p: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly threshold i.
-        # lower(p) = the last differing candidate of lower[:p]; upper(p) = the first of upper[p:].
+        # Candidates in axis order: lower = [below_0, at_0, below_1, at_1, ...], upper = [at_0, above_0,
+        # ...]. At position p the lower side's best is the last differing candidate of lower[:p] (the
+        # highest threshold below, "at" before the step below it), the upper's the first of upper[p:].
         last: list[int | None] = [None]
         for j, c in enumerate(lcat):
             last.append(j if c != cur else last[-1])
         first: list[int | None] = [None] * (2 * k + 1)
         for j in reversed(range(2 * k)):
             first[j] = j if ucat[j] != cur else first[j + 1]
-        for p in range(positions):
+        for p in range(2 * k + 1):
             jl, ju = last[p], first[p]
-            low_j.append(jl)
-            low_c.append(space.names[lcat[jl]] if jl is not None else None)
-            up_j.append(ju)
-            up_c.append(space.names[ucat[ju]] if ju is not None else None)
+            out.lower.append(thresholds[jl // 2] if jl is not None else None)
+            out.upper.append(thresholds[ju // 2] if ju is not None else None)
+            lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
+            out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
+            out.at += [lower_at, upper_at]
+    return out
+
+
+def _successor(c: float, integer: bool) -> float:
+    """The smallest value x of the column's type with c < x ⟺ x ≥ successor."""
+    if integer:
+        return c + 1 if c.is_integer() else c
+    return math.nextafter(c, math.inf)
+
+
+def _x(column: str) -> pl.Expr:
+    return pl.col(f"_edge_x__{column}")
+
+
+def _quantity(rules: m.RuleSet, column: str) -> pl.Expr:
+    """A quantity as Float64 (`_edge_x__<col>`); a NaN or infinite value is null (it has no edge)."""
     x = pl.col(column).cast(pl.Float64)
-    pos = pl.sum_horizontal([(pl.lit(c) < x).cast(pl.UInt32) + (pl.lit(c) <= x).cast(pl.UInt32) for c in thresholds])
-    key = pl.col("_edge_pat").cast(pl.UInt32) * positions + pos.cast(pl.UInt32)
-
-    def table(items: list, dtype: pl.DataType) -> pl.Expr:
-        return pl.lit(pl.Series(items, dtype=dtype)).gather(key)
-
-    jl, ju = table(low_j, pl.UInt32), table(up_j, pl.UInt32)
-    lthr = pl.lit(pl.Series([thresholds[j // 2] for j in range(2 * k)], dtype=pl.Float64))
-    lval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.lower], dtype=pl.Float64))
-    uthr = lthr  # index 2i and 2i+1 of both lists belong to threshold i
-    uval = pl.lit(pl.Series([float(v) if v is not None else None for v in cands.upper], dtype=pl.Float64))
-    tl, vl, tu, vu = lthr.gather(jl), lval.gather(jl), uthr.gather(ju), uval.gather(ju)
-    dl, du = (tl - x).abs(), (tu - x).abs()
-    lower_wins = tu.is_null() | (tl.is_not_null() & ((dl < du) | ((dl == du) & ((vl - x).abs() <= (vu - x).abs()))))
-    usable = x.is_not_null() & x.is_finite()
-    thr = pl.when(usable & lower_wins).then(tl).when(usable).then(tu)
-    cat = pl.when(usable & lower_wins).then(table(low_c, pl.String)).when(usable).then(table(up_c, pl.String))
-    return [thr.alias(f"_edge_t__{column}"), cat.alias(f"_edge_c__{column}")]
+    return (x if rules.columns[column] == "integer" else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{column}")
 
 
-def _nearest(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """The nearest of the per-column edges: smallest relative change, ties to the earlier column.
-    One step per column over named columns (nesting the running best would grow the plan as 2**n)."""
-    lf = frame.lazy().with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("_edge_rel"),
-        pl.lit(None, dtype=pl.String).alias("edge_category"),
-        pl.lit(None, dtype=pl.String).alias("edge_column"),
-        pl.lit(None, dtype=pl.Float64).alias("edge_value"),
-        pl.lit(None, dtype=pl.Float64).alias("edge_threshold"),
-    )
-    for col in columns:
-        x, c = pl.col(col).cast(pl.Float64), pl.col(f"_edge_t__{col}")
-        scale = pl.max_horizontal(x.abs(), c.abs())
-        rel = pl.when(c.is_null()).then(None).when(scale == 0).then(0.0).otherwise((c - x).abs() / scale)
-        lf = lf.with_columns(rel.alias("_edge_r"))
-        better = pl.col("_edge_r").is_not_null() & (
-            pl.col("_edge_rel").is_null() | (pl.col("_edge_r") < pl.col("_edge_rel"))
-        )
-        lf = lf.with_columns(
-            pl.when(better).then(value).otherwise(pl.col(name)).alias(name)
-            for name, value in (
-                ("_edge_rel", pl.col("_edge_r")),
-                ("edge_category", pl.col(f"_edge_c__{col}")),
-                ("edge_column", pl.lit(col)),
-                ("edge_value", x),
-                ("edge_threshold", c),
-            )
-        )
+def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
+    """Expressions in dependent stages, each naming the previous stages' results (so nothing is
+    computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
+    `_edge_r__<col>` = the relative distance of the nearest edge (null when there is none or the value
+    is null). A missing side is a threshold at ∓inf, so "none" needs no null tests until the end."""
+    stages: list[list[pl.Expr]] = [[] for _ in range(4)]
+    for e in edges:
+        col, x = e.column, _x(e.column)
+        name = lambda what, col=col: f"_edge_{what}__{col}"  # noqa: E731
+        # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
+        # (no value lies strictly between c and its next representable value)
+        steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
+        pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
+        # UInt32 keys: Polars gathers by its native index type without converting them
+        key = pl.col("_edge_pat") * pl.lit(e.positions, dtype=pl.UInt32) + pos
+        stages[0].append(key.alias(name("key")))
+        key = pl.col(name("key"))
+        lower = [-math.inf if v is None else v for v in e.lower]
+        upper = [math.inf if v is None else v for v in e.upper]
+        stages[1] += [
+            pl.lit(pl.Series(lower, dtype=pl.Float64)).gather(key).alias(name("tl")),
+            pl.lit(pl.Series(upper, dtype=pl.Float64)).gather(key).alias(name("tu")),
+        ]
+        tl, tu = pl.col(name("tl")), pl.col(name("tu"))
+        # equal distances go to the decrease (the lower side)
+        stages[2].append(((x - tl) <= (tu - x)).alias(name("lo")))
+        lo = pl.col(name("lo"))
+        # |c − x| / max(|x|, |c|), 0 when both are 0 (the smallest subnormal keeps 0/0 away)
+        c = pl.when(lo).then(tl).otherwise(tu)
+        scale = pl.max_horizontal(x.abs(), c.abs(), pl.lit(5e-324))
+        stages[3] += [
+            ((c - x).abs() / scale).fill_nan(None).alias(name("r")),  # ∓inf on both sides: no edge
+            (key * pl.lit(2, dtype=pl.UInt32) + (~lo).cast(pl.UInt32)).alias(name("k")),
+        ]
+    return stages
+
+
+def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], dict[str, pl.Series]]:
+    """Every column's answers in one set of tables indexed by offset + `_edge_k__<col>`: the category
+    it leads to, the threshold and the column's name (null where that side has no edge)."""
+    offsets: list[int] = []
+    cats: list[str | None] = []
+    thresholds: list[float | None] = []
+    columns: list[str | None] = []
+    at: list[bool] = []
+    for e in edges:
+        offsets.append(len(cats))
+        cats += [space.names[c] if c is not None else None for c in e.cats]
+        thresholds += [t for pair in zip(e.lower, e.upper, strict=True) for t in pair]
+        columns += [e.column if c is not None else None for c in e.cats]
+        at += e.at
+    return offsets, {
+        "edge_category": pl.Series(cats, dtype=pl.String),
+        "edge_threshold": pl.Series(thresholds, dtype=pl.Float64),
+        "edge_column": pl.Series(columns, dtype=pl.String),
+        "_edge_at": pl.Series(at, dtype=pl.Boolean),
+    }
+
+
+def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
+    for stage in _edge_stages(edges):
+        lf = lf.with_columns(stage)
+    return lf
+
+
+# Below this share of accounts that can cross one of a quantity's edges, the quantity is computed on
+# those accounts only and scattered back; above it, on every account (measured: at a share of 0.23 the
+# gather and scatter already cost more than the computation they save).
+_SUBSET_SHARE = 0.12
+
+
+def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
+    """`_edge_r__<col>` (Float64: null where the value is null or has no edge) and
+    `_edge_k__<col>` (UInt32) for every account. Usually only a few patterns can cross a given
+    quantity's edges (a keep account's seats matter, its days since churn do not): only their
+    accounts are computed."""
+    frame, col = pats.frame, e.column
+    names = (f"_edge_r__{col}", f"_edge_k__{col}")
+    positions = e.positions
+    live = [
+        any(c is not None for c in e.cats[2 * d * positions : 2 * (d + 1) * positions]) for d in range(len(pats.bits))
+    ]
+    share = sum(n for n, alive in zip(pats.counts, live, strict=True) if alive) / max(frame.height, 1)
+    if share > _SUBSET_SHARE:
+        out = _with_stages(frame.lazy().select("_edge_pat", _x(col)), [e]).select(names).collect()
+        return out[names[0]], out[names[1]]
+    alive = pl.lit(pl.Series(live, dtype=pl.Boolean)).gather(pl.col("_edge_pat")) & _x(col).is_not_null()
+    rows = frame.select(pl.arg_where(alive)).to_series()
+    sub = frame.select(pl.col("_edge_pat", f"_edge_x__{col}").gather(rows))
+    done = _with_stages(sub.lazy(), [e]).select(names).collect()
+    r = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True).scatter(rows, done[names[0]])
+    k = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)  # null: nothing to look up
+    return r.alias(names[0]), k.scatter(rows, done[names[1]]).alias(names[1])
+
+
+def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
+    """The nearest of the per-column edges: the smallest relative change, ties to the earlier column."""
+    offsets, tables = _global_tables(space, edges)
+    lf = pats.frame.with_columns(s for e in edges for s in _per_column(pats, e)).lazy()
+    rs = [pl.col(f"_edge_r__{e.column}") for e in edges]
+    lf = lf.with_columns(pl.min_horizontal(rs).alias("_edge_rel"))
+    best = pl.col("_edge_rel")
+    key: pl.Expr = pl.lit(None, dtype=pl.UInt32)
+    value: pl.Expr = pl.lit(None, dtype=pl.Float64)
+    for e, offset, r in reversed(list(zip(edges, offsets, rs, strict=True))):  # the first column's test is outermost
+        key = pl.when(r == best).then(pl.col(f"_edge_k__{e.column}") + pl.lit(offset, dtype=pl.UInt32)).otherwise(key)
+        value = pl.when(r == best).then(_x(e.column)).otherwise(value)
+    lf = lf.with_columns(key.alias("_edge_key"), value.alias("edge_value"))
+    key = pl.col("_edge_key")
     return lf.select(
-        "edge_category", "edge_column", "edge_value", "edge_threshold",
-        (pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"),
-    ).collect()  # fmt: skip
+        pl.lit(tables["edge_category"]).gather(key).alias("edge_category"),
+        pl.lit(tables["edge_column"]).gather(key).alias("edge_column"),
+        "edge_value",
+        pl.lit(tables["edge_threshold"]).gather(key).alias("edge_threshold"),
+        *(
+            [pl.lit(tables["_edge_at"]).gather(key).alias("_edge_at"), (key % 2 == 1).alias("_edge_up")]
+            if detail
+            else []
+        ),
+    ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
 
 
 # ---- the next move ------------------------------------------------------------------------------
@@ -390,7 +524,7 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     states = [[]]
     for r in radices:
         states = [[*s, i] for s in states for i in range(r)]
-    table: list[str] = []
+    table: list[int] = []
     cur: list[int] = []
     for b in pats.bits:
         cur.append(space.category(b))
@@ -400,6 +534,8 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
             for c, i in zip(clocks, s, strict=True):
                 bits |= c.bits[i]
             table.append(space.category(bits))
+    if len(clocks) == 1:
+        return _next_move_one(space, pats, clocks[0], table, cur, as_of, horizon)
     work = frame.select(
         pl.col("_edge_pat").cast(pl.Int64),
         pl.lit(pl.Series(cur, dtype=pl.Int32)).gather(pl.col("_edge_pat")).alias("_cur"),
@@ -465,11 +601,62 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     )
 
 
+def _next_move_one(
+    space: _Space, pats: _Patterns, clock: _Clock, table: list[int], cur: list[int], as_of: dt.date, horizon: int
+) -> pl.DataFrame:
+    """The next move when one date-derived column moves: per (pattern, current state) the first later
+    state with another category is looked up, so each account pays one search and two gathers."""
+    k = len(clock.points)
+    radix = k + 2
+    first_z: list[int | None] = []
+    first_cat: list[str | None] = []
+    for d in range(len(pats.bits)):
+        row = table[d * radix : (d + 1) * radix]
+        nxt: int | None = None
+        found: list[int | None] = [None] * (k + 1)
+        for s in reversed(range(1, k + 1)):
+            if row[s] != cur[d]:
+                nxt = s
+            found[s - 1] = nxt
+        for s0 in range(k + 1):
+            s1 = found[s0] if s0 < k else None
+            first_z.append(clock.points[s1 - 1] if s1 is not None else None)
+            first_cat.append(space.names[row[s1]] if s1 is not None else None)
+    z = pl.col(clock.column) * clock.sign
+    state = pl.lit(pl.Series(clock.points or [0], dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.Int64)
+    key = pl.col("_edge_pat").cast(pl.Int64) * (k + 1) + (state if clock.points else 0)
+    lf = pats.frame.lazy().select(
+        z.alias("_z"), key.alias("_key")
+    ).with_columns(
+        (pl.lit(pl.Series(first_z, dtype=pl.Int64)).gather(pl.col("_key")) - pl.col("_z")).alias("_t")
+    ).with_columns(
+        (pl.col("_z").is_not_null() & (pl.col("_t") <= horizon)).alias("_in")
+    )  # fmt: skip
+    return lf.select(
+        pl.when("_in")
+        .then(pl.lit(pl.Series(first_cat, dtype=pl.String)).gather(pl.col("_key")))
+        .alias("next_category"),
+        pl.when("_in")
+        .then(pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t")))
+        .cast(pl.Date)
+        .alias("next_move_on"),
+    ).collect()
+
+
 # ---- public entry points -----------------------------------------------------------------------
 
 
-def _working(space: _Space, frame: pl.DataFrame | pl.LazyFrame, keep: list[str]) -> pl.DataFrame:
-    return frame.lazy().select(*[pl.col(c) for c in keep], *space.word_exprs()).collect()
+def _working(
+    space: _Space, frame: pl.DataFrame | pl.LazyFrame, quantities: list[str], clocks: list[str]
+) -> pl.DataFrame:
+    """What the edges read, materialized once: the quantities as Float64, the date-derived columns
+    and the predicate bit pattern."""
+    return (
+        frame.lazy()
+        .select(*[pl.col(c) for c in clocks], *[_quantity(space.rules, q) for q in quantities], *space.word_exprs())
+        .collect()
+        .rechunk()  # a parallel collect leaves columns in unaligned chunks; every later op would realign them
+    )
 
 
 def edge_columns(
@@ -480,23 +667,34 @@ def edge_columns(
     `frame` holds the accounts conformed, with their derived columns (as `engine.with_derived` gives
     them); `horizon` is how many days ahead the next move is looked for (1 .. horizon after as_of).
     """
+    return _edge_columns(rules, frame, as_of, horizon)
+
+
+def _edge_columns(
+    rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, as_of: dt.date | str, horizon: int, detail: bool = False
+) -> pl.DataFrame:
+    """`edge_columns`; with `detail` also `_edge_at` (the value moves onto the threshold, not past it)
+    and `_edge_up` (the value rises)."""
     from kare_rules.engine import as_date
 
     if horizon < 0:
         raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
     space = _Space(rules)
-    quantities = edge_quantities(rules)
+    quantities = _quantities(rules, space.preds)
     clocks = [c.column for c in _clocks(space)]
-    work = _working(space, frame, list(dict.fromkeys([*quantities, *clocks])))
+    work = _working(space, frame, quantities, clocks)
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
-    per_column = [e for q in quantities for e in _column_edge(space, pats, q)]
-    edges = _nearest(pats.frame.with_columns(per_column), quantities) if quantities else None
-    if edges is None:
+    # a quantity no account present can cross to another category costs nothing per account
+    tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(c is not None for c in t.cats)]
+    schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
+    if tables:
+        edges = _nearest(space, pats, tables, detail).collect()
+    else:
         edges = pl.DataFrame(
-            {c: pl.Series([None] * work.height, dtype=t) for c, t in EDGE_SCHEMA.items() if c.startswith("edge")}
+            {c: pl.Series([None] * work.height, dtype=t) for c, t in schema.items() if c not in moves.columns}
         )
-    return pl.concat([moves, edges], how="horizontal").select(EDGE_COLUMNS).cast(EDGE_SCHEMA)
+    return pl.concat([moves, edges], how="horizontal").select(list(schema)).cast(schema)
 
 
 def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:
@@ -505,26 +703,26 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
     `_edge_category__<col>` (String: the category that change leads to), null when the value is null
     or no change of that column alone moves the account. A column that is not an edge quantity
     (`edge_quantities`) is a ValueError naming it."""
-    quantities = edge_quantities(rules)
+    space = _Space(rules)
+    quantities = _quantities(rules, space.preds)
     unknown = [c for c in columns if c not in quantities]
     if unknown:
         raise ValueError(
             f"{', '.join(map(repr, unknown))} is not a quantity the rules compare with gt/gte/lt/lte/between; "
             f"choose from: {', '.join(quantities) or '(none)'}"
         )
-    space = _Space(rules)
-    pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns))))
-    out = pats.frame.with_columns([e for c in columns for e in _column_edge(space, pats, c)])
-    return out.select(
-        [
-            e
-            for c in columns
-            for e in (
-                (pl.col(f"_edge_t__{c}") - pl.col(c).cast(pl.Float64)).alias(f"_edge_change__{c}"),
-                pl.col(f"_edge_c__{c}").alias(f"_edge_category__{c}"),
-            )
+    pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns)), []))
+    tables = [_tabulate_column(space, pats, c) for c in columns]
+    offsets, answers = _global_tables(space, tables)
+    out = []
+    for c, offset in zip(columns, offsets, strict=True):
+        k = pl.col(f"_edge_k__{c}") + pl.lit(offset, dtype=pl.UInt32)
+        change = pl.lit(answers["edge_threshold"]).gather(k) - _x(c)
+        out += [
+            change.alias(f"_edge_change__{c}"),
+            pl.lit(answers["edge_category"]).gather(k).alias(f"_edge_category__{c}"),
         ]
-    )
+    return pats.frame.with_columns(s for e in tables for s in _per_column(pats, e)).select(out)
 
 
 def edges(
@@ -559,3 +757,65 @@ def with_edges(
     prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
     result = pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
     return with_watches(rules, result, prepared, as_of_date(as_of))
+
+
+# ---- in words (kare explain) -------------------------------------------------------------------
+
+
+def describe_edges(
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date | str,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+    previous: pl.DataFrame | None = None,
+) -> list[str]:
+    """Per account, the next move and the nearest change in one sentence, e.g. "keep → recapture on
+    2027-01-09, in 39 days, if no new order; nearest change: value_last_90d falls below 35000, now
+    40000 (→ recapture)"."""
+    from kare_rules.engine import as_date, categorize, conform, with_derived
+
+    as_of = as_date(as_of)
+    categories = categorize(rules, accounts, as_of, explain=False, previous=previous)["category"]
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
+    found = _edge_columns(rules, prepared, as_of, horizon, detail=True)
+    unchanged = _unchanged(rules)
+    out = []
+    for category, row in zip(categories, found.iter_rows(named=True), strict=True):
+        if row["next_category"] is None:
+            move = f"{category}: no move within {horizon} days with the data unchanged"
+        else:
+            days = (row["next_move_on"] - as_of).days
+            move = (
+                f"{category} → {row['next_category']} on {row['next_move_on'].isoformat()}, "
+                f"in {days} day{'s' if days != 1 else ''}, {unchanged}"
+            )
+        if row["edge_column"] is None:
+            edge = "no change of one value moves it"
+        else:
+            up = row["_edge_up"]
+            verb = ("rises" if up else "falls") + (" to" if row["_edge_at"] else " above" if up else " below")
+            edge = (
+                f"nearest change: {row['edge_column']} {verb} {_number(row['edge_threshold'])}, "
+                f"now {_number(row['edge_value'])} (→ {row['edge_category']})"
+            )
+        out.append(f"{move}; {edge}")
+    return out
+
+
+def _unchanged(rules: m.RuleSet) -> str:
+    """The condition of a date move in words: "if no new order" when the only date-derived value the
+    rules use counts the days since a `last_order_date`-like column, else "if nothing changes"."""
+    used = {p.column for p in _predicates(rules)}
+    clocks = [d for d in rules.derived if d.kind in m.DATE_KINDS and d.name in used]
+    if len(clocks) == 1 and clocks[0].kind == "days_since":
+        source = clocks[0].args[0]
+        match = re.fullmatch(r"last_([a-z0-9_]+?)(?:_date|_on|_at|_time)?", source)
+        if match:
+            return f"if no new {match.group(1).replace('_', ' ')}"
+    return "if nothing changes"
+
+
+def _number(value: float) -> str:
+    from kare_rules.compile_polars import format_value
+
+    return format_value(value)

@@ -39,6 +39,7 @@ _SEMANTIC_PATHS = {
     ("traits",): {}, ("exit", "when"): "t", ("profiles", "*", "when"): "t", ("precedence",): ["keep"],
     ("tests", "*", "account"): {}, ("tests", "*", "expect"): "keep", ("tests", "*", "as_of"): "2026-01-01",
     ("tests", "*", "matched_rule"): "exit", ("tests", "*", "actions"): [], ("tests", "*", "previous"): {},
+    ("tests", "*", "next_category"): "keep", ("tests", "*", "next_move_on"): "2026-01-02",
     ("watch", "*", "within"): {},
 }  # fmt: skip
 # `within: {column: 10%}`: a share of the column's current value; a plain number is an absolute amount.
@@ -1130,6 +1131,10 @@ class _Checker:
             matched_rule = self.test_matched_rule(t.get("matched_rule"), here) if "matched_rule" in t else None
             actions = self.test_actions(t.get("actions"), here) if "actions" in t else None
             previous = self.test_previous(t["previous"], here, dict(values)) if "previous" in t else ()
+            next_category = self.test_next_category(t["next_category"], here) if "next_category" in t else None
+            next_move_on = (
+                self.test_next_move_on(t["next_move_on"], here, as_of, next_category) if "next_move_on" in t else None
+            )
             line = self.doc.where(here)[0]
             out.append(
                 m.RuleTest(
@@ -1142,6 +1147,8 @@ class _Checker:
                     matched_rule=matched_rule,
                     actions=actions,
                     previous=previous,
+                    next_category=next_category,
+                    next_move_on=next_move_on,
                 )
             )
         return out
@@ -1178,6 +1185,39 @@ class _Checker:
             out.append((col, typed))
         return tuple(out)
 
+    def test_next_category(self, raw: Any, here: DocPath) -> str | None:
+        """`next_category:` a category the account moves to first with its data unchanged, or `none`."""
+        known = [c for c in m.CATEGORIES if c in self.defined] + [m.UNASSIGNED, NO_MOVE]
+        if raw not in known:
+            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
+            self.err(
+                (*here, "next_category"),
+                f"next_category {raw!r} is not a category{hint}; write one of: {', '.join(known)}",
+            )
+            return None
+        return str(raw)
+
+    def test_next_move_on(
+        self, raw: Any, here: DocPath, as_of: dt.date | None, next_category: str | None
+    ) -> dt.date | None:
+        """`next_move_on:` the date of the next move: after as_of, within the default horizon."""
+        where = (*here, "next_move_on")
+        day = _as_date(raw, "date")
+        if day is None or isinstance(day, dt.datetime):
+            self.err(where, f"next_move_on {raw!r} is not a date; write YYYY-MM-DD")
+            return None
+        if next_category == NO_MOVE:
+            self.err(where, "next_category: none expects no move, so there is no date; leave out next_move_on")
+            return None
+        if as_of is not None and not 0 < (day - as_of).days <= m.DEFAULT_HORIZON_DAYS:
+            self.err(
+                where,
+                f"next_move_on {day.isoformat()} is not within the {m.DEFAULT_HORIZON_DAYS} days after as_of "
+                f"{as_of.isoformat()}; write a later date, at most {m.DEFAULT_HORIZON_DAYS} days after as_of",
+            )
+            return None
+        return day
+
     def test_matched_rule(self, raw: Any, here: DocPath) -> str | None:
         from kare_rules.compile_polars import rule_id
 
@@ -1208,6 +1248,9 @@ class _Checker:
                 )
             seen.add(a)
         return tuple(raw)
+
+
+NO_MOVE = "none"  # a test's `next_category: none`: no move within the horizon
 
 
 def _action_ids(categories, transitions) -> set[str]:

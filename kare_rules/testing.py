@@ -15,7 +15,8 @@ from kare_rules.engine import Node, categorize, explain_row
 
 @dataclass(frozen=True)
 class Mismatch:
-    """One expectation of a test that did not hold: `what` is category, matched_rule or actions."""
+    """One expectation of a test that did not hold: `what` is category, matched_rule, actions,
+    next_category or next_move_on (dates as YYYY-MM-DD, no move as 'none')."""
 
     what: str
     expected: str | tuple[str, ...] | None
@@ -83,16 +84,32 @@ def run_rule_tests(rules: m.RuleSet) -> list[RuleTestResult]:
         # matched by key.
         by_date.setdefault((t.as_of, i if t.previous else -1), []).append(i)
     got: dict[int, tuple[str, str | None, str]] = {}
+    moves: dict[int, tuple[str | None, dt.date | None]] = {}
     for (as_of, alone), indexes in by_date.items():
         frame = accounts_frame(rules, [dict(rules.tests[i].account) for i in indexes])
         previous = previous_frame(rules, rules.tests[alone]) if alone >= 0 else None
-        out = categorize(rules, frame, as_of, explain=True, previous=previous)
+        # the next move is only computed when a test of this date expects one
+        edges = any(
+            rules.tests[i].next_category is not None or rules.tests[i].next_move_on is not None for i in indexes
+        )
+        out = categorize(rules, frame, as_of, explain=True, previous=previous, edges=edges)
         for i, row in zip(indexes, out.iter_rows(named=True), strict=True):
             got[i] = (row["category"], row["matched_rule"], row["reason"])
-    return [_judge(rules, t, *got[i]) for i, t in enumerate(rules.tests)]
+            moves[i] = (row.get("next_category"), row.get("next_move_on"))
+    return [_judge(rules, t, *got[i], next_move=moves[i]) for i, t in enumerate(rules.tests)]
 
 
-def _judge(rules: m.RuleSet, t: m.RuleTest, category: str, matched_rule: str | None, reason: str) -> RuleTestResult:
+NO_MOVE = "none"  # how a test says, and a failure shows, that the account does not move within the horizon
+
+
+def _judge(
+    rules: m.RuleSet,
+    t: m.RuleTest,
+    category: str,
+    matched_rule: str | None,
+    reason: str,
+    next_move: tuple[str | None, dt.date | None] = (None, None),
+) -> RuleTestResult:
     actions = actions_on_first_run(rules, category)
     mismatches = []
     if category != t.expect:
@@ -101,10 +118,23 @@ def _judge(rules: m.RuleSet, t: m.RuleTest, category: str, matched_rule: str | N
         mismatches.append(Mismatch("matched_rule", t.matched_rule, matched_rule))
     if t.actions is not None and sorted(actions) != sorted(t.actions):
         mismatches.append(Mismatch("actions", tuple(t.actions), actions))
+    mismatches += _next_move_mismatches(t, *next_move)
     why, tree = "", ()
     if category != t.expect:
         why, tree = _why_not(rules, t, category)
     return RuleTestResult(t, category, reason, matched_rule, actions, tuple(mismatches), why, tree)
+
+
+def _next_move_mismatches(t: m.RuleTest, next_category: str | None, next_move_on: dt.date | None) -> list[Mismatch]:
+    """`next_category` / `next_move_on` expectations (the move with the data unchanged, default horizon)."""
+    out = []
+    got_category = next_category or NO_MOVE
+    got_day = next_move_on.isoformat() if next_move_on else NO_MOVE
+    if t.next_category is not None and t.next_category != got_category:
+        out.append(Mismatch("next_category", t.next_category, got_category))
+    if t.next_move_on is not None and t.next_move_on.isoformat() != got_day:
+        out.append(Mismatch("next_move_on", t.next_move_on.isoformat(), got_day))
+    return out
 
 
 def _why_not(rules: m.RuleSet, t: m.RuleTest, got: str) -> tuple[str, tuple[Node, ...]]:

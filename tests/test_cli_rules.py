@@ -399,8 +399,9 @@ def test_explain_prints_every_category_as_a_tree_with_marks_and_values(work, cap
     assert code == 0, err
     assert out[0] == "account D as of 2026-10-31 (acme 1.2.0): recapture"
     assert out[1].startswith("reason: recapture: not (paying")
-    assert out[3] == "precedence: exit → expand → keep → recapture → attain (first that holds wins)"
-    tree = out[4:]
+    assert out[2].startswith("next: recapture → ")  # the early warning in words (tests/test_edges.py)
+    assert out[4] == "precedence: exit → expand → keep → recapture → attain (first that holds wins)"
+    tree = out[5:]
     tops = [line for line in tree if not line.startswith((" ", "└", "├", "│"))]
     assert tops == ["✗ exit", "✗ expand", "✗ keep", "✓ recapture", "✓ attain"]
     assert "   │  └─ ✗ is_customer = true   [is_customer = false]" in tree

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import itertools
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -18,6 +19,7 @@ from kare_rules import categorize
 from kare_rules import edges as edges_module
 from kare_rules.edges import EDGE_SCHEMA, column_edges, edge_columns, edges
 from kare_rules.engine import conform, with_derived
+from kare_rules.errors import RuleFileError
 from kare_rules.loader import load_rules_text
 
 AS_OF = dt.date(2026, 11, 1)
@@ -274,7 +276,7 @@ def reference_edges(doc: dict, rows: list[dict]) -> dict[str, list[tuple]]:
                     if v == x or category_of(doc, {**row, q: v}) == now:
                         continue
                     thr = crossed(cs, x, v, TYPES[q] == "integer")
-                    key = (abs(thr - x), abs(v - x), v > x)
+                    key = (abs(thr - x), v > x, v != thr)  # nearest threshold; the decrease; onto it before past it
                     if found is None or key < found[0]:
                         found = (key, thr, category_of(doc, {**row, q: v}))
             per_column[q].append(None if found is None else (found[2], found[1] - float(x)))
@@ -289,14 +291,15 @@ def reference_edges(doc: dict, rows: list[dict]) -> dict[str, list[tuple]]:
 
 
 @contextlib.contextmanager
-def small_words():
-    """Three predicate bits per word and no full table: the code paths of rule sets with many predicates."""
-    saved = edges_module._WORD, edges_module._TABLE_BITS
-    edges_module._WORD, edges_module._TABLE_BITS = 3, 2
+def tuned(word: int, table_bits: int, subset_share: float):
+    """Other code paths: fewer predicate bits per word, no full table (rule sets with many
+    predicates), every quantity computed on a subset of the accounts or on all of them."""
+    saved = edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE
+    edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = word, table_bits, subset_share
     try:
         yield
     finally:
-        edges_module._WORD, edges_module._TABLE_BITS = saved
+        edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = saved
 
 
 PROPERTY = settings(
@@ -325,10 +328,19 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     got = result.select("edge_category", "edge_column", "edge_value", "edge_threshold", "edge_change").rows()
     assert got == expected["nearest"]
 
-    # The same answers when patterns span several words and are not tabulated (large rule sets).
+    # The category is a pure function of the predicates' two-valued truths: the edges' bit patterns
+    # give every account the category categorize gave it.
     prepared = with_derived(rules, conform(frame, rules), AS_OF).collect()
-    with small_words():
-        assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
+    space = edges_module._Space(rules)
+    patterns = edges_module._patterns(space, edges_module._working(space, prepared, [], []))
+    by_pattern = [space.names[space.category(patterns.bits[p])] for p in patterns.frame["_edge_pat"]]
+    assert by_pattern == list(result["category"])
+
+    # The same answers when patterns span several words and are not tabulated (large rule sets), and
+    # whether each quantity is computed on the accounts that can cross its edges only or on all.
+    for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
+        with tuned(word, table_bits, subset_share):
+            assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
 
     columns = [q for q in expected if q != "nearest"]
     if columns:
@@ -336,6 +348,9 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
         for q in columns:
             pairs = each.select(f"_edge_category__{q}", f"_edge_change__{q}").rows()
             assert [None if p == (None, None) else p for p in pairs] == expected[q]
+        for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
+            with tuned(word, table_bits, subset_share):
+                assert column_edges(rules, prepared, columns).equals(each)
 
 
 # ---- examples a person can read -------------------------------------------------------------------
@@ -446,3 +461,165 @@ def test_ties_within_a_column_go_to_the_decrease_and_across_columns_to_the_colum
     assert out[1] == ("keep", "seats", 8.0, -2.0)
     # T3: seats is at 12; the next seat makes it expand (a change of 0 to the boundary).
     assert out[2] == ("expand", "seats", 12.0, 0.0)
+
+
+# ---- embedded tests may expect the next move ---------------------------------------------------------
+
+EMBEDDED = (
+    RULES
+    + """
+tests:
+  - name: keep lapses to recapture on the last day of the year
+    account: {account_id: K1, is_customer: true, ever_customer: true, value_last_90d: 40000,
+              last_order_date: 2026-10-01}
+    as_of: 2026-11-01
+    expect: keep
+    next_category: recapture
+    next_move_on: 2026-12-31
+  - name: a prospect does not move with the date
+    account: {account_id: P1, ever_customer: false, employees: 499}
+    as_of: 2026-11-01
+    expect: unassigned
+    next_category: none
+"""
+)
+
+
+def test_embedded_tests_check_the_next_move_and_say_what_they_got():
+    from kare_rules.testing import run_rule_tests
+
+    results = run_rule_tests(load_rules_text(EMBEDDED, "examples.yaml"))
+    assert [(r.test.name, r.passed) for r in results] == [
+        ("keep lapses to recapture on the last day of the year", True),
+        ("a prospect does not move with the date", True),
+    ]
+    wrong = EMBEDDED.replace("next_move_on: 2026-12-31", "next_move_on: 2026-12-30").replace(
+        "next_category: none", "next_category: attain"
+    )
+    results = run_rule_tests(load_rules_text(wrong, "examples.yaml"))
+    assert [[(mm.what, mm.expected, mm.got) for mm in r.mismatches] for r in results] == [
+        [("next_move_on", "2026-12-30", "2026-12-31")],
+        [("next_category", "attain", "none")],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("next_category: recapture", "next_category 'recaptur' is not a category; did you mean 'recapture'?"),
+        ("next_move_on: 2026-12-31", "next_move_on 2027-11-03 is not within the 366 days after as_of 2026-11-01"),
+        ("next_category: none", "next_category: none expects no move, so there is no date; leave out next_move_on"),
+    ],
+)
+def test_next_move_expectations_are_checked_with_their_location(change, message):
+    bad = {
+        "next_category: recapture": EMBEDDED.replace(change, "next_category: recaptur"),
+        "next_move_on: 2026-12-31": EMBEDDED.replace(change, "next_move_on: 2027-11-03"),
+        "next_category: none": EMBEDDED.replace(change, "next_category: none\n    next_move_on: 2026-12-01"),
+    }[change]
+    with pytest.raises(RuleFileError) as caught:
+        load_rules_text(bad, "examples.yaml")
+    text = str(caught.value)
+    assert message in text and "examples.yaml:" in text
+
+
+# ---- the command line ------------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from kare_rules.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def example_files(tmp_path) -> tuple[Path, Path]:
+    rules = tmp_path / "examples" / "kare.yaml"
+    rules.parent.mkdir()
+    rules.write_text(RULES, encoding="utf-8")
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(
+        "account_id,is_customer,ever_customer,value_last_90d,employees,last_order_date\n"
+        "K1,true,true,40000,,2026-10-01\n"
+        "P1,false,false,,499,\n",
+        encoding="utf-8",
+    )
+    return rules, accounts
+
+
+def test_categorize_edges_writes_the_columns_and_counts_the_accounts_that_will_move(example_files, tmp_path, capsys):
+    rules, accounts = example_files
+    output = tmp_path / "out.parquet"
+    common = ["--rules", str(rules), "--input", str(accounts), "--as-of", "2026-11-01", "--output", str(output)]
+    code, out, _ = run_cli(capsys, "categorize", *common, "--edges", "--horizon", "60")
+    assert code == 0
+    assert "1 of them would change category within 60 days with their data unchanged (next_move_on)" in out
+    got = pl.read_parquet(output).select("account_id", *EDGE_SCHEMA).rows()
+    assert got == [
+        ("K1", "recapture", dt.date(2026, 12, 31), "recapture", "value_last_90d", 40000.0, 35000.0, -5000.0),
+        ("P1", None, None, "attain", "employees", 499.0, 500.0, 1.0),
+    ]
+    code, _, _ = run_cli(capsys, "categorize", *common, "--edges", "--horizon", "59")
+    assert pl.read_parquet(output)["next_move_on"].to_list() == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--edges", "--engine", "duckdb"], "--edges needs the Polars engine"),
+        (["--horizon", "30"], "--horizon goes with --edges"),
+        (["--edges", "--horizon", "0"], "--horizon takes a whole number of days from 1 to 3650, e.g. 30; got '0'"),
+    ],
+)
+def test_categorize_edges_options_are_checked(example_files, tmp_path, capsys, extra, message):
+    rules, accounts = example_files
+    code, _, err = run_cli(capsys, "categorize", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                           "2026-11-01", "--output", str(tmp_path / "o.csv"), *extra)  # fmt: skip
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_explain_says_the_next_move_and_the_nearest_change_in_words(example_files, capsys):
+    rules, accounts = example_files
+    code, out, _ = run_cli(capsys, "explain", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                           "2026-11-01", "--account", "K1")  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[2] == (
+        "next: keep → recapture on 2026-12-31, in 60 days, if no new order; "
+        "nearest change: value_last_90d falls below 35000, now 40000 (→ recapture)"
+    )
+    _, out, _ = run_cli(capsys, "explain", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                        "2026-11-01", "--account", "P1")  # fmt: skip
+    assert out.splitlines()[2] == (
+        "next: unassigned: no move within 366 days with the data unchanged; "
+        "nearest change: employees rises to 500, now 499 (→ attain)"
+    )
+
+
+def test_trends_are_held_over_time_and_are_quantities_of_their_own():
+    import dataclasses
+
+    from kare_rules import model as m
+
+    base = load_rules_text(RULES, "examples.yaml")
+    keep = base.categories["keep"]
+    trend = m.Predicate("value_change", "gte", -1000.0)
+    rules = dataclasses.replace(
+        base,
+        derived=(*base.derived, m.Derived("value_change", "change_of", ("value_last_90d",))),
+        categories={**base.categories, "keep": dataclasses.replace(keep, when=m.All((keep.when, trend)))},
+    )
+    accounts = example(is_customer=True, ever_customer=True, value_last_90d=40000.0,
+                       last_order_date=dt.date(2026, 10, 1))  # fmt: skip
+    previous = pl.DataFrame({"account_id": ["A1"], "value_last_90d": [40500.0]})
+    out = categorize(rules, accounts, AS_OF, previous=previous, edges=True).row(0, named=True)
+    # the trend (-500) is held: the move is still the 91st day without an order
+    assert (out["category"], out["next_category"], out["next_move_on"]) == ("keep", "recapture", dt.date(2026, 12, 31))
+    # value_last_90d is 5000/40000 from its edge, the trend 500/1000: the value is nearer
+    assert (out["edge_column"], out["edge_change"]) == ("value_last_90d", -5000.0)
+    prepared = with_derived(rules, conform(accounts, rules), AS_OF, previous).collect()
+    assert column_edges(rules, prepared, ["value_change"]).row(0) == (-500.0, "recapture")

@@ -41,6 +41,9 @@ def trend_note(args: argparse.Namespace, rules) -> None:
 
 @command
 def cmd_categorize(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from kare_rules import model as m
     from kare_rules.engine import as_date, categorize, category_counts
     from kare_rules.loader import load_rules
     from kare_rules.sources import check_source, read_accounts, write_frame
@@ -48,6 +51,10 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
+    if args.edges and (args.engine != "polars" or args.trusted):
+        raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
+    if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
+        raise UsageError("--horizon goes with --edges (how many days ahead next_move_on looks)")
     rules = load_rules(args.rules)
     as_of = as_date(args.as_of)
     if args.trusted:
@@ -78,11 +85,20 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
         result = categorize_duckdb(rules, checked.valid, as_of, previous)
     else:
-        result = categorize(rules, checked.valid, as_of, explain=not args.no_explain, previous=previous)
+        result = categorize(
+            rules, checked.valid, as_of, explain=not args.no_explain, previous=previous, edges=args.edges,
+            horizon=args.horizon,
+        )  # fmt: skip
     write_frame(result, args.output)
     counts = category_counts(result)
     out(f"{result.height} accounts categorized with {rules.organization} {rules.version} as of {as_of} → {args.output}")
     out(table(counts))
+    if args.edges:
+        moving = result.filter(pl.col("next_move_on").is_not_null()).height
+        out(
+            f"{moving} of them would change category within {args.horizon} days with their data unchanged "
+            "(next_move_on)"
+        )
     if checked.quarantine.height:
         q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
         write_frame(checked.quarantine, q)
@@ -95,6 +111,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from kare_rules.edges import describe_edges
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_accounts
@@ -114,6 +131,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = categorize(rules, checked.valid, as_of, previous=previous)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
+    out(f"next: {describe_edges(rules, checked.valid, as_of)[0]}")
     out()
     out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
     for line in render_tree(nodes):

@@ -11,6 +11,21 @@ from kare_rules.cli.common import (
     share_arg,
 )
 
+MAX_HORIZON_DAYS = 3650  # ten years: further ahead a date move says nothing a user can act on
+
+
+def horizon_arg(text: str) -> int:
+    """--horizon: whole days, 1 .. MAX_HORIZON_DAYS."""
+    try:
+        days = int(text.strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_HORIZON_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"--horizon takes a whole number of days from 1 to {MAX_HORIZON_DAYS}, e.g. 30; got {text!r}"
+        )
+    return days
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -87,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the rules run: polars, or duckdb (compiled to SQL, no explanations) (default: %(default)s)",
     )
     s.add_argument("--no-explain", action="store_true", help="skip reason and overlaps (faster)")
+    s.add_argument(
+        "--edges",
+        action="store_true",
+        help="add the early warning: next_category and next_move_on (the first change within --horizon days with "
+        "the data unchanged) and the nearest single-value change (edge_category, edge_column, edge_value, "
+        "edge_threshold, edge_change); Polars engine only",
+    )
+    s.add_argument(
+        "--horizon",
+        type=horizon_arg,
+        default=366,
+        metavar="DAYS",
+        help="with --edges: how many days after --as-of next_move_on looks (default: %(default)s)",
+    )
     s.add_argument(
         "--trusted",
         action="store_true",
