@@ -122,13 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --engine duckdb: skip validation and let DuckDB read a Parquet file/glob or duckdb:PATH:TABLE "
         "itself, so the accounts never load into Python (column types must already match inputs:)",
     )
-    s.add_argument(
-        "--previous",
-        metavar="SOURCE",
-        help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
-        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
-        "every trend is null, as for a new account",
-    )
+    _previous_option(s)
 
     s = sub.add_parser(
         "explain",
@@ -142,13 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
-    s.add_argument(
-        "--previous",
-        metavar="SOURCE",
-        help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
-        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
-        "every trend is null, as for a new account",
-    )
+    _previous_option(s)
 
     s = sub.add_parser(
         "compile",
@@ -281,3 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
     )
     return p
+
+
+def _previous_option(s: argparse.ArgumentParser) -> None:
+    """`--previous`, shared by categorize and explain."""
+    s.add_argument(
+        "--previous",
+        metavar="SOURCE",
+        help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
+        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
+        "every trend is null, as for a new account",
+    )
