@@ -123,3 +123,19 @@ def test_watches_and_trends_publish_the_same_tables_whatever_the_slice_count(tmp
     queue = published[1]["action_queue"]
     assert queue.filter(pl.col("source").str.starts_with("watch:")).height > 0  # the watches did open actions
     assert published[1]["account_values"]["as_of"].unique().sort().to_list() == days[1:]
+
+
+def test_kare_explain_names_the_watches_that_hold_and_feeds_previous_values_to_the_next_move(tmp_path, capsys):
+    from kare_rules.cli import main
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    accounts(A=(dt.date(2026, 7, 15), 5000.0)).write_csv(tmp_path / "a.csv")
+    code = main(["explain", "--rules", str(folder), "--input", str(tmp_path / "a.csv"), "--as-of", str(D1),
+                 "--account", "A"])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0] == "account A as of 2026-09-30 (watchful 1.0.0): keep"
+    assert lines[2].startswith("next: keep → recapture on 2026-10-14, in 14 days, if no new order;")
+    assert lines[3] == "watches: lapsing (their actions open in a run)"

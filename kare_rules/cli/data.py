@@ -128,10 +128,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     previous = previous_values(args, rules)
     nodes = explain_account(rules, checked.valid, as_of, args.account, previous)
-    result = categorize(rules, checked.valid, as_of, previous=previous)
+    result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
     out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
-    out(f"next: {describe_edges(rules, checked.valid, as_of)[0]}")
+    out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
+    if watches := result["watches"][0].to_list():
+        out(f"watches: {', '.join(watches)} (their actions open in a run)")
     out()
     out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
     for line in render_tree(nodes):
