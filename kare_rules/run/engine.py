@@ -149,6 +149,20 @@ def categorize_with(
     return categorize(rules, valid, as_of, explain=True, previous=previous, edges=True)
 
 
+def categories_only(
+    rules: m.RuleSet,
+    valid: pl.DataFrame,
+    as_of: dt.date,
+    overrides: tuple[Override, ...],
+    previous: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """account_id and category, overrides applied: all a change cause needs of the previous rules."""
+    result = categorize(rules, valid, as_of, explain=False, previous=previous)
+    result = apply_overrides(result.with_columns(pl.lit(None, dtype=pl.String).alias("reason")), rules.key, overrides,
+                             as_of)  # fmt: skip
+    return result.select(pl.col(rules.key).cast(pl.String).alias("account_id"), "category")
+
+
 def categorize_run(
     rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, run_id: str, overrides: tuple[Override, ...] = (),
     engine: str = "polars", previous: pl.DataFrame | None = None,
@@ -411,8 +425,7 @@ def _run(
             try:
                 old = previous_rules.trend_columns
                 old_before = s.previous_values(org, ruled["as_of"], old, within) if old and ruled else None
-                old_rules = categorize_run(previous_rules, checked.valid, as_of, run_id, bundle.overrides,
-                                           previous=old_before)  # fmt: skip
+                old_rules = categories_only(previous_rules, checked.valid, as_of, bundle.overrides, old_before)
             except KareError:
                 old_rules = None  # the old rules cannot read today's data: a change is 'both'
         changes = history_changes(current, categories, held, as_of, run_id, org,
