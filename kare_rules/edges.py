@@ -56,6 +56,7 @@ EDGE_COLUMNS: tuple[str, ...] = tuple(EDGE_SCHEMA)
 # rows, evaluated by Polars); beyond it patterns are evaluated one by one in Python as they occur.
 _TABLE_BITS = 20
 _WORD = 63  # predicate bits per Int64 word (the sign bit is left alone)
+_COMPARE_STEPS = 8  # up to this many steps a value's position among thresholds is counted, not searched
 
 
 # ---- the predicate space: distinct predicates, bit patterns, the category of a pattern ----------
@@ -350,7 +351,10 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
         # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
         # (no value lies strictly between c and its next representable value)
         steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
-        pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
+        if len(steps) <= _COMPARE_STEPS:  # a few comparisons cost less than a binary search per value
+            pos = sum(((x >= s).cast(pl.UInt32) for s in steps), pl.lit(0, dtype=pl.UInt32))
+        else:
+            pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
         # UInt32 keys: Polars gathers by its native index type without converting them
         key = pl.col("_edge_pat") * pl.lit(e.positions, dtype=pl.UInt32) + pos
         stages[0].append(key.alias(name("key")))
@@ -409,6 +413,16 @@ def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
 _SUBSET_SHARE = 0.12
 
 
+def _live(pats: _Patterns, e: _ColumnEdge) -> tuple[list[bool], float]:
+    """Per pattern: can its accounts cross one of the column's edges; and the share of accounts that can."""
+    positions = e.positions
+    live = [
+        any(c is not None for c in e.cats[2 * d * positions : 2 * (d + 1) * positions]) for d in range(len(pats.bits))
+    ]
+    share = sum(n for n, alive in zip(pats.counts, live, strict=True) if alive) / max(pats.frame.height, 1)
+    return live, share
+
+
 def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
     """`_edge_r__<col>` (Float64: null where the value is null or has no edge) and
     `_edge_k__<col>` (UInt32) for every account. Usually only a few patterns can cross a given
@@ -416,11 +430,7 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
     accounts are computed."""
     frame, col = pats.frame, e.column
     names = (f"_edge_r__{col}", f"_edge_k__{col}")
-    positions = e.positions
-    live = [
-        any(c is not None for c in e.cats[2 * d * positions : 2 * (d + 1) * positions]) for d in range(len(pats.bits))
-    ]
-    share = sum(n for n, alive in zip(pats.counts, live, strict=True) if alive) / max(frame.height, 1)
+    live, share = _live(pats, e)
     if share > _SUBSET_SHARE:
         out = _with_stages(frame.lazy().select("_edge_pat", _x(col)), [e]).select(names).collect()
         return out[names[0]], out[names[1]]
@@ -434,18 +444,25 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
 
 
 def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
-    """The nearest of the per-column edges: the smallest relative change, ties to the earlier column."""
+    """The nearest of the per-column edges: the smallest relative change, ties to the earlier column.
+    The quantities computed on every account join the final choice in one lazy plan (Polars runs
+    their columns side by side); those computed on a few accounts are done first, eagerly."""
     offsets, tables = _global_tables(space, edges)
-    lf = pats.frame.with_columns(s for e in edges for s in _per_column(pats, e)).lazy()
+    full = [e for e in edges if _live(pats, e)[1] > _SUBSET_SHARE]
+    few = [e for e in edges if e not in full]
+    lf = _with_stages(pats.frame.with_columns(s for e in few for s in _per_column(pats, e)).lazy(), full)
     rs = [pl.col(f"_edge_r__{e.column}") for e in edges]
     lf = lf.with_columns(pl.min_horizontal(rs).alias("_edge_rel"))
     best = pl.col("_edge_rel")
-    key: pl.Expr = pl.lit(None, dtype=pl.UInt32)
-    value: pl.Expr = pl.lit(None, dtype=pl.Float64)
-    for e, offset, r in reversed(list(zip(edges, offsets, rs, strict=True))):  # the first column's test is outermost
-        key = pl.when(r == best).then(pl.col(f"_edge_k__{e.column}") + pl.lit(offset, dtype=pl.UInt32)).otherwise(key)
-        value = pl.when(r == best).then(_x(e.column)).otherwise(value)
-    lf = lf.with_columns(key.alias("_edge_key"), value.alias("edge_value"))
+    # the first column whose distance is the smallest: one when/then chain (the first test wins)
+    key: pl.Expr | None = None
+    value: pl.Expr | None = None
+    for e, offset, r in zip(edges, offsets, rs, strict=True):
+        k = pl.col(f"_edge_k__{e.column}") + pl.lit(offset, dtype=pl.UInt32)
+        key = pl.when(r == best).then(k) if key is None else key.when(r == best).then(k)
+        value = pl.when(r == best).then(_x(e.column)) if value is None else value.when(r == best).then(_x(e.column))
+    assert key is not None and value is not None
+    lf = lf.select(key.alias("_edge_key"), value.alias("edge_value"))
     key = pl.col("_edge_key")
     return lf.select(
         pl.lit(tables["edge_category"]).gather(key).alias("edge_category"),
