@@ -445,36 +445,65 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
 
 def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
     """The nearest of the per-column edges: the smallest relative change, ties to the earlier column.
-    The quantities computed on every account join the final choice in one lazy plan (Polars runs
-    their columns side by side); those computed on a few accounts are done first, eagerly."""
+
+    An account's pattern decides which quantities it can cross at all (usually one or two of them):
+    the accounts are ordered by that set (one sort of a small integer), and each set's accounts,
+    a contiguous run in that order, compute only their own quantities. Then the chosen key and value
+    go back to every account's row in one scatter each."""
     offsets, tables = _global_tables(space, edges)
-    full = [e for e in edges if _live(pats, e)[1] > _SUBSET_SHARE]
-    few = [e for e in edges if e not in full]
-    lf = _with_stages(pats.frame.with_columns(s for e in few for s in _per_column(pats, e)).lazy(), full)
-    rs = [pl.col(f"_edge_r__{e.column}") for e in edges]
+    frame = pats.frame
+    lives = [_live(pats, e)[0] for e in edges]
+    sets = [sum(1 << j for j, live in enumerate(lives) if live[d]) for d in range(len(pats.bits))]
+    present = sorted(set(sets))
+    group = [present.index(s) for s in sets]  # sorted: the set of no quantity (0), if present, first
+    sizes = [0] * len(present)
+    for d, n in enumerate(pats.counts):
+        sizes[group[d]] += n
+    order = frame.select(
+        pl.lit(pl.Series(group, dtype=pl.UInt16)).gather(pl.col("_edge_pat")).arg_sort().cast(pl.UInt32)
+    ).to_series()
+    plans, runs = [], []
+    start = 0
+    for s, size in zip(present, sizes, strict=True):
+        chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if s >> j & 1]
+        if chosen and size:
+            rows = order.slice(start, size)
+            runs.append(rows)
+            sub = frame.select(pl.col("_edge_pat", *[f"_edge_x__{e.column}" for e, _ in chosen]).gather(rows))
+            plans.append(_choose(_with_stages(sub.lazy(), [e for e, _ in chosen]), chosen))
+        start += size
+    key = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)
+    value = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
+    if plans:
+        chosen_all = pl.concat(pl.collect_all(plans))
+        rows = pl.concat(runs)
+        key = key.scatter(rows, chosen_all["_edge_key"])
+        value = value.scatter(rows, chosen_all["edge_value"])
+    lf = pl.DataFrame([key.alias("_edge_key"), value.alias("edge_value")]).lazy()
+    k = pl.col("_edge_key")
+    return lf.select(
+        pl.lit(tables["edge_category"]).gather(k).alias("edge_category"),
+        pl.lit(tables["edge_column"]).gather(k).alias("edge_column"),
+        "edge_value",
+        pl.lit(tables["edge_threshold"]).gather(k).alias("edge_threshold"),
+        *([pl.lit(tables["_edge_at"]).gather(k).alias("_edge_at"), (k % 2 == 1).alias("_edge_up")] if detail else []),
+    ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
+
+
+def _choose(lf: pl.LazyFrame, chosen: list[tuple[_ColumnEdge, int]]) -> pl.LazyFrame:
+    """`_edge_key` (offset + `_edge_k__<col>` in the global tables) and `edge_value` of the column with
+    the smallest relative change, the first such column on a tie; null when no column has an edge."""
+    rs = [pl.col(f"_edge_r__{e.column}") for e, _ in chosen]
     lf = lf.with_columns(pl.min_horizontal(rs).alias("_edge_rel"))
     best = pl.col("_edge_rel")
-    # the first column whose distance is the smallest: one when/then chain (the first test wins)
     key: pl.Expr | None = None
     value: pl.Expr | None = None
-    for e, offset, r in zip(edges, offsets, rs, strict=True):
+    for (e, offset), r in zip(chosen, rs, strict=True):  # one when/then chain: the first test that holds wins
         k = pl.col(f"_edge_k__{e.column}") + pl.lit(offset, dtype=pl.UInt32)
         key = pl.when(r == best).then(k) if key is None else key.when(r == best).then(k)
         value = pl.when(r == best).then(_x(e.column)) if value is None else value.when(r == best).then(_x(e.column))
     assert key is not None and value is not None
-    lf = lf.select(key.alias("_edge_key"), value.alias("edge_value"))
-    key = pl.col("_edge_key")
-    return lf.select(
-        pl.lit(tables["edge_category"]).gather(key).alias("edge_category"),
-        pl.lit(tables["edge_column"]).gather(key).alias("edge_column"),
-        "edge_value",
-        pl.lit(tables["edge_threshold"]).gather(key).alias("edge_threshold"),
-        *(
-            [pl.lit(tables["_edge_at"]).gather(key).alias("_edge_at"), (key % 2 == 1).alias("_edge_up")]
-            if detail
-            else []
-        ),
-    ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
+    return lf.select(key.alias("_edge_key"), value.alias("edge_value"))
 
 
 # ---- the next move ------------------------------------------------------------------------------
@@ -640,7 +669,10 @@ def _next_move_one(
             first_z.append(clock.points[s1 - 1] if s1 is not None else None)
             first_cat.append(space.names[row[s1]] if s1 is not None else None)
     z = pl.col(clock.column) * clock.sign
-    state = pl.lit(pl.Series(clock.points or [0], dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.Int64)
+    if len(clock.points) <= _COMPARE_STEPS:  # the number of points passed: a few comparisons, no search
+        state = sum(((z >= q).cast(pl.Int64) for q in clock.points), pl.lit(0, dtype=pl.Int64))
+    else:
+        state = pl.lit(pl.Series(clock.points, dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.Int64)
     key = pl.col("_edge_pat").cast(pl.Int64) * (k + 1) + (state if clock.points else 0)
     lf = pats.frame.lazy().select(
         z.alias("_z"), key.alias("_key")
@@ -771,9 +803,10 @@ def with_edges(
     from kare_rules.watches import with_watches
 
     result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
-    prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
+    # conformed and derived once, for the edges and the watches alike
+    prepared = with_derived(rules, conform(accounts, rules), as_of, previous).select(*rules.columns).collect()
     result = pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
-    return with_watches(rules, result, prepared, as_of_date(as_of))
+    return with_watches(rules, result, prepared.lazy(), as_of_date(as_of))
 
 
 # ---- in words (kare explain) -------------------------------------------------------------------
