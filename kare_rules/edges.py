@@ -447,31 +447,31 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     """The nearest of the per-column edges: the smallest relative change, ties to the earlier column.
 
     An account's pattern decides which quantities it can cross at all (usually one or two of them):
-    the accounts are ordered by that set (one sort of a small integer), and each set's accounts,
-    a contiguous run in that order, compute only their own quantities. Then the chosen key and value
-    go back to every account's row in one scatter each."""
+    the accounts are grouped by that set (one group-by of a small integer), and each set's accounts
+    compute only their own quantities. Then the chosen key and value go back to every account's row
+    in one scatter each."""
     offsets, tables = _global_tables(space, edges)
     frame = pats.frame
     lives = [_live(pats, e)[0] for e in edges]
     sets = [sum(1 << j for j, live in enumerate(lives) if live[d]) for d in range(len(pats.bits))]
     present = sorted(set(sets))
     group = [present.index(s) for s in sets]  # sorted: the set of no quantity (0), if present, first
-    sizes = [0] * len(present)
-    for d, n in enumerate(pats.counts):
-        sizes[group[d]] += n
-    order = frame.select(
-        pl.lit(pl.Series(group, dtype=pl.UInt16)).gather(pl.col("_edge_pat")).arg_sort().cast(pl.UInt32)
-    ).to_series()
+    # the row numbers of each set's accounts: one hash group-by on a small integer (cheaper than a sort)
+    members = (
+        frame.select(
+            pl.lit(pl.Series(group, dtype=pl.UInt16)).gather(pl.col("_edge_pat")).alias("_edge_set"),
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_edge_row"),
+        )
+        .group_by("_edge_set")
+        .agg("_edge_row")
+    )
     plans, runs = [], []
-    start = 0
-    for s, size in zip(present, sizes, strict=True):
-        chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if s >> j & 1]
-        if chosen and size:
-            rows = order.slice(start, size)
+    for g, rows in zip(members["_edge_set"].to_list(), members["_edge_row"], strict=True):
+        chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if present[g] >> j & 1]
+        if chosen:
             runs.append(rows)
             sub = frame.select(pl.col("_edge_pat", *[f"_edge_x__{e.column}" for e, _ in chosen]).gather(rows))
             plans.append(_choose(_with_stages(sub.lazy(), [e for e, _ in chosen]), chosen))
-        start += size
     key = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)
     value = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
     if plans:
@@ -557,12 +557,11 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     """`next_category`, `next_move_on` for every row of the working frame."""
     frame = pats.frame
     clocks = _clocks(space)
-    none = pl.DataFrame(
-        {"next_category": pl.Series([None] * frame.height, dtype=pl.String),
-         "next_move_on": pl.Series([None] * frame.height, dtype=pl.Date)}
-    )  # fmt: skip
     if not clocks or frame.height == 0:
-        return none
+        return pl.DataFrame(
+            {"next_category": pl.repeat(None, frame.height, dtype=pl.String, eager=True),
+             "next_move_on": pl.repeat(None, frame.height, dtype=pl.Date, eager=True)}
+        )  # fmt: skip
     keep = ~sum(space.mask_of(c.column) for c in clocks)
     radices = [len(c.points) + 2 for c in clocks]
     combos = math.prod(radices)
@@ -685,8 +684,9 @@ def _next_move_one(
         pl.when("_in")
         .then(pl.lit(pl.Series(first_cat, dtype=pl.String)).gather(pl.col("_key")))
         .alias("next_category"),
+        # a date is its day number: adding days is an integer addition, no duration arithmetic
         pl.when("_in")
-        .then(pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t")))
+        .then(pl.lit((as_of - dt.date(1970, 1, 1)).days, dtype=pl.Int32) + pl.col("_t").cast(pl.Int32))
         .cast(pl.Date)
         .alias("next_move_on"),
     ).collect()
@@ -741,7 +741,7 @@ def _edge_columns(
         edges = _nearest(space, pats, tables, detail).collect()
     else:
         edges = pl.DataFrame(
-            {c: pl.Series([None] * work.height, dtype=t) for c, t in schema.items() if c not in moves.columns}
+            {c: pl.repeat(None, work.height, dtype=t, eager=True) for c, t in schema.items() if c not in moves.columns}
         )
     return pl.concat([moves, edges], how="horizontal").select(list(schema)).cast(schema)
 
