@@ -333,10 +333,12 @@ def _x(column: str) -> pl.Expr:
     return pl.col(f"_edge_x__{column}")
 
 
-def _quantity(rules: m.RuleSet, column: str) -> pl.Expr:
-    """A quantity as Float64 (`_edge_x__<col>`); a NaN or infinite value is null (it has no edge)."""
-    x = pl.col(column).cast(pl.Float64)
-    return (x if rules.columns[column] == "integer" else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{column}")
+def _quantity(e: _ColumnEdge, rows: pl.Series | None = None) -> pl.Expr:
+    """A quantity as Float64 (`_edge_x__<col>`), of the given rows only (all when None); a NaN or
+    infinite value is null (it has no edge). Cast where it is read, so that accounts which cannot cross
+    the column's edges never pay for it."""
+    x = (pl.col(e.column) if rows is None else pl.col(e.column).gather(rows)).cast(pl.Float64)
+    return (x if e.integer else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{e.column}")
 
 
 def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
@@ -432,11 +434,11 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
     names = (f"_edge_r__{col}", f"_edge_k__{col}")
     live, share = _live(pats, e)
     if share > _SUBSET_SHARE:
-        out = _with_stages(frame.lazy().select("_edge_pat", _x(col)), [e]).select(names).collect()
+        out = _with_stages(frame.lazy().select("_edge_pat", _quantity(e)), [e]).select(names).collect()
         return out[names[0]], out[names[1]]
-    alive = pl.lit(pl.Series(live, dtype=pl.Boolean)).gather(pl.col("_edge_pat")) & _x(col).is_not_null()
+    alive = pl.lit(pl.Series(live, dtype=pl.Boolean)).gather(pl.col("_edge_pat")) & _quantity(e).is_not_null()
     rows = frame.select(pl.arg_where(alive)).to_series()
-    sub = frame.select(pl.col("_edge_pat", f"_edge_x__{col}").gather(rows))
+    sub = frame.select(pl.col("_edge_pat").gather(rows), _quantity(e, rows))
     done = _with_stages(sub.lazy(), [e]).select(names).collect()
     r = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True).scatter(rows, done[names[0]])
     k = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)  # null: nothing to look up
@@ -470,7 +472,7 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
         chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if present[g] >> j & 1]
         if chosen:
             runs.append(rows)
-            sub = frame.select(pl.col("_edge_pat", *[f"_edge_x__{e.column}" for e, _ in chosen]).gather(rows))
+            sub = frame.select(pl.col("_edge_pat").gather(rows), *[_quantity(e, rows) for e, _ in chosen])
             plans.append(_choose(_with_stages(sub.lazy(), [e for e, _ in chosen]), chosen))
     key = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)
     value = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
@@ -698,11 +700,12 @@ def _next_move_one(
 def _working(
     space: _Space, frame: pl.DataFrame | pl.LazyFrame, quantities: list[str], clocks: list[str]
 ) -> pl.DataFrame:
-    """What the edges read, materialized once: the quantities as Float64, the date-derived columns
-    and the predicate bit pattern."""
+    """What the edges read, materialized once: the date-derived columns, the quantities (as they are:
+    each is cast to Float64 only for the accounts that can cross its edges) and the predicate bit
+    pattern."""
     return (
         frame.lazy()
-        .select(*[pl.col(c) for c in clocks], *[_quantity(space.rules, q) for q in quantities], *space.word_exprs())
+        .select(*dict.fromkeys([*clocks, *quantities]), *space.word_exprs())
         .collect()
         .rechunk()  # a parallel collect leaves columns in unaligned chunks; every later op would realign them
     )
@@ -771,7 +774,8 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
             change.alias(f"_edge_change__{c}"),
             pl.lit(answers["edge_category"]).gather(k).alias(f"_edge_category__{c}"),
         ]
-    return pats.frame.with_columns(s for e in tables for s in _per_column(pats, e)).select(out)
+    per_column = [s for e in tables for s in _per_column(pats, e)]
+    return pats.frame.with_columns(*per_column, *{e.column: _quantity(e) for e in tables}.values()).select(out)
 
 
 def edges(
