@@ -33,7 +33,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import polars as pl
 
@@ -282,10 +282,19 @@ class _ColumnEdge:
     upper: list[float | None]
     cats: list[int | None]
     at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
+    live: list[bool] = field(default_factory=list)  # per pattern: some value of the column changes its category
 
     @property
     def positions(self) -> int:
         return 2 * len(self.thresholds) + 1
+
+    @cached_property
+    def sides(self) -> tuple[pl.Series, pl.Series]:
+        """`lower` and `upper` as Float64 series, a missing side as ∓inf (built once, read per group)."""
+        return (
+            pl.Series([-math.inf if v is None else v for v in self.lower], dtype=pl.Float64),
+            pl.Series([math.inf if v is None else v for v in self.upper], dtype=pl.Float64),
+        )
 
 
 def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge:
@@ -299,8 +308,20 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
     out = _ColumnEdge(column, integer, thresholds, [], [], [])
+    # The rows depend on the pattern only through (its category, its other predicates' bits): patterns
+    # that differ only in this column's bits share them, so each is worked out once.
+    done: dict[tuple[int, int], tuple[list, list, list, list, bool]] = {}
     for b in pats.bits:
         cur, rest = space.category(b), b & keep
+        rows = done.get((cur, rest))
+        if rows is not None:
+            out.lower += rows[0]
+            out.upper += rows[1]
+            out.cats += rows[2]
+            out.at += rows[3]
+            out.live.append(rows[4])
+            continue
+        start = (len(out.lower), len(out.cats))
         lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
         ucat = [space.category(rest | x) if x is not None else cur for x in ubits]
         # Candidates in axis order: lower = [below_0, at_0, below_1, at_1, ...], upper = [at_0, above_0,
@@ -319,6 +340,9 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
             lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
             out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
             out.at += [lower_at, upper_at]
+        live = any(c != cur for c in lcat) or any(c != cur for c in ucat)
+        out.live.append(live)
+        done[cur, rest] = (out.lower[start[0] :], out.upper[start[0] :], out.cats[start[1] :], out.at[start[1] :], live)
     return out
 
 
@@ -361,12 +385,8 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
         key = pl.col("_edge_pat") * pl.lit(e.positions, dtype=pl.UInt32) + pos
         stages[0].append(key.alias(name("key")))
         key = pl.col(name("key"))
-        lower = [-math.inf if v is None else v for v in e.lower]
-        upper = [math.inf if v is None else v for v in e.upper]
-        stages[1] += [
-            pl.lit(pl.Series(lower, dtype=pl.Float64)).gather(key).alias(name("tl")),
-            pl.lit(pl.Series(upper, dtype=pl.Float64)).gather(key).alias(name("tu")),
-        ]
+        lower, upper = e.sides
+        stages[1] += [pl.lit(lower).gather(key).alias(name("tl")), pl.lit(upper).gather(key).alias(name("tu"))]
         tl, tu = pl.col(name("tl")), pl.col(name("tu"))
         # equal distances go to the decrease (the lower side)
         stages[2].append(((x - tl) <= (tu - x)).alias(name("lo")))
@@ -417,12 +437,8 @@ _SUBSET_SHARE = 0.12
 
 def _live(pats: _Patterns, e: _ColumnEdge) -> tuple[list[bool], float]:
     """Per pattern: can its accounts cross one of the column's edges; and the share of accounts that can."""
-    positions = e.positions
-    live = [
-        any(c is not None for c in e.cats[2 * d * positions : 2 * (d + 1) * positions]) for d in range(len(pats.bits))
-    ]
-    share = sum(n for n, alive in zip(pats.counts, live, strict=True) if alive) / max(pats.frame.height, 1)
-    return live, share
+    share = sum(n for n, alive in zip(pats.counts, e.live, strict=True) if alive) / max(pats.frame.height, 1)
+    return e.live, share
 
 
 def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
@@ -738,7 +754,7 @@ def _edge_columns(
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_date(as_of), horizon)
     # a quantity no account present can cross to another category costs nothing per account
-    tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(c is not None for c in t.cats)]
+    tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(t.live)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
         edges = _nearest(space, pats, tables, detail).collect()
