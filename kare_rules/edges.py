@@ -300,7 +300,6 @@ class _ColumnEdge:
 def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge:
     integer = space.rules.columns[column] == "integer"
     thresholds = _thresholds(space, column)
-    k = len(thresholds)
     cands = _candidates(thresholds, integer)
     keep = ~space.mask_of(column)
     values = [v for v in (*cands.lower, *cands.upper) if v is not None]
@@ -308,42 +307,53 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
     out = _ColumnEdge(column, integer, thresholds, [], [], [])
-    # The rows depend on the pattern only through (its category, its other predicates' bits): patterns
-    # that differ only in this column's bits share them, so each is worked out once.
-    done: dict[tuple[int, int], tuple[list, list, list, list, bool]] = {}
+    category = space.category
+    # The rows depend on the pattern only through its category and the categories its candidates lead
+    # to: patterns that agree on those share them, so each is worked out once.
+    done: dict[tuple[int, ...], tuple[list, list, list, list, bool]] = {}
     for b in pats.bits:
-        cur, rest = space.category(b), b & keep
-        rows = done.get((cur, rest))
-        if rows is not None:
-            out.lower += rows[0]
-            out.upper += rows[1]
-            out.cats += rows[2]
-            out.at += rows[3]
-            out.live.append(rows[4])
-            continue
-        start = (len(out.lower), len(out.cats))
-        lcat = [space.category(rest | x) if x is not None else cur for x in lbits]
-        ucat = [space.category(rest | x) if x is not None else cur for x in ubits]
-        # Candidates in axis order: lower = [below_0, at_0, below_1, at_1, ...], upper = [at_0, above_0,
-        # ...]. At position p the lower side's best is the last differing candidate of lower[:p] (the
-        # highest threshold below, "at" before the step below it), the upper's the first of upper[p:].
-        last: list[int | None] = [None]
-        for j, c in enumerate(lcat):
-            last.append(j if c != cur else last[-1])
-        first: list[int | None] = [None] * (2 * k + 1)
-        for j in reversed(range(2 * k)):
-            first[j] = j if ucat[j] != cur else first[j + 1]
-        for p in range(2 * k + 1):
-            jl, ju = last[p], first[p]
-            out.lower.append(thresholds[jl // 2] if jl is not None else None)
-            out.upper.append(thresholds[ju // 2] if ju is not None else None)
-            lower_at, upper_at = jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0
-            out.cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
-            out.at += [lower_at, upper_at]
-        live = any(c != cur for c in lcat) or any(c != cur for c in ucat)
-        out.live.append(live)
-        done[cur, rest] = (out.lower[start[0] :], out.upper[start[0] :], out.cats[start[1] :], out.at[start[1] :], live)
+        cur, rest = category(b), b & keep
+        lcat = [category(rest | x) if x is not None else cur for x in lbits]
+        ucat = [category(rest | x) if x is not None else cur for x in ubits]
+        memo = (cur, *lcat, *ucat)
+        rows = done.get(memo)
+        if rows is None:
+            rows = done[memo] = _column_rows(thresholds, cur, lcat, ucat)
+        out.lower += rows[0]
+        out.upper += rows[1]
+        out.cats += rows[2]
+        out.at += rows[3]
+        out.live.append(rows[4])
     return out
+
+
+def _column_rows(
+    thresholds: list[float], cur: int, lcat: list[int], ucat: list[int]
+) -> tuple[list, list, list, list, bool]:
+    """One pattern's rows of a `_ColumnEdge` (lower, upper, cats, at, live) from its category `cur` and
+    the categories its lower and upper candidates lead to."""
+    k = len(thresholds)
+    lower: list[float | None] = []
+    upper: list[float | None] = []
+    cats: list[int | None] = []
+    at: list[bool] = []
+    # Candidates in axis order: lower = [below_0, at_0, below_1, at_1, ...], upper = [at_0, above_0,
+    # ...]. At position p the lower side's best is the last differing candidate of lower[:p] (the
+    # highest threshold below, "at" before the step below it), the upper's the first of upper[p:].
+    last: list[int | None] = [None]
+    for j, c in enumerate(lcat):
+        last.append(j if c != cur else last[-1])
+    first: list[int | None] = [None] * (2 * k + 1)
+    for j in reversed(range(2 * k)):
+        first[j] = j if ucat[j] != cur else first[j + 1]
+    for p in range(2 * k + 1):
+        jl, ju = last[p], first[p]
+        lower.append(thresholds[jl // 2] if jl is not None else None)
+        upper.append(thresholds[ju // 2] if ju is not None else None)
+        cats += [lcat[jl] if jl is not None else None, ucat[ju] if ju is not None else None]
+        at += [jl is not None and jl % 2 == 1, ju is not None and ju % 2 == 0]
+    live = any(c != cur for c in lcat) or any(c != cur for c in ucat)
+    return lower, upper, cats, at, live
 
 
 def _successor(c: float, integer: bool) -> float:
