@@ -56,6 +56,10 @@ EDGE_COLUMNS: tuple[str, ...] = tuple(EDGE_SCHEMA)
 # rows, evaluated by Polars); beyond it patterns are evaluated one by one in Python as they occur.
 _TABLE_BITS = 20
 _WORD = 63  # predicate bits per Int64 word (the sign bit is left alone)
+# Plans are collected by the streaming engine: it works through the accounts in batches, so the many
+# intermediate columns of an expression stay small and in cache (measured: 25 % less time at 1M and
+# 10M accounts than the in-memory engine, whose intermediates are whole columns).
+_ENGINE = "streaming"
 _COMPARE_STEPS = 8  # up to this many steps a value's position among thresholds is counted, not searched
 
 
@@ -503,7 +507,7 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     key = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)
     value = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
     if plans:
-        chosen_all = pl.concat(pl.collect_all(plans))
+        chosen_all = pl.concat(pl.collect_all(plans, engine=_ENGINE))
         rows = pl.concat(runs)
         key = key.scatter(rows, chosen_all["_edge_key"])
         value = value.scatter(rows, chosen_all["edge_value"])
@@ -717,7 +721,7 @@ def _next_move_one(
         .then(pl.lit((as_of - dt.date(1970, 1, 1)).days, dtype=pl.Int32) + pl.col("_t").cast(pl.Int32))
         .cast(pl.Date)
         .alias("next_move_on"),
-    ).collect()
+    ).collect(engine=_ENGINE)
 
 
 # ---- public entry points -----------------------------------------------------------------------
@@ -732,8 +736,8 @@ def _working(
     return (
         frame.lazy()
         .select(*dict.fromkeys([*clocks, *quantities]), *space.word_exprs())
-        .collect()
-        .rechunk()  # a parallel collect leaves columns in unaligned chunks; every later op would realign them
+        .collect(engine=_ENGINE)
+        .rechunk()  # a collect leaves columns in chunks; every later gather would look up the chunk
     )
 
 
@@ -767,7 +771,7 @@ def _edge_columns(
     tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(t.live)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
-        edges = _nearest(space, pats, tables, detail).collect()
+        edges = _nearest(space, pats, tables, detail).collect(engine=_ENGINE)
     else:
         edges = pl.DataFrame(
             {c: pl.repeat(None, work.height, dtype=t, eager=True) for c, t in schema.items() if c not in moves.columns}
