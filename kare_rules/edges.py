@@ -490,11 +490,12 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     lives = [_live(pats, e)[0] for e in edges]
     sets = [sum(1 << j for j, live in enumerate(lives) if live[d]) for d in range(len(pats.bits))]
     present = sorted(set(sets))
-    group = [present.index(s) for s in sets]  # sorted: the set of no quantity (0), if present, first
+    index = {s: g for g, s in enumerate(present)}
+    group = [index[s] for s in sets]
     # the row numbers of each set's accounts: one hash group-by on a small integer (cheaper than a sort)
     members = (
         frame.select(
-            pl.lit(pl.Series(group, dtype=pl.UInt16)).gather(pl.col("_edge_pat")).alias("_edge_set"),
+            pl.lit(pl.Series(group, dtype=pl.UInt32)).gather(pl.col("_edge_pat")).alias("_edge_set"),
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("_edge_row"),
         )
         .group_by("_edge_set")
