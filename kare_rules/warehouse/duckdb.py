@@ -331,7 +331,9 @@ class Session:
     def insert(self, table: str, df: pl.DataFrame) -> None:
         if not df.height:
             return
-        frame = conformed(table, df).to_arrow()  # noqa: F841  (DuckDB reads the local by name)
+        # Arrow's newest layout keeps Polars' string views as they are: the default copies every string
+        # into the old layout (0.15 s of a 1M-row account_categories insert; DuckDB reads both).
+        frame = conformed(table, df).to_arrow(compat_level=pl.CompatLevel.newest())  # noqa: F841  (read by name)
         # By name: a migrated table has its newer columns last, whatever their place in TABLES.
         self.con.execute(f"INSERT INTO {_t(table)} BY NAME SELECT * FROM frame")
 
