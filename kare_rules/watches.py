@@ -56,9 +56,11 @@ def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame,
         # them would copy the whole frame (0.27 s at 10M accounts) to add a column of empty lists.
         none = pl.Series("watches", [[]], dtype=pl.List(pl.String)).new_from_index(0, result.height)
         return result.hstack([none])
-    values = prepared.select(*rules.columns).collect()  # every column: an edge depends on all the predicates
-    frame = pl.concat([result, values.select([c for c in columns if c not in result.columns]),
-                       column_edges(rules, values, columns)], how="horizontal")  # fmt: skip
+    frame = result
+    if columns:  # `within:` watches need each column's own nearest edge; `within_days` ones do not
+        values = prepared.select(*rules.columns).collect()  # every column: an edge depends on all predicates
+        frame = pl.concat([result, values.select([c for c in columns if c not in result.columns]),
+                           column_edges(rules, values, columns)], how="horizontal")  # fmt: skip
     return result.hstack([frame.select(watch_expr(rules, as_of)).to_series()])
 
 

@@ -139,3 +139,15 @@ def test_kare_explain_names_the_watches_that_hold_and_feeds_previous_values_to_t
     assert lines[0] == "account A as of 2026-09-30 (watchful 1.0.0): keep"
     assert lines[2].startswith("next: keep → recapture on 2026-10-14, in 14 days, if no new order;")
     assert lines[3] == "watches: lapsing (their actions open in a run)"
+
+
+def test_a_rule_file_with_only_within_days_watches_needs_no_per_column_edges():
+    from kare_rules.engine import categorize
+    from kare_rules.loader import load_rules_text
+
+    only_days = RULES.split("  - id: spend-drop")[0]
+    rules = load_rules_text(only_days, "watchful.yaml")
+    result = categorize(rules, accounts(A=(dt.date(2026, 7, 15), 5000.0), B=(dt.date(2026, 9, 20), 1050.0)), D1,
+                        edges=True)  # fmt: skip
+    assert result["watches"].to_list() == [["lapsing"], []]
+    assert categorize(rules, accounts(), D1, edges=True)["watches"].to_list() == []
