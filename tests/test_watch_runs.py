@@ -151,3 +151,23 @@ def test_a_rule_file_with_only_within_days_watches_needs_no_per_column_edges():
                         edges=True)  # fmt: skip
     assert result["watches"].to_list() == [["lapsing"], []]
     assert categorize(rules, accounts(), D1, edges=True)["watches"].to_list() == []
+
+
+def test_an_overridden_account_has_no_early_warning_and_no_watch_actions(tmp_path):
+    from kare_rules.overrides import Override
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    pin = Override(account="A", category="keep", reason="contract renewal signed", author="rev@ops",
+                   expires=dt.date(2027, 1, 1))  # fmt: skip
+    bundle = RuleBundle(load_rules(folder), RULES, (pin,))
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("watchful", D1, accounts(A=(dt.date(2026, 7, 15), 5000.0), B=(dt.date(2026, 9, 20), 1050.0)), wh,
+                     bundle=bundle)  # fmt: skip
+    cats = wh.read("account_categories", "watchful").sort("account_id")
+    assert cats["matched_rule"].to_list() == ["override", "profiles.keep"]
+    assert cats["next_move_on"].to_list() == [None, dt.date(2026, 12, 20)]
+    assert cats["edge_column"].to_list() == [None, "spend"]
+    assert cats["watches"].to_list() == [[], ["spend-drop"]]
+    assert queue(wh) == {("B", "spend-review"): "open"}

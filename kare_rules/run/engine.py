@@ -170,13 +170,18 @@ def categorize_run(
     """The account_categories rows of the valid accounts: category, rule, reason, versioned."""
     result = categorize_with(rules, valid, as_of, engine, previous)
     types = schema_of("account_categories")
-    result = result.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c not in result.columns)
-    result = apply_overrides(result, rules.key, overrides, as_of)
-    # An override pins the category: where the rules would move the account says nothing about it.
-    pinned = pl.col("matched_rule").eq_missing("override")
-    result = result.with_columns(pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS).with_columns(
-        pl.col("watches").fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    )
+    no_watches = pl.lit([], dtype=pl.List(pl.String))
+    if "watches" not in result.columns:  # the SQL engine gives no early warning
+        nulls = [pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c != "watches"]
+        result = result.with_columns(*nulls, no_watches.alias("watches"))
+    if overrides:
+        result = apply_overrides(result, rules.key, overrides, as_of)
+        # An override pins the category: where the rules would move the account says nothing about it.
+        pinned = pl.col("matched_rule").eq_missing("override")
+        result = result.with_columns(
+            *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
+            pl.when(pinned).then(no_watches).otherwise(pl.col("watches")).alias("watches"),
+        )
     return conformed(
         "account_categories",
         result.with_columns(
