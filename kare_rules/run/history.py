@@ -84,12 +84,11 @@ def history_changes(
     joined = now.join(before, on="account_id", how="full", coalesce=True).with_columns(
         pl.col("_seen").fill_null(False), pl.col("category").is_not_null().alias("_in_input")
     )
-    old = (
-        old_rules_category.select("account_id", pl.col("category").alias("old_rules_category"))
-        if old_rules_category is not None
-        else pl.DataFrame(schema={"account_id": pl.String, "old_rules_category": pl.String})
-    )
-    joined = joined.join(old, on="account_id", how="left")
+    if old_rules_category is not None:
+        old = old_rules_category.select("account_id", pl.col("category").alias("old_rules_category"))
+        joined = joined.join(old, on="account_id", how="left")
+    else:  # the rules did not change: no second join over every account
+        joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias("old_rules_category"))
     in_input, seen = pl.col("_in_input"), pl.col("_seen")
     is_held = pl.col("account_id").is_in(held.cast(pl.String).implode())
     moved = in_input & (~seen | pl.col("category").ne_missing(pl.col("prev_category")))
