@@ -898,9 +898,17 @@ def _unchanged(rules: m.RuleSet) -> str:
     if len(clocks) == 1 and clocks[0].kind == "days_since":
         source = clocks[0].args[0]
         match = re.fullmatch(r"last_([a-z0-9_]+?)(?:_date|_on|_at|_time)?", source)
-        if match:
+        # Only a noun reads well after "no new": `last_won` would give "if no new won".
+        if match and match.group(1).split("_")[-1] in EVENT_NOUNS:
             return f"if no new {match.group(1).replace('_', ' ')}"
+        if match:
+            return f"if {source} stays as it is"
     return "if nothing changes"
+
+
+# Words for an event a `last_<event>_date` column records, which read well as "if no new <event>".
+EVENT_NOUNS = frozenset({"order", "purchase", "sale", "payment", "invoice", "booking", "deal", "visit", "login",
+                         "contact", "meeting", "activity", "call", "renewal", "transaction"})  # fmt: skip
 
 
 def _number(value: float) -> str:

@@ -623,3 +623,21 @@ def test_trends_are_held_over_time_and_are_quantities_of_their_own():
     assert (out["edge_column"], out["edge_change"]) == ("value_last_90d", -5000.0)
     prepared = with_derived(rules, conform(accounts, rules), AS_OF, previous).collect()
     assert column_edges(rules, prepared, ["value_change"]).row(0) == (-500.0, "recapture")
+
+
+def test_a_date_move_is_phrased_from_the_column_that_drives_it():
+    from kare_rules.edges import _unchanged
+    from kare_rules.loader import load_rules_text
+
+    def phrase(column: str) -> str:
+        text = (
+            "format: kare/v1\norganization: words\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+            f"  {column}: {{type: date, nullable: true}}\nderived:\n  days: {{days_since: {column}}}\n"
+            "profiles:\n  keep: {when: {days: {lte: 90}}}\n"
+        )
+        return _unchanged(load_rules_text(text, "words.yaml"))
+
+    assert phrase("last_order_date") == "if no new order"
+    assert phrase("last_payment_on") == "if no new payment"
+    assert phrase("last_won") == "if last_won stays as it is"  # not "if no new won"
+    assert phrase("churned_on") == "if nothing changes"
