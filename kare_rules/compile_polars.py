@@ -438,13 +438,13 @@ def describe(cond: m.Condition) -> str:
     return f"({inner})" if len(cond.items) > 1 else inner
 
 
-def columns_used(rules: m.RuleSet, conds: Iterable[m.Condition] | None = None) -> set[str]:
-    """Every column a rule set's conditions read."""
-    out: set[str] = set()
+def predicates(rules: m.RuleSet, conds: Iterable[m.Condition] | None = None) -> list[m.Predicate]:
+    """Every predicate of these conditions (by default, of every category's), traits inlined, in order."""
+    out: list[m.Predicate] = []
 
     def walk(c: m.Condition) -> None:
         if isinstance(c, m.Predicate):
-            out.add(c.column)
+            out.append(c)
         elif isinstance(c, m.TraitRef):
             walk(rules.traits[c.name])
         elif isinstance(c, m.All | m.Any_):
@@ -456,3 +456,8 @@ def columns_used(rules: m.RuleSet, conds: Iterable[m.Condition] | None = None) -
     for c in conds if conds is not None else [r.when for r in rules.ordered()]:
         walk(c)
     return out
+
+
+def columns_used(rules: m.RuleSet, conds: Iterable[m.Condition] | None = None) -> set[str]:
+    """Every column a rule set's conditions read."""
+    return {p.column for p in predicates(rules, conds)}

@@ -40,7 +40,7 @@ from functools import cached_property, lru_cache
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler
+from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler, columns_used, predicates
 
 # The columns `edge_columns` adds, in order, and their types (the account_categories contract).
 EDGE_SCHEMA: dict[str, pl.DataType] = {
@@ -76,10 +76,8 @@ class _Space:
         self.compiler = PolarsCompiler(rules)
         self.ordered = rules.ordered()
         self.names = [r.name for r in self.ordered] + [m.UNASSIGNED]
-        self.preds: list[m.Predicate] = []
-        self.index: dict[m.Predicate, int] = {}
-        for r in self.ordered:
-            self._collect(r.when)
+        self.preds: list[m.Predicate] = list(dict.fromkeys(predicates(rules)))  # distinct, first seen first
+        self.index: dict[m.Predicate, int] = {p: i for i, p in enumerate(self.preds)}
         self.n = len(self.preds)
         self.words = max(1, -(-self.n // _WORD))
         tests = [self._compile(r.when) for r in self.ordered]
@@ -90,19 +88,6 @@ class _Space:
 
         self._slow = lru_cache(maxsize=1 << 20)(category)
         self._table: list[int] | None = self._tabulate() if self.n <= _TABLE_BITS else None
-
-    def _collect(self, cond: m.Condition) -> None:
-        if isinstance(cond, m.Predicate):
-            if cond not in self.index:
-                self.index[cond] = len(self.preds)
-                self.preds.append(cond)
-        elif isinstance(cond, m.TraitRef):
-            self._collect(self.rules.traits[cond.name])
-        elif isinstance(cond, m.All | m.Any_):
-            for c in cond.items:
-                self._collect(c)
-        else:
-            self._collect(cond.item)
 
     def _compile(self, cond: m.Condition) -> Callable[[int], bool]:
         """The condition as a function of the bit pattern: two-valued, as `PolarsCompiler.truth`."""
@@ -211,26 +196,7 @@ def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
 def edge_quantities(rules: m.RuleSet) -> list[str]:
     """The numeric columns the rules compare with gt/gte/lt/lte/between, in declaration order: the
     quantities an edge can move (integer and float inputs and every numeric derived value)."""
-    return _quantities(rules, _predicates(rules))
-
-
-def _predicates(rules: m.RuleSet) -> list[m.Predicate]:
-    out: list[m.Predicate] = []
-
-    def walk(cond: m.Condition) -> None:
-        if isinstance(cond, m.Predicate):
-            out.append(cond)
-        elif isinstance(cond, m.TraitRef):
-            walk(rules.traits[cond.name])
-        elif isinstance(cond, m.All | m.Any_):
-            for c in cond.items:
-                walk(c)
-        else:
-            walk(cond.item)
-
-    for r in rules.ordered():
-        walk(r.when)
-    return out
+    return _quantities(rules, predicates(rules))
 
 
 def _quantities(rules: m.RuleSet, preds: Sequence[m.Predicate]) -> list[str]:
@@ -893,7 +859,7 @@ def describe_edges(
 def _unchanged(rules: m.RuleSet) -> str:
     """The condition of a date move in words: "if no new order" when the only date-derived value the
     rules use counts the days since a `last_order_date`-like column, else "if nothing changes"."""
-    used = {p.column for p in _predicates(rules)}
+    used = columns_used(rules)
     clocks = [d for d in rules.derived if d.kind in m.DATE_KINDS and d.name in used]
     if len(clocks) == 1 and clocks[0].kind == "days_since":
         source = clocks[0].args[0]
