@@ -418,7 +418,7 @@ class Impact:
     left_near: int = 0
 
 
-SOON_DAYS = 30  # as in the run summary: "will move within 30 days"
+SOON_DAYS = m.SOON_DAYS
 
 
 def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[pl.DataFrame, Any]:

@@ -160,6 +160,7 @@ class Watch:
 
 
 DEFAULT_HORIZON_DAYS = 366  # how far ahead next_move_on looks
+SOON_DAYS = 30  # "will move soon": what the run summary, the Dagster metadata and kare diff count
 
 
 @dataclass(frozen=True)

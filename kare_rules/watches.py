@@ -66,7 +66,5 @@ def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame,
 
 def watch_expr(rules: m.RuleSet, as_of: dt.date) -> pl.Expr:
     """`watches`: the ids of the watches that hold for each account, in file order (empty: none)."""
-    if not rules.watches:
-        return pl.lit([], dtype=pl.List(pl.String)).alias("watches")
     ids = [pl.when(holds(w, as_of)).then(pl.lit(w.id)) for w in rules.watches]
     return pl.concat_list(ids).list.drop_nulls().alias("watches")

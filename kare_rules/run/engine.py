@@ -47,7 +47,7 @@ RESIDENT_BYTES = 512 * 2**20
 OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what action_changes judges them by
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
-SOON_DAYS = 30  # "will move soon": the run summary and the Dagster metadata count moves this close
+SOON_DAYS = m.SOON_DAYS
 
 
 class RunFailed(KareError):
