@@ -15,7 +15,7 @@ from kare_rules.errors import RuleFileError
 from kare_rules.loader import load_rules, load_rules_text
 from kare_rules.overrides import Override, apply_overrides, load_overrides
 from kare_rules.run import RuleBundle, RunResult, Thresholds, run_organization
-from kare_rules.run.history import history_problems
+from kare_rules.run.history import history_problems, positions
 from kare_rules.tables import FAR_FUTURE, same_rows
 from kare_rules.warehouse import Warehouse
 
@@ -384,3 +384,30 @@ def test_history_problems_finds_each_broken_invariant():
         f"1 {gap} (e.g. B)",
     ]
     assert history_problems(rows(("A", D2, D1), ("A", D1, far))) == ["1 intervals end before they begin (e.g. A)"]
+
+
+# ---- positions: today's accounts found among the current rows ------------------------------------
+
+
+def test_positions_finds_each_id_with_or_without_a_join():
+    among = pl.Series(["a", "b", "c", "d"])
+    assert positions(pl.Series(["a", "b", "c", "d"]), among).to_list() == [0, 1, 2, 3]  # aligned: no join
+    assert positions(pl.Series(["d", "x", "b"]), among).to_list() == [3, None, 1]
+    assert positions(pl.Series(["a", "b", "c"]), among).to_list() == [0, 1, 2]  # a prefix is not aligned
+    assert positions(pl.Series([], dtype=pl.String), among).to_list() == []
+
+
+def test_the_order_of_the_input_rows_changes_nothing_that_is_published():
+    """The same accounts in key order (the current rows' order, no join) and reversed (a join)."""
+    first = [account("A", "keep"), account("B", "expand"), account("C", "attain"), account("D", "keep")]
+    second = [account("A", "keep"), account("B", "keep"), account("C", "attain", is_customer=True),
+              account("D", "exit")]  # fmt: skip
+    ordered = run(RULES, second, D2, run(RULES, first, D1))
+    shuffled = run(RULES, list(reversed(second)), D2, run(RULES, first, D1))
+    for table in ("account_categories", "category_history", "action_queue"):
+        a, b = getattr(ordered, table), getattr(shuffled, table)  # the run id hashes the rows in order
+        assert same_rows(a.drop("run_id", strict=False), b.drop("run_id", strict=False)), table
+    moved = ordered.category_history.filter(pl.col("valid_from") == D2).sort("account_id")
+    assert moved.select("account_id", "previous_category", "category").rows() == [
+        ("B", "expand", "keep"), ("C", "attain", "keep"), ("D", "keep", "exit")
+    ]
