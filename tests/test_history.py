@@ -409,5 +409,7 @@ def test_the_order_of_the_input_rows_changes_nothing_that_is_published():
         assert same_rows(a.drop("run_id", strict=False), b.drop("run_id", strict=False)), table
     moved = ordered.category_history.filter(pl.col("valid_from") == D2).sort("account_id")
     assert moved.select("account_id", "previous_category", "category").rows() == [
-        ("B", "expand", "keep"), ("C", "attain", "keep"), ("D", "keep", "exit")
+        ("B", "expand", "keep"),
+        ("C", "attain", "keep"),
+        ("D", "keep", "exit"),
     ]
