@@ -33,5 +33,8 @@ def test_sample_then_demo_publishes_every_org_and_month_and_a_second_demo_change
     assert "cloudnine: 1 snapshot(s) up to 2026-09-30 already published, skipped" in out
     again = Warehouse(wh).read("runs")
     assert sorted(again.filter(pl.col("as_of") == pl.date(2026, 10, 31))["status"]) == [
-        "published", "published", "unchanged", "unchanged"
+        "published",
+        "published",
+        "unchanged",
+        "unchanged",
     ]
