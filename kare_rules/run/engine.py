@@ -444,12 +444,18 @@ def _run(
         watched = categories.select("account_id", "watches")
         if ruled is not None and previous_digest == rules.digest:
             # Same rules as the last run: an account whose category stay goes on and that no watch
-            # concerns asks for exactly the actions it already has, so only the others are judged.
-            moving = pl.concat([changes.opens["account_id"], changes.closes,
-                                watched.filter(pl.col("watches").list.len() > 0)["account_id"],
-                                open_now.filter(pl.col("source").str.starts_with("watch:"))["account_id"]])  # fmt: skip
-            concerned = pl.col("account_id").is_in(moving.implode())
-            focus = (changes.current.filter(concerned), open_now.filter(concerned), watched.filter(concerned))
+            # concerns asks for exactly the actions it already has, so only the others are judged. Who
+            # moved is known by row from the history change set; only watches need a lookup by id.
+            watching = pl.concat([
+                watched.filter(pl.col("watches").list.len() > 0)["account_id"],
+                open_now.filter(pl.col("source").str.starts_with("watch:"))["account_id"],
+            ])  # fmt: skip
+            touched = pl.concat([changes.opens["account_id"], changes.closes, watching])
+            focus = (
+                changes.current.filter(pl.lit(changes.opened) | _among(watching)),
+                open_now.filter(_among(touched)),
+                watched.filter(pl.lit(changes.moved) | _among(watching)),
+            )
         else:
             focus = (changes.current, open_now, watched)
         actions = action_changes(
@@ -507,6 +513,11 @@ def _run(
     step("commit")
     progress("published", total_units, total_units)
     return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
+
+
+def _among(ids: pl.Series) -> pl.Expr:
+    """Whether `account_id` is one of `ids`; no lookup at all when there are none."""
+    return pl.col("account_id").is_in(ids.implode()) if ids.len() else pl.lit(False)
 
 
 def _unused_name(name: str, columns: list[str]) -> str:

@@ -24,6 +24,8 @@ class HistoryChanges:
     opens: pl.DataFrame  # new current rows, in the category_history contract
     transitions: pl.DataFrame  # from_category, to_category, accounts (this slice's counts)
     current: pl.DataFrame  # account_id, category, valid_from: every categorized current row after the run
+    moved: pl.Series  # per row of the run's categories: the account opens a row today (new or moved)
+    opened: pl.Series  # per row of `current`: the row opens today
 
     @property
     def removed(self) -> int:
@@ -141,13 +143,14 @@ def history_changes(
         .select(pl.col("category").alias("from_category"), pl.col("category").alias("to_category"), "accounts")
     )
     current = pl.concat([stayed, opening.select("account_id", "category", "valid_from")])
+    opened = pl.repeat(False, stayed.height, eager=True).extend(pl.repeat(True, opening.height, eager=True))
     moves = opens.select(
         pl.col("previous_category").fill_null(NEW).alias("from_category"),
         pl.col("category").fill_null(REMOVED).alias("to_category"),
     )
     move_counts = moves.group_by("from_category", "to_category").agg(pl.len().cast(pl.Int64).alias("accounts"))
     counts = pl.concat([move_counts, stays]).group_by("from_category", "to_category").agg(pl.col("accounts").sum())
-    return HistoryChanges(closes=closes, opens=opens, transitions=counts, current=current)
+    return HistoryChanges(closes=closes, opens=opens, transitions=counts, current=current, moved=moved, opened=opened)
 
 
 def positions(ids: pl.Series, among: pl.Series) -> pl.Series:
