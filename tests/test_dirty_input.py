@@ -179,3 +179,20 @@ def test_integer_text_with_a_zero_fraction_is_accepted_and_a_real_fraction_is_no
     checked = _checked_csv(tmp_path, rows)
     assert checked.valid.select("account_id", "seats").rows() == [("A", 10)]
     assert _reasons(checked)[2][0].startswith("seats: 10.5 is not")
+
+
+def test_a_single_missing_key_among_distinct_ones_is_missing_not_duplicated(tmp_path):
+    """Distinct key hashes skip Pandera's uniqueness check; one null among them hashes once."""
+    checked = _checked_csv(tmp_path, [GOOD.format(id="A"), GOOD.format(id=""), GOOD.format(id="B")])
+    assert _reasons(checked) == {2: ["account_id: missing value (the column is not nullable)"]}
+    assert checked.valid["account_id"].to_list() == ["A", "B"]
+
+
+def test_uniqueness_is_proven_by_hashes_only_when_every_hash_differs():
+    from kare_rules.validation import _distinct
+
+    assert _distinct(pl.Series(["a", "b", "c"]))
+    assert not _distinct(pl.Series(["a", "b", "a"]))
+    assert not _distinct(pl.Series(["a", None, None]))
+    assert _distinct(pl.Series([3, 1, 2]))
+    assert _distinct(pl.Series([], dtype=pl.String))
