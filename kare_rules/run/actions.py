@@ -151,24 +151,19 @@ def action_changes(
     if older.height:
         not_open = not_open.join(pl.DataFrame({"action_key": known_keys(older["action_key"])}), on="action_key",
                                  how="anti")  # fmt: skip
-    now = current.select("account_id", pl.col("category").alias("now"))
     still = wanted.select("action_key", pl.lit(True).alias("_wanted"))
-    checked = (
-        open_actions.lazy()
-        .select("action_key", "account_id", "category", "source")  # the only columns judged: narrow joins
-        .join(now.lazy(), on="account_id", how="left")
-        .join(still.lazy(), on="action_key", how="left")
-        .collect()
+    unwanted = (
+        open_actions.select("action_key", "account_id", "category", "source")  # the only columns judged
+        .join(still, on="action_key", how="left")
+        .filter(pl.col("_wanted").is_null() & ~pl.col("account_id").is_in(held.cast(pl.String).implode()))
     )
-    stale = checked.filter(
-        ~pl.col("account_id").is_in(held.cast(pl.String).implode())
-        & pl.col("_wanted").is_null()
-        & (
-            pl.col("now").ne_missing(pl.col("category"))
-            | (pl.col("source") == "category")
-            | pl.col("source").str.starts_with("watch:")
-        )
-    )
-    # A transition action stays open while the account stays where it moved to; a category or watch
-    # action stays open while it is still wanted (same category, same stay, the watch still holding).
-    return ActionChanges(opened=not_open, superseded=stale["action_key"])
+    # A category or watch action stays open while it is still wanted (same category, same stay, the watch
+    # still holding); a transition action while the account stays where it moved to: only those need
+    # today's category.
+    kept_while_wanted = (pl.col("source") == "category") | pl.col("source").str.starts_with("watch:")
+    moves = unwanted.filter(~kept_while_wanted)
+    if moves.height:
+        now = current.select("account_id", pl.col("category").alias("now"))
+        moves = moves.join(now, on="account_id", how="left").filter(pl.col("now").ne_missing(pl.col("category")))
+    stale = pl.concat([unwanted.filter(kept_while_wanted)["action_key"], moves["action_key"]])
+    return ActionChanges(opened=not_open, superseded=stale)
