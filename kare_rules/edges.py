@@ -137,8 +137,10 @@ class _Space:
         out = []
         for w in range(self.words):
             chunk = self.preds[w * _WORD : (w + 1) * _WORD]
+            # when/then/otherwise takes a null truth as false and writes the bit in one pass (half the
+            # time of fill_null, cast and multiply)
             bits = [
-                self.compiler.predicate(p).fill_null(False).cast(dtype) * pl.lit(1 << i, dtype=dtype)
+                pl.when(self.compiler.predicate(p)).then(pl.lit(1 << i, dtype=dtype)).otherwise(pl.lit(0, dtype=dtype))
                 for i, p in enumerate(chunk)
             ]
             out.append((pl.sum_horizontal(bits) if bits else pl.lit(0)).cast(dtype).alias(f"_edge_w{w}"))
@@ -242,23 +244,36 @@ def _candidates(thresholds: list[float], integer: bool) -> _Candidates:
 
 @dataclass
 class _ColumnEdge:
-    """One quantity's nearest edge, tabulated per (pattern, position of the value among the thresholds):
+    """One quantity's nearest edge, tabulated per (row set, position of the value among the thresholds):
     the nearest threshold below and above whose crossing changes the category, and the category each
-    side leads to (`cats[2 * key + side]`, side 0 =
-    lower). Positions: 2i = strictly between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
+    side leads to. Patterns that lead to the same categories share one row set (`memo[pattern]`), so
+    the tables grow with the row sets (usually a few dozen), not with the patterns. Table index
+    j = memo * positions + position; `cats[2 * j + side]` (side 0 = lower). Positions: 2i = strictly
+    between thresholds i-1 and i, 2i+1 = exactly at threshold i."""
 
     column: str
     integer: bool
     thresholds: list[float]
-    lower: list[float | None]
-    upper: list[float | None]
-    cats: list[int | None]
+    memo: list[int]  # per pattern: its row set
+    lower: list[float | None] = field(default_factory=list)  # per j
+    upper: list[float | None] = field(default_factory=list)  # per j
+    cats: list[int | None] = field(default_factory=list)  # per 2j + side
     at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
-    live: list[bool] = field(default_factory=list)  # per pattern: some value of the column changes its category
+    live_memo: list[bool] = field(default_factory=list)  # per row set: some value changes its category
 
     @property
     def positions(self) -> int:
         return 2 * len(self.thresholds) + 1
+
+    @cached_property
+    def live(self) -> list[bool]:
+        """Per pattern: some value of the column changes its category."""
+        return [self.live_memo[r] for r in self.memo]
+
+    @cached_property
+    def bases(self) -> pl.Series:
+        """Per pattern: memo * positions, the start of its rows (UInt32, a native gather index)."""
+        return pl.Series([r * self.positions for r in self.memo], dtype=pl.UInt32)
 
     @cached_property
     def sides(self) -> tuple[pl.Series, pl.Series]:
@@ -278,24 +293,26 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     at = dict(zip(values, space.bits_at(column, values), strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    out = _ColumnEdge(column, integer, thresholds, [], [], [])
+    out = _ColumnEdge(column, integer, thresholds, [])
     category = space.category
     # The rows depend on the pattern only through its category and the categories its candidates lead
-    # to: patterns that agree on those share them, so each is worked out once.
-    done: dict[tuple[int, ...], tuple[list, list, list, list, bool]] = {}
+    # to: patterns that agree on those share them, so each is worked out and stored once.
+    done: dict[tuple[int, ...], int] = {}
     for b in pats.bits:
         cur, rest = category(b), b & keep
         lcat = [category(rest | x) if x is not None else cur for x in lbits]
         ucat = [category(rest | x) if x is not None else cur for x in ubits]
         memo = (cur, *lcat, *ucat)
-        rows = done.get(memo)
-        if rows is None:
-            rows = done[memo] = _column_rows(thresholds, cur, lcat, ucat)
-        out.lower += rows[0]
-        out.upper += rows[1]
-        out.cats += rows[2]
-        out.at += rows[3]
-        out.live.append(rows[4])
+        r = done.get(memo)
+        if r is None:
+            r = done[memo] = len(done)
+            rows = _column_rows(thresholds, cur, lcat, ucat)
+            out.lower += rows[0]
+            out.upper += rows[1]
+            out.cats += rows[2]
+            out.at += rows[3]
+            out.live_memo.append(rows[4])
+        out.memo.append(r)
     return out
 
 
@@ -347,6 +364,16 @@ def _quantity(e: _ColumnEdge, rows: pl.Series | None = None) -> pl.Expr:
     return (x if e.integer else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{e.column}")
 
 
+def _position(e: _ColumnEdge, x: pl.Expr) -> pl.Expr:
+    """The position of x among the column's thresholds (UInt32): #(c < x) + #(c ≤ x) in one count, as
+    c ≤ x counts c and c < x counts c's successor (no value lies strictly between c and its next
+    representable value)."""
+    steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
+    if len(steps) <= _COMPARE_STEPS:  # a few comparisons cost less than a binary search per value
+        return sum(((x >= s).cast(pl.UInt32) for s in steps), pl.lit(0, dtype=pl.UInt32))
+    return pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
+
+
 def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     """Expressions in dependent stages, each naming the previous stages' results (so nothing is
     computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
@@ -356,15 +383,8 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
     for e in edges:
         col, x = e.column, _x(e.column)
         name = lambda what, col=col: f"_edge_{what}__{col}"  # noqa: E731
-        # position = #(c < x) + #(c ≤ x) in one search: c ≤ x counts c, c < x counts c's successor
-        # (no value lies strictly between c and its next representable value)
-        steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
-        if len(steps) <= _COMPARE_STEPS:  # a few comparisons cost less than a binary search per value
-            pos = sum(((x >= s).cast(pl.UInt32) for s in steps), pl.lit(0, dtype=pl.UInt32))
-        else:
-            pos = pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
         # UInt32 keys: Polars gathers by its native index type without converting them
-        key = pl.col("_edge_pat") * pl.lit(e.positions, dtype=pl.UInt32) + pos
+        key = pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)
         stages[0].append(key.alias(name("key")))
         key = pl.col(name("key"))
         lower, upper = e.sides
@@ -385,7 +405,8 @@ def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
 
 def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], dict[str, pl.Series]]:
     """Every column's answers in one set of tables indexed by offset + `_edge_k__<col>`: the category
-    it leads to, the threshold and the column's name (null where that side has no edge)."""
+    it leads to, the threshold and the column's name (null where that side has no edge). The last
+    entry is null: the key of "no edge"."""
     offsets: list[int] = []
     cats: list[str | None] = []
     thresholds: list[float | None] = []
@@ -397,6 +418,11 @@ def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], 
         thresholds += [t for pair in zip(e.lower, e.upper, strict=True) for t in pair]
         columns += [e.column if c is not None else None for c in e.cats]
         at += e.at
+    # one more entry, null everywhere: the key of an account with no edge (no null keys to scatter)
+    cats.append(None)
+    thresholds.append(None)
+    columns.append(None)
+    at.append(False)
     return offsets, {
         "edge_category": pl.Series(cats, dtype=pl.String),
         "edge_threshold": pl.Series(thresholds, dtype=pl.Float64),
@@ -444,56 +470,101 @@ def _per_column(pats: _Patterns, e: _ColumnEdge) -> tuple[pl.Series, pl.Series]:
     return r.alias(names[0]), k.scatter(rows, done[names[1]]).alias(names[1])
 
 
-def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.LazyFrame:
+def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: bool = False) -> pl.DataFrame:
     """The nearest of the per-column edges: the smallest relative change, ties to the earlier column.
 
     An account's pattern decides which quantities it can cross at all (usually one or two of them):
-    the accounts are grouped by that set (one group-by of a small integer), and each set's accounts
-    compute only their own quantities. Then the chosen key and value go back to every account's row
-    in one scatter each."""
+    the accounts are split by that set, and each set's accounts compute only their own quantities.
+    Each set's plan filters its rows itself (one pass over a small integer column, no gathers), all
+    plans run in one `collect_all`, and the chosen key and value go back to every account's row in one
+    scatter each (into columns without nulls: "no edge" is the tables' last, null entry)."""
     offsets, tables = _global_tables(space, edges)
+    none = len(tables["edge_category"]) - 1
     frame = pats.frame
-    lives = [_live(pats, e)[0] for e in edges]
-    sets = [sum(1 << j for j, live in enumerate(lives) if live[d]) for d in range(len(pats.bits))]
+    sets = [sum(1 << j for j, e in enumerate(edges) if e.live[d]) for d in range(len(pats.bits))]
     present = sorted(set(sets))
     index = {s: g for g, s in enumerate(present)}
-    group = [index[s] for s in sets]
-    # the row numbers of each set's accounts: one hash group-by on a small integer (cheaper than a sort)
-    members = (
-        frame.select(
-            pl.lit(pl.Series(group, dtype=pl.UInt32)).gather(pl.col("_edge_pat")).alias("_edge_set"),
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_edge_row"),
-        )
-        .group_by("_edge_set")
-        .agg("_edge_row")
+    group = pl.Series([index[s] for s in sets], dtype=pl.UInt32)
+    # only the columns the plans read: the pattern, its set, the quantities
+    base = frame.select(
+        "_edge_pat", pl.lit(group).gather(pl.col("_edge_pat")).alias("_edge_set"), *[e.column for e in edges]
     )
-    plans, runs = [], []
-    for g, rows in zip(members["_edge_set"].to_list(), members["_edge_row"], strict=True):
-        chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if present[g] >> j & 1]
-        if chosen:
-            runs.append(rows)
-            sub = frame.select(pl.col("_edge_pat").gather(rows), *[_quantity(e, rows) for e, _ in chosen])
-            plans.append(_choose(_with_stages(sub.lazy(), [e for e, _ in chosen]), chosen))
-    key = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True)
-    value = pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
+    plans = []
+    for g, s in enumerate(present):
+        chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if s >> j & 1]
+        if not chosen:
+            continue
+        rows = base.lazy().with_row_index("_edge_row").filter(pl.col("_edge_set") == g)
+        if len(chosen) == 1:
+            e, offset = chosen[0]
+            plans.append(_single(rows, e, offset))
+        else:
+            sub = rows.select("_edge_row", "_edge_pat", *[_quantity(e) for e, _ in chosen])
+            lf = _choose(_with_stages(sub, [e for e, _ in chosen]), chosen)
+            plans.append(
+                lf.select("_edge_row", pl.col("_edge_key").fill_null(none), pl.col("edge_value").fill_null(0.0))
+            )
+    key = pl.repeat(none, frame.height, dtype=pl.UInt32, eager=True)
+    value = pl.repeat(0.0, frame.height, dtype=pl.Float64, eager=True)
     if plans:
-        chosen_all = pl.concat(pl.collect_all(plans, engine=_ENGINE))
-        rows = pl.concat(runs)
-        key = key.scatter(rows, chosen_all["_edge_key"])
-        value = value.scatter(rows, chosen_all["edge_value"])
-    lf = pl.DataFrame([key.alias("_edge_key"), value.alias("edge_value")]).lazy()
+        done = pl.concat(pl.collect_all(plans, engine=_ENGINE))
+        rows = done.get_column("_edge_row")
+        key = key.scatter(rows, done.get_column("_edge_key"))
+        value = value.scatter(rows, done.get_column("edge_value"))
     k = pl.col("_edge_key")
-    return lf.select(
-        pl.lit(tables["edge_category"]).gather(k).alias("edge_category"),
-        pl.lit(tables["edge_column"]).gather(k).alias("edge_column"),
-        "edge_value",
-        pl.lit(tables["edge_threshold"]).gather(k).alias("edge_threshold"),
-        *([pl.lit(tables["_edge_at"]).gather(k).alias("_edge_at"), (k % 2 == 1).alias("_edge_up")] if detail else []),
-    ).with_columns((pl.col("edge_threshold") - pl.col("edge_value")).alias("edge_change"))
+    threshold = pl.col("edge_threshold")
+    return (
+        pl.DataFrame([key.alias("_edge_key"), value.alias("_edge_value")])
+        .lazy()
+        .select(
+            pl.lit(tables["edge_category"]).gather(k).alias("edge_category"),
+            pl.lit(tables["edge_column"]).gather(k).alias("edge_column"),
+            "_edge_value",
+            pl.lit(tables["edge_threshold"]).gather(k).alias("edge_threshold"),
+            *(
+                [pl.lit(tables["_edge_at"]).gather(k).alias("_edge_at"), (k % 2 == 1).alias("_edge_up")]
+                if detail
+                else []
+            ),
+        )
+        .select(
+            "edge_category",
+            "edge_column",
+            pl.when(threshold.is_not_null()).then(pl.col("_edge_value")).alias("edge_value"),
+            threshold,
+            (threshold - pl.col("_edge_value")).alias("edge_change"),
+            *(
+                [pl.col("_edge_at"), pl.when(threshold.is_not_null()).then(pl.col("_edge_up")).alias("_edge_up")]
+                if detail
+                else []
+            ),
+        )
+        .collect(engine=_ENGINE)
+    )
+
+
+def _single(rows: pl.LazyFrame, e: _ColumnEdge, offset: int) -> pl.LazyFrame:
+    """`_edge_row`, `_edge_key` and `edge_value` of the accounts that can cross one quantity only: the
+    nearer side of its value, no ratios to compare. A side with no edge is a threshold at ∓inf and its
+    table entry is null, so an account whose value has no edge needs no test of its own."""
+    x = _x(e.column)
+    rows = rows.select("_edge_row", "_edge_pat", _quantity(e)).filter(x.is_not_null())
+    lower, upper = e.sides
+    j = pl.col("_edge_j")
+    return rows.with_columns((pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)).alias("_edge_j")).select(
+        "_edge_row",
+        # equal distances go to the decrease (the lower side)
+        (
+            j * pl.lit(2, dtype=pl.UInt32)
+            + ((x - pl.lit(lower).gather(j)) > (pl.lit(upper).gather(j) - x)).cast(pl.UInt32)
+            + pl.lit(offset, dtype=pl.UInt32)
+        ).alias("_edge_key"),
+        x.alias("edge_value"),
+    )
 
 
 def _choose(lf: pl.LazyFrame, chosen: list[tuple[_ColumnEdge, int]]) -> pl.LazyFrame:
-    """`_edge_key` (offset + `_edge_k__<col>` in the global tables) and `edge_value` of the column with
+    """`_edge_row`, `_edge_key` (offset + `_edge_k__<col>` in the global tables) and `edge_value` of the column with
     the smallest relative change, the first such column on a tie; null when no column has an edge."""
     rs = [pl.col(f"_edge_r__{e.column}") for e, _ in chosen]
     lf = lf.with_columns(pl.min_horizontal(rs).alias("_edge_rel"))
@@ -505,7 +576,7 @@ def _choose(lf: pl.LazyFrame, chosen: list[tuple[_ColumnEdge, int]]) -> pl.LazyF
         key = pl.when(r == best).then(k) if key is None else key.when(r == best).then(k)
         value = pl.when(r == best).then(_x(e.column)) if value is None else value.when(r == best).then(_x(e.column))
     assert key is not None and value is not None
-    return lf.select(key.alias("_edge_key"), value.alias("edge_value"))
+    return lf.select("_edge_row", key.alias("_edge_key"), value.alias("edge_value"))
 
 
 # ---- the next move ------------------------------------------------------------------------------
@@ -741,7 +812,7 @@ def _edge_columns(
     tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(t.live)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
-        edges = _nearest(space, pats, tables, detail).collect(engine=_ENGINE)
+        edges = _nearest(space, pats, tables, detail)
     else:
         edges = pl.DataFrame(
             {c: pl.repeat(None, work.height, dtype=t, eager=True) for c, t in schema.items() if c not in moves.columns}
