@@ -87,7 +87,10 @@ class _Space:
             return next((i for i, t in enumerate(tests) if t(bits)), unassigned)
 
         self._slow = lru_cache(maxsize=1 << 20)(category)
-        self._table: list[int] | None = self._tabulate() if self.n <= _TABLE_BITS else None
+        self._table: list[int] | None = None
+        self._masks: pl.Series | None = None  # per pattern: the categories that held (`_mask`)
+        if self.n <= _TABLE_BITS:
+            self._table, self._masks = self._tabulate()
 
     def _compile(self, cond: m.Condition) -> Callable[[int], bool]:
         """The condition as a function of the bit pattern: two-valued, as `PolarsCompiler.truth`."""
@@ -104,8 +107,9 @@ class _Space:
         inner = self._compile(cond.item)
         return lambda b: not inner(b)
 
-    def _tabulate(self) -> list[int]:
-        """The category index of every pattern 0 .. 2**n - 1, evaluated by Polars in one pass."""
+    def _tabulate(self) -> tuple[list[int], pl.Series]:
+        """The category index and the mask (`PolarsCompiler.mask`) of every pattern 0 .. 2**n - 1,
+        evaluated by Polars in one pass."""
         b = pl.col("b")
 
         def expr(cond: m.Condition) -> pl.Expr:
@@ -122,8 +126,19 @@ class _Space:
         chain: pl.Expr = pl.lit(len(self.ordered), dtype=pl.Int32)
         for i in reversed(range(len(self.ordered))):
             chain = pl.when(expr(self.ordered[i].when)).then(pl.lit(i, dtype=pl.Int32)).otherwise(chain)
-        frame = pl.select(pl.int_range(0, 1 << self.n, dtype=pl.Int64).alias("b")).select(chain.alias("c"))
-        return frame["c"].to_list()
+        held = [pl.lit(0, dtype=pl.UInt8)]
+        held += [expr(r.when).cast(pl.UInt8) * pl.lit(1 << i, dtype=pl.UInt8) for i, r in enumerate(self.ordered)]
+        frame = pl.select(pl.int_range(0, 1 << self.n, dtype=pl.Int64).alias("b")).select(
+            chain.alias("c"), pl.sum_horizontal(held).cast(pl.UInt8).alias("m")
+        )
+        return frame["c"].to_list(), frame["m"]
+
+    def mask_expr(self) -> pl.Expr | None:
+        """`_mask` (which categories held) looked up by the bit pattern, when the patterns are
+        tabulated and fit one UInt32 word; else None (the caller evaluates the conditions)."""
+        if self._masks is None or self.words != 1 or self.n > 31:
+            return None
+        return pl.lit(self._masks).gather(pl.col("_edge_w0"))
 
     def category(self, bits: int) -> int:
         return self._table[bits] if self._table is not None else self._slow(bits)
@@ -805,9 +820,14 @@ def _edge_columns(
     space = _Space(rules)
     quantities = _quantities(rules, space.preds)
     clocks = [c.column for c in _clocks(space)]
-    work = _working(space, frame, quantities, clocks)
+    return _edges_of(space, _working(space, frame, quantities, clocks), as_date(as_of), horizon, detail)
+
+
+def _edges_of(space: _Space, work: pl.DataFrame, as_of: dt.date, horizon: int, detail: bool = False) -> pl.DataFrame:
+    """`_edge_columns` of a frame that holds the bit pattern words (`_edge_w*`) with the columns."""
+    quantities = _quantities(space.rules, space.preds)
     pats = _patterns(space, work)
-    moves = _next_move(space, pats, as_date(as_of), horizon)
+    moves = _next_move(space, pats, as_of, horizon)
     # a quantity no account present can cross to another category costs nothing per account
     tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(t.live)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
@@ -873,15 +893,18 @@ def with_edges(
 ) -> pl.DataFrame:
     """`categorize(...)` with the seven edge columns and `watches` (the ids of the watches that hold)
     appended: what `categorize(edges=True)` returns."""
-    from kare_rules.engine import as_date as as_of_date
-    from kare_rules.engine import categorize, conform, with_derived
+    from kare_rules.engine import Extra, as_date, categorized
     from kare_rules.watches import with_watches
 
-    result = categorize(rules, accounts, as_of, explain=explain, previous=previous)
-    # conformed and derived once, for the edges and the watches alike
-    prepared = with_derived(rules, conform(accounts, rules), as_of, previous).select(*rules.columns).collect()
-    result = pl.concat([result, edge_columns(rules, prepared, as_of, horizon)], how="horizontal")
-    return with_watches(rules, result, prepared.lazy(), as_of_date(as_of))
+    if horizon < 0:
+        raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
+    space = _Space(rules)
+    # Conformed and derived once, for the categories, the edges and the watches alike; the predicate
+    # bit patterns are computed in the categories' own pass, and the categories' mask looked up from them.
+    extra = Extra(tuple(space.word_exprs()), space.mask_expr())
+    result, prepared = categorized(rules, accounts, as_of, explain=explain, previous=previous, extra=extra)
+    found = _edges_of(space, prepared, as_date(as_of), horizon)
+    return with_watches(rules, result.hstack(found.get_columns()), prepared.lazy(), as_date(as_of))
 
 
 # ---- in words (kare explain) -------------------------------------------------------------------
