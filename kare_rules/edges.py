@@ -755,29 +755,33 @@ def _next_move_one(
             s1 = found[s0] if s0 < k else None
             first_z.append(clock.points[s1 - 1] if s1 is not None else None)
             first_cat.append(space.names[row[s1]] if s1 is not None else None)
-    z = pl.col(clock.column) * clock.sign
+    first_cat.append(None)  # the entry of "no move within the horizon"
+    z = pl.col(clock.column) if clock.sign == 1 else pl.col(clock.column) * clock.sign
     if len(clock.points) <= _COMPARE_STEPS:  # the number of points passed: a few comparisons, no search
-        state = sum(((z >= q).cast(pl.Int64) for q in clock.points), pl.lit(0, dtype=pl.Int64))
+        state = sum(((z >= q).cast(pl.UInt32) for q in clock.points), pl.lit(0, dtype=pl.UInt32))
     else:
-        state = pl.lit(pl.Series(clock.points, dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.Int64)
-    key = pl.col("_edge_pat").cast(pl.Int64) * (k + 1) + (state if clock.points else 0)
-    lf = pats.frame.lazy().select(
-        z.alias("_z"), key.alias("_key")
-    ).with_columns(
-        (pl.lit(pl.Series(first_z, dtype=pl.Int64)).gather(pl.col("_key")) - pl.col("_z")).alias("_t")
-    ).with_columns(
-        (pl.col("_z").is_not_null() & (pl.col("_t") <= horizon)).alias("_in")
-    )  # fmt: skip
-    return lf.select(
-        pl.when("_in")
-        .then(pl.lit(pl.Series(first_cat, dtype=pl.String)).gather(pl.col("_key")))
-        .alias("next_category"),
-        # a date is its day number: adding days is an integer addition, no duration arithmetic
-        pl.when("_in")
-        .then(pl.lit((as_of - dt.date(1970, 1, 1)).days, dtype=pl.Int32) + pl.col("_t").cast(pl.Int32))
-        .cast(pl.Date)
-        .alias("next_move_on"),
-    ).collect(engine=_ENGINE)
+        state = pl.lit(pl.Series(clock.points, dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.UInt32)
+    # UInt32 keys, a native gather index; a null value has a null state, key and time: no move
+    key = pl.col("_edge_pat") * pl.lit(k + 1, dtype=pl.UInt32) + (state if clock.points else 0)
+    t = pl.col("_t")
+    moves = t <= horizon
+    return (
+        pats.frame.lazy()
+        .select(key.alias("_key"), z.alias("_z"))
+        .select("_key", (pl.lit(pl.Series(first_z, dtype=pl.Int64)).gather(pl.col("_key")) - pl.col("_z")).alias("_t"))
+        .select(
+            # one gather of strings, by a key that points at the null entry where nothing moves
+            pl.lit(pl.Series(first_cat, dtype=pl.String))
+            .gather(pl.when(moves).then(pl.col("_key")).otherwise(pl.lit(len(first_cat) - 1, dtype=pl.UInt32)))
+            .alias("next_category"),
+            # a date is its day number: adding days is an integer addition, no duration arithmetic
+            pl.when(moves)
+            .then(pl.lit((as_of - dt.date(1970, 1, 1)).days, dtype=pl.Int32) + t.cast(pl.Int32))
+            .cast(pl.Date)
+            .alias("next_move_on"),
+        )
+        .collect(engine=_ENGINE)
+    )
 
 
 # ---- public entry points -----------------------------------------------------------------------
