@@ -309,19 +309,27 @@ def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
     out = _ColumnEdge(column, integer, thresholds, [])
-    category = space.category
+    category = space._table.__getitem__ if space._table is not None else space.category
+    cands_bits = [*lbits, *ubits]
+    split = len(lbits)
+    # The categories the candidates lead to depend on the pattern only through its other predicates'
+    # bits (`rest`), shared by the patterns that differ in this column's bits only: worked out once per
+    # rest (None: the candidate is not representable, it keeps the current category).
+    leads: dict[int, tuple[int | None, ...]] = {}
     # The rows depend on the pattern only through its category and the categories its candidates lead
     # to: patterns that agree on those share them, so each is worked out and stored once.
-    done: dict[tuple[int, ...], int] = {}
+    done: dict[tuple[int, tuple[int | None, ...]], int] = {}
     for b in pats.bits:
-        cur, rest = category(b), b & keep
-        lcat = [category(rest | x) if x is not None else cur for x in lbits]
-        ucat = [category(rest | x) if x is not None else cur for x in ubits]
-        memo = (cur, *lcat, *ucat)
-        r = done.get(memo)
+        rest = b & keep
+        lead = leads.get(rest)
+        if lead is None:
+            lead = leads[rest] = tuple(category(rest | x) if x is not None else None for x in cands_bits)
+        cur = category(b)
+        r = done.get((cur, lead))
         if r is None:
-            r = done[memo] = len(done)
-            rows = _column_rows(thresholds, cur, lcat, ucat)
+            r = done[(cur, lead)] = len(done)
+            both = [cur if c is None else c for c in lead]
+            rows = _column_rows(thresholds, cur, both[:split], both[split:])
             out.lower += rows[0]
             out.upper += rows[1]
             out.cats += rows[2]
