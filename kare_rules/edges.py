@@ -392,8 +392,14 @@ def _position(e: _ColumnEdge, x: pl.Expr) -> pl.Expr:
     c ≤ x counts c and c < x counts c's successor (no value lies strictly between c and its next
     representable value)."""
     steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
+    if not steps:
+        return pl.lit(0, dtype=pl.UInt32)
     if len(steps) <= _COMPARE_STEPS:  # a few comparisons cost less than a binary search per value
-        return sum(((x >= s).cast(pl.UInt32) for s in steps), pl.lit(0, dtype=pl.UInt32))
+        return (
+            pl.sum_horizontal([(x >= s).cast(pl.UInt32) for s in steps])
+            if len(steps) > 1
+            else (x >= steps[0]).cast(pl.UInt32)
+        )
     return pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
 
 
@@ -534,30 +540,30 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
         rows = done.get_column("_edge_row")
         key = key.scatter(rows, done.get_column("_edge_key"))
         value = value.scatter(rows, done.get_column("edge_value"))
-    k = pl.col("_edge_key")
-    threshold = pl.col("edge_threshold")
+    # Every answer is gathered from a table without nulls and nulled where the account has no edge: a
+    # gather from a table with nulls costs three times as much (it writes a validity bit per row).
+    k, has, threshold, x = pl.col("_edge_key"), pl.col("_edge_has"), pl.col("edge_threshold"), pl.col("_edge_value")
+    has_table = tables["edge_threshold"].is_not_null().cast(pl.UInt8)
+    full = {name: tables[name].fill_null(fill) for name, fill in
+            (("edge_category", ""), ("edge_column", ""), ("edge_threshold", 0.0), ("_edge_at", False))}  # fmt: skip
     return (
         pl.DataFrame([key.alias("_edge_key"), value.alias("_edge_value")])
         .lazy()
-        .select(
-            pl.lit(tables["edge_category"]).gather(k).alias("edge_category"),
-            pl.lit(tables["edge_column"]).gather(k).alias("edge_column"),
-            "_edge_value",
-            pl.lit(tables["edge_threshold"]).gather(k).alias("edge_threshold"),
-            *(
-                [pl.lit(tables["_edge_at"]).gather(k).alias("_edge_at"), (k % 2 == 1).alias("_edge_up")]
-                if detail
-                else []
-            ),
+        .with_columns(
+            (pl.lit(has_table).gather(k) != 0).alias("_edge_has"),
+            pl.lit(full["edge_threshold"]).gather(k).alias("edge_threshold"),
         )
         .select(
-            "edge_category",
-            "edge_column",
-            pl.when(threshold.is_not_null()).then(pl.col("_edge_value")).alias("edge_value"),
-            threshold,
-            (threshold - pl.col("_edge_value")).alias("edge_change"),
+            pl.when(has).then(pl.lit(full["edge_category"]).gather(k)).alias("edge_category"),
+            pl.when(has).then(pl.lit(full["edge_column"]).gather(k)).alias("edge_column"),
+            pl.when(has).then(x).alias("edge_value"),
+            pl.when(has).then(threshold).alias("edge_threshold"),
+            pl.when(has).then(threshold - x).alias("edge_change"),
             *(
-                [pl.col("_edge_at"), pl.when(threshold.is_not_null()).then(pl.col("_edge_up")).alias("_edge_up")]
+                [
+                    pl.when(has).then(pl.lit(full["_edge_at"]).gather(k)).alias("_edge_at"),
+                    pl.when(has).then(k % 2 == 1).alias("_edge_up"),
+                ]
                 if detail
                 else []
             ),
@@ -571,7 +577,10 @@ def _single(rows: pl.LazyFrame, e: _ColumnEdge, offset: int) -> pl.LazyFrame:
     nearer side of its value, no ratios to compare. A side with no edge is a threshold at ∓inf and its
     table entry is null, so an account whose value has no edge needs no test of its own."""
     x = _x(e.column)
-    rows = rows.select("_edge_row", "_edge_pat", _quantity(e)).filter(x.is_not_null())
+    value = pl.col(e.column)
+    # a null, NaN or infinite value has no edge (is_finite is null on null: filtered out too)
+    rows = rows.filter(value.is_not_null() if e.integer else value.is_finite())
+    rows = rows.select("_edge_row", "_edge_pat", value.cast(pl.Float64).alias(x.meta.output_name()))
     lower, upper = e.sides
     j = pl.col("_edge_j")
     return rows.with_columns((pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)).alias("_edge_j")).select(
@@ -763,7 +772,11 @@ def _next_move_one(
             s1 = found[s0] if s0 < k else None
             first_z.append(clock.points[s1 - 1] if s1 is not None else None)
             first_cat.append(space.names[row[s1]] if s1 is not None else None)
-    first_cat.append(None)  # the entry of "no move within the horizon"
+    # Tables without nulls (a gather from a table with nulls costs three times as much): "no later
+    # state moves" is a move so far away that no horizon reaches it (day numbers stay far below 2**62).
+    never = 1 << 62
+    z_table = pl.Series([never if q is None else q for q in first_z], dtype=pl.Int64)
+    cat_table = pl.Series(["" if c is None else c for c in first_cat], dtype=pl.String)
     z = pl.col(clock.column) if clock.sign == 1 else pl.col(clock.column) * clock.sign
     if len(clock.points) <= _COMPARE_STEPS:  # the number of points passed: a few comparisons, no search
         state = sum(((z >= q).cast(pl.UInt32) for q in clock.points), pl.lit(0, dtype=pl.UInt32))
@@ -772,16 +785,13 @@ def _next_move_one(
     # UInt32 keys, a native gather index; a null value has a null state, key and time: no move
     key = pl.col("_edge_pat") * pl.lit(k + 1, dtype=pl.UInt32) + (state if clock.points else 0)
     t = pl.col("_t")
-    moves = t <= horizon
+    moves = t <= min(horizon, never >> 1)
     return (
         pats.frame.lazy()
         .select(key.alias("_key"), z.alias("_z"))
-        .select("_key", (pl.lit(pl.Series(first_z, dtype=pl.Int64)).gather(pl.col("_key")) - pl.col("_z")).alias("_t"))
+        .select("_key", (pl.lit(z_table).gather(pl.col("_key")) - pl.col("_z")).alias("_t"))
         .select(
-            # one gather of strings, by a key that points at the null entry where nothing moves
-            pl.lit(pl.Series(first_cat, dtype=pl.String))
-            .gather(pl.when(moves).then(pl.col("_key")).otherwise(pl.lit(len(first_cat) - 1, dtype=pl.UInt32)))
-            .alias("next_category"),
+            pl.when(moves).then(pl.lit(cat_table).gather(pl.col("_key"))).alias("next_category"),
             # a date is its day number: adding days is an integer addition, no duration arithmetic
             pl.when(moves)
             .then(pl.lit((as_of - dt.date(1970, 1, 1)).days, dtype=pl.Int32) + t.cast(pl.Int32))
