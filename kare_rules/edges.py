@@ -164,18 +164,27 @@ class _Space:
     def bits_at(self, column: str, values: Sequence[object]) -> list[int]:
         """For each value of `column`, the bits of the predicates on it when the column holds that
         value (evaluated by the engine's own predicate expressions, so the semantics cannot drift)."""
-        on = [(i, p) for i, p in enumerate(self.preds) if p.column == column]
-        if not values:
-            return []
-        dtype = POLARS_TYPES[self.rules.columns[column]]
-        frame = pl.DataFrame({column: list(values)}, schema={column: dtype})
+        return self.bits_at_many({column: values})[column]
+
+    def bits_at_many(self, wanted: dict[str, Sequence[object]]) -> dict[str, list[int]]:
+        """`bits_at` of several columns in one evaluation (each column's values padded to the longest
+        list with its first value; the padding's bits are not read)."""
+        empty: dict[str, list[int]] = {c: [] for c, v in wanted.items() if not v}
+        wanted = {c: list(v) for c, v in wanted.items() if v}
+        if not wanted:
+            return empty
+        height = max(len(v) for v in wanted.values())
+        schema = {c: POLARS_TYPES[self.rules.columns[c]] for c in wanted}
+        frame = pl.DataFrame({c: v + v[:1] * (height - len(v)) for c, v in wanted.items()}, schema=schema)
+        on = [(i, p) for i, p in enumerate(self.preds) if p.column in wanted]
         truths = frame.select([self.compiler.truth(p).alias(f"p{i}") for i, p in on])
-        out = [0] * len(values)
-        for i, _ in on:
-            for row, held in enumerate(truths[f"p{i}"].to_list()):
+        out = {c: [0] * len(v) for c, v in wanted.items()}
+        for i, p in on:
+            bits = out[p.column]
+            for row, held in enumerate(truths[f"p{i}"].to_list()[: len(bits)]):
                 if held:
-                    out[row] |= 1 << i
-        return out
+                    bits[row] |= 1 << i
+        return {**empty, **out}
 
     def mask_of(self, column: str) -> int:
         return sum(1 << i for i, p in enumerate(self.preds) if p.column == column)
@@ -288,7 +297,8 @@ class _ColumnEdge:
     @cached_property
     def bases(self) -> pl.Series:
         """Per pattern: memo * positions, the start of its rows (UInt32, a native gather index)."""
-        return pl.Series([r * self.positions for r in self.memo], dtype=pl.UInt32)
+        positions = self.positions
+        return pl.Series([r * positions for r in self.memo], dtype=pl.UInt32)
 
     @cached_property
     def sides(self) -> tuple[pl.Series, pl.Series]:
@@ -299,13 +309,27 @@ class _ColumnEdge:
         )
 
 
-def _tabulate_column(space: _Space, pats: _Patterns, column: str) -> _ColumnEdge:
+def _candidate_values(space: _Space, column: str) -> tuple[bool, _Candidates, list[float | int]]:
+    """Whether the column is an integer, its candidates, and the values they take."""
     integer = space.rules.columns[column] == "integer"
-    thresholds = _thresholds(space, column)
-    cands = _candidates(thresholds, integer)
+    cands = _candidates(_thresholds(space, column), integer)
+    return integer, cands, [v for v in (*cands.lower, *cands.upper) if v is not None]
+
+
+def _tabulate_columns(space: _Space, pats: _Patterns, columns: Sequence[str]) -> list[_ColumnEdge]:
+    """`_tabulate_column` of each column, the predicates at every candidate evaluated in one pass."""
+    candidates = {c: _candidate_values(space, c) for c in dict.fromkeys(columns)}
+    bits = space.bits_at_many({c: values for c, (_, _, values) in candidates.items()})
+    return [_tabulate_column(space, pats, c, candidates[c], bits[c]) for c in columns]
+
+
+def _tabulate_column(
+    space: _Space, pats: _Patterns, column: str, candidates: tuple | None = None, bits: list[int] | None = None
+) -> _ColumnEdge:
+    integer, cands, values = candidates if candidates is not None else _candidate_values(space, column)
+    thresholds = cands.thresholds
     keep = ~space.mask_of(column)
-    values = [v for v in (*cands.lower, *cands.upper) if v is not None]
-    at = dict(zip(values, space.bits_at(column, values), strict=True))
+    at = dict(zip(values, space.bits_at(column, values) if bits is None else bits, strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
     out = _ColumnEdge(column, integer, thresholds, [])
@@ -653,7 +677,7 @@ def _clocks(space: _Space) -> list[_Clock]:
         # falling values: the new state starts one lower; in z = -value the points are -(q - 1)
         points = sorted(raw) if sign == 1 else sorted(-(q - 1) for q in raw)
         reps = [sign * (points[0] - 1), *(sign * z for z in points)] if points else [0]
-        bits = [*space.bits_at(d.name, reps), *space.bits_at(d.name, [None])]
+        bits = space.bits_at(d.name, [*reps, None])
         out.append(_Clock(d.name, sign, points, bits))
     return out
 
@@ -674,16 +698,20 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     states = [[]]
     for r in radices:
         states = [[*s, i] for s in states for i in range(r)]
+    category = space._table.__getitem__ if space._table is not None else space.category
+    # every state's bits of the clocks' predicates, ORed together once (not once per pattern)
+    state_bits = [sum(c.bits[i] for c, i in zip(clocks, s, strict=True)) for s in states]
     table: list[int] = []
-    cur: list[int] = []
+    cur = [category(b) for b in pats.bits]
+    # a pattern's row depends only on its other predicates' bits: patterns that differ in the clocks'
+    # bits only share it
+    rows: dict[int, list[int]] = {}
     for b in pats.bits:
-        cur.append(space.category(b))
         rest = b & keep
-        for s in states:
-            bits = rest
-            for c, i in zip(clocks, s, strict=True):
-                bits |= c.bits[i]
-            table.append(space.category(bits))
+        row = rows.get(rest)
+        if row is None:
+            row = rows[rest] = [category(rest | x) for x in state_bits]
+        table += row
     if len(clocks) == 1:
         return _next_move_one(space, pats, clocks[0], table, cur, as_of, horizon)
     work = frame.select(
@@ -851,7 +879,7 @@ def _edges_of(space: _Space, work: pl.DataFrame, as_of: dt.date, horizon: int, d
     pats = _patterns(space, work)
     moves = _next_move(space, pats, as_of, horizon)
     # a quantity no account present can cross to another category costs nothing per account
-    tables = [t for t in (_tabulate_column(space, pats, q) for q in quantities) if any(t.live)]
+    tables = [t for t in _tabulate_columns(space, pats, quantities) if any(t.live)]
     schema = {**EDGE_SCHEMA, **({"_edge_at": pl.Boolean(), "_edge_up": pl.Boolean()} if detail else {})}
     if tables:
         edges = _nearest(space, pats, tables, detail)
@@ -877,7 +905,7 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
             f"choose from: {', '.join(quantities) or '(none)'}"
         )
     pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns)), []))
-    tables = [_tabulate_column(space, pats, c) for c in columns]
+    tables = _tabulate_columns(space, pats, columns)
     offsets, answers = _global_tables(space, tables)
     out = []
     for c, offset in zip(columns, offsets, strict=True):
