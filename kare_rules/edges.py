@@ -192,28 +192,39 @@ class _Space:
 
 @dataclass
 class _Patterns:
-    """The distinct bit patterns present, how many accounts have each, and each account's dense index
-    into them (`_edge_pat`)."""
+    """The distinct bit patterns present, each account's dense index into them (`_edge_pat`), and how
+    many accounts have each (counted only when asked for)."""
 
     bits: list[int]
-    counts: list[int]
     frame: pl.DataFrame  # the working frame, with `_edge_pat` (UInt32)
+    known_counts: list[int] | None = None
+
+    @cached_property
+    def counts(self) -> list[int]:
+        if self.known_counts is not None:
+            return self.known_counts
+        tally = self.frame.get_column("_edge_pat").value_counts()
+        out = [0] * len(self.bits)
+        for d, count in tally.iter_rows():
+            out[d] = count
+        return out
 
 
 def _patterns(space: _Space, frame: pl.DataFrame) -> _Patterns:
     words = [f"_edge_w{w}" for w in range(space.words)]
     if space.words == 1 and space.n <= _TABLE_BITS:
-        tally = frame.get_column(words[0]).value_counts().sort(words[0])
-        present, counts = tally[words[0]].to_list(), tally["count"].to_list()
-        dense = [0] * (1 << space.n)
-        for d, b in enumerate(present):
-            dense[b] = d
-        pat = pl.lit(pl.Series(dense, dtype=pl.UInt32)).gather(pl.col(words[0])).alias("_edge_pat")
-        return _Patterns(present, counts, frame.with_columns(pat))
+        # Which of the 2**n patterns occur: a flag per pattern set by one scatter (a third of the time
+        # of counting them); their dense index is the number of occurring patterns below them.
+        word = frame.get_column(words[0])
+        present = pl.zeros(1 << space.n, dtype=pl.Boolean, eager=True).scatter(word, True).arg_true()
+        dense = pl.zeros(1 << space.n, dtype=pl.UInt32, eager=True)
+        dense = dense.scatter(present, pl.int_range(present.len(), dtype=pl.UInt32, eager=True))
+        pat = pl.lit(dense).gather(pl.col(words[0])).alias("_edge_pat")
+        return _Patterns(present.to_list(), frame.with_columns(pat))
     distinct = frame.group_by(words, maintain_order=True).len("_edge_n").with_row_index("_edge_pat")
     bits = [sum(row[w] << (_WORD * w) for w in range(space.words)) for row in distinct.select(words).iter_rows()]
     joined = frame.join(distinct.drop("_edge_n"), on=words, how="left", maintain_order="left")
-    return _Patterns(bits, distinct["_edge_n"].to_list(), joined)
+    return _Patterns(bits, joined, distinct["_edge_n"].to_list())
 
 
 # ---- the nearest value change -------------------------------------------------------------------
