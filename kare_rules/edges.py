@@ -15,12 +15,17 @@ Two questions per account, both answered exactly, never by sampling:
 
 How it stays cheap: every distinct predicate of the rules is evaluated once per account (two-valued,
 null is false) and packed into an integer bit pattern; the category is a pure function of that pattern
-(all/any over two-valued truths, `not` over `truth()`, exactly as PolarsCompiler evaluates it). A
-candidate "quantity q := v" replaces q's predicate bits by constants, so its category depends only on
-the account's pattern: every answer is tabulated per distinct pattern present (usually a few hundred)
-and per position of the value among the thresholds, and each account pays a few gathers. The pattern
-also says which quantities can move the account at all (usually one or two): each account computes the
-nearest change of those only.
+(all/any over two-valued truths, `not` over `truth()`, exactly as PolarsCompiler evaluates it). With
+`categorize(..., edges=True)` the pattern is computed in categorize's own pass over the accounts, and
+the categories' mask is looked up from it instead of evaluating the conditions again. A candidate
+"quantity q := v" replaces q's predicate bits by constants, so its category depends only on the
+account's pattern: every answer is tabulated per distinct pattern present (usually a few hundred; the
+patterns that lead to the same categories share their rows) and per position of the value among the
+thresholds, and each account pays a few gathers. The pattern also says which quantities can move the
+account at all (usually one or two): the accounts are split by that set, each part computes the
+nearest change of its own quantities only, and an account that can cross one quantity only needs no
+ratios, just the nearer side. Tables hold no nulls where a gather reads them per account (a gather from
+a table with nulls costs about three times as much); "no edge" and "no move" are their own entries.
 
 Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
 equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
@@ -548,7 +553,7 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     sets = [sum(1 << j for j, e in enumerate(edges) if e.live[d]) for d in range(len(pats.bits))]
     present = sorted(set(sets))
     index = {s: g for g, s in enumerate(present)}
-    group = pl.Series([index[s] for s in sets], dtype=pl.UInt32)
+    group = pl.Series([index[s] for s in sets], dtype=pl.UInt8 if len(present) < 256 else pl.UInt32)
     # only the columns the plans read: the pattern, its set, the quantities
     base = frame.select(
         "_edge_pat", pl.lit(group).gather(pl.col("_edge_pat")).alias("_edge_set"), *[e.column for e in edges]
