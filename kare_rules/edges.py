@@ -573,13 +573,19 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
             plans.append(
                 lf.select("_edge_row", pl.col("_edge_key").fill_null(none), pl.col("edge_value").fill_null(0.0))
             )
-    key = pl.repeat(none, frame.height, dtype=pl.UInt32, eager=True)
-    value = pl.repeat(0.0, frame.height, dtype=pl.Float64, eager=True)
-    if plans:
-        done = pl.concat(pl.collect_all(plans, engine=_ENGINE))
-        rows = done.get_column("_edge_row")
-        key = key.scatter(rows, done.get_column("_edge_key"))
-        value = value.scatter(rows, done.get_column("edge_value"))
+    # Back to every account's row: one scatter of each computed row's position among the results (the
+    # accounts of no set point past them, at "no edge"), then the key and the value are gathered by it.
+    # A scatter costs several times a gather (10M accounts: 75 ms for UInt32, 165 ms for Float64 values).
+    results = pl.collect_all(plans, engine=_ENGINE) if plans else []
+    nothing = pl.DataFrame(
+        {"_edge_key": [none], "edge_value": [0.0]}, schema={"_edge_key": pl.UInt32, "edge_value": pl.Float64}
+    )
+    done = pl.concat([*(r.select("_edge_key", "edge_value") for r in results), nothing], rechunk=True)
+    position = pl.repeat(done.height - 1, frame.height, dtype=pl.UInt32, eager=True)
+    if results:
+        rows = pl.concat([r.get_column("_edge_row") for r in results])
+        position = position.scatter(rows, pl.int_range(rows.len(), dtype=pl.UInt32, eager=True))
+    key, value = done.get_column("_edge_key").gather(position), done.get_column("edge_value").gather(position)
     # Every answer is gathered from a table without nulls and nulled where the account has no edge: a
     # gather from a table with nulls costs three times as much (it writes a validity bit per row).
     k, has, threshold, x = pl.col("_edge_key"), pl.col("_edge_has"), pl.col("edge_threshold"), pl.col("_edge_value")
