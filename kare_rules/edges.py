@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -300,6 +300,10 @@ class _ColumnEdge:
     cats: list[int | None] = field(default_factory=list)  # per 2j + side
     at: list[bool] = field(default_factory=list)  # per cats entry: the value moves onto c (not past it)
     live_memo: list[bool] = field(default_factory=list)  # per row set: some value changes its category
+    # The steps of `_position` a predicate's bit already answers for a finite value (step index →
+    # predicate index, negated), and per pattern memo * positions plus those steps' count.
+    known: dict[int, tuple[int, bool]] = field(default_factory=dict)
+    known_bases: list[int] = field(default_factory=list)
 
     @property
     def positions(self) -> int:
@@ -348,8 +352,10 @@ def _tabulate_column(
     at = dict(zip(values, space.bits_at(column, values) if bits is None else bits, strict=True))
     lbits = [at.get(v) if v is not None else None for v in cands.lower]
     ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    out = _ColumnEdge(column, integer, thresholds, [])
+    out = _ColumnEdge(column, integer, thresholds, [], known=_known_steps(space, column, thresholds, integer))
     category = space._table.__getitem__ if space._table is not None else space.category
+    positions = out.positions
+    known = list(out.known.values())
     cands_bits = [*lbits, *ubits]
     split = len(lbits)
     # The categories the candidates lead to depend on the pattern only through its other predicates'
@@ -376,6 +382,30 @@ def _tabulate_column(
             out.at += rows[3]
             out.live_memo.append(rows[4])
         out.memo.append(r)
+        out.known_bases.append(r * positions + sum((b >> i & 1) ^ negated for i, negated in known))
+    return out
+
+
+def _steps(thresholds: list[float], integer: bool) -> list[float]:
+    """What `_position` counts: x ≥ step, per threshold c the steps c and its successor."""
+    return [b for c in thresholds for b in (c, _successor(c, integer))]
+
+
+def _known_steps(space: _Space, column: str, thresholds: list[float], integer: bool) -> dict[int, tuple[int, bool]]:
+    """The steps whose count a predicate's bit already holds for a finite value x: `gte c` is x ≥ c,
+    `gt c` is x ≥ successor(c), `lt c` and `lte c` their negations (one predicate per step)."""
+    steps = _steps(thresholds, integer)
+    out: dict[int, tuple[int, bool]] = {}
+    for i, p in enumerate(space.preds):
+        if p.column != column or p.op not in ("gt", "gte", "lt", "lte") or isinstance(p.value, bool):
+            continue
+        if not isinstance(p.value, int | float) or not math.isfinite(p.value):
+            continue
+        c = float(p.value)
+        step = c if p.op in ("gte", "lt") else _successor(c, integer)
+        free = [k for k, s in enumerate(steps) if s == step and k not in out]
+        if free:
+            out[free[0]] = (i, p.op in ("lt", "lte"))
     return out
 
 
@@ -427,11 +457,11 @@ def _quantity(e: _ColumnEdge, rows: pl.Series | None = None) -> pl.Expr:
     return (x if e.integer else pl.when(x.is_finite()).then(x)).alias(f"_edge_x__{e.column}")
 
 
-def _position(e: _ColumnEdge, x: pl.Expr) -> pl.Expr:
+def _position(e: _ColumnEdge, x: pl.Expr, skip: Container[int] = ()) -> pl.Expr:
     """The position of x among the column's thresholds (UInt32): #(c < x) + #(c ≤ x) in one count, as
     c ≤ x counts c and c < x counts c's successor (no value lies strictly between c and its next
-    representable value)."""
-    steps = [b for c in e.thresholds for b in (c, _successor(c, e.integer))]
+    representable value). Steps in `skip` are left out (counted elsewhere)."""
+    steps = [s for k, s in enumerate(_steps(e.thresholds, e.integer)) if k not in skip]
     if not steps:
         return pl.lit(0, dtype=pl.UInt32)
     if len(steps) <= _COMPARE_STEPS:  # a few comparisons cost less than a binary search per value
@@ -629,7 +659,10 @@ def _single(rows: pl.LazyFrame, e: _ColumnEdge, offset: int) -> pl.LazyFrame:
     rows = rows.select("_edge_row", "_edge_pat", value.cast(pl.Float64).alias(x.meta.output_name()))
     lower, upper = e.sides
     j = pl.col("_edge_j")
-    return rows.with_columns((pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)).alias("_edge_j")).select(
+    # the steps the pattern already answers (its rows here all have a finite value) are in the bases
+    bases = pl.Series(e.known_bases, dtype=pl.UInt32)
+    position = _position(e, x, skip=e.known)
+    return rows.with_columns((pl.lit(bases).gather(pl.col("_edge_pat")) + position).alias("_edge_j")).select(
         "_edge_row",
         # equal distances go to the decrease (the lower side)
         (
