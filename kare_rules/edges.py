@@ -356,6 +356,8 @@ def _tabulate_column(
     category = space._table.__getitem__ if space._table is not None else space.category
     positions = out.positions
     known = list(out.known.values())
+    known_mask = sum(1 << i for i, _ in known)
+    counted: dict[int, int] = {}  # the known steps' count per value of their predicates' bits
     cands_bits = [*lbits, *ubits]
     split = len(lbits)
     # The categories the candidates lead to depend on the pattern only through its other predicates'
@@ -382,7 +384,11 @@ def _tabulate_column(
             out.at += rows[3]
             out.live_memo.append(rows[4])
         out.memo.append(r)
-        out.known_bases.append(r * positions + sum((b >> i & 1) ^ negated for i, negated in known))
+        kb = b & known_mask
+        count = counted.get(kb)
+        if count is None:
+            count = counted[kb] = sum((kb >> i & 1) ^ negated for i, negated in known)
+        out.known_bases.append(r * positions + count)
     return out
 
 
