@@ -621,7 +621,6 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     if results:
         rows = pl.concat([r.get_column("_edge_row") for r in results])
         position = position.scatter(rows, pl.int_range(rows.len(), dtype=pl.UInt32, eager=True))
-    key, value = done.get_column("_edge_key").gather(position), done.get_column("edge_value").gather(position)
     # Every answer is gathered from a table without nulls and nulled where the account has no edge: a
     # gather from a table with nulls costs three times as much (it writes a validity bit per row).
     k, has, threshold, x = pl.col("_edge_key"), pl.col("_edge_has"), pl.col("edge_threshold"), pl.col("_edge_value")
@@ -629,8 +628,12 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     full = {name: tables[name].fill_null(fill) for name, fill in
             (("edge_category", ""), ("edge_column", ""), ("edge_threshold", 0.0), ("_edge_at", False))}  # fmt: skip
     return (
-        pl.DataFrame([key.alias("_edge_key"), value.alias("_edge_value")])
+        position.to_frame("_edge_position")
         .lazy()
+        .select(
+            pl.lit(done.get_column("_edge_key")).gather(pl.col("_edge_position")).alias("_edge_key"),
+            pl.lit(done.get_column("edge_value")).gather(pl.col("_edge_position")).alias("_edge_value"),
+        )
         .with_columns(
             (pl.lit(has_table).gather(k) != 0).alias("_edge_has"),
             pl.lit(full["edge_threshold"]).gather(k).alias("edge_threshold"),
