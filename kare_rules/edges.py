@@ -479,31 +479,41 @@ def _position(e: _ColumnEdge, x: pl.Expr, skip: Container[int] = ()) -> pl.Expr:
     return pl.lit(pl.Series(steps, dtype=pl.Float64)).search_sorted(x, side="right").cast(pl.UInt32)
 
 
-def _edge_stages(edges: list[_ColumnEdge]) -> list[list[pl.Expr]]:
+def _edge_stages(edges: list[_ColumnEdge], known: bool = False) -> list[list[pl.Expr]]:
     """Expressions in dependent stages, each naming the previous stages' results (so nothing is
     computed twice). Per quantity: `_edge_k__<col>` = 2 * table key + side (0 lower, 1 upper) and
     `_edge_r__<col>` = the relative distance of the nearest edge (null when there is none or the value
-    is null). A missing side is a threshold at ∓inf, so "none" needs no null tests until the end."""
-    stages: list[list[pl.Expr]] = [[] for _ in range(4)]
+    is null). A missing side is a threshold at ∓inf, so "none" needs no null tests until the end.
+    With `known`, the steps a predicate's bit answers come from the pattern (`_ColumnEdge.known`):
+    then `_edge_k__<col>` is meaningless where the value is null or not finite (`_edge_r__<col>` is
+    null there, so a caller that reads k only where r is not null may ask for it)."""
+    stages: list[list[pl.Expr]] = [[] for _ in range(5)]
     for e in edges:
         col, x = e.column, _x(e.column)
         name = lambda what, col=col: f"_edge_{what}__{col}"  # noqa: E731
         # UInt32 keys: Polars gathers by its native index type without converting them
-        key = pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)
+        if known:
+            bases = pl.Series(e.known_bases, dtype=pl.UInt32)
+            key = pl.lit(bases).gather(pl.col("_edge_pat")) + _position(e, x, skip=e.known)
+        else:
+            key = pl.lit(e.bases).gather(pl.col("_edge_pat")) + _position(e, x)
         stages[0].append(key.alias(name("key")))
         key = pl.col(name("key"))
         lower, upper = e.sides
         stages[1] += [pl.lit(lower).gather(key).alias(name("tl")), pl.lit(upper).gather(key).alias(name("tu"))]
         tl, tu = pl.col(name("tl")), pl.col(name("tu"))
+        stages[2] += [(x - tl).alias(name("dl")), (tu - x).alias(name("du"))]
+        dl, du = pl.col(name("dl")), pl.col(name("du"))
         # equal distances go to the decrease (the lower side)
-        stages[2].append(((x - tl) <= (tu - x)).alias(name("lo")))
-        lo = pl.col(name("lo"))
-        # |c − x| / max(|x|, |c|), 0 when both are 0 (the smallest subnormal keeps 0/0 away)
-        c = pl.when(lo).then(tl).otherwise(tu)
+        stages[3].append((dl > du).alias(name("up")))
+        up = pl.col(name("up"))
+        # |c − x| / max(|x|, |c|), 0 when both are 0 (the smallest subnormal keeps 0/0 away); |c − x| is
+        # the nearer side's distance, exactly (a difference and its negation round alike)
+        c = pl.when(up).then(tu).otherwise(tl)
         scale = pl.max_horizontal(x.abs(), c.abs(), pl.lit(5e-324))
-        stages[3] += [
-            ((c - x).abs() / scale).fill_nan(None).alias(name("r")),  # ∓inf on both sides: no edge
-            (key * pl.lit(2, dtype=pl.UInt32) + (~lo).cast(pl.UInt32)).alias(name("k")),
+        stages[4] += [
+            (pl.min_horizontal(dl, du) / scale).fill_nan(None).alias(name("r")),  # ∓inf on both sides: no edge
+            (key * pl.lit(2, dtype=pl.UInt32) + up.cast(pl.UInt32)).alias(name("k")),
         ]
     return stages
 
@@ -536,8 +546,8 @@ def _global_tables(space: _Space, edges: list[_ColumnEdge]) -> tuple[list[int], 
     }
 
 
-def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge]) -> pl.LazyFrame:
-    for stage in _edge_stages(edges):
+def _with_stages(lf: pl.LazyFrame, edges: list[_ColumnEdge], known: bool = False) -> pl.LazyFrame:
+    for stage in _edge_stages(edges, known):
         lf = lf.with_columns(stage)
     return lf
 
@@ -605,7 +615,8 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
             plans.append(_single(rows, e, offset))
         else:
             sub = rows.select("_edge_row", "_edge_pat", *[_quantity(e) for e, _ in chosen])
-            lf = _choose(_with_stages(sub, [e for e, _ in chosen]), chosen)
+            # _choose reads a key only where its ratio is not null: the pattern's known steps may count
+            lf = _choose(_with_stages(sub, [e for e, _ in chosen], known=True), chosen)
             plans.append(
                 lf.select("_edge_row", pl.col("_edge_key").fill_null(none), pl.col("edge_value").fill_null(0.0))
             )
