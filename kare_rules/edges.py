@@ -854,6 +854,23 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
     )
 
 
+def _known_points(space: _Space, clock: _Clock) -> dict[int, tuple[int, bool]]:
+    """The clock's points a predicate's bit answers (point m → predicate index, negated): its truth in
+    states 0..k (a non-null value) is "passed point m", or its negation."""
+    k = len(clock.points)
+    out: dict[int, tuple[int, bool]] = {}
+    for i, p in enumerate(space.preds):
+        if p.column != clock.column:
+            continue
+        truth = [clock.bits[s] >> i & 1 for s in range(k + 1)]
+        for point in range(k):
+            passed = [int(s > point) for s in range(k + 1)]
+            if point not in out and truth in (passed, [1 - x for x in passed]):
+                out[point] = (i, truth != passed)
+                break
+    return out
+
+
 def _next_move_one(
     space: _Space, pats: _Patterns, clock: _Clock, table: list[int], cur: list[int], as_of: dt.date, horizon: int
 ) -> pl.DataFrame:
@@ -881,12 +898,21 @@ def _next_move_one(
     z_table = pl.Series([never if q is None else q for q in first_z], dtype=pl.Int64)
     cat_table = pl.Series(["" if c is None else c for c in first_cat], dtype=pl.String)
     z = pl.col(clock.column) if clock.sign == 1 else pl.col(clock.column) * clock.sign
-    if len(clock.points) <= _COMPARE_STEPS:  # the number of points passed: a few comparisons, no search
-        state = sum(((z >= q).cast(pl.UInt32) for q in clock.points), pl.lit(0, dtype=pl.UInt32))
+    # The state is the number of points z has passed. A predicate whose truth flips exactly at one
+    # point (lte 730: at 731) already says whether the value passed it: those points are counted per
+    # pattern, the others compared per account. (A null value has a null z and so a null time below:
+    # no move, whatever its key.)
+    known = _known_points(space, clock)
+    base = [d * (k + 1) + sum((b >> i & 1) ^ negated for i, negated in known.values()) for d, b in enumerate(pats.bits)]
+    points = [q for point, q in enumerate(clock.points) if point not in known]
+    if not points:
+        state: pl.Expr | int = 0
+    elif len(points) <= _COMPARE_STEPS:  # a few comparisons, no search
+        state = sum(((z >= q).cast(pl.UInt32) for q in points), pl.lit(0, dtype=pl.UInt32))
     else:
-        state = pl.lit(pl.Series(clock.points, dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.UInt32)
-    # UInt32 keys, a native gather index; a null value has a null state, key and time: no move
-    key = pl.col("_edge_pat") * pl.lit(k + 1, dtype=pl.UInt32) + (state if clock.points else 0)
+        state = pl.lit(pl.Series(points, dtype=pl.Int64)).search_sorted(z, side="right").cast(pl.UInt32)
+    # UInt32 keys, a native gather index
+    key = pl.lit(pl.Series(base, dtype=pl.UInt32)).gather(pl.col("_edge_pat")) + state
     t = pl.col("_t")
     moves = t <= min(horizon, never >> 1)
     return (
