@@ -591,8 +591,8 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     An account's pattern decides which quantities it can cross at all (usually one or two of them):
     the accounts are split by that set, and each set's accounts compute only their own quantities.
     Each set's plan filters its rows itself (one pass over a small integer column, no gathers), all
-    plans run in one `collect_all`, and the chosen key and value go back to every account's row in one
-    scatter each (into columns without nulls: "no edge" is the tables' last, null entry)."""
+    plans run in one `collect_all`, and the chosen key and value go back to every account's row by one
+    scatter of their positions ("no edge" is the tables' last, null entry)."""
     offsets, tables = _global_tables(space, edges)
     none = len(tables["edge_category"]) - 1
     frame = pats.frame
