@@ -117,10 +117,31 @@ def with_derived(
 
 
 def _prepared(
-    rules: m.RuleSet, accounts: Frame, as_of: dt.date | str, compiler: PolarsCompiler, previous: pl.DataFrame | None
+    rules: m.RuleSet,
+    accounts: Frame,
+    as_of: dt.date | str,
+    compiler: PolarsCompiler,
+    previous: pl.DataFrame | None,
+    extra: Extra | None = None,
 ) -> pl.LazyFrame:
-    """The accounts conformed, with derived columns and the `_mask` of categories that held."""
-    return with_derived(rules, conform(accounts, rules), as_of, previous).with_columns(compiler.mask())
+    """The accounts conformed, with derived columns and the `_mask` of categories that held (and the
+    `extra` columns, with the mask computed from them when they say how)."""
+    lf = with_derived(rules, conform(accounts, rules), as_of, previous)
+    if extra is None:
+        return lf.with_columns(compiler.mask())
+    if extra.mask is None:
+        return lf.with_columns(*extra.columns, compiler.mask())
+    return lf.with_columns(*extra.columns).with_columns(extra.mask.alias("_mask"))
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Columns computed in the same pass as the categories, for a caller that reads the accounts again
+    (the early warning's predicate bit patterns): `columns`, and optionally `_mask` as an expression
+    of them (a lookup instead of evaluating every condition a second time)."""
+
+    columns: tuple[pl.Expr, ...]
+    mask: pl.Expr | None = None
 
 
 def categorize_lazy(
@@ -166,14 +187,33 @@ def categorize(
         return with_edges(rules, accounts, as_of, horizon, explain=explain, previous=previous)
     if not explain:
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
+    return categorized(rules, accounts, as_of, explain=True, previous=previous)[0]
+
+
+def categorized(
+    rules: m.RuleSet,
+    accounts: Frame,
+    as_of: dt.date | str,
+    explain: bool = True,
+    previous: pl.DataFrame | None = None,
+    extra: Extra | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`categorize`'s result (without edges) and the accounts it categorized, in its row order: the
+    rules' columns conformed and derived, `_mask` and the `extra` columns (for the early warning,
+    which reads them again: they are prepared once)."""
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
     category, matched_rule, overlaps = compiler.lookup(mask)
+    names = [e.meta.output_name() for e in extra.columns] if extra is not None else []
+    if not explain:
+        frame = _prepared(rules, accounts, as_of, compiler, previous, extra)
+        frame = frame.select(*rules.columns, "_mask", *names).collect()
+        return frame.select(pl.col(rules.key), category, matched_rule), frame
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
     # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
     # The row number is made once here, not once per variant's rows below.
-    frame = _prepared(rules, accounts, as_of, compiler, previous).select(*rules.columns, "_mask")
+    frame = _prepared(rules, accounts, as_of, compiler, previous, extra).select(*rules.columns, "_mask", *names)
     frame = (frame.with_row_index("_row") if varying else frame).collect()
     # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
     # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
@@ -206,7 +246,7 @@ def categorize(
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
         at = at.scatter(built["_row"], built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
-    return result.insert_column(where, table.gather(at))
+    return result.insert_column(where, table.gather(at)), frame
 
 
 def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limit: int) -> dict[str, tuple[int, int]]:

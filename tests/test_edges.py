@@ -321,6 +321,8 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
         {**categorize(rules, frame, AS_OF).schema, **EDGE_SCHEMA, "watches": pl.List(pl.String)}
     )
     assert list(result["category"]) == [category_of(doc, derived(r, AS_OF)) for r in rows]
+    plain = categorize(rules, frame, AS_OF, explain=False, edges=True, horizon=horizon)
+    assert plain.equals(result.drop("reason", "overlaps"))
 
     assert list(result.select("next_category", "next_move_on").iter_rows()) == reference_move(rules, rows, horizon)
 
@@ -338,9 +340,11 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
 
     # The same answers when patterns span several words and are not tabulated (large rule sets), and
     # whether each quantity is computed on the accounts that can cross its edges only or on all.
+    # (categorize evaluates the categories' mask itself then, instead of looking it up by pattern.)
     for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
         with tuned(word, table_bits, subset_share):
             assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
+            assert categorize(rules, frame, AS_OF, edges=True, horizon=horizon).equals(result)
 
     columns = [q for q in expected if q != "nearest"]
     if columns:
