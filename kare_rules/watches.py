@@ -54,8 +54,7 @@ def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame,
     if not rules.watches:
         # hstack, not with_columns: the result's columns come in differently chunked, and aligning
         # them would copy the whole frame (0.27 s at 10M accounts) to add a column of empty lists.
-        none = pl.Series("watches", [[]], dtype=pl.List(pl.String)).new_from_index(0, result.height)
-        return result.hstack([none])
+        return result.hstack([empty_lists("watches", result.height)])
     frame = result
     if columns:  # `within:` watches need each column's own nearest edge; `within_days` ones do not
         values = prepared.select(*rules.columns).collect()  # every column: an edge depends on all predicates
@@ -68,3 +67,13 @@ def watch_expr(rules: m.RuleSet, as_of: dt.date) -> pl.Expr:
     """`watches`: the ids of the watches that hold for each account, in file order (empty: none)."""
     ids = [pl.when(holds(w, as_of)).then(pl.lit(w.id)) for w in rules.watches]
     return pl.concat_list(ids).list.drop_nulls().alias("watches")
+
+
+def empty_lists(name: str, n: int) -> pl.Series:
+    """A List(String) column of `n` empty lists, built on offsets that come zeroed from the system:
+    nothing is written per row (repeating an empty list writes every offset: 9 ms at 1M accounts,
+    100 ms at 10M; reading either costs the same)."""
+    import pyarrow as pa  # a dependency of ours; imported here, where it is needed
+
+    offsets = pl.zeros(n + 1, dtype=pl.Int64, eager=True).to_arrow()
+    return pl.Series(name, pa.LargeListArray.from_arrays(offsets, pa.array([], pa.large_string())))
