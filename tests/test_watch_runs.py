@@ -153,7 +153,7 @@ def test_a_rule_file_with_only_within_days_watches_needs_no_per_column_edges():
     assert categorize(rules, accounts(), D1, edges=True)["watches"].to_list() == []
 
 
-def test_an_overridden_account_has_no_early_warning_and_no_watch_actions(tmp_path):
+def test_an_overridden_account_moves_when_its_override_ends_and_has_no_edge_or_watch_actions(tmp_path):
     from kare_rules.overrides import Override
 
     folder = tmp_path / "rules" / "watchful"
@@ -167,7 +167,47 @@ def test_an_overridden_account_has_no_early_warning_and_no_watch_actions(tmp_pat
                      bundle=bundle)  # fmt: skip
     cats = wh.read("account_categories", "watchful").sort("account_id")
     assert cats["matched_rule"].to_list() == ["override", "profiles.keep"]
-    assert cats["next_move_on"].to_list() == [None, dt.date(2026, 12, 20)]
+    # A is pinned to keep until 2027-01-01; the next day the rules decide again: 171 days since its
+    # last order, recapture.
+    assert cats["next_move_on"].to_list() == [dt.date(2027, 1, 2), dt.date(2026, 12, 20)]
+    assert cats["next_category"].to_list() == ["recapture", "recapture"]
     assert cats["edge_column"].to_list() == [None, "spend"]
     assert cats["watches"].to_list() == [[], ["spend-drop"]]
     assert queue(wh) == {("B", "spend-review"): "open"}
+
+
+def test_an_override_ending_within_the_horizon_is_the_next_move_unless_the_rules_agree(tmp_path):
+    """Checked day by day against the rules: the category on the day before the move is the pinned one
+    (the override holds through its expiry), and on the day of the move the rules give the next one."""
+    from kare_rules.engine import categorize
+    from kare_rules.overrides import Override, apply_overrides
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    rules = load_rules(folder)
+    pins = (
+        # the rules say recapture the day after: that is the move
+        Override(account="A", category="keep", reason="r", author="a@b", expires=dt.date(2027, 1, 1)),
+        # the rules say keep too the day after: the move is theirs, day 91 after the last order
+        Override(account="B", category="keep", reason="r", author="a@b", expires=dt.date(2026, 10, 5)),
+        # ends after the horizon (366 days): no move
+        Override(account="C", category="recapture", reason="r", author="a@b", expires=dt.date(2028, 1, 1)),
+    )
+    data = accounts(A=(dt.date(2026, 7, 15), 5000.0), B=(dt.date(2026, 9, 20), 1050.0), C=(dt.date(2026, 9, 1), 5000.0))
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("watchful", D1, data, wh, bundle=RuleBundle(rules, RULES, pins))
+    cats = wh.read("account_categories", "watchful").sort("account_id")
+    moves = dict(zip(cats["account_id"], zip(cats["next_category"], cats["next_move_on"], strict=True), strict=True))
+    assert moves == {"A": ("recapture", dt.date(2027, 1, 2)), "B": ("recapture", dt.date(2026, 12, 20)),
+                     "C": (None, None)}  # fmt: skip
+
+    def category_on(account: str, day: dt.date) -> str:
+        found = apply_overrides(categorize(rules, data, day, explain=True), rules.key, pins, day)
+        return found.filter(pl.col("account_id") == account)["category"].item()
+
+    for account, (then, day) in moves.items():
+        if day is None:
+            continue
+        assert category_on(account, day - dt.timedelta(days=1)) == "keep"
+        assert category_on(account, day) == then

@@ -182,6 +182,8 @@ def categorize_run(
             *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
             pl.when(pinned).then(no_watches).otherwise(pl.col("watches")).alias("watches"),
         )
+        if engine == "polars":
+            result = override_moves(rules, valid, result, as_of, overrides, previous)
     return conformed(
         "account_categories",
         result.with_columns(
@@ -193,6 +195,52 @@ def categorize_run(
             pl.lit(run_id).alias("run_id"),
         ),
     )
+
+
+def override_moves(
+    rules: m.RuleSet,
+    valid: pl.DataFrame,
+    result: pl.DataFrame,
+    as_of: dt.date,
+    overrides: tuple[Override, ...],
+    previous: pl.DataFrame | None = None,
+    horizon: int = m.DEFAULT_HORIZON_DAYS,
+) -> pl.DataFrame:
+    """`result` (categorized, overrides applied) with the next move of every pinned account whose
+    override ends within the horizon. The day after its expiry the rules decide again: that day is the
+    move when they give another category; when they give the same one, the move is the rules' own next
+    move from that day on (the data unchanged, as for every next move)."""
+    key = pl.col(rules.key).cast(pl.String)
+    ends: dict[dt.date, list[str]] = {}
+    for o in overrides:
+        day = o.expires + dt.timedelta(days=1)
+        if as_of < day and (day - as_of).days <= horizon:
+            ends.setdefault(day, []).append(o.account)
+    found = []
+    for day, ids in sorted(ends.items()):
+        rows = valid.filter(key.is_in(pl.Series(ids, dtype=pl.String).implode()))
+        if rows.height:
+            later = categorize(rules, rows, day, explain=False, previous=previous, edges=True,
+                               horizon=horizon - (day - as_of).days)  # fmt: skip
+            found.append(later.select(
+                key.alias("_kare_pinned"), pl.col("category").alias("_then"), pl.lit(day).alias("_then_on"),
+                pl.col("next_category").alias("_later"), pl.col("next_move_on").alias("_later_on"),
+            ))  # fmt: skip
+    if not found:
+        return result
+    moves = pl.concat(found)
+    joined = result.with_columns(key.alias("_kare_pinned")).join(moves, on="_kare_pinned", how="left",
+                                                                 maintain_order="left")  # fmt: skip
+    ending = pl.col("matched_rule").eq_missing("override") & pl.col("_then").is_not_null()
+    other = pl.col("_then") != pl.col("category")
+
+    def pick(moved: str, later: str, now: str) -> pl.Expr:
+        return pl.when(ending & other).then(pl.col(moved)).when(ending).then(pl.col(later)).otherwise(pl.col(now))
+
+    return joined.with_columns(
+        pick("_then", "_later", "next_category").alias("next_category"),
+        pick("_then_on", "_later_on", "next_move_on").alias("next_move_on"),
+    ).drop("_kare_pinned", "_then", "_then_on", "_later", "_later_on")
 
 
 def trend_values(rules: m.RuleSet, valid: pl.DataFrame, org: str, as_of: dt.date) -> pl.DataFrame:
