@@ -939,10 +939,12 @@ def _working(
 ) -> pl.DataFrame:
     """What the edges read, materialized once: the date-derived columns, the quantities (as they are:
     each is cast to Float64 only for the accounts that can cross its edges) and the predicate bit
-    pattern."""
+    pattern (taken as it is when `frame` already holds its words, as `engine.categorized` leaves them)."""
+    lf = frame.lazy()
+    present = set(lf.collect_schema().names())
+    words = [pl.col(w.meta.output_name()) if w.meta.output_name() in present else w for w in space.word_exprs()]
     return (
-        frame.lazy()
-        .select(*dict.fromkeys([*clocks, *quantities]), *space.word_exprs())
+        lf.select(*dict.fromkeys([*clocks, *quantities]), *words)
         .collect(engine=_ENGINE)
         .rechunk()  # a collect leaves columns in chunks; every later gather would look up the chunk
     )

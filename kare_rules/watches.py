@@ -57,16 +57,32 @@ def with_watches(rules: m.RuleSet, result: pl.DataFrame, prepared: pl.LazyFrame,
         return result.hstack([empty_lists("watches", result.height)])
     frame = result
     if columns:  # `within:` watches need each column's own nearest edge; `within_days` ones do not
-        values = prepared.select(*rules.columns).collect()  # every column: an edge depends on all predicates
+        # every column (an edge depends on all predicates) and the predicate bit pattern already computed
+        values = prepared.select(*rules.columns, pl.col("^_edge_w[0-9]+$")).collect()
         frame = pl.concat([result, values.select([c for c in columns if c not in result.columns]),
                            column_edges(rules, values, columns)], how="horizontal")  # fmt: skip
     return result.hstack([frame.select(watch_expr(rules, as_of)).to_series()])
 
 
+# Up to this many watches, the list of ids of every combination that can hold is tabulated.
+_TABLE_WATCHES = 12
+
+
 def watch_expr(rules: m.RuleSet, as_of: dt.date) -> pl.Expr:
-    """`watches`: the ids of the watches that hold for each account, in file order (empty: none)."""
-    ids = [pl.when(holds(w, as_of)).then(pl.lit(w.id)) for w in rules.watches]
-    return pl.concat_list(ids).list.drop_nulls().alias("watches")
+    """`watches`: the ids of the watches that hold for each account, in file order (empty: none).
+
+    The watches that hold form a bit mask per account, and its list of ids is gathered from a table
+    of every combination. Building each account's list from its watches (`concat_list`, then dropping
+    the nulls) took 1.0 s for two watches at 1M accounts; the gather takes a few milliseconds."""
+    watches = rules.watches
+    if len(watches) > _TABLE_WATCHES:
+        ids = [pl.when(holds(w, as_of)).then(pl.lit(w.id)) for w in watches]
+        return pl.concat_list(ids).list.drop_nulls().alias("watches")
+    bit = [pl.when(holds(w, as_of)).then(pl.lit(1 << i, dtype=pl.UInt32)).otherwise(pl.lit(0, dtype=pl.UInt32))
+           for i, w in enumerate(watches)]  # fmt: skip
+    combos = [[w.id for i, w in enumerate(watches) if b >> i & 1] for b in range(1 << len(watches))]
+    table = pl.Series(combos, dtype=pl.List(pl.String))
+    return pl.lit(table).gather(pl.sum_horizontal(bit) if bit else pl.lit(0, dtype=pl.UInt32)).alias("watches")
 
 
 def empty_lists(name: str, n: int) -> pl.Series:
