@@ -789,26 +789,33 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
         table += row
     if len(clocks) == 1:
         return _next_move_one(space, pats, clocks[0], table, cur, as_of, horizon)
-    work = frame.select(
-        pl.col("_edge_pat").cast(pl.Int64),
-        pl.lit(pl.Series(cur, dtype=pl.Int32)).gather(pl.col("_edge_pat")).alias("_cur"),
-        *[(pl.col(c.column) * c.sign).alias(f"_z{i}") for i, c in enumerate(clocks)],
-    ).with_columns(
-        *[
-            pl.when(pl.col(f"_z{i}").is_null())
-            .then(len(c.points) + 1)
-            .otherwise(
-                pl.sum_horizontal(
-                    [pl.lit(0, dtype=pl.Int64), *[(pl.lit(z) <= pl.col(f"_z{i}")).cast(pl.Int64) for z in c.points]]
+    # One lazy plan over every step, collected once by the streaming engine: the steps are few (one per
+    # point), and stepping eagerly materialized a dozen whole columns per step (forge-industrial, two
+    # clocks, 1M accounts: 0.22 s).
+    work = (
+        frame.lazy()
+        .select(
+            pl.col("_edge_pat").cast(pl.Int64),
+            pl.lit(pl.Series(cur, dtype=pl.Int32)).gather(pl.col("_edge_pat")).alias("_cur"),
+            *[(pl.col(c.column) * c.sign).alias(f"_z{i}") for i, c in enumerate(clocks)],
+        )
+        .with_columns(
+            *[
+                pl.when(pl.col(f"_z{i}").is_null())
+                .then(len(c.points) + 1)
+                .otherwise(
+                    pl.sum_horizontal(
+                        [pl.lit(0, dtype=pl.Int64), *[(pl.lit(z) <= pl.col(f"_z{i}")).cast(pl.Int64) for z in c.points]]
+                    )
                 )
-            )
-            .cast(pl.Int64)
-            .alias(f"_s{i}")
-            for i, c in enumerate(clocks)
-        ],
-        pl.lit(None, dtype=pl.Int64).alias("_t"),
-        pl.lit(None, dtype=pl.Int32).alias("_cat"),
-        pl.lit(False).alias("_done"),
+                .cast(pl.Int64)
+                .alias(f"_s{i}")
+                for i, c in enumerate(clocks)
+            ],
+            pl.lit(None, dtype=pl.Int64).alias("_t"),
+            pl.lit(None, dtype=pl.Int32).alias("_cat"),
+            pl.lit(False).alias("_done"),
+        )
     )
     table_s = pl.lit(pl.Series(table, dtype=pl.Int32))
     for _ in range(sum(len(c.points) for c in clocks)):
@@ -845,13 +852,11 @@ def _next_move(space: _Space, pats: _Patterns, as_of: dt.date, horizon: int) -> 
             pl.when(hit).then(cat).otherwise(pl.col("_cat")).alias("_cat"),
             (pl.col("_done") | ~active | hit).alias("_done"),
         )
-        if work.get_column("_done").all():
-            break
     names = pl.lit(pl.Series(space.names, dtype=pl.String))
     return work.select(
         names.gather(pl.col("_cat")).alias("next_category"),
         (pl.lit(as_of, dtype=pl.Date) + pl.duration(days=pl.col("_t"))).cast(pl.Date).alias("next_move_on"),
-    )
+    ).collect(engine=_ENGINE)
 
 
 def _known_points(space: _Space, clock: _Clock) -> dict[int, tuple[int, bool]]:
