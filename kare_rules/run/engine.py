@@ -216,9 +216,14 @@ def override_moves(
         day = o.expires + dt.timedelta(days=1)
         if as_of < day and (day - as_of).days <= horizon:
             ends.setdefault(day, []).append(o.account)
+    if not ends:
+        return result
+    # the accounts whose override ends, picked from every valid row once; then per day from those few
+    pinned_ids = pl.Series([a for ids in ends.values() for a in ids], dtype=pl.String)
+    ending_rows = valid.filter(key.is_in(pinned_ids.implode()))
     found = []
     for day, ids in sorted(ends.items()):
-        rows = valid.filter(key.is_in(pl.Series(ids, dtype=pl.String).implode()))
+        rows = ending_rows.filter(key.is_in(pl.Series(ids, dtype=pl.String).implode()))
         if rows.height:
             later = categorize(rules, rows, day, explain=False, previous=previous, edges=True,
                                horizon=horizon - (day - as_of).days)  # fmt: skip
