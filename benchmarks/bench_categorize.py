@@ -170,16 +170,24 @@ def row(label: str, r: dict) -> str:
 HEAD = f"{'rules':<18} {'accounts':>11} {'(a) hand':>9} {'(b) categ':>10} {'(c) expl':>9} {'b/a':>7} {'c/a':>7}"
 
 
+def size_parser(prog: str, doc: str, repeat: int) -> argparse.ArgumentParser:
+    """The options of the in-process benchmarks: `--sizes` (default KARE_BENCH_SIZES) and `--repeat`."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0])
+    parser.add_argument("--sizes", default=os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES),
+                        help="comma-separated account counts (KARE_BENCH_SIZES)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=repeat, help="runs of each measurement; the best is kept")
+    return parser
+
+
+def sizes_of(args: argparse.Namespace) -> list[int]:
+    return [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
-    env_sizes = os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES)
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_categorize", description=__doc__.strip().splitlines()[0]
-    )
-    parser.add_argument("--sizes", default=env_sizes, help="comma-separated account counts (KARE_BENCH_SIZES)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement; the best is kept")
+    parser = size_parser("python -m benchmarks.bench_categorize", __doc__, repeat=5)
     parser.add_argument("--no-bundled", action="store_true", help="skip the bundled organizations' rule files")
     args = parser.parse_args(argv)
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    sizes = sizes_of(args)
 
     rules = load_rules(BENCH_RULES)
     print(

@@ -18,7 +18,6 @@ Targets (issue 11): c/a ≤ 3x, e/a ≤ 6x.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import time
@@ -30,11 +29,12 @@ from benchmarks.baseline import bench_chain
 from benchmarks.bench_categorize import (
     AS_OF,
     BENCH_RULES,
-    DEFAULT_SIZES,
     accounts,
     disagreements,
     misexplained,
     peak_mib,
+    size_parser,
+    sizes_of,
 )
 from kare_rules import model as m
 from kare_rules.edges import EDGE_COLUMNS
@@ -97,14 +97,8 @@ HEAD = f"{'accounts':>11} {'(a) hand':>9} {'(c) expl':>9} {'(e) +edges':>11} {'c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_edges", description=__doc__.strip().splitlines()[0]
-    )
-    parser.add_argument("--sizes", default=os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES),
-                        help="comma-separated account counts (KARE_BENCH_SIZES)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
-    args = parser.parse_args(argv)
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    args = size_parser("python -m benchmarks.bench_edges", __doc__, repeat=3).parse_args(argv)
+    sizes = sizes_of(args)
     rules = load_rules(BENCH_RULES)
     print(
         f"early warning: categorize with explanations and edges vs a hand-written pl.when/then chain, best of "
