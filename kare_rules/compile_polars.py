@@ -179,12 +179,12 @@ class PolarsCompiler:
         ]
 
     def reason_text(
-        self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, table_limit: int = 0
+        self, pieces: list[Piece], ranges: dict[str, KeyRange] | None = None, table_limit: int = 0
     ) -> pl.Expr:
-        """The text of a reason's pieces as one expression named `reason`. `ranges` holds the (min, max)
-        of integer, date or boolean columns over the rows it is for: their values are looked up in a
-        table of texts instead of formatted row by row (`_concat`); neighbouring lookups share one table
-        while it has at most `table_limit` entries."""
+        """The text of a reason's pieces as one expression named `reason`. `ranges` holds the range of
+        the keys (`value_key`) of integer, date, boolean or float columns over the rows it is for: their
+        values are looked up in a table of texts instead of formatted row by row (`_concat`);
+        neighbouring lookups share one table while it has at most `table_limit` entries."""
         return self._concat(pieces, ranges or {}, table_limit).alias("reason")
 
     def fixed_reason(self, category: str) -> str | None:
@@ -269,11 +269,39 @@ class PolarsCompiler:
         return [f"{describe_predicate(p)} [", Shown(p.column, quote, "null"), "]"]
 
     def value_text(self, column: str) -> pl.Expr:
-        """A value as text (null stays null)."""
+        """A value as text (null stays null); a float rounded to SHOWN_DECIMALS."""
         col = pl.col(column)
-        return (col.round(4) if self.types[column] == "float" else col).cast(pl.String)
+        return (col.round(SHOWN_DECIMALS) if self.types[column] == "float" else col).cast(pl.String)
 
-    def _concat(self, pieces: list[Piece], ranges: dict[str, tuple[int, int]] | None = None, limit: int = 0) -> pl.Expr:
+    def value_key(self, column: str) -> pl.Expr:
+        """The Int64 by which a value's text is looked up in a table of texts (`_table`): the physical
+        value of an integer, date or boolean column; for a float, its value as shown (rounded to
+        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see `keys_exact`)."""
+        col = pl.col(column)
+        if self.types[column] == "float":
+            return (col.round(SHOWN_DECIMALS) * 10**SHOWN_DECIMALS).round().cast(pl.Int64, strict=False)
+        return col.to_physical().cast(pl.Int64)
+
+    def keyed_value(self, column: str, key: pl.Expr) -> pl.Expr:
+        """The value (of the column's type) whose text a `value_key` stands for."""
+        ctype = self.types[column]
+        if ctype == "float":
+            return (key.cast(pl.Float64) / 10**SHOWN_DECIMALS).round(SHOWN_DECIMALS)
+        if ctype == "date":
+            return key.cast(pl.Int32).cast(pl.Date)
+        return key.cast(POLARS_TYPES[ctype])
+
+    def float_keys(self, column: str) -> tuple[pl.Expr, pl.Expr]:
+        """Two scalar Booleans over a float column's values: whether every value is shown exactly as
+        the value its key stands for (then a table of texts by key gives each row the text formatting
+        it would: not so for NaN and infinities, which have no key), and whether some value is shown
+        as -0.0 (its key is 0, which stands for 0.0: such values need an entry of their own)."""
+        shown = pl.col(column).round(SHOWN_DECIMALS)
+        negative_zero = (shown == 0) & (1.0 / shown < 0)
+        same = (self.keyed_value(column, self.value_key(column)) == shown).fill_null(False)
+        return (shown.is_null() | same).all(), negative_zero.any()
+
+    def _concat(self, pieces: list[Piece], ranges: dict[str, KeyRange] | None = None, limit: int = 0) -> pl.Expr:
         """One concat_str over the pieces, with neighbouring literal text merged first.
 
         A value whose column has a known narrow range (`ranges`) is looked up in a table of the
@@ -317,15 +345,20 @@ class PolarsCompiler:
             value = pl.concat_str([pl.lit(shown.quote), value, pl.lit(shown.quote)])
         return value if shown.null is None else value.fill_null(shown.null)
 
-    def _table(self, shown: Shown, bounds: tuple[int, int], before: str, after: str) -> _Table:
-        """`before`, the value's text and `after`, for every value in `bounds` (and null)."""
-        low, high = bounds
-        ctype = self.types[shown.column]
-        physical = pl.int_range(0, high - low + 1, eager=True, dtype=pl.Int64) + low
-        values = physical.cast(pl.Int32).cast(pl.Date) if ctype == "date" else physical.cast(POLARS_TYPES[ctype])
-        texts = before + shown.quote + values.cast(pl.String).rename("") + shown.quote + after
-        physical = pl.col(shown.column).to_physical()
-        index = (physical.cast(pl.Int64) - low if low else physical).cast(pl.UInt32)
+    def _table(self, shown: Shown, keys: KeyRange, before: str, after: str) -> _Table:
+        """`before`, the value's text and `after`, for every key in `keys` (and null, and -0.0 when the
+        range says some value is shown so)."""
+        # from low, not to high + 1: high may be the largest Int64
+        key_range = pl.int_range(0, keys.high - keys.low + 1, dtype=pl.Int64) + keys.low
+        values = pl.select(self.keyed_value(shown.column, key_range))
+        texts = before + shown.quote + values.to_series().cast(pl.String).rename("") + shown.quote + after
+        key = self.value_key(shown.column)
+        index = (key - keys.low if keys.low else key).cast(pl.UInt32)
+        if keys.negative_zero:
+            shown_value = pl.col(shown.column).round(SHOWN_DECIMALS)
+            texts = pl.concat([texts, pl.Series([f"{before}{shown.quote}-0.0{shown.quote}{after}"])], rechunk=True)
+            negative_zero = (shown_value == 0) & (1.0 / shown_value < 0)
+            index = pl.when(negative_zero).then(pl.lit(len(texts) - 1, dtype=pl.UInt32)).otherwise(index)
         if shown.null is not None:
             texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
             index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
@@ -333,6 +366,9 @@ class PolarsCompiler:
 
 
 NO_MATCH = "no category's conditions held"
+
+# A float in a reason is shown rounded to this many decimals (`PolarsCompiler.value_text`).
+SHOWN_DECIMALS = 4
 
 # More variants than this and a category's reason is one concat with a coalesce per `any`: each variant
 # is a pass over the accounts to find its rows.
@@ -350,6 +386,17 @@ class Shown:
 
 
 Piece = str | pl.Expr | Shown
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The keys (`PolarsCompiler.value_key`) a column's values take over some rows, from `low` to `high`;
+    `negative_zero`: a float value among them is shown as -0.0 (key 0 stands for 0.0)."""
+
+    low: int
+    high: int
+    negative_zero: bool = False
+
 
 # The most entries a table of value texts may have, however many rows it serves (`PolarsCompiler._concat`).
 MAX_TABLE = 1 << 20

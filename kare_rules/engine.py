@@ -11,6 +11,7 @@ from kare_rules import model as m
 from kare_rules.compile_polars import (
     MAX_TABLE,
     POLARS_TYPES,
+    KeyRange,
     PolarsCompiler,
     Shown,
     derived_exprs,
@@ -174,7 +175,7 @@ def categorize(
     Every category's condition is evaluated once into a small bit mask; category, matched rule and
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
     a lookup too; the others are built only for the rows their category won (one flat text per
-    alternative of an `any`, `PolarsCompiler.reason_variants`), with integer, date and boolean values in a
+    alternative of an `any`, `PolarsCompiler.reason_variants`), with integer, date, boolean and float values in a
     narrow range looked up rather than formatted (`_value_ranges`), so each row pays for at most one
     explanation, not one per category. Every reason then reaches its row by one gather. `previous`
     feeds the trends (`with_derived`). With `edges`, the early-warning columns of
@@ -240,7 +241,7 @@ def categorized(
         parts = []
         for pieces, part in zip(variants, chosen, strict=True):
             limit = min(MAX_TABLE, max(4096, part.height // 4))
-            ranges = _value_ranges(part, rules, {p.column for p in pieces if isinstance(p, Shown)}, limit)
+            ranges = _value_ranges(part, compiler, {p.column for p in pieces if isinstance(p, Shown)}, limit)
             parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
         built = pl.concat(parts).collect()
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
@@ -249,13 +250,16 @@ def categorized(
     return result.insert_column(where, table.gather(at)), frame
 
 
-def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limit: int) -> dict[str, tuple[int, int]]:
-    """(min, max) of the integer, date and boolean `columns` whose values span at most `limit` values:
-    few enough that writing the text of each value once costs less than writing it for every row."""
-    ranged = sorted(c for c in columns if rules.columns[c] in ("integer", "date", "boolean"))
+def _value_ranges(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str], limit: int) -> dict[str, KeyRange]:
+    """The range of the keys (`PolarsCompiler.value_key`) of the integer, date, boolean and float
+    `columns` whose values span at most `limit` keys: few enough that writing the text of each value
+    once costs less than writing it for every row. A float column is ranged only when its keys give
+    each value the text formatting would (`float_keys`), checked over these rows."""
+    ranged = sorted(c for c in columns if compiler.types[c] in ("integer", "date", "boolean", "float"))
     if not ranged or frame.height == 0:
         return {}
-    physical = [pl.col(c).to_physical().cast(pl.Int64) for c in ranged]
+    # A key grows with its value: the keys' range is the keys of the values' range.
+    physical = [pl.col(c) if compiler.types[c] == "float" else pl.col(c).to_physical().cast(pl.Int64) for c in ranged]
     bounds = frame.select(
         *[p.min().alias(f"{c}_min") for c, p in zip(ranged, physical, strict=True)],
         *[p.max().alias(f"{c}_max") for c, p in zip(ranged, physical, strict=True)],
@@ -263,8 +267,18 @@ def _value_ranges(frame: pl.DataFrame, rules: m.RuleSet, columns: set[str], limi
     out = {}
     for c in ranged:
         low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
-        if low is not None and high - low < limit:
-            out[c] = (low, high)
+        if low is not None and compiler.types[c] == "float":
+            low, high = pl.DataFrame({c: [low, high]}, schema={c: pl.Float64}).select(compiler.value_key(c))[c]
+        if low is not None and high is not None and high - low < limit:
+            out[c] = KeyRange(low, high)
+    floats = [c for c in out if compiler.types[c] == "float"]
+    if floats:  # a second pass over the rows, for the floats in a narrow range only
+        found = frame.select(e.alias(f"{c}_{i}") for c in floats for i, e in enumerate(compiler.float_keys(c))).row(0)
+        for c, exact, negative_zero in zip(floats, found[::2], found[1::2], strict=True):
+            if exact:
+                out[c] = KeyRange(out[c].low, out[c].high, bool(negative_zero))
+            else:
+                del out[c]
     return out
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from kare_rules import categorize
+from kare_rules import categorize, engine
 from kare_rules.loader import load_rules, load_rules_text
 from kare_rules.synth import synthesize
 from tests.reference.explanations import categorize_explained
@@ -97,3 +97,40 @@ profiles:
     expected = categorize_explained(rules, frame, AS_OF)
     assert set(expected["category"]) == {"keep", "attain", "unassigned"}
     assert_frame_equal(categorize(rules, frame, AS_OF), expected)
+
+
+def test_floats_in_a_narrow_range_are_looked_up_with_the_text_each_value_would_get():
+    # margin-like floats: a table of texts by key (rounded value × 10**4) when every value's text is its
+    # key's text; not when one rounds to -0.0 (shown "-0.0", key 0 means "0.0"), is NaN or infinite.
+    rules = load_rules_text(
+        """\
+format: kare/v1
+organization: margins
+version: 1.0.0
+inputs: {id: {type: string, key: true}, margin: {type: float, nullable: true}, paying: {type: boolean}}
+profiles:
+  keep: {when: {all: [{paying: true}, {margin: {lt: 0.5}}]}}
+  attain: {when: {all: [{paying: false}, {not: {margin: {gte: 0.5}}}]}}
+""",
+        "margins.yaml",
+    )
+    rng = random.Random(11)
+    n = 2_000
+    clean = [round(rng.uniform(-0.2, 0.2), rng.choice([2, 4, 6, 9])) for _ in range(n)]
+    frames = {
+        "clean": clean,
+        "negative zero": [*clean[:-1], -0.00003],
+        "NaN": [*clean[:-1], float("nan")],
+        "infinite": [*clean[:-1], float("-inf")],
+    }
+    compiler = engine.PolarsCompiler(rules)
+    for label, margins in frames.items():
+        margins = [None if i % 17 == 0 else v for i, v in enumerate(margins)]
+        paying = [i % 2 == 0 for i in range(n)]
+        frame = pl.DataFrame({"id": [f"a{i}" for i in range(n)], "margin": margins, "paying": paying})
+        got, want = categorize(rules, frame, AS_OF), categorize_explained(rules, frame, AS_OF)
+        differ = got.join(want, on="id").filter(pl.col("reason") != pl.col("reason_right"))
+        assert got.equals(want), f"{label}: {differ}"
+        tabled = engine._value_ranges(frame, compiler, {"margin"}, 4096)
+        assert ("margin" in tabled) == (label in ("clean", "negative zero")), label
+    assert "margin < 0.5 [-0.0]" in categorize(rules, frame.with_columns(margin=pl.lit(-0.00003)), AS_OF)["reason"][0]
