@@ -39,6 +39,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Callable, Container, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -944,7 +945,7 @@ def _working(
 ) -> pl.DataFrame:
     """What the edges read, materialized once: the date-derived columns, the quantities (as they are:
     each is cast to Float64 only for the accounts that can cross its edges) and the predicate bit
-    pattern (taken as it is when `frame` already holds its words, as `engine.categorized` leaves them)."""
+    pattern (taken as it is when `frame` already holds its words, as `engine.prepare` leaves them)."""
     lf = frame.lazy()
     present = set(lf.collect_schema().names())
     words = [pl.col(w.meta.output_name()) if w.meta.output_name() in present else w for w in space.word_exprs()]
@@ -1051,7 +1052,7 @@ def with_edges(
 ) -> pl.DataFrame:
     """`categorize(...)` with the seven edge columns and `watches` (the ids of the watches that hold)
     appended: what `categorize(edges=True)` returns."""
-    from kare_rules.engine import Extra, as_date, categorized
+    from kare_rules.engine import Extra, as_date, categories_of, prepare
     from kare_rules.watches import with_watches
 
     if horizon < 0:
@@ -1060,8 +1061,14 @@ def with_edges(
     # Conformed and derived once, for the categories, the edges and the watches alike; the predicate
     # bit patterns are computed in the categories' own pass, and the categories' mask looked up from them.
     extra = Extra(tuple(space.word_exprs()), space.mask_expr())
-    result, prepared = categorized(rules, accounts, as_of, explain=explain, previous=previous, extra=extra)
-    found = _edges_of(space, prepared, as_date(as_of), horizon)
+    prepared = prepare(rules, accounts, as_of, explain=explain, previous=previous, extra=extra)
+    # The categories and the edges both read the prepared accounts only: the edges run in a second
+    # thread meanwhile (Polars releases the GIL while it works), so that each one's single-threaded
+    # steps (scatters, rechunks, the tabulation in Python) overlap the other's.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kare-edges") as pool:
+        edges = pool.submit(_edges_of, space, prepared, as_date(as_of), horizon)
+        result = categories_of(rules, prepared, explain)
+        found = edges.result()
     return with_watches(rules, result.hstack(found.get_columns()), prepared.lazy(), as_date(as_of))
 
 

@@ -188,34 +188,42 @@ def categorize(
         return with_edges(rules, accounts, as_of, horizon, explain=explain, previous=previous)
     if not explain:
         return categorize_lazy(rules, accounts, as_of, explain=False, previous=previous).collect()
-    return categorized(rules, accounts, as_of, explain=True, previous=previous)[0]
+    return categories_of(rules, prepare(rules, accounts, as_of, explain=True, previous=previous))
 
 
-def categorized(
+def prepare(
     rules: m.RuleSet,
     accounts: Frame,
     as_of: dt.date | str,
     explain: bool = True,
     previous: pl.DataFrame | None = None,
     extra: Extra | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`categorize`'s result (without edges) and the accounts it categorized, in its row order: the
-    rules' columns conformed and derived, `_mask` and the `extra` columns (for the early warning,
-    which reads them again: they are prepared once)."""
+) -> pl.DataFrame:
+    """The accounts as `categories_of` reads them: the rules' columns conformed and derived, `_mask`,
+    the `extra` columns and, when some reason carries values, the row number `_row`."""
+    compiler = PolarsCompiler(rules)
+    names = [e.meta.output_name() for e in extra.columns] if extra is not None else []
+    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
+    # The row number is made once here, not once per variant's rows in `categories_of`.
+    frame = _prepared(rules, accounts, as_of, compiler, previous, extra).select(*rules.columns, "_mask", *names)
+    return (frame.with_row_index("_row") if explain and _varying(compiler) else frame).collect()
+
+
+def _varying(compiler: PolarsCompiler) -> bool:
+    """Whether some category whose reason carries values can win (so `categories_of` builds texts by row)."""
+    return any(compiler.fixed_reason(c) is None and compiler.masks_of(c) for c in (*compiler.names, m.UNASSIGNED))
+
+
+def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -> pl.DataFrame:
+    """The key, `category` and `matched_rule` (with `explain`, also `reason` and `overlaps`) of the
+    accounts `prepare` made ready, in their order."""
     compiler = PolarsCompiler(rules)
     mask = pl.col("_mask")
     category, matched_rule, overlaps = compiler.lookup(mask)
-    names = [e.meta.output_name() for e in extra.columns] if extra is not None else []
     if not explain:
-        frame = _prepared(rules, accounts, as_of, compiler, previous, extra)
-        frame = frame.select(*rules.columns, "_mask", *names).collect()
-        return frame.select(pl.col(rules.key), category, matched_rule), frame
+        return frame.select(pl.col(rules.key), category, matched_rule)
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
     varying = [c for c, text in fixed.items() if text is None and compiler.masks_of(c)]
-    # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
-    # The row number is made once here, not once per variant's rows below.
-    frame = _prepared(rules, accounts, as_of, compiler, previous, extra).select(*rules.columns, "_mask", *names)
-    frame = (frame.with_row_index("_row") if varying else frame).collect()
     # Every reason is looked up in one list of texts: the fixed ones first, then the ones built for the
     # rows of `varying` categories, in the order built. `_text` holds the fixed text's position and gets
     # the built ones' positions put in: one gather of strings instead of a scatter of them.
@@ -247,7 +255,7 @@ def categorized(
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
         at = at.scatter(built["_row"], built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
-    return result.insert_column(where, table.gather(at)), frame
+    return result.insert_column(where, table.gather(at))
 
 
 def _value_ranges(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str], limit: int) -> dict[str, KeyRange]:
