@@ -276,7 +276,7 @@ class PolarsCompiler:
     def value_key(self, column: str) -> pl.Expr:
         """The Int64 by which a value's text is looked up in a table of texts (`_table`): the physical
         value of an integer, date or boolean column; for a float, its value as shown (rounded to
-        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see `keys_exact`)."""
+        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see `float_keys`)."""
         col = pl.col(column)
         if self.types[column] == "float":
             return (col.round(SHOWN_DECIMALS) * 10**SHOWN_DECIMALS).round().cast(pl.Int64, strict=False)
@@ -297,9 +297,8 @@ class PolarsCompiler:
         it would: not so for NaN and infinities, which have no key), and whether some value is shown
         as -0.0 (its key is 0, which stands for 0.0: such values need an entry of their own)."""
         shown = pl.col(column).round(SHOWN_DECIMALS)
-        negative_zero = (shown == 0) & (1.0 / shown < 0)
         same = (self.keyed_value(column, self.value_key(column)) == shown).fill_null(False)
-        return (shown.is_null() | same).all(), negative_zero.any()
+        return (shown.is_null() | same).all(), _negative_zero(shown).any()
 
     def _concat(self, pieces: list[Piece], ranges: dict[str, KeyRange] | None = None, limit: int = 0) -> pl.Expr:
         """One concat_str over the pieces, with neighbouring literal text merged first.
@@ -355,9 +354,8 @@ class PolarsCompiler:
         key = self.value_key(shown.column)
         index = (key - keys.low if keys.low else key).cast(pl.UInt32)
         if keys.negative_zero:
-            shown_value = pl.col(shown.column).round(SHOWN_DECIMALS)
             texts = pl.concat([texts, pl.Series([f"{before}{shown.quote}-0.0{shown.quote}{after}"])], rechunk=True)
-            negative_zero = (shown_value == 0) & (1.0 / shown_value < 0)
+            negative_zero = _negative_zero(pl.col(shown.column).round(SHOWN_DECIMALS))
             index = pl.when(negative_zero).then(pl.lit(len(texts) - 1, dtype=pl.UInt32)).otherwise(index)
         if shown.null is not None:
             texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
@@ -419,6 +417,11 @@ class _Table:
     def lookup(self) -> pl.Expr:
         # One chunk: gathering from a literal of several chunks costs several times as much.
         return pl.lit(self.texts.rechunk()).gather(self.index)
+
+
+def _negative_zero(value: pl.Expr) -> pl.Expr:
+    """-0.0 (equal to 0, but its reciprocal is -inf): shown as "-0.0"."""
+    return (value == 0) & (1.0 / value < 0)
 
 
 def piece_columns(pieces: list[Piece]) -> set[str]:
