@@ -164,6 +164,31 @@ def test_validate_a_broken_file_is_one_line_and_exit_1(work, capsys, content, me
     assert err == []
 
 
+def test_validate_checks_the_overrides_file_beside_the_rules(work, capsys):
+    # kare run reads rules/<org>/overrides.yaml; a mistake there must fail validation (and CI), not a scheduled run.
+    (work / "rules/acme/overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: expnd, reason: Strategic partner, author: ana, expires: 2027-01-15}\n"
+        "  - {account: B, category: keep, reason: Repricing agreed, author: ana, expires: 2027-01-15, extra: 1}\n"
+    )
+    code, out, err = run(capsys, "validate", "rules")
+    assert code == 1
+    assert out[0].startswith(
+        "rules/acme/overrides.yaml:3:28: overrides.0.category: 'expnd' is not allowed; did you mean 'expand'?"
+    )
+    assert out[1].startswith("rules/acme/overrides.yaml:4:94: unknown key 'extra' in overrides.1")
+    assert out[2:] == ["0 valid, 1 invalid"]
+    assert err == []
+
+
+def test_validate_passes_a_valid_overrides_file(work, capsys):
+    (work / "rules/acme/overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: Repricing agreed, author: ana, expires: 2027-01-15}\n"
+    )
+    assert run(capsys, "validate", "rules") == (0, ["1 valid, 0 invalid"], [])
+
+
 def test_validate_a_missing_path_is_a_usage_error(work, capsys):
     code, out, err = run(capsys, "validate", "rules/nowhere/kare.yaml")
     assert code == 2

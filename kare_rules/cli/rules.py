@@ -26,13 +26,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # A rules directory's own problems (two organizations sharing one rule file) come from no one file.
     shared = {p for d in (args.paths or ["rules"]) if Path(d).is_dir() for p in organization_problems(d)}
     for path in files:
-        _, problems = check_rules(path)
+        rules, problems = check_rules(path)
         problems = sorted(set(problems) | {p for p in shared if Path(p.path) == Path(display_path(path))})
+        if rules is not None and not problems:
+            problems = _override_problems(path, rules)
         for p in problems:
             out(str(p))
         bad += bool(problems)
     out(f"{len(files) - bad} valid, {bad} invalid")
     return EXIT_FAIL if bad else EXIT_OK
+
+
+def _override_problems(path: Path, rules) -> list:
+    """The problems of the overrides.yaml beside a valid rule file: `kare run` reads it, so a mistake in it
+    must fail validation (and the pre-commit hook, and CI) before it fails a scheduled run."""
+    from kare_rules.errors import RuleFileError
+    from kare_rules.loader import RULE_FILE_NAMES
+    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+
+    if Path(path).name not in RULE_FILE_NAMES:  # only an organization's directory has overrides
+        return []
+    try:
+        load_overrides(Path(path).parent / OVERRIDES_FILE, rules)
+    except RuleFileError as exc:
+        return exc.problems
+    return []
 
 
 @command
