@@ -242,6 +242,21 @@ def test_overrides_file_with_an_unknown_category_is_located(tmp_path):
     assert "overridden twice" in text and "overrides.yaml:5:" in text
 
 
+def test_overrides_file_a_too_short_reason_says_how_long_not_empty(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: x, author: ana, expires: 2026-12-31}\n"
+        "  - {account: B, category: keep, reason: '', author: ana, expires: 2026-12-31}\n"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, RULES)
+    assert [p.message for p in info.value.problems] == [
+        "overrides.0.reason needs at least 3 characters, not 'x'",
+        "overrides.1.reason must not be empty",
+    ]
+
+
 def test_overrides_file_loads_and_a_missing_file_means_none(tmp_path):
     path = tmp_path / "overrides.yaml"
     assert load_overrides(path, RULES) == ()
