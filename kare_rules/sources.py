@@ -455,12 +455,15 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
         )
+    account = pl.col(key).cast(pl.String).str.strip_chars()
     typed = frame.select(
-        pl.col(key).cast(pl.String).str.strip_chars().alias("account_id"),
+        pl.when(account != "").then(account).alias("account_id"),  # an empty cell is no key
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],
     )
     for c in trends:
-        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & frame[c].is_not_null())
+        # An empty cell, quoted ("") or not, is no previous value, not a bad one.
+        given = frame[c].is_not_null() if frame.schema[c] != pl.String else frame[c].str.strip_chars() != ""
+        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & given.fill_null(False))
         if bad.height:
             row = bad.row(0, named=True)
             raise DataError(

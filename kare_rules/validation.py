@@ -69,6 +69,13 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     raw = raw.with_row_index(ROW)
     schema = raw.schema
     typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
+    # An empty or blank text cell is a missing value in every column: the casts make it null in the others,
+    # and a text column must agree, or a CSV that quotes its empty cells ("") gives an account id ''.
+    typed = typed.with_columns(
+        pl.when(present(pl.col(c.name))).then(pl.col(c.name)).otherwise(None).alias(c.name)
+        for c in rules.inputs
+        if c.type == "string" and schema[c.name] == pl.String
+    )
 
     type_failures = _type_failures(rules, raw, typed)
     # A value that did not parse is null after the cast; "missing value" on top of "not a valid
@@ -115,11 +122,17 @@ def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
         )
 
 
+def present(text: pl.Expr) -> pl.Expr:
+    """A text value is given: not null, and not empty or only blanks (an empty CSV cell, quoted or not)."""
+    return text.is_not_null() & (text.str.strip_chars() != "")
+
+
 def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
     """Values present in the input that did not parse as the declared type."""
     frames = []
     for c in rules.inputs:
-        lost = raw[c.name].is_not_null() & typed[c.name].is_null()
+        given = raw.select(present(pl.col(c.name)) if raw.schema[c.name] == pl.String else pl.col(c.name).is_not_null())
+        lost = given.to_series() & typed[c.name].is_null()
         if lost.any():
             rows = raw.filter(lost).select(
                 ROW,

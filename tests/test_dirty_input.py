@@ -51,6 +51,38 @@ def test_null_keys_are_quarantined_as_missing_not_as_duplicates(tmp_path):
     assert checked.valid["account_id"].to_list() == ["A"]
 
 
+def test_a_quoted_empty_cell_is_a_missing_value_like_an_unquoted_one(tmp_path):
+    # Exporters that quote every field write an empty cell as "": it is missing, in a text column too.
+    checked = _checked_csv(
+        tmp_path,
+        [
+            '"A","","team","smb","true","","10","5","","","",0',  # every nullable cell empty: valid
+            '"","ana","team","smb","true","1000","10","5","10","50","","0"',  # no key
+            '"C","ana"," ","smb","true","1000","10","5","10","50","","0"',  # a blank plan
+        ],
+    )
+    assert _reasons(checked) == {
+        2: ["account_id: missing value (the column is not nullable)"],
+        3: ["plan: missing value (the column is not nullable)"],
+    }
+    valid = checked.valid.row(0, named=True)
+    assert (valid["account_id"], valid["account_owner"], valid["arr"], valid["nps"], valid["churned_on"]) == (
+        "A", None, None, None, None,
+    )  # fmt: skip
+
+
+def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path):
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.csv"
+    path.write_text('account_id,arr\n"A",""\n"B","1000"\n')
+    previous = read_previous(RULES, path)
+    assert previous.select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
+    path.write_text('account_id,arr\n"","5"\n')
+    with pytest.raises(DataError, match="have a row without a key"):
+        read_previous(RULES, path)
+
+
 def test_every_row_of_a_duplicated_key_is_quarantined_with_a_reason_naming_it(tmp_path):
     checked = _checked_csv(
         tmp_path, [GOOD.format(id="D"), GOOD.format(id="A"), GOOD.format(id="D"), GOOD.format(id="D")]
