@@ -131,3 +131,14 @@ def test_a_lock_path_that_is_a_directory_and_an_unwritable_folder_are_clear_erro
     (tmp_path / "plain-file").write_text("")
     assert main(args(source, tmp_path / "plain-file" / "w.duckdb")) == 1
     assert "cannot create the folder of the warehouse" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kinds", "tail"), [(5, ", and 1 more kind (t)"), (6, ", and 2 more kinds (t)"), (4, "")])
+def test_the_summary_counts_the_move_kinds_it_leaves_out_in_words(kinds, tail):
+    from kare_rules.run.report import _kinds
+
+    moves = pl.DataFrame({"from_category": ["keep"] * kinds, "to_category": [f"c{i}" for i in range(kinds)],
+                          "accounts": list(range(kinds, 0, -1))})  # fmt: skip
+    text = _kinds(moves, "t")
+    assert text.startswith(f"keep → c0 {kinds}, keep → c1 {kinds - 1}")
+    assert text.endswith(f"keep → c3 {kinds - 3}{tail}")
