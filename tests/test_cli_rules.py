@@ -473,11 +473,12 @@ def test_explain_a_bad_as_of_is_a_usage_error(work, capsys):
         ([], ["validate", "test", "schema", "categorize", "explain", "Exit codes: 0 success"]),
         (["validate"], ["PATH", "rule files or directories"]),
         (["test"], ["PATH", "--verbose"]),
-        (["schema"], ["usage: kare schema"]),
+        (["schema"], ["usage: kare schema", "Print the JSON Schema of the rule file"]),
         (["categorize"], ["--rules", "--input", "--as-of", "--output", "--no-explain", ".parquet or .csv"]),
         (["explain"], ["--rules", "--input", "--as-of", "--account", "✓"]),
+        (["demo"], ["--sample", "written by kare sample", "what make run does"]),
     ],
-    ids=["kare", "validate", "test", "schema", "categorize", "explain"],
+    ids=["kare", "validate", "test", "schema", "categorize", "explain", "demo"],
 )
 def test_help_exits_0_and_mentions_the_options(capsys, argv, mentions):
     with pytest.raises(SystemExit) as info:
