@@ -400,6 +400,28 @@ def test_categorize_a_missing_input_is_one_clear_line_and_exit_1(work, capsys):
     assert err[0].startswith("kare categorize: input nope.parquet does not exist;")
 
 
+@pytest.mark.parametrize(
+    ("command", "rules", "message"),
+    [
+        ("categorize", "rules/nope", "--rules rules/nope: no such file or directory; give a rule file (kare.yaml) or"),
+        ("explain", "rules/nope", "--rules rules/nope: no such file or directory"),
+        ("compile", "rules/nope", "--rules rules/nope: no such file or directory"),
+        ("categorize", "rules", "--rules rules: no kare.yaml in this directory; give one organization's directory"),
+    ],
+    ids=["categorize-missing", "explain-missing", "compile-missing", "categorize-the-rules-directory"],
+)
+def test_a_rules_option_naming_no_rule_file_is_a_usage_error(work, capsys, command, rules, message):
+    # As in kare validate and kare diff: exit 2 and what to give, not "rules/nope:1:1: cannot read the file".
+    options = {
+        "categorize": ["--input", "accounts.parquet", "--as-of", AS_OF, "--output", "r.csv"],
+        "explain": ["--input", "accounts.parquet", "--as-of", AS_OF, "--account", "A"],
+        "compile": ["--dialect", "duckdb", "--table", "accounts"],
+    }[command]
+    code, out, err = run(capsys, command, "--rules", rules, *options)
+    assert (code, out) == (2, [])
+    assert err[-1].startswith(f"kare {command}: {message}")
+
+
 def test_categorize_with_invalid_rules_lists_the_problems_and_exits_1(work, capsys):
     write_org(work, "acme", RULES.replace("{seats: {gte: 5}}", "{seats: {gte: five}}"))
     code, _, err = run(

@@ -12,6 +12,7 @@ from kare_rules.cli.common import (
     command,
     err,
     out,
+    rules_option,
     table,
 )
 from kare_rules.errors import DataError, UsageError
@@ -55,7 +56,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
     if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
         raise UsageError("--horizon goes with --edges (how many days ahead next_move_on looks)")
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
     if args.trusted:
         if args.engine != "duckdb":
@@ -117,7 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from kare_rules.sources import read_accounts
     from kare_rules.validation import validate_accounts
 
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
     mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
     checked = validate_accounts(rules, mine)
@@ -148,7 +149,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date
     from kare_rules.loader import load_rules
 
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     # Only the SELECT goes to stdout (no comment header: nothing from the rule file lands in SQL text
     # unquoted), so it pipes straight into psql, duckdb or a CREATE VIEW.
     if rules.trend_columns and args.previous_table is None:
