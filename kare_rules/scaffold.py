@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from kare_rules.errors import DataError
+from kare_rules.loader import OUTPUT_COLUMNS
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # the schema's pattern for column names
 MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
@@ -77,6 +78,17 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
             left_out.append(
                 f"column {name!r} is left out: rule files name columns in snake_case (lowercase letters, digits, '_');"
                 " rename it in the source to use it"
+            )
+            continue
+        if name in OUTPUT_COLUMNS or name.startswith("_"):  # the engine's own names: the file would not validate
+            left_out.append(
+                f"column {name!r} is left out: "
+                + (
+                    f"{name} is a result column of kare"
+                    if name in OUTPUT_COLUMNS
+                    else "names starting with '_' are kare's"
+                )
+                + f"; rename it in the source (e.g. 'input_{name.lstrip('_')}') to use it"
             )
             continue
         col = frame[name]

@@ -451,6 +451,20 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     assert passed + failed == len(yaml.safe_load(text)["tests"]) == 5
 
 
+def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(work, capsys):
+    # An export with a 'category' or '_loaded_at' column: declared as inputs, the file could never validate.
+    data = sample_accounts().with_columns(pl.lit("gold").alias("category"), pl.lit(1).alias("_loaded_at"))
+    data.write_csv(work / "accounts.csv")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)
+    assert "  # column 'category' is left out: category is a result column of kare; rename it in the source " in text
+    assert "  # column '_loaded_at' is left out: names starting with '_' are kare's; rename it" in text
+    path.write_text(text.replace("    when: ", "    when: {is_customer: false}", 1), encoding="utf-8")
+    assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
+
+
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     code, _, err = run(capsys, "init", "acme", "--from", "accounts.csv")
