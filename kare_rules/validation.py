@@ -68,14 +68,7 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         )
     raw = raw.with_row_index(ROW)
     schema = raw.schema
-    typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
-    # An empty or blank text cell is a missing value in every column: the casts make it null in the others,
-    # and a text column must agree, or a CSV that quotes its empty cells ("") gives an account id ''.
-    typed = typed.with_columns(
-        pl.when(present(pl.col(c.name))).then(pl.col(c.name)).otherwise(None).alias(c.name)
-        for c in rules.inputs
-        if c.type == "string" and schema[c.name] == pl.String
-    )
+    typed = raw.with_columns(_typed(c, schema[c.name]) for c in rules.inputs)
 
     type_failures = _type_failures(rules, raw, typed)
     # A value that did not parse is null after the cast; "missing value" on top of "not a valid
@@ -120,6 +113,20 @@ def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
             f"the input's {'; '.join(nested)}, but the inputs of {rules.path or rules.organization} are single "
             "values; flatten the column in the source (one value per row) or change 'inputs:'"
         )
+
+
+def _typed(column: m.InputColumn, source: pl.DataType) -> pl.Expr:
+    """The column cast to its declared type, a value that does not fit becoming null (then quarantined)."""
+    raw = pl.col(column.name)
+    if column.type == "string" and source == pl.String:
+        # An empty or blank text cell is a missing value in every column: the casts make it null in the others,
+        # and a text column must agree, or a CSV that quotes its empty cells ("") gives an account id ''.
+        return pl.when(present(raw)).then(raw).alias(column.name)
+    typed = cast_expr(column.name, column.type, source)
+    if column.type == "boolean" and source.is_numeric():
+        # A number is a boolean only as 1 or 0, as in text: a cast makes every other number true.
+        return pl.when((raw == 0) | (raw == 1)).then(typed).alias(column.name)
+    return typed
 
 
 def present(text: pl.Expr) -> pl.Expr:

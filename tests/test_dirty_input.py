@@ -12,7 +12,7 @@ import pytest
 
 from kare_rules.cli import main
 from kare_rules.errors import DataError
-from kare_rules.loader import load_rules
+from kare_rules.loader import load_rules, load_rules_text
 from kare_rules.sources import read_source
 from kare_rules.synth import synthesize
 from kare_rules.validation import validate_accounts
@@ -22,6 +22,11 @@ os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))  # before anything 
 RULES_DIR = ROOT / "rules" / "cloudnine"
 RULES = load_rules(RULES_DIR)
 AS_OF = dt.date(2026, 10, 31)
+FLAG_RULES = load_rules_text(
+    "format: kare/v1\norganization: flags\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+    "  flag: {type: boolean}\n  v: {type: integer}\nprofiles:\n  keep: {when: {flag: true}}\n",
+    "rules/flags/kare.yaml",
+)
 HEADER = (
     "account_id,account_owner,plan,segment,is_customer,arr,seats,seats_used,nps,employees,churned_on,"
     "payment_overdue_days"
@@ -81,6 +86,23 @@ def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path)
     path.write_text('account_id,arr\n"","5"\n')
     with pytest.raises(DataError, match="have a row without a key"):
         read_previous(RULES, path)
+
+
+@pytest.mark.parametrize("dtype", [pl.Int64, pl.UInt8, pl.Float64])
+def test_a_number_in_a_boolean_column_is_true_or_false_only_as_1_or_0(dtype):
+    # As in text ('1'/'0'): a cast would make 2 or -1 true without a word.
+    accounts = pl.DataFrame(
+        {"account_id": ["A", "B", "C", "D"], "flag": pl.Series([1, 0, 2, None], dtype=dtype), "v": [1, 1, 1, 1]}
+    )
+    if dtype == pl.Int64:
+        accounts = accounts.with_columns(pl.Series("flag", [1, 0, -1, None], dtype=pl.Int64))
+    checked = validate_accounts(FLAG_RULES, accounts)
+    assert checked.valid.select("account_id", "flag").rows() == [("A", True), ("B", False)]
+    bad = "-1" if dtype == pl.Int64 else "2.0" if dtype == pl.Float64 else "2"
+    assert _reasons(checked) == {
+        3: [f"flag: {bad} is not a valid boolean"],
+        4: ["flag: missing value (the column is not nullable)"],
+    }
 
 
 def test_every_row_of_a_duplicated_key_is_quarantined_with_a_reason_naming_it(tmp_path):
