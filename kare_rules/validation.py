@@ -71,6 +71,11 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     typed = raw.with_columns(_typed(c, schema[c.name]) for c in rules.inputs)
 
     type_failures = _type_failures(rules, raw, typed)
+    # NaN (not a number) is how pandas and others write a missing number: a missing value here. Left as
+    # NaN it would pass every check and then compare as greater than any number ({x: {gte: 100}} true).
+    typed = typed.with_columns(
+        pl.when(~pl.col(c.name).is_nan()).then(pl.col(c.name)).alias(c.name) for c in rules.inputs if c.type == "float"
+    )
     # A value that did not parse is null after the cast; "missing value" on top of "not a valid
     # integer" would send people looking for an empty cell, so that second reason is dropped.
     schema_failures = _pandera_failures(rules, typed).join(
@@ -129,6 +134,13 @@ def _typed(column: m.InputColumn, source: pl.DataType) -> pl.Expr:
     return typed
 
 
+def _given(raw: pl.Expr, source: pl.DataType) -> pl.Expr:
+    """A value is in the input: not null, not blank text, and not NaN (a missing number, see above)."""
+    if source == pl.String:
+        return present(raw)
+    return raw.is_not_null() & ~raw.is_nan() if source.is_float() else raw.is_not_null()
+
+
 def present(text: pl.Expr) -> pl.Expr:
     """A text value is given: not null, and not empty or only blanks (an empty CSV cell, quoted or not)."""
     return text.is_not_null() & (text.str.strip_chars() != "")
@@ -138,8 +150,7 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
     """Values present in the input that did not parse as the declared type."""
     frames = []
     for c in rules.inputs:
-        given = raw.select(present(pl.col(c.name)) if raw.schema[c.name] == pl.String else pl.col(c.name).is_not_null())
-        lost = given.to_series() & typed[c.name].is_null()
+        lost = raw.select(_given(pl.col(c.name), raw.schema[c.name])).to_series() & typed[c.name].is_null()
         if lost.any():
             rows = raw.filter(lost).select(
                 ROW,

@@ -105,6 +105,35 @@ def test_a_number_in_a_boolean_column_is_true_or_false_only_as_1_or_0(dtype):
     }
 
 
+def test_nan_is_a_missing_number_not_one_above_every_threshold():
+    # pandas writes a missing number as NaN; kept, it passed min/max and compared greater than any number.
+    nan = float("nan")
+    accounts = _rows(arr=[nan, 2_000_000.0, None], nps=[10, 10, 10], seats=[10.0, nan, 10.0])
+    checked = validate_accounts(RULES, accounts)
+    assert _reasons(checked) == {2: ["seats: missing value (the column is not nullable)"]}
+    assert checked.valid["arr"].to_list() == [None, None]  # nullable: NaN is null, so {arr: {gte: ...}} is false
+
+
+def test_previous_values_nan_is_no_previous_value(tmp_path):
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.parquet"
+    pl.DataFrame({"account_id": ["A", "B"], "arr": [float("nan"), 1000.0]}).write_parquet(path)
+    assert read_previous(RULES, path).select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
+
+
+def _rows(**columns) -> pl.DataFrame:
+    """cloudnine accounts A, B, C... with valid values, but for the columns given."""
+    n = len(next(iter(columns.values())))
+    base = {
+        "account_id": [chr(65 + i) for i in range(n)], "account_owner": ["ana"] * n, "plan": ["team"] * n,
+        "segment": ["smb"] * n, "is_customer": [True] * n, "arr": [1000.0] * n, "seats": [10] * n,
+        "seats_used": [5] * n, "nps": [10] * n, "employees": [50] * n, "churned_on": [None] * n,
+        "payment_overdue_days": [0] * n,
+    }  # fmt: skip
+    return pl.DataFrame(base | columns, schema_overrides={"churned_on": pl.Date})
+
+
 def test_every_row_of_a_duplicated_key_is_quarantined_with_a_reason_naming_it(tmp_path):
     checked = _checked_csv(
         tmp_path, [GOOD.format(id="D"), GOOD.format(id="A"), GOOD.format(id="D"), GOOD.format(id="D")]
