@@ -615,3 +615,13 @@ def test_a_quoted_date_that_is_not_on_the_calendar_says_so(tmp_path):
     assert only_problem(tmp_path, text) == (
         f"{SHOWN}:{at(text, chr(39) + '2026-02-30')}: '2026-02-30' is not a calendar date; write YYYY-MM-DD"
     )
+
+
+def test_a_test_account_or_bound_with_nan_or_inf_is_a_located_error_not_a_number(tmp_path):
+    # NaN compares greater than every number in Polars and DuckDB: a test account with .nan passed as 'big'.
+    text = VALID.replace("revenue_musd: 20, sector", "revenue_musd: .nan, sector").replace(
+        "revenue_musd: {type: float, nullable: true}", "revenue_musd: {type: float, nullable: true, max: .inf}"
+    )
+    lines = problem_lines(tmp_path, text)
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{SHOWN}:8:52", f"{SHOWN}:34:64"]
+    assert all("is not a finite number: write a number" in line for line in lines)
