@@ -357,6 +357,13 @@ def test_categorize_sets_invalid_rows_aside_with_their_reasons(work, capsys):
     assert sorted(quarantine["account_id"]) == ["Y", "Z"]
     assert all("seats" in reasons for reasons in quarantine["reasons"])
 
+    # The same output again from clean data: the earlier run's quarantine file must not stay to be misread.
+    code, _, err = run(
+        capsys, "categorize", "--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--output", "r.csv"
+    )
+    assert (code, err) == (0, [])
+    assert not (work / "r.quarantine.csv").exists()
+
 
 def test_categorize_the_output_of_kare_sample_covers_every_input_row(work, capsys):
     code, out, _ = run(capsys, "sample", "--out", "sample", "--rules-dir", "rules", "--accounts", "60", "--months", "1")

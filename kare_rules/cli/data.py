@@ -74,6 +74,8 @@ def cmd_categorize(args: argparse.Namespace) -> int:
                 f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
             )
         write_frame(result, args.output)
+        if _quarantine_twin(args.output).is_file():  # an earlier run's; nothing is validated here
+            _quarantine_twin(args.output).unlink()
         out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(table(category_counts(result)))
@@ -100,12 +102,19 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             f"{moving} of them would change category within {args.horizon} days with their data unchanged "
             "(next_move_on)"
         )
+    q = _quarantine_twin(args.output)
     if checked.quarantine.height:
-        q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
         write_frame(checked.quarantine, q)
         err(f"{checked.quarantine.height} input rows failed validation and were set aside in {q} with their reasons")
+    elif q.is_file():  # an earlier run's: left there, its rows would read as this run's
+        q.unlink()
     trend_note(args, rules)
     return EXIT_OK
+
+
+def _quarantine_twin(output: str) -> Path:
+    """Where kare categorize sets invalid rows aside: OUTPUT's .quarantine twin (r.csv → r.quarantine.csv)."""
+    return Path(output).with_name(Path(output).stem + ".quarantine" + Path(output).suffix)
 
 
 @command
