@@ -431,7 +431,12 @@ def test_init_scaffolds_inputs_that_validate_once_one_when_is_filled_in_and_whos
 
 
 def test_init_commented_examples_become_a_valid_file_when_uncommented(work, capsys):
-    sample_accounts().write_csv(work / "accounts.csv")
+    # a prospect that never churned, in the segment attain's example targets.
+    a003 = pl.col("account_id") == "A-003"
+    sample_accounts().with_columns(
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003).then(None).otherwise("churned_on").alias("churned_on"),
+    ).write_csv(work / "accounts.csv")
     run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
     path = work / "rules" / "northwind" / "kare.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -447,8 +452,11 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     assert (code, out) == (0, "1 valid, 0 invalid\n"), out
     assert set(yaml.safe_load(text)["profiles"]) == {"keep", "expand", "recapture", "attain"}
     code, out, _ = run(capsys, "test", "rules/northwind")
-    passed, failed = (int(n.split()[0]) for n in out.splitlines()[-1].split(", "))
-    assert passed + failed == len(yaml.safe_load(text)["tests"]) == 5
+    assert len(yaml.safe_load(text)["tests"]) == 5
+    # Each example test's account is a row its example condition holds for, so those four pass as
+    # written; keep's is the first row (A-000, not a customer), to be edited.
+    assert out.splitlines()[0] == "FAIL rules/northwind/kare.yaml:58 keep example: FILL IN why this account is keep"
+    assert out.splitlines()[-1] == "4 passed, 1 failed"
 
 
 def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(work, capsys):
