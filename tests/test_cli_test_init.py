@@ -473,6 +473,18 @@ def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(wor
     assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
 
 
+def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, capsys):
+    # A CRM export: seats are numbers for 12,000 rows, then one 'n/a'. The column is text, not unreadable.
+    rows = 12_001
+    pl.DataFrame(
+        {"account_id": [f"A-{i}" for i in range(rows)], "seats": [str(i) for i in range(rows - 1)] + ["n/a"]}
+    ).write_csv(work / "accounts.csv")
+    code, _, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    assert (code, err) == (0, [])
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["seats"] == {"type": "string"}
+
+
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     code, _, err = run(capsys, "init", "acme", "--from", "accounts.csv")

@@ -254,7 +254,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
     try:
         if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
-            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=10_000)
+            # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
+            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=None)
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
