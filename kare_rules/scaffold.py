@@ -73,6 +73,10 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
     guesses: list[InputGuess] = []
     left_out: list[str] = []
     casts = []
+    # A blank text cell ("" as exporters that quote every field write it) is a missing value, as validation
+    # reads it: inferred as a value, it would become an allowed '' and a column wrongly not nullable.
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    frame = frame.with_columns(pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n) for n in text)
     for name, dtype in frame.schema.items():
         if not IDENTIFIER.match(name):
             left_out.append(

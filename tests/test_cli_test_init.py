@@ -485,6 +485,13 @@ def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, cap
     assert inputs["seats"] == {"type": "string"}
 
 
+def test_init_reads_a_quoted_empty_cell_as_a_missing_value_as_validation_does(work, capsys):
+    (work / "accounts.csv").write_text('account_id,segment\n"A","smb"\n"B",""\n"C","smb"\n"D","mid"\n')
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["segment"] == {"type": "string", "allowed": ["mid", "smb"], "nullable": True}
+
+
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     code, _, err = run(capsys, "init", "acme", "--from", "accounts.csv")
