@@ -73,10 +73,14 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
     guesses: list[InputGuess] = []
     left_out: list[str] = []
     casts = []
-    # A blank text cell ("" as exporters that quote every field write it) is a missing value, as validation
-    # reads it: inferred as a value, it would become an allowed '' and a column wrongly not nullable.
-    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    frame = frame.with_columns(pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n) for n in text)
+    # A blank text cell ("" as exporters that quote every field write it) and a NaN (as pandas writes a
+    # missing number) are missing values, as validation reads them: inferred as values, they would make a
+    # column wrongly not nullable (and '' an allowed value), so those rows would then be quarantined.
+    frame = frame.with_columns(
+        *(pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n)
+          for n, dtype in frame.schema.items() if dtype == pl.String),
+        *(pl.col(n).fill_nan(None) for n, dtype in frame.schema.items() if dtype.is_float()),
+    )  # fmt: skip
     for name, dtype in frame.schema.items():
         if not IDENTIFIER.match(name):
             left_out.append(

@@ -492,6 +492,13 @@ def test_init_reads_a_quoted_empty_cell_as_a_missing_value_as_validation_does(wo
     assert inputs["segment"] == {"type": "string", "allowed": ["mid", "smb"], "nullable": True}
 
 
+def test_init_reads_nan_as_a_missing_number_as_validation_does(work, capsys):
+    pl.DataFrame({"account_id": ["A", "B"], "arr": [float("nan"), 5.0]}).write_parquet(work / "accounts.parquet")
+    assert run(capsys, "init", "northwind", "--from", "accounts.parquet", "--as-of", "2026-11-01")[0] == 0
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["arr"] == {"type": "float", "min": 0, "nullable": True}
+
+
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     code, _, err = run(capsys, "init", "acme", "--from", "accounts.csv")
