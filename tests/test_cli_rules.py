@@ -472,6 +472,20 @@ def test_explain_shows_null_values_and_false_predicates_on_them(work, capsys):
     assert "      └─ ✗ revenue_musd ≥ 10   [revenue_musd = null]" in out
 
 
+@pytest.mark.parametrize("given", ["5", "5.0", "05"])
+def test_explain_finds_an_integer_key_however_the_csv_or_the_option_writes_it(work, capsys, given):
+    # categorize reads '5.0' in an integer key column as account 5; explain must find the same account.
+    write_org(work, "numbered", "format: kare/v1\norganization: numbered\nversion: 1.0.0\ninputs:\n"
+              "  id: {type: integer, key: true}\n  seats: {type: integer}\n"
+              "profiles:\n  keep: {when: {seats: {gt: 1}}}\n")  # fmt: skip
+    (work / "numbered.csv").write_text("id,seats\n4,1\n5.0,3\n")
+    code, out, err = run(
+        capsys, "explain", "--rules", "rules/numbered", "--input", "numbered.csv", "--as-of", AS_OF, "--account", given
+    )
+    assert (code, err) == (0, [])
+    assert out[0] == f"account 5 as of {AS_OF} (numbered 1.0.0): keep"
+
+
 def test_explain_an_unknown_account_is_one_clear_line_and_exit_1(work, capsys):
     code, out, err = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF,

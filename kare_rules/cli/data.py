@@ -112,6 +112,35 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_account(rules, account: str):
+    """The input rows of one account (a filter on the key as written) and the account as its typed key
+    reads as text. An integer key is one account however it is written: '5', '5.0' and 5 are account 5."""
+    import polars as pl
+
+    written = pl.col(rules.key).cast(pl.String).str.strip_chars()
+    wanted = account.strip()
+    if rules.input(rules.key).type == "integer":
+        number = _whole_number(wanted)
+        if number is not None:
+            same = pl.coalesce(written.cast(pl.Int64, strict=False) == number,
+                               written.cast(pl.Float64, strict=False) == float(number))  # fmt: skip
+            return same.fill_null(False) | (written == wanted), str(number)
+    return written == wanted, wanted
+
+
+def _whole_number(text: str) -> int | None:
+    """'5' and '5.0' as 5; None for text that is not a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
 def _quarantine_twin(output: str) -> Path:
     """Where kare categorize sets invalid rows aside: OUTPUT's .quarantine twin (r.csv → r.quarantine.csv)."""
     return Path(output).with_name(Path(output).stem + ".quarantine" + Path(output).suffix)
@@ -119,8 +148,6 @@ def _quarantine_twin(output: str) -> Path:
 
 @command
 def cmd_explain(args: argparse.Namespace) -> int:
-    import polars as pl
-
     from kare_rules.edges import describe_edges
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
@@ -129,17 +156,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
-    mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
+    where, account = _one_account(rules, args.account)
+    mine = read_accounts(args.input, where=where)
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
-        err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
+        err(f"account {account} is not categorized: its input fails validation and would be quarantined")
         for r in checked.quarantine.iter_rows(named=True):
             err(f"  {'; '.join(r['reasons'])}")
         return EXIT_FAIL
     previous = previous_values(args, rules)
-    nodes = explain_account(rules, checked.valid, as_of, args.account, previous)
+    nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
-    out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
+    out(f"account {account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
