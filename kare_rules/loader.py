@@ -473,6 +473,13 @@ class _Checker:
                 "columns (such as _kare_row); rename it without the leading '_'",
                 key=True,
             )
+        elif name in COMBINATORS:  # {not: ...} in a condition is always the combinator, never the column
+            self.err(
+                where,
+                f"the {kind} column '{name}' has the name of a condition word (all, any, not), so no condition "
+                f"could read it; rename it, e.g. '{kind}_{name}', and rename the data's column to match",
+                key=True,
+            )
 
     def known_input(self, name: str, where: DocPath) -> bool:
         if name in self.inputs:

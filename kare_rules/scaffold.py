@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from kare_rules.errors import DataError
-from kare_rules.loader import OUTPUT_COLUMNS
+from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # the schema's pattern for column names
 MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
@@ -88,15 +88,15 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
                 " rename it in the source to use it"
             )
             continue
-        if name in OUTPUT_COLUMNS or name.startswith("_"):  # the engine's own names: the file would not validate
+        if name in OUTPUT_COLUMNS or name in COMBINATORS or name.startswith("_"):  # the file would not validate
+            why = (
+                f"{name} is a result column of kare" if name in OUTPUT_COLUMNS
+                else f"{name} is a condition word of rule files" if name in COMBINATORS
+                else "names starting with '_' are kare's"
+            )  # fmt: skip
             left_out.append(
-                f"column {name!r} is left out: "
-                + (
-                    f"{name} is a result column of kare"
-                    if name in OUTPUT_COLUMNS
-                    else "names starting with '_' are kare's"
-                )
-                + f"; rename it in the source (e.g. 'input_{name.lstrip('_')}') to use it"
+                f"column {name!r} is left out: {why}; rename it in the source "
+                f"(e.g. 'input_{name.lstrip('_')}') to use it"
             )
             continue
         col = frame[name]

@@ -461,7 +461,9 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
 
 def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(work, capsys):
     # An export with a 'category' or '_loaded_at' column: declared as inputs, the file could never validate.
-    data = sample_accounts().with_columns(pl.lit("gold").alias("category"), pl.lit(1).alias("_loaded_at"))
+    data = sample_accounts().with_columns(
+        pl.lit("gold").alias("category"), pl.lit(1).alias("_loaded_at"), pl.lit(True).alias("not")
+    )
     data.write_csv(work / "accounts.csv")
     assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
     path = work / "rules" / "northwind" / "kare.yaml"
@@ -469,6 +471,7 @@ def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(wor
     assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)
     assert "  # column 'category' is left out: category is a result column of kare; rename it in the source " in text
     assert "  # column '_loaded_at' is left out: names starting with '_' are kare's; rename it" in text
+    assert "  # column 'not' is left out: not is a condition word of rule files; rename it" in text
     path.write_text(text.replace("    when: ", "    when: {is_customer: false}", 1), encoding="utf-8")
     assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
 

@@ -625,3 +625,13 @@ def test_a_test_account_or_bound_with_nan_or_inf_is_a_located_error_not_a_number
     lines = problem_lines(tmp_path, text)
     assert [line.split(": ", 1)[0] for line in lines] == [f"{SHOWN}:8:52", f"{SHOWN}:34:64"]
     assert all("is not a finite number: write a number" in line for line in lines)
+
+
+@pytest.mark.parametrize("word", ["all", "any", "not"])
+def test_an_input_named_like_a_condition_word_is_a_located_error(tmp_path, word):
+    # {not: true} is always the combinator: a column named 'not' could never be read by a condition.
+    text = VALID.replace("  sector: {type: string}\n", f"  sector: {{type: string}}\n  {word}: {{type: boolean}}\n")
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:8:3: the input column '{word}' has the name of a condition word (all, any, not), so no condition "
+        f"could read it; rename it, e.g. 'input_{word}', and rename the data's column to match"
+    )
