@@ -142,3 +142,23 @@ def test_the_summary_counts_the_move_kinds_it_leaves_out_in_words(kinds, tail):
     text = _kinds(moves, "t")
     assert text.startswith(f"keep → c0 {kinds}, keep → c1 {kinds - 1}")
     assert text.endswith(f"keep → c3 {kinds - 3}{tail}")
+
+
+@pytest.mark.parametrize("target", ["accounts.csv", ":memory:"])
+def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memory(
+    tmp_path, capsys, monkeypatch, target
+):
+    # DuckDB opens an existing CSV (or ':memory:') as a database in memory: the run said 'published', kept nothing.
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "accounts.csv"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=5).write_csv(source)
+    before = source.read_bytes()
+    warehouse = tmp_path / target if target != ":memory:" else Path(target)
+    assert main(args(source, warehouse)) == 1
+    err = capsys.readouterr().err
+    if target == ":memory:":
+        assert "the warehouse ':memory:' would keep nothing after the run; give a file" in err
+    else:
+        assert f"{warehouse} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse" in err
+    assert source.read_bytes() == before
+    assert not Path(f"{warehouse}.lock").exists()  # refused before a lock file is made beside it

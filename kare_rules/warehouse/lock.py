@@ -30,6 +30,7 @@ def warehouse_lock(
     warehouse: str | Path, timeout: float = 0.0, on_wait: Callable[[str], None] = lambda _: None
 ) -> Iterator[None]:
     """Serialize kare runs on one warehouse; past `timeout` seconds the second run fails clearly."""
+    refuse_other_files(Path(warehouse))  # before a lock file is made beside something that is no warehouse
     path = lock_path(warehouse)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,3 +100,21 @@ def _holder(message: str) -> str:
         if pid.isdigit() and int(pid) != os.getpid():
             return f" (PID {pid})"
     return ""
+
+
+def refuse_other_files(path: Path) -> None:
+    """A warehouse is a DuckDB database file, new or existing. DuckDB opens some other files (a CSV, a
+    Parquet file) or ':memory:' as a database held in memory: a run would say 'published' and keep nothing."""
+    if str(path) == ":memory:":
+        raise WarehouseBusy(
+            "the warehouse ':memory:' would keep nothing after the run; give a file, e.g. data/warehouse.duckdb"
+        )
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        magic = f.read(12)[8:12]
+    if magic != b"DUCK":
+        raise WarehouseBusy(
+            f"{path} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse a new or "
+            "an existing .duckdb file"
+        )
