@@ -502,6 +502,14 @@ def test_init_reads_nan_as_a_missing_number_as_validation_does(work, capsys):
     assert inputs["arr"] == {"type": "float", "min": 0, "nullable": True}
 
 
+def test_init_into_a_folder_it_cannot_write_is_one_line_not_a_traceback(work, capsys):
+    sample_accounts().write_csv(work / "accounts.csv")
+    (work / "taken").write_text("a file where the rules directory should be")
+    code, out, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--rules-dir", "taken")
+    assert (code, out) == (1, "")
+    assert err == ["kare init: cannot write taken/northwind/kare.yaml: Not a directory; choose a writable --rules-dir"]
+
+
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     code, _, err = run(capsys, "init", "acme", "--from", "accounts.csv")

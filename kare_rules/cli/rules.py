@@ -265,8 +265,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
     text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
                     target=display_path(target.parent))  # fmt: skip
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {display_path(target)}: {exc.strerror or exc}; choose a writable --rules-dir"
+        ) from None
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
     out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
     out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
