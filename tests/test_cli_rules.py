@@ -398,6 +398,20 @@ def test_categorize_usage_errors_exit_2_and_write_nothing(work, capsys, argv, co
     assert not (work / "r.json").exists()
 
 
+@pytest.mark.parametrize("command", ["categorize", "diff"])
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(work, capsys, command):
+    (work / "taken").write_text("a file where a folder should be")
+    argv = {
+        "categorize": ["--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--output", "taken/r.csv"],
+        "diff": ["--before", "rules/acme", "--after", "rules/acme", "--output", "taken/r.md"],
+    }[command]
+    code, _, err = run(capsys, command, *argv)
+    assert code == 1
+    assert err[-1].startswith(f"kare {command}: ")
+    assert err[-1].endswith("; check the path, and that its folder can be written")
+    assert "taken" in err[-1]
+
+
 def test_categorize_a_missing_input_is_one_clear_line_and_exit_1(work, capsys):
     code, _, err = run(
         capsys, "categorize", "--rules", "rules/acme", "--input", "nope.parquet", "--as-of", AS_OF, "--output", "r.csv"

@@ -162,3 +162,19 @@ def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memor
         assert f"{warehouse} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse" in err
     assert source.read_bytes() == before
     assert not Path(f"{warehouse}.lock").exists()  # refused before a lock file is made beside it
+
+
+def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run_holds_it(tmp_path, monkeypatch):
+    from kare_rules.errors import KareError
+    from kare_rules.warehouse.lock import warehouse_lock
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "touch", refuse)
+    with pytest.raises(KareError) as info, warehouse_lock(tmp_path / "w.duckdb", timeout=5):
+        pass
+    assert str(info.value) == (
+        f"cannot lock the warehouse {tmp_path / 'w.duckdb'} ({tmp_path / 'w.duckdb.lock'}: Permission denied); "
+        "make its folder writable or choose another --warehouse"
+    )

@@ -38,6 +38,13 @@ def warehouse_lock(
         raise KareError(f"cannot create the folder of the warehouse {warehouse}: {exc.strerror}") from None
     if path.is_dir():
         raise KareError(f"the lock file {path} is a directory; remove it (kare creates the file itself)")
+    try:  # filelock reads a lock file it cannot create as one held by another run, and waits for nothing
+        path.touch(exist_ok=True)
+    except OSError as exc:
+        raise KareError(
+            f"cannot lock the warehouse {warehouse} ({path}: {exc.strerror or exc}); make its folder writable "
+            "or choose another --warehouse"
+        ) from None
     lock = filelock.FileLock(str(path), is_singleton=False)
     try:
         try:
