@@ -473,6 +473,13 @@ class _Checker:
                 "columns (such as _kare_row); rename it without the leading '_'",
                 key=True,
             )
+        elif name in COMBINATORS:  # {not: ...} in a condition is always the combinator, never the column
+            self.err(
+                where,
+                f"the {kind} column '{name}' has the name of a condition word (all, any, not), so no condition "
+                f"could read it; rename it, e.g. '{kind}_{name}', and rename the data's column to match",
+                key=True,
+            )
 
     def known_input(self, name: str, where: DocPath) -> bool:
         if name in self.inputs:
@@ -775,6 +782,13 @@ class _Checker:
                 return int(value)
             elif isinstance(value, int) and abs(value) > _FLOAT_MAX:
                 bad = f"'{column}' is a float column; {value!r} is too large for a 64-bit float"
+            elif isinstance(value, float) and not math.isfinite(value):
+                # A NaN compares greater than every number in Polars and DuckDB, so it would not mean missing.
+                shown = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+                bad = (
+                    f"'{column}' is a float column; {shown} is not a finite number: write a number, "
+                    f"or {{{column}: {{is_null: true}}}} (a null in a test account) for a missing value"
+                )
         elif ctype == "boolean":
             if not isinstance(value, bool):
                 bad = f"'{column}' is a boolean column; write true or false, not {value!r}"

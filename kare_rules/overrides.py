@@ -32,12 +32,15 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     if not path.exists():
         return ()
     doc = load_document(path)
-    problems = list(doc.problems)
-    if not problems and not isinstance(doc.data, dict):
-        problems.append(doc.problem((), "an overrides file is a mapping with 'format:' and 'overrides:'"))
-    if problems:
-        raise RuleFileError(problems)
-    problems = schema_problems(doc, schema=OVERRIDES_SCHEMA)
+    parsed = list(doc.problems)
+    if not parsed and not isinstance(doc.data, dict):
+        parsed.append(doc.problem((), "an overrides file is a mapping with 'format:' and 'overrides:'"))
+    if parsed and not isinstance(doc.data, dict):
+        raise RuleFileError(parsed)
+    # A file that parsed despite a problem (a date not on the calendar, a duplicate key) is checked on, as a
+    # rule file is, so every mistake comes out in one run; a later check's line at the same place is left out.
+    located = {(p.line, p.column) for p in parsed}
+    problems = parsed + [p for p in schema_problems(doc, schema=OVERRIDES_SCHEMA) if (p.line, p.column) not in located]
     out: list[Override] = []
     seen: dict[str, int] = {}
     for i, o in enumerate(doc.data.get("overrides") or []):

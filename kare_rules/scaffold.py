@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from kare_rules.errors import DataError
+from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # the schema's pattern for column names
 MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
@@ -72,11 +73,30 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
     guesses: list[InputGuess] = []
     left_out: list[str] = []
     casts = []
+    # A blank text cell ("" as exporters that quote every field write it) and a NaN (as pandas writes a
+    # missing number) are missing values, as validation reads them: inferred as values, they would make a
+    # column wrongly not nullable (and '' an allowed value), so those rows would then be quarantined.
+    frame = frame.with_columns(
+        *(pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n)
+          for n, dtype in frame.schema.items() if dtype == pl.String),
+        *(pl.col(n).fill_nan(None) for n, dtype in frame.schema.items() if dtype.is_float()),
+    )  # fmt: skip
     for name, dtype in frame.schema.items():
         if not IDENTIFIER.match(name):
             left_out.append(
                 f"column {name!r} is left out: rule files name columns in snake_case (lowercase letters, digits, '_');"
                 " rename it in the source to use it"
+            )
+            continue
+        if name in OUTPUT_COLUMNS or name in COMBINATORS or name.startswith("_"):  # the file would not validate
+            why = (
+                f"{name} is a result column of kare" if name in OUTPUT_COLUMNS
+                else f"{name} is a condition word of rule files" if name in COMBINATORS
+                else "names starting with '_' are kare's"
+            )  # fmt: skip
+            left_out.append(
+                f"column {name!r} is left out: {why}; rename it in the source "
+                f"(e.g. 'input_{name.lstrip('_')}') to use it"
             )
             continue
         col = frame[name]
@@ -192,9 +212,18 @@ def _number(value: float, integer: bool) -> str:
     return yaml_scalar(round(float(value), 2))
 
 
-def _examples(inference: Inference) -> dict[str, str]:
-    """Example conditions for each category, on the data's own columns where one fits."""
-    frame = inference.frame
+@dataclass(frozen=True)
+class _Picks:
+    """The columns the commented examples are written on: a customer flag, a money-like number, a date
+    and a listed text, each where the data has one."""
+
+    flag: InputGuess | None
+    number: InputGuess | None
+    day: InputGuess | None
+    text: InputGuess | None
+
+
+def _picks(inference: Inference) -> _Picks:
     by_type: dict[str, list[InputGuess]] = {}
     for g in inference.inputs:
         if not g.key:
@@ -204,20 +233,34 @@ def _examples(inference: Inference) -> dict[str, str]:
         options = by_type.get(kind, [])
         return next((g for g in options if any(w in g.name for w in words)), options[0] if options else None)
 
-    flag = pick("boolean", ("customer", "client", "active", "paying"))
-    number = pick("float", ("revenue", "arr", "value", "spend", "sales")) or pick("integer", ("revenue", "value"))
-    day = pick("date", ("churn", "last", "order", "end"))
     listed = [g for g in by_type.get("string", []) if g.allowed]
     words = ("segment", "industry", "sector", "region", "tier", "market")
-    text = next((g for g in listed if any(w in g.name for w in words)), listed[0] if listed else None)
+    return _Picks(
+        flag=pick("boolean", ("customer", "client", "active", "paying")),
+        number=pick("float", ("revenue", "arr", "value", "spend", "sales")) or pick("integer", ("revenue", "value")),
+        day=pick("date", ("churn", "last", "order", "end")),
+        text=next((g for g in listed if any(w in g.name for w in words)), listed[0] if listed else None),
+    )
+
+
+def _bounds(inference: Inference, number: InputGuess) -> tuple[str, str]:
+    """The example thresholds on `number`: its 90th percentile (expand) and 10th (exit), as YAML text."""
+    values = inference.frame[number.name].drop_nulls().cast(pl.Float64)
+    integer = number.type == "integer"
+    high = _number(values.quantile(0.9), integer) if values.len() else "1000"
+    low = _number(values.quantile(0.1), integer) if values.len() else "10"
+    return high, low
+
+
+def _examples(inference: Inference) -> dict[str, str]:
+    """Example conditions for each category, on the data's own columns where one fits."""
+    p = _picks(inference)
+    flag, number, day, text = p.flag, p.number, p.day, p.text
     current = f"{{{_key(flag.name)}: true}}" if flag else "{is_customer: true}"
     former = f"{{{_key(flag.name)}: false}}" if flag else "{is_customer: false}"
     big = small = "{annual_revenue: {gte: 1000000}}"
     if number is not None:
-        values = frame[number.name].drop_nulls().cast(pl.Float64)
-        integer = number.type == "integer"
-        high = _number(values.quantile(0.9), integer) if values.len() else "1000"
-        low = _number(values.quantile(0.1), integer) if values.len() else "10"
+        high, low = _bounds(inference, number)
         big = f"{{{_key(number.name)}: {{gte: {high}}}}}"
         small = f"{{{_key(number.name)}: {{lt: {low}}}}}"
     else:
@@ -234,6 +277,38 @@ def _examples(inference: Inference) -> dict[str, str]:
         "attain": f"{{all: [{former}, {target}]}}",
         "derived": f"days_since_{day.name}: {{days_since: {day.name}}}" if day else "",
     }
+
+
+def _example_rows(inference: Inference, as_of: dt.date) -> dict[str, int]:
+    """For each commented example test, a row of the data that its category's example condition holds
+    for and no example before it in precedence does, so that uncommenting the examples gives tests that
+    pass; the next row of the data where the columns are missing or no row fits."""
+    p, frame = _picks(inference), inference.frame
+    fallback = {name: min(i, max(frame.height - 1, 0)) for i, name in enumerate(_EXAMPLE_ORDER, start=1)}
+    if p.flag is None or p.number is None or frame.height == 0:
+        return fallback
+    high, low = (float(b) for b in _bounds(inference, p.number))
+    number = pl.col(p.number.name).cast(pl.Float64)
+    current, former = pl.col(p.flag.name).fill_null(False), (~pl.col(p.flag.name)).fill_null(False)
+    exit_, expand = current & (number < low), current & (number >= high)
+    if p.day is not None:
+        since = (pl.lit(as_of) - pl.col(p.day.name).cast(pl.Date)).dt.total_days()
+        recapture = former & (since <= 365)
+    else:
+        recapture = pl.lit(False)
+    attain = former & ~recapture.fill_null(False)
+    if p.text is not None:
+        attain = attain & (pl.col(p.text.name).cast(pl.String) == str(p.text.allowed[0]))
+    holds = {"exit": exit_, "expand": expand & ~exit_.fill_null(False), "recapture": recapture, "attain": attain}
+    found = (
+        frame.with_row_index("_row")
+        .select(*(pl.col("_row").filter(e.fill_null(False)).first().alias(name) for name, e in holds.items()))
+        .row(0, named=True)
+    )
+    return {name: found[name] if found[name] is not None else fallback[name] for name in _EXAMPLE_ORDER}
+
+
+_EXAMPLE_ORDER = ("exit", "expand", "recapture", "attain")
 
 
 def _account(inference: Inference, row: int) -> str:
@@ -315,10 +390,11 @@ def scaffold(
         f"    as_of: {as_of.isoformat()}",
         "    expect: keep",
     ]
-    for i, name in enumerate(("exit", "expand", "recapture", "attain"), start=1):
+    rows = _example_rows(inference, as_of)
+    for name in _EXAMPLE_ORDER:
         out += [
             f"  # - name: {name} example, FILL IN why this account is {name}",
-            f"  #   account: {_account(inference, i)}",
+            f"  #   account: {_account(inference, rows[name])}",
             f"  #   as_of: {as_of.isoformat()}",
             f"  #   expect: {name}",
         ]

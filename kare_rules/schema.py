@@ -143,6 +143,8 @@ def _message(err: ValidationError) -> tuple[str, bool]:
     if v == "propertyNames":
         return f"{_where(path)}: the name {err.instance!r} is not valid; {hint or err.message}", True
     if v == "minLength":
+        if isinstance(err.instance, str) and err.instance.strip():  # present, but shorter than the minimum
+            return f"{_where(path)} needs at least {err.validator_value} characters, not {err.instance!r}", False
         return f"{_where(path)} must not be empty", False
     return f"{_where(path)}: {err.message}", False
 

@@ -455,12 +455,16 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
         )
+    account = pl.col(key).cast(pl.String).str.strip_chars()
     typed = frame.select(
-        pl.col(key).cast(pl.String).str.strip_chars().alias("account_id"),
+        pl.when(account != "").then(account).alias("account_id"),  # an empty cell is no key
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],
     )
     for c in trends:
-        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & frame[c].is_not_null())
+        # An empty cell, quoted ("") or not, or a NaN (a missing number) is no previous value, not a bad one.
+        given = frame[c].str.strip_chars() != "" if frame.schema[c] == pl.String else frame[c].is_not_null()
+        given = given & ~frame[c].is_nan() if frame.schema[c].is_float() else given
+        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & given.fill_null(False))
         if bad.height:
             row = bad.row(0, named=True)
             raise DataError(
@@ -477,4 +481,4 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             f"account {row['account_id']!r} appears {row['len']} times in the previous values {text}; "
             "give one row per account"
         )
-    return typed.with_columns(pl.col(c).cast(pl.Float64) for c in trends)
+    return typed.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in trends)

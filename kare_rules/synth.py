@@ -65,7 +65,8 @@ def _numeric(col: m.InputColumn, lits: list, u1: pl.Expr, u2: pl.Expr) -> pl.Exp
 
 
 def synthesize(rules: m.RuleSet, n: int, as_of: dt.date, seed: int = 0, start: int = 0) -> pl.DataFrame:
-    """`n` accounts typed as the rules declare, with key values `<org>-<number>` from `start`."""
+    """`n` accounts typed as the rules declare, with key values `<org>-<number>` from `start` (the number
+    itself for a number key)."""
     lits = thresholds(rules)
     # A date column's useful thresholds are those of the derived columns counting days from it.
     day_lits: dict[str, list] = defaultdict(list)
@@ -77,7 +78,11 @@ def synthesize(rules: m.RuleSet, n: int, as_of: dt.date, seed: int = 0, start: i
     exprs = []
     for col in rules.inputs:
         u1, u2, un = (uniform(ids, seed, col.name, k) for k in ("a", "b", "null"))
-        if col.key:
+        if col.key and col.type in ("integer", "float"):  # a number key: the row number itself
+            e = ids
+        elif col.key and col.type in ("date", "datetime"):  # unique, if odd: one day per account
+            e = pl.lit(dt.date(2000, 1, 1)) + pl.duration(days=ids)
+        elif col.key:
             e = pl.format("{}-{}", pl.lit(rules.organization[:3].upper()), ids.cast(pl.String).str.zfill(7))
         elif col.type == "boolean":
             e = u1 < 0.5
@@ -184,8 +189,17 @@ def evolve(
     )
     nxt = nxt.filter(~pl.col("_leave")).drop("_change", "_leave", "_pace")
     arrivals = max(1, prev.height // 50)
-    start = int(prev[key].str.extract(r"(\d+)$").cast(pl.Int64).max() or 0) + 1
+    start = _next_number(prev[key])
     return pl.concat([nxt, synthesize(rules, arrivals, as_of, seed=seed + 1000 + month, start=start)])
+
+
+def _next_number(keys: pl.Series) -> int:
+    """The row number after the highest one among the keys `synthesize` made (text, number or date)."""
+    if keys.dtype == pl.String:
+        return int(keys.str.extract(r"(\d+)$").cast(pl.Int64).max() or 0) + 1
+    if keys.dtype.is_numeric():
+        return int(keys.max() or 0) + 1
+    return (keys.cast(pl.Date).max() - dt.date(2000, 1, 1)).days + 1
 
 
 def month_ends(last: dt.date, count: int) -> list[dt.date]:

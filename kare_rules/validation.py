@@ -68,9 +68,14 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         )
     raw = raw.with_row_index(ROW)
     schema = raw.schema
-    typed = raw.with_columns(cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs)
+    typed = raw.with_columns(_typed(c, schema[c.name]) for c in rules.inputs)
 
     type_failures = _type_failures(rules, raw, typed)
+    # NaN (not a number) is how pandas and others write a missing number: a missing value here. Left as
+    # NaN it would pass every check and then compare as greater than any number ({x: {gte: 100}} true).
+    typed = typed.with_columns(
+        pl.when(~pl.col(c.name).is_nan()).then(pl.col(c.name)).alias(c.name) for c in rules.inputs if c.type == "float"
+    )
     # A value that did not parse is null after the cast; "missing value" on top of "not a valid
     # integer" would send people looking for an empty cell, so that second reason is dropped.
     schema_failures = _pandera_failures(rules, typed).join(
@@ -115,11 +120,37 @@ def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
         )
 
 
+def _typed(column: m.InputColumn, source: pl.DataType) -> pl.Expr:
+    """The column cast to its declared type, a value that does not fit becoming null (then quarantined)."""
+    raw = pl.col(column.name)
+    if column.type == "string" and source == pl.String:
+        # An empty or blank text cell is a missing value in every column: the casts make it null in the others,
+        # and a text column must agree, or a CSV that quotes its empty cells ("") gives an account id ''.
+        return pl.when(present(raw)).then(raw).alias(column.name)
+    typed = cast_expr(column.name, column.type, source)
+    if column.type == "boolean" and source.is_numeric():
+        # A number is a boolean only as 1 or 0, as in text: a cast makes every other number true.
+        return pl.when((raw == 0) | (raw == 1)).then(typed).alias(column.name)
+    return typed
+
+
+def _given(raw: pl.Expr, source: pl.DataType) -> pl.Expr:
+    """A value is in the input: not null, not blank text, and not NaN (a missing number, see above)."""
+    if source == pl.String:
+        return present(raw)
+    return raw.is_not_null() & ~raw.is_nan() if source.is_float() else raw.is_not_null()
+
+
+def present(text: pl.Expr) -> pl.Expr:
+    """A text value is given: not null, and not empty or only blanks (an empty CSV cell, quoted or not)."""
+    return text.is_not_null() & (text.str.strip_chars() != "")
+
+
 def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
     """Values present in the input that did not parse as the declared type."""
     frames = []
     for c in rules.inputs:
-        lost = raw[c.name].is_not_null() & typed[c.name].is_null()
+        lost = raw.select(_given(pl.col(c.name), raw.schema[c.name])).to_series() & typed[c.name].is_null()
         if lost.any():
             rows = raw.filter(lost).select(
                 ROW,

@@ -164,6 +164,31 @@ def test_validate_a_broken_file_is_one_line_and_exit_1(work, capsys, content, me
     assert err == []
 
 
+def test_validate_checks_the_overrides_file_beside_the_rules(work, capsys):
+    # kare run reads rules/<org>/overrides.yaml; a mistake there must fail validation (and CI), not a scheduled run.
+    (work / "rules/acme/overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: expnd, reason: Strategic partner, author: ana, expires: 2027-01-15}\n"
+        "  - {account: B, category: keep, reason: Repricing agreed, author: ana, expires: 2027-01-15, extra: 1}\n"
+    )
+    code, out, err = run(capsys, "validate", "rules")
+    assert code == 1
+    assert out[0].startswith(
+        "rules/acme/overrides.yaml:3:28: overrides.0.category: 'expnd' is not allowed; did you mean 'expand'?"
+    )
+    assert out[1].startswith("rules/acme/overrides.yaml:4:94: unknown key 'extra' in overrides.1")
+    assert out[2:] == ["0 valid, 1 invalid"]
+    assert err == []
+
+
+def test_validate_passes_a_valid_overrides_file(work, capsys):
+    (work / "rules/acme/overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: Repricing agreed, author: ana, expires: 2027-01-15}\n"
+    )
+    assert run(capsys, "validate", "rules") == (0, ["1 valid, 0 invalid"], [])
+
+
 def test_validate_a_missing_path_is_a_usage_error(work, capsys):
     code, out, err = run(capsys, "validate", "rules/nowhere/kare.yaml")
     assert code == 2
@@ -332,6 +357,13 @@ def test_categorize_sets_invalid_rows_aside_with_their_reasons(work, capsys):
     assert sorted(quarantine["account_id"]) == ["Y", "Z"]
     assert all("seats" in reasons for reasons in quarantine["reasons"])
 
+    # The same output again from clean data: the earlier run's quarantine file must not stay to be misread.
+    code, _, err = run(
+        capsys, "categorize", "--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--output", "r.csv"
+    )
+    assert (code, err) == (0, [])
+    assert not (work / "r.quarantine.csv").exists()
+
 
 def test_categorize_the_output_of_kare_sample_covers_every_input_row(work, capsys):
     code, out, _ = run(capsys, "sample", "--out", "sample", "--rules-dir", "rules", "--accounts", "60", "--months", "1")
@@ -366,6 +398,20 @@ def test_categorize_usage_errors_exit_2_and_write_nothing(work, capsys, argv, co
     assert not (work / "r.json").exists()
 
 
+@pytest.mark.parametrize("command", ["categorize", "diff"])
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(work, capsys, command):
+    (work / "taken").write_text("a file where a folder should be")
+    argv = {
+        "categorize": ["--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--output", "taken/r.csv"],
+        "diff": ["--before", "rules/acme", "--after", "rules/acme", "--output", "taken/r.md"],
+    }[command]
+    code, _, err = run(capsys, command, *argv)
+    assert code == 1
+    assert err[-1].startswith(f"kare {command}: ")
+    assert err[-1].endswith("; check the path, and that its folder can be written")
+    assert "taken" in err[-1]
+
+
 def test_categorize_a_missing_input_is_one_clear_line_and_exit_1(work, capsys):
     code, _, err = run(
         capsys, "categorize", "--rules", "rules/acme", "--input", "nope.parquet", "--as-of", AS_OF, "--output", "r.csv"
@@ -373,6 +419,28 @@ def test_categorize_a_missing_input_is_one_clear_line_and_exit_1(work, capsys):
     assert code == 1
     assert len(err) == 1
     assert err[0].startswith("kare categorize: input nope.parquet does not exist;")
+
+
+@pytest.mark.parametrize(
+    ("command", "rules", "message"),
+    [
+        ("categorize", "rules/nope", "--rules rules/nope: no such file or directory; give a rule file (kare.yaml) or"),
+        ("explain", "rules/nope", "--rules rules/nope: no such file or directory"),
+        ("compile", "rules/nope", "--rules rules/nope: no such file or directory"),
+        ("categorize", "rules", "--rules rules: no kare.yaml in this directory; give one organization's directory"),
+    ],
+    ids=["categorize-missing", "explain-missing", "compile-missing", "categorize-the-rules-directory"],
+)
+def test_a_rules_option_naming_no_rule_file_is_a_usage_error(work, capsys, command, rules, message):
+    # As in kare validate and kare diff: exit 2 and what to give, not "rules/nope:1:1: cannot read the file".
+    options = {
+        "categorize": ["--input", "accounts.parquet", "--as-of", AS_OF, "--output", "r.csv"],
+        "explain": ["--input", "accounts.parquet", "--as-of", AS_OF, "--account", "A"],
+        "compile": ["--dialect", "duckdb", "--table", "accounts"],
+    }[command]
+    code, out, err = run(capsys, command, "--rules", rules, *options)
+    assert (code, out) == (2, [])
+    assert err[-1].startswith(f"kare {command}: {message}")
 
 
 def test_categorize_with_invalid_rules_lists_the_problems_and_exits_1(work, capsys):
@@ -418,6 +486,20 @@ def test_explain_shows_null_values_and_false_predicates_on_them(work, capsys):
     assert "      └─ ✗ revenue_musd ≥ 10   [revenue_musd = null]" in out
 
 
+@pytest.mark.parametrize("given", ["5", "5.0", "05"])
+def test_explain_finds_an_integer_key_however_the_csv_or_the_option_writes_it(work, capsys, given):
+    # categorize reads '5.0' in an integer key column as account 5; explain must find the same account.
+    write_org(work, "numbered", "format: kare/v1\norganization: numbered\nversion: 1.0.0\ninputs:\n"
+              "  id: {type: integer, key: true}\n  seats: {type: integer}\n"
+              "profiles:\n  keep: {when: {seats: {gt: 1}}}\n")  # fmt: skip
+    (work / "numbered.csv").write_text("id,seats\n4,1\n5.0,3\n")
+    code, out, err = run(
+        capsys, "explain", "--rules", "rules/numbered", "--input", "numbered.csv", "--as-of", AS_OF, "--account", given
+    )
+    assert (code, err) == (0, [])
+    assert out[0] == f"account 5 as of {AS_OF} (numbered 1.0.0): keep"
+
+
 def test_explain_an_unknown_account_is_one_clear_line_and_exit_1(work, capsys):
     code, out, err = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF,
@@ -448,11 +530,12 @@ def test_explain_a_bad_as_of_is_a_usage_error(work, capsys):
         ([], ["validate", "test", "schema", "categorize", "explain", "Exit codes: 0 success"]),
         (["validate"], ["PATH", "rule files or directories"]),
         (["test"], ["PATH", "--verbose"]),
-        (["schema"], ["usage: kare schema"]),
+        (["schema"], ["usage: kare schema", "Print the JSON Schema of the rule file"]),
         (["categorize"], ["--rules", "--input", "--as-of", "--output", "--no-explain", ".parquet or .csv"]),
         (["explain"], ["--rules", "--input", "--as-of", "--account", "✓"]),
+        (["demo"], ["--sample", "written by kare sample", "what make run does"]),
     ],
-    ids=["kare", "validate", "test", "schema", "categorize", "explain"],
+    ids=["kare", "validate", "test", "schema", "categorize", "explain", "demo"],
 )
 def test_help_exits_0_and_mentions_the_options(capsys, argv, mentions):
     with pytest.raises(SystemExit) as info:

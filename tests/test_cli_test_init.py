@@ -431,7 +431,12 @@ def test_init_scaffolds_inputs_that_validate_once_one_when_is_filled_in_and_whos
 
 
 def test_init_commented_examples_become_a_valid_file_when_uncommented(work, capsys):
-    sample_accounts().write_csv(work / "accounts.csv")
+    # a prospect that never churned, in the segment attain's example targets.
+    a003 = pl.col("account_id") == "A-003"
+    sample_accounts().with_columns(
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003).then(None).otherwise("churned_on").alias("churned_on"),
+    ).write_csv(work / "accounts.csv")
     run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
     path = work / "rules" / "northwind" / "kare.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -447,8 +452,62 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     assert (code, out) == (0, "1 valid, 0 invalid\n"), out
     assert set(yaml.safe_load(text)["profiles"]) == {"keep", "expand", "recapture", "attain"}
     code, out, _ = run(capsys, "test", "rules/northwind")
-    passed, failed = (int(n.split()[0]) for n in out.splitlines()[-1].split(", "))
-    assert passed + failed == len(yaml.safe_load(text)["tests"]) == 5
+    assert len(yaml.safe_load(text)["tests"]) == 5
+    # Each example test's account is a row its example condition holds for, so those four pass as
+    # written; keep's is the first row (A-000, not a customer), to be edited.
+    assert out.splitlines()[0] == "FAIL rules/northwind/kare.yaml:58 keep example: FILL IN why this account is keep"
+    assert out.splitlines()[-1] == "4 passed, 1 failed"
+
+
+def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(work, capsys):
+    # An export with a 'category' or '_loaded_at' column: declared as inputs, the file could never validate.
+    data = sample_accounts().with_columns(
+        pl.lit("gold").alias("category"), pl.lit(1).alias("_loaded_at"), pl.lit(True).alias("not")
+    )
+    data.write_csv(work / "accounts.csv")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)
+    assert "  # column 'category' is left out: category is a result column of kare; rename it in the source " in text
+    assert "  # column '_loaded_at' is left out: names starting with '_' are kare's; rename it" in text
+    assert "  # column 'not' is left out: not is a condition word of rule files; rename it" in text
+    path.write_text(text.replace("    when: ", "    when: {is_customer: false}", 1), encoding="utf-8")
+    assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
+
+
+def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, capsys):
+    # A CRM export: seats are numbers for 12,000 rows, then one 'n/a'. The column is text, not unreadable.
+    rows = 12_001
+    pl.DataFrame(
+        {"account_id": [f"A-{i}" for i in range(rows)], "seats": [str(i) for i in range(rows - 1)] + ["n/a"]}
+    ).write_csv(work / "accounts.csv")
+    code, _, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    assert (code, err) == (0, [])
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["seats"] == {"type": "string"}
+
+
+def test_init_reads_a_quoted_empty_cell_as_a_missing_value_as_validation_does(work, capsys):
+    (work / "accounts.csv").write_text('account_id,segment\n"A","smb"\n"B",""\n"C","smb"\n"D","mid"\n')
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["segment"] == {"type": "string", "allowed": ["mid", "smb"], "nullable": True}
+
+
+def test_init_reads_nan_as_a_missing_number_as_validation_does(work, capsys):
+    pl.DataFrame({"account_id": ["A", "B"], "arr": [float("nan"), 5.0]}).write_parquet(work / "accounts.parquet")
+    assert run(capsys, "init", "northwind", "--from", "accounts.parquet", "--as-of", "2026-11-01")[0] == 0
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["arr"] == {"type": "float", "min": 0, "nullable": True}
+
+
+def test_init_into_a_folder_it_cannot_write_is_one_line_not_a_traceback(work, capsys):
+    sample_accounts().write_csv(work / "accounts.csv")
+    (work / "taken").write_text("a file where the rules directory should be")
+    code, out, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--rules-dir", "taken")
+    assert (code, out) == (1, "")
+    assert err == ["kare init: cannot write taken/northwind/kare.yaml: Not a directory; choose a writable --rules-dir"]
 
 
 def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, capsys):

@@ -38,3 +38,20 @@ def test_sample_then_demo_publishes_every_org_and_month_and_a_second_demo_change
         "unchanged",
         "unchanged",
     ]
+
+
+def test_sample_makes_snapshots_for_an_organization_with_an_integer_key(tmp_path, capsys, monkeypatch):
+    # Key values were always '<ORG>-0000001' text, cast to the key's type: an integer key stopped with a traceback.
+    monkeypatch.chdir(tmp_path)
+    org = tmp_path / "rules" / "numbered"
+    org.mkdir(parents=True)
+    (org / "kare.yaml").write_text(
+        "format: kare/v1\norganization: numbered\nversion: 1.0.0\ninputs:\n  id: {type: integer, key: true}\n"
+        "  seats: {type: integer, min: 0}\nprofiles:\n  keep: {when: {seats: {gt: 10}}}\n"
+    )
+    assert main(["sample", "--out", "sample", "--accounts", "100", "--months", "3", "--last", "2026-10-31"]) == 0
+    frames = [pl.read_parquet(p) for p in sorted((tmp_path / "sample" / "numbered").glob("2026-*.parquet"))]
+    assert len(frames) == 3
+    assert frames[0]["id"].dtype == pl.Int64 and frames[0]["id"].to_list() == list(range(100))
+    assert all(f["id"].is_unique().all() for f in frames)
+    assert frames[-1]["id"].max() > 99  # accounts that arrived later got new numbers

@@ -12,7 +12,7 @@ import pytest
 
 from kare_rules.cli import main
 from kare_rules.errors import DataError
-from kare_rules.loader import load_rules
+from kare_rules.loader import load_rules, load_rules_text
 from kare_rules.sources import read_source
 from kare_rules.synth import synthesize
 from kare_rules.validation import validate_accounts
@@ -22,6 +22,11 @@ os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))  # before anything 
 RULES_DIR = ROOT / "rules" / "cloudnine"
 RULES = load_rules(RULES_DIR)
 AS_OF = dt.date(2026, 10, 31)
+FLAG_RULES = load_rules_text(
+    "format: kare/v1\norganization: flags\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+    "  flag: {type: boolean}\n  v: {type: integer}\nprofiles:\n  keep: {when: {flag: true}}\n",
+    "rules/flags/kare.yaml",
+)
 HEADER = (
     "account_id,account_owner,plan,segment,is_customer,arr,seats,seats_used,nps,employees,churned_on,"
     "payment_overdue_days"
@@ -49,6 +54,84 @@ def test_null_keys_are_quarantined_as_missing_not_as_duplicates(tmp_path):
     }
     assert checked.quarantine["account_id"].to_list() == [None, None]
     assert checked.valid["account_id"].to_list() == ["A"]
+
+
+def test_a_quoted_empty_cell_is_a_missing_value_like_an_unquoted_one(tmp_path):
+    # Exporters that quote every field write an empty cell as "": it is missing, in a text column too.
+    checked = _checked_csv(
+        tmp_path,
+        [
+            '"A","","team","smb","true","","10","5","","","",0',  # every nullable cell empty: valid
+            '"","ana","team","smb","true","1000","10","5","10","50","","0"',  # no key
+            '"C","ana"," ","smb","true","1000","10","5","10","50","","0"',  # a blank plan
+        ],
+    )
+    assert _reasons(checked) == {
+        2: ["account_id: missing value (the column is not nullable)"],
+        3: ["plan: missing value (the column is not nullable)"],
+    }
+    valid = checked.valid.row(0, named=True)
+    assert (valid["account_id"], valid["account_owner"], valid["arr"], valid["nps"], valid["churned_on"]) == (
+        "A", None, None, None, None,
+    )  # fmt: skip
+
+
+def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path):
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.csv"
+    path.write_text('account_id,arr\n"A",""\n"B","1000"\n')
+    previous = read_previous(RULES, path)
+    assert previous.select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
+    path.write_text('account_id,arr\n"","5"\n')
+    with pytest.raises(DataError, match="have a row without a key"):
+        read_previous(RULES, path)
+
+
+@pytest.mark.parametrize("dtype", [pl.Int64, pl.UInt8, pl.Float64])
+def test_a_number_in_a_boolean_column_is_true_or_false_only_as_1_or_0(dtype):
+    # As in text ('1'/'0'): a cast would make 2 or -1 true without a word.
+    accounts = pl.DataFrame(
+        {"account_id": ["A", "B", "C", "D"], "flag": pl.Series([1, 0, 2, None], dtype=dtype), "v": [1, 1, 1, 1]}
+    )
+    if dtype == pl.Int64:
+        accounts = accounts.with_columns(pl.Series("flag", [1, 0, -1, None], dtype=pl.Int64))
+    checked = validate_accounts(FLAG_RULES, accounts)
+    assert checked.valid.select("account_id", "flag").rows() == [("A", True), ("B", False)]
+    bad = "-1" if dtype == pl.Int64 else "2.0" if dtype == pl.Float64 else "2"
+    assert _reasons(checked) == {
+        3: [f"flag: {bad} is not a valid boolean"],
+        4: ["flag: missing value (the column is not nullable)"],
+    }
+
+
+def test_nan_is_a_missing_number_not_one_above_every_threshold():
+    # pandas writes a missing number as NaN; kept, it passed min/max and compared greater than any number.
+    nan = float("nan")
+    accounts = _rows(arr=[nan, 2_000_000.0, None], nps=[10, 10, 10], seats=[10.0, nan, 10.0])
+    checked = validate_accounts(RULES, accounts)
+    assert _reasons(checked) == {2: ["seats: missing value (the column is not nullable)"]}
+    assert checked.valid["arr"].to_list() == [None, None]  # nullable: NaN is null, so {arr: {gte: ...}} is false
+
+
+def test_previous_values_nan_is_no_previous_value(tmp_path):
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.parquet"
+    pl.DataFrame({"account_id": ["A", "B"], "arr": [float("nan"), 1000.0]}).write_parquet(path)
+    assert read_previous(RULES, path).select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
+
+
+def _rows(**columns) -> pl.DataFrame:
+    """cloudnine accounts A, B, C... with valid values, but for the columns given."""
+    n = len(next(iter(columns.values())))
+    base = {
+        "account_id": [chr(65 + i) for i in range(n)], "account_owner": ["ana"] * n, "plan": ["team"] * n,
+        "segment": ["smb"] * n, "is_customer": [True] * n, "arr": [1000.0] * n, "seats": [10] * n,
+        "seats_used": [5] * n, "nps": [10] * n, "employees": [50] * n, "churned_on": [None] * n,
+        "payment_overdue_days": [0] * n,
+    }  # fmt: skip
+    return pl.DataFrame(base | columns, schema_overrides={"churned_on": pl.Date})
 
 
 def test_every_row_of_a_duplicated_key_is_quarantined_with_a_reason_naming_it(tmp_path):

@@ -242,6 +242,36 @@ def test_overrides_file_with_an_unknown_category_is_located(tmp_path):
     assert "overridden twice" in text and "overrides.yaml:5:" in text
 
 
+def test_overrides_file_a_too_short_reason_says_how_long_not_empty(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: x, author: ana, expires: 2026-12-31}\n"
+        "  - {account: B, category: keep, reason: '', author: ana, expires: 2026-12-31}\n"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, RULES)
+    assert [p.message for p in info.value.problems] == [
+        "overrides.0.reason needs at least 3 characters, not 'x'",
+        "overrides.1.reason must not be empty",
+    ]
+
+
+def test_overrides_file_a_date_not_on_the_calendar_comes_out_with_the_other_problems(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: agreed, author: ana, expires: 2026-02-30}\n"
+        "  - {account: B, category: expnd, reason: agreed, author: ana, expires: 2026-12-31}\n"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, RULES)
+    assert [(p.line, p.message.split(";")[0]) for p in info.value.problems] == [
+        (3, "'2026-02-30' is not a calendar date"),
+        (4, "overrides.1.category: 'expnd' is not allowed"),
+    ]
+
+
 def test_overrides_file_loads_and_a_missing_file_means_none(tmp_path):
     path = tmp_path / "overrides.yaml"
     assert load_overrides(path, RULES) == ()

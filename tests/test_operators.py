@@ -222,6 +222,9 @@ def test_a_trait_means_the_same_as_its_condition_written_inline():
         ("{seats: {between: [0, .nan]}}", "whole number"),
         ("{seats: {gte: 2.5}}", "whole number"),
         ("{arr: {gt: 1" + "0" * 400 + "}}", "too large"),
+        ("{arr: {gte: .nan}}", "'arr' is a float column; .nan is not a finite number: write a number, or"),
+        ("{arr: {lt: .inf}}", ".inf is not a finite number"),
+        ("{arr: {in: [1.5, -.inf]}}", "-.inf is not a finite number"),
     ],
 )
 def test_a_literal_its_column_type_cannot_hold_is_a_rule_file_error_not_a_crash(condition, message):

@@ -191,6 +191,10 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
     failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert "above the limit of 20%; nothing was published" in failure.description
     assert "nps: 500 is above" in failure.description
+    assert failure.description.endswith(
+        "In Dagster the limit is the kare resource's max_quarantine_share (KARE_MAX_QUARANTINE_SHARE), or for this "
+        f"organization only thresholds: {{{ORG}: {{max_quarantine_share: ...}}}}."
+    )
     assert failed.get_asset_materialization_events() == []
     [check] = failed.get_asset_check_evaluations()
     assert (check.check_name, check.passed, check.severity) == ("quarantine_share", False, dg.AssetCheckSeverity.ERROR)

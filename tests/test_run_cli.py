@@ -131,3 +131,50 @@ def test_a_lock_path_that_is_a_directory_and_an_unwritable_folder_are_clear_erro
     (tmp_path / "plain-file").write_text("")
     assert main(args(source, tmp_path / "plain-file" / "w.duckdb")) == 1
     assert "cannot create the folder of the warehouse" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kinds", "tail"), [(5, ", and 1 more kind (t)"), (6, ", and 2 more kinds (t)"), (4, "")])
+def test_the_summary_counts_the_move_kinds_it_leaves_out_in_words(kinds, tail):
+    from kare_rules.run.report import _kinds
+
+    moves = pl.DataFrame({"from_category": ["keep"] * kinds, "to_category": [f"c{i}" for i in range(kinds)],
+                          "accounts": list(range(kinds, 0, -1))})  # fmt: skip
+    text = _kinds(moves, "t")
+    assert text.startswith(f"keep → c0 {kinds}, keep → c1 {kinds - 1}")
+    assert text.endswith(f"keep → c3 {kinds - 3}{tail}")
+
+
+@pytest.mark.parametrize("target", ["accounts.csv", ":memory:"])
+def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memory(
+    tmp_path, capsys, monkeypatch, target
+):
+    # DuckDB opens an existing CSV (or ':memory:') as a database in memory: the run said 'published', kept nothing.
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "accounts.csv"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=5).write_csv(source)
+    before = source.read_bytes()
+    warehouse = tmp_path / target if target != ":memory:" else Path(target)
+    assert main(args(source, warehouse)) == 1
+    err = capsys.readouterr().err
+    if target == ":memory:":
+        assert "the warehouse ':memory:' would keep nothing after the run; give a file" in err
+    else:
+        assert f"{warehouse} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse" in err
+    assert source.read_bytes() == before
+    assert not Path(f"{warehouse}.lock").exists()  # refused before a lock file is made beside it
+
+
+def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run_holds_it(tmp_path, monkeypatch):
+    from kare_rules.errors import KareError
+    from kare_rules.warehouse.lock import warehouse_lock
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "touch", refuse)
+    with pytest.raises(KareError) as info, warehouse_lock(tmp_path / "w.duckdb", timeout=5):
+        pass
+    assert str(info.value) == (
+        f"cannot lock the warehouse {tmp_path / 'w.duckdb'} ({tmp_path / 'w.duckdb.lock'}: Permission denied); "
+        "make its folder writable or choose another --warehouse"
+    )

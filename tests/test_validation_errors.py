@@ -615,3 +615,23 @@ def test_a_quoted_date_that_is_not_on_the_calendar_says_so(tmp_path):
     assert only_problem(tmp_path, text) == (
         f"{SHOWN}:{at(text, chr(39) + '2026-02-30')}: '2026-02-30' is not a calendar date; write YYYY-MM-DD"
     )
+
+
+def test_a_test_account_or_bound_with_nan_or_inf_is_a_located_error_not_a_number(tmp_path):
+    # NaN compares greater than every number in Polars and DuckDB: a test account with .nan passed as 'big'.
+    text = VALID.replace("revenue_musd: 20, sector", "revenue_musd: .nan, sector").replace(
+        "revenue_musd: {type: float, nullable: true}", "revenue_musd: {type: float, nullable: true, max: .inf}"
+    )
+    lines = problem_lines(tmp_path, text)
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{SHOWN}:8:52", f"{SHOWN}:34:64"]
+    assert all("is not a finite number: write a number" in line for line in lines)
+
+
+@pytest.mark.parametrize("word", ["all", "any", "not"])
+def test_an_input_named_like_a_condition_word_is_a_located_error(tmp_path, word):
+    # {not: true} is always the combinator: a column named 'not' could never be read by a condition.
+    text = VALID.replace("  sector: {type: string}\n", f"  sector: {{type: string}}\n  {word}: {{type: boolean}}\n")
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:8:3: the input column '{word}' has the name of a condition word (all, any, not), so no condition "
+        f"could read it; rename it, e.g. 'input_{word}', and rename the data's column to match"
+    )

@@ -42,3 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (kare compile ... | head): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a file to write where it cannot be (--output, --out in a folder that is read-only)
+        where = f"{exc.filename}: " if exc.filename else ""
+        err(f"kare {args.command}: {where}{exc.strerror or exc}; check the path, and that its folder can be written")
+        return EXIT_FAIL

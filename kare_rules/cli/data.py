@@ -12,6 +12,7 @@ from kare_rules.cli.common import (
     command,
     err,
     out,
+    rules_option,
     table,
 )
 from kare_rules.errors import DataError, UsageError
@@ -55,7 +56,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
     if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
         raise UsageError("--horizon goes with --edges (how many days ahead next_move_on looks)")
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
     if args.trusted:
         if args.engine != "duckdb":
@@ -73,6 +74,8 @@ def cmd_categorize(args: argparse.Namespace) -> int:
                 f"input {args.input} has no rows; an empty extract is refused. Check the export that wrote it"
             )
         write_frame(result, args.output)
+        if _quarantine_twin(args.output).is_file():  # an earlier run's; nothing is validated here
+            _quarantine_twin(args.output).unlink()
         out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(table(category_counts(result)))
@@ -99,37 +102,72 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             f"{moving} of them would change category within {args.horizon} days with their data unchanged "
             "(next_move_on)"
         )
+    q = _quarantine_twin(args.output)
     if checked.quarantine.height:
-        q = Path(args.output).with_name(Path(args.output).stem + ".quarantine" + Path(args.output).suffix)
         write_frame(checked.quarantine, q)
         err(f"{checked.quarantine.height} input rows failed validation and were set aside in {q} with their reasons")
+    elif q.is_file():  # an earlier run's: left there, its rows would read as this run's
+        q.unlink()
     trend_note(args, rules)
     return EXIT_OK
 
 
-@command
-def cmd_explain(args: argparse.Namespace) -> int:
+def _one_account(rules, account: str):
+    """The input rows of one account (a filter on the key as written) and the account as its typed key
+    reads as text. An integer key is one account however it is written: '5', '5.0' and 5 are account 5."""
     import polars as pl
 
+    written = pl.col(rules.key).cast(pl.String).str.strip_chars()
+    wanted = account.strip()
+    if rules.input(rules.key).type == "integer":
+        number = _whole_number(wanted)
+        if number is not None:
+            same = pl.coalesce(written.cast(pl.Int64, strict=False) == number,
+                               written.cast(pl.Float64, strict=False) == float(number))  # fmt: skip
+            return same.fill_null(False) | (written == wanted), str(number)
+    return written == wanted, wanted
+
+
+def _whole_number(text: str) -> int | None:
+    """'5' and '5.0' as 5; None for text that is not a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def _quarantine_twin(output: str) -> Path:
+    """Where kare categorize sets invalid rows aside: OUTPUT's .quarantine twin (r.csv → r.quarantine.csv)."""
+    return Path(output).with_name(Path(output).stem + ".quarantine" + Path(output).suffix)
+
+
+@command
+def cmd_explain(args: argparse.Namespace) -> int:
     from kare_rules.edges import describe_edges
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_accounts
     from kare_rules.validation import validate_accounts
 
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
-    mine = read_accounts(args.input, where=pl.col(rules.key).cast(pl.String).str.strip_chars() == args.account.strip())
+    where, account = _one_account(rules, args.account)
+    mine = read_accounts(args.input, where=where)
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
-        err(f"account {args.account} is not categorized: its input fails validation and would be quarantined")
+        err(f"account {account} is not categorized: its input fails validation and would be quarantined")
         for r in checked.quarantine.iter_rows(named=True):
             err(f"  {'; '.join(r['reasons'])}")
         return EXIT_FAIL
     previous = previous_values(args, rules)
-    nodes = explain_account(rules, checked.valid, as_of, args.account, previous)
+    nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
-    out(f"account {args.account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
+    out(f"account {account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
@@ -148,7 +186,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date
     from kare_rules.loader import load_rules
 
-    rules = load_rules(args.rules)
+    rules = load_rules(rules_option(args.rules))
     # Only the SELECT goes to stdout (no comment header: nothing from the rule file lands in SQL text
     # unquoted), so it pipes straight into psql, duckdb or a CREATE VIEW.
     if rules.trend_columns and args.previous_table is None:

@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-tests", action="store_true", help="fail a rule file that has no tests (by default it only says so)"
     )
 
-    sub.add_parser("schema", help="print the rule file JSON Schema (format v1)")
+    sub.add_parser(
+        "schema",
+        help="print the rule file JSON Schema (format v1)",
+        description="Print the JSON Schema of the rule file (format v1) that kare validate checks first; point an "
+        "editor at it for completion (docs/rule-format.md, 'Editor setup').",
+    )
 
     s = sub.add_parser(
         "init",
@@ -258,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=7, help="random seed: the same seed gives the same data (default: %(default)s)"
     )
 
-    s = sub.add_parser("demo", help="run every organization over every snapshot of a sample (what make run does)")
+    s = sub.add_parser(
+        "demo",
+        help="run every organization over every snapshot of a sample (what make run does)",
+        description="Run kare run for each organization of a sample written by kare sample, over its snapshots "
+        "oldest first (dates already published are skipped), into one warehouse: what make run does.",
+    )
     s.add_argument(
         "--sample", default="data/sample", metavar="DIR", help="snapshots written by kare sample (default: %(default)s)"
     )

@@ -26,13 +26,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # A rules directory's own problems (two organizations sharing one rule file) come from no one file.
     shared = {p for d in (args.paths or ["rules"]) if Path(d).is_dir() for p in organization_problems(d)}
     for path in files:
-        _, problems = check_rules(path)
+        rules, problems = check_rules(path)
         problems = sorted(set(problems) | {p for p in shared if Path(p.path) == Path(display_path(path))})
+        if rules is not None and not problems:
+            problems = _override_problems(path, rules)
         for p in problems:
             out(str(p))
         bad += bool(problems)
     out(f"{len(files) - bad} valid, {bad} invalid")
     return EXIT_FAIL if bad else EXIT_OK
+
+
+def _override_problems(path: Path, rules) -> list:
+    """The problems of the overrides.yaml beside a valid rule file: `kare run` reads it, so a mistake in it
+    must fail validation (and the pre-commit hook, and CI) before it fails a scheduled run."""
+    from kare_rules.errors import RuleFileError
+    from kare_rules.loader import RULE_FILE_NAMES
+    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+
+    if Path(path).name not in RULE_FILE_NAMES:  # only an organization's directory has overrides
+        return []
+    try:
+        load_overrides(Path(path).parent / OVERRIDES_FILE, rules)
+    except RuleFileError as exc:
+        return exc.problems
+    return []
 
 
 @command
@@ -236,7 +254,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
     try:
         if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
-            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=10_000)
+            # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
+            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=None)
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -246,8 +265,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
     text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
                     target=display_path(target.parent))  # fmt: skip
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {display_path(target)}: {exc.strerror or exc}; choose a writable --rules-dir"
+        ) from None
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
     out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
     out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "

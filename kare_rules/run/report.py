@@ -50,7 +50,8 @@ def _kinds(moves: pl.DataFrame, table: str) -> str:
     top = ", ".join(
         f"{r['from_category']} → {r['to_category']} {r['accounts']:,}" for r in moves.head(4).iter_rows(named=True)
     )
-    return top + (f", and {moves.height - 4} more kinds ({table})" if moves.height > 4 else "")
+    rest = moves.height - 4
+    return top + (f", and {rest} more {'kind' if rest == 1 else 'kinds'} ({table})" if rest > 0 else "")
 
 
 @contextlib.contextmanager

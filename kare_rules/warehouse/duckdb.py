@@ -27,7 +27,7 @@ from kare_rules.tables import (
     empty_current,
     schema_of,
 )
-from kare_rules.warehouse.lock import WarehouseBusy, retry_while_locked
+from kare_rules.warehouse.lock import WarehouseBusy, refuse_other_files, retry_while_locked
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
@@ -62,6 +62,7 @@ class DuckDBWarehouse:
         `memory_limit` (bytes) caps DuckDB's buffer pool, which otherwise grows to 80% of the machine."""
         if read_only and not self.path.exists():
             raise WarehouseBusy(f"no warehouse at {self.path} yet; run 'kare run' first")
+        refuse_other_files(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

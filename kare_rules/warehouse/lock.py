@@ -30,6 +30,7 @@ def warehouse_lock(
     warehouse: str | Path, timeout: float = 0.0, on_wait: Callable[[str], None] = lambda _: None
 ) -> Iterator[None]:
     """Serialize kare runs on one warehouse; past `timeout` seconds the second run fails clearly."""
+    refuse_other_files(Path(warehouse))  # before a lock file is made beside something that is no warehouse
     path = lock_path(warehouse)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +38,13 @@ def warehouse_lock(
         raise KareError(f"cannot create the folder of the warehouse {warehouse}: {exc.strerror}") from None
     if path.is_dir():
         raise KareError(f"the lock file {path} is a directory; remove it (kare creates the file itself)")
+    try:  # filelock reads a lock file it cannot create as one held by another run, and waits for nothing
+        path.touch(exist_ok=True)
+    except OSError as exc:
+        raise KareError(
+            f"cannot lock the warehouse {warehouse} ({path}: {exc.strerror or exc}); make its folder writable "
+            "or choose another --warehouse"
+        ) from None
     lock = filelock.FileLock(str(path), is_singleton=False)
     try:
         try:
@@ -99,3 +107,21 @@ def _holder(message: str) -> str:
         if pid.isdigit() and int(pid) != os.getpid():
             return f" (PID {pid})"
     return ""
+
+
+def refuse_other_files(path: Path) -> None:
+    """A warehouse is a DuckDB database file, new or existing. DuckDB opens some other files (a CSV, a
+    Parquet file) or ':memory:' as a database held in memory: a run would say 'published' and keep nothing."""
+    if str(path) == ":memory:":
+        raise WarehouseBusy(
+            "the warehouse ':memory:' would keep nothing after the run; give a file, e.g. data/warehouse.duckdb"
+        )
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        magic = f.read(12)[8:12]
+    if magic != b"DUCK":
+        raise WarehouseBusy(
+            f"{path} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse a new or "
+            "an existing .duckdb file"
+        )

@@ -103,11 +103,11 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
             memory_budget=kare.budget(),
         )  # fmt: skip
     except RunFailed as exc:
+        hint = _order_hint(warehouse, org, as_of)
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
-        raise dg.Failure(
-            description=str(exc) + _order_hint(warehouse, org, as_of), metadata={**tags, **versions}
-        ) from None
+            hint += _limit_hint(exc.__cause__.check.name, org)
+        raise dg.Failure(description=str(exc) + hint, metadata={**tags, **versions}) from None
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
     context.log.info("\n".join(summary_lines(result)))
     for table, metadata in table_metadata(result).items():
@@ -118,6 +118,18 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         yield from checks.unchanged(result.run["run_id"])
     else:
         yield from (checks.check_result(check) for check in result.checks)
+
+
+def _limit_hint(check: str, org: str) -> str:
+    """The engine's message names kare run's options; in Dagster the same limits are the kare resource's."""
+    field = {"quarantine_share": "max_quarantine_share", "removed_share": "max_removed_share"}.get(check)
+    if field is None:
+        return ""
+    extra = " or allow_empty_input (KARE_ALLOW_EMPTY_INPUT)" if check == "removed_share" else ""
+    return (
+        f" In Dagster the limit is the kare resource's {field} ({('KARE_' + field).upper()}{extra}), or for this "
+        f"organization only thresholds: {{{org}: {{{field}: ...}}}}."
+    )
 
 
 def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
