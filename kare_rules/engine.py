@@ -77,6 +77,8 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         if ctype == "date":
             return text.str.to_date("%Y-%m-%d", strict=False).alias(name)
         if ctype == "datetime":
+            # A date-time written with an offset or Z counts by its time as written (see below).
+            text = text.str.replace(_OFFSET, "${1}")
             return text.str.to_datetime(time_unit="us", strict=False).alias(name)
         if ctype == "string":
             return col
@@ -88,7 +90,15 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
     if ctype == "integer" and source.is_float():
         # 3.0 is an integer; 3.5 is not, and must not be truncated silently.
         return pl.when(col == col.round()).then(col).otherwise(None).cast(pl.Int64, strict=False).alias(name)
+    if isinstance(source, pl.Datetime) and source.time_zone is not None:
+        # The rules compare dates and times without a zone: a zoned value counts by its local time in
+        # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.
+        col = col.dt.replace_time_zone(None)
     return col.cast(target, strict=False).alias(name)
+
+
+# A time of day followed by an offset or Z: the time is kept (group 1), the offset dropped.
+_OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 def with_derived(

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from kare_rules import categorize
 from kare_rules.cli import main
 from kare_rules.errors import DataError
 from kare_rules.loader import load_rules, load_rules_text
@@ -279,3 +280,25 @@ def test_uniqueness_is_proven_by_hashes_only_when_every_hash_differs():
     assert not _distinct(pl.Series(["a", None, None]))
     assert _distinct(pl.Series([3, 1, 2]))
     assert _distinct(pl.Series([], dtype=pl.String))
+
+
+def test_a_zoned_datetime_counts_by_its_local_time_as_does_text_with_an_offset():
+    # 00:30 on 30 October in Berlin is 30 October there (22:30 on the 29th in UTC): one day before as_of.
+    rules = load_rules_text(
+        "format: kare/v1\norganization: zones\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  seen: {type: datetime}\n  day: {type: date}\nderived:\n  idle: {days_since: seen}\n"
+        "profiles:\n  keep: {when: {all: [{idle: {lte: 1}}, {day: {gte: 2026-10-30}}]}}\n",
+        "rules/zones/kare.yaml",
+    )
+    local = dt.datetime(2026, 10, 30, 0, 30)
+    zoned = pl.DataFrame({"account_id": ["a"], "seen": [local], "day": [local]}).with_columns(
+        pl.col("seen", "day").dt.replace_time_zone("Europe/Berlin")
+    )
+    text = pl.DataFrame({"account_id": ["b", "c"], "seen": ["2026-10-30T00:30:00+02:00", "2026-10-30 00:30Z"],
+                         "day": ["2026-10-30", "2026-10-30"]})  # fmt: skip
+    for frame in (zoned, text):
+        checked = validate_accounts(rules, frame)
+        assert checked.quarantine.height == 0
+        assert checked.valid["seen"].to_list() == [local] * frame.height
+        result = categorize(rules, checked.valid, AS_OF)
+        assert result["category"].to_list() == ["keep"] * frame.height, result["reason"].to_list()
