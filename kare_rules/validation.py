@@ -68,14 +68,13 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         )
     raw = raw.with_row_index(ROW)
     schema = raw.schema
-    typed = raw.with_columns(_typed(c, schema[c.name]) for c in rules.inputs)
+    blank = _may_be_blank(raw, [c.name for c in rules.inputs if c.type == "string" and schema[c.name] == pl.String])
+    typed = raw.with_columns(_typed(c, schema[c.name], c.name in blank) for c in rules.inputs)
 
     type_failures = _type_failures(rules, raw, typed)
     # NaN (not a number) is how pandas and others write a missing number: a missing value here. Left as
     # NaN it would pass every check and then compare as greater than any number ({x: {gte: 100}} true).
-    typed = typed.with_columns(
-        pl.when(~pl.col(c.name).is_nan()).then(pl.col(c.name)).alias(c.name) for c in rules.inputs if c.type == "float"
-    )
+    typed = typed.with_columns(pl.col(c.name).fill_nan(None) for c in rules.inputs if c.type == "float")
     # A value that did not parse is null after the cast; "missing value" on top of "not a valid
     # integer" would send people looking for an empty cell, so that second reason is dropped.
     schema_failures = _pandera_failures(rules, typed).join(
@@ -120,10 +119,27 @@ def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
         )
 
 
-def _typed(column: m.InputColumn, source: pl.DataType) -> pl.Expr:
+def _may_be_blank(raw: pl.DataFrame, columns: list[str]) -> set[str]:
+    """The text columns that may hold an empty or blank value. Such a value is empty or starts with
+    whitespace, which is ASCII (at most ' ') or from U+0085 on: a column whose least value comes after
+    ' ' and whose greatest before U+0085 (most ids and codes) holds none, and is not stripped row by row
+    (1M rows, two columns: 13 ms for the bounds against 25 ms for stripping)."""
+    if not columns:
+        return set()
+    bounds = raw.select(pl.col(columns).min().name.suffix("_min"), pl.col(columns).max().name.suffix("_max"))
+    row = bounds.row(0, named=True)
+    least, greatest = ([row[f"{c}{end}"] for c in columns] for end in ("_min", "_max"))
+    return {
+        c for c, a, b in zip(columns, least, greatest, strict=True) if a is not None and not (a > " " and b < "\x85")
+    }
+
+
+def _typed(column: m.InputColumn, source: pl.DataType, may_be_blank: bool = True) -> pl.Expr:
     """The column cast to its declared type, a value that does not fit becoming null (then quarantined)."""
     raw = pl.col(column.name)
     if column.type == "string" and source == pl.String:
+        if not may_be_blank:
+            return raw
         # An empty or blank text cell is a missing value in every column: the casts make it null in the others,
         # and a text column must agree, or a CSV that quotes its empty cells ("") gives an account id ''.
         return pl.when(present(raw)).then(raw).alias(column.name)
@@ -150,6 +166,8 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
     """Values present in the input that did not parse as the declared type."""
     frames = []
     for c in rules.inputs:
+        if typed[c.name].null_count() == raw[c.name].null_count():
+            continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name])).to_series() & typed[c.name].is_null()
         if lost.any():
             rows = raw.filter(lost).select(

@@ -302,3 +302,16 @@ def test_a_zoned_datetime_counts_by_its_local_time_as_does_text_with_an_offset()
         assert checked.valid["seen"].to_list() == [local] * frame.height
         result = categorize(rules, checked.valid, AS_OF)
         assert result["category"].to_list() == ["keep"] * frame.height, result["reason"].to_list()
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\u00a0", "\u3000", "\u0085 "])
+@pytest.mark.parametrize("others", [["b", "c"], ["b", " d"], ["é", "c"]])
+def test_a_blank_key_is_missing_whatever_the_other_keys_look_like(blank, others):
+    # Text columns whose values all start after ' ' and before U+0085 are not stripped row by row: a
+    # blank value anywhere (empty, ASCII or Unicode whitespace) must still be found and be missing,
+    # and a value that only starts with a space is kept as it is.
+    frame = pl.DataFrame({"account_id": [*others, blank], "flag": [True] * 3, "v": [1] * 3})
+    checked = validate_accounts(FLAG_RULES, frame)
+    assert checked.valid["account_id"].to_list() == others
+    assert checked.quarantine["row_number"].to_list() == [3]
+    assert any("missing" in r for r in checked.quarantine["reasons"][0])
