@@ -205,6 +205,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     from kare_rules.diff import diff_rules, render_json, render_markdown
     from kare_rules.engine import as_date
+    from kare_rules.git_rules import OrgVersions
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_accounts
 
@@ -228,21 +229,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
         before, after = load_rules(args.before), load_rules(args.after)
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
-        pairs, as_of = [(after.organization, before, after)], as_date(args.as_of) if args.as_of else None
+        pairs = [
+            OrgVersions(after.organization, before, after, _overrides_beside(args.before, before),
+                        _overrides_beside(args.after, after))
+        ]  # fmt: skip
+        as_of = as_date(args.as_of) if args.as_of else None
     reports = []
-    for org, before, after in pairs:
+    for org, before, after, overrides_before, overrides_after in pairs:
+        pins = {"overrides_before": overrides_before, "overrides_after": overrides_after}
         accounts, note = None, None
         if args.input:
             try:
                 accounts = read_accounts(args.input.replace("{org}", org))
-                reports.append(diff_rules(before, after, accounts, as_of, args.limit))
+                reports.append(diff_rules(before, after, accounts, as_of, args.limit, **pins))
                 continue
             except DataError as exc:
                 if not args.base:
                     raise
                 note = f"impact not computed: {exc}"  # one org's input problem must not hide the others
                 err(f"kare diff: {org}: {note}")
-        report = diff_rules(before, after, None, as_of, args.limit)
+        report = diff_rules(before, after, None, as_of, args.limit, **pins)
         report.impact_note = note or report.impact_note
         reports.append(report)
     if args.format == "json":
@@ -253,7 +259,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text, encoding="utf-8")
         for r in reports:
-            out(f"{r.organization}: {len(r.rule_changes)} rule change(s); version check: {r.version_check.message}")
+            pins = f", {len(r.override_changes)} override change(s)" if r.override_changes else ""
+            check = r.version_check.message
+            out(f"{r.organization}: {len(r.rule_changes)} rule change(s){pins}; version check: {check}")
         out(f"report written to {args.output}")
     else:
         sys.stdout.write(text)
@@ -261,3 +269,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for r in failed:
         err(f"kare diff: {r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _overrides_beside(path: str, rules):
+    """The overrides.yaml in the organization directory of a rule file given as ORG/kare.yaml or ORG/, as
+    `kare run` reads it (none for a rule file under another name, which has no organization directory)."""
+    from kare_rules.loader import RULE_FILE_NAMES
+    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+
+    where = Path(path)
+    folder = where if where.is_dir() else where.parent if where.name in RULE_FILE_NAMES else None
+    return load_overrides(folder / OVERRIDES_FILE, rules) if folder is not None else ()

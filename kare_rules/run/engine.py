@@ -174,16 +174,7 @@ def categorize_run(
     if "watches" not in result.columns:  # the SQL engine gives no early warning
         nulls = [pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c != "watches"]
         result = result.with_columns(*nulls, no_watches.alias("watches"))
-    if overrides:
-        result = apply_overrides(result, rules.key, overrides, as_of)
-        # An override pins the category: where the rules would move the account says nothing about it.
-        pinned = pl.col("matched_rule").eq_missing("override")
-        result = result.with_columns(
-            *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
-            pl.when(pinned).then(no_watches).otherwise(pl.col("watches")).alias("watches"),
-        )
-        if engine == "polars":
-            result = override_moves(rules, valid, result, as_of, overrides, previous)
+    result = pin_overrides(rules, valid, result, as_of, overrides, previous, moves=engine == "polars")
     return conformed(
         "account_categories",
         result.with_columns(
@@ -195,6 +186,30 @@ def categorize_run(
             pl.lit(run_id).alias("run_id"),
         ),
     )
+
+
+def pin_overrides(
+    rules: m.RuleSet,
+    valid: pl.DataFrame,
+    result: pl.DataFrame,
+    as_of: dt.date,
+    overrides: tuple[Override, ...],
+    previous: pl.DataFrame | None = None,
+    moves: bool = True,
+) -> pl.DataFrame:
+    """`result` (categorized with edges) with the overrides in force on `as_of` applied as a run applies
+    them: the pinned category and reason, no nearest change and no watches, and (with `moves`) the move
+    the override's end brings. `kare run` and `kare diff` both call it, so they pin the same accounts."""
+    if not overrides:
+        return result
+    result = apply_overrides(result, rules.key, overrides, as_of)
+    # An override pins the category: where the rules would move the account says nothing about it.
+    pinned = pl.col("matched_rule").eq_missing("override")
+    result = result.with_columns(
+        *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
+        pl.when(pinned).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(pl.col("watches")).alias("watches"),
+    )
+    return override_moves(rules, valid, result, as_of, overrides, previous) if moves else result
 
 
 def override_moves(
