@@ -457,6 +457,9 @@ class Impact:
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     came_near: int = 0
     left_near: int = 0
+    # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
+    # has no such watch), as `kare run` opens their actions.
+    watches: list[dict[str, Any]] = field(default_factory=list)
 
 
 SOON_DAYS = m.SOON_DAYS
@@ -482,6 +485,7 @@ def _outcome(
             "account_id": checked.valid[rules.key].cast(pl.String),
             "category": result["category"],
             "soon": result.select(pl.when(soon).then(pl.col("next_category"))).to_series(),
+            "watches": result["watches"].cast(pl.List(pl.String)),
         }
     )
     quarantined = checked.quarantine.select(
@@ -489,6 +493,7 @@ def _outcome(
         pl.col("account_id"),
         pl.lit(QUARANTINED).alias("category"),
         pl.lit(None, dtype=pl.String).alias("soon"),
+        pl.lit([], dtype=pl.List(pl.String)).alias("watches"),  # not categorized: no watch holds
     )
     return pl.concat([valid, quarantined]).sort(_ROW), checked
 
@@ -545,6 +550,7 @@ def impact(
         result.counts_before = _counts(sides["before"][0], show_q)
     if "after" in sides:
         result.counts_after = _counts(sides["after"][0], show_q)
+    result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
@@ -569,6 +575,31 @@ def impact(
             }
         )
     return result
+
+
+def _watch_counts(
+    before: m.RuleSet | None, after: m.RuleSet | None, outcomes: dict[str, pl.DataFrame]
+) -> list[dict[str, Any]]:
+    """How many accounts each watch flags under each version (in the order the watches are written,
+    before's first); None on a side whose rules have no such watch."""
+    ids = {label: [w.id for w in rules.watches] for label, rules in (("before", before), ("after", after)) if rules}
+    order = [*ids.get("before", []), *(i for i in ids.get("after", []) if i not in ids.get("before", []))]
+    if not order:
+        return []
+    flagged = {
+        label: dict(outcome.select(pl.col("watches").explode().drop_nulls()).group_by("watches").len().iter_rows())
+        for label, outcome in outcomes.items()
+    }
+    return [
+        {
+            "watch": wid,
+            **{
+                label: int(flagged[label].get(wid, 0)) if wid in ids.get(label, []) else None
+                for label in ("before", "after")
+            },
+        }
+        for wid in order
+    ]
 
 
 def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame) -> None:
@@ -723,6 +754,7 @@ class OrgDiff:
             "upcoming": imp.upcoming if imp else [],
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
+            "watches": imp.watches if imp else [],
             "impact_note": self.impact_note,
             "tests_before": self.tests_before,
             "tests_after": self.tests_after,
@@ -870,6 +902,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         elif d.status not in ("added", "removed"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)
+        lines += _watch_lines(imp)
     lines += ["**Embedded tests**", ""]
     for label, t in (("before", d.tests_before), ("after", d.tests_after)):
         if t is not None:
@@ -898,6 +931,23 @@ def _upcoming_lines(imp: Impact) -> list[str]:
     lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
     return [*lines, f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
                     f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
+
+
+def _watch_lines(imp: Impact) -> list[str]:
+    """The accounts each watch flags before and after (their watch actions open in a run)."""
+    if not imp.watches:
+        return []
+    rows = [
+        [
+            f"`{w['watch']}`",
+            "–" if w["before"] is None else f"{w['before']:,}",
+            "–" if w["after"] is None else f"{w['after']:,}",
+            "–" if w["before"] is None or w["after"] is None else _delta(w["after"] - w["before"]),
+        ]
+        for w in imp.watches
+    ]
+    title = f"**Watches** (accounts each watch flags as of {imp.as_of.isoformat()}; a run opens their actions)"
+    return [title, "", *_table(["watch", "before", "after", "Δ"], rows), ""]
 
 
 def _matrix(imp: Impact) -> list[str]:

@@ -661,3 +661,63 @@ def test_impact_shows_accounts_a_change_brings_within_30_days_of_a_move(tmp_path
     assert "| `recapture` → `unassigned` | 0 | 1 | +1 |" in text
     assert "Accounts coming within 30 days of a move: 1; no longer within: 0." in text
     assert report.to_json()["came_within_30_days"] == 1
+
+
+WATCHES = """
+watch:
+  - id: recapture-fading
+    from: recapture
+    within_days: 30
+    actions: [{id: last-call, title: Last call before they go, due_in_days: 7}]
+  - id: expand-slipping
+    from: expand
+    within: {value_last_90d: 10%}
+    actions: [{id: spend-review, title: Review the spend, due_in_days: 14}]
+"""
+
+
+def test_impact_counts_the_accounts_each_watch_flags_before_and_after(tmp_path, capsys):
+    # recapture-fading: the account churned 320 days ago leaves recapture in 46 days, so within_days 30
+    # flags nobody and 60 flags it. expand-slipping (A018 at 36000, A019 at 38000 are within 10% of the
+    # 35000 edge) is removed; keep-thin is new: keep accounts within 2000 of another category's edge, A017 at
+    # 34000 (expand from 35000) and A001 at 2000 (exit below 100).
+    after_text = edit(
+        BASE + WATCHES,
+        ("within_days: 30", "within_days: 60"),
+        (
+            "  - id: expand-slipping\n    from: expand\n    within: {value_last_90d: 10%}\n",
+            "  - id: keep-thin\n    from: keep\n    within: {value_last_90d: 2000}\n",
+        ),
+        ("version: 1.4.0", "version: 1.5.0"),
+    )
+    before, after, data = _files(tmp_path, after_text)
+    write_rules(tmp_path / "old", BASE + WATCHES)
+    argv = ["diff", "--before", str(before), "--after", str(after), "--input", str(data), "--as-of", "2026-11-01"]
+    assert main([*argv, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["watches"] == [
+        {"watch": "recapture-fading", "before": 0, "after": 1},
+        {"watch": "expand-slipping", "before": 2, "after": None},
+        {"watch": "keep-thin", "before": None, "after": 2},
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "**Watches** (accounts each watch flags as of 2026-11-01; a run opens their actions)" in text
+    assert "| `recapture-fading` | 0 | 1 | +1 |" in text
+    assert "| `expand-slipping` | 2 | – | – |" in text
+    assert "| `keep-thin` | – | 2 | – |" in text
+
+
+def test_a_pinned_account_counts_for_no_watch_as_in_a_run(tmp_path):
+    from kare_rules.overrides import Override
+
+    rules = load(tmp_path, BASE + WATCHES)
+    pin = Override("A018", "expand", "key account", "ana@acme.example", dt.date(2027, 1, 31))
+    imp = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=(pin,)).impact
+    assert {"watch": "expand-slipping", "before": 2, "after": 1} in imp.watches
+
+
+def test_rules_without_watches_have_no_watch_section(tmp_path):
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF)
+    assert report.impact.watches == [] and report.to_json()["watches"] == []
+    assert "**Watches**" not in "\n".join(render_org_markdown(report))
