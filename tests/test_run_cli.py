@@ -166,6 +166,22 @@ def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memor
     assert "nothing was published" in err and "kare.runs" not in err
 
 
+def test_an_unchanged_rerun_says_its_figures_are_those_already_published(published, capsys):
+    source, warehouse = published
+    capsys.readouterr()
+    assert main(args(source, warehouse)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "unchanged (same rules, overrides, data and engine as the last run)" in lines[1]
+    assert lines[2] == "  nothing new was published: the figures below are those the run already published"
+    # the information is kept: the first run's counts, its moves counted against the run before it
+    assert lines[5].startswith("  moves     0 since the run before it; 400 new, 0 removed")
+    assert lines[6].startswith("  actions   ") and not lines[6].startswith("  actions   0 opened")
+    # a run that publishes says nothing of the kind
+    assert main(args(source, warehouse, day=DAY + dt.timedelta(days=1))) == 0
+    text = capsys.readouterr().out
+    assert "already published" not in text and "since the last run" in text
+
+
 def test_a_failed_run_points_to_kare_runs_only_when_the_failure_was_logged_there(tmp_path, capsys, monkeypatch):
     from kare_rules.warehouse import DuckDBWarehouse
 
