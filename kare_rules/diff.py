@@ -17,6 +17,7 @@ import polars as pl
 from kare_rules import model as m
 from kare_rules.compile_polars import describe, describe_predicate, format_value
 from kare_rules.engine import as_date, categorize
+from kare_rules.overrides import Override, apply_overrides
 from kare_rules.testing import run_rule_tests
 from kare_rules.validation import validate_accounts
 
@@ -332,6 +333,46 @@ def _watch_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     return out
 
 
+# ---- overrides.yaml ----------------------------------------------------------------------------
+
+
+def _pin_text(o: Override) -> str:
+    return f"{o.category} until {o.expires.isoformat()} ({o.author}: {o.reason})"
+
+
+def override_changes(before: tuple[Override, ...], after: tuple[Override, ...]) -> list[RuleChange]:
+    """The accounts pinned, unpinned or re-pinned by an overrides.yaml change, by account, in file order.
+    Not rule changes: they need no version bump (the run id records the overrides), but they move accounts."""
+    old = {o.account: o for o in before}
+    new = {o.account: o for o in after}
+    out = []
+    for account in [*old, *(a for a in new if a not in old)]:
+        a, b = old.get(account), new.get(account)
+        if a == b:
+            continue
+        if a is None:
+            out.append(RuleChange("override_added", "override", account, f"{account} pinned to {_pin_text(b)}"))
+        elif b is None:
+            out.append(RuleChange("override_removed", "override", account, f"{account} unpinned (was {_pin_text(a)})"))
+        else:
+            diffs = [
+                f"{what} {_quoted(x, what)} → {_quoted(y, what)}"
+                for what, x, y in (
+                    ("category", a.category, b.category),
+                    ("expires", a.expires.isoformat(), b.expires.isoformat()),
+                    ("reason", a.reason, b.reason),
+                    ("author", a.author, b.author),
+                )
+                if x != y
+            ]
+            out.append(RuleChange("override_changed", "override", account, f"{account} pin: " + ", ".join(diffs)))
+    return out
+
+
+def _quoted(value: str, what: str) -> str:
+    return f"'{value}'" if what == "reason" else value
+
+
 # ---- condition trees ----------------------------------------------------------------------------
 
 
@@ -416,16 +457,27 @@ class Impact:
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     came_near: int = 0
     left_near: int = 0
+    # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
+    # has no such watch), as `kare run` opens their actions.
+    watches: list[dict[str, Any]] = field(default_factory=list)
 
 
 SOON_DAYS = m.SOON_DAYS
 
 
-def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[pl.DataFrame, Any]:
-    """Per input row: its account id and category under these rules (`quarantined` if the contract
-    rejects it), plus the validation result to explain moved accounts later."""
+def _outcome(
+    rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date, overrides: tuple[Override, ...] = ()
+) -> tuple[pl.DataFrame, Any]:
+    """Per input row: its account id and category under these rules, overrides applied as `kare run`
+    applies them (`quarantined` if the contract rejects the row), plus the validation result to explain
+    moved accounts later."""
+    from kare_rules.run.engine import pin_overrides  # the run's own step: diff and run pin alike
+
     checked = validate_accounts(rules, accounts)
     result = categorize(rules, checked.valid, as_of, explain=False, edges=True)
+    if overrides:
+        result = result.with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
+        result = pin_overrides(rules, checked.valid, result, as_of, overrides)
     soon = pl.col("next_move_on") <= pl.lit(as_of + dt.timedelta(days=SOON_DAYS))
     valid = pl.DataFrame(
         {
@@ -433,6 +485,7 @@ def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[
             "account_id": checked.valid[rules.key].cast(pl.String),
             "category": result["category"],
             "soon": result.select(pl.when(soon).then(pl.col("next_category"))).to_series(),
+            "watches": result["watches"].cast(pl.List(pl.String)),
         }
     )
     quarantined = checked.quarantine.select(
@@ -440,6 +493,7 @@ def _outcome(rules: m.RuleSet, accounts: pl.DataFrame, as_of: dt.date) -> tuple[
         pl.col("account_id"),
         pl.lit(QUARANTINED).alias("category"),
         pl.lit(None, dtype=pl.String).alias("soon"),
+        pl.lit([], dtype=pl.List(pl.String)).alias("watches"),  # not categorized: no watch holds
     )
     return pl.concat([valid, quarantined]).sort(_ROW), checked
 
@@ -450,12 +504,15 @@ def _counts(outcome: pl.DataFrame, show_quarantined: bool) -> dict[str, int]:
     return {c: int(got.get(c, 0)) for c in names}
 
 
-def _reasons(rules: m.RuleSet, checked: Any, rows: pl.Series, as_of: dt.date) -> dict[int, str]:
-    """Why each of a few rows got its category under these rules (explanations for the moved only)."""
+def _reasons(
+    rules: m.RuleSet, checked: Any, rows: pl.Series, as_of: dt.date, overrides: tuple[Override, ...] = ()
+) -> dict[int, str]:
+    """Why each of a few rows got its category under these rules and overrides (explanations for the
+    moved only)."""
     valid = checked.valid.filter(pl.col(_ROW).is_in(rows.implode()))
     out: dict[int, str] = {}
     if valid.height:
-        explained = categorize(rules, valid, as_of, explain=True)
+        explained = apply_overrides(categorize(rules, valid, as_of, explain=True), rules.key, overrides, as_of)
         out.update(zip(valid[_ROW].to_list(), explained["reason"].to_list(), strict=True))
     q = checked.quarantine.filter((pl.col("row_number") - 1).is_in(rows.cast(pl.Int64).implode()))
     for row_number, reasons in q.select("row_number", "reasons").iter_rows():
@@ -469,11 +526,14 @@ def impact(
     accounts: pl.DataFrame | pl.LazyFrame,
     as_of: dt.date | str,
     limit: int = 20,
+    overrides_before: tuple[Override, ...] = (),
+    overrides_after: tuple[Override, ...] = (),
 ) -> Impact:
     """Categorize the same input with both versions at the same as_of and compare, row by row.
 
     Each version validates the input against its own contract; a row one version quarantines counts
     as `quarantined` there, so a stricter contract shows up as moves instead of vanishing accounts.
+    Each version's overrides are applied as `kare run` applies them, so a new pin is a move too.
     A missing side (a rule file added or removed) gives counts for the other side only.
     """
     as_of = as_date(as_of)
@@ -481,14 +541,16 @@ def impact(
     frame = frame.with_row_index(_ROW)
     result = Impact(as_of=as_of, accounts=frame.height)
     sides = {}
+    pins = {"before": overrides_before, "after": overrides_after}
     for label, rules in (("before", before), ("after", after)):
         if rules is not None:
-            sides[label] = _outcome(rules, frame, as_of)
+            sides[label] = _outcome(rules, frame, as_of, pins[label])
     show_q = any((o["category"] == QUARANTINED).any() for o, _ in sides.values())
     if "before" in sides:
         result.counts_before = _counts(sides["before"][0], show_q)
     if "after" in sides:
         result.counts_after = _counts(sides["after"][0], show_q)
+    result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
@@ -500,8 +562,8 @@ def impact(
     result.transitions = sorted(flows, key=lambda f: (-f["accounts"], order[f["from"]], order[f["to"]]))
     result.moved_total = moved.height
     first = moved.head(max(limit, 0))
-    why_before = _reasons(before, old_checked, first[_ROW], as_of)
-    why_after = _reasons(after, new_checked, first[_ROW], as_of)
+    why_before = _reasons(before, old_checked, first[_ROW], as_of, overrides_before)
+    why_after = _reasons(after, new_checked, first[_ROW], as_of, overrides_after)
     for row in first.iter_rows(named=True):
         result.moved.append(
             {
@@ -513,6 +575,31 @@ def impact(
             }
         )
     return result
+
+
+def _watch_counts(
+    before: m.RuleSet | None, after: m.RuleSet | None, outcomes: dict[str, pl.DataFrame]
+) -> list[dict[str, Any]]:
+    """How many accounts each watch flags under each version (in the order the watches are written,
+    before's first); None on a side whose rules have no such watch."""
+    ids = {label: [w.id for w in rules.watches] for label, rules in (("before", before), ("after", after)) if rules}
+    order = [*ids.get("before", []), *(i for i in ids.get("after", []) if i not in ids.get("before", []))]
+    if not order:
+        return []
+    flagged = {
+        label: dict(outcome.select(pl.col("watches").explode().drop_nulls()).group_by("watches").len().iter_rows())
+        for label, outcome in outcomes.items()
+    }
+    return [
+        {
+            "watch": wid,
+            **{
+                label: int(flagged[label].get(wid, 0)) if wid in ids.get(label, []) else None
+                for label in ("before", "after")
+            },
+        }
+        for wid in order
+    ]
 
 
 def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame) -> None:
@@ -644,6 +731,7 @@ class OrgDiff:
     impact: Impact | None = None
     impact_note: str | None = None  # why there is no impact section, when there is none
     path_after: str | None = None  # the rule file to edit
+    override_changes: list[RuleChange] = field(default_factory=list)  # overrides.yaml: pins added, removed, changed
 
     def to_json(self) -> dict[str, Any]:
         imp = self.impact
@@ -655,6 +743,7 @@ class OrgDiff:
             "digest_before": self.digest_before,
             "digest_after": self.digest_after,
             "rule_changes": [c.to_json() for c in self.rule_changes],
+            "override_changes": [c.to_json() for c in self.override_changes],
             "as_of": imp.as_of.isoformat() if imp else None,
             "accounts": imp.accounts if imp else None,
             "counts_before": imp.counts_before if imp else None,
@@ -665,6 +754,7 @@ class OrgDiff:
             "upcoming": imp.upcoming if imp else [],
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
+            "watches": imp.watches if imp else [],
             "impact_note": self.impact_note,
             "tests_before": self.tests_before,
             "tests_after": self.tests_after,
@@ -678,8 +768,11 @@ def diff_rules(
     accounts: pl.DataFrame | pl.LazyFrame | None = None,
     as_of: dt.date | str | None = None,
     limit: int = 20,
+    overrides_before: tuple[Override, ...] = (),
+    overrides_after: tuple[Override, ...] = (),
 ) -> OrgDiff:
-    """Compare two versions of one organization's rules (either may be None: added or removed)."""
+    """Compare two versions of one organization's rules (either may be None: added or removed) and the
+    overrides beside each (empty when there is no overrides.yaml)."""
     if before is None and after is None:
         raise ValueError("diff_rules needs at least one rule set")
     org = (after or before).organization
@@ -702,13 +795,14 @@ def diff_rules(
         tests_after=rule_test_summary(after) if after else None,
         version_check=check_version(before, after, changes),
         path_after=(after.path or None) if after else None,
+        override_changes=override_changes(overrides_before, overrides_after),
     )
     if accounts is None:
         report.impact_note = "no input given: impact on accounts not computed"
     elif as_of is None:
         raise ValueError("diff_rules needs as_of to compute the impact on accounts")
     else:
-        report.impact = impact(before, after, accounts, as_of, limit)
+        report.impact = impact(before, after, accounts, as_of, limit, overrides_before, overrides_after)
     return report
 
 
@@ -740,6 +834,9 @@ def summary_line(d: OrgDiff) -> str:
     }.get(d.status, f"{d.organization} {d.version_before} → {d.version_after}")
     n = len(d.rule_changes)
     parts = [f"**{versions}**", f"{n} rule change{'s' if n != 1 else ''}"]
+    if d.override_changes:
+        k = len(d.override_changes)
+        parts.append(f"{k} override change{'s' if k != 1 else ''}")
     if d.impact is not None and d.status not in ("added", "removed"):
         parts.append(f"{d.impact.moved_total:,} of {d.impact.accounts:,} accounts move")
     parts.append("version check " + ("✅" if d.version_check.ok else "❌"))
@@ -750,7 +847,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
     lines = [f"{heading} {d.organization}", "", summary_line(d), ""]
     if d.status in ("changed", "unchanged"):
         lines.append(f"Digest `{d.digest_before}` → `{d.digest_after}`" if d.status == "changed" else "")
-        lines[-1] = lines[-1] or f"Digest `{d.digest_after}` (unchanged: no semantic change)"
+        same = "the rules did not change; overrides.yaml did" if d.override_changes else "no semantic change"
+        lines[-1] = lines[-1] or f"Digest `{d.digest_after}` (unchanged: {same})"
         lines.append("")
     if d.rule_changes:
         lines += ["**Rule changes**", ""]
@@ -763,6 +861,10 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             if c.before and c.after and last_of_group and group not in shown:
                 shown.add(group)
                 lines.append(f"  - was `{c.before}`, now `{c.after}`")
+        lines.append("")
+    if d.override_changes:
+        lines += ["**Overrides** (overrides.yaml: accounts pinned to a category)", ""]
+        lines += [f"- {c.text}" for c in d.override_changes]
         lines.append("")
     imp = d.impact
     if imp is None:
@@ -800,6 +902,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         elif d.status not in ("added", "removed"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)
+        lines += _watch_lines(imp)
     lines += ["**Embedded tests**", ""]
     for label, t in (("before", d.tests_before), ("after", d.tests_after)):
         if t is not None:
@@ -830,6 +933,23 @@ def _upcoming_lines(imp: Impact) -> list[str]:
                     f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
 
 
+def _watch_lines(imp: Impact) -> list[str]:
+    """The accounts each watch flags before and after (their watch actions open in a run)."""
+    if not imp.watches:
+        return []
+    rows = [
+        [
+            f"`{w['watch']}`",
+            "–" if w["before"] is None else f"{w['before']:,}",
+            "–" if w["after"] is None else f"{w['after']:,}",
+            "–" if w["before"] is None or w["after"] is None else _delta(w["after"] - w["before"]),
+        ]
+        for w in imp.watches
+    ]
+    title = f"**Watches** (accounts each watch flags as of {imp.as_of.isoformat()}; a run opens their actions)"
+    return [title, "", *_table(["watch", "before", "after", "Δ"], rows), ""]
+
+
 def _matrix(imp: Impact) -> list[str]:
     """Who moves where: rows are the category before, columns the category after."""
     order = [*m.ALL_CATEGORIES, QUARANTINED]
@@ -845,7 +965,7 @@ def render_markdown(reports: list[OrgDiff], base: str | None = None) -> str:
     title = f"## KARE rule changes against `{base}`" if base else "## KARE rule change"
     lines = [MARKER, title, ""]
     if not reports:
-        lines += [f"No rule file differs from `{base}`." if base else "No rule files compared.", ""]
+        lines += [f"No rule, test or overrides file differs from `{base}`." if base else "No rule files compared.", ""]
     if len(reports) > 1:
         lines += [f"- {summary_line(d)}" for d in reports] + [""]
     for d in reports:

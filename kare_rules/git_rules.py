@@ -11,10 +11,12 @@ import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from kare_rules import model as m
 from kare_rules.errors import KareError, RuleFileError, UsageError
 from kare_rules.loader import RULE_FILE_NAMES, is_safe_org, load_rules
+from kare_rules.overrides import OVERRIDES_FILE, Override, load_overrides
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -24,9 +26,21 @@ def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
         raise UsageError("git is not installed or not on PATH; kare diff --base needs it") from None
 
 
+class OrgVersions(NamedTuple):
+    """One organization at the base ref and now: its rules (None where the rule file is absent) and the
+    overrides beside them (empty without an overrides.yaml)."""
+
+    org: str
+    before: m.RuleSet | None
+    after: m.RuleSet | None
+    overrides_before: tuple[Override, ...] = ()
+    overrides_after: tuple[Override, ...] = ()
+
+
 def _is_rules_path(parts: tuple[str, ...]) -> bool:
-    """ORG/kare.yaml or ORG/tests/NAME.yaml: the files one organization's rules are made of."""
-    is_rule = len(parts) == 2 and parts[1] in RULE_FILE_NAMES
+    """ORG/kare.yaml, ORG/overrides.yaml or ORG/tests/NAME.yaml: the files one organization's rules are
+    made of. overrides.yaml is reviewed by pull request like the rules, so a change of it alone is a change."""
+    is_rule = len(parts) == 2 and parts[1] in (*RULE_FILE_NAMES, OVERRIDES_FILE)
     is_test = len(parts) == 3 and parts[1] == "tests" and parts[2].endswith((".yaml", ".yml"))
     return is_rule or is_test
 
@@ -85,8 +99,9 @@ def _files_now(rules_dir: Path) -> dict[str, bytes]:
     return out
 
 
-def _load_old(org: str, files: dict[str, bytes], label: str) -> m.RuleSet:
-    """Load a past version from a scratch copy of its org directory (the loader checks the directory name)."""
+def _load_old(org: str, files: dict[str, bytes], label: str) -> tuple[m.RuleSet, tuple[Override, ...]]:
+    """Load a past version and its overrides from a scratch copy of its org directory (the loader checks
+    the directory name)."""
     _check_org_name(org, label)
     with tempfile.TemporaryDirectory(prefix="kare-diff-") as tmp:
         root = Path(tmp).resolve()
@@ -106,11 +121,20 @@ def _load_old(org: str, files: dict[str, bytes], label: str) -> m.RuleSet:
             raise KareError(
                 f"{label}/{rule_file} is not a valid rule file, so there is nothing to compare against: {first}"
             ) from None
-        return replace(rules, path=f"{label}/{rule_file}")
+        try:
+            overrides = load_overrides(org_dir / OVERRIDES_FILE, rules)
+        except RuleFileError as exc:
+            first = "; ".join(p.message for p in exc.problems[:3])
+            raise KareError(
+                f"{label}/{OVERRIDES_FILE} is not a valid overrides file, so there is nothing to compare against: "
+                f"{first}"
+            ) from None
+        return replace(rules, path=f"{label}/{rule_file}"), overrides
 
 
-def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[tuple[str, m.RuleSet | None, m.RuleSet | None]]:
-    """(organization, rules at base, rules now) for every org whose rule files differ from `base`.
+def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[OrgVersions]:
+    """Every org whose rule, test or overrides files differ from `base`: its rules and overrides at
+    `base` and now.
 
     A rule file new in the working tree comes with None before; a deleted one with None after.
     """
@@ -136,10 +160,11 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[tuple[str,
         if old.get(org) == new.get(org):
             continue
         label = f"{base}:{rel_dir + '/' if rel_dir else ''}{org}"
-        before = _load_old(org, old[org], label) if org in old else None
-        after = None
+        before, overrides_before = _load_old(org, old[org], label) if org in old else (None, ())
+        after, overrides_after = None, ()
         if org in new:
             rule_file = next(name for name in RULE_FILE_NAMES if name in new[org])
             after = load_rules(rules_dir / org / rule_file)
-        out.append((org, before, after))
+            overrides_after = load_overrides(rules_dir / org / OVERRIDES_FILE, after)
+        out.append(OrgVersions(org, before, after, overrides_before, overrides_after))
     return out

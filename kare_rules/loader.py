@@ -250,7 +250,9 @@ class _Checker:
         self.trait_names: set[str] = set(rules.traits) if rules else set()
         self.defined: set[str] = set(rules.categories) if rules else set()
         self.inputs: dict[str, m.InputColumn] = {c.name: c for c in rules.inputs} if rules else {}
-        self.action_ids: set[str] = _action_ids(rules.categories.values(), rules.transitions) if rules else set()
+        self.action_ids: set[str] = (
+            _action_ids(rules.categories.values(), rules.transitions, rules.watches) if rules else set()
+        )
         self.trait_size: dict[str, tuple[int, int, int]] = {}  # depth, nodes, values: traits written out
         self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
         self.traits_built: dict[str, m.Condition] = dict(rules.traits) if rules else {}
@@ -926,8 +928,8 @@ class _Checker:
             return []
         out = []
         ids: dict[str, int] = {}
-        # A watch's actions are not what a test account gets on its first run (`tests: actions:`).
-        test_action_ids = set(self.action_ids)
+        # A watch's action ids join self.action_ids: a test may expect them (`tests: actions:`), as a run
+        # opens them for an account the watch holds for.
         for i, w in enumerate(raw):
             if not isinstance(w, dict) or not {"id", "from", "actions"} <= set(w):
                 continue  # the schema reports the missing keys
@@ -979,7 +981,6 @@ class _Checker:
                     description=w["description"] if isinstance(w.get("description"), str) else None,
                 )
             )
-        self.action_ids = test_action_ids
         return out
 
     def watch_within(self, raw: Any, where: DocPath) -> list[m.WithinAmount]:
@@ -1267,9 +1268,10 @@ class _Checker:
 NO_MOVE = "none"  # a test's `next_category: none`: no move within the horizon
 
 
-def _action_ids(categories, transitions) -> set[str]:
-    """Every action id a test account could get: from a category or a transition."""
-    return {a.id for r in categories for a in r.actions} | {a.id for t in transitions for a in t.actions}
+def _action_ids(categories, transitions, watches=()) -> set[str]:
+    """Every action id a test account could get: from a category, a transition or a watch (`tests:
+    actions:`). A rule file's own watches add theirs as its `watch:` section is read."""
+    return {a.id for group in (categories, transitions, watches) for x in group for a in x.actions}
 
 
 def trait_refs(cond: m.Condition):

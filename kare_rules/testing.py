@@ -65,13 +65,18 @@ def previous_frame(rules: m.RuleSet, t: m.RuleTest) -> pl.DataFrame | None:
     )
 
 
-def actions_on_first_run(rules: m.RuleSet, category: str) -> tuple[str, ...]:
-    """The action ids a test account gets: it is seen for the first time, so its category's actions and
-    those of a `new → category` transition."""
+def actions_on_first_run(rules: m.RuleSet, category: str, watches: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The action ids a run opens for a test account: it is seen for the first time, so its category's
+    actions, those of a `new → category` transition, and those of the watches that hold for it (`watches`,
+    ids as in the `watches` column)."""
     ids = [a.id for a in rules.categories[category].actions] if category in rules.categories else []
     for t in rules.transitions:
         if t.from_category == "new" and t.to_category == category:
             ids.extend(a.id for a in t.actions)
+    held = set(watches)
+    for w in rules.watches:
+        if w.id in held:
+            ids.extend(a.id for a in w.actions)
     return tuple(dict.fromkeys(ids))
 
 
@@ -85,18 +90,21 @@ def run_rule_tests(rules: m.RuleSet) -> list[RuleTestResult]:
         by_date.setdefault((t.as_of, i if t.previous else -1), []).append(i)
     got: dict[int, tuple[str, str | None, str]] = {}
     moves: dict[int, tuple[str | None, dt.date | None]] = {}
+    watching: dict[int, tuple[str, ...]] = {}
     for (as_of, alone), indexes in by_date.items():
         frame = accounts_frame(rules, [dict(rules.tests[i].account) for i in indexes])
         previous = previous_frame(rules, rules.tests[alone]) if alone >= 0 else None
-        # the next move is only computed when a test of this date expects one
-        edges = any(
+        # The early warning (next move, nearest changes) is computed when the rules have watches, whose
+        # actions are among the account's, or when a test of this date expects a next move.
+        edges = bool(rules.watches) or any(
             rules.tests[i].next_category is not None or rules.tests[i].next_move_on is not None for i in indexes
         )
         out = categorize(rules, frame, as_of, explain=True, previous=previous, edges=edges)
         for i, row in zip(indexes, out.iter_rows(named=True), strict=True):
             got[i] = (row["category"], row["matched_rule"], row["reason"])
             moves[i] = (row.get("next_category"), row.get("next_move_on"))
-    return [_judge(rules, t, *got[i], next_move=moves[i]) for i, t in enumerate(rules.tests)]
+            watching[i] = tuple(row.get("watches") or ())
+    return [_judge(rules, t, *got[i], next_move=moves[i], watches=watching[i]) for i, t in enumerate(rules.tests)]
 
 
 NO_MOVE = "none"  # how a test says, and a failure shows, that the account does not move within the horizon
@@ -109,8 +117,9 @@ def _judge(
     matched_rule: str | None,
     reason: str,
     next_move: tuple[str | None, dt.date | None] = (None, None),
+    watches: tuple[str, ...] = (),
 ) -> RuleTestResult:
-    actions = actions_on_first_run(rules, category)
+    actions = actions_on_first_run(rules, category, watches)
     mismatches = []
     if category != t.expect:
         mismatches.append(Mismatch("category", t.expect, category))

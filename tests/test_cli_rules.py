@@ -500,6 +500,29 @@ def test_explain_finds_an_integer_key_however_the_csv_or_the_option_writes_it(wo
     assert out[0] == f"account 5 as of {AS_OF} (numbered 1.0.0): keep"
 
 
+def test_explain_matches_a_string_key_exactly_as_validation_and_categorize_do(work, capsys):
+    # ' D' and 'D' are two accounts to validation and categorize; explain must not mix their rows.
+    spaced = ACCOUNTS.with_columns(
+        pl.when(pl.col("account_id") == "A").then(pl.lit(" D")).otherwise(pl.col("account_id")).alias("account_id")
+    )
+    spaced.write_csv(work / "spaced.csv")
+    assert run(capsys, "categorize", "--rules", "rules/acme", "--input", "spaced.csv", "--as-of", AS_OF,
+               "--output", "r.csv")[0] == 0  # fmt: skip
+    categories = dict(pl.read_csv(work / "r.csv").select("account_id", "category").iter_rows())
+    assert categories[" D"] != categories["D"]
+    argv = ["explain", "--rules", "rules/acme", "--input", "spaced.csv", "--as-of", AS_OF, "--account"]
+    code, out, _ = run(capsys, *argv, "D")
+    assert (code, out[0]) == (0, f"account D as of 2026-10-31 (acme 1.2.0): {categories['D']}")
+    code, out, _ = run(capsys, *argv, " D")
+    assert (code, out[0]) == (0, f"account ' D' as of 2026-10-31 (acme 1.2.0): {categories[' D']}")
+    code, out, err = run(capsys, *argv, "D ")
+    assert (code, out) == (1, [])
+    assert err == [
+        "kare explain: account 'D ' is not in the input (key column 'account_id'); keys match exactly, spaces "
+        "included, and the input has ' D', 'D'"
+    ]
+
+
 def test_explain_an_unknown_account_is_one_clear_line_and_exit_1(work, capsys):
     code, out, err = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF,

@@ -160,6 +160,68 @@ def test_test_files_beside_the_rules_may_expect_actions_too(work, capsys):
     assert (code, out.splitlines()[-1]) == (0, "4 passed, 0 failed")
 
 
+WATCHED = RULES.replace(
+    "tests:\n",
+    """watch:
+  - id: recapture-fading
+    from: recapture
+    within_days: 30
+    actions: [{id: last-chance, title: Last call before they go, due_in_days: 7}]
+  - id: almost-big
+    from: keep
+    to: expand
+    within: {revenue: 10}
+    actions: [{id: upsell-call, title: Upsell call, due_in_days: 14}]
+tests:
+  - name: churned 356 days ago leaves recapture in 10 days, so the watch holds
+    account: {account_id: T3, is_customer: false, churned_on: 2025-11-10}
+    as_of: 2026-11-01
+    expect: recapture
+    actions: [last-chance]
+  - name: a payer 5 short of big gets the upsell call
+    account: {account_id: T4, is_customer: true, revenue: 95}
+    as_of: 2026-11-01
+    expect: keep
+    actions: [renewal-check, welcome, upsell-call]
+""",
+)
+
+
+def test_a_test_may_expect_the_actions_of_the_watches_that_hold(work, capsys):
+    write_org(work, "acme", WATCHED)
+    code, out, _ = run(capsys, "test")
+    assert (code, out.splitlines()) == (0, ["4 passed, 0 failed"])
+    # a watch that does not hold gives no action: churned 300 days ago, the move is 66 days away
+    write_org(work, "acme", WATCHED.replace("churned_on: 2025-11-10", "churned_on: 2026-01-05"))
+    code, out, _ = run(capsys, "test")
+    assert code == 1
+    assert "     actions: expected [last-chance], got []" in out.splitlines()
+    # the JSON result lists the watch's action among the account's
+    write_org(work, "acme", WATCHED)
+    code, out, _ = run(capsys, "test", "--format", "json")
+    got = {t["name"]: t["got"]["actions"] for t in json.loads(out)["files"][0]["tests"]}
+    assert got["a payer 5 short of big gets the upsell call"] == ["renewal-check", "upsell-call", "welcome"]
+
+
+def test_a_test_file_beside_the_rules_may_expect_watch_actions_and_a_typo_still_fails(work, capsys):
+    write_org(work, "acme", WATCHED)
+    extra = work / "rules" / "acme" / "tests" / "more.yaml"
+    extra.parent.mkdir()
+    extra.write_text(
+        "tests:\n  - name: almost gone\n    account: {account_id: X, is_customer: false, churned_on: 2025-11-20}\n"
+        "    as_of: 2026-11-01\n    expect: recapture\n    actions: [last-chanse]\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "validate")
+    assert out.splitlines()[0] == (
+        "rules/acme/tests/more.yaml:6:15: unknown action id 'last-chanse'; did you mean 'last-chance'? "
+        "Actions in these rules: account-plan, last-chance, renewal-check, upsell-call, welcome"
+    )
+    extra.write_text(extra.read_text(encoding="utf-8").replace("last-chanse", "last-chance"), encoding="utf-8")
+    code, out, _ = run(capsys, "test")
+    assert (code, out.splitlines()[-1]) == (0, "5 passed, 0 failed")
+
+
 # ---- the why-tree of a failed test --------------------------------------------------------------
 
 

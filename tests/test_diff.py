@@ -514,7 +514,97 @@ def test_kare_diff_base_compares_every_changed_org_against_a_git_ref(tmp_path, c
 
 def test_markdown_with_nothing_changed_says_so():
     text = render_markdown([], base="origin/main")
-    assert text.startswith(MARKER) and "No rule file differs from `origin/main`." in text
+    assert text.startswith(MARKER) and "No rule, test or overrides file differs from `origin/main`." in text
+
+
+PIN = "- {account: A001, category: expand, reason: CEO friend, author: ana@acme.example, expires: 2027-01-31}\n"
+
+
+def write_overrides(org_dir: Path, *items: str) -> None:
+    text = "format: kare-overrides/v1\noverrides:\n" + "".join(f"  {i}" for i in items)
+    (org_dir / "overrides.yaml").write_text(text if items else "format: kare-overrides/v1\noverrides: []\n")
+
+
+def test_a_change_of_overrides_yaml_alone_is_reported_and_its_impact_applies_the_pins(tmp_path, capsys):
+    # A001 (value 2000, a customer) is keep by the rules; the new overrides.yaml pins it to expand, A002
+    # (keep) moves its pin from exit to recapture, and A005's pin (expand, an enterprise of 10000) is removed.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, BASE, "acme")
+    write_overrides(
+        rules / "acme",
+        "- {account: A002, category: exit, reason: No margin, author: bo@acme.example, expires: 2027-01-31}\n",
+        "- {account: A005, category: expand, reason: Strategic, author: bo@acme.example, expires: 2027-01-31}\n",
+    )
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_overrides(
+        rules / "acme",
+        PIN,
+        "- {account: A002, category: recapture, reason: Lost to a rival, author: bo@acme.example, "
+        "expires: 2027-02-28}\n",
+    )
+    accounts().write_parquet(tmp_path / "acme.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0  # no version bump needed
+    org = json.loads(capsys.readouterr().out)["organizations"][0]
+    assert org["status"] == "unchanged" and org["rule_changes"] == []
+    assert [c["text"] for c in org["override_changes"]] == [
+        "A002 pin: category exit → recapture, expires 2027-01-31 → 2027-02-28, reason 'No margin' → 'Lost to a rival'",
+        "A005 unpinned (was expand until 2027-01-31 (bo@acme.example: Strategic))",
+        "A001 pinned to expand until 2027-01-31 (ana@acme.example: CEO friend)",
+    ]
+    assert {k: v for k, v in org["override_changes"][2].items() if k != "text"} == {
+        "kind": "override_added",
+        "override": "A001",
+    }
+    flows = {(t["from"], t["to"]): t["accounts"] for t in org["transitions"]}
+    assert flows == {("keep", "expand"): 1, ("exit", "recapture"): 1, ("expand", "keep"): 1}
+    moved = {x["account_id"]: x for x in org["moved"]}
+    assert moved["A001"]["reason_after"] == (
+        "override by ana@acme.example until 2027-01-31: CEO friend (rules said: keep)"
+    )
+    assert moved["A005"]["reason_before"].startswith("override by bo@acme.example")
+
+    assert main([*argv, "--as-of", "2026-11-01"]) == 0
+    text = capsys.readouterr().out
+    assert "0 rule changes · 3 override changes · 3 of 40 accounts move · version check ✅" in text
+    assert "(unchanged: the rules did not change; overrides.yaml did)" in text
+    assert "- A001 pinned to expand until 2027-01-31 (ana@acme.example: CEO friend)" in text
+
+    # an override in force on neither date moves nobody, but the change is still listed
+    assert main([*argv, "--as-of", "2027-03-01", "--format", "json"]) == 0
+    org = json.loads(capsys.readouterr().out)["organizations"][0]
+    assert org["moved_total"] == 0 and len(org["override_changes"]) == 3
+
+
+def test_kare_diff_before_after_reads_the_overrides_beside_each_rule_file(tmp_path, capsys):
+    before, after, data = _files(tmp_path, BASE)
+    write_overrides(after.parent, PIN)
+    argv = ["diff", "--before", str(before), "--after", str(after), "--input", str(data), "--as-of", "2026-11-01"]
+    assert main([*argv, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["kind"] for c in report["override_changes"]] == ["override_added"]
+    assert report["transitions"] == [{"from": "keep", "to": "expand", "accounts": 1}]
+    # the same pin on both sides is no change and moves nobody
+    write_overrides(before.parent, PIN)
+    assert main([*argv, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["override_changes"] == [] and report["moved_total"] == 0
+    assert report["counts_before"]["expand"] == report["counts_after"]["expand"] == 18
+
+
+def test_an_ending_override_is_an_upcoming_move_in_kare_diff(tmp_path):
+    # As in a run: the day after a pin expires the rules decide again, so A001's pin to expand ending on
+    # 2026-11-10 is a move expand → keep within 30 days.
+    from kare_rules.overrides import Override
+
+    rules = load(tmp_path, BASE)
+    pin = Override("A001", "expand", "trial", "ana@acme.example", dt.date(2026, 11, 10))
+    imp = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=(pin,)).impact
+    assert {"from": "expand", "to": "keep", "before": 0, "after": 1} in imp.upcoming
 
 
 # ---- CI wiring ----------------------------------------------------------------------------------
@@ -571,3 +661,63 @@ def test_impact_shows_accounts_a_change_brings_within_30_days_of_a_move(tmp_path
     assert "| `recapture` → `unassigned` | 0 | 1 | +1 |" in text
     assert "Accounts coming within 30 days of a move: 1; no longer within: 0." in text
     assert report.to_json()["came_within_30_days"] == 1
+
+
+WATCHES = """
+watch:
+  - id: recapture-fading
+    from: recapture
+    within_days: 30
+    actions: [{id: last-call, title: Last call before they go, due_in_days: 7}]
+  - id: expand-slipping
+    from: expand
+    within: {value_last_90d: 10%}
+    actions: [{id: spend-review, title: Review the spend, due_in_days: 14}]
+"""
+
+
+def test_impact_counts_the_accounts_each_watch_flags_before_and_after(tmp_path, capsys):
+    # recapture-fading: the account churned 320 days ago leaves recapture in 46 days, so within_days 30
+    # flags nobody and 60 flags it. expand-slipping (A018 at 36000, A019 at 38000 are within 10% of the
+    # 35000 edge) is removed; keep-thin is new: keep accounts within 2000 of another category's edge, A017 at
+    # 34000 (expand from 35000) and A001 at 2000 (exit below 100).
+    after_text = edit(
+        BASE + WATCHES,
+        ("within_days: 30", "within_days: 60"),
+        (
+            "  - id: expand-slipping\n    from: expand\n    within: {value_last_90d: 10%}\n",
+            "  - id: keep-thin\n    from: keep\n    within: {value_last_90d: 2000}\n",
+        ),
+        ("version: 1.4.0", "version: 1.5.0"),
+    )
+    before, after, data = _files(tmp_path, after_text)
+    write_rules(tmp_path / "old", BASE + WATCHES)
+    argv = ["diff", "--before", str(before), "--after", str(after), "--input", str(data), "--as-of", "2026-11-01"]
+    assert main([*argv, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["watches"] == [
+        {"watch": "recapture-fading", "before": 0, "after": 1},
+        {"watch": "expand-slipping", "before": 2, "after": None},
+        {"watch": "keep-thin", "before": None, "after": 2},
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "**Watches** (accounts each watch flags as of 2026-11-01; a run opens their actions)" in text
+    assert "| `recapture-fading` | 0 | 1 | +1 |" in text
+    assert "| `expand-slipping` | 2 | – | – |" in text
+    assert "| `keep-thin` | – | 2 | – |" in text
+
+
+def test_a_pinned_account_counts_for_no_watch_as_in_a_run(tmp_path):
+    from kare_rules.overrides import Override
+
+    rules = load(tmp_path, BASE + WATCHES)
+    pin = Override("A018", "expand", "key account", "ana@acme.example", dt.date(2027, 1, 31))
+    imp = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=(pin,)).impact
+    assert {"watch": "expand-slipping", "before": 2, "after": 1} in imp.watches
+
+
+def test_rules_without_watches_have_no_watch_section(tmp_path):
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF)
+    assert report.impact.watches == [] and report.to_json()["watches"] == []
+    assert "**Watches**" not in "\n".join(render_org_markdown(report))

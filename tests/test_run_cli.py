@@ -162,6 +162,48 @@ def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memor
         assert f"{warehouse} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse" in err
     assert source.read_bytes() == before
     assert not Path(f"{warehouse}.lock").exists()  # refused before a lock file is made beside it
+    # nothing could be logged in a warehouse that is not one, so the run does not point there
+    assert "nothing was published" in err and "kare.runs" not in err
+
+
+def test_an_unchanged_rerun_says_its_figures_are_those_already_published(published, capsys):
+    source, warehouse = published
+    capsys.readouterr()
+    assert main(args(source, warehouse)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "unchanged (same rules, overrides, data and engine as the last run)" in lines[1]
+    assert lines[2] == "  nothing new was published: the figures below are those the run already published"
+    # the information is kept: the first run's counts, its moves counted against the run before it
+    assert lines[5].startswith("  moves     0 since the run before it; 400 new, 0 removed")
+    assert lines[6].startswith("  actions   ") and not lines[6].startswith("  actions   0 opened")
+    # a run that publishes says nothing of the kind
+    assert main(args(source, warehouse, day=DAY + dt.timedelta(days=1))) == 0
+    text = capsys.readouterr().out
+    assert "already published" not in text and "since the last run" in text
+
+
+def test_a_failed_run_points_to_kare_runs_only_when_the_failure_was_logged_there(tmp_path, capsys, monkeypatch):
+    from kare_rules.warehouse import DuckDBWarehouse
+
+    accounts = synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=5)
+    source, lacking = tmp_path / "accounts.parquet", tmp_path / "lacking.parquet"
+    accounts.write_parquet(source)
+    accounts.drop("arr").write_parquet(lacking)
+    warehouse = tmp_path / "w.duckdb"
+    assert main(args(lacking, warehouse)) == 1  # a missing column: logged in the warehouse
+    assert "(the failure is in kare.runs)" in capsys.readouterr().err
+    runs = Warehouse(warehouse).read("runs")
+    assert runs["status"].to_list() == ["failed"] and "arr" in runs["message"][0]
+
+    # A folder the run cannot write: neither the lock file nor the failed run's row can be made there.
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "touch", refuse)
+    monkeypatch.setattr(DuckDBWarehouse, "record_failure", refuse)
+    assert main(args(source, tmp_path / "other.duckdb")) == 1
+    err = capsys.readouterr().err
+    assert "cannot lock the warehouse" in err and "nothing was published" in err and "kare.runs" not in err
 
 
 def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run_holds_it(tmp_path, monkeypatch):

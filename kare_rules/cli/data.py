@@ -113,10 +113,14 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
 
 def _one_account(rules, account: str):
-    """The input rows of one account (a filter on the key as written) and the account as its typed key
-    reads as text. An integer key is one account however it is written: '5', '5.0' and 5 are account 5."""
+    """The input rows of one account and the account as its typed key reads as text, matched as validation
+    and categorize read keys: a string key exactly as written (' A' and 'A' are two accounts), any other
+    type as its text parses, spaces around it ignored; an integer key is one account however it is
+    written: '5', '5.0' and 5 are account 5."""
     import polars as pl
 
+    if rules.input(rules.key).type == "string":
+        return pl.col(rules.key).cast(pl.String) == account, account
     written = pl.col(rules.key).cast(pl.String).str.strip_chars()
     wanted = account.strip()
     if rules.input(rules.key).type == "integer":
@@ -126,6 +130,22 @@ def _one_account(rules, account: str):
                                written.cast(pl.Float64, strict=False) == float(number))  # fmt: skip
             return same.fill_null(False) | (written == wanted), str(number)
     return written == wanted, wanted
+
+
+def _near(rules, args: argparse.Namespace) -> str:
+    """For a string key not found as written: the keys that differ from it only by spaces around them."""
+    import polars as pl
+
+    from kare_rules.sources import read_accounts
+
+    if rules.input(rules.key).type != "string" or not args.account.strip():
+        return ""
+    written = pl.col(rules.key).cast(pl.String)
+    close = read_accounts(args.input, where=written.str.strip_chars() == args.account.strip())
+    keys = close[rules.key].cast(pl.String).head(3).to_list()
+    if not keys:
+        return ""
+    return f"; keys match exactly, spaces included, and the input has {', '.join(repr(k) for k in keys)}"
 
 
 def _whole_number(text: str) -> int | None:
@@ -158,16 +178,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     as_of = as_date(args.as_of)
     where, account = _one_account(rules, args.account)
     mine = read_accounts(args.input, where=where)
+    if mine.height == 0:
+        raise DataError(f"account {account!r} is not in the input (key column '{rules.key}'){_near(rules, args)}")
+    shown = account if account == account.strip() else repr(account)  # ' A' is not A: show where it ends
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
-        err(f"account {account} is not categorized: its input fails validation and would be quarantined")
+        err(f"account {shown} is not categorized: its input fails validation and would be quarantined")
         for r in checked.quarantine.iter_rows(named=True):
             err(f"  {'; '.join(r['reasons'])}")
         return EXIT_FAIL
     previous = previous_values(args, rules)
     nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
-    out(f"account {account} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
+    out(f"account {shown} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
@@ -205,6 +228,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     from kare_rules.diff import diff_rules, render_json, render_markdown
     from kare_rules.engine import as_date
+    from kare_rules.git_rules import OrgVersions
     from kare_rules.loader import load_rules
     from kare_rules.sources import read_accounts
 
@@ -228,21 +252,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
         before, after = load_rules(args.before), load_rules(args.after)
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
-        pairs, as_of = [(after.organization, before, after)], as_date(args.as_of) if args.as_of else None
+        pairs = [
+            OrgVersions(after.organization, before, after, _overrides_beside(args.before, before),
+                        _overrides_beside(args.after, after))
+        ]  # fmt: skip
+        as_of = as_date(args.as_of) if args.as_of else None
     reports = []
-    for org, before, after in pairs:
+    for org, before, after, overrides_before, overrides_after in pairs:
+        pins = {"overrides_before": overrides_before, "overrides_after": overrides_after}
         accounts, note = None, None
         if args.input:
             try:
                 accounts = read_accounts(args.input.replace("{org}", org))
-                reports.append(diff_rules(before, after, accounts, as_of, args.limit))
+                reports.append(diff_rules(before, after, accounts, as_of, args.limit, **pins))
                 continue
             except DataError as exc:
                 if not args.base:
                     raise
                 note = f"impact not computed: {exc}"  # one org's input problem must not hide the others
                 err(f"kare diff: {org}: {note}")
-        report = diff_rules(before, after, None, as_of, args.limit)
+        report = diff_rules(before, after, None, as_of, args.limit, **pins)
         report.impact_note = note or report.impact_note
         reports.append(report)
     if args.format == "json":
@@ -253,7 +282,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text, encoding="utf-8")
         for r in reports:
-            out(f"{r.organization}: {len(r.rule_changes)} rule change(s); version check: {r.version_check.message}")
+            pins = f", {len(r.override_changes)} override change(s)" if r.override_changes else ""
+            check = r.version_check.message
+            out(f"{r.organization}: {len(r.rule_changes)} rule change(s){pins}; version check: {check}")
         out(f"report written to {args.output}")
     else:
         sys.stdout.write(text)
@@ -261,3 +292,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for r in failed:
         err(f"kare diff: {r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _overrides_beside(path: str, rules):
+    """The overrides.yaml in the organization directory of a rule file given as ORG/kare.yaml or ORG/, as
+    `kare run` reads it (none for a rule file under another name, which has no organization directory)."""
+    from kare_rules.loader import RULE_FILE_NAMES
+    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+
+    where = Path(path)
+    folder = where if where.is_dir() else where.parent if where.name in RULE_FILE_NAMES else None
+    return load_overrides(folder / OVERRIDES_FILE, rules) if folder is not None else ()

@@ -179,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--before", metavar="PATH", help="the old rule file")
     s.add_argument("--after", metavar="PATH", help="the new rule file")
-    s.add_argument("--base", metavar="GITREF", help="compare every org whose rule files differ from this git ref")
+    s.add_argument(
+        "--base",
+        metavar="GITREF",
+        help="compare every org whose rule, test or overrides files differ from this git ref",
+    )
     s.add_argument("--rules-dir", default="rules", metavar="DIR", help="with --base: the rules directory (rules/)")
     s.add_argument(
         "--input", metavar="SOURCE", help="accounts to measure the impact on; '{org}' in it becomes each org's name"

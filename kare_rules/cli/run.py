@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except RunFailed as exc:
             failed += 1
             err(f"kare run: {org}: {exc}")
-            err("  nothing was published; the warehouse still holds the previous run (the failure is in kare.runs)")
+            logged = " (the failure is in kare.runs)" if exc.recorded else ""
+            err(f"  nothing was published; the warehouse still holds the previous run{logged}")
             continue
         for line in summary_lines(result):
             out(line)

@@ -3,12 +3,11 @@
 `kare run`, the Dagster assets and the benchmarks all call `run_organization`. It reads only current
 state, writes only the run's changes, slices large organizations to stay within a memory budget, and
 does all of it in one warehouse transaction: a failed or interrupted run leaves every table as it was,
-and is logged in `kare.runs` with what was known when it stopped.
+and is logged in `kare.runs` with what was known when it stopped (when the warehouse can take that).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Callable
@@ -51,7 +50,12 @@ SOON_DAYS = m.SOON_DAYS
 
 
 class RunFailed(KareError):
-    """The run stopped; nothing was published and the failure is logged in kare.runs."""
+    """The run stopped; nothing was published. `recorded` says whether the failure is logged in kare.runs
+    (not when the warehouse could not be opened, or another run held it)."""
+
+    def __init__(self, message: str, recorded: bool = False):
+        super().__init__(message)
+        self.recorded = recorded
 
 
 class RunInterrupted(RunFailed):
@@ -174,16 +178,7 @@ def categorize_run(
     if "watches" not in result.columns:  # the SQL engine gives no early warning
         nulls = [pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c != "watches"]
         result = result.with_columns(*nulls, no_watches.alias("watches"))
-    if overrides:
-        result = apply_overrides(result, rules.key, overrides, as_of)
-        # An override pins the category: where the rules would move the account says nothing about it.
-        pinned = pl.col("matched_rule").eq_missing("override")
-        result = result.with_columns(
-            *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
-            pl.when(pinned).then(no_watches).otherwise(pl.col("watches")).alias("watches"),
-        )
-        if engine == "polars":
-            result = override_moves(rules, valid, result, as_of, overrides, previous)
+    result = pin_overrides(rules, valid, result, as_of, overrides, previous, moves=engine == "polars")
     return conformed(
         "account_categories",
         result.with_columns(
@@ -195,6 +190,30 @@ def categorize_run(
             pl.lit(run_id).alias("run_id"),
         ),
     )
+
+
+def pin_overrides(
+    rules: m.RuleSet,
+    valid: pl.DataFrame,
+    result: pl.DataFrame,
+    as_of: dt.date,
+    overrides: tuple[Override, ...],
+    previous: pl.DataFrame | None = None,
+    moves: bool = True,
+) -> pl.DataFrame:
+    """`result` (categorized with edges) with the overrides in force on `as_of` applied as a run applies
+    them: the pinned category and reason, no nearest change and no watches, and (with `moves`) the move
+    the override's end brings. `kare run` and `kare diff` both call it, so they pin the same accounts."""
+    if not overrides:
+        return result
+    result = apply_overrides(result, rules.key, overrides, as_of)
+    # An override pins the category: where the rules would move the account says nothing about it.
+    pinned = pl.col("matched_rule").eq_missing("override")
+    result = result.with_columns(
+        *[pl.when(~pinned).then(pl.col(c)).alias(c) for c in EDGE_COLUMNS if c != "watches"],
+        pl.when(pinned).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(pl.col("watches")).alias("watches"),
+    )
+    return override_moves(rules, valid, result, as_of, overrides, previous) if moves else result
 
 
 def override_moves(
@@ -400,21 +419,25 @@ def run_organization(
         ):
             return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
     except KeyboardInterrupt:
-        _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-        raise RunInterrupted("interrupted; nothing was published, the warehouse holds the previous run") from None
+        recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+        raise RunInterrupted(
+            "interrupted; nothing was published, the warehouse holds the previous run", recorded
+        ) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
     except Exception as exc:
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
-        _record_failure(warehouse, known, message)
-        raise RunFailed(message) from exc
+        raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
 
 
-def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> None:
-    """Log a failed run with everything known when it stopped; a warehouse that cannot take even
-    that is left alone (the run's own error is the one to report)."""
-    with contextlib.suppress(Exception):
+def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
+    """Log a failed run with everything known when it stopped, and say whether it went in; a warehouse
+    that cannot take even that is left alone (the run's own error is the one to report)."""
+    try:
         warehouse.record_failure(known, message)
+    except Exception:
+        return False
+    return True
 
 
 def _run(

@@ -11,16 +11,25 @@ import polars as pl
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.run.engine import SOON_DAYS, Progress, RunResult
 
-STATUS = {"published": "published", "unchanged": "unchanged (same rules, data and engine as the last run)"}
+STATUS = {
+    "published": "published",
+    "unchanged": "unchanged (same rules, overrides, data and engine as the last run)",
+}
 
 
 def summary_lines(result: RunResult) -> list[str]:
-    """The run's summary: input, categories, moves, actions, then one line per check."""
+    """The run's summary: input, categories, moves, actions, then one line per check. An unchanged re-run
+    published nothing: its figures are those of the run already published, and say so."""
     run, moves = result.run, result.transitions
     sliced = f", {result.slices} slices" if result.slices > 1 else ""
     lines = [
         f"{run['org']} {run['rules_version']} as of {run['as_of']}: {STATUS.get(run['status'], run['status'])} "
         f"(run {run['run_id']}{sliced})",
+    ]
+    if result.unchanged:
+        lines.append("  nothing new was published: the figures below are those the run already published")
+    since = "the run before it" if result.unchanged else "the last run"
+    lines += [
         f"  input     {run['input_rows']:,} rows: {run['valid_rows']:,} valid, {run['quarantined_rows']:,} quarantined"
         + (" (see kare.quarantine)" if run["quarantined_rows"] else ""),
         "  category  " + " · ".join(f"{c} {run[c] or 0:,}" for c in ALL_CATEGORIES),
@@ -33,7 +42,7 @@ def summary_lines(result: RunResult) -> list[str]:
     top = _kinds(real, "kare.category_transitions")
     new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
     gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
-    lines.append(f"  moves     {run['moved'] or 0:,} since the last run" + (f" ({top})" if top else "")
+    lines.append(f"  moves     {run['moved'] or 0:,} since {since}" + (f" ({top})" if top else "")
                  + f"; {new:,} new, {gone:,} removed")  # fmt: skip
     lines.append(f"  actions   {run['actions_opened'] or 0:,} opened, {run['actions_closed'] or 0:,} closed")
     kinds = _kinds(result.upcoming, "kare.upcoming_moves")
