@@ -162,8 +162,9 @@ def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memor
         assert f"{warehouse} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse" in err
     assert source.read_bytes() == before
     assert not Path(f"{warehouse}.lock").exists()  # refused before a lock file is made beside it
-    # nothing could be logged in a warehouse that is not one, so the run does not point there
-    assert "nothing was published" in err and "kare.runs" not in err
+    # nothing could be logged in a warehouse that is not one, so the run does not point there, nor says
+    # that it holds a previous run
+    assert "nothing was published" in err and "kare.runs" not in err and "previous run" not in err
 
 
 def test_an_unchanged_rerun_says_its_figures_are_those_already_published(published, capsys):

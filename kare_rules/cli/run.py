@@ -26,6 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kare_rules.run.slicing import parse_size
     from kare_rules.sources import DEFAULT_INPUT
     from kare_rules.warehouse import Warehouse
+    from kare_rules.warehouse.lock import holds_duckdb
 
     root = Path(args.rules_dir)
     known = organizations(root)
@@ -67,7 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             failed += 1
             err(f"kare run: {org}: {exc}")
             logged = " (the failure is in kare.runs)" if exc.recorded else ""
-            err(f"  nothing was published; the warehouse still holds the previous run{logged}")
+            # only a warehouse that is one holds a previous run (not a new path, not some other file)
+            kept = "; the warehouse still holds the previous run" if holds_duckdb(Path(args.warehouse)) else ""
+            err(f"  nothing was published{kept}{logged}")
             continue
         for line in summary_lines(result):
             out(line)

@@ -116,12 +116,16 @@ def refuse_other_files(path: Path) -> None:
         raise WarehouseBusy(
             "the warehouse ':memory:' would keep nothing after the run; give a file, e.g. data/warehouse.duckdb"
         )
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with path.open("rb") as f:
-        magic = f.read(12)[8:12]
-    if magic != b"DUCK":
+    if path.is_file() and path.stat().st_size and not holds_duckdb(path):
         raise WarehouseBusy(
             f"{path} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse a new or "
             "an existing .duckdb file"
         )
+
+
+def holds_duckdb(path: Path) -> bool:
+    """Whether `path` is a DuckDB database file (the magic bytes of its header)."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(12)[8:12] == b"DUCK"
