@@ -477,6 +477,27 @@ def test_explain_prints_every_category_as_a_tree_with_marks_and_values(work, cap
     assert "   └─ ✓ seats ≥ 5   [seats = 10]" in tree
 
 
+@pytest.mark.parametrize("expires", ["2027-01-31", "2026-10-30"])
+def test_explain_says_when_an_override_pins_the_account(work, capsys, expires):
+    # a run publishes the pinned category while as_of is on or before expires; explain shows the rules'
+    # own view and says so, and says nothing of an override that has ended
+    (work / "rules" / "acme" / "overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        f"  - {{account: D, category: expand, reason: Board decision, author: ana@acme.example, expires: {expires}}}\n"
+    )
+    code, out, err = run(
+        capsys, "explain", "--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF, "--account", "D"
+    )
+    assert code == 0, err
+    assert out[0] == "account D as of 2026-10-31 (acme 1.2.0): recapture"
+    pinned = (
+        "override: a run publishes expand (pinned by ana@acme.example until 2027-01-31: Board decision); "
+        "the category above and the lines below are the rules' own view"
+    )
+    assert (out[1] == pinned) if expires == "2027-01-31" else not any(line.startswith("override:") for line in out)
+    assert any(line.startswith("reason: recapture: ") for line in out)
+
+
 def test_explain_shows_null_values_and_false_predicates_on_them(work, capsys):
     code, out, _ = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--account", "C"

@@ -191,6 +191,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
     out(f"account {shown} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
+    if pin := _pinned(rules, checked.valid, as_of, _overrides_beside(args.rules, rules)):  # what a run publishes
+        out(f"override: a run publishes {pin.category} (pinned by {pin.author} until {pin.expires}: {pin.reason}); "
+            "the category above and the lines below are the rules' own view")  # fmt: skip
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
@@ -201,6 +204,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         out(line)
     trend_note(args, rules)
     return EXIT_OK
+
+
+def _pinned(rules, account, as_of, overrides):
+    """The override that pins this one account (a frame of one valid row) on `as_of`, if any: matched on
+    the key as text, as a run matches it."""
+    import polars as pl
+
+    key = account.select(pl.col(rules.key).cast(pl.String)).item()
+    return next((o for o in overrides if o.account == key and as_of <= o.expires), None)
 
 
 @command
