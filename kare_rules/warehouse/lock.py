@@ -116,7 +116,8 @@ def refuse_other_files(path: Path) -> None:
         raise WarehouseBusy(
             "the warehouse ':memory:' would keep nothing after the run; give a file, e.g. data/warehouse.duckdb"
         )
-    if path.is_file() and path.stat().st_size and not holds_duckdb(path):
+    # (a file kare cannot read is left to DuckDB, whose error says so)
+    if path.is_file() and path.stat().st_size and os.access(path, os.R_OK) and not holds_duckdb(path):
         raise WarehouseBusy(
             f"{path} is not a DuckDB database (it holds other data, perhaps accounts); give --warehouse a new or "
             "an existing .duckdb file"
@@ -124,8 +125,9 @@ def refuse_other_files(path: Path) -> None:
 
 
 def holds_duckdb(path: Path) -> bool:
-    """Whether `path` is a DuckDB database file (the magic bytes of its header)."""
-    if not path.is_file():
+    """Whether `path` is a DuckDB database file (the magic bytes of its header); not when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return f.read(12)[8:12] == b"DUCK"
+    except OSError:  # missing, a directory, or not readable
         return False
-    with path.open("rb") as f:
-        return f.read(12)[8:12] == b"DUCK"
