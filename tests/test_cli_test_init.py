@@ -593,15 +593,18 @@ def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, 
 
 def test_init_modeline_points_at_the_repositorys_schemas_folder_else_the_published_url(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
-    run(capsys, "init", "zeta", "--from", "accounts.csv")
+    _, out, _ = run(capsys, "init", "zeta", "--from", "accounts.csv")
     first = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8").splitlines()[0]
     assert first == "# yaml-language-server: $schema=https://kare-rules.dev/schemas/kare-rules.v1.schema.json"
+    # with only a URL for the editor, init says how to check without the network
+    assert "kare schema > schemas/kare-rules.v1.schema.json at the top of your repository" in out
 
     (work / "schemas").mkdir()
     (work / "schemas" / "kare-rules.v1.schema.json").write_text("{}", encoding="utf-8")
-    run(capsys, "init", "zeta", "--from", "accounts.csv", "--force")
+    _, out, _ = run(capsys, "init", "zeta", "--from", "accounts.csv", "--force")
     first = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8").splitlines()[0]
     assert first == "# yaml-language-server: $schema=../../schemas/kare-rules.v1.schema.json"
+    assert "kare schema >" not in out
 
 
 def test_infer_inputs_guesses_the_key_and_says_when_it_could_not():

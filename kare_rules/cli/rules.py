@@ -263,7 +263,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
-    text = scaffold(frame, args.org, source=source.name, schema_ref=_schema_ref(target), as_of=as_of,
+    schema_ref = _schema_ref(target)
+    text = scaffold(frame, args.org, source=source.name, schema_ref=schema_ref, as_of=as_of,
                     target=display_path(target.parent))  # fmt: skip
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +277,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
     out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
         f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
+    if "://" in schema_ref:  # no schemas/ folder in this repository: the modeline names the schema's URL
+        out("editor checks: the first line names the schema by its URL; for checks that need no network, run "
+            "kare schema > schemas/kare-rules.v1.schema.json at the top of your repository and kare init again "
+            "(with --force), or point the line at that file")  # fmt: skip
     return EXIT_OK
 
 
