@@ -11,6 +11,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.errors import RuleFileError
+from kare_rules.loader import RULE_FILE_NAMES
 from kare_rules.schema import OVERRIDES_SCHEMA, schema_problems
 from kare_rules.yamlsource import load_document
 
@@ -72,6 +73,15 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
 def overrides_digest(overrides: tuple[Override, ...]) -> str:
     text = "\n".join(f"{o.account}|{o.category}|{o.reason}|{o.author}|{o.expires}" for o in overrides)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def overrides_beside(rules_path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
+    """The overrides of the organization whose rule file is `rules_path` (ORG/kare.yaml, or ORG/ itself),
+    as `kare run` reads them; none for a rule file under another name, which has no organization
+    directory. Problems are a RuleFileError, as for `load_overrides`."""
+    where = Path(rules_path)
+    folder = where if where.is_dir() else where.parent if where.name in RULE_FILE_NAMES else None
+    return load_overrides(folder / OVERRIDES_FILE, rules) if folder is not None else ()
 
 
 def apply_overrides(

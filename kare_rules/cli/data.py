@@ -171,6 +171,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from kare_rules.edges import describe_edges
     from kare_rules.engine import as_date, categorize, explain_account, render_tree
     from kare_rules.loader import load_rules
+    from kare_rules.overrides import overrides_beside
     from kare_rules.sources import read_accounts
     from kare_rules.validation import validate_accounts
 
@@ -191,7 +192,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
     out(f"account {shown} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
-    if pin := _pinned(rules, checked.valid, as_of, _overrides_beside(args.rules, rules)):  # what a run publishes
+    if pin := _pinned(rules, checked.valid, as_of, overrides_beside(args.rules, rules)):  # what a run publishes
         out(f"override: a run publishes {pin.category} (pinned by {pin.author} until {pin.expires}: {pin.reason}); "
             "the category above and the lines below are the rules' own view")  # fmt: skip
     out(f"reason: {result['reason'][0]}")
@@ -242,6 +243,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date
     from kare_rules.git_rules import OrgVersions
     from kare_rules.loader import load_rules
+    from kare_rules.overrides import overrides_beside
     from kare_rules.sources import read_accounts
 
     if args.base and (args.before or args.after):
@@ -265,8 +267,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
         pairs = [
-            OrgVersions(after.organization, before, after, _overrides_beside(args.before, before),
-                        _overrides_beside(args.after, after))
+            OrgVersions(after.organization, before, after, overrides_beside(args.before, before),
+                        overrides_beside(args.after, after))
         ]  # fmt: skip
         as_of = as_date(args.as_of) if args.as_of else None
     reports = []
@@ -304,14 +306,3 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for r in failed:
         err(f"kare diff: {r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
-
-
-def _overrides_beside(path: str, rules):
-    """The overrides.yaml in the organization directory of a rule file given as ORG/kare.yaml or ORG/, as
-    `kare run` reads it (none for a rule file under another name, which has no organization directory)."""
-    from kare_rules.loader import RULE_FILE_NAMES
-    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
-
-    where = Path(path)
-    folder = where if where.is_dir() else where.parent if where.name in RULE_FILE_NAMES else None
-    return load_overrides(folder / OVERRIDES_FILE, rules) if folder is not None else ()

@@ -41,13 +41,10 @@ def _override_problems(path: Path, rules) -> list:
     """The problems of the overrides.yaml beside a valid rule file: `kare run` reads it, so a mistake in it
     must fail validation (and the pre-commit hook, and CI) before it fails a scheduled run."""
     from kare_rules.errors import RuleFileError
-    from kare_rules.loader import RULE_FILE_NAMES
-    from kare_rules.overrides import OVERRIDES_FILE, load_overrides
+    from kare_rules.overrides import overrides_beside
 
-    if Path(path).name not in RULE_FILE_NAMES:  # only an organization's directory has overrides
-        return []
     try:
-        load_overrides(Path(path).parent / OVERRIDES_FILE, rules)
+        overrides_beside(path, rules)
     except RuleFileError as exc:
         return exc.problems
     return []
