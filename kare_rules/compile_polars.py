@@ -140,7 +140,13 @@ class PolarsCompiler:
     def by_winner(self, mask: pl.Expr, values: dict[str, str | None]) -> pl.Expr:
         """A per-category value looked up through the mask's winner (null for categories not in `values`)."""
         table = [values.get(winner) for winner in self._winners()]
-        return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
+        nulls = [i for i, value in enumerate(table) if value is None]
+        if not nulls:
+            return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
+        # Gathering from a table that holds a null takes Polars' null-aware path, 3.5x as slow at 10M
+        # rows (52 against 15 ms for `matched_rule`): gather from one without, then null those rows.
+        filled = pl.lit(pl.Series([value or "" for value in table], dtype=pl.String)).gather(mask)
+        return pl.when(mask.is_in(pl.Series(nulls, dtype=pl.UInt32).implode())).then(None).otherwise(filled)
 
     def by_winner_position(self, mask: pl.Expr, positions: dict[str, int]) -> pl.Expr:
         """A per-category position (UInt32) looked up through the mask's winner (0 for categories not in
