@@ -443,3 +443,23 @@ def test_the_order_of_the_input_rows_changes_nothing_that_is_published():
         ("C", "attain", "keep"),
         ("D", "keep", "exit"),
     ]
+
+
+# ---- re-runs, held accounts and foreign tables (found in review) ---------------------------------
+
+
+def test_a_table_named_like_a_python_variable_in_the_database_does_not_change_what_a_run_publishes():
+    import duckdb
+
+    one = run(RULES, [account("A", "keep")], D1)
+    with duckdb.connect(str(one.wh.path)) as con:  # a notebook or dbt leaves tables in the default schema
+        con.execute("CREATE TABLE frame AS SELECT 'x' AS org")
+        con.execute("CREATE TABLE kare_rows_0 AS SELECT 'x' AS org")
+    two = run(RULES, [account("A", "expand"), account("B", "keep")], D2, one)
+    h = two.category_history.sort("account_id", "valid_from")
+    assert h.select("org", "account_id", "category", "valid_from").rows() == [
+        ("cloudnine", "A", "keep", D1),
+        ("cloudnine", "A", "expand", D2),
+        ("cloudnine", "B", "keep", D2),
+    ]
+    assert two.wh.read("runs")["org"].to_list() == ["cloudnine", "cloudnine"]

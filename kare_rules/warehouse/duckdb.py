@@ -334,9 +334,12 @@ class Session:
             return
         # Arrow's newest layout keeps Polars' string views as they are: the default copies every string
         # into the old layout (0.15 s of a 1M-row account_categories insert; DuckDB reads both).
-        frame = conformed(table, df).to_arrow(compat_level=pl.CompatLevel.newest())  # noqa: F841  (read by name)
-        # By name: a migrated table has its newer columns last, whatever their place in TABLES.
-        self.con.execute(f"INSERT INTO {_t(table)} BY NAME SELECT * FROM frame")
+        rows = conformed(table, df).to_arrow(compat_level=pl.CompatLevel.newest())
+        # Registered under a name of ours: a bare Python variable would lose to any table of that name
+        # in the database (DuckDB looks in the catalog first). By name: a migrated table has its newer
+        # columns last, whatever their place in TABLES.
+        with self._registered(rows, "kare_rows") as name:
+            self.con.execute(f"INSERT INTO {_t(table)} BY NAME SELECT * FROM {_q(name)}")
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -346,10 +349,16 @@ class Session:
         if ids is None:
             yield ""
             return
-        view = f"kare_ids_{next(_views)}"
-        self.con.register(view, pl.DataFrame({column: ids.cast(pl.String)}).to_arrow())
-        try:
+        with self._registered(pl.DataFrame({column: ids.cast(pl.String)}).to_arrow(), "kare_ids") as view:
             yield f" AND {_q(column)} {'NOT ' if negate else ''}IN (SELECT {_q(column)} FROM {_q(view)})"
+
+    @contextlib.contextmanager
+    def _registered(self, rows: object, prefix: str) -> Iterator[str]:
+        """`rows` (an Arrow table) readable under a fresh name while the block runs."""
+        view = f"{prefix}_{next(_views)}"
+        self.con.register(view, rows)
+        try:
+            yield view
         finally:
             self.con.unregister(view)
 
