@@ -463,3 +463,22 @@ def test_a_table_named_like_a_python_variable_in_the_database_does_not_change_wh
         ("cloudnine", "B", "keep", D2),
     ]
     assert two.wh.read("runs")["org"].to_list() == ["cloudnine", "cloudnine"]
+
+
+@pytest.mark.parametrize("org", ["./cloudnine", "Cloudnine", "cloud/nine", "", "x" * 70])
+def test_the_engine_refuses_an_organization_name_that_is_not_a_folder_name(tmp_path, org):
+    from kare_rules.errors import UsageError
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with pytest.raises(UsageError, match="not an organization name"):
+        run_organization(org, D1, frame([account("A", "keep")]), wh, rules_dir=ROOT / "rules")
+    assert not wh.path.exists()  # nothing was opened, let alone published
+
+
+def test_the_engine_refuses_rules_of_another_organization(tmp_path):
+    from kare_rules.errors import UsageError
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with pytest.raises(UsageError, match="those of cloudnine"):
+        run_organization("forge", D1, frame([account("A", "keep")]), wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
+    assert not wh.path.exists()

@@ -18,8 +18,8 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.engine import cast_expr, categorize
-from kare_rules.errors import KareError
-from kare_rules.loader import load_rules, load_rules_text, rule_file_in
+from kare_rules.errors import KareError, UsageError
+from kare_rules.loader import is_safe_org, load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
 from kare_rules.run.actions import action_changes, owner_columns
 from kare_rules.run.history import history_changes, transition_rows
@@ -402,6 +402,13 @@ def run_organization(
     thresholds = thresholds or Thresholds()
     if engine not in ENGINES:
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    if not is_safe_org(org):  # it names a folder and every published row: './x' would publish beside 'x'
+        raise UsageError(
+            f"{org!r} is not an organization name: lowercase letters, digits and inner hyphens, as the folder "
+            "under the rules directory is named"
+        )
+    if bundle is not None and bundle.rules.organization != org:
+        raise UsageError(f"the rules given for {org} are those of {bundle.rules.organization}; pass {org}'s rules")
     known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
     try:
         # Rules and input are read before the warehouse is locked: a queued run holds nobody up meanwhile.
