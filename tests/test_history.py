@@ -482,3 +482,12 @@ def test_the_engine_refuses_rules_of_another_organization(tmp_path):
     with pytest.raises(UsageError, match="those of cloudnine"):
         run_organization("forge", D1, frame([account("A", "keep")]), wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
     assert not wh.path.exists()
+
+
+def test_a_rerun_compares_the_category_mix_with_the_run_before_not_the_one_it_replaces():
+    keep = [account(i, "keep") for i in "ABCD"]
+    one = run(RULES, keep, D1)
+    run(RULES, [account(i, "exit") for i in "ABCD"], D2, one)  # a bad extract: every account exits
+    fixed = run(RULES, keep, D2, one)  # the corrected extract, published again for D2
+    shift = next(c for c in fixed.result.checks if c.name == "category_mix_shift")
+    assert shift.passed and shift.metadata["largest_share_change"] == 0.0

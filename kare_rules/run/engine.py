@@ -578,7 +578,7 @@ def _run(
     checks = [
         quarantine_check(quarantine, totals.input_rows, t.max_quarantine_share),
         removed_check(totals.removed, totals.current, totals.input_rows, t),
-        *category_checks(totals.counts, totals.overlapping, last, t),
+        *category_checks(totals.counts, totals.overlapping, ruled, t),  # a re-run: against the run before
         history_check(totals.closed, totals.closes, pl.concat([pl.Series([], dtype=pl.String), *totals.opened_ids])),
     ]
     moves = transition_rows(totals.moves, org, as_of, run_id)
