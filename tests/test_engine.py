@@ -153,6 +153,29 @@ def test_a_failure_at_any_publish_step_leaves_every_table_as_it_was(two_runs, st
             assert same_rows(after[table], before[table]), table
 
 
+@pytest.mark.parametrize(
+    "step", ["rewind", "category_history", "action_queue", "account_categories", "quarantine", "runs", "commit"]
+)
+def test_a_failure_while_a_rerun_replaces_a_date_leaves_every_table_as_it_was(two_runs, step):
+    wh, second = two_runs
+    day, bundle = D1 + dt.timedelta(days=30), RuleBundle(RULES, RULES_TEXT, ())
+    run_organization(ORG, day, second, wh, bundle=bundle)
+    before = snapshot_of(wh)
+    corrected = second.with_columns(pl.lit(0).alias("payment_overdue_days"))  # other data for the same date
+
+    def fail(at: str) -> None:
+        if at == step:
+            raise RuntimeError(f"injected failure at {at}")
+
+    with pytest.raises(RunFailed, match=f"injected failure at {step}"):
+        run_organization(ORG, day, corrected, wh, bundle=bundle, fail_at=fail)
+    after = snapshot_of(wh)
+    assert same_rows(after["runs"].filter(pl.col("status") != "failed"), before["runs"])
+    for table in TABLES:
+        if table != "runs":
+            assert same_rows(after[table], before[table]), table
+
+
 def test_a_failed_run_is_logged_with_its_run_id_input_rows_and_rules_version(two_runs):
     wh, second = two_runs
     bad = second.with_columns(pl.lit(-1.0).alias("arr"))  # every row fails validation

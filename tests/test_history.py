@@ -491,3 +491,21 @@ def test_a_rerun_compares_the_category_mix_with_the_run_before_not_the_one_it_re
     fixed = run(RULES, keep, D2, one)  # the corrected extract, published again for D2
     shift = next(c for c in fixed.result.checks if c.name == "category_mix_shift")
     assert shift.passed and shift.metadata["largest_share_change"] == 0.0
+
+
+def test_a_rerun_keeps_the_actions_of_the_date_that_people_marked_done():
+    import duckdb
+
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    two = run(RULES, [account("A", "expand"), account("B", "keep")], D2, one)
+    with duckdb.connect(str(two.wh.path)) as con:  # someone did the review two days later
+        con.execute("UPDATE kare.action_queue SET status = 'done', closed_on = DATE '2026-10-02' "
+                    "WHERE action_id = 'exec-qbr'")  # fmt: skip
+    fixed = run(RULES, [account("A", "expand"), account("B", "keep", arr=5100.0)], D2, two)  # a corrected extract
+    a = actions_of(fixed, "A").sort("action_id")
+    assert a.select("action_id", "status", "created_on", "closed_on").rows() == [
+        ("exec-qbr", "done", D2, dt.date(2026, 10, 2)),
+        ("renewal-check", "superseded", D1, D2),
+        ("upsell-plan", "open", D2, None),
+    ]
+    assert fixed.action_queue["action_key"].is_duplicated().sum() == 0

@@ -136,18 +136,21 @@ def action_changes(
     as_of: dt.date,
     known_keys: Callable[[pl.Series], pl.Series],
     watched: pl.DataFrame | None = None,
+    rerun: bool = False,
 ) -> ActionChanges:
     """Open wanted actions not yet in the queue; supersede open ones the account's category no longer
     asks for. Held (quarantined) accounts keep their open actions.
 
     `open_actions` are the open rows of this slice's accounts. A wanted action that is not open may
     still be in the queue, done or superseded during the same stay: `known_keys(keys)` returns which
-    of these keys the queue already holds (asked only for keys of stays that began before today).
+    of these keys the queue already holds (asked only for keys of stays that began before today, unless
+    this is a `rerun` of the date, after which the queue keeps the day's actions people marked done).
     """
     wanted = wanted_actions(rules, current, opened, owners, as_of, watched)
     not_open = wanted.join(open_actions.select("action_key"), on="action_key", how="anti")
-    # A key's last part is the day its stay (or move) began; keys of today's cannot be in the queue yet.
-    older = not_open.filter(~pl.col("action_key").str.ends_with(f"|{as_of.isoformat()}"))
+    # A key's last part is the day its stay (or move) began; keys of today's cannot be in the queue yet,
+    # unless the day was published before.
+    older = not_open if rerun else not_open.filter(~pl.col("action_key").str.ends_with(f"|{as_of.isoformat()}"))
     if older.height:
         not_open = not_open.join(pl.DataFrame({"action_key": known_keys(older["action_key"])}), on="action_key",
                                  how="anti")  # fmt: skip

@@ -463,7 +463,9 @@ def _run(
     check_forward(org, as_of, last["as_of"] if last else None)
     if last and last["run_id"] == run_id:
         return _unchanged(s, last, known)
-    if last and last["as_of"] == as_of:
+    rerun = bool(last and last["as_of"] == as_of)
+    if rerun:
+        step("rewind")
         s.rewind(org, as_of)  # a re-run of the last date replaces it
     ruled = s.last_run(org, before=as_of)  # the run the change causes and the trends compare with
     previous_digest = ruled["rules_digest"] if ruled else None
@@ -543,7 +545,7 @@ def _run(
             focus = (changes.current, open_now, watched)
         actions = action_changes(
             rules, focus[0], changes.opens, people, focus[1], held, as_of,
-            lambda keys: s.known_action_keys(org, keys), focus[2],
+            lambda keys: s.known_action_keys(org, keys), focus[2], rerun,
         )  # fmt: skip
 
         progress(f"{where}writing", units + 4, total_units)

@@ -266,13 +266,15 @@ class Session:
 
     def rewind(self, org: str, as_of: dt.date) -> None:
         """Undo what the run already published for `as_of` did (a re-run of the last date replaces it);
-        every statement touches only rows opened or closed on that date."""
+        every statement touches only rows opened or closed on that date, and leaves the actions of that
+        date that people marked done."""
         p = {"org": org, "d": as_of}
         h, a = _t("category_history"), _t("action_queue")
         self.con.execute(f"DELETE FROM {h} WHERE org = $org AND valid_from = $d", p)
         self.con.execute(f"UPDATE {h} SET valid_to = $far, is_current = true WHERE org = $org AND valid_to = $d",
                          {**p, "far": FAR_FUTURE})  # fmt: skip
-        self.con.execute(f"DELETE FROM {a} WHERE org = $org AND created_on = $d", p)
+        # Actions people marked done stay done (docs/bi.md: never reopened); the re-run finds their keys.
+        self.con.execute(f"DELETE FROM {a} WHERE org = $org AND created_on = $d AND status <> 'done'", p)
         self.con.execute(f"UPDATE {a} SET status = 'open', closed_on = NULL WHERE org = $org "
                          "AND status = 'superseded' AND closed_on = $d", p)  # fmt: skip
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of = $d", p)
