@@ -86,13 +86,22 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     if failures is None:
         return Checked(typed.drop(ROW), pl.DataFrame(schema=QUARANTINE_SCHEMA))
     per_row = failures.group_by(ROW).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
-    bad = raw.join(per_row, on=ROW, how="inner").sort(ROW)
     record_cols = [c for c in raw.columns if c != ROW]
+    # Only our own names after the selects (the input may have a column named `reasons` or `record`).
+    # The account id is the key as published when it parses (an integer key written 1.0 or 05 is
+    # account 1 or 5, so a quarantined row holds that account), else the key as written.
+    written = raw.join(per_row.select(ROW), on=ROW, how="semi").select(
+        ROW,
+        pl.col(rules.key).cast(pl.String).alias("written"),
+        pl.struct(record_cols).struct.json_encode().alias("record"),
+    )
+    typed_key = typed.select(ROW, pl.col(rules.key).cast(pl.String).alias("typed"))
+    bad = per_row.join(written, on=ROW).join(typed_key, on=ROW, how="left").sort(ROW)
     quarantine = bad.select(
         (pl.col(ROW).cast(pl.Int64) + 1).alias("row_number"),
-        pl.col(rules.key).cast(pl.String).alias("account_id"),
+        pl.coalesce("typed", "written").alias("account_id"),
         pl.col("reasons"),
-        pl.struct(record_cols).struct.json_encode().alias("record"),
+        pl.col("record"),
     )
     valid = typed.join(per_row.select(ROW), on=ROW, how="anti").sort(ROW).drop(ROW)
     return Checked(valid, quarantine)

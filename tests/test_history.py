@@ -509,3 +509,32 @@ def test_a_rerun_keeps_the_actions_of_the_date_that_people_marked_done():
         ("upsell-plan", "open", D2, None),
     ]
     assert fixed.action_queue["action_key"].is_duplicated().sum() == 0
+
+
+INT_KEY_RULES = """\
+format: kare/v1
+organization: numbered
+version: 1.0.0
+inputs:
+  id: {type: integer, key: true}
+  arr: {type: float, min: 0}
+precedence: [keep]
+profiles:
+  keep:
+    when: {arr: {gt: 0}}
+"""
+
+
+def test_a_quarantined_row_holds_its_account_whatever_way_its_integer_key_is_written(tmp_path):
+    rules = load_rules_text(INT_KEY_RULES, "numbered")
+    bundle = RuleBundle(rules, INT_KEY_RULES, ())
+    wh = Warehouse(tmp_path / "w.duckdb")
+    limits = Thresholds(max_quarantine_share=1.0)
+    run_organization("numbered", D1, pl.DataFrame({"id": [1, 2, 3], "arr": [5.0, 6.0, 7.0]}), wh, bundle=bundle)
+    # A float column (a CSV export with gaps): 1.0 is account 1, and its row fails (arr below the minimum).
+    later = pl.DataFrame({"id": [1.0, 2.0, 3.0], "arr": [-1.0, 6.0, 7.0]})
+    result = run_organization("numbered", D2, later, wh, bundle=bundle, thresholds=limits)
+    assert wh.read("quarantine")["account_id"].to_list() == ["1"]  # joins with account_categories
+    history = wh.read("category_history")
+    assert history.filter(pl.col("account_id") == "1").select("category", "is_current").rows() == [("keep", True)]
+    assert result.transitions.filter(pl.col("to_category") == "removed").height == 0
