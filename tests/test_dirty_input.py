@@ -315,3 +315,14 @@ def test_a_blank_key_is_missing_whatever_the_other_keys_look_like(blank, others)
     assert checked.valid["account_id"].to_list() == others
     assert checked.quarantine["row_number"].to_list() == [3]
     assert any("missing" in r for r in checked.quarantine["reasons"][0])
+
+
+def test_input_columns_named_like_the_quarantines_own_do_not_take_their_place():
+    accounts = synthesize(RULES, 3, dt.date(2026, 11, 1), seed=5).with_columns(
+        pl.Series("reasons", ["not ours"] * 3), pl.Series("record", ["nor this"] * 3),
+        pl.Series("nps", [500, 10, 10]),  # the first row fails: above the maximum
+    )  # fmt: skip
+    checked = validate_accounts(RULES, accounts)
+    row = checked.quarantine.row(0, named=True)
+    assert row["reasons"] == ["nps: 500 is above the maximum 100"]
+    assert '"reasons":"not ours"' in row["record"] and row["account_id"] == accounts["account_id"][0]
