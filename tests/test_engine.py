@@ -66,7 +66,7 @@ class Reference:
             actions=self.tables["action_queue"], last_as_of=last[0] if last else None,
             last_run_id=last[1] if last else None, last_rules_digest=before[-1][2].digest if before else None,
             previous_rules=before[-1][2] if before else None,
-            values=self.values.get(before[-1][0]) if before else None,
+            values=self.values.get(before[-1][0]) if before else None, before=before[-1] if before else None,
         )  # fmt: skip
         out = compute_run(rules, raw, day, previous, overrides=overrides, run_id=run_id, max_quarantine_share=1.0)
         valid = validate_accounts(rules, raw).valid

@@ -538,3 +538,26 @@ def test_a_quarantined_row_holds_its_account_whatever_way_its_integer_key_is_wri
     history = wh.read("category_history")
     assert history.filter(pl.col("account_id") == "1").select("category", "is_current").rows() == [("keep", True)]
     assert result.transitions.filter(pl.col("to_category") == "removed").height == 0
+
+
+def test_a_rerun_that_quarantines_accounts_holds_them_as_the_history_has_them_before_the_date():
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    two = run(RULES, [account("A", "expand"), account("B", "keep"), account("N", "keep")], D2, one)
+    # The date again, with A's and N's rows failing validation (a tighter rule, a corrected extract).
+    rows = [account("A", "expand", segment="bogus"), account("B", "keep"), account("N", "keep", segment="bogus")]
+    fixed = run(RULES, rows, D2, two, max_quarantine_share=1.0)
+    h = fixed.category_history.sort("account_id", "valid_from")
+    assert h.select("account_id", "category", "valid_from", "is_current").rows() == [
+        ("A", "keep", D1, True),
+        ("B", "keep", D1, True),
+    ]  # N, new in the replaced run, is not known: its only rows are quarantined
+    cats = fixed.account_categories.sort("account_id")
+    assert cats.select("account_id", "category", "as_of", "run_id").rows() == [
+        ("A", "keep", D1, one.run_id),  # as the history has it, not the replaced run's expand
+        ("B", "keep", D2, fixed.run_id),
+    ]
+    assert cats["reason"][0].startswith("keep: kept while its input rows are quarantined")
+    assert sorted(fixed.action_queue.filter(pl.col("status") == "open").select("account_id", "action_id").rows()) == [
+        ("A", "renewal-check"), ("B", "renewal-check"),
+    ]  # fmt: skip
+    assert history_problems(fixed.category_history) == []

@@ -506,10 +506,18 @@ def _run(
         held_ids = checked.quarantine["account_id"].drop_nulls().unique()
         if held_ids.len():  # accounts whose every input row is quarantined keep their category
             held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
-        held = s.categories_of(org, held_ids)["account_id"]
+        current = s.current_rows(org, None, within)
+        kept = s.categories_of(org, held_ids)
+        restored = empty("account_categories")
+        if rerun and kept.height:
+            # Rows the replaced run wrote are not the account's any more: after the rewind its category is
+            # the history's current one, as of the run before (an account new in the replaced run has none).
+            replaced = pl.col("run_id") == last["run_id"]
+            restored = restored_categories(kept.filter(replaced), current, ruled, as_of)
+            kept = kept.filter(~replaced)
+        held = pl.concat([kept["account_id"], restored["account_id"]])
 
         progress(f"{where}history", units + 2, total_units)
-        current = s.current_rows(org, None, within)
         old_rules = None
         if previous_rules is not None:
             try:
@@ -556,8 +564,9 @@ def _run(
         totals.actions_closed += s.supersede(org, actions.superseded, as_of, within)
         s.insert("action_queue", actions.opened)
         step("account_categories")
-        s.delete_categories(org, None, keep=held, within=within)
+        s.delete_categories(org, None, keep=kept["account_id"], within=within)
         s.insert("account_categories", categories)
+        s.insert("account_categories", restored)
         if trends:
             step("account_values")
             s.insert("account_values", trend_values(rules, checked.valid, org, as_of))
@@ -598,6 +607,28 @@ def _run(
     step("commit")
     progress("published", total_units, total_units)
     return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
+
+
+def restored_categories(
+    replaced: pl.DataFrame, current: pl.DataFrame, ruled: dict | None, as_of: dt.date
+) -> pl.DataFrame:
+    """account_categories rows for held accounts whose row a re-run of `as_of` replaced: the category of
+    their current history row (after the rewind), as of the run before; what explained it is gone."""
+    if ruled is None or not replaced.height:
+        return empty("account_categories")
+    rows = current.join(replaced.select("account_id", "org"), on="account_id").filter(pl.col("category").is_not_null())
+    text = (f"kept while its input rows are quarantined (its explanation of {ruled['as_of']} was replaced when "
+            f"{as_of} was run again)")  # fmt: skip
+    return conformed(
+        "account_categories",
+        rows.select(
+            "org", "account_id", "category", "matched_rule",
+            (pl.col("category") + pl.lit(f": {text}")).alias("reason"),
+            pl.lit(ruled["rules_version"]).alias("rules_version"), pl.lit(ruled["rules_digest"]).alias("rules_digest"),
+            pl.lit(ruled["as_of"]).alias("as_of"), pl.lit(ruled["run_id"]).alias("run_id"),
+            *[pl.lit(None).alias(c) for c in ("overlaps", *EDGE_COLUMNS)],  # unknown: their run was replaced
+        ),
+    )  # fmt: skip
 
 
 def _among(ids: pl.Series) -> pl.Expr:

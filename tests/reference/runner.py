@@ -19,10 +19,10 @@ from kare_rules.engine import categorize
 from kare_rules.errors import DataError, KareError
 from kare_rules.overrides import Override, overrides_digest
 from kare_rules.run.engine import categorize_run as engine_categorize_run
-from kare_rules.tables import conformed, empty
+from kare_rules.tables import EDGE_COLUMNS, conformed, empty
 from kare_rules.validation import Checked, validate_accounts
 from tests.reference.actions import SUPERSEDED, update_actions
-from tests.reference.history import transitions, update_history
+from tests.reference.history import rewind_history, transitions, update_history
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.2
 NO_QUARANTINE_LIMIT = 1.0  # a bucket's share is not the run's: a bucketed run checks the whole run's share
@@ -44,6 +44,8 @@ class PreviousState:
     previous_rules: m.RuleSet | None = None
     # The valid accounts' values in the last run before this one (account_id + inputs), for trends.
     values: pl.DataFrame | None = None
+    # The last run before this one's date: (as_of, run_id, rules). A re-run of a date builds on it.
+    before: tuple[dt.date, str, m.RuleSet] | None = None
 
 
 @dataclass
@@ -145,15 +147,42 @@ def step_categories(
     overrides: tuple[Override, ...] = (),
     engine: str = "polars",
     values: pl.DataFrame | None = None,
+    replaced: tuple[str, pl.DataFrame, tuple[dt.date, str, m.RuleSet] | None] | None = None,
 ) -> pl.DataFrame:
     """This run's categories, plus the previous row of every known account whose input rows were all
-    quarantined: those keep their category (their run_id tells them apart)."""
+    quarantined: those keep their category (their run_id tells them apart). `replaced` (a re-run of the
+    last date): the replaced run's id, the history and the last run before the date."""
     current = categorize_run(rules, checked.valid, as_of, run_id, overrides, engine, values)
     bad = checked.quarantine["account_id"].drop_nulls().unique()
     held = previous_categories.filter(
         pl.col("account_id").is_in(bad.implode()) & ~pl.col("account_id").is_in(current["account_id"].implode())
     )
+    if replaced is not None:  # a re-run: what the replaced run wrote goes; the history before the date says
+        run_id_replaced, history, before = replaced
+        stale = held.filter(pl.col("run_id") == run_id_replaced)
+        held = held.filter(pl.col("run_id") != run_id_replaced)
+        if before is not None:
+            held = pl.concat([conformed("account_categories", held), held_from_history(stale, history, as_of, before)])
     return pl.concat([current, conformed("account_categories", held)])
+
+
+def held_from_history(
+    stale: pl.DataFrame, history: pl.DataFrame, as_of: dt.date, before: tuple[dt.date, str, m.RuleSet]
+) -> pl.DataFrame:
+    """A held account's row after a re-run replaced the run that had categorized it: its category in the
+    history as it stood before the date, as of the run before."""
+    day, run_id, rules = before
+    open_before = rewind_history(history, as_of).filter(pl.col("is_current") & pl.col("category").is_not_null())
+    rows = open_before.join(stale.select("account_id"), on="account_id")
+    text = (
+        f"kept while its input rows are quarantined (its explanation of {day} was replaced when {as_of} was run again)"
+    )
+    return conformed("account_categories", rows.with_columns(
+        (pl.col("category") + f": {text}").alias("reason"), pl.lit(None).alias("overlaps"),
+        pl.lit(rules.version).alias("rules_version"), pl.lit(rules.digest).alias("rules_digest"),
+        pl.lit(day).alias("as_of"), pl.lit(run_id).alias("run_id"),
+        *[pl.lit(None).alias(c) for c in EDGE_COLUMNS],
+    ))  # fmt: skip
 
 
 def split_held(account_categories: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.Series]:
@@ -258,8 +287,9 @@ def compute_run(
     started_at = started_at or dt.datetime.now(dt.UTC)
     run_id = run_id or run_id_for(rules.organization, as_of, rules, overrides, raw)
     checked = step_validate(rules, raw, max_quarantine_share)
+    replaced = (previous.last_run_id, previous.history, previous.before) if previous.last_as_of == as_of else None
     categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides, engine,
-                                 previous.values)  # fmt: skip
+                                 previous.values, replaced)  # fmt: skip
     history = step_history(rules, checked, categories, previous, as_of, run_id, overrides)
     moves = transitions(history, as_of, run_id, rules.organization)
     queue = step_actions(rules, history, checked.valid, categories, previous.actions, as_of, run_id)
