@@ -221,3 +221,17 @@ def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run
         f"cannot lock the warehouse {tmp_path / 'w.duckdb'} ({tmp_path / 'w.duckdb.lock'}: Permission denied); "
         "make its folder writable or choose another --warehouse"
     )
+
+
+def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "odd" / "Bad").mkdir(parents=True)
+    (tmp_path / "odd" / "Bad" / "kare.yaml").write_text("format: kare/v1\n")
+    wh = str(tmp_path / "w.duckdb")
+    assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "empty"), "--warehouse", wh]) == 2
+    assert "no organizations in" in capsys.readouterr().err
+    assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "missing"), "--warehouse", wh]) == 2
+    assert "no rules directory" in capsys.readouterr().err
+    assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "odd"), "--warehouse", wh]) == 1
+    assert "the directory name 'Bad' is not an organization name" in capsys.readouterr().err
+    assert not (tmp_path / "w.duckdb").exists()

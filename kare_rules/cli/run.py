@@ -32,6 +32,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     known = organizations(root)
     if args.all_orgs:
         orgs = known
+        refused = organization_problems(root)
+        if not orgs:  # a cron job with a wrong --rules-dir must not succeed doing nothing
+            if refused:
+                raise RuleFileError(refused)
+            if not root.is_dir():
+                raise UsageError(f"no rules directory {args.rules_dir}/ (give the folder of rules/<org>/kare.yaml "
+                                 "with --rules-dir)")  # fmt: skip
+            raise UsageError(
+                f"no organizations in {args.rules_dir}/: each is a folder {args.rules_dir}/<org>/ holding kare.yaml "
+                "(kare init ORG --from SAMPLE makes one)"
+            )
+        for problem in refused:  # the others run; say which were left out and why
+            err(f"kare run: skipped: {problem}")
     elif args.org:
         if not is_safe_org(args.org):
             raise UsageError(f"{args.org!r} is not an organization name (lowercase letters, digits and '-')")
@@ -39,6 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             refused = [p for p in organization_problems(root) if Path(p.path).parent.name == args.org]
             if refused:
                 raise RuleFileError(refused)
+            if not root.is_dir():
+                raise UsageError(f"no rules directory {args.rules_dir}/ (give the folder of rules/<org>/kare.yaml "
+                                 "with --rules-dir)")  # fmt: skip
             raise UsageError(
                 f"no rules for {args.org!r} in {args.rules_dir}/; organizations: {', '.join(known) or 'none'}"
             )
