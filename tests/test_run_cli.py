@@ -235,3 +235,20 @@ def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path
     assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "odd"), "--warehouse", wh]) == 1
     assert "the directory name 'Bad' is not an organization name" in capsys.readouterr().err
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
+    from kare_rules.run import engine
+
+    monkeypatch.setattr(engine, "FAILURE_LOG_WAIT", 0.5)
+    source, warehouse = published
+    reader = hold_open(warehouse, 60)  # holds the file while the failed run would log itself
+    started = time.monotonic()
+    try:
+        code = main(args(source.with_name("missing.parquet"), warehouse, "--wait", "300"))
+    finally:
+        reader.kill()
+        reader.wait()
+    err = capsys.readouterr().err
+    assert code == 1 and time.monotonic() - started < 30
+    assert "nothing was published" in err and "(the failure is in kare.runs)" not in err

@@ -43,6 +43,7 @@ DUCKDB_SHARE = 6  # DuckDB gets a sixth of the run's memory budget (measured: no
 # Resident whatever the slices: the interpreter and libraries, DuckDB's allocations outside its buffer
 # pool, and what the allocators keep after each slice (measured at 10M, docs/benchmarks.md).
 RESIDENT_BYTES = 512 * 2**20
+FAILURE_LOG_WAIT = 10.0  # seconds a failed run waits for the warehouse to log itself in kare.runs
 OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what action_changes judges them by
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
@@ -440,8 +441,11 @@ def run_organization(
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
     """Log a failed run with everything known when it stopped, and say whether it went in; a warehouse
     that cannot take even that is left alone (the run's own error is the one to report)."""
+    # Briefly: a Ctrl-C must not hang for --wait while a queued run holds the warehouse. A log line that
+    # cannot go in says so (`recorded` False); the run's own error is the one to report.
+    brief = DuckDBWarehouse(warehouse.path, wait=min(warehouse.wait, FAILURE_LOG_WAIT), on_wait=warehouse.on_wait)
     try:
-        warehouse.record_failure(known, message)
+        brief.record_failure(known, message)
     except Exception:
         return False
     return True
