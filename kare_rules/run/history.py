@@ -155,8 +155,9 @@ def history_changes(
 
 def positions(ids: pl.Series, among: pl.Series) -> pl.Series:
     """For each of `ids`, its row number in `among` (UInt32; null when absent); both hold unique keys.
-    Same ids in the same order (a daily export of the same accounts, in key order like the warehouse's
-    current rows) need no join, only a comparison."""
+    Same ids in the same order need no join, only a comparison. The warehouse returns current rows in
+    the order they were written (no sort), so that happens while no account has moved since the first
+    run of an input kept in one order; otherwise it is the join."""
     if ids.equals(among, check_names=False):
         return pl.int_range(0, ids.len(), dtype=pl.UInt32, eager=True)
     found = ids.to_frame("k").join(among.to_frame("k").with_row_index("at"), on="k", how="left", maintain_order="left")

@@ -148,5 +148,6 @@ def history_check(closed: int, expected_closes: int, opened: pl.Series) -> Check
     if doubled:
         problems.append(f"{doubled:,} accounts got two new current rows")
     return CheckResult("history_invariants", "category_history", not problems, False,
-                       "One current row per account; each change ends the row it replaces (warning).",
+                       "The run keeps one current row per account: each change ends exactly the row it replaces "
+                       "and opens one (warning).",
                        {"problems": "; ".join(problems) or "none"})  # fmt: skip
