@@ -510,7 +510,7 @@ def _run(
         held_ids = checked.quarantine["account_id"].drop_nulls().unique()
         if held_ids.len():  # accounts whose every input row is quarantined keep their category
             held_ids = held_ids.filter(~held_ids.is_in(categories["account_id"].implode()))
-        current = s.current_rows(org, None, within)
+        current = s.current_rows(org, within)
         kept = s.categories_of(org, held_ids)
         restored = empty("account_categories")
         if rerun and kept.height:
@@ -537,7 +537,7 @@ def _run(
         people = checked.valid.select(
             pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
         )
-        open_now = s.open_actions(org, None, within, OPEN_ACTION_COLUMNS)
+        open_now = s.open_actions(org, within, OPEN_ACTION_COLUMNS)
         watched = categories.select("account_id", "watches")
         if ruled is not None and previous_digest == rules.digest:
             # Same rules as the last run: an account whose category stay goes on and that no watch
@@ -568,7 +568,7 @@ def _run(
         totals.actions_closed += s.supersede(org, actions.superseded, as_of, within)
         s.insert("action_queue", actions.opened)
         step("account_categories")
-        s.delete_categories(org, None, keep=kept["account_id"], within=within)
+        s.delete_categories(org, keep=kept["account_id"], within=within)
         s.insert("account_categories", categories)
         s.insert("account_categories", restored)
         if trends:

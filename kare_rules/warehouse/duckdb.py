@@ -31,7 +31,6 @@ from kare_rules.warehouse.lock import WarehouseBusy, refuse_other_files, retry_w
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_WAIT = 300.0  # seconds: long enough for a dashboard query to finish
-PUBLISHED = ("published", "unchanged")
 _views = itertools.count()
 IdRange = tuple[str | None, str | None]  # a slice of account ids: from (inclusive), to (exclusive); None: open
 
@@ -188,26 +187,23 @@ class Session:
         )
         return found["rules_text"][0] if found.height else None
 
-    def current_rows(self, org: str, ids: pl.Series | None, within: IdRange | None = None) -> pl.DataFrame:
-        """The current history rows (CURRENT_COLUMNS) of these accounts (of all when `ids` is None), of
-        the ids `within` a slice's range when given."""
+    def current_rows(self, org: str, within: IdRange | None = None) -> pl.DataFrame:
+        """The current history rows (CURRENT_COLUMNS) of the organization's accounts, of the ids `within` a
+        slice's range when given."""
         cols = ", ".join(_q(c) for c in CURRENT_COLUMNS)
         cond, params = _within(within)
-        with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT {cols} FROM {_t('category_history')} WHERE org = $org AND is_current"
-                        f"{cond}{only}", {"org": org, **params})  # fmt: skip
+        df = _fetch(self.con, f"SELECT {cols} FROM {_t('category_history')} WHERE org = $org AND is_current{cond}",
+                    {"org": org, **params})  # fmt: skip
         return df.cast(empty_current().schema) if df.height else empty_current()
 
-    def open_actions(
-        self, org: str, ids: pl.Series | None, within: IdRange | None = None, columns: tuple[str, ...] | None = None
-    ) -> pl.DataFrame:
-        """The open action_queue rows of these accounts; only `columns` of them when given (fetching all
-        thirteen took 2.5x as long at 1M accounts)."""
+    def open_actions(self, org: str, within: IdRange | None = None, columns: tuple[str, ...] | None = None
+                     ) -> pl.DataFrame:  # fmt: skip
+        """The open action_queue rows of the organization's accounts (`within` a slice's id range when
+        given); only `columns` of them when given (fetching all thirteen took 2.5x as long at 1M accounts)."""
         cond, params = _within(within)
         names = columns or tuple(schema_of("action_queue"))
-        with self._only(ids) as only:
-            df = _fetch(self.con, f"SELECT {', '.join(_q(c) for c in names)} FROM {_t('action_queue')} "
-                        f"WHERE org = $org AND status = 'open'{cond}{only}", {"org": org, **params})  # fmt: skip
+        df = _fetch(self.con, f"SELECT {', '.join(_q(c) for c in names)} FROM {_t('action_queue')} "
+                    f"WHERE org = $org AND status = 'open'{cond}", {"org": org, **params})  # fmt: skip
         types = schema_of("action_queue")
         return df.select(pl.col(c).cast(types[c]) for c in names) if df.height else empty("action_queue").select(names)
 
@@ -299,26 +295,13 @@ class Session:
                                f"WHERE org = $org AND status = 'open'{cond}{only}",
                                {"org": org, "d": as_of, **params})  # fmt: skip
 
-    def delete_categories(
-        self, org: str, ids: pl.Series | None, keep: pl.Series, within: IdRange | None = None
-    ) -> None:
-        """Delete the account_categories rows of `ids` (all the organization's when None; all of those
-        `within` a slice's id range when that is given), except `keep`."""
-        if within is not None and ids is None:
-            cond, params = _within(within)
-            with self._only(keep, negate=True) as except_kept:
-                self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{cond}{except_kept}",
-                                 {"org": org, **params})  # fmt: skip
-            return
-        if ids is not None:
-            ids = ids.filter(~ids.is_in(keep.implode()))
-            if not ids.len():
-                return
-            with self._only(ids) as only:
-                self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{only}", {"org": org})
-            return
+    def delete_categories(self, org: str, keep: pl.Series, within: IdRange | None = None) -> None:
+        """Delete the organization's account_categories rows (those `within` a slice's id range when given),
+        except those of the accounts `keep`."""
+        cond, params = _within(within)
         with self._only(keep, negate=True) as except_kept:
-            self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{except_kept}", {"org": org})
+            self.con.execute(f"DELETE FROM {_t('account_categories')} WHERE org = $org{cond}{except_kept}",
+                             {"org": org, **params})  # fmt: skip
 
     def replace_day(self, table: str, org: str, as_of: dt.date, df: pl.DataFrame) -> None:
         """A per-run table's rows for (org, as_of) → `df`."""
