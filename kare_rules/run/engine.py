@@ -22,7 +22,7 @@ from kare_rules.errors import KareError, UsageError
 from kare_rules.loader import is_safe_org, load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
 from kare_rules.run.actions import action_changes, owner_columns
-from kare_rules.run.history import history_changes, transition_rows
+from kare_rules.run.history import history_changes, real_moves, transition_rows
 from kare_rules.run.quality import (
     CheckResult,
     Thresholds,
@@ -648,11 +648,7 @@ def _unused_name(name: str, columns: list[str]) -> str:
 
 def _run_row(known: dict, totals: _Totals, moves: pl.DataFrame, status: str) -> dict:
     quarantined = sum(q.height for q in totals.quarantine)
-    real = moves.filter(
-        (pl.col("from_category") != pl.col("to_category"))
-        & (pl.col("from_category") != "new")
-        & (pl.col("to_category") != "removed")
-    )
+    real = real_moves(moves)
     return {
         **known,
         "input_rows": totals.input_rows,

@@ -164,6 +164,15 @@ def positions(ids: pl.Series, among: pl.Series) -> pl.Series:
     return found.get_column("at")
 
 
+def real_moves(moves: pl.DataFrame) -> pl.DataFrame:
+    """The transition rows of accounts that changed category (not new ones, not removed ones)."""
+    return moves.filter(
+        (pl.col("from_category") != pl.col("to_category"))
+        & (pl.col("from_category") != NEW)
+        & (pl.col("to_category") != REMOVED)
+    )
+
+
 def transition_rows(counts: list[pl.DataFrame], org: str, as_of: dt.date, run_id: str) -> pl.DataFrame:
     """The run's transition matrix (category_transitions rows) from its slices' counts."""
     parts = [c for c in counts if c.height]

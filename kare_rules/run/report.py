@@ -10,6 +10,7 @@ import polars as pl
 
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.run.engine import SOON_DAYS, Progress, RunResult
+from kare_rules.run.history import real_moves
 
 STATUS = {
     "published": "published",
@@ -34,11 +35,7 @@ def summary_lines(result: RunResult) -> list[str]:
         + (" (see kare.quarantine)" if run["quarantined_rows"] else ""),
         "  category  " + " · ".join(f"{c} {run[c] or 0:,}" for c in ALL_CATEGORIES),
     ]
-    real = moves.filter(
-        (pl.col("from_category") != pl.col("to_category"))
-        & (pl.col("from_category") != "new")
-        & (pl.col("to_category") != "removed")
-    ).sort("accounts", descending=True)
+    real = real_moves(moves).sort("accounts", descending=True)
     top = _kinds(real, "kare.category_transitions")
     new = moves.filter(pl.col("from_category") == "new")["accounts"].sum()
     gone = moves.filter(pl.col("to_category") == "removed")["accounts"].sum()
