@@ -67,6 +67,7 @@ class Reference:
             last_run_id=last[1] if last else None, last_rules_digest=before[-1][2].digest if before else None,
             previous_rules=before[-1][2] if before else None,
             values=self.values.get(before[-1][0]) if before else None, before=before[-1] if before else None,
+            versions={r.digest: r for _, _, r in self.runs},
         )  # fmt: skip
         out = compute_run(rules, raw, day, previous, overrides=overrides, run_id=run_id, max_quarantine_share=1.0)
         valid = validate_accounts(rules, raw).valid

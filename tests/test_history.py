@@ -561,3 +561,18 @@ def test_a_rerun_that_quarantines_accounts_holds_them_as_the_history_has_them_be
         ("A", "renewal-check"), ("B", "renewal-check"),
     ]  # fmt: skip
     assert history_problems(fixed.category_history) == []
+
+
+def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_last_categorized_it():
+    c = account("C", "expand", arr=150000.0)  # expand under v1; v2 wants 300k for 'strategic': keep
+    others = [account(f"K{i}", "keep") for i in range(5)]
+    one = run(RULES, [c, *others], D1)
+    two = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D2, one)  # C quarantined: held in expand
+    three = run(RULES_V2, [c, *others], D3, two)  # C's data exactly as on D1: only the rules moved it
+    row = current(three, "C")
+    assert (row["previous_category"], row["category"], row["change_cause"]) == ("expand", "keep", "rules")
+    # Its data changing as well (nps too low for 'healthy' under either version) makes it 'both'.
+    one = run(RULES, [c, *others], D1)
+    two = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D2, one)
+    three = run(RULES_V2, [{**c, "nps": 5}, *others], D3, two)
+    assert current(three, "C")["change_cause"] == "both"

@@ -36,6 +36,7 @@ from kare_rules.sources import count_rows, file_state, read_accounts, stream_acc
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
+from kare_rules.warehouse.duckdb import IdRange
 from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
@@ -474,13 +475,33 @@ def _run(
     ruled = s.last_run(org, before=as_of)  # the run the change causes and the trends compare with
     previous_digest = ruled["rules_digest"] if ruled else None
     trends = rules.trend_columns
-    previous_rules = None
-    if previous_digest and previous_digest != rules.digest:
-        text = s.rules_text(org, previous_digest)
+    stored: dict[str, m.RuleSet | None] = {}
+
+    def rules_of(digest: str) -> m.RuleSet | None:
+        """A rule version an earlier run used (its text is kept in rule_versions); None when the loader no
+        longer accepts it or it was not kept: changes measured against it count as 'both'."""
+        if digest not in stored:
+            text = s.rules_text(org, digest)
+            try:
+                stored[digest] = load_rules_text(text, f"{org}@{digest}") if text else None
+            except KareError:
+                stored[digest] = None
+        return stored[digest]
+
+    def under(old_rules: m.RuleSet | None, valid: pl.DataFrame, within: IdRange | None) -> pl.DataFrame | None:
+        """Today's valid accounts categorized by an earlier rule version (account_id, category)."""
+        if old_rules is None:
+            return None
         try:
-            previous_rules = load_rules_text(text, f"{org}@{previous_digest}") if text else None
+            old = old_rules.trend_columns
+            old_before = s.previous_values(org, ruled["as_of"], old, within) if old and ruled else None
+            return categories_only(old_rules, valid, as_of, bundle.overrides, old_before)
         except KareError:
-            previous_rules = None  # a stored version the loader no longer accepts: changes count as 'both'
+            return None  # the old rules cannot read today's data: a change is 'both'
+
+    previous_rules = rules_of(previous_digest) if previous_digest and previous_digest != rules.digest else None
+    # Runs whose account_categories rows say nothing about an account's last evaluation before today's.
+    this_date = (ruled["run_id"] if ruled else "", last["run_id"] if rerun else "")
 
     n = raw.slices
     key = rules.input(rules.key)
@@ -522,16 +543,25 @@ def _run(
         held = pl.concat([kept["account_id"], restored["account_id"]])
 
         progress(f"{where}history", units + 2, total_units)
-        old_rules = None
-        if previous_rules is not None:
-            try:
-                old = previous_rules.trend_columns
-                old_before = s.previous_values(org, ruled["as_of"], old, within) if old and ruled else None
-                old_rules = categories_only(previous_rules, checked.valid, as_of, bundle.overrides, old_before)
-            except KareError:
-                old_rules = None  # the old rules cannot read today's data: a change is 'both'
+
+        # An account held (quarantined) in the run before was last judged by the rules of an earlier run:
+        # whether the rules changed for it is measured against those (its account_categories row says).
+        earlier = s.evaluated_apart(org, this_date, within) if ruled else None
+        if earlier is not None:
+            earlier = earlier.filter(pl.col("rules_digest") != previous_digest)
+        account_rules = None
+        if earlier is not None and earlier.height:
+            ids = checked.valid.get_column(rules.key).cast(pl.String)
+            parts = []
+            for (digest,), group in earlier.group_by("rules_digest"):
+                mine = checked.valid.filter(ids.is_in(group["account_id"].implode()))
+                old = under(rules_of(digest), mine, within) if digest != rules.digest else None
+                old = old if old is not None else pl.DataFrame(schema={"account_id": pl.String, "category": pl.String})
+                parts.append(group.join(old.rename({"category": "last_rules_category"}), on="account_id", how="left"))
+            account_rules = pl.concat(parts).rename({"rules_digest": "last_digest"})
         changes = history_changes(current, categories, held, as_of, run_id, org,
-                                  old_rules_category=old_rules, previous_digest=previous_digest)  # fmt: skip
+                                  old_rules_category=under(previous_rules, checked.valid, within),
+                                  previous_digest=previous_digest, account_rules=account_rules)  # fmt: skip
 
         progress(f"{where}actions", units + 3, total_units)
         people = checked.valid.select(

@@ -35,11 +35,14 @@ class HistoryChanges:
 def change_cause(previous_digest: str | None) -> pl.Expr:
     """Why an account's category changed: a new account, its data, the rules, both, or an override.
 
-    Whether the rules changed is a property of the run (`previous_digest`, the previous run's rules),
-    not of the account's open row, which may carry an older digest from before an earlier rule change."""
-    same_rules = pl.col("rules_digest") == (
-        pl.col("prev_digest") if previous_digest is None else pl.lit(previous_digest)
-    )
+    Whether the rules changed is measured against the rules that last judged the account: those of the
+    previous run (`previous_digest`), not of the account's open row, which may carry an older digest from
+    before an earlier rule change; for an account held (quarantined) in that run, those of the run that
+    last categorized it (`last_digest`, with `last_rules_category` today's data under them)."""
+    run_digest = pl.col("prev_digest") if previous_digest is None else pl.lit(previous_digest)
+    judged = pl.col("last_digest").is_not_null()
+    same_rules = pl.col("rules_digest") == pl.coalesce(pl.col("last_digest"), run_digest)
+    old_category = pl.when(judged).then(pl.col("last_rules_category")).otherwise(pl.col("old_rules_category"))
     return (
         pl.when(~pl.col("_seen"))
         .then(pl.lit(NEW))
@@ -49,7 +52,7 @@ def change_cause(previous_digest: str | None) -> pl.Expr:
         .then(pl.lit("override"))
         .when(same_rules)
         .then(pl.lit("data"))
-        .when(pl.col("old_rules_category").eq_missing(pl.col("prev_category")))
+        .when(old_category.eq_missing(pl.col("prev_category")))
         .then(pl.lit("rules"))
         .otherwise(pl.lit("both"))
     )
@@ -65,6 +68,7 @@ def history_changes(
     *,
     old_rules_category: pl.DataFrame | None = None,
     previous_digest: str | None = None,
+    account_rules: pl.DataFrame | None = None,
 ) -> HistoryChanges:
     """The history change set of one run over one slice of accounts.
 
@@ -72,6 +76,8 @@ def history_changes(
     computed account_categories rows, `held` the ids of accounts whose input rows were all quarantined
     (they keep their current row: not removed). `old_rules_category` (account_id, category) is today's
     data under the previous run's rules, when the rules changed: it tells a `rules` change from `both`.
+    `account_rules` (account_id, last_digest, last_rules_category) does the same for the accounts last
+    judged by other rules (held in the previous run).
     """
     now = categories.select("account_id", "category", "matched_rule", "rules_version", "rules_digest")
     at = positions(now.get_column("account_id"), current_rows.get_column("account_id"))
@@ -93,6 +99,12 @@ def history_changes(
         joined = joined.join(old, on="account_id", how="left", maintain_order="left")
     else:  # the rules did not change: no second join
         joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias("old_rules_category"))
+    if account_rules is not None:
+        joined = joined.join(account_rules, on="account_id", how="left", maintain_order="left")
+    else:
+        joined = joined.with_columns(
+            pl.lit(None, dtype=pl.String).alias(c) for c in ("last_digest", "last_rules_category")
+        )
     opening = joined.select(
         pl.lit(org).alias("org"),
         "account_id",

@@ -215,6 +215,17 @@ class Session:
             df = _fetch(self.con, f"SELECT * FROM {_t('account_categories')} WHERE org = $org{only}", {"org": org})
         return conformed("account_categories", df) if df.height else empty("account_categories")
 
+    def evaluated_apart(self, org: str, runs: tuple[str, ...], within: IdRange | None = None) -> pl.DataFrame:
+        """account_id and rules_digest of the account_categories rows not made by `runs`: the accounts held
+        (quarantined) since an earlier run, whose row is that run's."""
+        cond, params = _within(within)
+        marks = ", ".join(f"$r{i}" for i in range(len(runs)))
+        params |= {"org": org, **{f"r{i}": r for i, r in enumerate(runs)}}
+        df = _fetch(self.con, f"SELECT account_id, rules_digest FROM {_t('account_categories')} WHERE org = $org "
+                    f"AND run_id NOT IN ({marks}){cond}", params)  # fmt: skip
+        schema = {"account_id": pl.String, "rules_digest": pl.String}
+        return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
+
     def known_action_keys(self, org: str, keys: pl.Series) -> pl.Series:
         """Which of these action keys the queue holds, in any status."""
         with self._only(keys.alias("action_key"), column="action_key") as only:

@@ -34,6 +34,7 @@ def update_history(
     *,
     old_rules_category: pl.DataFrame | None = None,
     previous_digest: str | None = None,
+    judged_apart: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Apply one run to an organization's history.
 
@@ -44,6 +45,8 @@ def update_history(
     which tells a `rules` change from `both`. `previous_digest` is the digest of the previous run's
     rules: whether the rules changed is a property of the run, not of the account's open row (an
     account that kept its category across an earlier rule change still carries the older digest).
+    `judged_apart` (account_id, digest, category): accounts held in the previous run, the digest of the
+    rules that last categorized them and today's data under those rules; theirs replace the run's.
     """
     base = rewind_history(history, as_of) if history.height else empty("category_history")
     open_rows = base.filter(pl.col("is_current")).select(
@@ -63,6 +66,16 @@ def update_history(
         )
     else:
         joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias("old_rules_category"))
+    run_digest = pl.col("prev_digest") if previous_digest is None else pl.lit(previous_digest)
+    if judged_apart is not None:
+        apart = judged_apart.select("account_id", pl.col("digest").alias("_d"), pl.col("category").alias("_c"),
+                                    pl.lit(True).alias("_apart"))  # fmt: skip
+        joined = joined.join(apart, on="account_id", how="left").with_columns(
+            pl.when(pl.col("_apart")).then(pl.col("_c")).otherwise(pl.col("old_rules_category")).alias("old_rules_category"),
+            pl.when(pl.col("_apart")).then(pl.col("_d")).otherwise(run_digest).alias("_judged_by"),
+        )  # fmt: skip
+    else:
+        joined = joined.with_columns(run_digest.alias("_judged_by"))
 
     in_input = pl.col("org").is_not_null()
     seen = pl.col("_seen").fill_null(False)
@@ -76,7 +89,7 @@ def update_history(
         .then(pl.lit("data"))  # back in the input after being removed
         .when((pl.col("matched_rule") == "override") | (pl.col("prev_rule") == "override"))
         .then(pl.lit("override"))
-        .when(pl.col("rules_digest") == (pl.col("prev_digest") if previous_digest is None else pl.lit(previous_digest)))
+        .when(pl.col("rules_digest") == pl.col("_judged_by"))
         .then(pl.lit("data"))
         .when(pl.col("old_rules_category").eq_missing(pl.col("prev_category")))
         .then(pl.lit("rules"))

@@ -46,6 +46,7 @@ class PreviousState:
     values: pl.DataFrame | None = None
     # The last run before this one's date: (as_of, run_id, rules). A re-run of a date builds on it.
     before: tuple[dt.date, str, m.RuleSet] | None = None
+    versions: dict[str, m.RuleSet] = field(default_factory=dict)  # every rule version published, by digest
 
 
 @dataclass
@@ -213,7 +214,42 @@ def step_history(
     return update_history(
         previous.history, current, held, as_of, run_id,
         old_rules_category=old_rules_category, previous_digest=previous_digest,
+        judged_apart=judged_apart(rules, checked, previous, as_of, run_id, overrides),
     )  # fmt: skip
+
+
+def judged_apart(
+    rules: m.RuleSet, checked: Checked, previous: PreviousState, as_of: dt.date, run_id: str,
+    overrides: tuple[Override, ...],
+) -> pl.DataFrame | None:  # fmt: skip
+    """Accounts held in the run before (their account_categories row is an older run's): the digest of the
+    rules that categorized them, and today's data under those rules."""
+    if previous.before is None:
+        return None
+    runs = [previous.before[1], previous.last_run_id if previous.last_as_of == as_of else ""]
+    apart = previous.categories.filter(
+        ~pl.col("run_id").is_in(runs) & (pl.col("rules_digest") != previous.before[2].digest)
+    )
+    rows = []
+    for digest in apart["rules_digest"].unique().to_list():
+        ids = apart.filter(pl.col("rules_digest") == digest)["account_id"]
+        old = previous.versions.get(digest)
+        cats = None
+        if old is not None and digest != rules.digest:
+            valid = checked.valid.filter(pl.col(rules.key).cast(pl.String).is_in(ids.implode()))
+            try:
+                cats = categorize_run(old, valid, as_of, run_id, overrides, values=previous.values)
+            except KareError:
+                cats = None
+        found = (
+            cats.select("account_id", "category")
+            if cats is not None
+            else pl.DataFrame(schema={"account_id": pl.String, "category": pl.String})
+        )
+        rows.append(
+            ids.to_frame().join(found, on="account_id", how="left").with_columns(pl.lit(digest).alias("digest"))
+        )
+    return pl.concat(rows) if rows else None
 
 
 def step_actions(
