@@ -289,6 +289,8 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
             assert "${{" not in str(value), f"only whole `${{{{ name }}}}` values are understood: {value}"
             return str(value)
         name = match.group(1)
+        if name.startswith("steps.") and name.endswith(".outcome"):
+            return steps.get(name.split(".")[1], {}).get("outcome", "")
         if name.startswith("steps."):
             _, step, kind, key = name.split(".")
             return steps.get(step, {}).get(kind, {}).get(key, "")
@@ -300,6 +302,10 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
             return not any(s["outcome"] == "failure" and not s["continue"] for s in steps.values())
         if m := re.fullmatch(r"steps\.(\w+)\.outcome == 'failure'", expr):
             return steps[m.group(1)]["outcome"] == "failure"
+        if m := re.fullmatch(r"always\(\) && \((.+)\)", expr):
+            failed = [re.fullmatch(r"steps\.(\w+)\.outcome == 'failure'", e) for e in m.group(1).split(" || ")]
+            assert all(failed), f"{workflow.name}: the test does not understand `if: {expr}`"
+            return any(steps.get(f.group(1), {}).get("outcome") == "failure" for f in failed)
         if m := re.fullmatch(r"always\(\) && steps\.(\w+)\.outputs\.report != ''", expr):
             return bool(steps.get(m.group(1), {}).get("outputs", {}).get("report"))
         raise AssertionError(f"{workflow.name}: the test does not understand `if: {expr}`")
@@ -397,5 +403,41 @@ def test_the_reusable_workflow_fails_the_job_when_the_version_is_not_bumped(venv
     )
     assert steps["diff"]["outcome"] == "failure"
     assert "version did not increase" in Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
-    failed = [s for s in steps.values() if s["name"] == "Fail when the version check failed"]
+    failed = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
     assert [s["outcome"] for s in failed] == ["failure"]
+    assert "a version check failed" in failed[0]["stdout"]
+
+
+def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_the_job(venv_bin, wheel, tmp_path):
+    # The report lists each failing test with the account's evaluation: the comment must be posted before
+    # the job fails, not skipped because `kare test` failed first.
+    repo = rules_folder(tmp_path / "rules-repo")
+    git_env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
+        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    edit(repo / "rules" / ORG / "kare.yaml", "    expect: attain", "    expect: keep")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        **git_env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PIP_NO_INDEX": "1",
+    }
+    steps = run_workflow_steps(
+        ROOT / ".github" / "workflows" / "kare-impact.yml",
+        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
+        github={"base_ref": "", "event_name": "pull_request"},
+        cwd=repo,
+        env=env,
+    )
+    assert steps["tests"]["outcome"] == "failure"
+    assert steps["diff"]["outcome"] == "success"
+    report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
+    assert "after: 14 passed, 1 failed ❌" in report
+    assert "expected `keep`, got `attain`" in report
+    (failed,) = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
+    assert failed["outcome"] == "failure"
+    assert "embedded rule tests failed" in failed["stdout"]
+    assert "a version check failed" not in failed["stdout"]
