@@ -888,17 +888,20 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         if imp.transitions:
             lines += [*_matrix(imp), ""]
             shown = len(imp.moved)
-            title = f"**Moved accounts** (first {shown} of {imp.moved_total:,})"
-            lines += [title if shown < imp.moved_total else f"**Moved accounts** ({imp.moved_total:,})", ""]
-            lines += _table(
-                ["account", "before", "after", "reason before", "reason after"],
-                [
-                    [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
-                    for x in imp.moved
-                ],
-                align="lllll",
-            )
-            lines.append("")
+            if not shown:  # --limit 0: the count only, not an empty table
+                lines += [f"**Moved accounts**: {imp.moved_total:,} (none listed: --limit 0)", ""]
+            else:
+                title = f"**Moved accounts** (first {shown} of {imp.moved_total:,})"
+                lines += [title if shown < imp.moved_total else f"**Moved accounts** ({imp.moved_total:,})", ""]
+                lines += _table(
+                    ["account", "before", "after", "reason before", "reason after"],
+                    [
+                        [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
+                        for x in imp.moved
+                    ],
+                    align="lllll",
+                )
+                lines.append("")
         elif d.status not in ("added", "removed"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)

@@ -721,3 +721,31 @@ def test_rules_without_watches_have_no_watch_section(tmp_path):
     report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF)
     assert report.impact.watches == [] and report.to_json()["watches"] == []
     assert "**Watches**" not in "\n".join(render_org_markdown(report))
+
+
+def test_limit_zero_gives_the_moved_count_without_an_empty_table(tmp_path):
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF, 0)
+    text = "\n".join(render_org_markdown(report))
+    assert "**Moved accounts**: 2 (none listed: --limit 0)" in text
+    assert "| account | before | after |" not in text
+
+
+def test_a_missing_input_column_names_the_data_columns_not_kares_own_row_numbers(tmp_path, capsys):
+    # With --base, an org whose input lacks a column still gets its report, with the reason; the list of the
+    # columns present must not show the row number kare diff adds to the data.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, BASE, "acme")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(rules, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")), "acme")
+    accounts().drop("segment").write_parquet(tmp_path / "acme.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    (org,) = json.loads(captured.out)["organizations"]
+    assert org["impact_note"].startswith("not computed: the input has no column 'segment'")
+    assert "present: account_id, owner, is_customer, value_last_90d, churned_on." in org["impact_note"]
+    assert "_kare" not in org["impact_note"] and "_kare" not in captured.err
+    assert "kare diff: acme: impact not computed: the input has no column 'segment'" in captured.err
