@@ -8,6 +8,7 @@ built from the checkout.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -441,3 +442,38 @@ def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_t
     assert failed["outcome"] == "failure"
     assert "embedded rule tests failed" in failed["stdout"]
     assert "a version check failed" not in failed["stdout"]
+
+
+def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_date(venv_bin, wheel, tmp_path):
+    # kare sample's default month is fixed; a workflow measuring it as of today would probe the rules' day
+    # thresholds (churned within 365 days, …) further off every month. The sample is made for the current
+    # month instead, and the report measures on the sample's own date.
+    repo = rules_folder(tmp_path / "rules-repo")
+    git_env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
+        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    edit(repo / "rules" / ORG / "kare.yaml", "version: 1.1.0", "version: 1.2.0")
+    edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        **git_env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PIP_NO_INDEX": "1",
+    }
+    today = dt.datetime.now(dt.UTC).date()
+    steps = run_workflow_steps(
+        ROOT / ".github" / "workflows" / "kare-impact.yml",
+        inputs={"kare-spec": str(wheel), "base-ref": "main"},
+        github={"base_ref": "", "event_name": "pull_request"},
+        cwd=repo,
+        env=env,
+    )
+    (sample,) = [p for p in (runner_temp / "kare-sample" / ORG).glob("2*.parquet")]
+    sample_date = dt.date.fromisoformat(sample.stem)
+    assert today <= sample_date <= today + dt.timedelta(days=31)  # the last day of this month
+    assert steps["snapshot"]["outputs"]["as_of"] == sample.stem
+    report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
+    assert f"input rows, as of {sample.stem})" in report
