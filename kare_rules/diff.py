@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -629,11 +630,19 @@ def rule_test_summary(rules: m.RuleSet) -> dict[str, Any]:
     """The embedded tests of one version: pass/fail counts and each failure."""
     results = run_rule_tests(rules)
     failures = [
-        {"name": r.test.name, "line": r.test.line, "expect": r.test.expect, "got": r.got, "reason": r.reason}
+        {"name": r.test.name, "file": _test_file(r.test.path), "line": r.test.line, "expect": r.test.expect,
+         "got": r.got, "reason": r.reason}
         for r in results
         if not r.passed
-    ]
+    ]  # fmt: skip
     return {"passed": len(results) - len(failures), "failed": len(failures), "failures": failures}
+
+
+def _test_file(path: str) -> str:
+    """Where a test is, within its organization's folder: `kare.yaml` or `tests/NAME.yaml` (a version read
+    from git sits in a scratch folder, so the full path would mean nothing to a reviewer)."""
+    file = Path(path or "kare.yaml")
+    return f"tests/{file.name}" if file.parent.name == "tests" else file.name
 
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?\Z")
@@ -913,7 +922,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             lines.append(f"- {label}: {t['passed']} passed, {t['failed']} failed {mark}")
     for f in (d.tests_after or {}).get("failures", []):
         lines.append(
-            f"  - FAIL line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` ({f['reason']})"
+            f"  - FAIL {f['file']} line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` "
+            f"({f['reason']})"
         )
     vc = d.version_check
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]

@@ -749,3 +749,21 @@ def test_a_missing_input_column_names_the_data_columns_not_kares_own_row_numbers
     assert "present: account_id, owner, is_customer, value_last_90d, churned_on." in org["impact_note"]
     assert "_kare" not in org["impact_note"] and "_kare" not in captured.err
     assert "kare diff: acme: impact not computed: the input has no column 'segment'" in captured.err
+
+
+def test_a_failing_test_is_named_by_the_file_that_holds_it(tmp_path):
+    # A failure in rules/<org>/tests/*.yaml must not read as a line of kare.yaml.
+    path = write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    (path.parent / "tests").mkdir()
+    (path.parent / "tests" / "more.yaml").write_text(
+        "tests:\n"
+        "  - name: big one is keep\n"
+        "    account: {account_id: X1, is_customer: true, value_last_90d: 90000}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n"
+    )
+    report = diff_rules(load(tmp_path, BASE, "a"), load_rules(path), None, AS_OF)
+    text = "\n".join(render_org_markdown(report))
+    assert "  - FAIL tests/more.yaml line 2 _big one is keep_: expected `keep`, got `expand`" in text
+    assert "FAIL kare.yaml line 54 _paying account of 32000 is keep_" in text
+    assert {f["file"] for f in report.to_json()["tests_after"]["failures"]} == {"kare.yaml", "tests/more.yaml"}
