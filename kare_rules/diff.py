@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -812,7 +812,24 @@ def diff_rules(
         raise ValueError("diff_rules needs as_of to compute the impact on accounts")
     else:
         report.impact = impact(before, after, accounts, as_of, limit, overrides_before, overrides_after)
+        if after is not None:
+            report.override_changes = _flag_absent_pins(report.override_changes, after, accounts)
     return report
+
+
+def _flag_absent_pins(
+    changes: list[RuleChange], rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame
+) -> list[RuleChange]:
+    """Say so when a new or changed pin names an account the input does not hold: a mistyped id pins
+    nothing, and a run would not tell anyone."""
+    pinned = [c.name for c in changes if c.kind in ("override_added", "override_changed")]
+    if not pinned:
+        return changes
+    frame = accounts.lazy() if isinstance(accounts, pl.DataFrame) else accounts
+    key = pl.col(rules.key).cast(pl.String)  # a run matches pins on the key as text
+    present = set(frame.filter(key.is_in(pinned)).select(key).collect().to_series().to_list())
+    note = " — ⚠️ not in the input: check the account id"
+    return [replace(c, text=c.text + note) if c.name in pinned and c.name not in present else c for c in changes]
 
 
 # ---- Markdown for a pull-request comment --------------------------------------------------------

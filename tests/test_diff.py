@@ -767,3 +767,28 @@ def test_a_failing_test_is_named_by_the_file_that_holds_it(tmp_path):
     assert "  - FAIL tests/more.yaml line 2 _big one is keep_: expected `keep`, got `expand`" in text
     assert "FAIL kare.yaml line 54 _paying account of 32000 is keep_" in text
     assert {f["file"] for f in report.to_json()["tests_after"]["failures"]} == {"kare.yaml", "tests/more.yaml"}
+
+
+def test_a_pin_on_an_account_the_input_does_not_hold_is_flagged(tmp_path):
+    # A mistyped id in overrides.yaml pins nothing; the reviewer is told instead of seeing a normal pin.
+    rules = load(tmp_path, BASE, "a")
+    pins = load_overrides_text(
+        tmp_path,
+        rules,
+        "- {account: A001, category: expand, reason: CEO friend, author: ana@acme.example, expires: 2027-01-31}\n",
+        "- {account: A0O2, category: exit, reason: No margin, author: ana@acme.example, expires: 2027-01-31}\n",
+    )
+    report = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=pins)
+    texts = {c.name: c.text for c in report.override_changes}
+    assert texts["A001"] == "A001 pinned to expand until 2027-01-31 (ana@acme.example: CEO friend)"
+    assert texts["A0O2"].endswith("(ana@acme.example: No margin) — ⚠️ not in the input: check the account id")
+    assert report.impact.moved_total == 1  # only A001 moves
+
+
+def load_overrides_text(tmp_path: Path, rules, *items: str):
+    from kare_rules.overrides import load_overrides
+
+    folder = tmp_path / "pins"
+    folder.mkdir()
+    write_overrides(folder, *items)
+    return load_overrides(folder / "overrides.yaml", rules)
