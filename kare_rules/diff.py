@@ -828,7 +828,7 @@ def _flag_absent_pins(
     frame = accounts.lazy() if isinstance(accounts, pl.DataFrame) else accounts
     key = pl.col(rules.key).cast(pl.String)  # a run matches pins on the key as text
     present = set(frame.filter(key.is_in(pinned)).select(key).collect().to_series().to_list())
-    note = " — ⚠️ not in the input: check the account id"
+    note = " — ⚠️ not in the input: check the account id (a mistyped id pins nothing)"
     return [replace(c, text=c.text + note) if c.name in pinned and c.name not in present else c for c in changes]
 
 
