@@ -781,7 +781,9 @@ def test_a_pin_on_an_account_the_input_does_not_hold_is_flagged(tmp_path):
     report = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=pins)
     texts = {c.name: c.text for c in report.override_changes}
     assert texts["A001"] == "A001 pinned to expand until 2027-01-31 (ana@acme.example: CEO friend)"
-    assert texts["A0O2"].endswith("(ana@acme.example: No margin) — ⚠️ not in the input: check the account id (a mistyped id pins nothing)")
+    assert texts["A0O2"].endswith(
+        "(ana@acme.example: No margin) — ⚠️ not in the input: check the account id (a mistyped id pins nothing)"
+    )
     assert report.impact.moved_total == 1  # only A001 moves
 
 
