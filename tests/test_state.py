@@ -13,6 +13,7 @@ import polars as pl
 from kare_rules.cli import main
 from kare_rules.loader import load_rules
 from kare_rules.run import RuleBundle, run_organization
+from kare_rules.run.quality import Thresholds
 from kare_rules.synth import synthesize
 from kare_rules.tables import EDGE_COLUMNS, TABLES, _sql_type, json_contract
 from kare_rules.warehouse import Warehouse
@@ -197,3 +198,38 @@ def test_kare_schema_table_prints_the_contract_of_the_published_table(tmp_path, 
         assert [(c, p["x-sql-type"]) for c, p in contract["properties"].items()] == real
     assert main(["schema", "--table", "upcoming"]) == 2
     assert "is not a kare table; give one of account_categories" in capsys.readouterr().err
+
+
+WINDOW_RULES = """\
+format: kare/v1
+organization: window
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  churned_on: {type: date}
+  score: {type: integer, min: 0}
+derived:
+  days_since_churn: {days_since: churned_on}
+profiles:
+  recapture:
+    when: {days_since_churn: {between: [0, 60]}}
+"""
+
+
+def test_the_run_summary_counts_only_moves_still_ahead(tmp_path):
+    # B's row is quarantined on the second date, so B keeps its older row, whose move (recapture → unassigned
+    # on 2026-11-15) is already past by 2026-11-20: it is not a move "within 30 days" of that run.
+    folder = tmp_path / "rules" / "window"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(WINDOW_RULES)
+    rules, wh = bundle(folder), Warehouse(tmp_path / "wh.duckdb")
+    first = pl.DataFrame(
+        {"account_id": ["A", "B"], "churned_on": [dt.date(2026, 10, 15), dt.date(2026, 9, 15)], "score": [1, 1]}
+    )
+    result = run_organization("window", dt.date(2026, 11, 1), first, wh, bundle=rules)
+    assert result.upcoming.rows() == [("recapture", "unassigned", 1)]  # B on 2026-11-15; A on 2026-12-15
+    later = first.with_columns(score=pl.Series([1, -1]))  # B breaks min: 0, so B is held
+    thresholds = Thresholds(max_quarantine_share=0.6)
+    result = run_organization("window", dt.date(2026, 11, 20), later, wh, bundle=rules, thresholds=thresholds)
+    assert result.run["quarantined_rows"] == 1
+    assert result.upcoming.rows() == [("recapture", "unassigned", 1)]  # A on 2026-12-15 only

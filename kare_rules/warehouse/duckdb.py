@@ -254,14 +254,15 @@ class Session:
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of < $d",
                          {"org": org, "d": before})  # fmt: skip
 
-    def upcoming(self, org: str, until: dt.date) -> pl.DataFrame:
-        """Accounts whose next move (data unchanged) falls on or before `until`, by from → to."""
+    def upcoming(self, org: str, as_of: dt.date, days: int) -> pl.DataFrame:
+        """Accounts whose next move (data unchanged) falls after `as_of` and at most `days` later, by from → to.
+        A held (quarantined) account keeps its older row, whose move may already be past `as_of`."""
         df = _fetch(
             self.con,
             "SELECT category AS from_category, next_category AS to_category, count(*) AS accounts "
-            f"FROM {_t('account_categories')} WHERE org = $org AND next_move_on <= $until GROUP BY ALL "
-            "ORDER BY accounts DESC, from_category, to_category",
-            {"org": org, "until": until},
+            f"FROM {_t('account_categories')} WHERE org = $org AND next_move_on > $as_of "
+            "AND next_move_on <= $until GROUP BY ALL ORDER BY accounts DESC, from_category, to_category",
+            {"org": org, "as_of": as_of, "until": as_of + dt.timedelta(days=days)},
         )
         schema = {"from_category": pl.String, "to_category": pl.String, "accounts": pl.Int64}
         return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
