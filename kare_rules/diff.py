@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -629,11 +630,19 @@ def rule_test_summary(rules: m.RuleSet) -> dict[str, Any]:
     """The embedded tests of one version: pass/fail counts and each failure."""
     results = run_rule_tests(rules)
     failures = [
-        {"name": r.test.name, "line": r.test.line, "expect": r.test.expect, "got": r.got, "reason": r.reason}
+        {"name": r.test.name, "file": _test_file(r.test.path), "line": r.test.line, "expect": r.test.expect,
+         "got": r.got, "reason": r.reason}
         for r in results
         if not r.passed
-    ]
+    ]  # fmt: skip
     return {"passed": len(results) - len(failures), "failed": len(failures), "failures": failures}
+
+
+def _test_file(path: str) -> str:
+    """Where a test is, within its organization's folder: `kare.yaml` or `tests/NAME.yaml` (a version read
+    from git sits in a scratch folder, so the full path would mean nothing to a reviewer)."""
+    file = Path(path or "kare.yaml")
+    return f"tests/{file.name}" if file.parent.name == "tests" else file.name
 
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?\Z")
@@ -803,7 +812,24 @@ def diff_rules(
         raise ValueError("diff_rules needs as_of to compute the impact on accounts")
     else:
         report.impact = impact(before, after, accounts, as_of, limit, overrides_before, overrides_after)
+        if after is not None:
+            report.override_changes = _flag_absent_pins(report.override_changes, after, accounts)
     return report
+
+
+def _flag_absent_pins(
+    changes: list[RuleChange], rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame
+) -> list[RuleChange]:
+    """Say so when a new or changed pin names an account the input does not hold: a mistyped id pins
+    nothing, and a run would not tell anyone."""
+    pinned = [c.name for c in changes if c.kind in ("override_added", "override_changed")]
+    if not pinned:
+        return changes
+    frame = accounts.lazy() if isinstance(accounts, pl.DataFrame) else accounts
+    key = pl.col(rules.key).cast(pl.String)  # a run matches pins on the key as text
+    present = set(frame.filter(key.is_in(pinned)).select(key).collect().to_series().to_list())
+    note = " — ⚠️ not in the input: check the account id (a mistyped id pins nothing)"
+    return [replace(c, text=c.text + note) if c.name in pinned and c.name not in present else c for c in changes]
 
 
 # ---- Markdown for a pull-request comment --------------------------------------------------------
@@ -888,17 +914,20 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         if imp.transitions:
             lines += [*_matrix(imp), ""]
             shown = len(imp.moved)
-            title = f"**Moved accounts** (first {shown} of {imp.moved_total:,})"
-            lines += [title if shown < imp.moved_total else f"**Moved accounts** ({imp.moved_total:,})", ""]
-            lines += _table(
-                ["account", "before", "after", "reason before", "reason after"],
-                [
-                    [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
-                    for x in imp.moved
-                ],
-                align="lllll",
-            )
-            lines.append("")
+            if not shown:  # --limit 0: the count only, not an empty table
+                lines += [f"**Moved accounts**: {imp.moved_total:,} (none listed: --limit 0)", ""]
+            else:
+                title = f"**Moved accounts** (first {shown} of {imp.moved_total:,})"
+                lines += [title if shown < imp.moved_total else f"**Moved accounts** ({imp.moved_total:,})", ""]
+                lines += _table(
+                    ["account", "before", "after", "reason before", "reason after"],
+                    [
+                        [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
+                        for x in imp.moved
+                    ],
+                    align="lllll",
+                )
+                lines.append("")
         elif d.status not in ("added", "removed"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)
@@ -910,7 +939,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             lines.append(f"- {label}: {t['passed']} passed, {t['failed']} failed {mark}")
     for f in (d.tests_after or {}).get("failures", []):
         lines.append(
-            f"  - FAIL line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` ({f['reason']})"
+            f"  - FAIL {f['file']} line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` "
+            f"({f['reason']})"
         )
     vc = d.version_check
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]

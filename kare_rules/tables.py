@@ -112,10 +112,15 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
     ),
     "runs": (
         "One row per run attempt: what went in, what came out, and whether it was published.",
-        ["run_id", "started_at"],
+        ["org", "started_at"],  # not run_id: a repeated run repeats it, a run failing before its input has none
         [
             ("org", S, "Organization slug."),
-            ("run_id", S, "The run (deterministic from org, as_of, rules, overrides and input)."),
+            (
+                "run_id",
+                S,
+                "The run (deterministic from org, as_of, rules, overrides and input); null when the run failed "
+                "before its input was read.",
+            ),
             ("as_of", D, "The run date."),
             ("rules_version", S, "Rule file version."),
             ("rules_digest", S, "Rule digest."),
@@ -163,6 +168,39 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
 }
 
 
+# The columns no published row leaves null (besides the key): the contract's non-null types, and NOT NULL in
+# the warehouse. Left out on purpose: what an engine or a failed run may not know (reason, the early-warning
+# columns with --engine duckdb, a failed run's counts and rules), and what is null by meaning (a removed
+# account's category, an unassigned account's matched_rule, an action's owner or closed_on).
+NOT_NULL: dict[str, tuple[str, ...]] = {
+    "account_categories": ("category", "rules_version", "rules_digest", "as_of", "run_id"),
+    "category_history": ("valid_to", "is_current", "change_cause", "rules_version", "rules_digest", "run_id"),
+    "category_transitions": ("run_id", "accounts"),
+    "action_queue": (
+        "org",
+        "account_id",
+        "category",
+        "source",
+        "action_id",
+        "title",
+        "priority",
+        "created_on",
+        "due_on",
+        "status",
+    ),
+    "quarantine": ("run_id", "reasons", "record"),
+    "runs": ("finished_at", "status"),
+    "account_values": (),
+    "rule_versions": ("rules_version", "rules_text", "first_as_of"),
+}
+
+
+def never_null(table: str) -> list[str]:
+    """The table's key and the columns no published row leaves null, in column order."""
+    _, key, columns = TABLES[table]
+    return [n for n, _, _ in columns if n in key or n in NOT_NULL[table]]
+
+
 # The early-warning columns of account_categories (kare_rules.edges computes them).
 EDGE_COLUMNS = ("next_category", "next_move_on", "edge_category", "edge_column", "edge_value", "edge_threshold",
                 "edge_change", "watches")  # fmt: skip
@@ -195,22 +233,26 @@ _JSON_TYPES = {pl.String: "string", pl.Date: "string", pl.Int64: "integer", pl.B
 def json_contract(table: str) -> dict:
     """A table's contract as a JSON Schema of one row."""
     description, key, columns = TABLES[table]
+    required = never_null(table)
     props = {}
     for name, dtype, text in columns:
         if isinstance(dtype, pl.List):
-            spec: dict = {"type": ["array", "null"], "items": {"type": "string"}}
+            spec: dict = {"type": "array", "items": {"type": "string"}}
         elif dtype == pl.Date:
-            spec = {"type": ["string", "null"], "format": "date"}
+            spec = {"type": "string", "format": "date"}
         elif isinstance(dtype, pl.Datetime):
-            spec = {"type": ["string", "null"], "format": "date-time"}
+            spec = {"type": "string", "format": "date-time"}
         else:
-            spec = {"type": [_JSON_TYPES[dtype], "null"]}
+            spec = {"type": _JSON_TYPES[dtype]}
+        if name not in required:
+            spec["type"] = [spec["type"], "null"]
         props[name] = {**spec, "description": text, "x-sql-type": _sql_type(dtype)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{SCHEMA}.{table}",
         "description": description,
         "x-key": key,
+        "x-not-null": required,
         "type": "object",
         "additionalProperties": False,
         "required": [n for n, _, _ in columns],

@@ -111,9 +111,10 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
     """A DataError naming every declared input the data lacks: no row can be validated without it."""
     missing = missing_columns(rules, columns)
     if missing:
+        present = [c for c in columns if not c.startswith("_kare_")]  # not the row numbers kare adds itself
         raise DataError(
             f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
-            f"{rules.path or rules.organization}; present: {', '.join(columns)}. Rename the column in the "
+            f"{rules.path or rules.organization}; present: {', '.join(present)}. Rename the column in the "
             "source or change 'inputs:'"
         )
 

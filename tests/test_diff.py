@@ -721,3 +721,76 @@ def test_rules_without_watches_have_no_watch_section(tmp_path):
     report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF)
     assert report.impact.watches == [] and report.to_json()["watches"] == []
     assert "**Watches**" not in "\n".join(render_org_markdown(report))
+
+
+def test_limit_zero_gives_the_moved_count_without_an_empty_table(tmp_path):
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, THRESHOLD), "b"), accounts(), AS_OF, 0)
+    text = "\n".join(render_org_markdown(report))
+    assert "**Moved accounts**: 2 (none listed: --limit 0)" in text
+    assert "| account | before | after |" not in text
+
+
+def test_a_missing_input_column_names_the_data_columns_not_kares_own_row_numbers(tmp_path, capsys):
+    # With --base, an org whose input lacks a column still gets its report, with the reason; the list of the
+    # columns present must not show the row number kare diff adds to the data.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, BASE, "acme")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(rules, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")), "acme")
+    accounts().drop("segment").write_parquet(tmp_path / "acme.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    (org,) = json.loads(captured.out)["organizations"]
+    assert org["impact_note"].startswith("not computed: the input has no column 'segment'")
+    assert "present: account_id, owner, is_customer, value_last_90d, churned_on." in org["impact_note"]
+    assert "_kare" not in org["impact_note"] and "_kare" not in captured.err
+    assert "kare diff: acme: impact not computed: the input has no column 'segment'" in captured.err
+
+
+def test_a_failing_test_is_named_by_the_file_that_holds_it(tmp_path):
+    # A failure in rules/<org>/tests/*.yaml must not read as a line of kare.yaml.
+    path = write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    (path.parent / "tests").mkdir()
+    (path.parent / "tests" / "more.yaml").write_text(
+        "tests:\n"
+        "  - name: big one is keep\n"
+        "    account: {account_id: X1, is_customer: true, value_last_90d: 90000}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n"
+    )
+    report = diff_rules(load(tmp_path, BASE, "a"), load_rules(path), None, AS_OF)
+    text = "\n".join(render_org_markdown(report))
+    assert "  - FAIL tests/more.yaml line 2 _big one is keep_: expected `keep`, got `expand`" in text
+    assert "FAIL kare.yaml line 54 _paying account of 32000 is keep_" in text
+    assert {f["file"] for f in report.to_json()["tests_after"]["failures"]} == {"kare.yaml", "tests/more.yaml"}
+
+
+def test_a_pin_on_an_account_the_input_does_not_hold_is_flagged(tmp_path):
+    # A mistyped id in overrides.yaml pins nothing; the reviewer is told instead of seeing a normal pin.
+    rules = load(tmp_path, BASE, "a")
+    pins = load_overrides_text(
+        tmp_path,
+        rules,
+        "- {account: A001, category: expand, reason: CEO friend, author: ana@acme.example, expires: 2027-01-31}\n",
+        "- {account: A0O2, category: exit, reason: No margin, author: ana@acme.example, expires: 2027-01-31}\n",
+    )
+    report = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=pins)
+    texts = {c.name: c.text for c in report.override_changes}
+    assert texts["A001"] == "A001 pinned to expand until 2027-01-31 (ana@acme.example: CEO friend)"
+    assert texts["A0O2"].endswith(
+        "(ana@acme.example: No margin) — ⚠️ not in the input: check the account id (a mistyped id pins nothing)"
+    )
+    assert report.impact.moved_total == 1  # only A001 moves
+
+
+def load_overrides_text(tmp_path: Path, rules, *items: str):
+    from kare_rules.overrides import load_overrides
+
+    folder = tmp_path / "pins"
+    folder.mkdir()
+    write_overrides(folder, *items)
+    return load_overrides(folder / "overrides.yaml", rules)

@@ -8,6 +8,7 @@ built from the checkout.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -289,6 +290,8 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
             assert "${{" not in str(value), f"only whole `${{{{ name }}}}` values are understood: {value}"
             return str(value)
         name = match.group(1)
+        if name.startswith("steps.") and name.endswith(".outcome"):
+            return steps.get(name.split(".")[1], {}).get("outcome", "")
         if name.startswith("steps."):
             _, step, kind, key = name.split(".")
             return steps.get(step, {}).get(kind, {}).get(key, "")
@@ -300,6 +303,10 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
             return not any(s["outcome"] == "failure" and not s["continue"] for s in steps.values())
         if m := re.fullmatch(r"steps\.(\w+)\.outcome == 'failure'", expr):
             return steps[m.group(1)]["outcome"] == "failure"
+        if m := re.fullmatch(r"always\(\) && \((.+)\)", expr):
+            failed = [re.fullmatch(r"steps\.(\w+)\.outcome == 'failure'", e) for e in m.group(1).split(" || ")]
+            assert all(failed), f"{workflow.name}: the test does not understand `if: {expr}`"
+            return any(steps.get(f.group(1), {}).get("outcome") == "failure" for f in failed)
         if m := re.fullmatch(r"always\(\) && steps\.(\w+)\.outputs\.report != ''", expr):
             return bool(steps.get(m.group(1), {}).get("outputs", {}).get("report"))
         raise AssertionError(f"{workflow.name}: the test does not understand `if: {expr}`")
@@ -397,5 +404,76 @@ def test_the_reusable_workflow_fails_the_job_when_the_version_is_not_bumped(venv
     )
     assert steps["diff"]["outcome"] == "failure"
     assert "version did not increase" in Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
-    failed = [s for s in steps.values() if s["name"] == "Fail when the version check failed"]
+    failed = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
     assert [s["outcome"] for s in failed] == ["failure"]
+    assert "a version check failed" in failed[0]["stdout"]
+
+
+def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_the_job(venv_bin, wheel, tmp_path):
+    # The report lists each failing test with the account's evaluation: the comment must be posted before
+    # the job fails, not skipped because `kare test` failed first.
+    repo = rules_folder(tmp_path / "rules-repo")
+    git_env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
+        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    edit(repo / "rules" / ORG / "kare.yaml", "    expect: attain", "    expect: keep")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        **git_env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PIP_NO_INDEX": "1",
+    }
+    steps = run_workflow_steps(
+        ROOT / ".github" / "workflows" / "kare-impact.yml",
+        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
+        github={"base_ref": "", "event_name": "pull_request"},
+        cwd=repo,
+        env=env,
+    )
+    assert steps["tests"]["outcome"] == "failure"
+    assert steps["diff"]["outcome"] == "success"
+    report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
+    assert "after: 14 passed, 1 failed ❌" in report
+    assert "expected `keep`, got `attain`" in report
+    (failed,) = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
+    assert failed["outcome"] == "failure"
+    assert "embedded rule tests failed" in failed["stdout"]
+    assert "a version check failed" not in failed["stdout"]
+
+
+def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_date(venv_bin, wheel, tmp_path):
+    # kare sample's default month is fixed; a workflow measuring it as of today would probe the rules' day
+    # thresholds (churned within 365 days, …) further off every month. The sample is made for the current
+    # month instead, and the report measures on the sample's own date.
+    repo = rules_folder(tmp_path / "rules-repo")
+    git_env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
+        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    edit(repo / "rules" / ORG / "kare.yaml", "version: 1.1.0", "version: 1.2.0")
+    edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        **git_env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PIP_NO_INDEX": "1",
+    }
+    today = dt.datetime.now(dt.UTC).date()
+    steps = run_workflow_steps(
+        ROOT / ".github" / "workflows" / "kare-impact.yml",
+        inputs={"kare-spec": str(wheel), "base-ref": "main"},
+        github={"base_ref": "", "event_name": "pull_request"},
+        cwd=repo,
+        env=env,
+    )
+    (sample,) = [p for p in (runner_temp / "kare-sample" / ORG).glob("2*.parquet")]
+    sample_date = dt.date.fromisoformat(sample.stem)
+    assert today <= sample_date <= today + dt.timedelta(days=31)  # the last day of this month
+    assert steps["snapshot"]["outputs"]["as_of"] == sample.stem
+    report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
+    assert f"input rows, as of {sample.stem})" in report

@@ -4,15 +4,18 @@ trends compare with (kept for the last two run dates only)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from kare_rules.cli import main
 from kare_rules.loader import load_rules
 from kare_rules.run import RuleBundle, run_organization
+from kare_rules.run.quality import Thresholds
 from kare_rules.synth import synthesize
-from kare_rules.tables import EDGE_COLUMNS, TABLES, _sql_type
+from kare_rules.tables import EDGE_COLUMNS, TABLES, _sql_type, json_contract
 from kare_rules.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +138,98 @@ def test_the_duckdb_engine_reads_the_same_trend_state(tmp_path):
         run_organization("trendy", D2, arr(A=70.0, B=95.0), wh, bundle=rules, engine=engine)
         out[engine] = categories(wh)
     assert out["polars"] == out["duckdb"] == {"A": "recapture", "B": "keep"}
+
+
+def test_the_warehouse_enforces_the_never_null_columns_of_the_contract(tmp_path):
+    # schemas/tables/*.json promise a non-null type (and list x-not-null) for the key and the columns every
+    # published row fills; a BI reader can rely on that because the warehouse declares them NOT NULL.
+    cloudnine = bundle(ROOT / "rules" / "cloudnine")
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("cloudnine", D1, synthesize(cloudnine.rules, 50, D1, seed=3), wh, bundle=cloudnine)
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'kare' AND table_name IN (SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'kare' AND table_type = 'BASE TABLE')"
+        ).fetchall()
+    declared = {(t, c) for t, c, nullable in rows if nullable == "NO"}
+    promised = {(t, c) for t in TABLES for c in json_contract(t)["x-not-null"]}
+    assert declared == promised
+    assert ("runs", "run_id") not in promised  # a run failing before its input was read has none
+    assert {("account_categories", "category"), ("action_queue", "status")} <= promised
+
+
+def test_an_older_warehouse_gets_not_null_where_its_rows_allow_it(tmp_path):
+    path = tmp_path / "old.duckdb"
+    columns = ", ".join(f'"{n}" {_sql_type(t)}' for n, t, _ in TABLES["account_categories"][2])
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA kare")
+        con.execute(f"CREATE TABLE kare.account_categories ({columns})")
+        con.execute("INSERT INTO kare.account_categories (org, account_id, category) VALUES ('gone', 'X1', 'keep')")
+    cloudnine = bundle(ROOT / "rules" / "cloudnine")
+    wh = Warehouse(path)
+    run_organization("cloudnine", D1, synthesize(cloudnine.rules, 20, D1, seed=3), wh, bundle=cloudnine)
+    with duckdb.connect(str(path), read_only=True) as con:
+        nullable = dict(con.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'kare' AND table_name = 'account_categories'").fetchall())  # fmt: skip
+    assert nullable["org"] == nullable["category"] == "NO"
+    assert nullable["rules_version"] == "YES"  # the old row has none: the column stays as it was
+    assert wh.read("account_categories", "gone")["category"].to_list() == ["keep"]
+
+
+def test_kare_schema_table_prints_the_contract_of_the_published_table(tmp_path, capsys):
+    # A BI reader with only the installed package gets each table's contract from the command line, and it
+    # names exactly the columns and types the warehouse has.
+    cloudnine = bundle(ROOT / "rules" / "cloudnine")
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("cloudnine", D1, synthesize(cloudnine.rules, 20, D1, seed=3), wh, bundle=cloudnine)
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'kare' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    same = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+    for table in TABLES:
+        assert main(["schema", "--table", table]) == 0
+        contract = json.loads(capsys.readouterr().out)
+        assert contract["title"] == f"kare.{table}"
+        real = [(c, same.get(t, t)) for n, c, t in rows if n == table]
+        assert [(c, p["x-sql-type"]) for c, p in contract["properties"].items()] == real
+    assert main(["schema", "--table", "upcoming"]) == 2
+    assert "is not a kare table; give one of account_categories" in capsys.readouterr().err
+
+
+WINDOW_RULES = """\
+format: kare/v1
+organization: window
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  churned_on: {type: date}
+  score: {type: integer, min: 0}
+derived:
+  days_since_churn: {days_since: churned_on}
+profiles:
+  recapture:
+    when: {days_since_churn: {between: [0, 60]}}
+"""
+
+
+def test_the_run_summary_counts_only_moves_still_ahead(tmp_path):
+    # B's row is quarantined on the second date, so B keeps its older row, whose move (recapture → unassigned
+    # on 2026-11-15) is already past by 2026-11-20: it is not a move "within 30 days" of that run.
+    folder = tmp_path / "rules" / "window"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(WINDOW_RULES)
+    rules, wh = bundle(folder), Warehouse(tmp_path / "wh.duckdb")
+    first = pl.DataFrame(
+        {"account_id": ["A", "B"], "churned_on": [dt.date(2026, 10, 15), dt.date(2026, 9, 15)], "score": [1, 1]}
+    )
+    result = run_organization("window", dt.date(2026, 11, 1), first, wh, bundle=rules)
+    assert result.upcoming.rows() == [("recapture", "unassigned", 1)]  # B on 2026-11-15; A on 2026-12-15
+    later = first.with_columns(score=pl.Series([1, -1]))  # B breaks min: 0, so B is held
+    thresholds = Thresholds(max_quarantine_share=0.6)
+    result = run_organization("window", dt.date(2026, 11, 20), later, wh, bundle=rules, thresholds=thresholds)
+    assert result.run["quarantined_rows"] == 1
+    assert result.upcoming.rows() == [("recapture", "unassigned", 1)]  # A on 2026-12-15 only

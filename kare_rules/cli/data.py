@@ -283,8 +283,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
             except DataError as exc:
                 if not args.base:
                     raise
-                note = f"impact not computed: {exc}"  # one org's input problem must not hide the others
-                err(f"kare diff: {org}: {note}")
+                note = f"not computed: {exc}"  # one org's input problem must not hide the others
+                err(f"kare diff: {org}: impact {note}")
         report = diff_rules(before, after, None, as_of, args.limit, **pins)
         report.impact_note = note or report.impact_note
         reports.append(report)

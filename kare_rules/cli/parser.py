@@ -62,11 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-tests", action="store_true", help="fail a rule file that has no tests (by default it only says so)"
     )
 
-    sub.add_parser(
+    s = sub.add_parser(
         "schema",
-        help="print the rule file JSON Schema (format v1)",
+        help="print the rule file JSON Schema (format v1), or a warehouse table's contract",
         description="Print the JSON Schema of the rule file (format v1) that kare validate checks first; point an "
-        "editor at it for completion (docs/rule-format.md, 'Editor setup').",
+        "editor at it for completion (docs/rule-format.md, 'Editor setup'). With --table, the contract of a "
+        "published table instead: its columns, types, key and never-null columns (docs/bi.md).",
+    )
+    s.add_argument(
+        "--table",
+        metavar="TABLE",
+        help="a table of schema kare: account_categories, category_history, category_transitions, action_queue, "
+        "quarantine, runs, rule_versions or account_values",
     )
 
     s = sub.add_parser(

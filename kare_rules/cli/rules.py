@@ -299,7 +299,11 @@ def _schema_ref(target: Path) -> str:
 
 @command
 def cmd_schema(args: argparse.Namespace) -> int:
-    from kare_rules.schema import RULES_SCHEMA
+    from kare_rules.schema import RULES_SCHEMA, schema_path
+    from kare_rules.tables import TABLES
 
-    out(RULES_SCHEMA.read_text(encoding="utf-8").rstrip())
+    if args.table is not None and args.table not in TABLES:
+        raise UsageError(f"--table {args.table!r} is not a kare table; give one of {', '.join(TABLES)}")
+    path = schema_path(f"tables/{args.table}.json") if args.table else RULES_SCHEMA
+    out(path.read_text(encoding="utf-8").rstrip())
     return EXIT_OK

@@ -637,7 +637,7 @@ def _run(
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
     s.insert("runs", pl.DataFrame([run]))
-    upcoming = s.upcoming(org, as_of + dt.timedelta(days=SOON_DAYS))
+    upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")
     progress("published", total_units, total_units)
     return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
@@ -699,5 +699,5 @@ def _unchanged(s: Session, last: dict, known: dict) -> RunResult:
     run = {**last, "started_at": known["started_at"], "finished_at": dt.datetime.now(dt.UTC), "status": "unchanged"}
     s.insert("runs", pl.DataFrame([run]))
     moves = s.day_rows("category_transitions", known["org"], known["as_of"])
-    upcoming = s.upcoming(known["org"], known["as_of"] + dt.timedelta(days=SOON_DAYS))
+    upcoming = s.upcoming(known["org"], known["as_of"], SOON_DAYS)
     return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True, upcoming=upcoming)

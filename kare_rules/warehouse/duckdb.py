@@ -25,6 +25,7 @@ from kare_rules.tables import (
     conformed,
     empty,
     empty_current,
+    never_null,
     schema_of,
 )
 from kare_rules.warehouse.lock import WarehouseBusy, refuse_other_files, retry_while_locked
@@ -125,24 +126,32 @@ class DuckDBWarehouse:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the schema, any missing table and any missing column: a warehouse of an older kare is
-    migrated in place (new columns are null in its old rows), and the views BI reads are (re)defined."""
+    migrated in place (new columns are null in its old rows), and the views BI reads are (re)defined.
+    The contract's never-null columns are NOT NULL; in an older warehouse they become so unless old
+    rows hold a null there."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
     have = _fetch(
         con,
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $s",
+        "SELECT table_name, column_name, is_nullable FROM information_schema.columns WHERE table_schema = $s",
         {"s": SCHEMA},
     )
-    existing: dict[str, set[str]] = {}
-    for table, column in have.iter_rows():
-        existing.setdefault(table, set()).add(column)
+    existing: dict[str, dict[str, bool]] = {}
+    for table, column, nullable in have.iter_rows():
+        existing.setdefault(table, {})[column] = nullable == "YES"
     for table, (_, _, columns) in TABLES.items():
+        required = never_null(table)
         if table not in existing:
-            cols = ", ".join(f"{_q(n)} {_sql_type(t)}" for n, t, _ in columns)
+            cols = ", ".join(f"{_q(n)} {_sql_type(t)}{' NOT NULL' if n in required else ''}" for n, t, _ in columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
             continue
         for name, dtype, _ in columns:
             if name not in existing[table]:
                 con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
+        for name in required:
+            if existing[table].get(name, True):
+                # Autocommit, before any run's transaction: a refusal (old rows with a null) changes nothing.
+                with contextlib.suppress(duckdb.ConstraintException):
+                    con.execute(f"ALTER TABLE {_t(table)} ALTER COLUMN {_q(name)} SET NOT NULL")
     for view, query in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
 
@@ -252,14 +261,15 @@ class Session:
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of < $d",
                          {"org": org, "d": before})  # fmt: skip
 
-    def upcoming(self, org: str, until: dt.date) -> pl.DataFrame:
-        """Accounts whose next move (data unchanged) falls on or before `until`, by from → to."""
+    def upcoming(self, org: str, as_of: dt.date, days: int) -> pl.DataFrame:
+        """Accounts whose next move (data unchanged) falls after `as_of` and at most `days` later, by from → to.
+        A held (quarantined) account keeps its older row, whose move may already be past `as_of`."""
         df = _fetch(
             self.con,
             "SELECT category AS from_category, next_category AS to_category, count(*) AS accounts "
-            f"FROM {_t('account_categories')} WHERE org = $org AND next_move_on <= $until GROUP BY ALL "
-            "ORDER BY accounts DESC, from_category, to_category",
-            {"org": org, "until": until},
+            f"FROM {_t('account_categories')} WHERE org = $org AND next_move_on > $as_of "
+            "AND next_move_on <= $until GROUP BY ALL ORDER BY accounts DESC, from_category, to_category",
+            {"org": org, "as_of": as_of, "until": as_of + dt.timedelta(days=days)},
         )
         schema = {"from_category": pl.String, "to_category": pl.String, "accounts": pl.Int64}
         return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
