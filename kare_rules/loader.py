@@ -217,13 +217,28 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
 
 def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:
     doc = load_document(path)
-    if doc.problems:
+    if doc.data is None:
         return [], doc.problems
-    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("tests"), list):
-        return [], [doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
-    checker = _Checker(doc, path, rules=rules)
-    tests = checker.tests(doc.data["tests"], ("tests",))
-    return tests, checker.problems
+    # As for the rule file: a file that parsed despite a problem (a date not on the calendar, a duplicate
+    # key) is checked on, so every mistake comes out in one run.
+    parsed = list(doc.problems)
+    doc.problems.clear()
+    if not isinstance(doc.data, dict):
+        return [], [*parsed, doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
+    # The schema first, as for the rule file's own tests: a misspelt key gets 'did you mean', a missing one
+    # its name.
+    shape = schema_problems(doc, skip=_SEMANTIC_PATHS, test_file=True)
+    tests: list[m.RuleTest] = []
+    checked: list[Problem] = []
+    if isinstance(doc.data.get("tests"), list):
+        checker = _Checker(doc, path, rules=rules)
+        tests = checker.tests(doc.data["tests"], ("tests",))
+        checked = checker.problems
+    elif not shape:
+        shape = [doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
+    reported = {(p.line, p.column) for p in [*parsed, *shape]}
+    problems = sorted({*parsed, *shape, *(p for p in checked if (p.line, p.column) not in reported)})
+    return ([] if problems else tests), problems
 
 
 def _replace_tests(rules: m.RuleSet, tests: tuple[m.RuleTest, ...]) -> m.RuleSet:

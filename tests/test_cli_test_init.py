@@ -222,6 +222,39 @@ def test_a_test_file_beside_the_rules_may_expect_watch_actions_and_a_typo_still_
     assert (code, out.splitlines()[-1]) == (0, "5 passed, 0 failed")
 
 
+def test_a_test_file_beside_the_rules_reports_every_mistake_at_once_with_the_schema_s_hints(work, capsys):
+    # A date not on the calendar used to hide every other problem of the file, and a misspelt key only got
+    # "a test has name, account, as_of and expect", without saying which key or what to write.
+    extra = work / "rules" / "acme" / "tests" / "more.yaml"
+    extra.parent.mkdir()
+    extra.write_text(
+        "tests:\n"
+        "  - name: typo in a column\n"
+        "    account: {account_id: X, is_custmer: true, churned_on: 2026-13-01}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: kep\n"
+        "  - name: typo in a key\n"
+        "    acount: {account_id: Y}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    assert out.splitlines() == [
+        "rules/acme/tests/more.yaml:3:30: unknown column 'is_custmer' in test account; did you mean 'is_customer'?",
+        "rules/acme/tests/more.yaml:3:60: '2026-13-01' is not a calendar date; write YYYY-MM-DD",
+        "rules/acme/tests/more.yaml:5:13: expect 'kep' is not a category; did you mean 'keep'? Write one of: "
+        "exit, expand, keep, recapture, attain, unassigned",
+        "rules/acme/tests/more.yaml:6:5: missing required key 'account' in tests.1; add it",
+        "rules/acme/tests/more.yaml:7:5: unknown key 'acount' in tests.1; did you mean 'account'?",
+        "0 valid, 1 invalid",
+    ]
+    extra.write_text("test: []\n", encoding="utf-8")
+    code, out, _ = run(capsys, "validate")
+    assert "rules/acme/tests/more.yaml:1:1: unknown key 'test' in the top level; did you mean 'tests'?" in out
+
+
 # ---- the why-tree of a failed test --------------------------------------------------------------
 
 
