@@ -198,7 +198,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
-        out(f"watches: {', '.join(watches)} (their actions open in a run)")
+        # A run gives a pinned account no watch actions (docs/rule-format.md, overrides): saying they open
+        # would send the reader to look for actions that are not there.
+        opens = (
+            "a run opens none of their actions while the account is pinned" if pin else "their actions open in a run"
+        )
+        out(f"watches: {', '.join(watches)} ({opens})")
     out()
     out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
     for line in render_tree(nodes):
