@@ -105,8 +105,22 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
         raise DataError(
             f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
             f"{rules.path or rules.organization}; present: {', '.join(columns)}. Rename the column in the "
-            "source or change 'inputs:'"
+            f"source or change 'inputs:'{_near_columns(missing, columns)}"
         )
+
+
+def _near_columns(missing: list[str], columns: list[str]) -> str:
+    """Why the columns may be missing, when it can be seen: a CSV separated by ';' or tabs reads as one
+    column holding every name, and a header written 'Account_ID' or ' arr' differs only in case or spaces."""
+    if len(columns) == 1:
+        for separator, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if separator in columns[0] and any(c in columns[0].split(separator) for c in missing):
+                return f". The file looks separated by {name}, not commas: save it as comma-separated CSV"
+    by_form = {c.strip().lower(): c for c in columns}
+    near = [f"{by_form[c]!r} for {c!r}" for c in missing if c in by_form]
+    if near:
+        return f". Column names match exactly, case and spaces included: the input has {', '.join(near)}"
+    return ""
 
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:

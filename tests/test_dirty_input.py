@@ -151,6 +151,27 @@ def test_previous_values_inf_is_refused_with_the_account(tmp_path):
         read_previous(RULES, path)
 
 
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        (HEADER.replace(",", ";"), "The file looks separated by ';', not commas: save it as comma-separated CSV"),
+        (HEADER.replace(",", "\t"), "The file looks separated by tabs, not commas: save it as comma-separated CSV"),
+        (HEADER.replace("account_id", "Account_ID").replace(",arr,", ", arr ,"),
+         "Column names match exactly, case and spaces included: the input has 'Account_ID' for 'account_id', "
+         "' arr ' for 'arr'"),
+    ],
+    ids=["semicolons", "tabs", "case-and-spaces"],
+)  # fmt: skip
+def test_missing_columns_say_when_the_separator_or_the_case_of_a_name_is_the_cause(tmp_path, header, hint):
+    # A ';'-separated export reads as one column named 'account_id;account_owner;...': the message listed
+    # every input as missing without saying why.
+    path = tmp_path / "accounts.csv"
+    path.write_text(header + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        validate_accounts(RULES, read_source(str(path)))
+    assert str(exc.value).endswith("Rename the column in the source or change 'inputs:'. " + hint)
+
+
 def _rows(**columns) -> pl.DataFrame:
     """cloudnine accounts A, B, C... with valid values, but for the columns given."""
     n = len(next(iter(columns.values())))
