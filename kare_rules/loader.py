@@ -1021,7 +1021,7 @@ class _Checker:
                     here,
                     f"'{column}' is {'a' if ctype[0] not in 'aeiou' else 'an'} {ctype} column; within measures a "
                     "change of a number (an integer or float input, or a derived value such as days_since): "
-                    "watch a date through its days_since column",
+                    + self.within_instead(str(column), ctype),
                     key=True,
                 )
                 continue
@@ -1086,6 +1086,24 @@ class _Checker:
                     f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
                     f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
                 )
+
+    def within_instead(self, column: str, ctype: str) -> str:
+        """What to watch instead of a column that is not a number: a date through the day count that reads
+        it (named when the file has one), anything else through the move itself."""
+        if ctype not in ("date", "datetime"):
+            return f"a {ctype} value has no distance to measure; watch a number column, or the move with within_days"
+        raw = self.doc.data.get("derived") if isinstance(self.doc.data, dict) else None
+        counts = [
+            name
+            for name, spec in (raw.items() if isinstance(raw, dict) else ())
+            if isinstance(spec, dict) and len(spec) == 1 and spec.get("days_since", spec.get("days_until")) == column
+        ]
+        if counts:
+            return f"watch the days it counts instead, e.g. {{{counts[0]}: 14}}"
+        return (
+            f"watch a date through the days it counts: derived: {{days_since_{column}: {{days_since: {column}}}}}, "
+            f"then within: {{days_since_{column}: 14}}"
+        )
 
     def ordered_columns(self) -> set[str]:
         """The columns some category's condition (through its traits) compares with gt, gte, lt, lte or

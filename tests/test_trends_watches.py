@@ -189,14 +189,23 @@ CASES = [
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {plan: 5}")],
         "plan: 5",
-        ["'plan' is a string column; within measures a change of a number"],
+        ["'plan' is a string column; within measures a change of a number", "a string value has no distance"],
         id="within-text-column",
     ),
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {last_order: 5}")],
         "last_order: 5",
-        ["'last_order' is a date column", "watch a date through its days_since column"],
+        ["'last_order' is a date column", "watch the days it counts instead, e.g. {days_since_order: 14}"],
         id="within-date-column",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {is_customer: 5}")],
+        "is_customer: 5",
+        [
+            "'is_customer' is a boolean column",
+            "a boolean value has no distance to measure; watch a number column, or the move with within_days",
+        ],
+        id="within-boolean-column",
     ),
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {seats: 5}")],
