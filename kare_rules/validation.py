@@ -109,13 +109,22 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
         )
 
 
+def separator_hint(columns: list[str]) -> str:
+    """For a CSV read as one column whose name holds several (a file separated by ';', tabs or '|'): what
+    to do about it, else ''."""
+    if len(columns) != 1:
+        return ""
+    for separator, name, instead in ((";", "';'", ""), ("\t", "tabs", "name it .tsv, or "), ("|", "'|'", "")):
+        if len(columns[0].split(separator)) > 1:
+            return f"The file looks separated by {name}, not commas: {instead}save it as comma-separated CSV"
+    return ""
+
+
 def _near_columns(missing: list[str], columns: list[str]) -> str:
     """Why the columns may be missing, when it can be seen: a CSV separated by ';' or tabs reads as one
     column holding every name, and a header written 'Account_ID' or ' arr' differs only in case or spaces."""
-    if len(columns) == 1:
-        for separator, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
-            if separator in columns[0] and any(c in columns[0].split(separator) for c in missing):
-                return f". The file looks separated by {name}, not commas: save it as comma-separated CSV"
+    if hint := separator_hint(columns):
+        return ". " + hint
     by_form = {c.strip().lower(): c for c in columns}
     near = [f"{by_form[c]!r} for {c!r}" for c in missing if c in by_form]
     if near:

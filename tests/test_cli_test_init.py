@@ -619,9 +619,28 @@ def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, 
     code, _, err = run(capsys, "init", "zeta", "--from", "nowhere.csv")
     assert (code, err) == (2, ["kare init: --from nowhere.csv: no such file"])
     code, _, err = run(capsys, "init", "zeta", "--from", "accounts.xlsx")
-    assert (code, err) == (2, ["kare init: --from accounts.xlsx: give a .csv or .parquet file of accounts"])
+    assert (code, err) == (2, ["kare init: --from accounts.xlsx: give a .csv, .tsv or .parquet file of accounts"])
     code, _, _ = run(capsys, "init", "zeta", "--from", "accounts.csv", "--rules-dir", "elsewhere")
     assert code == 0 and (work / "elsewhere" / "zeta" / "kare.yaml").is_file()
+
+
+def test_init_says_what_is_wrong_with_a_sample_as_every_other_command_does(work, capsys):
+    # A ';'-separated export read as one column used to end in "no column of the data can be an input:
+    # rule files name columns in snake_case ..."; a Latin-1 file in Polars' "invalid utf-8 sequence".
+    sample = sample_accounts()
+    (work / "semi.csv").write_text(sample.write_csv(separator=";"), encoding="utf-8")
+    code, _, err = run(capsys, "init", "zeta", "--from", "semi.csv")
+    assert code == 1
+    assert err[0].startswith("kare init: semi.csv reads as one column, 'account_id;")
+    assert err[0].endswith("The file looks separated by ';', not commas: save it as comma-separated CSV")
+    (work / "latin1.csv").write_bytes("account_id,name\nA1,Café\n".encode("latin-1"))
+    code, _, err = run(capsys, "init", "zeta", "--from", "latin1.csv")
+    assert (code, err) == (1, ["kare init: input latin1.csv:2: this line is not UTF-8 text; save the file as UTF-8 "
+                               "(or fix its bytes)"])  # fmt: skip
+    (work / "tabs.tsv").write_text(sample.write_csv(separator="\t"), encoding="utf-8")
+    code, _, err = run(capsys, "init", "zeta", "--from", "tabs.tsv")
+    assert (code, err) == (0, [])
+    assert "account_id:" in (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
 
 
 def test_init_modeline_points_at_the_repositorys_schemas_folder_else_the_published_url(work, capsys):

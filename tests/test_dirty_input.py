@@ -155,7 +155,8 @@ def test_previous_values_inf_is_refused_with_the_account(tmp_path):
     ("header", "hint"),
     [
         (HEADER.replace(",", ";"), "The file looks separated by ';', not commas: save it as comma-separated CSV"),
-        (HEADER.replace(",", "\t"), "The file looks separated by tabs, not commas: save it as comma-separated CSV"),
+        (HEADER.replace(",", "\t"),
+         "The file looks separated by tabs, not commas: name it .tsv, or save it as comma-separated CSV"),
         (HEADER.replace("account_id", "Account_ID").replace(",arr,", ", arr ,"),
          "Column names match exactly, case and spaces included: the input has 'Account_ID' for 'account_id', "
          "' arr ' for 'arr'"),
