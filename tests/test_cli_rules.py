@@ -542,6 +542,12 @@ def test_explain_matches_a_string_key_exactly_as_validation_and_categorize_do(wo
         "kare explain: account 'D ' is not in the input (key column 'account_id'); keys match exactly, spaces "
         "included, and the input has ' D', 'D'"
     ]
+    code, out, err = run(capsys, *argv, "d")
+    assert (code, out) == (1, [])
+    assert err == [
+        "kare explain: account 'd' is not in the input (key column 'account_id'); keys match exactly, spaces and "
+        "case included, and the input has ' D', 'D'"
+    ]
 
 
 def test_explain_an_unknown_account_is_one_clear_line_and_exit_1(work, capsys):

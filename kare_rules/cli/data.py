@@ -133,19 +133,21 @@ def _one_account(rules, account: str):
 
 
 def _near(rules, args: argparse.Namespace) -> str:
-    """For a string key not found as written: the keys that differ from it only by spaces around them."""
+    """For a string key not found as written: the keys that differ from it only by spaces around them or
+    by case ('Acme-1' for 'acme-1')."""
     import polars as pl
 
     from kare_rules.sources import read_accounts
 
     if rules.input(rules.key).type != "string" or not args.account.strip():
         return ""
-    written = pl.col(rules.key).cast(pl.String)
-    close = read_accounts(args.input, where=written.str.strip_chars() == args.account.strip())
+    written = pl.col(rules.key).cast(pl.String).str.strip_chars().str.to_lowercase()
+    close = read_accounts(args.input, where=written == args.account.strip().lower())
     keys = close[rules.key].cast(pl.String).head(3).to_list()
     if not keys:
         return ""
-    return f"; keys match exactly, spaces included, and the input has {', '.join(repr(k) for k in keys)}"
+    differs = "spaces" if all(k.strip() == args.account.strip() for k in keys) else "spaces and case"
+    return f"; keys match exactly, {differs} included, and the input has {', '.join(repr(k) for k in keys)}"
 
 
 def _whole_number(text: str) -> int | None:
