@@ -306,6 +306,25 @@ def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, mar
         assert fragment in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("within", "editor_flags_it"),
+    [("{arr: 10%}", False), ("{arr: ' 10 %'}", False), ("{arr: 5000}", False), ("{arr: 0.5}", False),
+     ("{arr: 10 percent}", True), ("{arr: -5}", True), ("{arr: 0}", True), ("{arr: true}", True), ("{}", True),
+     ("{Arr: 5}", True)],
+)  # fmt: skip
+def test_the_json_schema_alone_flags_a_malformed_within_as_an_editor_shows_it(within, editor_flags_it):
+    # Editors know only the JSON Schema: `within` was any mapping there, so `{arr: 10 percent}` or `{}`
+    # got no squiggle until kare validate ran.
+    import jsonschema
+    import yaml
+
+    from kare_rules.schema import jsonable, schema_json
+
+    doc = yaml.safe_load(mutate(("within: {arr: 10%, days_since_order: 14}", f"within: {within}")))
+    errors = list(jsonschema.Draft202012Validator(schema_json()).iter_errors(jsonable(doc)))
+    assert bool(errors) is editor_flags_it, [e.message for e in errors]
+
+
 def test_previous_in_rules_without_trends_is_refused_at_the_key(tmp_path):
     text = mutate(
         ("  arr_change: {change_of: arr}\n  arr_pct_change: {pct_change_of: arr}\n", ""),
