@@ -425,6 +425,7 @@ class _Checker:
                 self.err(where, f"derived column '{name}' has the name of an input column; rename it", key=True)
                 continue
             if not isinstance(spec, dict) or len(spec) != 1:
+                self.columns[name] = "unknown"  # the schema reports the spec; a use of it is not 'unknown column'
                 continue
             kind, arg = next(iter(spec.items()))
             if kind in ("days_since", "days_until") and isinstance(arg, str):
@@ -444,6 +445,7 @@ class _Checker:
                     self.trend_inputs.append(arg)
                 out.append(m.Derived(name, kind, (arg,)))
             else:
+                self.columns[name] = "unknown"  # as above: the schema reports the malformed spec
                 continue
             self.columns[name] = out[-1].type
         return out
@@ -1025,7 +1027,7 @@ class _Checker:
                     key=True,
                 )
                 continue
-            if column not in compared:
+            if column not in compared and self.conditions_complete():
                 self.err(
                     here,
                     f"no condition compares '{column}' with gt, gte, lt, lte or between, so no change of it moves "
@@ -1104,6 +1106,13 @@ class _Checker:
             f"watch a date through the days it counts: derived: {{days_since_{column}: {{days_since: {column}}}}}, "
             f"then within: {{days_since_{column}: 14}}"
         )
+
+    def conditions_complete(self) -> bool:
+        """Whether every trait and category condition of the file was built: when one has a mistake (already
+        reported), what it compares is unknown, so 'no condition compares this column' could be false."""
+        data = self.doc.data if isinstance(self.doc.data, dict) else {}
+        traits = data.get("traits") if isinstance(data.get("traits"), dict) else {}
+        return set(traits) <= set(self.traits_built) and self.defined <= set(self.categories_by_name)
 
     def ordered_columns(self) -> set[str]:
         """The columns some category's condition (through its traits) compares with gt, gte, lt, lte or

@@ -214,6 +214,21 @@ CASES = [
         id="within-column-without-a-threshold",
     ),
     pytest.param(
+        # expand's condition is broken, so what it compares is unknown: not also "no condition compares
+        # 'arr' ... the watch could never hold"
+        [("{arr: {gte: 100000}}", "{arr: {between: [1]}}")],
+        "[1]}}",
+        ["'between' takes [low, high] (two values, both included); got 1"],
+        id="a-broken-condition-is-not-also-a-watch-on-an-uncompared-column",
+    ),
+    pytest.param(
+        # a derived value whose spec the schema reports is declared: its uses are not "unknown column"
+        [("days_since_order: {days_since: last_order}", "days_since_order: {days_sinse: last_order}")],
+        "days_sinse",
+        ["unknown key 'days_sinse' in derived.days_since_order; did you mean 'days_since'?"],
+        id="a-malformed-derived-value-is-not-also-an-unknown-column",
+    ),
+    pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {}")],
         "{}",
         ["within is a mapping of column: amount"],
