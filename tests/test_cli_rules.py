@@ -498,6 +498,20 @@ def test_explain_says_when_an_override_pins_the_account(work, capsys, expires):
     assert any(line.startswith("reason: recapture: ") for line in out)
 
 
+def test_explain_shows_a_float_to_four_decimals_as_the_reason_does(work, capsys):
+    # The tree printed 50.123456789 in full where the reason shows 50.1235.
+    ACCOUNTS.with_columns(pl.col("revenue_musd") + 0.123456789).write_csv(work / "fractions.csv")
+    code, out, _ = run(
+        capsys, "explain", "--rules", "rules/acme", "--input", "fractions.csv", "--as-of", AS_OF, "--account", "B"
+    )
+    assert code == 0
+    assert (
+        out[1]
+        == "reason: expand: paying (is_customer = true) and big (revenue_musd ≥ 10 [50.1235]) and seats ≥ 100 [200]"
+    )
+    assert "   │  └─ ✓ revenue_musd ≥ 10   [revenue_musd = 50.1235]" in out
+
+
 def test_explain_shows_null_values_and_false_predicates_on_them(work, capsys):
     code, out, _ = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--account", "C"
