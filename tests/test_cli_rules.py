@@ -498,6 +498,22 @@ def test_explain_says_when_an_override_pins_the_account(work, capsys, expires):
     assert any(line.startswith("reason: recapture: ") for line in out)
 
 
+def test_categorize_refuses_an_output_that_is_one_of_its_inputs(work, capsys):
+    # `--output accounts.csv` with `--input accounts.csv` replaced the extract with its results.
+    before = (work / "accounts.csv").read_bytes()
+    argv = ["categorize", "--rules", "rules/acme", "--as-of", AS_OF]
+    code, out, err = run(capsys, *argv, "--input", "accounts.csv", "--output", "accounts.csv")
+    assert (code, out) == (2, [])
+    assert err == ["kare categorize: --output accounts.csv would overwrite accounts.csv, which --input reads; "
+                   "write the results to another file"]  # fmt: skip
+    assert (work / "accounts.csv").read_bytes() == before
+    # the quarantine twin is written (or removed) too: it may not be an input either
+    (work / "r.quarantine.csv").write_bytes(before)
+    code, _, err = run(capsys, *argv, "--input", "r.quarantine.csv", "--output", "r.csv")
+    assert code == 2 and err[0].startswith("kare categorize: --output r.csv would overwrite r.quarantine.csv")
+    assert (work / "r.quarantine.csv").read_bytes() == before
+
+
 def test_explain_shows_a_float_to_four_decimals_as_the_reason_does(work, capsys):
     # The tree printed 50.123456789 in full where the reason shows 50.1235.
     ACCOUNTS.with_columns(pl.col("revenue_musd") + 0.123456789).write_csv(work / "fractions.csv")

@@ -52,6 +52,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
+    _refuse_to_overwrite_a_source(args)
     if args.edges and (args.engine != "polars" or args.trusted):
         raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
     if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
@@ -110,6 +111,26 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         q.unlink()
     trend_note(args, rules)
     return EXIT_OK
+
+
+def _refuse_to_overwrite_a_source(args: argparse.Namespace) -> None:
+    """An --output (or its quarantine twin) that is a file the command reads: writing it would replace the
+    accounts with their results, and the extract would be gone. A usage error before anything is read."""
+    import glob
+    import os
+
+    written = [p for p in (Path(args.output), _quarantine_twin(args.output)) if p.is_file()]
+    for option, source in (("--input", args.input), ("--previous", args.previous)):
+        if not written or source is None or source.startswith(("duckdb:", "sql:")):
+            continue
+        read = glob.glob(source, recursive=True) if any(ch in source for ch in "*?[") else [source]
+        for name in read:
+            for target in written:
+                if Path(name).is_file() and os.path.samefile(name, target):
+                    raise UsageError(
+                        f"--output {args.output} would overwrite {name}, which {option} reads; write the "
+                        "results to another file"
+                    )
 
 
 def _one_account(rules, account: str):
