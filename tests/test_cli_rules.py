@@ -514,6 +514,18 @@ def test_categorize_refuses_an_output_that_is_one_of_its_inputs(work, capsys):
     assert (work / "r.quarantine.csv").read_bytes() == before
 
 
+def test_explain_lists_only_the_categories_the_file_defines_in_its_precedence_line(work, capsys):
+    # Without `precedence:` the default order named exit, expand and attain for a file defining neither.
+    write_org(work, "duo", "format: kare/v1\norganization: duo\nversion: 1.0.0\ninputs:\n"
+              "  account_id: {type: string, key: true}\n  is_customer: {type: boolean}\nprofiles:\n"
+              "  keep: {when: {is_customer: true}}\n  recapture: {when: {is_customer: false}}\n")  # fmt: skip
+    code, out, _ = run(
+        capsys, "explain", "--rules", "rules/duo", "--input", "accounts.csv", "--as-of", AS_OF, "--account", "A"
+    )
+    assert code == 0
+    assert out[4] == "precedence: keep → recapture (first that holds wins)"
+
+
 def test_explain_shows_a_float_to_four_decimals_as_the_reason_does(work, capsys):
     # The tree printed 50.123456789 in full where the reason shows 50.1235.
     ACCOUNTS.with_columns(pl.col("revenue_musd") + 0.123456789).write_csv(work / "fractions.csv")

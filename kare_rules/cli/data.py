@@ -228,7 +228,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
         out(f"watches: {', '.join(watches)} ({opens})")
     out()
-    out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
+    # the categories the file defines, in order: without `precedence:` the default order names all five
+    out("precedence: " + " → ".join(r.name for r in rules.ordered()) + " (first that holds wins)")
     for line in render_tree(nodes):
         out(line)
     trend_note(args, rules)
