@@ -342,6 +342,26 @@ def test_json_reports_every_file_and_test_with_expectations_results_and_the_tree
     assert (bare["status"], bare["tests"], bare["failed"]) == ("no tests", [], 0)
 
 
+def test_json_has_the_expected_and_the_judged_next_move_of_a_test_that_expects_one(work, capsys):
+    # `expected` listed category, matched_rule and actions only: a tool reading it could not tell what a
+    # test failing on its next move expected.
+    moving = RULES.replace(
+        "    expect: keep\n    actions: [welcome, renewal-check]\n",
+        "    expect: keep\n    actions: [welcome, renewal-check]\n"
+        "  - name: churned lately leaves recapture in a year\n"
+        "    account: {account_id: T3, is_customer: false, churned_on: 2026-10-01}\n"
+        "    as_of: 2026-11-01\n    expect: recapture\n    next_category: unassigned\n    next_move_on: 2027-10-01\n",
+    )
+    write_org(work, "acme", moving)
+    code, out, _ = run(capsys, "test", "--format", "json")
+    assert code == 1
+    t1, _, t3 = json.loads(out)["files"][0]["tests"]
+    assert "next_category" not in t1["expected"] and "next_move_on" not in t1["got"]  # it expects no next move
+    assert (t3["expected"]["next_category"], t3["expected"]["next_move_on"]) == ("unassigned", "2027-10-01")
+    assert (t3["got"]["next_category"], t3["got"]["next_move_on"]) == ("unassigned", "2027-10-02")
+    assert t3["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-01", "got": "2027-10-02"}]
+
+
 def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail(work, capsys):
     write_org(work, "acme", failing(RULES))
     write_org(work, "bravo", RULES.replace("organization: acme", "organization: bravo"))

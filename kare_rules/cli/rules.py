@@ -170,14 +170,29 @@ def _test_json(r) -> dict:
             "category": t.expect,
             "matched_rule": t.matched_rule,
             "actions": sorted(t.actions) if t.actions is not None else None,
+            **_next_move_json(t.next_category, t.next_move_on and t.next_move_on.isoformat(), t),
         },
-        "got": {"category": r.got, "matched_rule": r.matched_rule, "actions": sorted(r.actions), "reason": r.reason},
+        "got": {
+            "category": r.got,
+            "matched_rule": r.matched_rule,
+            "actions": sorted(r.actions),
+            "reason": r.reason,
+            **_next_move_json(r.next_category, r.next_move_on, t),
+        },
         "mismatches": [
             {"what": mm.what, "expected": _plain(mm.expected), "got": _plain(mm.got)} for mm in r.mismatches
         ],
         "why": r.why or None,
         "tree": [_tree_json(n) for n in r.tree],
     }
+
+
+def _next_move_json(category: str | None, day: str | None, t) -> dict:
+    """`next_category` and `next_move_on` for a test that expects a next move ('none': no move); a test that
+    does not has neither key, as its next move is not computed."""
+    if t.next_category is None and t.next_move_on is None:
+        return {}
+    return {"next_category": category, "next_move_on": day}
 
 
 def _plain(value):
