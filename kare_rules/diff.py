@@ -630,8 +630,19 @@ def rule_test_summary(rules: m.RuleSet) -> dict[str, Any]:
     """The embedded tests of one version: pass/fail counts and each failure."""
     results = run_rule_tests(rules)
     failures = [
-        {"name": r.test.name, "file": _test_file(r.test.path), "line": r.test.line, "expect": r.test.expect,
-         "got": r.got, "reason": r.reason}
+        {
+            "name": r.test.name,
+            "file": _test_file(r.test.path),
+            "line": r.test.line,
+            "expect": r.test.expect,
+            "got": r.got,
+            "reason": r.reason,
+            # Every expectation that did not hold: a test may get its category and still fail on its
+            # matched_rule, actions or next move, which "expected keep, got keep" alone does not say.
+            "mismatches": [
+                {"what": mm.what, "expected": _listed(mm.expected), "got": _listed(mm.got)} for mm in r.mismatches
+            ],
+        }
         for r in results
         if not r.passed
     ]  # fmt: skip
@@ -643,6 +654,11 @@ def _test_file(path: str) -> str:
     from git sits in a scratch folder, so the full path would mean nothing to a reviewer)."""
     file = Path(path or "kare.yaml")
     return f"tests/{file.name}" if file.parent.name == "tests" else file.name
+
+
+def _listed(value: Any) -> Any:
+    """A mismatch's value as JSON writes it: action ids as a sorted list, anything else as it is."""
+    return sorted(value) if isinstance(value, tuple) else value
 
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?\Z")
@@ -938,10 +954,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             mark = "✅" if not t["failed"] else "❌"
             lines.append(f"- {label}: {t['passed']} passed, {t['failed']} failed {mark}")
     for f in (d.tests_after or {}).get("failures", []):
-        lines.append(
-            f"  - FAIL {f['file']} line {f['line']} _{f['name']}_: expected `{f['expect']}`, got `{f['got']}` "
-            f"({f['reason']})"
-        )
+        lines.append(f"  - FAIL {f['file']} line {f['line']} _{f['name']}_: {_test_failure(f)}")
     vc = d.version_check
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]
     if not vc.ok and vc.suggested_version:
@@ -949,6 +962,24 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         lines += ["", f"> Set `version: {vc.suggested_version}` in {where} and push again."]
     lines.append("")
     return lines
+
+
+def _test_failure(f: dict[str, Any]) -> str:
+    """What a failed embedded test expected and got: the category with its reason when that is what
+    failed, then each other expectation that did not hold (matched_rule, actions, next move)."""
+    parts = []
+    if f["expect"] != f["got"]:
+        parts.append(f"expected `{f['expect']}`, got `{f['got']}` ({f['reason']})")
+    for mm in f.get("mismatches", []):
+        if mm["what"] != "category":
+            parts.append(f"{mm['what']} expected `{_shown(mm['expected'])}`, got `{_shown(mm['got'])}`")
+    return "; ".join(parts) or f"got `{f['got']}` ({f['reason']})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "null" if value is None else str(value)
 
 
 def _upcoming_lines(imp: Impact) -> list[str]:

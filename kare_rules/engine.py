@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import polars as pl
@@ -11,6 +12,7 @@ from kare_rules import model as m
 from kare_rules.compile_polars import (
     MAX_TABLE,
     POLARS_TYPES,
+    SHOWN_DECIMALS,
     KeyRange,
     PolarsCompiler,
     Shown,
@@ -377,6 +379,10 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str, previous: pl
 
 
 def _show(value: object) -> str:
+    """A value the tree saw, as the reason shows it: a float to SHOWN_DECIMALS places (a ratio of
+    1.4166666666666667 reads 1.4167)."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = round(value, SHOWN_DECIMALS)
     return "null" if value is None else format_value(value)
 
 

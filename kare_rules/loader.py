@@ -217,13 +217,28 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
 
 def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:
     doc = load_document(path)
-    if doc.problems:
+    if doc.data is None:
         return [], doc.problems
-    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("tests"), list):
-        return [], [doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
-    checker = _Checker(doc, path, rules=rules)
-    tests = checker.tests(doc.data["tests"], ("tests",))
-    return tests, checker.problems
+    # As for the rule file: a file that parsed despite a problem (a date not on the calendar, a duplicate
+    # key) is checked on, so every mistake comes out in one run.
+    parsed = list(doc.problems)
+    doc.problems.clear()
+    if not isinstance(doc.data, dict):
+        return [], [*parsed, doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
+    # The schema first, as for the rule file's own tests: a misspelt key gets 'did you mean', a missing one
+    # its name.
+    shape = schema_problems(doc, skip=_SEMANTIC_PATHS, test_file=True)
+    tests: list[m.RuleTest] = []
+    checked: list[Problem] = []
+    if isinstance(doc.data.get("tests"), list):
+        checker = _Checker(doc, path, rules=rules)
+        tests = checker.tests(doc.data["tests"], ("tests",))
+        checked = checker.problems
+    elif not shape:
+        shape = [doc.problem((), "a test file holds one key, 'tests:', with a list of test cases")]
+    reported = {(p.line, p.column) for p in [*parsed, *shape]}
+    problems = sorted({*parsed, *shape, *(p for p in checked if (p.line, p.column) not in reported)})
+    return ([] if problems else tests), problems
 
 
 def _replace_tests(rules: m.RuleSet, tests: tuple[m.RuleTest, ...]) -> m.RuleSet:
@@ -410,6 +425,7 @@ class _Checker:
                 self.err(where, f"derived column '{name}' has the name of an input column; rename it", key=True)
                 continue
             if not isinstance(spec, dict) or len(spec) != 1:
+                self.columns[name] = "unknown"  # the schema reports the spec; a use of it is not 'unknown column'
                 continue
             kind, arg = next(iter(spec.items()))
             if kind in ("days_since", "days_until") and isinstance(arg, str):
@@ -429,6 +445,7 @@ class _Checker:
                     self.trend_inputs.append(arg)
                 out.append(m.Derived(name, kind, (arg,)))
             else:
+                self.columns[name] = "unknown"  # as above: the schema reports the malformed spec
                 continue
             self.columns[name] = out[-1].type
         return out
@@ -1006,11 +1023,11 @@ class _Checker:
                     here,
                     f"'{column}' is {'a' if ctype[0] not in 'aeiou' else 'an'} {ctype} column; within measures a "
                     "change of a number (an integer or float input, or a derived value such as days_since): "
-                    "watch a date through its days_since column",
+                    + self.within_instead(str(column), ctype),
                     key=True,
                 )
                 continue
-            if column not in compared:
+            if column not in compared and self.conditions_complete():
                 self.err(
                     here,
                     f"no condition compares '{column}' with gt, gte, lt, lte or between, so no change of it moves "
@@ -1071,6 +1088,31 @@ class _Checker:
                     f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
                     f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
                 )
+
+    def within_instead(self, column: str, ctype: str) -> str:
+        """What to watch instead of a column that is not a number: a date through the day count that reads
+        it (named when the file has one), anything else through the move itself."""
+        if ctype not in ("date", "datetime"):
+            return f"a {ctype} value has no distance to measure; watch a number column, or the move with within_days"
+        raw = self.doc.data.get("derived") if isinstance(self.doc.data, dict) else None
+        counts = [
+            name
+            for name, spec in (raw.items() if isinstance(raw, dict) else ())
+            if isinstance(spec, dict) and len(spec) == 1 and spec.get("days_since", spec.get("days_until")) == column
+        ]
+        if counts:
+            return f"watch the days it counts instead, e.g. {{{counts[0]}: 14}}"
+        return (
+            f"watch a date through the days it counts: derived: {{days_since_{column}: {{days_since: {column}}}}}, "
+            f"then within: {{days_since_{column}: 14}}"
+        )
+
+    def conditions_complete(self) -> bool:
+        """Whether every trait and category condition of the file was built: when one has a mistake (already
+        reported), what it compares is unknown, so 'no condition compares this column' could be false."""
+        data = self.doc.data if isinstance(self.doc.data, dict) else {}
+        traits = data.get("traits") if isinstance(data.get("traits"), dict) else {}
+        return set(traits) <= set(self.traits_built) and self.defined <= set(self.categories_by_name)
 
     def ordered_columns(self) -> set[str]:
         """The columns some category's condition (through its traits) compares with gt, gte, lt, lte or

@@ -55,7 +55,9 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
         seen.setdefault(account, i)
         category = o["category"]
         if category in m.CATEGORIES and category not in rules.categories:
-            problems.append(doc.problem((*where, "category"), f"category '{category}' is not defined in the rules"))
+            pinnable = ", ".join([*(r.name for r in rules.ordered()), m.UNASSIGNED])
+            problems.append(doc.problem((*where, "category"), f"category '{category}' is not defined in the rules; "
+                                        f"pin one they define: {pinnable}"))  # fmt: skip
         expires = o["expires"]
         if isinstance(expires, str):
             try:

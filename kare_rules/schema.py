@@ -70,6 +70,22 @@ def _validator(path: Traversable) -> Any:
     return _Validator(schema_json(path), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@cache
+def _test_file_validator() -> Any:
+    """The schema of a test file beside the rules (`rules/<org>/tests/*.yaml`): one key, `tests:`, whose
+    items are the rule file's own `tests:` items, so a misspelt key there gets the same message."""
+    rules = schema_json(RULES_SCHEMA)
+    schema = {
+        "$schema": rules["$schema"],
+        "$defs": rules["$defs"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tests"],
+        "properties": {"tests": rules["properties"]["tests"]},
+    }
+    return _Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
 def name_matches(pattern: str, name: Any) -> bool:
     """Whether a name matches a schema pattern completely (ECMA `$`: no trailing newline slips through)."""
     return isinstance(name, str) and _ecma(pattern).search(name) is not None
@@ -161,10 +177,15 @@ def _unknown_keys(err: ValidationError) -> list[tuple[str, str]]:
 
 
 def schema_problems(
-    doc: Document, *, skip: dict[tuple, Any] | None = None, schema: Traversable = RULES_SCHEMA
+    doc: Document,
+    *,
+    skip: dict[tuple, Any] | None = None,
+    schema: Traversable = RULES_SCHEMA,
+    test_file: bool = False,
 ) -> list[Problem]:
     """Every JSON Schema error of a document, located; the parts under a `skip` path prefix are left
-    to the semantic checker, which explains them better.
+    to the semantic checker, which explains them better. `test_file`: the document is a test file beside
+    the rules, checked against the rule file's `tests:`.
 
     A skipped part is not even shown to the schema: it is replaced by its stand-in (a value the schema
     accepts), so a 100,000-item condition is checked once, by the checker, and the schema validator
@@ -175,7 +196,8 @@ def schema_problems(
         data = _replaced(data, prefix, stand_in)
     problems = []
     seen = set()
-    for err in _validator(schema).iter_errors(jsonable(data)):
+    validator = _test_file_validator() if test_file else _validator(schema)
+    for err in validator.iter_errors(jsonable(data)):
         path = tuple(err.absolute_path)
         name_rule = "propertyNames" in err.relative_schema_path
         if name_rule:

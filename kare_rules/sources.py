@@ -464,12 +464,15 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         # An empty cell, quoted ("") or not, or a NaN (a missing number) is no previous value, not a bad one.
         given = frame[c].str.strip_chars() != "" if frame.schema[c] == pl.String else frame[c].is_not_null()
         given = given & ~frame[c].is_nan() if frame.schema[c].is_float() else given
-        bad = typed.with_row_index("_row").filter(pl.col(c).is_null() & given.fill_null(False))
+        # An infinite value (a division by zero in the export) is not a previous value either: its trend
+        # would be inf or NaN.
+        wrong = pl.col(c).is_null() | pl.col(c).cast(pl.Float64).is_infinite()
+        bad = typed.with_row_index("_row").filter(wrong & given.fill_null(False))
         if bad.height:
             row = bad.row(0, named=True)
             raise DataError(
                 f"previous values {text}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
-                f"not {'an' if rules.input(c).type == 'integer' else 'a'} {rules.input(c).type}; fix the value "
+                f"not {_a_value_of(rules.input(c).type, typed[c][row['_row']])}; fix the value "
                 "or leave it empty (no previous value)"
             )
     if typed["account_id"].null_count():
@@ -482,3 +485,10 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             "give one row per account"
         )
     return typed.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in trends)
+
+
+def _a_value_of(kind: str, typed: float | int | None) -> str:
+    """What a bad previous value is not: 'a float', 'an integer', or 'a finite number' for an infinity."""
+    if typed is not None:
+        return "a finite number"
+    return f"{'an' if kind == 'integer' else 'a'} {kind}"

@@ -33,6 +33,10 @@ class RuleTestResult:
     mismatches: tuple[Mismatch, ...] = ()
     why: str = ""  # for a wrong category: why the expected one did not win, in words ...
     tree: tuple[Node, ...] = ()  # ... and the evaluation tree (as `kare explain` prints it) that shows it
+    # The next move as the test judged it (YYYY-MM-DD, or 'none' for no move); computed, and so set, only
+    # when the test expects one.
+    next_category: str | None = None
+    next_move_on: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -131,7 +135,12 @@ def _judge(
     why, tree = "", ()
     if category != t.expect:
         why, tree = _why_not(rules, t, category)
-    return RuleTestResult(t, category, reason, matched_rule, actions, tuple(mismatches), why, tree)
+    expects_move = t.next_category is not None or t.next_move_on is not None
+    got_category = (next_move[0] or NO_MOVE) if expects_move else None
+    got_day = (next_move[1].isoformat() if next_move[1] else NO_MOVE) if expects_move else None
+    return RuleTestResult(
+        t, category, reason, matched_rule, actions, tuple(mismatches), why, tree, got_category, got_day
+    )
 
 
 def _next_move_mismatches(t: m.RuleTest, next_category: str | None, next_move_on: dt.date | None) -> list[Mismatch]:

@@ -71,7 +71,7 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     blank = _may_be_blank(raw, [c.name for c in rules.inputs if c.type == "string" and schema[c.name] == pl.String])
     typed = raw.with_columns(_typed(c, schema[c.name], c.name in blank) for c in rules.inputs)
 
-    type_failures = _type_failures(rules, raw, typed)
+    type_failures = pl.concat([_type_failures(rules, raw, typed), _infinite_failures(rules, typed)])
     # NaN (not a number) is how pandas and others write a missing number: a missing value here. Left as
     # NaN it would pass every check and then compare as greater than any number ({x: {gte: 100}} true).
     typed = typed.with_columns(pl.col(c.name).fill_nan(None) for c in rules.inputs if c.type == "float")
@@ -115,8 +115,31 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
         raise DataError(
             f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
             f"{rules.path or rules.organization}; present: {', '.join(present)}. Rename the column in the "
-            "source or change 'inputs:'"
+            f"source or change 'inputs:'{_near_columns(missing, columns)}"
         )
+
+
+def separator_hint(columns: list[str]) -> str:
+    """For a CSV read as one column whose name holds several (a file separated by ';', tabs or '|'): what
+    to do about it, else ''."""
+    if len(columns) != 1:
+        return ""
+    for separator, name, instead in ((";", "';'", ""), ("\t", "tabs", "name it .tsv, or "), ("|", "'|'", "")):
+        if len(columns[0].split(separator)) > 1:
+            return f"The file looks separated by {name}, not commas: {instead}save it as comma-separated CSV"
+    return ""
+
+
+def _near_columns(missing: list[str], columns: list[str]) -> str:
+    """Why the columns may be missing, when it can be seen: a CSV separated by ';' or tabs reads as one
+    column holding every name, and a header written 'Account_ID' or ' arr' differs only in case or spaces."""
+    if hint := separator_hint(columns):
+        return ". " + hint
+    by_form = {c.strip().lower(): c for c in columns}
+    near = [f"{by_form[c]!r} for {c!r}" for c in missing if c in by_form]
+    if near:
+        return f". Column names match exactly, case and spaces included: the input has {', '.join(near)}"
+    return ""
 
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
@@ -190,6 +213,26 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             frames.append(rows)
     empty_failures = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
     return pl.concat(frames) if frames else empty_failures
+
+
+def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
+    """Float values that are infinite: what a division by zero in an export writes. Let through, inf would
+    pass `min: 0` and every `gte`, and give trends and edges of inf or NaN; the row is set aside instead."""
+    floats = [c.name for c in rules.inputs if c.type == "float"]
+    if not floats or not typed.select(pl.any_horizontal(pl.col(floats).is_infinite().any())).item():
+        return pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
+    return pl.concat(
+        typed.filter(pl.col(c).is_infinite()).select(
+            ROW,
+            pl.lit(c).alias("column"),
+            pl.format(
+                "{}: {} is not a finite number; fix the value, or leave it empty when it is unknown",
+                pl.lit(c),
+                pl.col(c).cast(pl.String),
+            ).alias("reason"),
+        )
+        for c in floats
+    )
 
 
 _FAILURE_SCHEMA = {ROW: pl.UInt32, "column": pl.String, "reason": pl.String, "null_check": pl.Boolean}

@@ -84,15 +84,29 @@ def parse_text(text: str, path: str) -> Document:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or "invalid YAML"
         doc.data = None
-        doc.problems.append(
-            Problem(path, line, col, f"YAML syntax error: {what}; check indentation, colons and quotes here")
-        )
+        fix = "check indentation, colons and quotes here"
+        if mark and _tab_at(text, mark.line, mark.column):
+            # PyYAML names a tab only at the start of a line ("found character that cannot start any
+            # token" inside a mapping); the tab is what to fix.
+            fix = "YAML indents with spaces, not tabs: replace the tab with spaces"
+        doc.problems.append(Problem(path, line, col, f"YAML syntax error: {what}; {fix}"))
     except yaml.YAMLError as exc:
         doc.data = None
         doc.problems.append(Problem(path, 1, 1, f"YAML error: {exc}"))
     finally:
         loader.dispose()
     return doc
+
+
+def _tab_at(text: str, line: int, column: int) -> bool:
+    """Whether the 0-based (line, column) of a syntax error is a tab, or lies in a line's indentation that
+    holds one."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return False
+    here = lines[line]
+    indentation = here[: len(here) - len(here.lstrip(" \t"))]
+    return here[column : column + 1] == "\t" or "\t" in indentation[: column + 1]
 
 
 class _Frame:

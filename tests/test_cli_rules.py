@@ -498,6 +498,48 @@ def test_explain_says_when_an_override_pins_the_account(work, capsys, expires):
     assert any(line.startswith("reason: recapture: ") for line in out)
 
 
+def test_categorize_refuses_an_output_that_is_one_of_its_inputs(work, capsys):
+    # `--output accounts.csv` with `--input accounts.csv` replaced the extract with its results.
+    before = (work / "accounts.csv").read_bytes()
+    argv = ["categorize", "--rules", "rules/acme", "--as-of", AS_OF]
+    code, out, err = run(capsys, *argv, "--input", "accounts.csv", "--output", "accounts.csv")
+    assert (code, out) == (2, [])
+    assert err == ["kare categorize: --output accounts.csv would overwrite accounts.csv, which --input reads; "
+                   "write the results to another file"]  # fmt: skip
+    assert (work / "accounts.csv").read_bytes() == before
+    # the quarantine twin is written (or removed) too: it may not be an input either
+    (work / "r.quarantine.csv").write_bytes(before)
+    code, _, err = run(capsys, *argv, "--input", "r.quarantine.csv", "--output", "r.csv")
+    assert code == 2 and err[0].startswith("kare categorize: --output r.csv would overwrite r.quarantine.csv")
+    assert (work / "r.quarantine.csv").read_bytes() == before
+
+
+def test_explain_lists_only_the_categories_the_file_defines_in_its_precedence_line(work, capsys):
+    # Without `precedence:` the default order named exit, expand and attain for a file defining neither.
+    write_org(work, "duo", "format: kare/v1\norganization: duo\nversion: 1.0.0\ninputs:\n"
+              "  account_id: {type: string, key: true}\n  is_customer: {type: boolean}\nprofiles:\n"
+              "  keep: {when: {is_customer: true}}\n  recapture: {when: {is_customer: false}}\n")  # fmt: skip
+    code, out, _ = run(
+        capsys, "explain", "--rules", "rules/duo", "--input", "accounts.csv", "--as-of", AS_OF, "--account", "A"
+    )
+    assert code == 0
+    assert out[4] == "precedence: keep → recapture (first that holds wins)"
+
+
+def test_explain_shows_a_float_to_four_decimals_as_the_reason_does(work, capsys):
+    # The tree printed 50.123456789 in full where the reason shows 50.1235.
+    ACCOUNTS.with_columns(pl.col("revenue_musd") + 0.123456789).write_csv(work / "fractions.csv")
+    code, out, _ = run(
+        capsys, "explain", "--rules", "rules/acme", "--input", "fractions.csv", "--as-of", AS_OF, "--account", "B"
+    )
+    assert code == 0
+    assert (
+        out[1]
+        == "reason: expand: paying (is_customer = true) and big (revenue_musd ≥ 10 [50.1235]) and seats ≥ 100 [200]"
+    )
+    assert "   │  └─ ✓ revenue_musd ≥ 10   [revenue_musd = 50.1235]" in out
+
+
 def test_explain_shows_null_values_and_false_predicates_on_them(work, capsys):
     code, out, _ = run(
         capsys, "explain", "--rules", "rules/acme", "--input", "accounts.csv", "--as-of", AS_OF, "--account", "C"
@@ -541,6 +583,12 @@ def test_explain_matches_a_string_key_exactly_as_validation_and_categorize_do(wo
     assert err == [
         "kare explain: account 'D ' is not in the input (key column 'account_id'); keys match exactly, spaces "
         "included, and the input has ' D', 'D'"
+    ]
+    code, out, err = run(capsys, *argv, "d")
+    assert (code, out) == (1, [])
+    assert err == [
+        "kare explain: account 'd' is not in the input (key column 'account_id'); keys match exactly, spaces and "
+        "case included, and the input has ' D', 'D'"
     ]
 
 

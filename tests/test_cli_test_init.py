@@ -222,6 +222,39 @@ def test_a_test_file_beside_the_rules_may_expect_watch_actions_and_a_typo_still_
     assert (code, out.splitlines()[-1]) == (0, "5 passed, 0 failed")
 
 
+def test_a_test_file_beside_the_rules_reports_every_mistake_at_once_with_the_schema_s_hints(work, capsys):
+    # A date not on the calendar used to hide every other problem of the file, and a misspelt key only got
+    # "a test has name, account, as_of and expect", without saying which key or what to write.
+    extra = work / "rules" / "acme" / "tests" / "more.yaml"
+    extra.parent.mkdir()
+    extra.write_text(
+        "tests:\n"
+        "  - name: typo in a column\n"
+        "    account: {account_id: X, is_custmer: true, churned_on: 2026-13-01}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: kep\n"
+        "  - name: typo in a key\n"
+        "    acount: {account_id: Y}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: keep\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    assert out.splitlines() == [
+        "rules/acme/tests/more.yaml:3:30: unknown column 'is_custmer' in test account; did you mean 'is_customer'?",
+        "rules/acme/tests/more.yaml:3:60: '2026-13-01' is not a calendar date; write YYYY-MM-DD",
+        "rules/acme/tests/more.yaml:5:13: expect 'kep' is not a category; did you mean 'keep'? Write one of: "
+        "exit, expand, keep, recapture, attain, unassigned",
+        "rules/acme/tests/more.yaml:6:5: missing required key 'account' in tests.1; add it",
+        "rules/acme/tests/more.yaml:7:5: unknown key 'acount' in tests.1; did you mean 'account'?",
+        "0 valid, 1 invalid",
+    ]
+    extra.write_text("test: []\n", encoding="utf-8")
+    code, out, _ = run(capsys, "validate")
+    assert "rules/acme/tests/more.yaml:1:1: unknown key 'test' in the top level; did you mean 'tests'?" in out
+
+
 # ---- the why-tree of a failed test --------------------------------------------------------------
 
 
@@ -307,6 +340,26 @@ def test_json_reports_every_file_and_test_with_expectations_results_and_the_tree
     ]
     assert (t2["why"], t2["tree"]) == (None, [])
     assert (bare["status"], bare["tests"], bare["failed"]) == ("no tests", [], 0)
+
+
+def test_json_has_the_expected_and_the_judged_next_move_of_a_test_that_expects_one(work, capsys):
+    # `expected` listed category, matched_rule and actions only: a tool reading it could not tell what a
+    # test failing on its next move expected.
+    moving = RULES.replace(
+        "    expect: keep\n    actions: [welcome, renewal-check]\n",
+        "    expect: keep\n    actions: [welcome, renewal-check]\n"
+        "  - name: churned lately leaves recapture in a year\n"
+        "    account: {account_id: T3, is_customer: false, churned_on: 2026-10-01}\n"
+        "    as_of: 2026-11-01\n    expect: recapture\n    next_category: unassigned\n    next_move_on: 2027-10-01\n",
+    )
+    write_org(work, "acme", moving)
+    code, out, _ = run(capsys, "test", "--format", "json")
+    assert code == 1
+    t1, _, t3 = json.loads(out)["files"][0]["tests"]
+    assert "next_category" not in t1["expected"] and "next_move_on" not in t1["got"]  # it expects no next move
+    assert (t3["expected"]["next_category"], t3["expected"]["next_move_on"]) == ("unassigned", "2027-10-01")
+    assert (t3["got"]["next_category"], t3["got"]["next_move_on"]) == ("unassigned", "2027-10-02")
+    assert t3["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-01", "got": "2027-10-02"}]
 
 
 def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail(work, capsys):
@@ -586,9 +639,28 @@ def test_init_refuses_to_overwrite_without_force_and_checks_its_arguments(work, 
     code, _, err = run(capsys, "init", "zeta", "--from", "nowhere.csv")
     assert (code, err) == (2, ["kare init: --from nowhere.csv: no such file"])
     code, _, err = run(capsys, "init", "zeta", "--from", "accounts.xlsx")
-    assert (code, err) == (2, ["kare init: --from accounts.xlsx: give a .csv or .parquet file of accounts"])
+    assert (code, err) == (2, ["kare init: --from accounts.xlsx: give a .csv, .tsv or .parquet file of accounts"])
     code, _, _ = run(capsys, "init", "zeta", "--from", "accounts.csv", "--rules-dir", "elsewhere")
     assert code == 0 and (work / "elsewhere" / "zeta" / "kare.yaml").is_file()
+
+
+def test_init_says_what_is_wrong_with_a_sample_as_every_other_command_does(work, capsys):
+    # A ';'-separated export read as one column used to end in "no column of the data can be an input:
+    # rule files name columns in snake_case ..."; a Latin-1 file in Polars' "invalid utf-8 sequence".
+    sample = sample_accounts()
+    (work / "semi.csv").write_text(sample.write_csv(separator=";"), encoding="utf-8")
+    code, _, err = run(capsys, "init", "zeta", "--from", "semi.csv")
+    assert code == 1
+    assert err[0].startswith("kare init: semi.csv reads as one column, 'account_id;")
+    assert err[0].endswith("The file looks separated by ';', not commas: save it as comma-separated CSV")
+    (work / "latin1.csv").write_bytes("account_id,name\nA1,Café\n".encode("latin-1"))
+    code, _, err = run(capsys, "init", "zeta", "--from", "latin1.csv")
+    assert (code, err) == (1, ["kare init: input latin1.csv:2: this line is not UTF-8 text; save the file as UTF-8 "
+                               "(or fix its bytes)"])  # fmt: skip
+    (work / "tabs.tsv").write_text(sample.write_csv(separator="\t"), encoding="utf-8")
+    code, _, err = run(capsys, "init", "zeta", "--from", "tabs.tsv")
+    assert (code, err) == (0, [])
+    assert "account_id:" in (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
 
 
 def test_init_modeline_points_at_the_repositorys_schemas_folder_else_the_published_url(work, capsys):

@@ -794,3 +794,32 @@ def load_overrides_text(tmp_path: Path, rules, *items: str):
     folder.mkdir()
     write_overrides(folder, *items)
     return load_overrides(folder / "overrides.yaml", rules)
+
+
+def test_a_test_failing_on_its_next_move_says_so_in_the_report_not_expected_x_got_x(tmp_path, capsys):
+    # The category still matches after the change; only the date of the next move differs. The report
+    # used to read "expected `recapture`, got `recapture`", which gives a reviewer nothing to act on.
+    moving = edit(BASE, ("    expect: keep\n", "    expect: keep\n" + (
+        "  - name: churned a month ago leaves recapture after a year\n"
+        "    account: {account_id: T3, is_customer: false, value_last_90d: 0, churned_on: 2026-10-01}\n"
+        "    as_of: 2026-11-01\n"
+        "    expect: recapture\n"
+        "    next_category: unassigned\n"
+        "    next_move_on: 2027-10-02\n"
+    )))  # fmt: skip
+    shorter = edit(moving, ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 300}}"),
+                   ("version: 1.4.0", "version: 1.5.0"))  # fmt: skip
+    before, after = write_rules(tmp_path / "old", moving), write_rules(tmp_path / "new", shorter)
+    accounts().write_parquet(data := tmp_path / "accounts.parquet")
+    args = ["diff", "--before", str(before), "--after", str(after), "--input", str(data), "--as-of", "2026-11-01"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "- after: 2 passed, 1 failed ❌" in text
+    line = next(x for x in text.splitlines() if "FAIL" in x)
+    assert line == (
+        "  - FAIL kare.yaml line 58 _churned a month ago leaves recapture after a year_: "
+        "next_move_on expected `2027-10-02`, got `2027-07-29`"
+    )
+    assert main([*args, "--format", "json"]) == 0
+    failure = json.loads(capsys.readouterr().out)["tests_after"]["failures"][0]
+    assert failure["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-02", "got": "2027-07-29"}]

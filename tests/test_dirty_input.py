@@ -123,6 +123,56 @@ def test_previous_values_nan_is_no_previous_value(tmp_path):
     assert read_previous(RULES, path).select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
 
 
+def test_an_infinite_number_is_quarantined_not_compared_as_above_every_threshold(tmp_path):
+    # A division by zero in an export writes inf: it passed `min: 0` and {arr: {gte: 100000}}.
+    inf = float("inf")
+    checked = validate_accounts(RULES, _rows(arr=[inf, 2_000.0, -inf]))
+    assert _reasons(checked) == {
+        1: ["arr: inf is not a finite number; fix the value, or leave it empty when it is unknown"],
+        3: [
+            "arr: -inf is not a finite number; fix the value, or leave it empty when it is unknown",
+            "arr: -inf is below the minimum 0",
+        ],
+    }
+    assert checked.valid["account_id"].to_list() == ["B"]
+    path = tmp_path / "accounts.csv"
+    path.write_text(HEADER + "\n" + GOOD.format(id="A").replace(",1000,", ",inf,") + "\n", encoding="utf-8")
+    assert _reasons(validate_accounts(RULES, read_source(str(path)))) == {
+        1: ["arr: inf is not a finite number; fix the value, or leave it empty when it is unknown"]
+    }
+
+
+def test_previous_values_inf_is_refused_with_the_account(tmp_path):
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.csv"
+    path.write_text("account_id,arr\nA,1000\nB,inf\n", encoding="utf-8")
+    with pytest.raises(DataError, match="account 'B' has arr = 'inf', not a finite number; fix the value"):
+        read_previous(RULES, path)
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        (HEADER.replace(",", ";"), "The file looks separated by ';', not commas: save it as comma-separated CSV"),
+        (HEADER.replace(",", "\t"),
+         "The file looks separated by tabs, not commas: name it .tsv, or save it as comma-separated CSV"),
+        (HEADER.replace("account_id", "Account_ID").replace(",arr,", ", arr ,"),
+         "Column names match exactly, case and spaces included: the input has 'Account_ID' for 'account_id', "
+         "' arr ' for 'arr'"),
+    ],
+    ids=["semicolons", "tabs", "case-and-spaces"],
+)  # fmt: skip
+def test_missing_columns_say_when_the_separator_or_the_case_of_a_name_is_the_cause(tmp_path, header, hint):
+    # A ';'-separated export reads as one column named 'account_id;account_owner;...': the message listed
+    # every input as missing without saying why.
+    path = tmp_path / "accounts.csv"
+    path.write_text(header + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        validate_accounts(RULES, read_source(str(path)))
+    assert str(exc.value).endswith("Rename the column in the source or change 'inputs:'. " + hint)
+
+
 def _rows(**columns) -> pl.DataFrame:
     """cloudnine accounts A, B, C... with valid values, but for the columns given."""
     n = len(next(iter(columns.values())))

@@ -242,6 +242,26 @@ def test_overrides_file_with_an_unknown_category_is_located(tmp_path):
     assert "overridden twice" in text and "overrides.yaml:5:" in text
 
 
+def test_an_override_to_a_category_the_rules_do_not_define_says_which_they_do(tmp_path):
+    # The message named the problem but not what to write instead.
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: attain, reason: new logo, author: ana, expires: 2026-12-31}\n"
+    )
+    two = load_rules_text(
+        "format: kare/v1\norganization: duo\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  paying: {type: boolean}\nprofiles:\n  keep: {when: {paying: true}}\n  recapture: {when: {paying: false}}\n",
+        "duo",
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, two)
+    assert str(info.value).endswith(
+        "overrides.yaml:3:28: category 'attain' is not defined in the rules; pin one they define: keep, recapture, "
+        "unassigned"
+    )
+
+
 def test_overrides_file_a_too_short_reason_says_how_long_not_empty(tmp_path):
     path = tmp_path / "overrides.yaml"
     path.write_text(

@@ -189,20 +189,44 @@ CASES = [
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {plan: 5}")],
         "plan: 5",
-        ["'plan' is a string column; within measures a change of a number"],
+        ["'plan' is a string column; within measures a change of a number", "a string value has no distance"],
         id="within-text-column",
     ),
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {last_order: 5}")],
         "last_order: 5",
-        ["'last_order' is a date column", "watch a date through its days_since column"],
+        ["'last_order' is a date column", "watch the days it counts instead, e.g. {days_since_order: 14}"],
         id="within-date-column",
+    ),
+    pytest.param(
+        [("within: {arr: 10%, days_since_order: 14}", "within: {is_customer: 5}")],
+        "is_customer: 5",
+        [
+            "'is_customer' is a boolean column",
+            "a boolean value has no distance to measure; watch a number column, or the move with within_days",
+        ],
+        id="within-boolean-column",
     ),
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {seats: 5}")],
         "seats: 5",
         ["no condition compares 'seats' with gt, gte, lt, lte or between", "the watch could never hold"],
         id="within-column-without-a-threshold",
+    ),
+    pytest.param(
+        # expand's condition is broken, so what it compares is unknown: not also "no condition compares
+        # 'arr' ... the watch could never hold"
+        [("{arr: {gte: 100000}}", "{arr: {between: [1]}}")],
+        "[1]}}",
+        ["'between' takes [low, high] (two values, both included); got 1"],
+        id="a-broken-condition-is-not-also-a-watch-on-an-uncompared-column",
+    ),
+    pytest.param(
+        # a derived value whose spec the schema reports is declared: its uses are not "unknown column"
+        [("days_since_order: {days_since: last_order}", "days_since_order: {days_sinse: last_order}")],
+        "days_sinse",
+        ["unknown key 'days_sinse' in derived.days_since_order; did you mean 'days_since'?"],
+        id="a-malformed-derived-value-is-not-also-an-unknown-column",
     ),
     pytest.param(
         [("within: {arr: 10%, days_since_order: 14}", "within: {}")],
@@ -297,6 +321,25 @@ def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, mar
         assert fragment in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("within", "editor_flags_it"),
+    [("{arr: 10%}", False), ("{arr: ' 10 %'}", False), ("{arr: 5000}", False), ("{arr: 0.5}", False),
+     ("{arr: 10 percent}", True), ("{arr: -5}", True), ("{arr: 0}", True), ("{arr: true}", True), ("{}", True),
+     ("{Arr: 5}", True)],
+)  # fmt: skip
+def test_the_json_schema_alone_flags_a_malformed_within_as_an_editor_shows_it(within, editor_flags_it):
+    # Editors know only the JSON Schema: `within` was any mapping there, so `{arr: 10 percent}` or `{}`
+    # got no squiggle until kare validate ran.
+    import jsonschema
+    import yaml
+
+    from kare_rules.schema import jsonable, schema_json
+
+    doc = yaml.safe_load(mutate(("within: {arr: 10%, days_since_order: 14}", f"within: {within}")))
+    errors = list(jsonschema.Draft202012Validator(schema_json()).iter_errors(jsonable(doc)))
+    assert bool(errors) is editor_flags_it, [e.message for e in errors]
+
+
 def test_previous_in_rules_without_trends_is_refused_at_the_key(tmp_path):
     text = mutate(
         ("  arr_change: {change_of: arr}\n  arr_pct_change: {pct_change_of: arr}\n", ""),
@@ -332,7 +375,7 @@ def test_a_trend_test_that_fails_shows_the_trend_value_in_its_tree(tmp_path, cap
     assert main(["test", "rules/acme"]) == 1
     text = capsys.readouterr().out
     assert "expected: expand" in text and "got:      keep" in text
-    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333333333333333]" in text
+    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333]" in text
     assert text.strip().splitlines()[-1] == "1 passed, 1 failed"
 
 
@@ -581,7 +624,7 @@ def test_explain_with_previous_shows_the_trend_value(tmp_path, capsys):
                          "2026-11-01", "--account", "A", "--previous", "before.csv")  # fmt: skip
     assert code == 0 and err == ""
     assert out.splitlines()[0] == "account A as of 2026-11-01 (acme 1.0.0): keep"
-    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333333333333333]" in out
+    assert "✓ arr_pct_change ≤ -0.2   [arr_pct_change = -0.3333]" in out
 
 
 @pytest.mark.parametrize(

@@ -480,8 +480,16 @@ BROKEN_FILES = [
     pytest.param(
         b"format: kare/v1\n\torganization: acme\n",
         "2:1",
-        "YAML syntax error: found a tab character that violates indentation; check indentation",
+        "YAML syntax error: found a tab character that violates indentation; YAML indents with spaces, not tabs",
         id="tab-indentation",
+    ),
+    pytest.param(
+        # inside a mapping PyYAML does not name the tab; the hint must, not "check ... colons and quotes"
+        b"format: kare/v1\ninputs:\n  a: {type: string}\n\tb: {type: string}\n",
+        "4:1",
+        "YAML syntax error: found character that cannot start any token; YAML indents with spaces, not tabs: "
+        "replace the tab with spaces",
+        id="tab-indentation-inside-a-mapping",
     ),
     pytest.param(
         b"- format: kare/v1\n- organization: acme\n",

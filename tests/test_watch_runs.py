@@ -141,6 +141,26 @@ def test_kare_explain_names_the_watches_that_hold_and_feeds_previous_values_to_t
     assert lines[3] == "watches: lapsing (their actions open in a run)"
 
 
+def test_kare_explain_says_a_pinned_account_gets_no_watch_actions(tmp_path, capsys):
+    # A run opens no watch actions for an account an override pins; explain used to say they open.
+    from kare_rules.cli import main
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    (folder / "overrides.yaml").write_text(
+        "format: kare-overrides/v1\noverrides:\n"
+        "  - {account: A, category: keep, reason: Renewal agreed, author: ana@example.com, expires: 2027-01-31}\n"
+    )
+    accounts(A=(dt.date(2026, 7, 15), 5000.0)).write_csv(tmp_path / "a.csv")
+    code = main(["explain", "--rules", str(folder), "--input", str(tmp_path / "a.csv"), "--as-of", str(D1),
+                 "--account", "A"])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[1].startswith("override: a run publishes keep (pinned by ana@example.com until 2027-01-31")
+    assert lines[4] == "watches: lapsing (a run opens none of their actions while the account is pinned)"
+
+
 def test_a_rule_file_with_only_within_days_watches_needs_no_per_column_edges():
     from kare_rules.engine import categorize
     from kare_rules.loader import load_rules_text

@@ -52,6 +52,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"cannot write {args.output}: the output must end in .parquet or .csv")
+    _refuse_to_overwrite_a_source(args)
     if args.edges and (args.engine != "polars" or args.trusted):
         raise UsageError("--edges needs the Polars engine (edges are not compiled to SQL); drop --engine duckdb")
     if args.horizon != m.DEFAULT_HORIZON_DAYS and not args.edges:
@@ -112,6 +113,26 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_to_overwrite_a_source(args: argparse.Namespace) -> None:
+    """An --output (or its quarantine twin) that is a file the command reads: writing it would replace the
+    accounts with their results, and the extract would be gone. A usage error before anything is read."""
+    import glob
+    import os
+
+    written = [p for p in (Path(args.output), _quarantine_twin(args.output)) if p.is_file()]
+    for option, source in (("--input", args.input), ("--previous", args.previous)):
+        if not written or source is None or source.startswith(("duckdb:", "sql:")):
+            continue
+        read = glob.glob(source, recursive=True) if any(ch in source for ch in "*?[") else [source]
+        for name in read:
+            for target in written:
+                if Path(name).is_file() and os.path.samefile(name, target):
+                    raise UsageError(
+                        f"--output {args.output} would overwrite {name}, which {option} reads; write the "
+                        "results to another file"
+                    )
+
+
 def _one_account(rules, account: str):
     """The input rows of one account and the account as its typed key reads as text, matched as validation
     and categorize read keys: a string key exactly as written (' A' and 'A' are two accounts), any other
@@ -133,19 +154,21 @@ def _one_account(rules, account: str):
 
 
 def _near(rules, args: argparse.Namespace) -> str:
-    """For a string key not found as written: the keys that differ from it only by spaces around them."""
+    """For a string key not found as written: the keys that differ from it only by spaces around them or
+    by case ('Acme-1' for 'acme-1')."""
     import polars as pl
 
     from kare_rules.sources import read_accounts
 
     if rules.input(rules.key).type != "string" or not args.account.strip():
         return ""
-    written = pl.col(rules.key).cast(pl.String)
-    close = read_accounts(args.input, where=written.str.strip_chars() == args.account.strip())
+    written = pl.col(rules.key).cast(pl.String).str.strip_chars().str.to_lowercase()
+    close = read_accounts(args.input, where=written == args.account.strip().lower())
     keys = close[rules.key].cast(pl.String).head(3).to_list()
     if not keys:
         return ""
-    return f"; keys match exactly, spaces included, and the input has {', '.join(repr(k) for k in keys)}"
+    differs = "spaces" if all(k.strip() == args.account.strip() for k in keys) else "spaces and case"
+    return f"; keys match exactly, {differs} included, and the input has {', '.join(repr(k) for k in keys)}"
 
 
 def _whole_number(text: str) -> int | None:
@@ -198,9 +221,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out(f"reason: {result['reason'][0]}")
     out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
     if watches := result["watches"][0].to_list():
-        out(f"watches: {', '.join(watches)} (their actions open in a run)")
+        # A run gives a pinned account no watch actions (docs/rule-format.md, overrides): saying they open
+        # would send the reader to look for actions that are not there.
+        opens = (
+            "a run opens none of their actions while the account is pinned" if pin else "their actions open in a run"
+        )
+        out(f"watches: {', '.join(watches)} ({opens})")
     out()
-    out("precedence: " + " → ".join(rules.precedence) + " (first that holds wins)")
+    # the categories the file defines, in order: without `precedence:` the default order names all five
+    out("precedence: " + " → ".join(r.name for r in rules.ordered()) + " (first that holds wins)")
     for line in render_tree(nodes):
         out(line)
     trend_note(args, rules)

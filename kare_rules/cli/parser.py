@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("org", metavar="ORG", help="the organization: lowercase letters, digits and '-'")
     s.add_argument(
-        "--from", dest="source", required=True, metavar="FILE", help="sample accounts: a .csv or .parquet file"
+        "--from", dest="source", required=True, metavar="FILE", help="sample accounts: a .csv, .tsv or .parquet file"
     )
     s.add_argument(
         "--rules-dir", default="rules", metavar="DIR", help="where ORG/kare.yaml is written (default: %(default)s)"

@@ -170,14 +170,29 @@ def _test_json(r) -> dict:
             "category": t.expect,
             "matched_rule": t.matched_rule,
             "actions": sorted(t.actions) if t.actions is not None else None,
+            **_next_move_json(t.next_category, t.next_move_on and t.next_move_on.isoformat(), t),
         },
-        "got": {"category": r.got, "matched_rule": r.matched_rule, "actions": sorted(r.actions), "reason": r.reason},
+        "got": {
+            "category": r.got,
+            "matched_rule": r.matched_rule,
+            "actions": sorted(r.actions),
+            "reason": r.reason,
+            **_next_move_json(r.next_category, r.next_move_on, t),
+        },
         "mismatches": [
             {"what": mm.what, "expected": _plain(mm.expected), "got": _plain(mm.got)} for mm in r.mismatches
         ],
         "why": r.why or None,
         "tree": [_tree_json(n) for n in r.tree],
     }
+
+
+def _next_move_json(category: str | None, day: str | None, t) -> dict:
+    """`next_category` and `next_move_on` for a test that expects a next move ('none': no move); a test that
+    does not has neither key, as its next move is not computed."""
+    if t.next_category is None and t.next_move_on is None:
+        return {}
+    return {"next_category": category, "next_move_on": day}
 
 
 def _plain(value):
@@ -238,27 +253,35 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kare_rules.errors import display_path
     from kare_rules.loader import is_safe_org
     from kare_rules.scaffold import scaffold
+    from kare_rules.sources import read_accounts
+    from kare_rules.validation import separator_hint
 
     if not is_safe_org(args.org):
         raise UsageError(f"{args.org!r} is not an organization name: use lowercase letters, digits and '-', e.g. acme")
     source = Path(args.source)
-    if source.suffix.lower() not in (".csv", ".parquet"):
-        raise UsageError(f"--from {args.source}: give a .csv or .parquet file of accounts")
+    if source.suffix.lower() not in (".csv", ".tsv", ".parquet"):
+        raise UsageError(f"--from {args.source}: give a .csv, .tsv or .parquet file of accounts")
     if not source.is_file():
         raise UsageError(f"--from {args.source}: no such file")
     target = Path(args.rules_dir) / args.org / "kare.yaml"
     if target.exists() and not args.force:
         raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
     try:
-        if source.suffix.lower() == ".csv":  # types inferred from the text, as a person reading it would
+        if source.suffix.lower() in (".csv", ".tsv"):  # types inferred from the text, as a person reading it would
             # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
-            frame = pl.read_csv(source, try_parse_dates=True, infer_schema_length=None)
+            separator = "\t" if source.suffix.lower() == ".tsv" else ","  # as every other command reads it
+            frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None)
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
+        # The source reader of every other command says what is wrong, and where (an empty file, the line
+        # that is not UTF-8, a ragged row); Polars' own first line ('invalid utf-8 sequence') does not.
+        read_accounts(str(source), allow_empty=True)
         raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
+    if hint := separator_hint(frame.columns):
+        raise DataError(f"{args.source} reads as one column, {frame.columns[0][:60]!r}. {hint}")
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
     schema_ref = _schema_ref(target)
     text = scaffold(frame, args.org, source=source.name, schema_ref=schema_ref, as_of=as_of,
