@@ -265,6 +265,54 @@ def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_pa
     assert "max_quarantine_share" in text
 
 
+def stale_status(instance: dg.DagsterInstance, kare: KareSettings, day: dt.date) -> str:
+    """What the UI shows for kare/account_categories of ORG on `day`: FRESH, STALE or MISSING."""
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+
+    graph = dg.Definitions(assets=assets.ALL, resources={"kare": kare}).get_repository_def().asset_graph
+    now = TemporalContext(effective_dt=dt.datetime.now(dt.UTC), last_event_id=None)
+    resolver = CachingStaleStatusResolver(instance, graph, AssetGraphView(temporal_context=now, instance=instance,
+                                                                         asset_graph=graph))  # fmt: skip
+    return resolver.get_status(dg.AssetKey(["kare", "account_categories"]), partition_key(ORG, day.isoformat())).value
+
+
+def observe_rules(instance: dg.DagsterInstance, kare: KareSettings) -> None:
+    """What *Observe* on kare/rules records: each organization's digest as its partition's data version."""
+    observed = assets.rules.observe_fn(dg.build_op_context(), kare).data_versions_by_partition
+    for org, version in observed.items():
+        tags = {"dagster/data_version": version.value}
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=assets.rules.key, partition=org, tags=tags))
+
+
+def test_tables_show_as_stale_when_their_rules_change_whether_or_not_the_rules_were_observed_before(setup, tmp_path):
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(setup.rules_dir, rules_dir)
+    path = rules_dir / ORG / "kare.yaml"
+    kare = KareSettings(rules_dir=str(rules_dir), warehouse=str(tmp_path / "wh.duckdb"), input=setup.input)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def materialize(day: dt.date) -> None:
+        result = dg.materialize([assets.kare_run, assets.rules], partition_key=partition_key(ORG, day.isoformat()),
+                                resources={"kare": kare}, instance=instance)  # fmt: skip
+        assert result.success
+
+    # Published before the rule file was ever observed: a later observation of the same rules is no change.
+    materialize(DATES[0])
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[0]) == "FRESH"
+    # A rule change nobody observed yet, then a run: that run's tables are made with the new rules.
+    path.write_text(path.read_text().replace("version: 1.1.0", "version: 1.2.0").replace("gte: 100000", "gte: 90000"))
+    materialize(DATES[1])
+    observe_rules(instance, kare)
+    assert (stale_status(instance, kare, DATES[0]), stale_status(instance, kare, DATES[1])) == ("STALE", "FRESH")
+    # The next rule change shows the last run's tables as stale once it is observed.
+    path.write_text(path.read_text().replace("version: 1.2.0", "version: 1.3.0").replace("gte: 90000", "gte: 80000"))
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "STALE"
+
+
 # ---- two organizations at once -----------------------------------------------------------------------
 
 

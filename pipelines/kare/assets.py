@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
 from kare_rules.errors import KareError
 from kare_rules.model import ALL_CATEGORIES
@@ -97,6 +98,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         raise dg.Failure(description=f"{org} as of {as_of}: {exc}", metadata=tags) from None
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
+    observe_rules_read(context, org, bundle.digest)
     try:
         result = run_organization(
             org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=kare.engine, thresholds=thresholds,
@@ -118,6 +120,19 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         yield from checks.unchanged(result.run["run_id"])
     else:
         yield from (checks.check_result(check) for check in result.checks)
+
+
+def observe_rules_read(context: dg.AssetExecutionContext, org: str, digest: str) -> None:
+    """Record the rules this run read as an observation of kare/rules[org], and point the tables' provenance at it.
+
+    Dagster judges staleness by the rules observation a materialization recorded as its input. It looks that
+    up when the step starts, so tables published before the rule file was ever observed kept no pointer and
+    never showed as stale; tables published after a rule edit that nobody had observed pointed at the old
+    version and showed as stale once it was observed, though made with the new rules."""
+    tags = {DATA_VERSION_TAG: digest, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
+    context.log_event(dg.AssetObservation(asset_key=rules.key, partition=org, tags=tags))
+    # The cached input record is from the step's start; drop it so the tables' provenance reads this one.
+    context.get_step_execution_context().wipe_input_asset_version_info(rules.key)
 
 
 def _limit_hint(check: str, org: str) -> str:
