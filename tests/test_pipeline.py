@@ -313,6 +313,61 @@ def test_tables_show_as_stale_when_their_rules_change_whether_or_not_the_rules_w
     assert stale_status(instance, kare, DATES[1]) == "STALE"
 
 
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    return result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+
+
+def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_path):
+    """The engine's messages name kare run's options; in Dagster each says the resource field (and variable)."""
+    wh = tmp_path / "wh.duckdb"
+    missing = str(tmp_path / "exports" / "{org}-{as_of}.parquet")
+    text = failure_text(setup.materialize(wh, DATES[0], input=missing))
+    assert text.startswith(f"input {tmp_path / 'exports' / f'{ORG}-{DATES[0]}.parquet'} does not exist; ")
+    assert text.endswith(
+        f"). In Dagster the input is the kare resource's input (KARE_INPUT, now {missing!r}; {{org}} and {{as_of}} are "
+        "filled in per partition)."
+    )
+
+    text = failure_text(setup.materialize(wh, DATES[0], thresholds={ORG: {"warn_mix_shift": 2.0}}))
+    assert text == "thresholds.cloudnine.warn_mix_shift: warn_mix_shift must be a share between 0 and 1 (got 2.0)"
+    text = failure_text(setup.materialize(wh, DATES[0], max_quarantine_share=-0.1))
+    assert text.startswith("the kare resource's max_quarantine_share (KARE_MAX_QUARANTINE_SHARE): ")
+
+    elsewhere = tmp_path / "other-rules"
+    elsewhere.mkdir()
+    result = dg.materialize(
+        [assets.kare_run],
+        partition_key=partition_key(ORG, DATES[0].isoformat()),
+        resources={"kare": KareSettings(rules_dir=str(elsewhere), warehouse=str(wh), input=setup.input)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert failure_text(result).endswith(
+        f"In Dagster the rules are read from the kare resource's rules_dir (KARE_RULES_DIR, now {str(elsewhere)!r}), "
+        f"which has no folder {ORG}/; point it at the folder the organizations were loaded from, or reload the "
+        "definitions after adding or removing an organization."
+    )
+
+    # A reader holding the warehouse longer than the run may wait: the wait to raise is KARE_WAIT.
+    assert setup.materialize(wh, DATES[0]).success
+    hold = f"import duckdb, time; c = duckdb.connect({str(wh)!r}, read_only=True); print('held', flush=True); "
+    hold += "time.sleep(60)"
+    reader = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=setup.input, wait=0.5)
+        result = dg.materialize([assets.kare_run], partition_key=partition_key(ORG, DATES[1].isoformat()),
+                                resources={"kare": kare}, instance=dg.DagsterInstance.ephemeral(),
+                                raise_on_error=False)  # fmt: skip
+    finally:
+        reader.kill()
+        reader.wait()
+    text = failure_text(result)
+    assert "is held by another process" in text
+    assert text.endswith("to wait longer. In Dagster the wait is the kare resource's wait (KARE_WAIT, now 0.5 s).")
+
+
 # ---- two organizations at once -----------------------------------------------------------------------
 
 

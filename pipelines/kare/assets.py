@@ -3,17 +3,19 @@ for one organization and date, downstream of the organization's account source a
 
 import contextlib
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
-from kare_rules.errors import KareError
+from kare_rules.errors import DataError, KareError
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.run import RunBlocked, RunFailed, RunResult, load_bundle, run_organization
 from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
+from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
 from pipelines.kare.partitions import org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
@@ -95,7 +97,8 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     except KareError as exc:
         with contextlib.suppress(Exception):  # logged like the engine's failures; the rules' error is the one to tell
             warehouse.record_failure({"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}, str(exc))
-        raise dg.Failure(description=f"{org} as of {as_of}: {exc}", metadata=tags) from None
+        hint = _rules_dir_hint(kare, org)
+        raise dg.Failure(description=with_hint(f"{org} as of {as_of}: {exc}", hint), metadata=tags) from None
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
     observe_rules_read(context, org, bundle.digest)
@@ -109,7 +112,14 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
             hint += _limit_hint(exc.__cause__.check.name, org)
-        raise dg.Failure(description=str(exc) + hint, metadata={**tags, **versions}) from None
+        elif isinstance(exc.__cause__, WarehouseBusy):
+            hint += f" In Dagster the wait is the kare resource's wait (KARE_WAIT, now {kare.wait:g} s)."
+        elif isinstance(exc.__cause__, DataError) and kare.source(org, as_of) in str(exc):
+            hint += (
+                f" In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
+                "{as_of} are filled in per partition)."
+            )
+        raise dg.Failure(description=with_hint(str(exc), hint), metadata={**tags, **versions}) from None
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
     context.log.info("\n".join(summary_lines(result)))
     for table, metadata in table_metadata(result).items():
@@ -133,6 +143,25 @@ def observe_rules_read(context: dg.AssetExecutionContext, org: str, digest: str)
     context.log_event(dg.AssetObservation(asset_key=rules.key, partition=org, tags=tags))
     # The cached input record is from the step's start; drop it so the tables' provenance reads this one.
     context.get_step_execution_context().wipe_input_asset_version_info(rules.key)
+
+
+def with_hint(message: str, hint: str) -> str:
+    """The engine's message, ended as a sentence, then what to change in Dagster terms."""
+    if not hint:
+        return message
+    return (message if message.endswith(".") else message + ".") + hint
+
+
+def _rules_dir_hint(kare: KareSettings, org: str) -> str:
+    """The organizations are the folders of KARE_RULES_DIR when the code location loaded; the resource may
+    read another folder (or the organization's folder may be gone since)."""
+    if (Path(kare.rules_dir) / org).is_dir():
+        return ""
+    return (
+        f" In Dagster the rules are read from the kare resource's rules_dir (KARE_RULES_DIR, now "
+        f"{kare.rules_dir!r}), which has no folder {org}/; point it at the folder the organizations were loaded "
+        "from, or reload the definitions after adding or removing an organization."
+    )
 
 
 def _limit_hint(check: str, org: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from kare_rules.errors import KareError
 from kare_rules.run import Thresholds
 from kare_rules.run.slicing import parse_size
 from kare_rules.sources import DEFAULT_INPUT
@@ -54,6 +55,14 @@ class KareSettings(dg.ConfigurableResource):
             )
         values = {name: getattr(self, name) for name in THRESHOLD_NAMES} | own
         values["allow_empty_input"] = bool(values["allow_empty_input"])
+        for name, value in values.items():  # one at a time: the message names where the bad value was set
+            try:
+                Thresholds(**{name: value})
+            except KareError as exc:
+                where = (
+                    f"thresholds.{org}.{name}" if name in own else f"the kare resource's {name} (KARE_{name.upper()})"
+                )
+                raise dg.Failure(description=f"{where}: {exc}") from None
         return Thresholds(**values)
 
     def source(self, org: str, as_of: dt.date) -> str:
