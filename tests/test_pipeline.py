@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -418,6 +419,34 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     dg_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]
     assert dg_config["project"]["root_module"] == "pipelines"
     assert dg_config["project"]["code_location_target_module"] == "pipelines.definitions"
+
+
+def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects_instance(setup, tmp_path):
+    """The README's `dg launch` line, run as written (other folders, another partition), in a Dagster home."""
+    [line] = [ln for ln in (ROOT / "README.md").read_text().splitlines() if "/dg launch " in ln]
+    env_part, command = line.split(" ", 1)
+    assert env_part == "DAGSTER_HOME=$PWD/.dagster_home" and command.startswith(".venv/bin/dg launch ")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "pipelines" / "dagster.yaml", home / "dagster.yaml")
+    args = shlex.split(command.replace(".venv/bin/", str(Path(sys.executable).parent) + "/", 1))
+    args[args.index("--partition") + 1] = f"{DATES[0]}|{ORG}"
+    wh = tmp_path / "wh.duckdb"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "KARE_RULES_DIR": str(setup.rules_dir),
+        "KARE_INPUT": setup.input,
+        "KARE_WAREHOUSE": str(wh),
+        "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+    }
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert Warehouse(wh).last_run(ORG)["status"] == "published"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert (run.tags["kare/org"], run.tags["kare/as_of"]) == (ORG, DATES[0].isoformat())
 
 
 def test_the_shipped_instance_settings_give_the_warehouse_pool_one_run_at_a_time(tmp_path):
