@@ -205,6 +205,11 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
         if table != "runs":
             assert same_rows(before[table], after[table]), f"{table} changed"
     assert after["runs"].sort("finished_at")["status"].to_list() == ["published", "failed"]
+    logged = after["runs"].filter(pl.col("status") == "failed").to_dicts()[0]
+    bad_rows = dirty.height // 4 + (dirty.height % 4 > 0)
+    assert (logged["input_rows"], logged["valid_rows"], logged["quarantined_rows"]) == (
+        dirty.height, dirty.height - bad_rows, bad_rows,
+    )  # fmt: skip
 
     # The same input publishes when this organization's limit is raised (others keep the global one).
     limits = {ORG: {"max_quarantine_share": 0.3}, OTHER: {"max_quarantine_share": 0.0}}
@@ -212,7 +217,7 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
     assert allowed.success
     quarantine = {e.check_name: e for e in allowed.get_asset_check_evaluations()}["quarantine_share"]
     assert quarantine.passed and quarantine.metadata["limit"].value == 0.3
-    assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == dirty.height // 4 + (dirty.height % 4 > 0)
+    assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == bad_rows
 
 
 def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_backfill(setup, published, tmp_path):
