@@ -493,6 +493,20 @@ def test_the_schedule_requests_one_run_per_organization_for_the_day_that_ended()
     assert len({r.run_key for r in requests}) == 2
 
 
+@pytest.mark.parametrize("every", ["daily", "weekly", "monthly"])
+def test_each_cadences_schedule_fires_within_a_day_after_its_window_closes(every):
+    """The README: the schedule runs shortly after each window closes (a weekly window ends on Sunday 00:00)."""
+    from dagster._utils.schedules import cron_string_iterator
+
+    from pipelines.kare.partitions import CRON, date_partitions_for
+
+    dates = date_partitions_for(every, "2026-01-01")
+    for key in dates.get_partition_keys(current_time=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)):
+        closes = dates.time_window_for_partition_key(key).end
+        fires = next(cron_string_iterator(closes.timestamp(), CRON[every], "UTC"))
+        assert dt.timedelta(0) <= fires - closes < dt.timedelta(days=1), (every, key, fires)
+
+
 def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_changes(tmp_path, monkeypatch):
     rules_dir = tmp_path / "rules"
     shutil.copytree(ROOT / "rules" / ORG, rules_dir / ORG)

@@ -12,8 +12,9 @@ from kare_rules import loader
 
 CADENCES = ("daily", "weekly", "monthly")
 DEFAULT_START = "2026-01-01"
-# When each cadence's schedule fires: shortly after a window ends (its partition is then complete).
-CRON = {"daily": "0 6 * * *", "weekly": "0 6 * * 1", "monthly": "0 6 1 * *"}
+# When each cadence's schedule fires: shortly after a window ends (its partition is then complete). A weekly
+# window is Sunday to Saturday (Dagster's default), so it closes at Sunday 00:00.
+CRON = {"daily": "0 6 * * *", "weekly": "0 6 * * 0", "monthly": "0 6 1 * *"}
 
 
 def rules_dir() -> Path:
