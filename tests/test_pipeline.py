@@ -339,6 +339,10 @@ def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_
     assert text == "thresholds.cloudnine.warn_mix_shift: warn_mix_shift must be a share between 0 and 1 (got 2.0)"
     text = failure_text(setup.materialize(wh, DATES[0], max_quarantine_share=-0.1))
     assert text.startswith("the kare resource's max_quarantine_share (KARE_MAX_QUARANTINE_SHARE): ")
+    text = failure_text(setup.materialize(wh, DATES[0], memory_budget="lots"))
+    assert text.startswith("the kare resource's memory_budget (KARE_MEMORY_BUDGET): 'lots' is not a memory size;")
+    text = failure_text(setup.materialize(wh, DATES[0], engine="spark"))
+    assert text == "the kare resource's engine (KARE_ENGINE) is 'spark'; use one of: polars, duckdb"
 
     elsewhere = tmp_path / "other-rules"
     elsewhere.mkdir()

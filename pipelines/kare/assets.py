@@ -91,6 +91,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     tags = {"kare/org": org, "kare/as_of": as_of.isoformat()}
     context.instance.add_run_tags(context.run.run_id, tags)
     warehouse = kare.open_warehouse(on_wait=context.log.info)
+    engine, budget = kare.checked_engine(), kare.budget()  # settings, not runs: a Failure naming the field
     try:
         thresholds = kare.thresholds_for(org)
         bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
@@ -104,8 +105,8 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     observe_rules_read(context, org, bundle.digest)
     try:
         result = run_organization(
-            org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=kare.engine, thresholds=thresholds,
-            memory_budget=kare.budget(),
+            org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=engine, thresholds=thresholds,
+            memory_budget=budget,
         )  # fmt: skip
     except RunFailed as exc:
         hint = _order_hint(warehouse, org, as_of)

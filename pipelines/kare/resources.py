@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from kare_rules.errors import KareError
-from kare_rules.run import Thresholds
+from kare_rules.run import ENGINES, Thresholds
 from kare_rules.run.slicing import parse_size
 from kare_rules.sources import DEFAULT_INPUT
 from kare_rules.warehouse import DEFAULT_WAIT, DEFAULT_WAREHOUSE, Warehouse
@@ -69,7 +69,18 @@ class KareSettings(dg.ConfigurableResource):
         return self.input.replace("{org}", org).replace("{as_of}", as_of.isoformat())
 
     def budget(self) -> int | None:
-        return parse_size(self.memory_budget) if self.memory_budget else None
+        try:
+            return parse_size(self.memory_budget) if self.memory_budget else None
+        except KareError as exc:
+            raise dg.Failure(description=f"the kare resource's memory_budget (KARE_MEMORY_BUDGET): {exc}") from None
+
+    def checked_engine(self) -> str:
+        if self.engine not in ENGINES:
+            choices = ", ".join(ENGINES)
+            raise dg.Failure(
+                description=f"the kare resource's engine (KARE_ENGINE) is {self.engine!r}; use one of: {choices}"
+            )
+        return self.engine
 
     def open_warehouse(self, on_wait: Callable[[str], None] = lambda _: None) -> Warehouse:
         return Warehouse(self.warehouse, wait=self.wait, on_wait=on_wait)
