@@ -359,6 +359,19 @@ def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_
         "definitions after adding or removing an organization."
     )
 
+    # A warehouse setting that names something else than a DuckDB file (a folder, a CSV): no traceback.
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    text = failure_text(setup.materialize(folder, DATES[0]))
+    assert text.startswith(f"cannot open the warehouse {folder}: ")
+    assert text.endswith(
+        f". In Dagster the warehouse is the kare resource's warehouse (KARE_WAREHOUSE, now {str(folder)!r})."
+    )
+    csv = tmp_path / "accounts.csv"
+    csv.write_text("account_id,arr\nA1,5\n")
+    text = failure_text(setup.materialize(csv, DATES[0]))
+    assert text.startswith(f"{csv} is not a DuckDB database") and "KARE_WAREHOUSE" in text
+
     # A reader holding the warehouse longer than the run may wait: the wait to raise is KARE_WAIT.
     assert setup.materialize(wh, DATES[0]).success
     hold = f"import duckdb, time; c = duckdb.connect({str(wh)!r}, read_only=True); print('held', flush=True); "

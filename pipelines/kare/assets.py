@@ -113,8 +113,12 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
             hint += _limit_hint(exc.__cause__.check.name, org)
-        elif isinstance(exc.__cause__, WarehouseBusy):
+        elif isinstance(exc.__cause__, WarehouseBusy) and "--wait" in str(exc):
             hint += f" In Dagster the wait is the kare resource's wait (KARE_WAIT, now {kare.wait:g} s)."
+        elif isinstance(exc.__cause__, WarehouseBusy):  # a warehouse that cannot be opened or written
+            hint += (
+                f" In Dagster the warehouse is the kare resource's warehouse (KARE_WAREHOUSE, now {kare.warehouse!r})."
+            )
         elif isinstance(exc.__cause__, DataError) and kare.source(org, as_of) in str(exc):
             hint += (
                 f" In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
@@ -179,7 +183,10 @@ def _limit_hint(check: str, org: str) -> str:
 
 def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
     """The engine refuses a date before the last published one; say how to launch dates in order."""
-    last = warehouse.last_run(org)
+    try:
+        last = warehouse.last_run(org)
+    except KareError:  # a warehouse that cannot be read: the run's own error says so
+        return ""
     if not last or last["as_of"] <= as_of:
         return ""
     return (
