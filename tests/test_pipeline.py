@@ -291,6 +291,12 @@ def observe_rules(instance: dg.DagsterInstance, kare: KareSettings) -> None:
         instance.report_runless_asset_event(dg.AssetObservation(asset_key=assets.rules.key, partition=org, tags=tags))
 
 
+OVERRIDES = """format: kare-overrides/v1
+overrides:
+  - {account: C-000001, category: keep, reason: Renegotiated, author: ana@cloudnine.example, expires: 2027-01-31}
+"""
+
+
 def test_tables_show_as_stale_when_their_rules_change_whether_or_not_the_rules_were_observed_before(setup, tmp_path):
     rules_dir = tmp_path / "rules"
     shutil.copytree(setup.rules_dir, rules_dir)
@@ -317,6 +323,15 @@ def test_tables_show_as_stale_when_their_rules_change_whether_or_not_the_rules_w
     assert stale_status(instance, kare, DATES[1]) == "FRESH"
     observe_rules(instance, kare)
     assert stale_status(instance, kare, DATES[1]) == "STALE"
+    # So does a new override (it changes what a run publishes as much as a rule does).
+    materialize(DATES[1])
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
+    (rules_dir / ORG / "overrides.yaml").write_text(OVERRIDES)
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "STALE"
+    materialize(DATES[1])
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -540,6 +555,11 @@ def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_c
     assert request.partition_key.split("|")[1] == ORG
     assert request.run_key.startswith(f"{ORG}|") and "|1.2.0@" in request.run_key
     assert json.loads(changed.cursor)[ORG].startswith("1.2.0@")
+    # A new overrides.yaml changes what a run publishes too: the same re-run, with a new run key.
+    (rules_dir / ORG / "overrides.yaml").write_text(OVERRIDES)
+    pinned = dg.build_sensor_context(cursor=changed.cursor)
+    [again] = list(sensors.rule_version_sensor(pinned))
+    assert again.partition_key == request.partition_key and again.run_key != request.run_key
 
 
 def test_the_rules_source_is_observed_as_each_organizations_digest(setup):

@@ -11,7 +11,8 @@ from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED
 
 from kare_rules.errors import DataError, KareError
 from kare_rules.model import ALL_CATEGORIES
-from kare_rules.run import RunBlocked, RunFailed, RunResult, load_bundle, run_organization
+from kare_rules.overrides import overrides_digest
+from kare_rules.run import RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
 from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
@@ -50,11 +51,12 @@ account_source = dg.AssetSpec(
 
 @dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
 def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
-    """rules/<org>/kare.yaml: its data version is the rules digest, so a rule change shows the tables as stale."""
+    """rules/<org>/kare.yaml and overrides.yaml: the data version is the rules digest (and the overrides'), so a
+    change of either shows the tables as stale."""
     versions = {}
     for org in org_partitions.get_partition_keys():
         try:
-            versions[org] = load_bundle(kare.rules_dir, org).digest
+            versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
         except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
             context.log.warning(f"{org}: {exc}")
     return dg.DataVersionsByPartition(versions)
@@ -102,7 +104,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         raise dg.Failure(description=with_hint(f"{org} as of {as_of}: {exc}", hint), metadata=tags) from None
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
-    observe_rules_read(context, org, bundle.digest)
+    observe_rules_read(context, org, data_version_of(bundle))
     try:
         result = run_organization(
             org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=engine, thresholds=thresholds,
@@ -137,14 +139,19 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         yield from (checks.check_result(check) for check in result.checks)
 
 
-def observe_rules_read(context: dg.AssetExecutionContext, org: str, digest: str) -> None:
+def data_version_of(bundle: RuleBundle) -> str:
+    """The rules digest, and the overrides' when there are any: both decide what a run publishes."""
+    return f"{bundle.digest}+overrides:{overrides_digest(bundle.overrides)}" if bundle.overrides else bundle.digest
+
+
+def observe_rules_read(context: dg.AssetExecutionContext, org: str, version: str) -> None:
     """Record the rules this run read as an observation of kare/rules[org], and point the tables' provenance at it.
 
     Dagster judges staleness by the rules observation a materialization recorded as its input. It looks that
     up when the step starts, so tables published before the rule file was ever observed kept no pointer and
     never showed as stale; tables published after a rule edit that nobody had observed pointed at the old
     version and showed as stale once it was observed, though made with the new rules."""
-    tags = {DATA_VERSION_TAG: digest, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
+    tags = {DATA_VERSION_TAG: version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
     context.log_event(dg.AssetObservation(asset_key=rules.key, partition=org, tags=tags))
     # The cached input record is from the step's start; drop it so the tables' provenance reads this one.
     context.get_step_execution_context().wipe_input_asset_version_info(rules.key)
