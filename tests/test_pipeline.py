@@ -460,13 +460,15 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
 
 def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects_instance(setup, tmp_path):
     """The README's `dg launch` line, run as written (other folders, another partition), in a Dagster home."""
-    [line] = [ln for ln in (ROOT / "README.md").read_text().splitlines() if "/dg launch " in ln]
-    env_part, command = line.split(" ", 1)
-    assert env_part == "DAGSTER_HOME=$PWD/.dagster_home" and command.startswith(".venv/bin/dg launch ")
+    readme = (ROOT / "README.md").read_text().replace("\\\n", "")
+    [line] = [ln for ln in readme.splitlines() if "/dg launch " in ln]
+    words = shlex.split(line)
+    # dg warns when the project's virtual environment is not the active one: the line names both.
+    assert words[:3] == ["DAGSTER_HOME=$PWD/.dagster_home", "VIRTUAL_ENV=$PWD/.venv", ".venv/bin/dg"], words
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "pipelines" / "dagster.yaml", home / "dagster.yaml")
-    args = shlex.split(command.replace(".venv/bin/", str(Path(sys.executable).parent) + "/", 1))
+    args = [str(Path(sys.executable).with_name("dg")), *words[3:]]
     args[args.index("--partition") + 1] = f"{DATES[0]}|{ORG}"
     wh = tmp_path / "wh.duckdb"
     env = {
@@ -479,6 +481,7 @@ def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects
     }
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "does not match the virtual environment" not in done.stdout + done.stderr
     assert Warehouse(wh).last_run(ORG)["status"] == "published"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         [run] = instance.get_runs()
