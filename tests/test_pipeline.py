@@ -458,6 +458,15 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     assert dg_config["project"]["code_location_target_module"] == "pipelines.definitions"
 
 
+def test_loading_the_definitions_prints_no_beta_or_preview_warnings():
+    """Every dagster/dg command loads them (twice for a launch); the features are chosen, the README names them."""
+    env = {**os.environ, "KARE_RULES_DIR": str(ROOT / "rules")}
+    done = subprocess.run([sys.executable, "-W", "always", "-c", "import pipelines.definitions"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr, done.stderr
+
+
 def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects_instance(setup, tmp_path):
     """The README's `dg launch` line, run as written (other folders, another partition), in a Dagster home."""
     readme = (ROOT / "README.md").read_text().replace("\\\n", "")

@@ -18,7 +18,7 @@ from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
 from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
-from pipelines.kare.partitions import org_and_as_of, org_partitions, partitions
+from pipelines.kare.partitions import chosen_dagster_features, org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
 
 GROUP = "kare"
@@ -49,22 +49,25 @@ account_source = dg.AssetSpec(
 )
 
 
-@dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
-def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
-    """rules/<org>/kare.yaml and overrides.yaml: the data version is the rules digest (and the overrides'), so a
-    change of either shows the tables as stale."""
-    versions = {}
-    for org in org_partitions.get_partition_keys():
-        try:
-            versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
-        except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
-            context.log.warning(f"{org}: {exc}")
-    return dg.DataVersionsByPartition(versions)
+with chosen_dagster_features():
+
+    @dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
+    def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
+        """rules/<org>/kare.yaml and overrides.yaml: the data version is the rules digest (and the overrides'), so a
+        change of either shows the tables as stale."""
+        versions = {}
+        for org in org_partitions.get_partition_keys():
+            try:
+                versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
+            except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
+                context.log.warning(f"{org}: {exc}")
+        return dg.DataVersionsByPartition(versions)
 
 
 def _specs() -> list[dg.AssetSpec]:
     # Each org × date partition depends on its organization's rules.
-    by_org = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="org")
+    with chosen_dagster_features():
+        by_org = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="org")
     deps = [dg.AssetDep(account_source), dg.AssetDep(rules.key, partition_mapping=by_org)]
     return [
         dg.AssetSpec(
