@@ -241,6 +241,31 @@ def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_ba
     assert after["runs"].sort("finished_at")["status"].to_list()[-2:] == ["unchanged", "failed"]
 
 
+def test_in_a_backfill_a_failed_date_stops_the_later_dates_of_its_organization_until_it_is_published(setup, tmp_path):
+    """Otherwise the later dates publish and the failed one can never run: a hole in the backfilled range."""
+    wh, instance = tmp_path / "wh.duckdb", dg.DagsterInstance.ephemeral()
+    missing = str(tmp_path / "nowhere" / "{org}-{as_of}.parquet")
+
+    def backfill(day: dt.date, org: str = ORG, **kw) -> dg.ExecuteInProcessResult:
+        kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=kw.pop("input", setup.input))
+        return dg.materialize([assets.kare_run], partition_key=partition_key(org, day.isoformat()),
+                              resources={"kare": kare}, instance=instance, raise_on_error=False,
+                              tags={"dagster/backfill": "bf1"})  # fmt: skip
+
+    assert backfill(DATES[0]).success
+    assert not backfill(DATES[1], input=missing).success
+    stopped = backfill(DATES[2])
+    text = failure_text(stopped)
+    assert text.startswith(f"{ORG} as of {DATES[2]}: not run, because {DATES[1]} failed earlier in this backfill")
+    assert text.endswith(f"re-execute this backfill's failed runs from {DATES[1]} on, in date order.")
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[0]
+    assert backfill(DATES[2], org=OTHER).success  # another organization is not held up
+    # Once the failed date is fixed and published, the later ones run.
+    assert backfill(DATES[1]).success
+    assert backfill(DATES[2]).success
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
+
+
 def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
     rules_dir = tmp_path / "rules"
     shutil.copytree(setup.rules_dir, rules_dir)

@@ -18,10 +18,11 @@ from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
 from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
-from pipelines.kare.partitions import chosen_dagster_features, org_and_as_of, org_partitions, partitions
+from pipelines.kare.partitions import as_of_of, chosen_dagster_features, org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
 
 GROUP = "kare"
+BACKFILL_TAG, ORG_TAG, DATE_TAG = "dagster/backfill", "dagster/partition/org", "dagster/partition/date"
 POOL = "kare_warehouse"  # one warehouse, one run at a time: dagster.yaml gives every pool a limit of 1
 PUBLISHED = ("account_categories", "category_history", "category_transitions", "action_queue", "quarantine", "runs")
 
@@ -97,6 +98,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     context.instance.add_run_tags(context.run.run_id, tags)
     warehouse = kare.open_warehouse(on_wait=context.log.info)
     engine, budget = kare.checked_engine(), kare.budget()  # settings, not runs: a Failure naming the field
+    _refuse_after_a_failed_date(context, warehouse, org, as_of)
     try:
         thresholds = kare.thresholds_for(org)
         bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
@@ -189,6 +191,37 @@ def _limit_hint(check: str, org: str) -> str:
         f" In Dagster the limit is the kare resource's {field} ({('KARE_' + field).upper()}{extra}), or for this "
         f"organization only thresholds: {{{org}: {{{field}: ...}}}}."
     )
+
+
+def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, org: str, as_of: dt.date) -> None:
+    """In a backfill, a date whose run failed must publish before any later date of the organization: once a
+    later one publishes, the engine refuses the failed date for good (it would rewrite later history), and
+    the backfill's range keeps a hole. So a later date of the same backfill stops until the failed one is
+    published (fixed and re-executed)."""
+    backfill = context.run.tags.get(BACKFILL_TAG)
+    if not backfill:
+        return
+    failed = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill, ORG_TAG: org}, statuses=[dg.DagsterRunStatus.FAILURE])
+    )
+    dates = {as_of_of(run.tags[DATE_TAG]): run.run_id for run in failed if DATE_TAG in run.tags}
+    earlier = sorted(day for day in dates if day < as_of)
+    if not earlier:
+        return
+    try:
+        last = warehouse.last_run(org)
+    except KareError:  # the warehouse cannot be read now; the engine will say why
+        return
+    pending = [day for day in earlier if not last or last["as_of"] < day]
+    if pending:
+        first = pending[0]
+        raise dg.Failure(
+            description=f"{org} as of {as_of}: not run, because {first} failed earlier in this backfill (Dagster run "
+            f"{dates[first]}) and is not published; publishing {as_of} first would make {first} impossible to run "
+            f"(a run never rewrites later history). Fix what failed, then re-execute this backfill's failed runs "
+            f"from {first} on, in date order.",
+            metadata={"kare/org": org, "kare/as_of": as_of.isoformat(), "failed_date": first.isoformat()},
+        )
 
 
 def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
