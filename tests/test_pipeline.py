@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -600,7 +601,10 @@ def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_c
 
 
 def test_the_rules_source_is_observed_as_each_organizations_digest(setup):
-    observed = assets.rules.observe_fn(dg.build_op_context(), setup.settings(setup.root / "unused.duckdb"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        observed = assets.rules.observe_fn(dg.build_op_context(), setup.settings(setup.root / "unused.duckdb"))
+    assert not [w for w in caught if issubclass(w.category, dg.BetaWarning | dg.PreviewWarning)]
     assert {org: v.value for org, v in observed.data_versions_by_partition.items()} == {
         org: load_rules(setup.rules_dir / org).digest for org in (ORG, OTHER)
     }

@@ -62,7 +62,8 @@ with chosen_dagster_features():
                 versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
             except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
                 context.log.warning(f"{org}: {exc}")
-        return dg.DataVersionsByPartition(versions)
+        with chosen_dagster_features():  # each observation builds one: the warning came with every Observe
+            return dg.DataVersionsByPartition(versions)
 
 
 def _specs() -> list[dg.AssetSpec]:
