@@ -1,4 +1,4 @@
-"""Dagster entry point (`dagster dev -w workspace.yaml`, `dg dev`): the kare tables, their schedule and sensor."""
+"""Dagster entry point (`make dev`: `dagster dev -w workspace.yaml` on the project instance): the kare tables."""
 
 import dagster as dg
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -204,6 +206,11 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
         if table != "runs":
             assert same_rows(before[table], after[table]), f"{table} changed"
     assert after["runs"].sort("finished_at")["status"].to_list() == ["published", "failed"]
+    logged = after["runs"].filter(pl.col("status") == "failed").to_dicts()[0]
+    bad_rows = dirty.height // 4 + (dirty.height % 4 > 0)
+    assert (logged["input_rows"], logged["valid_rows"], logged["quarantined_rows"]) == (
+        dirty.height, dirty.height - bad_rows, bad_rows,
+    )  # fmt: skip
 
     # The same input publishes when this organization's limit is raised (others keep the global one).
     limits = {ORG: {"max_quarantine_share": 0.3}, OTHER: {"max_quarantine_share": 0.0}}
@@ -211,7 +218,7 @@ def test_a_blocking_quarantine_share_fails_the_step_and_publishes_nothing_unless
     assert allowed.success
     quarantine = {e.check_name: e for e in allowed.get_asset_check_evaluations()}["quarantine_share"]
     assert quarantine.passed and quarantine.metadata["limit"].value == 0.3
-    assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == dirty.height // 4 + (dirty.height % 4 > 0)
+    assert Warehouse(wh).last_run(ORG)["quarantined_rows"] == bad_rows
 
 
 def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_backfill(setup, published, tmp_path):
@@ -233,6 +240,31 @@ def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_ba
         if table != "runs":
             assert same_rows(before[table], after[table]), f"{table} changed"
     assert after["runs"].sort("finished_at")["status"].to_list()[-2:] == ["unchanged", "failed"]
+
+
+def test_in_a_backfill_a_failed_date_stops_the_later_dates_of_its_organization_until_it_is_published(setup, tmp_path):
+    """Otherwise the later dates publish and the failed one can never run: a hole in the backfilled range."""
+    wh, instance = tmp_path / "wh.duckdb", dg.DagsterInstance.ephemeral()
+    missing = str(tmp_path / "nowhere" / "{org}-{as_of}.parquet")
+
+    def backfill(day: dt.date, org: str = ORG, **kw) -> dg.ExecuteInProcessResult:
+        kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=kw.pop("input", setup.input))
+        return dg.materialize([assets.kare_run], partition_key=partition_key(org, day.isoformat()),
+                              resources={"kare": kare}, instance=instance, raise_on_error=False,
+                              tags={"dagster/backfill": "bf1"})  # fmt: skip
+
+    assert backfill(DATES[0]).success
+    assert not backfill(DATES[1], input=missing).success
+    stopped = backfill(DATES[2])
+    text = failure_text(stopped)
+    assert text.startswith(f"{ORG} as of {DATES[2]}: not run, because {DATES[1]} failed earlier in this backfill")
+    assert text.endswith(f"re-execute this backfill's failed runs from {DATES[1]} on, in date order.")
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[0]
+    assert backfill(DATES[2], org=OTHER).success  # another organization is not held up
+    # Once the failed date is fixed and published, the later ones run.
+    assert backfill(DATES[1]).success
+    assert backfill(DATES[2]).success
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
 
 
 def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
@@ -263,6 +295,141 @@ def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_pa
     text = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert "thresholds.cloudnine names max_quarantine, which is not a limit" in text
     assert "max_quarantine_share" in text
+
+
+def stale_status(instance: dg.DagsterInstance, kare: KareSettings, day: dt.date) -> str:
+    """What the UI shows for kare/account_categories of ORG on `day`: FRESH, STALE or MISSING."""
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+
+    graph = dg.Definitions(assets=assets.ALL, resources={"kare": kare}).get_repository_def().asset_graph
+    now = TemporalContext(effective_dt=dt.datetime.now(dt.UTC), last_event_id=None)
+    resolver = CachingStaleStatusResolver(instance, graph, AssetGraphView(temporal_context=now, instance=instance,
+                                                                         asset_graph=graph))  # fmt: skip
+    return resolver.get_status(dg.AssetKey(["kare", "account_categories"]), partition_key(ORG, day.isoformat())).value
+
+
+def observe_rules(instance: dg.DagsterInstance, kare: KareSettings) -> None:
+    """What *Observe* on kare/rules records: each organization's digest as its partition's data version."""
+    observed = assets.rules.observe_fn(dg.build_op_context(), kare).data_versions_by_partition
+    for org, version in observed.items():
+        tags = {"dagster/data_version": version.value}
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=assets.rules.key, partition=org, tags=tags))
+
+
+OVERRIDES = """format: kare-overrides/v1
+overrides:
+  - {account: C-000001, category: keep, reason: Renegotiated, author: ana@cloudnine.example, expires: 2027-01-31}
+"""
+
+
+def test_tables_show_as_stale_when_their_rules_change_whether_or_not_the_rules_were_observed_before(setup, tmp_path):
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(setup.rules_dir, rules_dir)
+    path = rules_dir / ORG / "kare.yaml"
+    kare = KareSettings(rules_dir=str(rules_dir), warehouse=str(tmp_path / "wh.duckdb"), input=setup.input)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def materialize(day: dt.date) -> None:
+        result = dg.materialize([assets.kare_run, assets.rules], partition_key=partition_key(ORG, day.isoformat()),
+                                resources={"kare": kare}, instance=instance)  # fmt: skip
+        assert result.success
+
+    # Published before the rule file was ever observed: a later observation of the same rules is no change.
+    materialize(DATES[0])
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[0]) == "FRESH"
+    # A rule change nobody observed yet, then a run: that run's tables are made with the new rules.
+    path.write_text(path.read_text().replace("version: 1.1.0", "version: 1.2.0").replace("gte: 100000", "gte: 90000"))
+    materialize(DATES[1])
+    observe_rules(instance, kare)
+    assert (stale_status(instance, kare, DATES[0]), stale_status(instance, kare, DATES[1])) == ("STALE", "FRESH")
+    # The next rule change shows the last run's tables as stale once it is observed.
+    path.write_text(path.read_text().replace("version: 1.2.0", "version: 1.3.0").replace("gte: 90000", "gte: 80000"))
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "STALE"
+    # So does a new override (it changes what a run publishes as much as a rule does).
+    materialize(DATES[1])
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
+    (rules_dir / ORG / "overrides.yaml").write_text(OVERRIDES)
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "STALE"
+    materialize(DATES[1])
+    observe_rules(instance, kare)
+    assert stale_status(instance, kare, DATES[1]) == "FRESH"
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    return result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+
+
+def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_path):
+    """The engine's messages name kare run's options; in Dagster each says the resource field (and variable)."""
+    wh = tmp_path / "wh.duckdb"
+    missing = str(tmp_path / "exports" / "{org}-{as_of}.parquet")
+    text = failure_text(setup.materialize(wh, DATES[0], input=missing))
+    assert text.startswith(f"input {tmp_path / 'exports' / f'{ORG}-{DATES[0]}.parquet'} does not exist; ")
+    assert text.endswith(
+        f"). In Dagster the input is the kare resource's input (KARE_INPUT, now {missing!r}; {{org}} and {{as_of}} are "
+        "filled in per partition)."
+    )
+
+    text = failure_text(setup.materialize(wh, DATES[0], thresholds={ORG: {"warn_mix_shift": 2.0}}))
+    assert text == "thresholds.cloudnine.warn_mix_shift: warn_mix_shift must be a share between 0 and 1 (got 2.0)"
+    text = failure_text(setup.materialize(wh, DATES[0], max_quarantine_share=-0.1))
+    assert text.startswith("the kare resource's max_quarantine_share (KARE_MAX_QUARANTINE_SHARE): ")
+    text = failure_text(setup.materialize(wh, DATES[0], memory_budget="lots"))
+    assert text.startswith("the kare resource's memory_budget (KARE_MEMORY_BUDGET): 'lots' is not a memory size;")
+    text = failure_text(setup.materialize(wh, DATES[0], engine="spark"))
+    assert text == "the kare resource's engine (KARE_ENGINE) is 'spark'; use one of: polars, duckdb"
+
+    elsewhere = tmp_path / "other-rules"
+    elsewhere.mkdir()
+    result = dg.materialize(
+        [assets.kare_run],
+        partition_key=partition_key(ORG, DATES[0].isoformat()),
+        resources={"kare": KareSettings(rules_dir=str(elsewhere), warehouse=str(wh), input=setup.input)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert failure_text(result).endswith(
+        f"In Dagster the rules are read from the kare resource's rules_dir (KARE_RULES_DIR, now {str(elsewhere)!r}), "
+        f"which has no folder {ORG}/; point it at the folder the organizations were loaded from, or reload the "
+        "definitions after adding or removing an organization."
+    )
+
+    # A warehouse setting that names something else than a DuckDB file (a folder, a CSV): no traceback.
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    text = failure_text(setup.materialize(folder, DATES[0]))
+    assert text.startswith(f"cannot open the warehouse {folder}: ")
+    assert text.endswith(
+        f". In Dagster the warehouse is the kare resource's warehouse (KARE_WAREHOUSE, now {str(folder)!r})."
+    )
+    csv = tmp_path / "accounts.csv"
+    csv.write_text("account_id,arr\nA1,5\n")
+    text = failure_text(setup.materialize(csv, DATES[0]))
+    assert text.startswith(f"{csv} is not a DuckDB database") and "KARE_WAREHOUSE" in text
+
+    # A reader holding the warehouse longer than the run may wait: the wait to raise is KARE_WAIT.
+    assert setup.materialize(wh, DATES[0]).success
+    hold = f"import duckdb, time; c = duckdb.connect({str(wh)!r}, read_only=True); print('held', flush=True); "
+    hold += "time.sleep(60)"
+    reader = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=setup.input, wait=0.5)
+        result = dg.materialize([assets.kare_run], partition_key=partition_key(ORG, DATES[1].isoformat()),
+                                resources={"kare": kare}, instance=dg.DagsterInstance.ephemeral(),
+                                raise_on_error=False)  # fmt: skip
+    finally:
+        reader.kill()
+        reader.wait()
+    text = failure_text(result)
+    assert "is held by another process" in text
+    assert text.endswith("to wait longer. In Dagster the wait is the kare resource's wait (KARE_WAIT, now 0.5 s).")
 
 
 # ---- two organizations at once -----------------------------------------------------------------------
@@ -317,6 +484,46 @@ def test_workspace_yaml_loads_the_definitions_the_way_dagster_dev_does():
     assert dg_config["project"]["code_location_target_module"] == "pipelines.definitions"
 
 
+def test_loading_the_definitions_prints_no_beta_or_preview_warnings():
+    """Every dagster/dg command loads them (twice for a launch); the features are chosen, the README names them."""
+    env = {**os.environ, "KARE_RULES_DIR": str(ROOT / "rules")}
+    done = subprocess.run([sys.executable, "-W", "always", "-c", "import pipelines.definitions"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr, done.stderr
+
+
+def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects_instance(setup, tmp_path):
+    """The README's `dg launch` line, run as written (other folders, another partition), in a Dagster home."""
+    readme = (ROOT / "README.md").read_text().replace("\\\n", "")
+    [line] = [ln for ln in readme.splitlines() if "/dg launch " in ln]
+    words = shlex.split(line)
+    # dg warns when the project's virtual environment is not the active one: the line names both.
+    assert words[:3] == ["DAGSTER_HOME=$PWD/.dagster_home", "VIRTUAL_ENV=$PWD/.venv", ".venv/bin/dg"], words
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "pipelines" / "dagster.yaml", home / "dagster.yaml")
+    args = [str(Path(sys.executable).with_name("dg")), *words[3:]]
+    args[args.index("--partition") + 1] = f"{DATES[0]}|{ORG}"
+    wh = tmp_path / "wh.duckdb"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "KARE_RULES_DIR": str(setup.rules_dir),
+        "KARE_INPUT": setup.input,
+        "KARE_WAREHOUSE": str(wh),
+        "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+    }
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "does not match the virtual environment" not in done.stdout + done.stderr
+    assert Warehouse(wh).last_run(ORG)["status"] == "published"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert (run.tags["kare/org"], run.tags["kare/as_of"]) == (ORG, DATES[0].isoformat())
+
+
 def test_the_shipped_instance_settings_give_the_warehouse_pool_one_run_at_a_time(tmp_path):
     shutil.copy(ROOT / "pipelines" / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -356,6 +563,20 @@ def test_the_schedule_requests_one_run_per_organization_for_the_day_that_ended()
     assert len({r.run_key for r in requests}) == 2
 
 
+@pytest.mark.parametrize("every", ["daily", "weekly", "monthly"])
+def test_each_cadences_schedule_fires_within_a_day_after_its_window_closes(every):
+    """The README: the schedule runs shortly after each window closes (a weekly window ends on Sunday 00:00)."""
+    from dagster._utils.schedules import cron_string_iterator
+
+    from pipelines.kare.partitions import CRON, date_partitions_for
+
+    dates = date_partitions_for(every, "2026-01-01")
+    for key in dates.get_partition_keys(current_time=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)):
+        closes = dates.time_window_for_partition_key(key).end
+        fires = next(cron_string_iterator(closes.timestamp(), CRON[every], "UTC"))
+        assert dt.timedelta(0) <= fires - closes < dt.timedelta(days=1), (every, key, fires)
+
+
 def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_changes(tmp_path, monkeypatch):
     rules_dir = tmp_path / "rules"
     shutil.copytree(ROOT / "rules" / ORG, rules_dir / ORG)
@@ -372,10 +593,18 @@ def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_c
     assert request.partition_key.split("|")[1] == ORG
     assert request.run_key.startswith(f"{ORG}|") and "|1.2.0@" in request.run_key
     assert json.loads(changed.cursor)[ORG].startswith("1.2.0@")
+    # A new overrides.yaml changes what a run publishes too: the same re-run, with a new run key.
+    (rules_dir / ORG / "overrides.yaml").write_text(OVERRIDES)
+    pinned = dg.build_sensor_context(cursor=changed.cursor)
+    [again] = list(sensors.rule_version_sensor(pinned))
+    assert again.partition_key == request.partition_key and again.run_key != request.run_key
 
 
 def test_the_rules_source_is_observed_as_each_organizations_digest(setup):
-    observed = assets.rules.observe_fn(dg.build_op_context(), setup.settings(setup.root / "unused.duckdb"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        observed = assets.rules.observe_fn(dg.build_op_context(), setup.settings(setup.root / "unused.duckdb"))
+    assert not [w for w in caught if issubclass(w.category, dg.BetaWarning | dg.PreviewWarning)]
     assert {org: v.value for org, v in observed.data_versions_by_partition.items()} == {
         org: load_rules(setup.rules_dir / org).digest for org in (ORG, OTHER)
     }

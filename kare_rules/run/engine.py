@@ -620,6 +620,8 @@ def _run(
     progress("checking", total_units, total_units)
     columns = ("row_number", "account_id", "reasons", "record")
     quarantine = pl.concat([empty("quarantine").select(columns), *[q.select(columns) for q in totals.quarantine]])
+    # Known now: a run that a guard stops is logged with its valid and quarantined rows (the guard's figures).
+    known.update(valid_rows=totals.input_rows - quarantine.height, quarantined_rows=quarantine.height)
     checks = [
         quarantine_check(quarantine, totals.input_rows, t.max_quarantine_share),
         removed_check(totals.removed, totals.current, totals.input_rows, t),

@@ -3,21 +3,26 @@ for one organization and date, downstream of the organization's account source a
 
 import contextlib
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
-from kare_rules.errors import KareError
+from kare_rules.errors import DataError, KareError
 from kare_rules.model import ALL_CATEGORIES
-from kare_rules.run import RunBlocked, RunFailed, RunResult, load_bundle, run_organization
+from kare_rules.overrides import overrides_digest
+from kare_rules.run import RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
 from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
+from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
-from pipelines.kare.partitions import org_and_as_of, org_partitions, partitions
+from pipelines.kare.partitions import as_of_of, chosen_dagster_features, org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
 
 GROUP = "kare"
+BACKFILL_TAG, ORG_TAG, DATE_TAG = "dagster/backfill", "dagster/partition/org", "dagster/partition/date"
 POOL = "kare_warehouse"  # one warehouse, one run at a time: dagster.yaml gives every pool a limit of 1
 PUBLISHED = ("account_categories", "category_history", "category_transitions", "action_queue", "quarantine", "runs")
 
@@ -45,21 +50,26 @@ account_source = dg.AssetSpec(
 )
 
 
-@dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
-def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
-    """rules/<org>/kare.yaml: its data version is the rules digest, so a rule change shows the tables as stale."""
-    versions = {}
-    for org in org_partitions.get_partition_keys():
-        try:
-            versions[org] = load_bundle(kare.rules_dir, org).digest
-        except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
-            context.log.warning(f"{org}: {exc}")
-    return dg.DataVersionsByPartition(versions)
+with chosen_dagster_features():
+
+    @dg.observable_source_asset(key=["kare", "rules"], group_name=GROUP, partitions_def=org_partitions)
+    def rules(context: dg.AssetExecutionContext, kare: KareSettings) -> dg.DataVersionsByPartition:
+        """rules/<org>/kare.yaml and overrides.yaml: the data version is the rules digest (and the overrides'), so a
+        change of either shows the tables as stale."""
+        versions = {}
+        for org in org_partitions.get_partition_keys():
+            try:
+                versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
+            except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
+                context.log.warning(f"{org}: {exc}")
+        with chosen_dagster_features():  # each observation builds one: the warning came with every Observe
+            return dg.DataVersionsByPartition(versions)
 
 
 def _specs() -> list[dg.AssetSpec]:
     # Each org × date partition depends on its organization's rules.
-    by_org = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="org")
+    with chosen_dagster_features():
+        by_org = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="org")
     deps = [dg.AssetDep(account_source), dg.AssetDep(rules.key, partition_mapping=by_org)]
     return [
         dg.AssetSpec(
@@ -88,26 +98,41 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     tags = {"kare/org": org, "kare/as_of": as_of.isoformat()}
     context.instance.add_run_tags(context.run.run_id, tags)
     warehouse = kare.open_warehouse(on_wait=context.log.info)
+    engine, budget = kare.checked_engine(), kare.budget()  # settings, not runs: a Failure naming the field
+    _refuse_after_a_failed_date(context, warehouse, org, as_of)
     try:
         thresholds = kare.thresholds_for(org)
         bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
     except KareError as exc:
         with contextlib.suppress(Exception):  # logged like the engine's failures; the rules' error is the one to tell
             warehouse.record_failure({"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}, str(exc))
-        raise dg.Failure(description=f"{org} as of {as_of}: {exc}", metadata=tags) from None
+        hint = _rules_dir_hint(kare, org)
+        raise dg.Failure(description=with_hint(f"{org} as of {as_of}: {exc}", hint), metadata=tags) from None
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
+    observe_rules_read(context, org, data_version_of(bundle))
     try:
         result = run_organization(
-            org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=kare.engine, thresholds=thresholds,
-            memory_budget=kare.budget(),
+            org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=engine, thresholds=thresholds,
+            memory_budget=budget,
         )  # fmt: skip
     except RunFailed as exc:
         hint = _order_hint(warehouse, org, as_of)
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
             hint += _limit_hint(exc.__cause__.check.name, org)
-        raise dg.Failure(description=str(exc) + hint, metadata={**tags, **versions}) from None
+        elif isinstance(exc.__cause__, WarehouseBusy) and "--wait" in str(exc):
+            hint += f" In Dagster the wait is the kare resource's wait (KARE_WAIT, now {kare.wait:g} s)."
+        elif isinstance(exc.__cause__, WarehouseBusy):  # a warehouse that cannot be opened or written
+            hint += (
+                f" In Dagster the warehouse is the kare resource's warehouse (KARE_WAREHOUSE, now {kare.warehouse!r})."
+            )
+        elif isinstance(exc.__cause__, DataError) and kare.source(org, as_of) in str(exc):
+            hint += (
+                f" In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
+                "{as_of} are filled in per partition)."
+            )
+        raise dg.Failure(description=with_hint(str(exc), hint), metadata={**tags, **versions}) from None
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
     context.log.info("\n".join(summary_lines(result)))
     for table, metadata in table_metadata(result).items():
@@ -118,6 +143,43 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         yield from checks.unchanged(result.run["run_id"])
     else:
         yield from (checks.check_result(check) for check in result.checks)
+
+
+def data_version_of(bundle: RuleBundle) -> str:
+    """The rules digest, and the overrides' when there are any: both decide what a run publishes."""
+    return f"{bundle.digest}+overrides:{overrides_digest(bundle.overrides)}" if bundle.overrides else bundle.digest
+
+
+def observe_rules_read(context: dg.AssetExecutionContext, org: str, version: str) -> None:
+    """Record the rules this run read as an observation of kare/rules[org], and point the tables' provenance at it.
+
+    Dagster judges staleness by the rules observation a materialization recorded as its input. It looks that
+    up when the step starts, so tables published before the rule file was ever observed kept no pointer and
+    never showed as stale; tables published after a rule edit that nobody had observed pointed at the old
+    version and showed as stale once it was observed, though made with the new rules."""
+    tags = {DATA_VERSION_TAG: version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
+    context.log_event(dg.AssetObservation(asset_key=rules.key, partition=org, tags=tags))
+    # The cached input record is from the step's start; drop it so the tables' provenance reads this one.
+    context.get_step_execution_context().wipe_input_asset_version_info(rules.key)
+
+
+def with_hint(message: str, hint: str) -> str:
+    """The engine's message, ended as a sentence, then what to change in Dagster terms."""
+    if not hint:
+        return message
+    return (message if message.endswith(".") else message + ".") + hint
+
+
+def _rules_dir_hint(kare: KareSettings, org: str) -> str:
+    """The organizations are the folders of KARE_RULES_DIR when the code location loaded; the resource may
+    read another folder (or the organization's folder may be gone since)."""
+    if (Path(kare.rules_dir) / org).is_dir():
+        return ""
+    return (
+        f" In Dagster the rules are read from the kare resource's rules_dir (KARE_RULES_DIR, now "
+        f"{kare.rules_dir!r}), which has no folder {org}/; point it at the folder the organizations were loaded "
+        "from, or reload the definitions after adding or removing an organization."
+    )
 
 
 def _limit_hint(check: str, org: str) -> str:
@@ -132,9 +194,43 @@ def _limit_hint(check: str, org: str) -> str:
     )
 
 
+def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, org: str, as_of: dt.date) -> None:
+    """In a backfill, a date whose run failed must publish before any later date of the organization: once a
+    later one publishes, the engine refuses the failed date for good (it would rewrite later history), and
+    the backfill's range keeps a hole. So a later date of the same backfill stops until the failed one is
+    published (fixed and re-executed)."""
+    backfill = context.run.tags.get(BACKFILL_TAG)
+    if not backfill:
+        return
+    failed = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill, ORG_TAG: org}, statuses=[dg.DagsterRunStatus.FAILURE])
+    )
+    dates = {as_of_of(run.tags[DATE_TAG]): run.run_id for run in failed if DATE_TAG in run.tags}
+    earlier = sorted(day for day in dates if day < as_of)
+    if not earlier:
+        return
+    try:
+        last = warehouse.last_run(org)
+    except KareError:  # the warehouse cannot be read now; the engine will say why
+        return
+    pending = [day for day in earlier if not last or last["as_of"] < day]
+    if pending:
+        first = pending[0]
+        raise dg.Failure(
+            description=f"{org} as of {as_of}: not run, because {first} failed earlier in this backfill (Dagster run "
+            f"{dates[first]}) and is not published; publishing {as_of} first would make {first} impossible to run "
+            f"(a run never rewrites later history). Fix what failed, then re-execute this backfill's failed runs "
+            f"from {first} on, in date order.",
+            metadata={"kare/org": org, "kare/as_of": as_of.isoformat(), "failed_date": first.isoformat()},
+        )
+
+
 def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
     """The engine refuses a date before the last published one; say how to launch dates in order."""
-    last = warehouse.last_run(org)
+    try:
+        last = warehouse.last_run(org)
+    except KareError:  # a warehouse that cannot be read: the run's own error says so
+        return ""
     if not last or last["as_of"] <= as_of:
         return ""
     return (

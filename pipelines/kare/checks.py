@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kare_rules.run import CheckResult
-from pipelines.kare.partitions import partitions
+from pipelines.kare.partitions import chosen_dagster_features, partitions
 
 # name -> (table judged, blocking, what it checks); the engine's CheckResult names, one spec each.
 CHECKS = {
@@ -26,10 +26,11 @@ def table_key(table: str) -> dg.AssetKey:
 
 
 # Partitioned like the tables (a Dagster preview feature): each result belongs to one organization and date.
-SPECS = [
-    dg.AssetCheckSpec(name, asset=table_key(table), blocking=blocking, description=text, partitions_def=partitions)
-    for name, (table, blocking, text) in CHECKS.items()
-]
+with chosen_dagster_features():
+    SPECS = [
+        dg.AssetCheckSpec(name, asset=table_key(table), blocking=blocking, description=text, partitions_def=partitions)
+        for name, (table, blocking, text) in CHECKS.items()
+    ]
 
 
 def check_result(check: CheckResult) -> dg.AssetCheckResult:

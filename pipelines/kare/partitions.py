@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -12,8 +15,20 @@ from kare_rules import loader
 
 CADENCES = ("daily", "weekly", "monthly")
 DEFAULT_START = "2026-01-01"
-# When each cadence's schedule fires: shortly after a window ends (its partition is then complete).
-CRON = {"daily": "0 6 * * *", "weekly": "0 6 * * 1", "monthly": "0 6 1 * *"}
+# When each cadence's schedule fires: shortly after a window ends (its partition is then complete). A weekly
+# window is Sunday to Saturday (Dagster's default), so it closes at Sunday 00:00.
+CRON = {"daily": "0 6 * * *", "weekly": "0 6 * * 0", "monthly": "0 6 1 * *"}
+
+
+@contextlib.contextmanager
+def chosen_dagster_features() -> Iterator[None]:
+    """Dagster features marked beta or preview that this layer uses on purpose: partitioned asset checks
+    (each result belongs to one organization and date), the observable rules source and its mapping onto
+    the org dimension. Their warnings repeated on every load and every run; the README names them once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        yield
 
 
 def rules_dir() -> Path:

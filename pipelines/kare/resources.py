@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from kare_rules.run import Thresholds
+from kare_rules.errors import KareError
+from kare_rules.run import ENGINES, Thresholds
 from kare_rules.run.slicing import parse_size
 from kare_rules.sources import DEFAULT_INPUT
 from kare_rules.warehouse import DEFAULT_WAIT, DEFAULT_WAREHOUSE, Warehouse
@@ -54,13 +55,32 @@ class KareSettings(dg.ConfigurableResource):
             )
         values = {name: getattr(self, name) for name in THRESHOLD_NAMES} | own
         values["allow_empty_input"] = bool(values["allow_empty_input"])
+        for name, value in values.items():  # one at a time: the message names where the bad value was set
+            try:
+                Thresholds(**{name: value})
+            except KareError as exc:
+                where = (
+                    f"thresholds.{org}.{name}" if name in own else f"the kare resource's {name} (KARE_{name.upper()})"
+                )
+                raise dg.Failure(description=f"{where}: {exc}") from None
         return Thresholds(**values)
 
     def source(self, org: str, as_of: dt.date) -> str:
         return self.input.replace("{org}", org).replace("{as_of}", as_of.isoformat())
 
     def budget(self) -> int | None:
-        return parse_size(self.memory_budget) if self.memory_budget else None
+        try:
+            return parse_size(self.memory_budget) if self.memory_budget else None
+        except KareError as exc:
+            raise dg.Failure(description=f"the kare resource's memory_budget (KARE_MEMORY_BUDGET): {exc}") from None
+
+    def checked_engine(self) -> str:
+        if self.engine not in ENGINES:
+            choices = ", ".join(ENGINES)
+            raise dg.Failure(
+                description=f"the kare resource's engine (KARE_ENGINE) is {self.engine!r}; use one of: {choices}"
+            )
+        return self.engine
 
     def open_warehouse(self, on_wait: Callable[[str], None] = lambda _: None) -> Warehouse:
         return Warehouse(self.warehouse, wait=self.wait, on_wait=on_wait)

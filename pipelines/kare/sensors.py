@@ -1,4 +1,4 @@
-"""Re-run an organization's last published date when its rule file's version changes."""
+"""Re-run an organization's latest date partition when its rule file or its overrides.yaml change."""
 
 import json
 from pathlib import Path
@@ -6,20 +6,22 @@ from pathlib import Path
 import dagster as dg
 
 from kare_rules.errors import KareError
-from kare_rules.loader import load_rules
+from kare_rules.run import load_bundle
+from pipelines.kare.assets import data_version_of
 from pipelines.kare.partitions import date_partitions, org_partitions, organizations, partition_key, rules_dir
 from pipelines.kare.schedules import kare_job
 
 
 def rule_versions(directory: Path) -> dict[str, str]:
-    """org -> 'version@digest' of every valid rule file (invalid files are skipped: CI reports them)."""
+    """org -> 'version@digest' of every valid rule file, with the overrides' digest when it has overrides
+    (invalid files are skipped: CI reports them)."""
     out = {}
     for org in organizations(directory):
         try:
-            rules = load_rules(directory / org)
+            bundle = load_bundle(directory, org)
         except KareError:
             continue
-        out[org] = f"{rules.version}@{rules.digest}"
+        out[org] = f"{bundle.rules.version}@{data_version_of(bundle)}"
     return out
 
 
