@@ -297,7 +297,7 @@ def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert "Traceback" not in err and "dagster" not in err.lower()
+    assert "Traceback" not in err and "dagster." not in err.lower()  # no Dagster frames (the path may say dagster)
     first = err.strip().splitlines()[0]
     assert first.startswith("kare run: cloudnine: the input has no column 'nps'")
     assert "kare.yaml" in first
