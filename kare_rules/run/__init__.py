@@ -2,6 +2,7 @@
 
 from kare_rules.run.engine import (
     ENGINES,
+    OutOfOrder,
     RuleBundle,
     RunFailed,
     RunInterrupted,
@@ -12,5 +13,5 @@ from kare_rules.run.engine import (
 )
 from kare_rules.run.quality import CheckResult, RunBlocked, Thresholds
 
-__all__ = ["ENGINES", "CheckResult", "RuleBundle", "RunBlocked", "RunFailed", "RunInterrupted", "RunResult",
-           "Thresholds", "categorize_run", "load_bundle", "run_organization"]  # fmt: skip
+__all__ = ["ENGINES", "CheckResult", "OutOfOrder", "RuleBundle", "RunBlocked", "RunFailed", "RunInterrupted",
+           "RunResult", "Thresholds", "categorize_run", "load_bundle", "run_organization"]  # fmt: skip

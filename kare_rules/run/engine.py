@@ -129,12 +129,21 @@ def run_id_for(org: str, as_of: dt.date, bundle: RuleBundle, engine: str, raw: p
     return f"{org}-{as_of:%Y%m%d}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:10]}"
 
 
+class OutOfOrder(KareError):
+    """A run for a date before the organization's last published one (`last_as_of`)."""
+
+    def __init__(self, message: str, last_as_of: dt.date):
+        super().__init__(message)
+        self.last_as_of = last_as_of
+
+
 def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
     """Runs move forward in time: an earlier date would rewrite later history."""
     if last_as_of and as_of < last_as_of:
-        raise KareError(
+        raise OutOfOrder(
             f"{org} was already published for {last_as_of}; a run for the earlier date {as_of} would rewrite "
-            f"later history. Run with --as-of {last_as_of} or later."
+            f"later history. Run with --as-of {last_as_of} or later.",
+            last_as_of,
         )
 
 

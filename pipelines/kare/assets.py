@@ -12,7 +12,7 @@ from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED
 from kare_rules.errors import DataError, KareError
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.overrides import overrides_digest
-from kare_rules.run import RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
+from kare_rules.run import OutOfOrder, RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
 from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
@@ -117,7 +117,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
             memory_budget=budget,
         )  # fmt: skip
     except RunFailed as exc:
-        hint = _order_hint(warehouse, org, as_of)
+        hint = _order_hint(exc.__cause__, org)
         if isinstance(exc.__cause__, RunBlocked):
             yield checks.check_result(exc.__cause__.check)  # the guard that stopped it, on the table it judges
             hint += _limit_hint(exc.__cause__.check.name, org)
@@ -225,17 +225,14 @@ def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, or
         )
 
 
-def _order_hint(warehouse, org: str, as_of: dt.date) -> str:
-    """The engine refuses a date before the last published one; say how to launch dates in order."""
-    try:
-        last = warehouse.last_run(org)
-    except KareError:  # a warehouse that cannot be read: the run's own error says so
-        return ""
-    if not last or last["as_of"] <= as_of:
+def _order_hint(cause: BaseException | None, org: str) -> str:
+    """The engine refuses a date before the last published one; say how to launch dates in order. (From
+    the error itself: opening the warehouse again could wait for it, or fail, and hide the run's error.)"""
+    if not isinstance(cause, OutOfOrder):
         return ""
     return (
-        f" In Dagster: materialize the date partitions of {org} in date order, from {last['as_of']} on; launch a "
-        "range backfill as one run per partition (the kare_warehouse pool runs them oldest first)."
+        f" In Dagster: materialize the date partitions of {org} in date order, from {cause.last_as_of} on; launch "
+        "a range backfill as one run per partition (the kare_warehouse pool runs them oldest first)."
     )
 
 
