@@ -34,6 +34,28 @@ class Thresholds:
                 raise UsageError(f"{name} must be a share between 0 and 1 (got {value!r})")
 
 
+# The checks a run makes: name -> (the published table it judges, whether it blocks, what it checks). The
+# Dagster layer declares one asset check per entry.
+CHECKS: dict[str, tuple[str, bool, str]] = {
+    "quarantine_share": ("quarantine", True, "Share of input rows that failed validation; above the limit the "
+                         "run publishes nothing (blocking)."),
+    "removed_share": ("category_history", True, "Share of current accounts the run removes because they left "
+                      "the input; an empty input or too many removals publishes nothing (blocking)."),
+    "unassigned_share": ("account_categories", False, "Share of accounts no category matched (warning)."),
+    "overlap_share": ("account_categories", False, "Share of accounts more than one category matched (warning)."),
+    "category_mix_shift": ("account_categories", False, "Largest change of a category's share since the run "
+                           "before (warning)."),
+    "history_invariants": ("category_history", False, "The run keeps one current row per account: each change "
+                           "ends exactly the row it replaces and opens one (warning)."),
+}  # fmt: skip
+
+
+def check(name: str, passed: bool, metadata: dict) -> CheckResult:
+    """The result of the check `name` (CHECKS says what it judges)."""
+    table, blocking, description = CHECKS[name]
+    return CheckResult(name, table, passed, blocking, description, metadata)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
@@ -68,10 +90,8 @@ def _show(value: object) -> str:
 def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) -> CheckResult:
     """Refuse a run whose quarantined rows are more than `limit` of its input rows."""
     share = quarantine.height / input_rows if input_rows else 0.0
-    result = CheckResult("quarantine_share", "quarantine", share <= limit, True,
-                         "Share of input rows that failed validation (blocking).",
-                         {"share": share, "quarantined": quarantine.height, "input_rows": input_rows,
-                          "limit": limit})  # fmt: skip
+    result = check("quarantine_share", share <= limit, {"share": share, "quarantined": quarantine.height,
+                                                         "input_rows": input_rows, "limit": limit})  # fmt: skip
     if not result.passed:
         first = quarantine.sort("row_number").head(3)
         examples = "; ".join(
@@ -92,10 +112,8 @@ def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) ->
     share = removed / current if current else 0.0
     empty = input_rows == 0
     passed = (not empty or t.allow_empty_input) and share <= t.max_removed_share
-    result = CheckResult("removed_share", "category_history", passed, True,
-                         "Share of current accounts the run removes because they left the input (blocking).",
-                         {"share": share, "removed": removed, "current_accounts": current,
-                          "limit": t.max_removed_share})  # fmt: skip
+    result = check("removed_share", passed, {"share": share, "removed": removed, "current_accounts": current,
+                                             "limit": t.max_removed_share})  # fmt: skip
     if empty and not t.allow_empty_input:
         raise RunBlocked(
             f"the input has no rows; publishing it would remove all {current:,} current accounts. Nothing was "
@@ -125,16 +143,12 @@ def category_checks(
         before_total = max(sum(int(previous.get(c) or 0) for c in m.ALL_CATEGORIES), 1)
         shift = max(abs(counts.get(c, 0) / total - int(previous.get(c) or 0) / before_total) for c in m.ALL_CATEGORIES)
     return [
-        CheckResult("unassigned_share", "account_categories", unassigned <= t.warn_unassigned_share, False,
-                    "Share of accounts no category matched (warning).",
-                    {"share": unassigned, "limit": t.warn_unassigned_share}),
-        CheckResult("overlap_share", "account_categories", overlap <= t.warn_overlap_share, False,
-                    "Share of accounts more than one category matched (warning).",
-                    {"share": overlap, "limit": t.warn_overlap_share}),
-        CheckResult("category_mix_shift", "account_categories", shift <= t.warn_mix_shift, False,
-                    "Largest change of a category's share since the last run (warning).",
-                    {"largest_share_change": shift, "limit": t.warn_mix_shift,
-                     "previous_run": "none" if previous is None else "compared"}),
+        check("unassigned_share", unassigned <= t.warn_unassigned_share,
+              {"share": unassigned, "limit": t.warn_unassigned_share}),
+        check("overlap_share", overlap <= t.warn_overlap_share, {"share": overlap, "limit": t.warn_overlap_share}),
+        check("category_mix_shift", shift <= t.warn_mix_shift,
+              {"largest_share_change": shift, "limit": t.warn_mix_shift,
+               "previous_run": "none" if previous is None else "compared"}),
     ]  # fmt: skip
 
 
@@ -147,7 +161,4 @@ def history_check(closed: int, expected_closes: int, opened: pl.Series) -> Check
         problems.append(f"{expected_closes:,} current rows should have ended but {closed:,} did")
     if doubled:
         problems.append(f"{doubled:,} accounts got two new current rows")
-    return CheckResult("history_invariants", "category_history", not problems, False,
-                       "The run keeps one current row per account: each change ends exactly the row it replaces "
-                       "and opens one (warning).",
-                       {"problems": "; ".join(problems) or "none"})  # fmt: skip
+    return check("history_invariants", not problems, {"problems": "; ".join(problems) or "none"})

@@ -18,6 +18,7 @@ from kare_rules.run.report import summary_lines
 from kare_rules.tables import SCHEMA, TABLES, json_contract
 from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
+from pipelines.kare.checks import table_key
 from pipelines.kare.partitions import as_of_of, chosen_dagster_features, org_and_as_of, org_partitions, partitions
 from pipelines.kare.resources import KareSettings
 
@@ -25,10 +26,6 @@ GROUP = "kare"
 BACKFILL_TAG, ORG_TAG, DATE_TAG = "dagster/backfill", "dagster/partition/org", "dagster/partition/date"
 POOL = "kare_warehouse"  # one warehouse, one run at a time: dagster.yaml gives every pool a limit of 1
 PUBLISHED = ("account_categories", "category_history", "category_transitions", "action_queue", "quarantine", "runs")
-
-
-def table_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(["kare", table])
 
 
 def column_schema(table: str) -> dg.TableSchema:

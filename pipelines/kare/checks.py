@@ -5,20 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from kare_rules.run import CheckResult
+from kare_rules.run.quality import CHECKS
 from pipelines.kare.partitions import chosen_dagster_features, partitions
-
-# name -> (table judged, blocking, what it checks); the engine's CheckResult names, one spec each.
-CHECKS = {
-    "quarantine_share": ("quarantine", True, "Share of input rows that failed validation; above the limit the "
-                         "run publishes nothing."),
-    "removed_share": ("category_history", True, "Share of current accounts the run removes; an empty input or "
-                      "too many removals publishes nothing."),
-    "unassigned_share": ("account_categories", False, "Share of accounts no category matched."),
-    "overlap_share": ("account_categories", False, "Share of accounts more than one category matched."),
-    "category_mix_shift": ("account_categories", False, "Largest change of a category's share since the last run."),
-    "history_invariants": ("category_history", False, "One current row per account; each change ends the row "
-                           "it replaces."),
-}  # fmt: skip
 
 
 def table_key(table: str) -> dg.AssetKey:
