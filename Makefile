@@ -49,4 +49,4 @@ clean:
 
 ## make lock: re-pin every dependency (needs uv: pip install uv)
 lock:
-	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra pipeline --universal --python-version 3.11 --generate-hashes -o requirements.lock

@@ -477,3 +477,13 @@ def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_d
     assert steps["snapshot"]["outputs"]["as_of"] == sample.stem
     report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
     assert f"input rows, as of {sample.stem})" in report
+
+
+def test_the_wheel_needs_dagster_only_for_the_pipeline_extra(wheel):
+    with zipfile.ZipFile(wheel) as whl:
+        (name,) = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [line.removeprefix("Requires-Dist: ") for line in whl.read(name).decode().splitlines()
+                    if line.startswith("Requires-Dist: ")]  # fmt: skip
+    dagster = [r for r in requires if r.startswith("dagster")]
+    assert len(dagster) == 3 and all(r.endswith("; extra == 'pipeline'") for r in dagster)
+    assert any(r.startswith("polars") and "extra" not in r for r in requires)
