@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from kare_rules.tables import (
     CURRENT_COLUMNS,
@@ -342,9 +343,11 @@ class Session:
         # into the old layout (0.15 s of a 1M-row account_categories insert; DuckDB reads both).
         rows = conformed(table, df).to_arrow(compat_level=pl.CompatLevel.newest())
         # Registered under a name of ours: a bare Python variable would lose to any table of that name
-        # in the database (DuckDB looks in the catalog first). By name: a migrated table has its newer
-        # columns last, whatever their place in TABLES.
-        with self._registered(rows, "kare_rows") as name:
+        # in the database (DuckDB looks in the catalog first). As a stream of batches: a registered table
+        # took 0.7 GB more at the peak of a 3M-account run than the variable did (a stream, 0.04 GB). By
+        # name: a migrated table has its newer columns last, whatever their place in TABLES.
+        batches = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
+        with self._registered(batches, "kare_rows") as name:
             self.con.execute(f"INSERT INTO {_t(table)} BY NAME SELECT * FROM {_q(name)}")
 
     # ---- helpers ---------------------------------------------------------------------------------
