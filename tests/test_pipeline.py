@@ -620,3 +620,27 @@ def test_committed_table_contracts_match_kare_rules_tables(tmp_path):
         "schemas/tables/*.json differ from kare_rules/tables.py; regenerate them with\n"
         "  .venv/bin/python -c \"from kare_rules.tables import write_contracts; write_contracts('schemas/tables')\""
     )
+
+
+def test_a_backfill_from_an_input_that_does_not_name_the_date_is_refused(setup, tmp_path):
+    """Every past date would read the same (today's) accounts and publish them as that date's."""
+    wh = tmp_path / "wh.duckdb"
+    latest = str(tmp_path / "input" / "{org}-latest.parquet")
+    (tmp_path / "input").mkdir()
+    shutil.copy(setup.input.replace("{org}", ORG).replace("{as_of}", DATES[1].isoformat()),
+                latest.replace("{org}", ORG))  # fmt: skip
+    kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=latest)
+    refused = dg.materialize([assets.kare_run], partition_key=partition_key(ORG, DATES[0].isoformat()),
+                             resources={"kare": kare}, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                             tags={"dagster/backfill": "bf2"})  # fmt: skip
+    assert not refused.success
+    assert "this is a backfill, and the kare resource's input (KARE_INPUT" in failure_text(refused)
+    assert not wh.exists() or Warehouse(wh).last_run(ORG) is None
+    single = dg.materialize(
+        [assets.kare_run],
+        partition_key=partition_key(ORG, DATES[0].isoformat()),
+        resources={"kare": kare},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert single.success  # one date from the latest extract is what such an input is for

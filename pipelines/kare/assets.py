@@ -97,6 +97,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     warehouse = kare.open_warehouse(on_wait=context.log.info)
     engine, budget = kare.checked_engine(), kare.budget()  # settings, not runs: a Failure naming the field
     _refuse_after_a_failed_date(context, warehouse, org, as_of)
+    _refuse_one_input_for_many_dates(context, kare, org, as_of)
     try:
         thresholds = kare.thresholds_for(org)
         bundle = load_bundle(kare.rules_dir, org)  # read once; the engine never re-reads it
@@ -219,6 +220,21 @@ def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, or
             f"(a run never rewrites later history). Fix what failed, then re-execute this backfill's failed runs "
             f"from {first} on, in date order.",
             metadata={"kare/org": org, "kare/as_of": as_of.isoformat(), "failed_date": first.isoformat()},
+        )
+
+
+def _refuse_one_input_for_many_dates(context: dg.AssetExecutionContext, kare: KareSettings, org: str,
+                                     as_of: dt.date) -> None:  # fmt: skip
+    """A backfill publishes past dates; an input that does not name the date (no {as_of}) is the same
+    accounts for every one of them: today's data published as the past, silently. A single run or the
+    schedule's (yesterday, from the latest extract) is what such an input is for."""
+    if context.run.tags.get(BACKFILL_TAG) and "{as_of}" not in kare.input:
+        raise dg.Failure(
+            description=f"{org} as of {as_of}: not run: this is a backfill, and the kare resource's input "
+            f"(KARE_INPUT, now {kare.input!r}) has no {{as_of}}, so every date would read the same accounts and "
+            "publish them as that date's. Point the input at one snapshot per date, e.g. "
+            "'data/{org}/{as_of}.parquet' (in a sql: query, compare with '{as_of}').",
+            metadata={"kare/org": org, "kare/as_of": as_of.isoformat()},
         )
 
 
