@@ -376,3 +376,31 @@ def test_input_columns_named_like_the_quarantines_own_do_not_take_their_place():
     row = checked.quarantine.row(0, named=True)
     assert row["reasons"] == ["nps: 500 is above the maximum 100"]
     assert '"reasons":"not ours"' in row["record"] and row["account_id"] == accounts["account_id"][0]
+
+
+BLANK_RULES = """\
+format: kare/v1
+organization: blanks
+version: 1.0.0
+inputs:
+  id:  {type: string, key: true}
+  seg: {type: string}
+precedence: [keep]
+profiles:
+  keep: {when: {seg: {is_null: false}}}
+"""
+
+
+@pytest.mark.parametrize("blank", ["  ", "\t\t", " \u00a0", ""])
+@pytest.mark.parametrize("categorical", [False, True])
+def test_a_blank_value_is_missing_whatever_the_other_rows_and_the_column_type(blank, categorical):
+    rules = load_rules_text(BLANK_RULES, "blanks")
+    # The blank is the column's least value (no ' ' elsewhere), and categories are text too.
+    frame = pl.DataFrame({"id": ["A", "B", blank], "seg": ["x", blank, "y"]})
+    if categorical:
+        frame = frame.with_columns(pl.col("id", "seg").cast(pl.Categorical))
+    checked = validate_accounts(rules, frame)
+    assert checked.valid["id"].to_list() == ["A"]
+    assert checked.quarantine["reasons"].to_list() == [
+        ["seg: missing value (the column is not nullable)"], ["id: missing value (the column is not nullable)"],
+    ]  # fmt: skip
