@@ -166,7 +166,9 @@ def _may_be_blank(raw: pl.DataFrame, columns: list[str]) -> set[str]:
     row = bounds.row(0, named=True)
     least, greatest = ([row[f"{c}{end}"] for c in columns] for end in ("_min", "_max"))
     return {
-        c for c, a, b in zip(columns, least, greatest, strict=True) if a is not None and not (a[:1] > " " and b < "\x85")
+        c
+        for c, a, b in zip(columns, least, greatest, strict=True)
+        if a is not None and not (a[:1] > " " and b < "\x85")
     }
 
 
