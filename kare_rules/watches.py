@@ -30,6 +30,9 @@ def _leads_to(column: str, to: str | None) -> pl.Expr:
     return pl.lit(True) if to is None else pl.col(column).eq_missing(pl.lit(to))
 
 
+_ULPS = 4 * 2.0**-52  # four units in the last place of a double, relative
+
+
 def holds(watch: m.Watch, as_of: dt.date) -> pl.Expr:
     """Whether `watch` holds for each account (never null)."""
     reasons = []
@@ -38,8 +41,12 @@ def holds(watch: m.Watch, as_of: dt.date) -> pl.Expr:
         reasons.append(soon & _leads_to("next_category", watch.to_category))
     for w in watch.within:
         change = pl.col(f"_edge_change__{w.column}").abs()
-        limit = pl.lit(w.amount) * pl.col(w.column).cast(pl.Float64).abs() if w.relative else pl.lit(w.amount)
-        reasons.append((change <= limit) & _leads_to(f"_edge_category__{w.column}", watch.to_category))
+        value = pl.col(w.column).cast(pl.Float64).abs()
+        limit = pl.lit(w.amount) * value if w.relative else pl.lit(w.amount)
+        # The change is threshold - value in floating point: 0.05 - 0.02 is 0.030000000000000002, which a
+        # limit of 0.03 must take. A few units in the last place of the operands are forgiven.
+        slack = (value * 2 + change) * _ULPS
+        reasons.append((change <= limit + slack) & _leads_to(f"_edge_category__{w.column}", watch.to_category))
     return (pl.col("category") == watch.from_category) & pl.any_horizontal(reasons).fill_null(False)
 
 

@@ -231,3 +231,20 @@ def test_an_override_ending_within_the_horizon_is_the_next_move_unless_the_rules
             continue
         assert category_on(account, day - dt.timedelta(days=1)) == "keep"
         assert category_on(account, day) == then
+
+
+def test_a_within_amount_holds_at_exactly_that_amount_despite_floating_point():
+    from kare_rules.engine import categorize
+    from kare_rules.loader import load_rules_text
+
+    rules = load_rules_text(
+        "format: kare/v1\norganization: thin\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        "  margin: {type: float}\nprecedence: [keep]\nprofiles:\n  keep: {when: {margin: {gte: 0.05}}}\n"
+        "watch:\n  - {id: thin, from: unassigned, to: keep, within: {margin: 0.03},\n"
+        "     actions: [{id: look, title: Look, due_in_days: 7}]}\n",
+        "thin",
+    )
+    # 0.05 - 0.02 is 0.030000000000000002 in floating point: at the limit, it holds; beyond it, not.
+    frame = pl.DataFrame({"id": ["at", "inside", "beyond"], "margin": [0.02, 0.03, 0.0199]})
+    result = categorize(rules, frame, "2026-11-01", edges=True)
+    assert result["watches"].to_list() == [["thin"], ["thin"], []]
