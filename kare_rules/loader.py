@@ -28,7 +28,10 @@ MAX_CONDITION_NODES = 5_000
 MAX_CONDITION_VALUES = 50_000  # in `in` / `not_in` lists: SQL writes each one out
 # Names the engine gives its own columns: an input or derived column of that name would collide with
 # them. The working columns all start with '_'; these are the ones every result carries.
-OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps")
+OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps",
+                  # the early warning's (kare_rules.edges.EDGE_SCHEMA, and the watches that hold)
+                  "next_category", "next_move_on", "edge_category", "edge_column", "edge_value", "edge_threshold",
+                  "edge_change", "watches")  # fmt: skip
 SUGGEST_PROBLEMS, SUGGEST_NAMES = 100, 1000
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

@@ -455,9 +455,11 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
         )
-    account = pl.col(key).cast(pl.String).str.strip_chars()
+    account = pl.col(key).cast(pl.String)
     typed = frame.select(
-        pl.when(account != "").then(account).alias("account_id"),  # an empty cell is no key
+        # An empty or blank cell is no key; any other is the key as written (' A-002' is not 'A-002', as in
+        # the accounts themselves).
+        pl.when(account.str.strip_chars() != "").then(account).alias("account_id"),
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],
     )
     for c in trends:

@@ -404,3 +404,40 @@ def test_a_blank_value_is_missing_whatever_the_other_rows_and_the_column_type(bl
     assert checked.quarantine["reasons"].to_list() == [
         ["seg: missing value (the column is not nullable)"], ["id: missing value (the column is not nullable)"],
     ]  # fmt: skip
+
+
+TREND_KEY_RULES = """\
+format: kare/v1
+organization: spaced
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  arr: {type: float}
+derived:
+  arr_change: {change_of: arr}
+precedence: [keep]
+profiles:
+  keep: {when: {arr_change: {lt: 0}}}
+"""
+
+
+def test_previous_values_match_the_key_as_written_like_the_accounts(tmp_path):
+    from kare_rules.sources import read_previous
+
+    rules = load_rules_text(TREND_KEY_RULES, "spaced")
+    (tmp_path / "before.csv").write_text('account_id,arr\n" S-1",9000\nS-2,9000\n')
+    previous = read_previous(rules, tmp_path / "before.csv")
+    now = pl.DataFrame({"account_id": [" S-1", "S-1", "S-2"], "arr": [5000.0, 5000.0, 5000.0]})
+    result = categorize(rules, now, "2026-11-01", previous=previous)
+    # ' S-1' and 'S-1' are two accounts (as in the input); only ' S-1' was in the previous run.
+    assert result["category"].to_list() == ["keep", "unassigned", "keep"]
+    assert previous["account_id"].to_list() == [" S-1", "S-2"]
+
+
+@pytest.mark.parametrize("name", ["next_category", "next_move_on", "edge_value", "edge_change", "watches"])
+def test_an_input_named_like_an_early_warning_column_is_refused_where_it_is_declared(name):
+    from kare_rules.errors import RuleFileError
+
+    text = BLANK_RULES.replace("  seg: {type: string}", f"  seg: {{type: string}}\n  {name}: {{type: float}}")
+    with pytest.raises(RuleFileError, match=f"blanks:7:3: the input column '{name}' has the name of a result column"):
+        load_rules_text(text, "blanks")
