@@ -441,3 +441,17 @@ def test_an_input_named_like_an_early_warning_column_is_refused_where_it_is_decl
     text = BLANK_RULES.replace("  seg: {type: string}", f"  seg: {{type: string}}\n  {name}: {{type: float}}")
     with pytest.raises(RuleFileError, match=f"blanks:7:3: the input column '{name}' has the name of a result column"):
         load_rules_text(text, "blanks")
+
+
+def test_many_failures_get_the_same_reasons_as_a_few():
+    """An export whose column came out empty fails every row: each still says why, in the same words."""
+    rules = load_rules_text(BLANK_RULES.replace("  seg: {type: string}", "  seg: {type: string, allowed: [smb]}\n"
+                                                "  arr: {type: float, min: 0}"), "blanks")  # fmt: skip
+    for n in (10, 120_000):
+        frame = pl.DataFrame({"id": [f"A{i}" for i in range(n)], "seg": ["ent"] * n, "arr": [None] * (n - 1) + [-5.0]})
+        reasons = validate_accounts(rules, frame).quarantine["reasons"]
+        assert reasons.len() == n
+        assert sorted(reasons[0].to_list()) == ["arr: missing value (the column is not nullable)",
+                                                "seg: 'ent' is not one of the allowed values (smb)"]  # fmt: skip
+        assert sorted(reasons[-1].to_list()) == ["arr: -5.0 is below the minimum 0",
+                                                 "seg: 'ent' is not one of the allowed values (smb)"]  # fmt: skip
