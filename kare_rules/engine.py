@@ -89,9 +89,17 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
             whole = pl.when(number == number.round()).then(number).cast(pl.Int64, strict=False)
             return pl.coalesce(text.cast(pl.Int64, strict=False), whole).alias(name)
         return text.cast(target, strict=False).alias(name)
-    if ctype == "integer" and source.is_float():
-        # 3.0 is an integer; 3.5 is not, and must not be truncated silently.
-        return pl.when(col == col.round()).then(col).otherwise(None).cast(pl.Int64, strict=False).alias(name)
+    if ctype == "integer" and (source.is_float() or (isinstance(source, pl.Decimal) and source.scale)):
+        # 3.0 is an integer; 3.5 is not, and must not be truncated silently (a NUMERIC or DECIMAL column
+        # with decimals neither: 99.9 seats are not 99).
+        number = col.cast(pl.Float64) if isinstance(source, pl.Decimal) else col
+        return pl.when(number == number.round()).then(col).otherwise(None).cast(pl.Int64, strict=False).alias(name)
+    if ctype in ("date", "datetime") and source.is_numeric():
+        # A number is no date: read as days (or microseconds) since 1970, 20250115 would be the year 57442.
+        # Null here, so validation sets the row aside: "... is not a valid date".
+        return pl.lit(None, dtype=target).alias(name)
+    if ctype == "string" and source.is_float():
+        col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'
     if isinstance(source, pl.Datetime) and source.time_zone is not None:
         # The rules compare dates and times without a zone: a zoned value counts by its local time in
         # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.

@@ -455,3 +455,45 @@ def test_many_failures_get_the_same_reasons_as_a_few():
                                                 "seg: 'ent' is not one of the allowed values (smb)"]  # fmt: skip
         assert sorted(reasons[-1].to_list()) == ["arr: -5.0 is below the minimum 0",
                                                  "seg: 'ent' is not one of the allowed values (smb)"]  # fmt: skip
+
+
+TYPES_RULES = """\
+format: kare/v1
+organization: typed
+version: 1.0.0
+inputs:
+  id:    {type: string, key: true}
+  seats: {type: integer, nullable: true}
+  since: {type: date, nullable: true}
+  owner: {type: string, nullable: true}
+precedence: [keep]
+profiles:
+  keep: {when: {seats: {gte: 100}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "reason"),
+    [
+        ("seats", pl.Series([99.9, 100.0]).cast(pl.Decimal(10, 1)), "seats: 99.9 is not a valid integer"),
+        ("since", pl.Series([20250115, None]), "since: 20250115 is not a valid date"),
+        ("since", pl.Series([1.0, None]), "since: 1.0 is not a valid date"),
+    ],
+)
+def test_a_number_that_is_not_a_value_of_the_declared_type_is_set_aside_not_converted(column, values, reason):
+    rules = load_rules_text(TYPES_RULES, "typed")
+    nulls = {"seats": pl.Int64, "since": pl.Date, "owner": pl.String}
+    frame = pl.DataFrame({"id": ["A", "B"], **{c: pl.Series([None, None], dtype=t) for c, t in nulls.items()}})
+    frame = frame.with_columns(values.alias(column))
+    checked = validate_accounts(rules, frame)
+    assert checked.quarantine["reasons"].to_list() == [[reason]]
+    assert checked.valid["id"].to_list() == ["B"]
+
+
+def test_nan_in_a_text_column_is_a_missing_value_not_the_text_nan():
+    rules = load_rules_text(TYPES_RULES, "typed")
+    # What pandas writes for a text column that is empty in every row: float64 NaN.
+    types = {"id": pl.String, "seats": pl.Int64, "since": pl.Date, "owner": pl.Float64}
+    frame = pl.DataFrame({"id": ["A"], "seats": [None], "since": [None], "owner": [float("nan")]}, schema=types)
+    checked = validate_accounts(rules, frame)
+    assert checked.valid["owner"].to_list() == [None]
