@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,17 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     problems = parsed + [p for p in schema_problems(doc, schema=OVERRIDES_SCHEMA) if (p.line, p.column) not in located]
     out: list[Override] = []
     seen: dict[str, int] = {}
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()  # parsed above: it is text
     for i, o in enumerate(doc.data.get("overrides") or []):
         if not isinstance(o, dict) or not {"account", "category", "reason", "author", "expires"} <= set(o):
             continue
         where = ("overrides", i)
-        account = str(o["account"])
+        if isinstance(o["account"], bool):
+            continue  # the schema reports it (yes, no, true: not an account)
+        account, problem = _account_id(o["account"], rules, _written(text, doc.where((*where, "account"))))
+        if problem:
+            problems.append(doc.problem((*where, "account"), problem))
+            continue
         if account in seen:
             problems.append(doc.problem((*where, "account"), f"account {account} is overridden twice (first at item "
                                         f"{seen[account] + 1}); keep one"))  # fmt: skip
@@ -70,6 +77,32 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     if problems:
         raise RuleFileError(problems)
     return tuple(out)
+
+
+def _written(lines: list[str], at: tuple[int, int]) -> str:
+    """The plain scalar as written at (line, column) in the file: up to a comma, bracket or comment."""
+    line, col = at
+    found = re.match(r"[^,}\]#\s]+", lines[line - 1][col - 1 :]) if 0 < line <= len(lines) else None
+    return found.group(0) if found else ""
+
+
+def _account_id(value: object, rules: m.RuleSet, written: str) -> tuple[str, str | None]:
+    """An override's account as the key is published (text), or why it cannot be one. YAML reads some
+    unquoted ids as something else (00123 as the number 83, 1_000 as 1000): for a text key
+    such a value is refused rather than pinning an account that is not the one meant; for an integer key
+    '05' is account 5."""
+    key = rules.input(rules.key)
+    if key.type == "integer":
+        number = str(value).strip()
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", number):
+            return "", f"account {value!r} is not an integer, as the key '{key.name}' is; write the account's number"
+        return str(int(number)), None
+    if not isinstance(value, str) and written != str(value):
+        return "", (
+            f"account {written} is read by YAML as {value!r}, not as the text '{written}' the key '{key.name}' "
+            f"holds: put it in quotes (account: '{written}')"
+        )
+    return str(value), None
 
 
 def overrides_digest(overrides: tuple[Override, ...]) -> str:

@@ -596,3 +596,23 @@ def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_l
     two = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D2, one)
     three = run(RULES_V2, [{**c, "nps": 5}, *others], D3, two)
     assert current(three, "C")["change_cause"] == "both"
+
+
+def test_an_unquoted_account_yaml_reads_as_another_value_is_refused_and_an_integer_key_is_normalized(tmp_path):
+    path = tmp_path / "overrides.yaml"
+    items = ["00123", "1_000", "0x1F", "yes", "42", "'007'"]
+    path.write_text("format: kare-overrides/v1\noverrides:\n" + "".join(
+        f"  - {{account: {a}, category: keep, reason: agreed, author: ana, expires: 2026-12-31}}\n" for a in items
+    ))  # fmt: skip
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, RULES)  # the key of cloudnine is text
+    assert [(p.line, p.column, p.message.split(":")[0]) for p in info.value.problems] == [
+        (3, 15, "account 00123 is read by YAML as 83, not as the text '00123' the key 'account_id' holds"),
+        (4, 15, "account 1_000 is read by YAML as 1000, not as the text '1_000' the key 'account_id' holds"),
+        (5, 15, "account 0x1F is read by YAML as 31, not as the text '0x1F' the key 'account_id' holds"),
+        (6, 15, "overrides.3.account must be string or integer, not true/false"),
+    ]  # 42 and '007' are the accounts '42' and '007'
+    numbered = load_rules_text(INT_KEY_RULES, "numbered")
+    pin = "  - {account: '05', category: keep, reason: agreed, author: ana, expires: 2026-12-31}\n"
+    path.write_text("format: kare-overrides/v1\noverrides:\n" + pin)
+    assert [o.account for o in load_overrides(path, numbered)] == ["5"]
