@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -330,7 +330,10 @@ def _open_duckdb(path: str):
     import duckdb
 
     try:
-        return duckdb.connect(path, read_only=True)
+        # Without file or network access, as a sql: source: a view in someone else's database file must
+        # not read local files or URLs into the accounts (and from there into the quarantine).
+        return duckdb.connect(path, read_only=True, config={"enable_external_access": False,
+                                                           "lock_configuration": True})  # fmt: skip
     except duckdb.Error as exc:
         raise DataError(f"cannot open {path} as a DuckDB database: {_first_line(exc)}") from None
 
@@ -341,7 +344,8 @@ def _duckdb_relation(con, path: str, table: str, limit: int | None = None) -> pl
 
     ident = ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
     try:
-        return con.sql(f"SELECT * FROM {ident}" + (f" LIMIT {int(limit)}" if limit is not None else "")).pl()
+        relation = con.sql(f"SELECT * FROM {ident}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        return _converted(relation.pl, f"duckdb:{path}:{table}")
     except duckdb.CatalogException:
         names = [".".join(r) for r in con.sql(
             "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL").fetchall()]  # fmt: skip
@@ -363,6 +367,10 @@ def _read_sql(spec: str) -> pl.LazyFrame:
     url, query = (spec[:cut], spec[cut + 2 :]) if cut >= 0 else (spec, "")
     if not query.strip():
         raise UsageError("write a SQL source as sql:URL::QUERY, e.g. sql:postgresql://host/db::SELECT * FROM accounts")
+    # The query only ever runs as the FROM of a SELECT: one SELECT (or WITH … SELECT) reads accounts, and a
+    # COPY … TO, a SET, DDL or a second statement is a syntax error (PostgreSQL runs COPY TO a server file,
+    # even TO PROGRAM, in a read-only transaction). The line breaks keep a trailing -- comment inside.
+    query = f"SELECT * FROM (\n{query.strip().rstrip(';').rstrip()}\n) AS kare_source"
     if url.startswith("duckdb:///"):
         import duckdb
 
@@ -379,10 +387,10 @@ def _read_sql(spec: str) -> pl.LazyFrame:
                 result = con.sql(query)
                 if result is None:
                     raise DataError(f"the query of source sql:{url} returns no rows (it is not a SELECT)")
-                return result.pl().lazy()
+                return _converted(result.pl, f"sql:{url}").lazy()
             except duckdb.Error as exc:
                 raise DataError(
-                    f"the query of source sql:{url} failed (sources are read-only): {_first_line(exc)}"
+                    f"the query of source sql:{url} failed (a source is one SELECT, run read-only): {_first_line(exc)}"
                 ) from None
     if url.startswith(("postgresql://", "postgres://")):
         try:
@@ -405,10 +413,28 @@ def _read_sql(spec: str) -> pl.LazyFrame:
                 conn.rollback()  # nothing to keep: a source only reads
         except psycopg.Error as exc:
             raise DataError(
-                f"the query of source sql:{_safe_url(url)} failed (sources are read-only): {_first_line(exc)}"
+                f"the query of source sql:{_safe_url(url)} failed (a source is one SELECT, run read-only): "
+                f"{_first_line(exc)}"
             ) from None
-        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None).lazy()
+        return _converted(lambda: pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None),
+                          f"sql:{_safe_url(url)}").lazy()  # fmt: skip
     raise UsageError(f"unsupported database URL {_safe_url(url)!r}; use postgresql://… or duckdb:///path")
+
+
+# A Rust panic inside Polars (a NUMERIC NaN from PostgreSQL) reaches Python as a BaseException.
+_PANIC = pl.exceptions.PanicException
+
+
+def _converted(make: Callable[[], pl.DataFrame], source: str) -> pl.DataFrame:
+    """A query's result as a frame; a value Polars cannot hold (an INTERVAL, a UUID, a NUMERIC NaN or one
+    of more than 38 digits, two columns of one name) is the source's problem, said in one line."""
+    try:
+        return make()
+    except (pl.exceptions.PolarsError, ValueError, TypeError, RuntimeError, _PANIC) as exc:
+        raise DataError(
+            f"the result of source {source} has a value or column kare cannot read: {_first_line(exc)}. Select "
+            "the account columns the rules declare, cast others to text in the query (e.g. id::text)"
+        ) from None
 
 
 def _safe_url(url: str) -> str:
