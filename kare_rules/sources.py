@@ -481,10 +481,11 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
             f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
         )
-    account = pl.col(key).cast(pl.String)
+    key_type = rules.input(rules.key).type
+    # The key as the accounts' is published: a text key as written (' A-002' is not 'A-002'), any other
+    # typed first (with an integer key, 07 and 7.0 are account 7). An empty or blank cell is no key.
+    account = (pl.col(key) if key_type == "string" else cast_expr(key, key_type, frame.schema[key])).cast(pl.String)
     typed = frame.select(
-        # An empty or blank cell is no key; any other is the key as written (' A-002' is not 'A-002', as in
-        # the accounts themselves).
         pl.when(account.str.strip_chars() != "").then(account).alias("account_id"),
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],
     )

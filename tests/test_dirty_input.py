@@ -497,3 +497,16 @@ def test_nan_in_a_text_column_is_a_missing_value_not_the_text_nan():
     frame = pl.DataFrame({"id": ["A"], "seats": [None], "since": [None], "owner": [float("nan")]}, schema=types)
     checked = validate_accounts(rules, frame)
     assert checked.valid["owner"].to_list() == [None]
+
+
+def test_previous_values_of_an_integer_key_match_however_the_key_is_written(tmp_path):
+    from kare_rules.sources import read_previous
+
+    text = TREND_KEY_RULES.replace("account_id: {type: string, key: true}", "account_id: {type: integer, key: true}")
+    rules = load_rules_text(text, "spaced")
+    (tmp_path / "before.csv").write_text("account_id,arr\n5.0,9000\n07,9000\n")
+    previous = read_previous(rules, tmp_path / "before.csv")
+    assert previous["account_id"].to_list() == ["5", "7"]
+    result = categorize(rules, pl.DataFrame({"account_id": [5, 7], "arr": [5000.0, 5000.0]}), "2026-11-01",
+                        previous=previous)  # fmt: skip
+    assert result["category"].to_list() == ["keep", "keep"]  # both trends found
