@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -45,7 +46,8 @@ def read_accounts(
         absent = [c for c in where.meta.root_names() if c not in schema.names()]
         if absent:
             raise DataError(
-                f"input {text} has no column {', '.join(map(repr, absent))}; present: {', '.join(schema.names())}"
+                f"input {_masked(text)} has no column {', '.join(map(repr, absent))}; present: "
+                f"{', '.join(schema.names())}"
             )
         lazy = lazy.filter(where)
     try:
@@ -54,7 +56,7 @@ def read_accounts(
         raise _read_error(text, exc) from None
     if frame.height == 0 and where is None and not allow_empty:
         raise DataError(
-            f"input {text} has no rows (columns: {', '.join(frame.columns) or 'none'}); an empty extract is "
+            f"input {_masked(text)} has no rows (columns: {', '.join(frame.columns) or 'none'}); an empty extract is "
             "refused because it would make every account disappear. Check the export that wrote it"
         )
     return frame
@@ -128,7 +130,7 @@ def source_files(text: str) -> list[Path]:
     if _is_glob(text):
         files = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
         if not files:
-            raise DataError(f"input {text} matches no file; check the folder and the pattern ({SOURCE_HELP})")
+            raise DataError(f"input {_masked(text)} matches no file; check the folder and the pattern ({SOURCE_HELP})")
     else:
         files = [Path(text)]
     for f in files:
@@ -225,8 +227,8 @@ def _same_schema(text: str, schemas: dict[Path, dict[str, str]], ordered: bool =
             + ["its columns are in another order"] * (not (missing or extra or typed))
         )
         raise DataError(
-            f"the files of input {text} do not share one schema: {path} differs from {first} ({'; '.join(what)}). "
-            "Make them agree, or read them one at a time"
+            f"the files of input {_masked(text)} do not share one schema: {path} differs from {first} "
+            f"({'; '.join(what)}). Make them agree, or read them one at a time"
         )
 
 
@@ -258,7 +260,7 @@ def _read_error(text: str, exc: Exception) -> DataError:
                     f"input {path}:{line}: {fields} fields where the header has {expected}; quote values that "
                     "contain the separator, or fix the row"
                 )
-    return DataError(f"cannot read input {text}: {_first_line(exc)}")
+    return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
 
 
 def _files_of(text: str) -> Iterable[Path]:
@@ -287,8 +289,17 @@ def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
     return None
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, any password of a URL in it masked (psycopg quotes the connection string)."""
+    return _masked((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+
+
+_PASSWORD = re.compile(r"(://[^:/@\s\[\]]+:)[^@\s]+@")
+
+
+def _masked(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:password@host) written as ***."""
+    return _PASSWORD.sub(r"\1***@", text)
 
 
 def check_source(source: str | Path) -> None:
@@ -361,7 +372,10 @@ def _read_sql(spec: str) -> pl.LazyFrame:
     ATTACH), locked so the query cannot turn it back on; PostgreSQL runs it as one prepared statement
     in a read-only transaction of a session whose default is read-only.
     """
-    cut = spec.find("::")
+    start, bracket = 0, spec.find("[")
+    if 0 <= bracket < spec.find("::") and "]" in spec[bracket:]:
+        start = spec.index("]", bracket) + 1  # postgresql://u@[::1]:5432/db::SELECT …: an IPv6 host
+    cut = spec.find("::", start)
     while cut >= 0 and spec[cut + 2 : cut + 3] == ":":  # duckdb:///:memory:::SELECT … keeps its colon
         cut += 1
     url, query = (spec[:cut], spec[cut + 2 :]) if cut >= 0 else (spec, "")
@@ -478,7 +492,7 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
     missing = ([] if key else [rules.key]) + [c for c in trends if c not in frame.columns]
     if missing:
         raise DataError(
-            f"previous values {text} have no column {', '.join(map(repr, missing))}; they need the key column "
+            f"previous values {_masked(text)} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
         )
     key_type = rules.input(rules.key).type
@@ -500,17 +514,17 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         if bad.height:
             row = bad.row(0, named=True)
             raise DataError(
-                f"previous values {text}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
+                f"previous values {_masked(text)}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
                 f"not {_a_value_of(rules.input(c).type, typed[c][row['_row']])}; fix the value "
                 "or leave it empty (no previous value)"
             )
     if typed["account_id"].null_count():
-        raise DataError(f"previous values {text} have a row without a key ({key}); every row needs one")
+        raise DataError(f"previous values {_masked(text)} have a row without a key ({key}); every row needs one")
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:
         row = counts.sort("account_id").row(0, named=True)
         raise DataError(
-            f"account {row['account_id']!r} appears {row['len']} times in the previous values {text}; "
+            f"account {row['account_id']!r} appears {row['len']} times in the previous values {_masked(text)}; "
             "give one row per account"
         )
     return typed.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in trends)

@@ -479,3 +479,21 @@ def test_a_column_polars_cannot_hold_is_one_line_naming_the_source(source, tmp_p
     code = main(["categorize", "--rules", str(RULES_DIR), "--input", text, "--output", str(tmp_path / "o.csv")])
     err = capsys.readouterr().err
     assert code == 1 and "has a value or column kare cannot read" in err and "Traceback" not in err, err
+
+
+def test_no_message_shows_a_database_password(postgres_url, tmp_path, capsys):
+    scheme, rest = postgres_url.split("://", 1)
+    user, host = rest.split("@", 1)
+    password = "s3cret-pw"  # the test server trusts its socket: any password connects
+    url = f"{scheme}://{user.split(':')[0]}:{password}@{host}"
+    empty = f"sql:{url}::SELECT 'A1' AS account_id WHERE false"
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", empty, "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "has no rows" in err and ":***@" in err and password not in err
+
+
+def test_an_ipv6_host_is_not_taken_for_the_end_of_the_url(tmp_path, capsys):
+    source = "sql:postgresql://kare:s3cret@[::1]:1/db::SELECT 1"  # nothing listens on port 1
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "sql:postgresql://kare:***@[::1]:1/db failed" in err and "s3cret" not in err
