@@ -117,7 +117,10 @@ def read_source(source: str | Path) -> pl.LazyFrame:
             _same_schema(text, {f: _parquet_schema(f) for f in files})
             return pl.scan_parquet(files)  # exactly the files checked, not a second expansion of the glob
         separator = "\t" if suffix == ".tsv" else ","
-        _same_schema(text, {f: _csv_header(f, separator) for f in files}, ordered=True)
+        headers = {f: _csv_header(f, separator) for f in files}
+        _same_schema(text, headers, ordered=True)
+        for f, header in headers.items():
+            _refuse_cut_short(f, separator, len(header))
         # Read every column as text: a value that does not fit its declared type is then
         # quarantined with a reason instead of failing the whole read.
         return pl.scan_csv(files, infer_schema=False, separator=separator)
@@ -187,8 +190,9 @@ def _parquet_schema(path: Path) -> dict[str, str]:
 
 
 def _csv_header(path: Path, separator: str) -> dict[str, str]:
-    """The header row of a CSV file as {name: 'text'}; duplicate or blank names are refused, since the
-    values under them could not be told apart."""
+    """The header row of a CSV file as {name: 'text'}; duplicate names are refused, since the values
+    under them could not be told apart. One blank name is an extra column like any other (pandas writes
+    its index so)."""
     try:
         with path.open("rb") as fh:
             first = fh.readline(_HEADER_LIMIT)
@@ -208,6 +212,28 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
             )
         seen[name] = i
     return dict.fromkeys(names, "text")
+
+
+def _refuse_cut_short(path: Path, separator: str, fields: int) -> None:
+    """A file that ends in the middle of a row (a copy cut short): its last line has no line end and fewer
+    fields than the header. Polars would read the missing fields as empty values, silently. Only a last
+    line without quotes is judged: one with a quote may end a value that spans lines."""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - _HEADER_LIMIT))
+        tail = fh.read()
+    if not tail or tail.endswith((b"\n", b"\r")) or b"\n" not in tail:
+        return  # ends a line, or is one line (the header)
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    if '"' in last:
+        return
+    got = len(next(csv.reader([last], delimiter=separator), []))
+    if got < fields:
+        raise DataError(
+            f"input {path}: its last line has {got} field(s) where the header has {fields}, and no line end: the "
+            "file looks cut short; copy or export it again"
+        )
 
 
 def _same_schema(text: str, schemas: dict[Path, dict[str, str]], ordered: bool = False) -> None:

@@ -497,3 +497,19 @@ def test_an_ipv6_host_is_not_taken_for_the_end_of_the_url(tmp_path, capsys):
     assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 1
     err = capsys.readouterr().err
     assert "sql:postgresql://kare:***@[::1]:1/db failed" in err and "s3cret" not in err
+
+
+def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
+    rows = _good().head(3)
+    whole = tmp_path / "whole.csv"
+    rows.write_csv(whole)
+    text = whole.read_text().rstrip("\n")
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[: text.rindex(",")])  # the copy stopped in the middle of the last row
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", str(cut), "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"input {cut}: its last line has" in err and "the file looks cut short" in err
+    complete = tmp_path / "no-line-end.csv"
+    complete.write_text(text)  # a whole last row without a line end is fine
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", str(complete),
+                 "--output", str(tmp_path / "p.csv")]) == 0  # fmt: skip
