@@ -36,9 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not orgs:  # a cron job with a wrong --rules-dir must not succeed doing nothing
             if refused:
                 raise RuleFileError(refused)
-            if not root.is_dir():
-                raise UsageError(f"no rules directory {args.rules_dir}/ (give the folder of rules/<org>/kare.yaml "
-                                 "with --rules-dir)")  # fmt: skip
+            _require_folder(root, args.rules_dir)
             raise UsageError(
                 f"no organizations in {args.rules_dir}/: each is a folder {args.rules_dir}/<org>/ holding kare.yaml "
                 "(kare init ORG --from SAMPLE makes one)"
@@ -52,9 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             refused = [p for p in organization_problems(root) if Path(p.path).parent.name == args.org]
             if refused:
                 raise RuleFileError(refused)
-            if not root.is_dir():
-                raise UsageError(f"no rules directory {args.rules_dir}/ (give the folder of rules/<org>/kare.yaml "
-                                 "with --rules-dir)")  # fmt: skip
+            _require_folder(root, args.rules_dir)
             raise UsageError(
                 f"no rules for {args.org!r} in {args.rules_dir}/; organizations: {', '.join(known) or 'none'}"
             )
@@ -91,6 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in summary_lines(result):
             out(line)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _require_folder(root: Path, given: str) -> None:
+    """A rules directory that is not there says so, rather than that it holds no organization."""
+    if not root.is_dir():
+        raise UsageError(f"no rules directory {given}/ (give the folder of rules/<org>/kare.yaml with --rules-dir)")
 
 
 @command
