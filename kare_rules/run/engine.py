@@ -33,7 +33,7 @@ from kare_rules.run.quality import (
 )
 from kare_rules.run.slicing import default_budget, in_slice, slice_bounds, slice_count, slice_range
 from kare_rules.sources import count_rows, file_state, read_accounts, stream_accounts
-from kare_rules.tables import EDGE_COLUMNS, conformed, empty, schema_of
+from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
 from kare_rules.warehouse.duckdb import IdRange
@@ -510,7 +510,7 @@ def _run(
 
     previous_rules = rules_of(previous_digest) if previous_digest and previous_digest != rules.digest else None
     # Runs whose account_categories rows say nothing about an account's last evaluation before today's.
-    this_date = (ruled["run_id"] if ruled else "", last["run_id"] if rerun else "")
+    recent_runs = (ruled["run_id"] if ruled else "", last["run_id"] if rerun else "")
 
     n = raw.slices
     key = rules.input(rules.key)
@@ -555,11 +555,13 @@ def _run(
 
         # An account held (quarantined) in the run before was last judged by the rules of an earlier run:
         # whether the rules changed for it is measured against those (its account_categories row says).
-        earlier = s.evaluated_apart(org, this_date, within) if ruled else None
-        if earlier is not None:
-            earlier = earlier.filter(pl.col("rules_digest") != previous_digest)
+        earlier = (
+            s.evaluated_apart(org, recent_runs, within).filter(pl.col("rules_digest") != previous_digest)
+            if ruled
+            else empty_current().select("account_id", "rules_digest")
+        )
         account_rules = None
-        if earlier is not None and earlier.height:
+        if earlier.height:
             ids = checked.valid.get_column(rules.key).cast(pl.String)
             parts = []
             for (digest,), group in earlier.group_by("rules_digest"):
