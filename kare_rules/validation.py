@@ -97,7 +97,9 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         pl.col(rules.key).cast(pl.String).alias("written"),
         pl.struct(record_cols).struct.json_encode().alias("record"),
     )
-    typed_key = typed.select(ROW, pl.col(rules.key).cast(pl.String).alias("typed"))
+    typed_key = typed.join(per_row.select(ROW), on=ROW, how="semi").select(
+        ROW, pl.col(rules.key).cast(pl.String).alias("typed")
+    )
     bad = per_row.join(written, on=ROW).join(typed_key, on=ROW, how="left").sort(ROW)
     quarantine = bad.select(
         (pl.col(ROW).cast(pl.Int64) + 1).alias("row_number"),
