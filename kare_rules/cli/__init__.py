@@ -12,13 +12,11 @@ from kare_rules.cli import data, rules, run  # noqa: F401  (each registers its c
 from kare_rules.cli.common import COMMANDS, EXIT_FAIL, EXIT_USAGE, err
 from kare_rules.cli.parser import build_parser
 from kare_rules.errors import KareError, RuleFileError, UsageError
-from kare_rules.quick_exit import skip_final_collection
 
 __all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    skip_final_collection()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
