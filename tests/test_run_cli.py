@@ -82,6 +82,10 @@ def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     second = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outs = [p.communicate(timeout=300) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
+    # Nothing on stderr but kare's own lines: no traceback, and no native binding reporting objects it
+    # could not free at exit (DuckDB's nanobind printed "leaked N instances" when objects were frozen at exit).
+    for _, err in outs:
+        assert "Traceback" not in err and "leaked" not in err, err
     statuses = sorted(Warehouse(warehouse).read("runs").filter(pl.col("as_of") == later)["status"])
     assert statuses == ["published", "unchanged"]
 
