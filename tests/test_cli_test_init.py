@@ -603,6 +603,20 @@ def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, cap
     assert inputs["seats"] == {"type": "string"}
 
 
+def test_init_keeps_ids_and_codes_with_leading_zeros_as_text(work, capsys):
+    # Read as integers, '00123' would publish as 123 (no longer the CRM's id) and collide with '0123'.
+    (work / "accounts.csv").write_text(
+        "account_id,zip,seats\n00123,02134,5\n0123,10001,7\n00125,02134,0\n", encoding="utf-8"
+    )
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    assert doc["inputs"]["account_id"] == {"type": "string", "key": True}
+    assert doc["inputs"]["zip"] == {"type": "string", "allowed": ["02134", "10001"]}
+    assert doc["inputs"]["seats"] == {"type": "integer", "min": 0}
+    assert doc["tests"][0]["account"] == {"account_id": "00123", "zip": "02134", "seats": 5}
+
+
 def test_init_reads_a_quoted_empty_cell_as_a_missing_value_as_validation_does(work, capsys):
     (work / "accounts.csv").write_text('account_id,segment\n"A","smb"\n"B",""\n"C","smb"\n"D","mid"\n')
     assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0

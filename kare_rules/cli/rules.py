@@ -270,7 +270,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         if source.suffix.lower() in (".csv", ".tsv"):  # types inferred from the text, as a person reading it would
             # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
             separator = "\t" if source.suffix.lower() == ".tsv" else ","  # as every other command reads it
-            frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None)
+            # Digits with a leading zero ('00123', a ZIP code '02134') are text: read as integers, the zeros
+            # are lost, so a key would no longer match the CRM's ids and '0123' and '00123' would collide.
+            text = pl.read_csv(source, separator=separator, infer_schema_length=0)
+            zero_led = {name: pl.String for name in text.columns if text[name].str.contains(r"^\s*0[0-9]+\s*$").any()}
+            frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None,
+                                schema_overrides=zero_led)  # fmt: skip
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
