@@ -214,8 +214,27 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
             direct = [p / n for n in RULE_FILE_NAMES if (p / n).exists()]
             found.extend(direct or sorted(q for n in RULE_FILE_NAMES for q in p.glob(f"*/{n}")))
         else:
-            found.append(p)
+            owner = _owning_rule_file(p)
+            if owner is None:
+                found.append(p)
+            elif owner not in found:
+                found.append(owner)
     return found
+
+
+def _owning_rule_file(path: Path) -> Path | None:
+    """The rule file that reads `path` when it is an organization's overrides.yaml or a file of its tests/
+    folder: checked on its own it is no rule file (every top-level key 'missing'), while its rule file
+    checks it whole, with the inputs and categories it refers to."""
+    from kare_rules.overrides import OVERRIDES_FILE
+
+    if path.name == OVERRIDES_FILE:
+        folder = path.parent
+    elif path.parent.name == "tests" and path.suffix in (".yaml", ".yml"):
+        folder = path.parent.parent
+    else:
+        return None
+    return next((folder / n for n in RULE_FILE_NAMES if (folder / n).is_file()), None)
 
 
 def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:

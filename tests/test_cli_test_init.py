@@ -160,6 +160,39 @@ def test_test_files_beside_the_rules_may_expect_actions_too(work, capsys):
     assert (code, out.splitlines()[-1]) == (0, "4 passed, 0 failed")
 
 
+def test_a_test_file_or_the_overrides_named_on_the_command_line_check_their_organization_s_rules(work, capsys):
+    # Checked alone, such a file is no rule file (every top-level key 'missing', every column 'unknown'):
+    # naming it means its organization's rules, which read it.
+    extra = work / "rules" / "acme" / "tests" / "more.yaml"
+    extra.parent.mkdir()
+    extra.write_text(
+        "tests:\n  - name: churned lately is recapture\n    account: {account_id: X, is_customer: false, "
+        "churned_on: 2026-06-01}\n    as_of: 2026-11-01\n    expect: keep\n",
+        encoding="utf-8",
+    )
+    overrides = work / "rules" / "acme" / "overrides.yaml"
+    overrides.write_text(
+        "format: kare-overrides/v1\noverrides:\n  - {account: A-1, category: kep, reason: Agreed in October, "
+        "author: ana@acme.example, expires: 2027-01-31}\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "validate", "rules/acme/overrides.yaml", "rules/acme/tests/more.yaml")
+    assert (code, out.splitlines()) == (
+        1,
+        [
+            "rules/acme/overrides.yaml:3:30: overrides.0.category: 'kep' is not allowed; did you mean 'keep'? "
+            "Write one of: exit, expand, keep, recapture, attain, unassigned",
+            "0 valid, 1 invalid",
+        ],
+    )
+    code, out, _ = run(capsys, "test", "rules/acme/tests/more.yaml")
+    assert (code, out.splitlines()[0], out.splitlines()[-1]) == (
+        1,
+        "FAIL rules/acme/tests/more.yaml:2 churned lately is recapture",
+        "2 passed, 1 failed",
+    )
+
+
 WATCHED = RULES.replace(
     "tests:\n",
     """watch:
