@@ -1109,7 +1109,7 @@ def describe_edges(
             verb = ("rises" if up else "falls") + (" to" if row["_edge_at"] else " above" if up else " below")
             edge = (
                 f"nearest change: {row['edge_column']} {verb} {_number(row['edge_threshold'])}, "
-                f"now {_number(row['edge_value'])} (→ {row['edge_category']})"
+                f"now {_number(row['edge_value'], shown=True)} (→ {row['edge_category']})"
             )
         out.append(f"{move}; {edge}")
     return out
@@ -1136,7 +1136,11 @@ EVENT_NOUNS = frozenset({"order", "purchase", "sale", "payment", "invoice", "boo
                          "contact", "meeting", "activity", "call", "renewal", "transaction"})  # fmt: skip
 
 
-def _number(value: float) -> str:
-    from kare_rules.compile_polars import format_value
+def _number(value: float, shown: bool = False) -> str:
+    """A threshold as the rule writes it; with `shown`, an account's value as the tree and the reason show
+    it, to SHOWN_DECIMALS places (a utilization of 0.7272727272727273 reads 0.7273)."""
+    from kare_rules.compile_polars import SHOWN_DECIMALS, format_value
 
+    if shown and isinstance(value, float) and math.isfinite(value):
+        value = round(value, SHOWN_DECIMALS)
     return format_value(value)

@@ -645,3 +645,19 @@ def test_a_date_move_is_phrased_from_the_column_that_drives_it():
     assert phrase("last_payment_on") == "if no new payment"
     assert phrase("last_won") == "if last_won stays as it is"  # not "if no new won"
     assert phrase("churned_on") == "if nothing changes"
+
+
+def test_the_nearest_change_in_words_shows_the_value_as_the_tree_does():
+    from kare_rules.edges import describe_edges
+
+    text = (
+        "format: kare/v1\norganization: words\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        "  seats: {type: integer}\n  used: {type: integer}\nderived:\n  utilization: {ratio: [used, seats]}\n"
+        "profiles:\n  expand: {when: {utilization: {gte: 0.7}}}\n"
+    )
+    rules = load_rules_text(text, "words.yaml")
+    accounts = pl.DataFrame({"id": ["A"], "seats": [11], "used": [8]})  # 8/11 = 0.7272727272727273
+    assert describe_edges(rules, accounts, AS_OF) == [
+        "expand: no move within 366 days with the data unchanged; "
+        "nearest change: utilization falls below 0.7, now 0.7273 (→ unassigned)"
+    ]
