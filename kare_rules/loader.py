@@ -945,7 +945,16 @@ class _Checker:
                 c = t[end]
                 known = (*self.defined, m.UNASSIGNED) + (("new",) if end == "from" else ())
                 if c in (*m.ALL_CATEGORIES, "new") and c not in known:
-                    self.err((*here, end), f"transition {end} '{c}', a category these rules do not define")
+                    what = (
+                        "'new' is only a from (an account not seen in the previous run)"
+                        if c == "new"
+                        else "a category these rules do not define"
+                    )
+                    listed = [
+                        *(x for x in m.CATEGORIES if x in self.defined),
+                        *(x for x in known if x not in self.defined),
+                    ]
+                    self.err((*here, end), f"transition {end} '{c}', {what}; write one of: {', '.join(listed)}")
             if t["from"] == t["to"]:
                 self.err(here, f"a transition from '{t['from']}' to itself never fires; use the category's actions")
             pair = (t["from"], t["to"])
@@ -1177,7 +1186,11 @@ class _Checker:
                 names.setdefault(t["name"], i)
             expect = t["expect"]
             if expect in m.CATEGORIES and expect not in self.defined:
-                self.err((*here, "expect"), f"expect '{expect}', a category these rules do not define")
+                self.err(
+                    (*here, "expect"),
+                    f"expect '{expect}', a category these rules do not define; write one of: "
+                    f"{', '.join([*(c for c in m.CATEGORIES if c in self.defined), m.UNASSIGNED])}",
+                )
             elif expect not in m.ALL_CATEGORIES:
                 self.err(
                     (*here, "expect"),

@@ -293,8 +293,39 @@ SEMANTIC_CASES = [
     pytest.param(
         [("expect: attain", "expect: expand")],
         "expand",
-        ["expect 'expand', a category these rules do not define"],
+        [
+            "expect 'expand', a category these rules do not define; "
+            "write one of: exit, keep, recapture, attain, unassigned"
+        ],
         id="test-expect-undefined-category",
+    ),
+    pytest.param(
+        [
+            (
+                "tests:\n",
+                "transitions:\n  - {from: expand, to: keep, actions: [{id: t, title: T, due_in_days: 1}]}\ntests:\n",
+            )
+        ],
+        "expand",
+        [
+            "transition from 'expand', a category these rules do not define; "
+            "write one of: exit, keep, recapture, attain, unassigned, new"
+        ],
+        id="transition-from-undefined-category",
+    ),
+    pytest.param(
+        [
+            (
+                "tests:\n",
+                "transitions:\n  - {from: keep, to: new, actions: [{id: t, title: T, due_in_days: 1}]}\ntests:\n",
+            )
+        ],
+        "new, actions",
+        [
+            "transition to 'new', 'new' is only a from (an account not seen in the previous run); "
+            "write one of: exit, keep, recapture, attain, unassigned"
+        ],
+        id="transition-to-new",
     ),
     pytest.param(
         [("{account_id: T2, is_customer: false, seats: 10}", "{account_id: T2, is_customer: false, seets: 10}")],
