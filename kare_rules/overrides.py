@@ -14,7 +14,7 @@ from kare_rules import model as m
 from kare_rules.errors import RuleFileError
 from kare_rules.loader import RULE_FILE_NAMES
 from kare_rules.schema import OVERRIDES_SCHEMA, schema_problems
-from kare_rules.yamlsource import load_document
+from kare_rules.yamlsource import load_document, retell_empty
 
 OVERRIDES_FILE = "overrides.yaml"
 
@@ -33,7 +33,7 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     path = Path(path)
     if not path.exists():
         return ()
-    doc = load_document(path)
+    doc = retell_empty(load_document(path), "it should start with 'format: kare-overrides/v1'")
     parsed = list(doc.problems)
     if not parsed and not isinstance(doc.data, dict):
         parsed.append(doc.problem((), "an overrides file is a mapping with 'format:' and 'overrides:'"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,7 @@ class _Builder:
         ev = self.loader
         ev.get_event()  # StreamStart
         if ev.check_event(yaml.StreamEndEvent):
-            self.doc.problems.append(
-                Problem(self.doc.path, 1, 1, "the file is empty; it should start with 'format: kare/v1'")
-            )
+            self.doc.problems.append(Problem(self.doc.path, 1, 1, EMPTY_FILE))
             raise _Stop
         ev.get_event()  # DocumentStart
         root = _Frame([], ())  # a one-item list holding the document's node
@@ -151,9 +149,7 @@ class _Builder:
             raise _Stop
         self.doc.data = root.container[0] if root.container else None
         if self.doc.data is None and not self.doc.problems:  # `---` alone, or `null`
-            self.doc.problems.append(
-                Problem(self.doc.path, 1, 1, "the file is empty; it should start with 'format: kare/v1'")
-            )
+            self.doc.problems.append(Problem(self.doc.path, 1, 1, EMPTY_FILE))
 
     def event(self, e: Any) -> None:
         if isinstance(e, yaml.MappingEndEvent | yaml.SequenceEndEvent):
@@ -268,6 +264,16 @@ def _too_big(size: int) -> str:
         f"({MAX_FILE_BYTES:,} bytes) for rule, test and overrides files; split it, or move long lists of "
         "values into the data"
     )
+
+
+EMPTY_FILE = "the file is empty; it should start with 'format: kare/v1'"
+
+
+def retell_empty(doc: Document, instead: str) -> Document:
+    """A test file or overrides.yaml that is empty says what that file holds, not what a rule file starts with."""
+    doc.problems[:] = [replace(p, message=f"the file is empty; {instead}") if p.message == EMPTY_FILE else p
+                       for p in doc.problems]  # fmt: skip
+    return doc
 
 
 def load_document(path: str | Path) -> Document:

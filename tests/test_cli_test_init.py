@@ -160,6 +160,26 @@ def test_test_files_beside_the_rules_may_expect_actions_too(work, capsys):
     assert (code, out.splitlines()[-1]) == (0, "4 passed, 0 failed")
 
 
+def test_an_empty_test_file_or_overrides_file_says_what_that_file_holds(work, capsys):
+    # Not "it should start with 'format: kare/v1'": that is what a rule file starts with.
+    empty = work / "rules" / "acme" / "tests" / "more.yaml"
+    empty.parent.mkdir()
+    empty.write_text("", encoding="utf-8")
+    code, out, _ = run(capsys, "validate")
+    assert (code, out.splitlines()[0]) == (
+        1,
+        "rules/acme/tests/more.yaml:1:1: the file is empty; a test file holds one key, 'tests:', with a list of "
+        "test cases",
+    )
+    empty.unlink()
+    (work / "rules" / "acme" / "overrides.yaml").write_text("---\n", encoding="utf-8")
+    code, out, _ = run(capsys, "validate")
+    assert (code, out.splitlines()[0]) == (
+        1,
+        "rules/acme/overrides.yaml:1:1: the file is empty; it should start with 'format: kare-overrides/v1'",
+    )
+
+
 def test_a_test_file_or_the_overrides_named_on_the_command_line_check_their_organization_s_rules(work, capsys):
     # Checked alone, such a file is no rule file (every top-level key 'missing', every column 'unknown'):
     # naming it means its organization's rules, which read it.
