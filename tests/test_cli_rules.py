@@ -722,10 +722,21 @@ def test_explain_refuses_an_account_whose_row_would_be_quarantined(work, capsys)
     assert code == 1 and out == []
     assert err == [
         "account B is not categorized: its input fails validation and would be quarantined",
-        "  seats: -5 is below the minimum 0",
+        "  row 2: seats: -5 is below the minimum 0",
     ]
     code, out, _ = run(capsys, *argv, "F")
     assert code == 0 and out[0] == "account F as of 2026-10-31 (acme 1.2.0): keep"
+    # A key given twice: each row is named by its place in the input, as in the quarantine file, so the two
+    # lines are not the same line twice.
+    pl.concat([ACCOUNTS, ACCOUNTS.filter(pl.col("account_id") == "C")]).write_csv(work / "twice.csv")
+    argv[4] = "twice.csv"
+    code, out, err = run(capsys, *argv, "C")
+    assert code == 1 and out == []
+    assert err == [
+        "account C is not categorized: its input fails validation and would be quarantined",
+        "  row 3: account_id: C appears more than once (the key must be unique)",
+        "  row 7: account_id: C appears more than once (the key must be unique)",
+    ]
 
 
 def test_diff_with_a_missing_rule_file_is_a_usage_error(work, capsys):

@@ -201,15 +201,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     rules = load_rules(rules_option(args.rules))
     as_of = as_date(args.as_of)
     where, account = _one_account(rules, args.account)
-    mine = read_accounts(args.input, where=where)
+    mine = read_accounts(args.input, where=where, row_index="_kare_source_row")
+    rows = mine["_kare_source_row"]  # 0-based rows of the input, to name in the quarantine lines below
+    mine = mine.drop("_kare_source_row")
     if mine.height == 0:
         raise DataError(f"account {account!r} is not in the input (key column '{rules.key}'){_near(rules, args)}")
     shown = account if account == account.strip() else repr(account)  # ' A' is not A: show where it ends
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
         err(f"account {shown} is not categorized: its input fails validation and would be quarantined")
-        for r in checked.quarantine.iter_rows(named=True):
-            err(f"  {'; '.join(r['reasons'])}")
+        for r in checked.quarantine.iter_rows(named=True):  # row_number counts the rows read, 1-based
+            err(f"  row {rows[r['row_number'] - 1] + 1}: {'; '.join(r['reasons'])}")
         return EXIT_FAIL
     previous = previous_values(args, rules)
     nodes = explain_account(rules, checked.valid, as_of, account, previous)
