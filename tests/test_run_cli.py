@@ -241,6 +241,27 @@ def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path
     assert not (tmp_path / "w.duckdb").exists()
 
 
+def test_all_orgs_fails_when_an_organization_folder_is_skipped_though_the_others_publish(tmp_path, capsys):
+    # A daily `kare run --all-orgs` whose rules directory gained a folder it cannot run (a bad name, a
+    # linked rule file) must not exit 0: that organization would silently stop being published.
+    rules = tmp_path / "rules"
+    (rules / "cloudnine").mkdir(parents=True)
+    (rules / "cloudnine" / "kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    (rules / "Cloud_Nine").mkdir()
+    (rules / "Cloud_Nine" / "kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    source = tmp_path / "accounts.parquet"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=3).write_parquet(source)
+    wh = tmp_path / "w.duckdb"
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source), "--warehouse", str(wh),
+                 "--as-of", str(DAY)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "skipped: " in captured.err and "'Cloud_Nine' is not an organization name" in captured.err
+    assert "1 organization folder(s) of" in captured.err
+    assert "cloudnine 1.1.0 as of 2026-10-31: published" in captured.out  # the valid one still ran
+    assert Warehouse(wh).last_run("cloudnine")["as_of"] == DAY
+
+
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
     from kare_rules.run import engine
 
