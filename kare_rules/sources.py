@@ -459,6 +459,10 @@ def _read_sql(spec: str) -> pl.LazyFrame:
             with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
                 conn.read_only = True
                 with conn.cursor() as cur:
+                    # In UTC, as a DuckDB source: a timestamptz comes over in the session's zone (the server's
+                    # default, or PGTZ here) and would count by that local date, so results would depend on
+                    # where they ran. After connecting: PGTZ would override a TimeZone in the options.
+                    cur.execute("SET TIME ZONE 'UTC'")
                     # Prepared, so the extended protocol runs exactly one statement: a trailing
                     # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
                     cur.execute(query, prepare=True)
