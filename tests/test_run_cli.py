@@ -125,6 +125,20 @@ def test_a_header_only_csv_is_refused_and_the_tables_stay(published, tmp_path, c
     assert Warehouse(warehouse).read("account_categories").height == before.height == 400
 
 
+def test_the_empty_input_refusal_names_every_option_that_publishes_it(published, tmp_path, capsys):
+    # It said "pass --allow-empty-input"; passed alone, that met the removed-share limit (every account
+    # removed is 100%) and a second refusal. The options it names must be enough to publish.
+    source, warehouse = published
+    header = tmp_path / "empty.csv"
+    header.write_text(",".join(pl.read_parquet(source).columns) + "\n")
+    later = DAY + dt.timedelta(days=30)
+    assert main(args(header, warehouse, day=later)) == 1
+    err = capsys.readouterr().err
+    assert "pass --allow-empty-input --max-removed-share 1 if the organization" in err
+    assert main(args(header, warehouse, "--allow-empty-input", "--max-removed-share", "1", day=later)) == 0
+    assert Warehouse(warehouse).read("account_categories").height == 0
+
+
 def test_a_lock_path_that_is_a_directory_and_an_unwritable_folder_are_clear_errors(tmp_path, capsys):
     source = tmp_path / "a.parquet"
     synthesize(load_rules(ROOT / "rules" / "cloudnine"), 10, DAY).write_parquet(source)

@@ -185,7 +185,11 @@ def _limit_hint(check: str, org: str) -> str:
     field = {"quarantine_share": "max_quarantine_share", "removed_share": "max_removed_share"}.get(check)
     if field is None:
         return ""
-    extra = " or allow_empty_input (KARE_ALLOW_EMPTY_INPUT)" if check == "removed_share" else ""
+    extra = (
+        "; for an input with no rows, allow_empty_input (KARE_ALLOW_EMPTY_INPUT) with max_removed_share 1"
+        if check == "removed_share"
+        else ""
+    )
     return (
         f" In Dagster the limit is the kare resource's {field} ({('KARE_' + field).upper()}{extra}), or for this "
         f"organization only thresholds: {{{org}: {{{field}: ...}}}}."
