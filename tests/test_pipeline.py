@@ -644,3 +644,18 @@ def test_a_backfill_from_an_input_that_does_not_name_the_date_is_refused(setup, 
         raise_on_error=False,
     )
     assert single.success  # one date from the latest extract is what such an input is for
+
+
+def test_kare_allow_empty_input_reads_yes_and_no_in_any_case_and_refuses_anything_else():
+    # KARE_ALLOW_EMPTY_INPUT=True was read as no: the guard stayed on while its message asked for it.
+    code = "from pipelines.kare.resources import KareSettings; print(KareSettings().allow_empty_input)"
+
+    def setting(value: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KARE_ALLOW_EMPTY_INPUT": value, "PYTHONPATH": str(ROOT)}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+
+    for value, expected in [("True", "True"), ("YES", "True"), ("on", "True"), ("False", "False"), ("0", "False")]:
+        done = setting(value)
+        assert done.returncode == 0 and done.stdout.strip() == expected, (value, done.stderr)
+    wrong = setting("maybe")
+    assert wrong.returncode != 0 and "KARE_ALLOW_EMPTY_INPUT='maybe' is not yes or no" in wrong.stderr
