@@ -10,6 +10,7 @@ import polars as pl
 from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
 from kare_rules.errors import DataError, KareError
+from kare_rules.loader import organization_problems
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.overrides import overrides_digest
 from kare_rules.run import OutOfOrder, RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
@@ -59,6 +60,8 @@ with chosen_dagster_features():
                 versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
             except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
                 context.log.warning(f"{org}: {exc}")
+        for problem in organization_problems(kare.rules_dir):  # no partitions, never run: say so here too
+            context.log.warning(f"not an organization, never run: {problem}")
         with chosen_dagster_features():  # each observation builds one: the warning came with every Observe
             return dg.DataVersionsByPartition(versions)
 
