@@ -367,12 +367,31 @@ def _open_duckdb(path: str):
     import duckdb
 
     try:
-        # Without file or network access, as a sql: source: a view in someone else's database file must
-        # not read local files or URLs into the accounts (and from there into the quarantine).
-        return duckdb.connect(path, read_only=True, config={"enable_external_access": False,
-                                                           "lock_configuration": True})  # fmt: skip
+        return _locked_duckdb(path, read_only=True)
     except duckdb.Error as exc:
         raise DataError(f"cannot open {path} as a DuckDB database: {_first_line(exc)}") from None
+
+
+def _locked_duckdb(database: str, read_only: bool):
+    """A DuckDB connection for reading a source: without file or network access (a view in someone else's
+    database file must not read local files or URLs into the accounts, and from there into the quarantine),
+    in UTC, and with its configuration locked so the query cannot change either.
+
+    UTC: DuckDB hands a TIMESTAMPTZ value over in the session's time zone, the machine's by default, and
+    the engine counts a zoned value by its local time; the same table would then give other days (and
+    categories) on a laptop in California than on a server in UTC. An instant has no zone "as written",
+    so it counts by its UTC date wherever the run is. (Set after connecting: DuckDB refuses a TimeZone in
+    the connect config before its built-in time zone support is loaded.)"""
+    import duckdb
+
+    con = duckdb.connect(database, read_only=read_only, config={"enable_external_access": False})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _duckdb_relation(con, path: str, table: str, limit: int | None = None) -> pl.DataFrame:
@@ -417,9 +436,8 @@ def _read_sql(spec: str) -> pl.LazyFrame:
         database = url.removeprefix("duckdb:///") or ":memory:"
         if database != ":memory:":
             _check_file(Path(database))
-        config = {"enable_external_access": False, "lock_configuration": True}
         try:
-            con = duckdb.connect(database, read_only=database != ":memory:", config=config)
+            con = _locked_duckdb(database, read_only=database != ":memory:")
         except duckdb.Error as exc:
             raise DataError(f"cannot open {database} as a DuckDB database: {_first_line(exc)}") from None
         with con:
@@ -441,6 +459,10 @@ def _read_sql(spec: str) -> pl.LazyFrame:
             with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
                 conn.read_only = True
                 with conn.cursor() as cur:
+                    # In UTC, as a DuckDB source: a timestamptz comes over in the session's zone (the server's
+                    # default, or PGTZ here) and would count by that local date, so results would depend on
+                    # where they ran. After connecting: PGTZ would override a TimeZone in the options.
+                    cur.execute("SET TIME ZONE 'UTC'")
                     # Prepared, so the extended protocol runs exactly one statement: a trailing
                     # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
                     cur.execute(query, prepare=True)

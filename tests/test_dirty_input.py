@@ -354,6 +354,35 @@ def test_a_zoned_datetime_counts_by_its_local_time_as_does_text_with_an_offset()
         assert result["category"].to_list() == ["keep"] * frame.height, result["reason"].to_list()
 
 
+@pytest.mark.parametrize("source", ["duckdb:{db}:accounts", "sql:duckdb:///{db}::SELECT * FROM accounts"])
+def test_a_timestamptz_from_duckdb_counts_by_its_utc_date_whatever_the_machine_zone(source, tmp_path):
+    # DuckDB gave a TIMESTAMPTZ in the machine's zone: in California 00:30 UTC on 31 October was 17:30 on
+    # the 30th, two days before as_of instead of one, so the same table gave another category there.
+    import subprocess
+    import sys
+
+    import duckdb
+
+    rules = tmp_path / "rules" / "zones" / "kare.yaml"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(
+        "format: kare/v1\norganization: zones\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  seen: {type: datetime}\nderived:\n  idle: {days_since: seen}\nprofiles:\n  keep: {when: {idle: {lte: 1}}}\n"
+    )
+    db = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE accounts AS SELECT 'a' AS account_id, TIMESTAMPTZ '2026-10-31 00:30:00+00' AS seen")
+    out = tmp_path / "out.csv"
+    for zone in ("America/Los_Angeles", "Asia/Tokyo", "UTC"):
+        done = subprocess.run(
+            [sys.executable, "-m", "kare_rules.cli", "categorize", "--rules", str(rules), "--input",
+             source.format(db=db), "--as-of", "2026-11-01", "--output", str(out)],
+            env={**os.environ, "TZ": zone, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert pl.read_csv(out)["category"].to_list() == ["keep"], zone
+
+
 @pytest.mark.parametrize("blank", ["", " ", "\t", "\u00a0", "\u3000", "\u0085 "])
 @pytest.mark.parametrize("others", [["b", "c"], ["b", " d"], ["é", "c"]])
 def test_a_blank_key_is_missing_whatever_the_other_keys_look_like(blank, others):

@@ -458,6 +458,28 @@ def test_a_postgres_sql_source_runs_read_only(query, says, postgres_url, tmp_pat
     assert tables == [("kare_hostile_accounts",)]
 
 
+def test_a_postgres_timestamptz_counts_by_its_utc_date_whatever_the_session_zone(
+    postgres_url, tmp_path, monkeypatch, capsys
+):
+    # psycopg gives a timestamptz in the session's zone (the server's default, or PGTZ on the client), and a
+    # zoned value counts by its local time: 00:30 UTC on 31 October was the 30th in California, one more
+    # day since, and another category, for the same row.
+    rules = tmp_path / "rules" / "zones" / "kare.yaml"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(
+        "format: kare/v1\norganization: zones\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  seen: {type: datetime}\nderived:\n  idle: {days_since: seen}\nprofiles:\n  keep: {when: {idle: {lte: 1}}}\n"
+    )
+    query = "SELECT 'a' AS account_id, TIMESTAMPTZ '2026-10-31 00:30:00+00' AS seen"
+    out = tmp_path / "o.csv"
+    for zone in ("America/Los_Angeles", "UTC"):
+        monkeypatch.setenv("PGTZ", zone)
+        code = main(["categorize", "--rules", str(rules), "--input", f"sql:{postgres_url}::{query}",
+                     "--as-of", "2026-11-01", "--output", str(out)])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        assert pl.read_csv(out)["category"].to_list() == ["keep"], zone
+
+
 def test_a_duckdb_table_source_cannot_read_files_through_a_view(tmp_path, capsys):
     secret = tmp_path / "secret.csv"
     secret.write_text("account_id\nfrom-a-file\n")

@@ -493,6 +493,25 @@ def test_loading_the_definitions_prints_no_beta_or_preview_warnings():
     assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr, done.stderr
 
 
+def test_loading_the_definitions_warns_of_a_rules_folder_that_is_no_organization(tmp_path):
+    # Such a folder got no partitions and never ran, and nothing said so (kare run --all-orgs does).
+    rules = tmp_path / "rules"
+    (rules / "Cloud_Nine").mkdir(parents=True)
+    (rules / "Cloud_Nine" / "kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    shutil.copytree(ROOT / "rules" / "cloudnine", rules / "cloudnine")
+    env = {**os.environ, "KARE_RULES_DIR": str(rules)}
+    code = (
+        "from dagster._core.definitions.observe import observe; import pipelines.definitions as d; "
+        "from pipelines.kare import assets; "
+        "print(observe([assets.rules], resources={'kare': d.defs.resources['kare']}).success and 'observed')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "observed" in done.stdout, done.stderr
+    assert "UserWarning: not an organization, never run: " in done.stderr  # where the definitions load
+    assert "WARNING - in_process_observation_job" in done.stderr  # and in the Observe run's log
+    assert done.stderr.count("the directory name 'Cloud_Nine' is not an organization name") == 2, done.stderr
+
+
 def test_the_readmes_command_line_launch_publishes_a_partition_into_the_projects_instance(setup, tmp_path):
     """The README's `dg launch` line, run as written (other folders, another partition), in a Dagster home."""
     readme = (ROOT / "README.md").read_text().replace("\\\n", "")
@@ -644,3 +663,18 @@ def test_a_backfill_from_an_input_that_does_not_name_the_date_is_refused(setup, 
         raise_on_error=False,
     )
     assert single.success  # one date from the latest extract is what such an input is for
+
+
+def test_kare_allow_empty_input_reads_yes_and_no_in_any_case_and_refuses_anything_else():
+    # KARE_ALLOW_EMPTY_INPUT=True was read as no: the guard stayed on while its message asked for it.
+    code = "from pipelines.kare.resources import KareSettings; print(KareSettings().allow_empty_input)"
+
+    def setting(value: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KARE_ALLOW_EMPTY_INPUT": value, "PYTHONPATH": str(ROOT)}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+
+    for value, expected in [("True", "True"), ("YES", "True"), ("on", "True"), ("False", "False"), ("0", "False")]:
+        done = setting(value)
+        assert done.returncode == 0 and done.stdout.strip() == expected, (value, done.stderr)
+    wrong = setting("maybe")
+    assert wrong.returncode != 0 and "KARE_ALLOW_EMPTY_INPUT='maybe' is not yes or no" in wrong.stderr

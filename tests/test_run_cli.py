@@ -125,6 +125,20 @@ def test_a_header_only_csv_is_refused_and_the_tables_stay(published, tmp_path, c
     assert Warehouse(warehouse).read("account_categories").height == before.height == 400
 
 
+def test_the_empty_input_refusal_names_every_option_that_publishes_it(published, tmp_path, capsys):
+    # It said "pass --allow-empty-input"; passed alone, that met the removed-share limit (every account
+    # removed is 100%) and a second refusal. The options it names must be enough to publish.
+    source, warehouse = published
+    header = tmp_path / "empty.csv"
+    header.write_text(",".join(pl.read_parquet(source).columns) + "\n")
+    later = DAY + dt.timedelta(days=30)
+    assert main(args(header, warehouse, day=later)) == 1
+    err = capsys.readouterr().err
+    assert "pass --allow-empty-input --max-removed-share 1 if the organization" in err
+    assert main(args(header, warehouse, "--allow-empty-input", "--max-removed-share", "1", day=later)) == 0
+    assert Warehouse(warehouse).read("account_categories").height == 0
+
+
 def test_a_lock_path_that_is_a_directory_and_an_unwritable_folder_are_clear_errors(tmp_path, capsys):
     source = tmp_path / "a.parquet"
     synthesize(load_rules(ROOT / "rules" / "cloudnine"), 10, DAY).write_parquet(source)
@@ -239,6 +253,27 @@ def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path
     assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "odd"), "--warehouse", wh]) == 1
     assert "the directory name 'Bad' is not an organization name" in capsys.readouterr().err
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_all_orgs_fails_when_an_organization_folder_is_skipped_though_the_others_publish(tmp_path, capsys):
+    # A daily `kare run --all-orgs` whose rules directory gained a folder it cannot run (a bad name, a
+    # linked rule file) must not exit 0: that organization would silently stop being published.
+    rules = tmp_path / "rules"
+    (rules / "cloudnine").mkdir(parents=True)
+    (rules / "cloudnine" / "kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    (rules / "Cloud_Nine").mkdir()
+    (rules / "Cloud_Nine" / "kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    source = tmp_path / "accounts.parquet"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=3).write_parquet(source)
+    wh = tmp_path / "w.duckdb"
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source), "--warehouse", str(wh),
+                 "--as-of", str(DAY)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "skipped: " in captured.err and "'Cloud_Nine' is not an organization name" in captured.err
+    assert "1 organization folder(s) of" in captured.err
+    assert "cloudnine 1.1.0 as of 2026-10-31: published" in captured.out  # the valid one still ran
+    assert Warehouse(wh).last_run("cloudnine")["as_of"] == DAY
 
 
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):

@@ -100,6 +100,24 @@ def test_watch_actions_open_while_the_watch_holds_once_per_stay(tmp_path):
     assert queue(wh) == {("A", "save-call"): "superseded", ("B", "spend-review"): "superseded"}
 
 
+def test_a_run_of_the_sql_engine_keeps_open_watch_actions_but_ends_them_with_the_stay(tmp_path):
+    # The SQL engine computes no watches. Taken for "no watch holds", one such run superseded every open
+    # watch action, and the next Polars run could not reopen them in the same stay.
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    bundle = RuleBundle(load_rules(folder), RULES, ())
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    a, b = (dt.date(2026, 7, 15), 5000.0), (dt.date(2026, 9, 20), 1050.0)
+    run_organization("watchful", D1, accounts(A=a, B=b), wh, bundle=bundle)
+    assert queue(wh) == {("A", "save-call"): "open", ("B", "spend-review"): "open"}
+    # B drops out of keep (spend below 1000): its stay ends, and its watch action with it; A's stays open.
+    run_organization("watchful", D2, accounts(A=a, B=(b[0], 900.0)), wh, bundle=bundle, engine="duckdb")
+    assert queue(wh) == {("A", "save-call"): "open", ("B", "spend-review"): "superseded"}
+    run_organization("watchful", D3 - dt.timedelta(days=8), accounts(A=a, B=(b[0], 900.0)), wh, bundle=bundle)
+    assert queue(wh) == {("A", "save-call"): "open", ("B", "spend-review"): "superseded"}
+
+
 def test_watches_and_trends_publish_the_same_tables_whatever_the_slice_count(tmp_path):
     """cloudnine 1.1.0 (a trend, two watches) over three monthly synthetic snapshots, 1 and 4 slices."""
     from kare_rules.run.engine import load_bundle

@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish nothing when the run would remove more than this share of the current accounts "
                    "(accounts missing from the input; default: %(default)s)")  # fmt: skip
     s.add_argument("--allow-empty-input", action="store_true",
-                   help="publish an input with no rows (every account removed); refused otherwise")  # fmt: skip
+                   help="publish an input with no rows (every account removed: with --max-removed-share 1 when "
+                   "there are current accounts); refused otherwise")  # fmt: skip
     s.add_argument("--wait", type=seconds_arg, default=300.0, metavar="SECONDS",
                    help="how long to wait for another kare run, or a reader holding the DuckDB file, "
                    "before failing (default: %(default)s)")  # fmt: skip

@@ -30,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     root = Path(args.rules_dir)
     known = organizations(root)
+    skipped = []  # organization folders --all-orgs could not run: they fail the command like a failed run
     if args.all_orgs:
         orgs = known
         refused = organization_problems(root)
@@ -43,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         for problem in refused:  # the others run; say which were left out and why
             err(f"kare run: skipped: {problem}")
+        skipped = refused
     elif args.org:
         if not is_safe_org(args.org):
             raise UsageError(f"{args.org!r} is not an organization name (lowercase letters, digits and '-')")
@@ -86,7 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         for line in summary_lines(result):
             out(line)
-    return EXIT_FAIL if failed else EXIT_OK
+    if skipped:  # a daily job must not succeed while an organization silently stops being published
+        err(
+            f"kare run: {len(skipped)} organization folder(s) of {args.rules_dir}/ skipped (above); "
+            "fix them, or move them out of the rules directory"
+        )
+    return EXIT_FAIL if failed or skipped else EXIT_OK
 
 
 def _require_folder(root: Path, given: str) -> None:

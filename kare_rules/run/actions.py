@@ -137,6 +137,7 @@ def action_changes(
     known_keys: Callable[[pl.Series], pl.Series],
     watched: pl.DataFrame | None = None,
     rerun: bool = False,
+    watches_known: bool = True,
 ) -> ActionChanges:
     """Open wanted actions not yet in the queue; supersede open ones the account's category no longer
     asks for. Held (quarantined) accounts keep their open actions.
@@ -145,6 +146,8 @@ def action_changes(
     still be in the queue, done or superseded during the same stay: `known_keys(keys)` returns which
     of these keys the queue already holds (asked only for keys of stays that began before today, unless
     this is a `rerun` of the date, after which the queue keeps the day's actions people marked done).
+    `watches_known` is False when the engine computed no watches (the SQL engine): watch actions are then
+    neither opened nor superseded on a guess, but an open one still ends with its account's stay.
     """
     wanted = wanted_actions(rules, current, opened, owners, as_of, watched)
     not_open = wanted.join(open_actions.select("action_key"), on="action_key", how="anti")
@@ -160,6 +163,19 @@ def action_changes(
         .join(still, on="action_key", how="left")
         .filter(pl.col("_wanted").is_null() & ~pl.col("account_id").is_in(held.cast(pl.String).implode()))
     )
+    if not watches_known:
+        # Not knowing whether a watch holds is not its stopping: superseded, it would never reopen during
+        # the stay (one action per stay), so one run of the SQL engine lost every open watch action.
+        stay = current.select("account_id", pl.col("category").alias("_now"), "valid_from")
+        ongoing = (
+            unwanted.filter(pl.col("source").str.starts_with("watch:"))
+            .join(stay, on="account_id", how="inner")
+            .filter(
+                (pl.col("_now") == pl.col("category"))
+                & pl.col("action_key").str.ends_with("|" + pl.col("valid_from").cast(pl.String))
+            )
+        )
+        unwanted = unwanted.join(ongoing.select("action_key"), on="action_key", how="anti")
     # A category or watch action stays open while it is still wanted (same category, same stay, the watch
     # still holding); a transition action while the account stays where it moved to: only those need
     # today's category.

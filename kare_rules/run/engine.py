@@ -598,7 +598,7 @@ def _run(
             focus = (changes.current, open_now, watched)
         actions = action_changes(
             rules, focus[0], changes.opens, people, focus[1], held, as_of,
-            lambda keys: s.known_action_keys(org, keys), focus[2], rerun,
+            lambda keys: s.known_action_keys(org, keys), focus[2], rerun, watches_known=engine == "polars",
         )  # fmt: skip
 
         progress(f"{where}writing", units + 4, total_units)

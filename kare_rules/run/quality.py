@@ -115,9 +115,12 @@ def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) ->
     result = check("removed_share", passed, {"share": share, "removed": removed, "current_accounts": current,
                                              "limit": t.max_removed_share})  # fmt: skip
     if empty and not t.allow_empty_input:
+        # Removing every current account is above any removed-share limit below 1: say both options at once,
+        # rather than name one that, passed alone, only leads to the next refusal.
+        also = " --max-removed-share 1" if current and t.max_removed_share < 1 else ""
         raise RunBlocked(
             f"the input has no rows; publishing it would remove all {current:,} current accounts. Nothing was "
-            "published. Check the source, or pass --allow-empty-input if the organization really has no "
+            f"published. Check the source, or pass --allow-empty-input{also} if the organization really has no "
             "accounts any more.",
             result,
         )

@@ -10,6 +10,7 @@ import polars as pl
 from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
 from kare_rules.errors import DataError, KareError
+from kare_rules.loader import organization_problems
 from kare_rules.model import ALL_CATEGORIES
 from kare_rules.overrides import overrides_digest
 from kare_rules.run import OutOfOrder, RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
@@ -59,6 +60,8 @@ with chosen_dagster_features():
                 versions[org] = data_version_of(load_bundle(kare.rules_dir, org))
             except KareError as exc:  # an invalid file keeps its last version; CI and `kare validate` say why
                 context.log.warning(f"{org}: {exc}")
+        for problem in organization_problems(kare.rules_dir):  # no partitions, never run: say so here too
+            context.log.warning(f"not an organization, never run: {problem}")
         with chosen_dagster_features():  # each observation builds one: the warning came with every Observe
             return dg.DataVersionsByPartition(versions)
 
@@ -185,7 +188,11 @@ def _limit_hint(check: str, org: str) -> str:
     field = {"quarantine_share": "max_quarantine_share", "removed_share": "max_removed_share"}.get(check)
     if field is None:
         return ""
-    extra = " or allow_empty_input (KARE_ALLOW_EMPTY_INPUT)" if check == "removed_share" else ""
+    extra = (
+        "; for an input with no rows, allow_empty_input (KARE_ALLOW_EMPTY_INPUT) with max_removed_share 1"
+        if check == "removed_share"
+        else ""
+    )
     return (
         f" In Dagster the limit is the kare resource's {field} ({('KARE_' + field).upper()}{extra}), or for this "
         f"organization only thresholds: {{{org}: {{{field}: ...}}}}."

@@ -64,6 +64,15 @@ def date_partitions_for(every: str, start: str) -> dg.TimeWindowPartitionsDefini
     return kinds[every](start_date=start, timezone="UTC")
 
 
+def warn_of_skipped_folders(directory: Path | None = None) -> None:
+    """A folder of the rules directory that is no organization (a bad name, a linked or shared rule file) gets no
+    partitions, so it never runs and nothing in Dagster shows it: say so wherever the definitions load
+    (dg check defs, dagster dev, each run), as `kare run --all-orgs` does."""
+    for problem in loader.organization_problems(directory or rules_dir()):
+        warnings.warn(f"not an organization, never run: {problem}", UserWarning, stacklevel=2)
+
+
+warn_of_skipped_folders()
 org_partitions = dg.StaticPartitionsDefinition(organizations())
 date_partitions = date_partitions_for(cadence(), start_date())
 # Dimensions are ordered by name, so a key reads "2026-11-01|cloudnine": sorting keys sorts by date first.

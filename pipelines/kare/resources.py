@@ -25,6 +25,17 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number") from None
 
 
+def _env_bool(name: str) -> bool:
+    """Yes or no, in any case (True, yes, 1, on / False, no, 0, off, or unset): 'True' read as no left the
+    guard on while its message kept asking for the setting that had just been made."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in {"", "0", "false", "no", "off", "n", "f"}:
+        return False
+    if value in {"1", "true", "yes", "on", "y", "t"}:
+        return True
+    raise ValueError(f"{name}={os.environ[name]!r} is not yes or no; write true or false")
+
+
 class KareSettings(dg.ConfigurableResource):
     """Everything a run needs besides its partition; each field defaults from an environment variable."""
 
@@ -36,7 +47,7 @@ class KareSettings(dg.ConfigurableResource):
     memory_budget: str | None = os.environ.get("KARE_MEMORY_BUDGET")  # e.g. 4GiB; default from the machine
     max_quarantine_share: float = _env_float("KARE_MAX_QUARANTINE_SHARE", _DEFAULTS.max_quarantine_share)
     max_removed_share: float = _env_float("KARE_MAX_REMOVED_SHARE", _DEFAULTS.max_removed_share)
-    allow_empty_input: bool = os.environ.get("KARE_ALLOW_EMPTY_INPUT", "") in {"1", "true", "yes"}
+    allow_empty_input: bool = _env_bool("KARE_ALLOW_EMPTY_INPUT")
     warn_unassigned_share: float = _env_float("KARE_WARN_UNASSIGNED_SHARE", _DEFAULTS.warn_unassigned_share)
     warn_overlap_share: float = _env_float("KARE_WARN_OVERLAP_SHARE", _DEFAULTS.warn_overlap_share)
     warn_mix_shift: float = _env_float("KARE_WARN_MIX_SHIFT", _DEFAULTS.warn_mix_shift)
