@@ -291,3 +291,16 @@ def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monke
     err = capsys.readouterr().err
     assert code == 1 and time.monotonic() - started < 30
     assert "nothing was published" in err and "(the failure is in kare.runs)" not in err
+
+
+def test_a_failed_first_run_does_not_claim_a_previous_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "accounts.csv"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=5).drop("arr").write_csv(source)
+    warehouse = tmp_path / "new.duckdb"
+    assert main(args(source, warehouse)) == 1
+    err = capsys.readouterr().err
+    # The run logged its failure in a warehouse it made; no run of the organization was ever published there.
+    assert "nothing was published; the tables are as they were (the failure is in kare.runs)" in err
+    assert "previous run" not in err
+    assert Warehouse(warehouse).read("runs")["status"].to_list() == ["failed"]

@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             err(f"kare run: {org}: {exc}")
             logged = " (the failure is in kare.runs)" if exc.recorded else ""
             # only a warehouse that is one holds a previous run (not a new path, not some other file)
-            kept = "; the warehouse still holds the previous run" if holds_duckdb(Path(args.warehouse)) else ""
+            kept = "; the tables are as they were" if holds_duckdb(Path(args.warehouse)) else ""
             err(f"  nothing was published{kept}{logged}")
             continue
         for line in summary_lines(result):
