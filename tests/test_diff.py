@@ -823,3 +823,20 @@ def test_a_test_failing_on_its_next_move_says_so_in_the_report_not_expected_x_go
     assert main([*args, "--format", "json"]) == 0
     failure = json.loads(capsys.readouterr().out)["tests_after"]["failures"][0]
     assert failure["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-02", "got": "2027-07-29"}]
+
+
+def test_the_input_template_takes_the_date_as_kare_run_s_does(tmp_path, capsys):
+    # One source template for kare run and kare diff: data/{org}/{as_of}.parquet reads the --as-of snapshot.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, BASE, "acme")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(rules, edit(BASE, THRESHOLD, ("version: 1.4.0", "version: 1.5.0")), "acme")
+    (tmp_path / "acme").mkdir()
+    accounts().write_parquet(tmp_path / "acme" / "2026-11-01.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}" / "{as_of}.parquet")]
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+    (org,) = json.loads(capsys.readouterr().out)["organizations"]
+    assert org["accounts"] == accounts().height and org["as_of"] == "2026-11-01"

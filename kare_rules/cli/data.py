@@ -308,7 +308,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         accounts, note = None, None
         if args.input:
             try:
-                accounts = read_accounts(args.input.replace("{org}", org))
+                source = args.input.replace("{org}", org)
+                # the same source template as kare run's: {as_of} is the date the impact is measured on
+                accounts = read_accounts(source.replace("{as_of}", as_of.isoformat()) if as_of else source)
                 reports.append(diff_rules(before, after, accounts, as_of, args.limit, **pins))
                 continue
             except DataError as exc:

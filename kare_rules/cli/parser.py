@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--rules-dir", default="rules", metavar="DIR", help="with --base: the rules directory (rules/)")
     s.add_argument(
-        "--input", metavar="SOURCE", help="accounts to measure the impact on; '{org}' in it becomes each org's name"
+        "--input",
+        metavar="SOURCE",
+        help="accounts to measure the impact on; '{org}' in it becomes each org's name and '{as_of}' the --as-of date",
     )
     s.add_argument(
         "--as-of",
