@@ -438,9 +438,7 @@ def run_organization(
             return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
     except KeyboardInterrupt:
         recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-        raise RunInterrupted(
-            "interrupted; nothing was published: the tables are as they were", recorded
-        ) from None
+        raise RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
     except Exception as exc:
