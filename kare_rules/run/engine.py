@@ -480,7 +480,6 @@ def _run(
         step("rewind")
         s.rewind(org, as_of)  # a re-run of the last date replaces it
     ruled = s.last_run(org, before=as_of)  # the run the change causes and the trends compare with
-    previous_digest = ruled["rules_digest"] if ruled else None
     trends = rules.trend_columns
     stored: dict[str, m.RuleSet | None] = {}
 
@@ -506,6 +505,14 @@ def _run(
         except KareError:
             return None  # the old rules cannot read today's data: a change is 'both'
 
+    def as_now(digest: str) -> str:
+        """Today's digest for a stored version that is these very rules: an older kare gave the same rules
+        another digest (its canonical form changed since), and taking that for a rule change would make
+        every move of the first run after an upgrade 'both'."""
+        old = rules_of(digest) if digest != rules.digest else None
+        return rules.digest if old is not None and old.digest == rules.digest else digest
+
+    previous_digest = as_now(ruled["rules_digest"]) if ruled else None
     previous_rules = rules_of(previous_digest) if previous_digest and previous_digest != rules.digest else None
     # Runs whose account_categories rows say nothing about an account's last evaluation before today's.
     recent_runs = (ruled["run_id"] if ruled else "", last["run_id"] if rerun else "")
@@ -553,11 +560,13 @@ def _run(
 
         # An account held (quarantined) in the run before was last judged by the rules of an earlier run:
         # whether the rules changed for it is measured against those (its account_categories row says).
-        earlier = (
-            s.evaluated_apart(org, recent_runs, within).filter(pl.col("rules_digest") != previous_digest)
-            if ruled
-            else empty_current().select("account_id", "rules_digest")
-        )
+        earlier = empty_current().select("account_id", "rules_digest")
+        if ruled:
+            apart = s.evaluated_apart(org, recent_runs, within)
+            digests = {d: as_now(d) for d in apart["rules_digest"].unique().drop_nulls()}
+            earlier = apart.with_columns(pl.col("rules_digest").replace(digests)).filter(
+                pl.col("rules_digest") != previous_digest
+            )
         account_rules = None
         if earlier.height:
             ids = checked.valid.get_column(rules.key).cast(pl.String)

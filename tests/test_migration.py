@@ -1,0 +1,63 @@
+"""Upgrading kare on a warehouse an older kare published: the next runs carry its history on as if the
+current kare had made it (found by running the current code on copies of warehouses built by older commits)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from kare_rules.loader import load_rules
+from kare_rules.run import RuleBundle, run_organization
+from kare_rules.run.quality import Thresholds
+from kare_rules.warehouse import Warehouse
+
+D1, D2 = dt.date(2026, 9, 30), dt.date(2026, 10, 31)
+
+RULES = """\
+format: kare/v1
+organization: acme
+version: 1.0.0
+inputs:
+  account_id: {type: string, key: true}
+  arr: {type: float, min: 0}
+profiles:
+  keep:
+    when: {arr: {gt: 0}}
+"""
+
+
+def acme(tmp_path: Path, text: str = RULES) -> RuleBundle:
+    folder = tmp_path / "rules" / "acme"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kare.yaml").write_text(text)
+    return RuleBundle(load_rules(folder), text, ())
+
+
+def accounts(**arr: float) -> pl.DataFrame:
+    return pl.DataFrame({"account_id": list(arr), "arr": list(arr.values())})
+
+
+def test_the_same_rules_under_an_older_kares_digest_are_no_rule_change(tmp_path):
+    # kare between two commits of 2026-12-01 (4d09e74..421aabf) digested every rule file differently (an
+    # empty watches section counted); the first run after the upgrade took that for a rule change and
+    # gave every move the cause 'both'. Made here by giving the published rows another digest.
+    rules, wh = acme(tmp_path), Warehouse(tmp_path / "wh.duckdb")
+    run_organization("acme", D1, accounts(A=1.0, B=0.0, C=0.0), wh, bundle=rules)
+    with duckdb.connect(str(wh.path)) as con:
+        for table in ("runs", "category_history", "account_categories", "rule_versions"):
+            con.execute(f"UPDATE kare.{table} SET rules_digest = 'sha256:0123456789abcdef'")
+
+    # C's row is quarantined: held, its account_categories row stays the older kare's.
+    lenient = Thresholds(max_quarantine_share=1.0)
+    run_organization("acme", D2, accounts(A=0.0, B=5.0, C=-1.0), wh, bundle=rules, thresholds=lenient)
+    history = wh.read("category_history", "acme").filter(pl.col("valid_from") == D2)
+    causes = dict(history.select("account_id", "change_cause").iter_rows())
+    assert causes == {"A": "data", "B": "data"}
+
+    # C comes back valid and moves under the same rules: its data moved it, not the rules.
+    run_organization("acme", dt.date(2026, 11, 30), accounts(A=0.0, B=5.0, C=7.0), wh, bundle=rules)
+    c = wh.read("category_history", "acme").filter(pl.col("account_id") == "C").sort("valid_from")
+    assert c.select("category", "change_cause").rows() == [("unassigned", "new"), ("keep", "data")]
