@@ -12,6 +12,7 @@ import polars as pl
 from kare_rules.loader import load_rules
 from kare_rules.run import RuleBundle, run_organization
 from kare_rules.run.quality import Thresholds
+from kare_rules.run.report import summary_lines
 from kare_rules.warehouse import Warehouse
 
 D1, D2 = dt.date(2026, 9, 30), dt.date(2026, 10, 31)
@@ -61,3 +62,36 @@ def test_the_same_rules_under_an_older_kares_digest_are_no_rule_change(tmp_path)
     run_organization("acme", dt.date(2026, 11, 30), accounts(A=0.0, B=5.0, C=7.0), wh, bundle=rules)
     c = wh.read("category_history", "acme").filter(pl.col("account_id") == "C").sort("valid_from")
     assert c.select("category", "change_cause").rows() == [("unassigned", "new"), ("keep", "data")]
+
+
+TREND_RULES = RULES.replace("version: 1.0.0", "version: 1.1.0").replace(
+    "profiles:",
+    "derived:\n  arr_pct: {pct_change_of: arr}\nprecedence: [recapture, keep]\nprofiles:\n"
+    "  recapture:\n    when: {arr_pct: {lte: -0.2}}",
+)
+
+
+def test_a_run_after_a_warehouse_without_trend_values_says_its_trends_are_null(tmp_path):
+    # A kare from before kare.account_values (33562ad) kept no values to compare with: the first run of
+    # the current kare cannot compute the trends, and says so instead of publishing nulls silently.
+    rules, wh = acme(tmp_path, TREND_RULES), Warehouse(tmp_path / "wh.duckdb")
+    run_organization("acme", D1, accounts(A=100.0, B=100.0), wh, bundle=rules)
+    with duckdb.connect(str(wh.path)) as con:
+        con.execute("DROP TABLE kare.account_values")
+
+    result = run_organization("acme", D2, accounts(A=50.0, B=100.0), wh, bundle=rules)
+    assert dict(wh.read("account_categories", "acme").select("account_id", "category").iter_rows()) == {
+        "A": "keep", "B": "keep"
+    }  # fmt: skip
+    assert result.notes == [
+        "trends arr_pct are null for every account: the run of 2026-09-30 kept no values of arr (made by a kare "
+        "from before kare.account_values, or by rules without these trends); they compare from the next run on"
+    ]
+    assert "  note      trends arr_pct are null for every account" in "\n".join(summary_lines(result))
+
+    # The run kept its values: the next one compares with them, and has nothing to say.
+    later = run_organization("acme", dt.date(2026, 11, 30), accounts(A=25.0, B=100.0), wh, bundle=rules)
+    assert later.notes == []
+    assert wh.read("account_categories", "acme").filter(pl.col("account_id") == "A")["category"].to_list() == [
+        "recapture"
+    ]

@@ -105,6 +105,7 @@ class RunResult:
     slices: int
     unchanged: bool = False
     upcoming: pl.DataFrame = field(default_factory=pl.DataFrame)  # from_category, to_category, accounts
+    notes: list[str] = field(default_factory=list)  # what a person should know about the run's results
 
     @property
     def moving_soon(self) -> int:
@@ -656,11 +657,28 @@ def _run(
     step("runs")
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
+    notes = _unkept_trends(rules, ruled, s.kept_columns(org, ruled["as_of"]) if trends and ruled else set())
     s.insert("runs", pl.DataFrame([run]))
     upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")
     progress("published", total_units, total_units)
-    return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming)
+    return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming, notes=notes)
+
+
+def _unkept_trends(rules: m.RuleSet, ruled: dict | None, kept: set[str]) -> list[str]:
+    """Trends null for every account because the run they compare with kept no values of their column: a
+    warehouse of a kare from before kare.account_values, or that run's rules had no such trend."""
+    if ruled is None:
+        return []
+    missing = [c for c in rules.trend_columns if c not in kept]
+    if not missing:
+        return []
+    names = [d.name for d in rules.derived if d.kind in m.TREND_KINDS and d.args[0] in missing]
+    return [
+        f"trends {', '.join(names)} are null for every account: the run of {ruled['as_of']} kept no values of "
+        f"{', '.join(missing)} (made by a kare from before kare.account_values, or by rules without these "
+        "trends); they compare from the next run on"
+    ]
 
 
 def restored_categories(

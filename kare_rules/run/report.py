@@ -45,6 +45,7 @@ def summary_lines(result: RunResult) -> list[str]:
     kinds = _kinds(result.upcoming, "kare.upcoming_moves")
     lines.append(f"  upcoming  {result.moving_soon:,} will move within {SOON_DAYS} days if nothing changes"
                  + (f" ({kinds})" if kinds else ""))  # fmt: skip
+    lines.extend(f"  note      {note}" for note in result.notes)
     if result.checks:
         lines.append("  checks    " + result.checks[0].line())
         lines.extend("            " + c.line() for c in result.checks[1:])

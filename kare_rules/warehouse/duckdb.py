@@ -257,6 +257,12 @@ class Session:
         schema = {"account_id": pl.String, **{c: pl.Float64 for c in columns}}
         return df.rename(names).cast(schema) if df.height else pl.DataFrame(schema=schema)
 
+    def kept_columns(self, org: str, as_of: dt.date) -> set[str]:
+        """The columns whose values the run of `as_of` kept for trends."""
+        df = _fetch(self.con, f"SELECT DISTINCT column_name FROM {_t('account_values')} "
+                    "WHERE org = $org AND as_of = $d", {"org": org, "d": as_of})  # fmt: skip
+        return set(df["column_name"]) if df.height else set()
+
     def forget_values(self, org: str, before: dt.date) -> None:
         """Drop trend values older than the run `before` (state holds the last two run dates only)."""
         self.con.execute(f"DELETE FROM {_t('account_values')} WHERE org = $org AND as_of < $d",
