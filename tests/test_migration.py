@@ -13,6 +13,7 @@ from kare_rules.loader import load_rules
 from kare_rules.run import RuleBundle, run_organization
 from kare_rules.run.quality import Thresholds
 from kare_rules.run.report import summary_lines
+from kare_rules.tables import TABLES, _sql_type
 from kare_rules.warehouse import Warehouse
 
 D1, D2 = dt.date(2026, 9, 30), dt.date(2026, 10, 31)
@@ -95,3 +96,26 @@ def test_a_run_after_a_warehouse_without_trend_values_says_its_trends_are_null(t
     assert wh.read("account_categories", "acme").filter(pl.col("account_id") == "A")["category"].to_list() == [
         "recapture"
     ]
+
+
+def test_a_failed_run_an_older_kare_logged_without_its_start_gets_one_and_the_runs_key_is_not_null(tmp_path):
+    # The pipeline before the run engine (daff21c..b5e6321) logged a failed run with started_at null, and
+    # started_at is part of the runs key: the column stayed nullable for ever after the upgrade.
+    path = tmp_path / "old.duckdb"
+    columns = ", ".join(f'"{n}" {_sql_type(t)}' for n, t, _ in TABLES["runs"][2])
+    failed_at = dt.datetime(2026, 8, 31, 6, 0, 5, tzinfo=dt.UTC)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA kare")
+        con.execute(f"CREATE TABLE kare.runs ({columns})")
+        con.execute("INSERT INTO kare.runs (org, as_of, finished_at, status, message) VALUES "
+                    "('acme', DATE '2026-08-31', $t, 'failed', 'input not found')", {"t": failed_at})  # fmt: skip
+    wh = Warehouse(path)
+    run_organization("acme", D1, accounts(A=1.0), wh, bundle=acme(tmp_path))
+    with duckdb.connect(str(path), read_only=True) as con:
+        nullable = dict(con.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'kare' AND table_name = 'runs'").fetchall())  # fmt: skip
+    assert nullable["started_at"] == nullable["finished_at"] == "NO"
+    runs = wh.read("runs", "acme").sort("as_of")
+    assert runs.select("status", "started_at").row(0) == ("failed", failed_at)
+    assert runs["status"].to_list() == ["failed", "published"]

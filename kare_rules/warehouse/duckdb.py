@@ -152,10 +152,18 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             if existing[table].get(name, True):
                 # Autocommit, before any run's transaction: a refusal (old rows with a null) changes nothing.
                 with contextlib.suppress(duckdb.ConstraintException):
+                    if (table, name) in FILLED_FROM:
+                        source = _q(FILLED_FROM[table, name])
+                        con.execute(f"UPDATE {_t(table)} SET {_q(name)} = {source} WHERE {_q(name)} IS NULL")
                     con.execute(f"ALTER TABLE {_t(table)} ALTER COLUMN {_q(name)} SET NOT NULL")
     for view, query in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
 
+
+# Never-null columns an older kare left null, and the column that holds their best value: the pipeline
+# (before the one run engine, kare_rules/run) logged a failed run without its start, which is part of the
+# runs key; the run started no later than the failure was logged.
+FILLED_FROM = {("runs", "started_at"): "finished_at"}
 
 # Views over the published tables, for BI (docs/bi.md). Defined by every writer, so they follow the tables.
 VIEWS = {
