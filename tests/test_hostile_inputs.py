@@ -492,6 +492,21 @@ def test_a_duckdb_table_source_cannot_read_files_through_a_view(tmp_path, capsys
     assert code == 1 and "file system operations are disabled" in err and "Traceback" not in err
 
 
+def test_categorize_duckdb_on_a_table_source_cannot_read_files_through_a_view(tmp_path):
+    # The API (and kare categorize --trusted) opens the database itself: locked as every source is.
+    from kare_rules.compile_sql import categorize_duckdb
+    from kare_rules.errors import DataError
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("from-a-file")
+    path = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.sql(f"CREATE VIEW accounts AS SELECT content AS account_id FROM read_text('{secret}')")
+    rules = load_rules(RULES_DIR)
+    with pytest.raises(DataError, match="file system operations are disabled"):
+        categorize_duckdb(rules, f"duckdb:{path}:accounts", "2026-01-01")
+
+
 @pytest.mark.parametrize("source", ["sql", "table"])
 def test_a_column_polars_cannot_hold_is_one_line_naming_the_source(source, tmp_path, capsys):
     path = tmp_path / "odd.duckdb"
