@@ -490,3 +490,40 @@ def test_in_lists_past_the_value_limit_are_refused_counting_each_use_of_a_trait(
         f"{MAX_CONDITION_VALUES:,} values in 'in'/'not_in' (a trait used twice counts twice); a list this long "
         "belongs in the data, e.g. as a boolean column"
     ]
+
+
+def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
+    # A '<!--' in an action title hid the rest of the comment on GitHub (the failing test, the version
+    # check); a test name could load an image from anywhere; a backtick in a value or account id closed
+    # its code span and let what follows be HTML.
+    import polars as pl
+    from markdown_it import MarkdownIt
+
+    from kare_rules.diff import MARKER, diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
+
+    def rules(title: str, value: str) -> str:
+        return (
+            "format: kare/v1\norganization: acme\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+            "  plan: {type: string}\nprecedence: [exit, keep]\n"
+            f"exit:\n  when: {{plan: {{in: [{value!r}]}}}}\n  actions:\n"
+            f"    - {{id: a1, title: {title!r}, due_in_days: 3, priority: high}}\n"
+            "profiles:\n  keep: {when: {not: {plan: {in: [zzz]}}}}\n"
+            "tests:\n  - name: 't ![x](https://evil.example/p.png) <img src=x>'\n    as_of: 2026-01-01\n"
+            "    account: {account_id: A, plan: zzz}\n    expect: exit\n"
+        )
+
+    before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
+    after = load_rules_text(rules("Call <!-- the rest is hidden", "b` <!-- x"), "after/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["x` <!-- y", "z"], "plan": ["b` <!-- x", "b"]})
+    text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
+    assert "Call \\<!-- the rest is hidden" in text, text  # shown as written
+
+    def kinds(tokens) -> set[str]:
+        return {t.type for t in tokens} | {k for t in tokens if t.children for k in kinds(t.children)}
+
+    marker, rest = text.split("\n", 1)
+    assert marker == MARKER  # the one HTML comment of the report: CI finds its comment by it
+    found = kinds(MarkdownIt("commonmark").enable("table").parse(rest))
+    assert not found & {"html_inline", "html_block", "image", "link_open"}, found
+    assert "Version check failed for acme" in text.splitlines()[-1]
