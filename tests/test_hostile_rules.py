@@ -527,3 +527,27 @@ def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
     found = kinds(MarkdownIt("commonmark").enable("table").parse(rest))
     assert not found & {"html_inline", "html_block", "image", "link_open"}, found
     assert "Version check failed for acme" in text.splitlines()[-1]
+
+
+def test_line_breaks_and_escape_codes_from_a_rule_file_are_shown_escaped(work, capsys):
+    # In the CI log a line of its own starting with '::' is a GitHub workflow command (kare-impact.yml runs
+    # kare validate and kare test on a pull request's rule files); in a terminal, ESC rewrites the screen.
+    hostile = "x\\n::warning::injected\\e[2J"
+    test = (
+        f'tests:\n  - {{name: "{hostile}", as_of: 2026-01-01, expect: keep,'
+        f' account: {{account_id: "A", n: 0, s: "{hostile}"}}}}\n'
+    )
+    text = rule_file(keep='{s: "v\\n::error::no"}', extra=test).replace(
+        "  n: {type: integer}\n", "  n: {type: integer}\n  s: {type: string}\n"
+    )
+    write_org(work, "acme", text)
+    assert main(["test", "rules"]) == 1
+    shown = capsys.readouterr().out
+    dup = text.replace("tests:\n", "tests:\n" + test.removeprefix("tests:\n"))
+    write_org(work, "acme", dup)
+    code, lines = validate(capsys, "rules")
+    assert code == 1 and "duplicate test name 'x\\n::warning::injected\\x1b[2J'" in "\n".join(lines)
+    for line in [*shown.splitlines(), *lines]:
+        assert not line.lstrip().startswith("::") and "\x1b" not in line, line
+    assert "FAIL rules/acme/kare.yaml:14 x\\n::warning::injected\\x1b[2J" in shown, shown
+    assert "s = 'v\\n::error::no'" in shown, shown
