@@ -395,6 +395,15 @@ def test_a_duckdb_sql_source_cannot_write_or_read_files(query, says, database, t
     assert _tables(database) == before and not copy.exists()
 
 
+def test_a_duckdb_sql_source_that_closes_its_parenthesis_runs_no_second_statement(database, tmp_path, capsys):
+    # DuckDB runs each statement of a text: "…) AS a; CREATE …; SELECT * FROM (…" fits the wrapping SELECT.
+    query = "SELECT * FROM accounts) AS a; CREATE TEMP TABLE t AS SELECT 1; SELECT * FROM (SELECT * FROM accounts"
+    source = f"sql:duckdb:///{database}::{query}"
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"source sql:duckdb:///{database} holds more than one statement; a source is one SELECT" in err
+
+
 def test_a_duckdb_sql_source_still_reads_its_tables(database, tmp_path, capsys):
     source = f"sql:duckdb:///{database}::SELECT * FROM accounts WHERE seats >= 0"
     assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 0
