@@ -559,3 +559,29 @@ def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
     complete.write_text(text)  # a whole last row without a line end is fine
     assert main(["categorize", "--rules", str(RULES_DIR), "--input", str(complete),
                  "--output", str(tmp_path / "p.csv")]) == 0  # fmt: skip
+
+
+def test_kare_explain_shows_control_characters_of_the_data_escaped(tmp_path, capsys):
+    # Values and ids are quoted into reasons and the tree: a line break or ESC in one reached the terminal
+    # (or a CI log, where a line starting with '::' is a workflow command) as it was.
+    rules = tmp_path / "mini" / "kare.yaml"
+    rules.parent.mkdir()
+    rules.write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  score: {type: integer}\n  plan: {type: string}\nprecedence: [keep]\n"
+        "profiles:\n  keep: {when: {plan: {ne: z}}}\n"
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame(
+        {
+            "account_id": ["B\x1b[2J", "C"],
+            "score": ["x\n::error::v\x1b[31m", "2"],
+            "plan": ["a", "b\n::warning::p\x1b[1m"],
+        }
+    ).write_csv(data)
+    for account in ("B\x1b[2J", "C"):
+        main(["explain", "--rules", str(rules), "--input", str(data), "--account", account, "--as-of", AS_OF])
+        shown = capsys.readouterr()
+        text = shown.out + shown.err
+        assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
+        assert "\\x1b[" in text and "\\n::" in text, text
