@@ -351,6 +351,20 @@ def test_diff_base_writes_only_inside_its_scratch_folder_even_if_a_name_check_le
     assert list(scratch.iterdir()) == []
 
 
+def test_diff_base_reads_only_rule_files_and_within_the_size_limit(repo):
+    # kare diff --base read every file beside the rules whole, following links: a large extract left in
+    # an organization's folder (or a link to one) was read into memory before anything was compared.
+    huge = 64 << 30  # sparse: no disk used, but reading it whole fails under the memory limit
+    with (repo / "rules" / "cloudnine" / "extract.csv").open("wb") as fh:
+        fh.truncate(huge)
+    (repo / "rules" / "cloudnine" / "tests").mkdir()
+    with (repo / "rules" / "cloudnine" / "tests" / "big.yaml").open("wb") as fh:
+        fh.truncate(huge)
+    result = kare("diff", "--base", "HEAD", "--rules-dir", str(repo / "rules"), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "rules/cloudnine/tests/big.yaml:1:1: the file has 68,719,476,736 bytes, over the limit" in result.stderr
+
+
 # ---- sql: sources are read-only -----------------------------------------------------------------
 
 
