@@ -141,3 +141,27 @@ def test_an_earlier_date_after_a_later_one_is_refused(folder):
     assert ran.returncode == 1
     assert "was already published for 2026-09-30; a run for the earlier date 2026-08-31" in ran.stderr
     assert unchanged_but_logged(before, tables(folder))
+
+
+def test_an_owner_column_named_like_a_working_column_of_the_actions_gives_its_own_value(tmp_path):
+    # An input named source, title or priority (or account_id beside another key) made the action's owner
+    # that working column's value ('category', the title, 'high'), or failed the run on a duplicate column.
+    from kare_rules.cli import main
+
+    names = ("source", "title", "priority", "account_id", "owner_column", "since")
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        + "".join(f"  {n}: {{type: string}}\n" for n in names)
+        + "precedence: [keep]\nprofiles:\n  keep:\n    when: {id: {ne: zzz}}\n    actions:\n"
+        + "".join(f"      - {{id: {n.replace('_', '-')}, title: T, due_in_days: 3, owner: {n}}}\n" for n in names)
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame({"id": ["A"], **{n: [f"{n}@example.com"] for n in names}}).write_csv(data)
+    warehouse = tmp_path / "w.duckdb"
+    code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                 "--as-of", "2026-01-01", "--warehouse", str(warehouse)])  # fmt: skip
+    assert code == 0
+    queue = Warehouse(warehouse).read("action_queue").sort("action_id")
+    assert queue.select("action_id", "owner").rows() == sorted((n.replace("_", "-"), f"{n}@example.com") for n in names)

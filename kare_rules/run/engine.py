@@ -21,7 +21,7 @@ from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import KareError, UsageError
 from kare_rules.loader import is_safe_org, load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
-from kare_rules.run.actions import action_changes, owner_columns
+from kare_rules.run.actions import OWNER_PREFIX, action_changes, owner_columns
 from kare_rules.run.history import history_changes, real_moves, transition_rows
 from kare_rules.run.quality import (
     CheckResult,
@@ -574,7 +574,8 @@ def _run(
 
         progress(f"{where}actions", units + 3, total_units)
         people = checked.valid.select(
-            pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
+            pl.col(rules.key).cast(pl.String).alias("account_id"),
+            *[pl.col(c).cast(pl.String).alias(OWNER_PREFIX + c) for c in owners],
         )
         open_now = s.open_actions(org, within, OPEN_ACTION_COLUMNS)
         watched = categories.select("account_id", "watches")
