@@ -489,6 +489,14 @@ class _Checker:
                 f"{kind} reads an input column, and '{arg}' is derived (derived values are not kept between "
                 f"runs); write the number input it comes from{hint}",
             )
+        elif arg == "account_id" or (arg in self.inputs and self.inputs[arg].key):
+            # The previous run's values are keyed by account_id (kare_rules.sources.read_previous, the
+            # warehouse's account_values): a column of that name could not sit beside the key.
+            self.err(
+                where,
+                f"{kind} cannot read '{arg}': it is the key or named like the key of the previous run's values "
+                "(account_id); a trend reads a number that changes, such as a revenue or a count",
+            )
         elif self.known_input(arg, where) and self.inputs[arg].type not in m.NUMERIC_TYPES:
             numbers = [c for c in self.inputs.values() if c.type in m.NUMERIC_TYPES and not c.key]
             hint = f", e.g. '{name}: {{{kind}: {numbers[0].name}}}'" if numbers else ""

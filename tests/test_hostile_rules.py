@@ -380,8 +380,16 @@ def test_a_lone_surrogate_escape_is_a_located_error(work, capsys):
          "7:3: the input column 'reason' has the name of a result column"),
         ("  n: {type: integer}", "  n: {type: integer}\n  _kare_row: {type: integer}",
          "7:3: the input column '_kare_row' starts with '_'"),
+        # The previous run's values are keyed by account_id: a trend column of that name would collide.
+        ("account_id: {type: string, key: true}\n  n: {type: integer}",
+         "id: {type: string, key: true}\n  account_id: {type: integer}\n  n: {type: integer}\n"
+         "derived:\n  grew: {change_of: account_id}",
+         "9:21: change_of cannot read 'account_id': it is the key or named like the key"),
+        ("account_id: {type: string, key: true}\n  n: {type: integer}",
+         "account_id: {type: integer, key: true}\n  n: {type: integer}\nderived:\n  grew: {pct_change_of: account_id}",
+         "8:25: pct_change_of cannot read 'account_id'"),
     ],
-    ids=["key-category", "reason", "_kare_row"],
+    ids=["key-category", "reason", "_kare_row", "trend-account_id", "trend-key"],
 )  # fmt: skip
 def test_a_column_named_like_an_engine_column_is_a_located_error(work, old, new, message):
     _, problems = check_rules(write_org(work, "acme", rule_file().replace(old, new)))

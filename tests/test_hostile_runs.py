@@ -165,3 +165,32 @@ def test_an_owner_column_named_like_a_working_column_of_the_actions_gives_its_ow
     assert code == 0
     queue = Warehouse(warehouse).read("action_queue").sort("action_id")
     assert queue.select("action_id", "owner").rows() == sorted((n.replace("_", "-"), f"{n}@example.com") for n in names)
+
+
+def test_trend_columns_named_like_the_account_values_columns_are_kept_as_themselves(tmp_path):
+    # account_values is long (account_id, column_name, value): a trend on an input called value or
+    # column_name failed every run on a duplicate column (one on account_id is refused by the loader).
+    from kare_rules.cli import main
+
+    names = ("value", "column_name")
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        + "".join(f"  {n}: {{type: integer}}\n" for n in names)
+        + "derived:\n"
+        + "".join(f"  {n}_change: {{change_of: {n}}}\n" for n in names)
+        + "precedence: [keep]\nprofiles:\n  keep: {when: {value_change: {gte: 0}}}\n"
+    )
+    warehouse = tmp_path / "w.duckdb"
+    for day, base in (("2026-01-01", 1), ("2026-01-02", 2)):
+        data = tmp_path / f"{day}.csv"
+        pl.DataFrame({"id": ["A"], **{n: [base * (i + 1)] for i, n in enumerate(names)}}).write_csv(data)
+        code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                     "--as-of", day, "--warehouse", str(warehouse)])  # fmt: skip
+        assert code == 0
+    values = Warehouse(warehouse).read("account_values").filter(pl.col("as_of") == dt.date(2026, 1, 2))
+    assert sorted(values.select("account_id", "column_name", "value").rows()) == [
+        ("A", "column_name", 4.0), ("A", "value", 2.0),
+    ]  # fmt: skip
+    assert Warehouse(warehouse).read("account_categories")["category"].to_list() == ["keep"]  # value rose by 1

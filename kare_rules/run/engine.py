@@ -280,11 +280,19 @@ def override_moves(
 
 def trend_values(rules: m.RuleSet, valid: pl.DataFrame, org: str, as_of: dt.date) -> pl.DataFrame:
     """Today's values of the columns trends read, long (account_values rows): the next run's baseline."""
-    cols = rules.trend_columns
+    # Under names of our own until unpivoted: a trend column may be called value, column_name or account_id.
+    private = {f"_kare_trend_{i}": c for i, c in enumerate(rules.trend_columns)}
     return (
-        valid.select(pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.Float64) for c in cols])
-        .unpivot(index="account_id", on=list(cols), variable_name="column_name", value_name="value")
-        .with_columns(pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"))
+        valid.select(
+            pl.col(rules.key).cast(pl.String).alias("account_id"),
+            *[pl.col(c).cast(pl.Float64).alias(p) for p, c in private.items()],
+        )
+        .unpivot(index="account_id", on=list(private), variable_name="column_name", value_name="value")
+        .with_columns(
+            pl.col("column_name").replace_strict(private, return_dtype=pl.String),
+            pl.lit(org).alias("org"),
+            pl.lit(as_of).alias("as_of"),
+        )
     )
 
 
