@@ -238,6 +238,11 @@ def _owning_rule_file(path: Path) -> Path | None:
 
 
 def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:
+    # Refused as a linked rule file is, before a byte is read: a link in a pull request would read a file
+    # from anywhere on the machine checking it (another organization's tests, or the CI runner's files).
+    linked = link_problem(path)
+    if linked:
+        return [], [linked]
     doc = retell_empty(load_document(path), "a test file holds one key, 'tests:', with a list of test cases")
     if doc.data is None:
         return [], doc.problems

@@ -559,3 +559,21 @@ def test_line_breaks_and_escape_codes_from_a_rule_file_are_shown_escaped(work, c
         assert not line.lstrip().startswith("::") and "\x1b" not in line, line
     assert "FAIL rules/acme/kare.yaml:14 x\\n::warning::injected\\x1b[2J" in shown, shown
     assert "s = 'v\\n::error::no'" in shown, shown
+
+
+@pytest.mark.parametrize("linked", ["tests/outside.yaml", "overrides.yaml", "tests"])
+def test_a_linked_test_or_overrides_file_is_refused_before_it_is_read(linked, work, capsys):
+    # As a linked rule file: in a pull request the link would read a file from anywhere on the machine
+    # that checks it, and its keys would be quoted back in the problems.
+    write_org(work, "acme", rule_file())
+    outside = work / "elsewhere"
+    (outside / "tests").mkdir(parents=True)
+    (outside / "tests" / "outside.yaml").write_text("secret_key_name: 1\n")
+    (outside / "overrides.yaml").write_text("secret_key_name: 1\n")
+    target = work / "rules" / "acme" / linked
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(outside / linked)
+    code, lines = validate(capsys, "rules")
+    shown = "\n".join(lines)
+    assert code == 1 and "secret_key_name" not in shown, shown
+    assert f"rules/acme/{linked} is a symbolic link (to {outside / linked})" in shown, shown
