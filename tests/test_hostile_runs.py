@@ -194,3 +194,23 @@ def test_trend_columns_named_like_the_account_values_columns_are_kept_as_themsel
         ("A", "column_name", 4.0), ("A", "value", 2.0),
     ]  # fmt: skip
     assert Warehouse(warehouse).read("account_categories")["category"].to_list() == ["keep"]  # value rose by 1
+
+
+def test_a_blocked_run_shows_control_characters_of_the_data_escaped(tmp_path, capsys):
+    # The first failures quote ids and values: a line break or ESC in one reached the terminal or a CI log
+    # (where a line starting with '::' is a workflow command) as it was.
+    from kare_rules.cli import main
+
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        "  n: {type: integer}\nprecedence: [keep]\nprofiles:\n  keep: {when: {n: {gte: 0}}}\n"
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame({"id": ["A\x1b[2J"], "n": ["x\n::error::injected"]}).write_csv(data)
+    code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                 "--as-of", "2026-01-01", "--warehouse", str(tmp_path / "w.duckdb")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "First failures: row 1 (A\\x1b[2J): n: x\\n::error::injected is not" in err, err
+    assert "\x1b" not in err and not any(line.lstrip().startswith("::") for line in err.splitlines()), err
