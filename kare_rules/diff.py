@@ -851,6 +851,26 @@ def _flag_absent_pins(
 # ---- Markdown for a pull-request comment --------------------------------------------------------
 
 
+# Text from a rule file or the data (a title, a test name, a value, an account id) is shown, never read as
+# Markdown or HTML: in the pull-request comment a '<!--' would hide everything after it (failing tests, the
+# version check), and '![x](url)' would load an image from anywhere.
+_MD_ACTIVE = re.compile(r"[\\`<]|\]\(")  # '<' starts every tag and comment; '>' alone does nothing here
+
+
+def _md(text: Any) -> str:
+    """Plain text as inert Markdown on one line: HTML, code spans and links are escaped."""
+    one_line = " ".join(str(text).splitlines())
+    return _MD_ACTIVE.sub(lambda hit: "\\" + hit[0] if len(hit[0]) == 1 else "]\\(", one_line)
+
+
+def _code(text: Any) -> str:
+    """Text as one inline code span, whatever backticks it holds (the fence is longer than any of its runs)."""
+    one_line = " ".join(str(text).splitlines())
+    fence = "`" * (max(map(len, re.findall("`+", one_line)), default=0) + 1)
+    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
 def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -896,22 +916,22 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         lines += ["**Rule changes**", ""]
         shown: set[tuple] = set()
         for i, c in enumerate(d.rule_changes):
-            lines.append(f"- {'⚠️ ' if c.breaking else ''}{c.text}")
+            lines.append(f"- {'⚠️ ' if c.breaking else ''}{_md(c.text)}")
             group = (c.target, c.name, c.before, c.after)
             following = d.rule_changes[i + 1] if i + 1 < len(d.rule_changes) else None
             last_of_group = following is None or (following.target, following.name) != (c.target, c.name)
             if c.before and c.after and last_of_group and group not in shown:
                 shown.add(group)
-                lines.append(f"  - was `{c.before}`, now `{c.after}`")
+                lines.append(f"  - was {_code(c.before)}, now {_code(c.after)}")
         lines.append("")
     if d.override_changes:
         lines += ["**Overrides** (overrides.yaml: accounts pinned to a category)", ""]
-        lines += [f"- {c.text}" for c in d.override_changes]
+        lines += [f"- {_md(c.text)}" for c in d.override_changes]
         lines.append("")
     imp = d.impact
     if imp is None:
         if d.impact_note:
-            lines += [f"_Impact: {d.impact_note}._", ""]
+            lines += [f"_Impact: {_md(d.impact_note)}._", ""]
     else:
         lines += [f"**Accounts** ({imp.accounts:,} input rows, as of {imp.as_of.isoformat()})", ""]
         cats = list((imp.counts_after or imp.counts_before).keys())
@@ -938,7 +958,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                 lines += _table(
                     ["account", "before", "after", "reason before", "reason after"],
                     [
-                        [f"`{x['account_id']}`", x["from"], x["to"], x["reason_before"], x["reason_after"]]
+                        [_code(x["account_id"]), x["from"], x["to"], _md(x["reason_before"]), _md(x["reason_after"])]
                         for x in imp.moved
                     ],
                     align="lllll",
@@ -954,12 +974,12 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
             mark = "✅" if not t["failed"] else "❌"
             lines.append(f"- {label}: {t['passed']} passed, {t['failed']} failed {mark}")
     for f in (d.tests_after or {}).get("failures", []):
-        lines.append(f"  - FAIL {f['file']} line {f['line']} _{f['name']}_: {_test_failure(f)}")
+        lines.append(f"  - FAIL {_md(f['file'])} line {f['line']} _{_md(f['name'])}_: {_test_failure(f)}")
     vc = d.version_check
-    lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {vc.message}"]
+    lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {_md(vc.message)}"]
     if not vc.ok and vc.suggested_version:
         where = d.path_after or f"rules/{d.organization}/kare.yaml"
-        lines += ["", f"> Set `version: {vc.suggested_version}` in {where} and push again."]
+        lines += ["", f"> Set `version: {vc.suggested_version}` in {_md(where)} and push again."]
     lines.append("")
     return lines
 
@@ -969,11 +989,11 @@ def _test_failure(f: dict[str, Any]) -> str:
     failed, then each other expectation that did not hold (matched_rule, actions, next move)."""
     parts = []
     if f["expect"] != f["got"]:
-        parts.append(f"expected `{f['expect']}`, got `{f['got']}` ({f['reason']})")
+        parts.append(f"expected {_code(f['expect'])}, got {_code(f['got'])} ({_md(f['reason'])})")
     for mm in f.get("mismatches", []):
         if mm["what"] != "category":
-            parts.append(f"{mm['what']} expected `{_shown(mm['expected'])}`, got `{_shown(mm['got'])}`")
-    return "; ".join(parts) or f"got `{f['got']}` ({f['reason']})"
+            parts.append(f"{mm['what']} expected {_code(_shown(mm['expected']))}, got {_code(_shown(mm['got']))}")
+    return "; ".join(parts) or f"got {_code(f['got'])} ({_md(f['reason'])})"
 
 
 def _shown(value: Any) -> str:
@@ -1023,10 +1043,11 @@ def _matrix(imp: Impact) -> list[str]:
 
 def render_markdown(reports: list[OrgDiff], base: str | None = None) -> str:
     """The whole pull-request comment: a hidden marker (so CI updates one comment), then each org."""
-    title = f"## KARE rule changes against `{base}`" if base else "## KARE rule change"
+    title = f"## KARE rule changes against {_code(base)}" if base else "## KARE rule change"
     lines = [MARKER, title, ""]
     if not reports:
-        lines += [f"No rule, test or overrides file differs from `{base}`." if base else "No rule files compared.", ""]
+        none = f"No rule, test or overrides file differs from {_code(base)}." if base else "No rule files compared."
+        lines += [none, ""]
     if len(reports) > 1:
         lines += [f"- {summary_line(d)}" for d in reports] + [""]
     for d in reports:

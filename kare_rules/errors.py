@@ -19,7 +19,17 @@ class Problem:
     def __str__(self) -> str:
         # A path holding a newline (a directory named 'acme\n') must not break the one-line format.
         path = self.path if self.path.isprintable() else self.path.encode("unicode_escape").decode("ascii")
-        return f"{path}:{self.line}:{self.column}: {self.message}"
+        return f"{path}:{self.line}:{self.column}: {one_line(self.message)}"
+
+
+def one_line(text: str) -> str:
+    """`text` with each character that is not printable (a line break, a terminal control or a bidi
+    override) written as its escape, e.g. \\n. Text from a rule file or the data is shown, never obeyed:
+    in a CI log a line of its own starting with '::' is a workflow command (an annotation, a mask, a
+    step output), and in a terminal an escape sequence rewrites the screen."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class KareError(Exception):

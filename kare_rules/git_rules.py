@@ -17,6 +17,7 @@ from kare_rules import model as m
 from kare_rules.errors import KareError, RuleFileError, UsageError
 from kare_rules.loader import RULE_FILE_NAMES, is_safe_org, load_rules
 from kare_rules.overrides import OVERRIDES_FILE, Override, load_overrides
+from kare_rules.yamlsource import MAX_FILE_BYTES, RefusedFile, read_regular_file
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -45,9 +46,9 @@ def _is_rules_path(parts: tuple[str, ...]) -> bool:
     return is_rule or is_test
 
 
-def _org_files(files: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
+def _org_files(files: dict[str, bytes | None]) -> dict[str, dict[str, bytes | None]]:
     """{org: {relative path in the org dir: content}} for orgs that have a rule file."""
-    orgs: dict[str, dict[str, bytes]] = {}
+    orgs: dict[str, dict[str, bytes | None]] = {}
     for rel, content in files.items():
         parts = PurePosixPath(rel).parts
         if _is_rules_path(parts):
@@ -91,11 +92,20 @@ def _files_at(base: str, top: Path, rel_dir: str) -> dict[str, bytes]:
     return out
 
 
-def _files_now(rules_dir: Path) -> dict[str, bytes]:
-    out = {}
+def _files_now(rules_dir: Path) -> dict[str, bytes | None]:
+    """The rule, overrides and test files in the working tree. Only those are read, as the loader reads
+    them (a regular file within the size limit): another file beside them, or one linked to a device or
+    to something large outside the repository, is never opened. None for a file refused so: the
+    organization then counts as changed and loading it says why."""
+    out: dict[str, bytes | None] = {}
     for path in sorted(rules_dir.glob("*/*")) + sorted(rules_dir.glob("*/tests/*")):
-        if path.is_file():
-            out[path.relative_to(rules_dir).as_posix()] = path.read_bytes()
+        rel = path.relative_to(rules_dir)
+        if not _is_rules_path(rel.parts) or not path.is_file():
+            continue
+        try:
+            out[rel.as_posix()] = read_regular_file(path, MAX_FILE_BYTES)
+        except (RefusedFile, OSError):
+            out[rel.as_posix()] = None
     return out
 
 

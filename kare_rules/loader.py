@@ -238,6 +238,11 @@ def _owning_rule_file(path: Path) -> Path | None:
 
 
 def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], list[Problem]]:
+    # Refused as a linked rule file is, before a byte is read: a link in a pull request would read a file
+    # from anywhere on the machine checking it (another organization's tests, or the CI runner's files).
+    linked = link_problem(path)
+    if linked:
+        return [], [linked]
     doc = retell_empty(load_document(path), "a test file holds one key, 'tests:', with a list of test cases")
     if doc.data is None:
         return [], doc.problems
@@ -488,6 +493,14 @@ class _Checker:
                 where,
                 f"{kind} reads an input column, and '{arg}' is derived (derived values are not kept between "
                 f"runs); write the number input it comes from{hint}",
+            )
+        elif arg == "account_id" or (arg in self.inputs and self.inputs[arg].key):
+            # The previous run's values are keyed by account_id (kare_rules.sources.read_previous, the
+            # warehouse's account_values): a column of that name could not sit beside the key.
+            self.err(
+                where,
+                f"{kind} cannot read '{arg}': it is the key or named like the key of the previous run's values "
+                "(account_id); a trend reads a number that changes, such as a revenue or a count",
             )
         elif self.known_input(arg, where) and self.inputs[arg].type not in m.NUMERIC_TYPES:
             numbers = [c for c in self.inputs.values() if c.type in m.NUMERIC_TYPES and not c.key]

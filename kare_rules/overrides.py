@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.errors import RuleFileError
-from kare_rules.loader import RULE_FILE_NAMES
+from kare_rules.loader import RULE_FILE_NAMES, link_problem
 from kare_rules.schema import OVERRIDES_SCHEMA, schema_problems
 from kare_rules.yamlsource import load_document, retell_empty
 
@@ -31,6 +32,8 @@ class Override:
 def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     """Validated overrides; a missing file means none. Problems are raised together, located."""
     path = Path(path)
+    if os.path.lexists(path) and (linked := link_problem(path)):  # as a linked rule file: another's pins
+        raise RuleFileError([linked])
     if not path.exists():
         return ()
     doc = retell_empty(load_document(path), "it should start with 'format: kare-overrides/v1'")

@@ -13,7 +13,9 @@ import polars as pl
 from kare_rules.errors import DataError
 from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS
 
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # the schema's pattern for column names
+# The schema's pattern for column names, ending at the end of the text: its "$" would also take a name
+# with a trailing line break ("score\n" from a quoted CSV header), and the file written would not parse.
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
 MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
 # Plain words YAML 1.1 reads as true/false/null: as a key they must be quoted to stay a column name.
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})

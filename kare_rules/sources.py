@@ -442,6 +442,12 @@ def _read_sql(spec: str) -> pl.LazyFrame:
             raise DataError(f"cannot open {database} as a DuckDB database: {_first_line(exc)}") from None
         with con:
             try:
+                # DuckDB runs every statement of a text: one that closes the parenthesis and starts another
+                # ("…) AS a; CREATE …; SELECT * FROM (…") would run. Parsed first, so only one ever does.
+                if len(con.extract_statements(query)) != 1:
+                    raise DataError(
+                        f"the query of source sql:{url} holds more than one statement; a source is one SELECT"
+                    )
                 result = con.sql(query)
                 if result is None:
                     raise DataError(f"the query of source sql:{url} returns no rows (it is not a SELECT)")

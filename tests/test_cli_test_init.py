@@ -810,3 +810,14 @@ def test_help_prints_the_defaults(capsys, argv, line):
         main([*argv, "--help"])
     assert info.value.code == 0
     assert line in " ".join(capsys.readouterr().out.split())
+
+
+def test_init_leaves_out_a_column_whose_name_ends_in_a_line_break(work, capsys):
+    # A quoted CSV header "score\n" matched the pattern's '$', and the file written did not parse.
+    data = sample_accounts().with_columns(pl.lit(1).alias("score\n"))
+    data.write_csv(work / "accounts.csv")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "  # column 'score\\n' is left out: rule files name columns in snake_case" in text
+    assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)

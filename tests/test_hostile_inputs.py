@@ -351,6 +351,20 @@ def test_diff_base_writes_only_inside_its_scratch_folder_even_if_a_name_check_le
     assert list(scratch.iterdir()) == []
 
 
+def test_diff_base_reads_only_rule_files_and_within_the_size_limit(repo):
+    # kare diff --base read every file beside the rules whole, following links: a large extract left in
+    # an organization's folder (or a link to one) was read into memory before anything was compared.
+    huge = 64 << 30  # sparse: no disk used, but reading it whole fails under the memory limit
+    with (repo / "rules" / "cloudnine" / "extract.csv").open("wb") as fh:
+        fh.truncate(huge)
+    (repo / "rules" / "cloudnine" / "tests").mkdir()
+    with (repo / "rules" / "cloudnine" / "tests" / "big.yaml").open("wb") as fh:
+        fh.truncate(huge)
+    result = kare("diff", "--base", "HEAD", "--rules-dir", str(repo / "rules"), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "rules/cloudnine/tests/big.yaml:1:1: the file has 68,719,476,736 bytes, over the limit" in result.stderr
+
+
 # ---- sql: sources are read-only -----------------------------------------------------------------
 
 
@@ -393,6 +407,15 @@ def test_a_duckdb_sql_source_cannot_write_or_read_files(query, says, database, t
     assert "run read-only): " in err
     assert says in err
     assert _tables(database) == before and not copy.exists()
+
+
+def test_a_duckdb_sql_source_that_closes_its_parenthesis_runs_no_second_statement(database, tmp_path, capsys):
+    # DuckDB runs each statement of a text: "…) AS a; CREATE …; SELECT * FROM (…" fits the wrapping SELECT.
+    query = "SELECT * FROM accounts) AS a; CREATE TEMP TABLE t AS SELECT 1; SELECT * FROM (SELECT * FROM accounts"
+    source = f"sql:duckdb:///{database}::{query}"
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"source sql:duckdb:///{database} holds more than one statement; a source is one SELECT" in err
 
 
 def test_a_duckdb_sql_source_still_reads_its_tables(database, tmp_path, capsys):
@@ -492,6 +515,21 @@ def test_a_duckdb_table_source_cannot_read_files_through_a_view(tmp_path, capsys
     assert code == 1 and "file system operations are disabled" in err and "Traceback" not in err
 
 
+def test_categorize_duckdb_on_a_table_source_cannot_read_files_through_a_view(tmp_path):
+    # The API (and kare categorize --trusted) opens the database itself: locked as every source is.
+    from kare_rules.compile_sql import categorize_duckdb
+    from kare_rules.errors import DataError
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("from-a-file")
+    path = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.sql(f"CREATE VIEW accounts AS SELECT content AS account_id FROM read_text('{secret}')")
+    rules = load_rules(RULES_DIR)
+    with pytest.raises(DataError, match="file system operations are disabled"):
+        categorize_duckdb(rules, f"duckdb:{path}:accounts", "2026-01-01")
+
+
 @pytest.mark.parametrize("source", ["sql", "table"])
 def test_a_column_polars_cannot_hold_is_one_line_naming_the_source(source, tmp_path, capsys):
     path = tmp_path / "odd.duckdb"
@@ -535,3 +573,29 @@ def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
     complete.write_text(text)  # a whole last row without a line end is fine
     assert main(["categorize", "--rules", str(RULES_DIR), "--input", str(complete),
                  "--output", str(tmp_path / "p.csv")]) == 0  # fmt: skip
+
+
+def test_kare_explain_shows_control_characters_of_the_data_escaped(tmp_path, capsys):
+    # Values and ids are quoted into reasons and the tree: a line break or ESC in one reached the terminal
+    # (or a CI log, where a line starting with '::' is a workflow command) as it was.
+    rules = tmp_path / "mini" / "kare.yaml"
+    rules.parent.mkdir()
+    rules.write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  score: {type: integer}\n  plan: {type: string}\nprecedence: [keep]\n"
+        "profiles:\n  keep: {when: {plan: {ne: z}}}\n"
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame(
+        {
+            "account_id": ["B\x1b[2J", "C"],
+            "score": ["x\n::error::v\x1b[31m", "2"],
+            "plan": ["a", "b\n::warning::p\x1b[1m"],
+        }
+    ).write_csv(data)
+    for account in ("B\x1b[2J", "C"):
+        main(["explain", "--rules", str(rules), "--input", str(data), "--account", account, "--as-of", AS_OF])
+        shown = capsys.readouterr()
+        text = shown.out + shown.err
+        assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
+        assert "\\x1b[" in text and "\\n::" in text, text

@@ -380,8 +380,16 @@ def test_a_lone_surrogate_escape_is_a_located_error(work, capsys):
          "7:3: the input column 'reason' has the name of a result column"),
         ("  n: {type: integer}", "  n: {type: integer}\n  _kare_row: {type: integer}",
          "7:3: the input column '_kare_row' starts with '_'"),
+        # The previous run's values are keyed by account_id: a trend column of that name would collide.
+        ("account_id: {type: string, key: true}\n  n: {type: integer}",
+         "id: {type: string, key: true}\n  account_id: {type: integer}\n  n: {type: integer}\n"
+         "derived:\n  grew: {change_of: account_id}",
+         "9:21: change_of cannot read 'account_id': it is the key or named like the key"),
+        ("account_id: {type: string, key: true}\n  n: {type: integer}",
+         "account_id: {type: integer, key: true}\n  n: {type: integer}\nderived:\n  grew: {pct_change_of: account_id}",
+         "8:25: pct_change_of cannot read 'account_id'"),
     ],
-    ids=["key-category", "reason", "_kare_row"],
+    ids=["key-category", "reason", "_kare_row", "trend-account_id", "trend-key"],
 )  # fmt: skip
 def test_a_column_named_like_an_engine_column_is_a_located_error(work, old, new, message):
     _, problems = check_rules(write_org(work, "acme", rule_file().replace(old, new)))
@@ -490,3 +498,82 @@ def test_in_lists_past_the_value_limit_are_refused_counting_each_use_of_a_trait(
         f"{MAX_CONDITION_VALUES:,} values in 'in'/'not_in' (a trait used twice counts twice); a list this long "
         "belongs in the data, e.g. as a boolean column"
     ]
+
+
+def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
+    # A '<!--' in an action title hid the rest of the comment on GitHub (the failing test, the version
+    # check); a test name could load an image from anywhere; a backtick in a value or account id closed
+    # its code span and let what follows be HTML.
+    import polars as pl
+    from markdown_it import MarkdownIt
+
+    from kare_rules.diff import MARKER, diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
+
+    def rules(title: str, value: str) -> str:
+        return (
+            "format: kare/v1\norganization: acme\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+            "  plan: {type: string}\nprecedence: [exit, keep]\n"
+            f"exit:\n  when: {{plan: {{in: [{value!r}]}}}}\n  actions:\n"
+            f"    - {{id: a1, title: {title!r}, due_in_days: 3, priority: high}}\n"
+            "profiles:\n  keep: {when: {not: {plan: {in: [zzz]}}}}\n"
+            "tests:\n  - name: 't ![x](https://evil.example/p.png) <img src=x>'\n    as_of: 2026-01-01\n"
+            "    account: {account_id: A, plan: zzz}\n    expect: exit\n"
+        )
+
+    before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
+    after = load_rules_text(rules("Call <!-- the rest is hidden", "b` <!-- x"), "after/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["x` <!-- y", "z"], "plan": ["b` <!-- x", "b"]})
+    text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
+    assert "Call \\<!-- the rest is hidden" in text, text  # shown as written
+
+    def kinds(tokens) -> set[str]:
+        return {t.type for t in tokens} | {k for t in tokens if t.children for k in kinds(t.children)}
+
+    marker, rest = text.split("\n", 1)
+    assert marker == MARKER  # the one HTML comment of the report: CI finds its comment by it
+    found = kinds(MarkdownIt("commonmark").enable("table").parse(rest))
+    assert not found & {"html_inline", "html_block", "image", "link_open"}, found
+    assert "Version check failed for acme" in text.splitlines()[-1]
+
+
+def test_line_breaks_and_escape_codes_from_a_rule_file_are_shown_escaped(work, capsys):
+    # In the CI log a line of its own starting with '::' is a GitHub workflow command (kare-impact.yml runs
+    # kare validate and kare test on a pull request's rule files); in a terminal, ESC rewrites the screen.
+    hostile = "x\\n::warning::injected\\e[2J"
+    test = (
+        f'tests:\n  - {{name: "{hostile}", as_of: 2026-01-01, expect: keep,'
+        f' account: {{account_id: "A", n: 0, s: "{hostile}"}}}}\n'
+    )
+    text = rule_file(keep='{s: "v\\n::error::no"}', extra=test).replace(
+        "  n: {type: integer}\n", "  n: {type: integer}\n  s: {type: string}\n"
+    )
+    write_org(work, "acme", text)
+    assert main(["test", "rules"]) == 1
+    shown = capsys.readouterr().out
+    dup = text.replace("tests:\n", "tests:\n" + test.removeprefix("tests:\n"))
+    write_org(work, "acme", dup)
+    code, lines = validate(capsys, "rules")
+    assert code == 1 and "duplicate test name 'x\\n::warning::injected\\x1b[2J'" in "\n".join(lines)
+    for line in [*shown.splitlines(), *lines]:
+        assert not line.lstrip().startswith("::") and "\x1b" not in line, line
+    assert "FAIL rules/acme/kare.yaml:14 x\\n::warning::injected\\x1b[2J" in shown, shown
+    assert "s = 'v\\n::error::no'" in shown, shown
+
+
+@pytest.mark.parametrize("linked", ["tests/outside.yaml", "overrides.yaml", "tests"])
+def test_a_linked_test_or_overrides_file_is_refused_before_it_is_read(linked, work, capsys):
+    # As a linked rule file: in a pull request the link would read a file from anywhere on the machine
+    # that checks it, and its keys would be quoted back in the problems.
+    write_org(work, "acme", rule_file())
+    outside = work / "elsewhere"
+    (outside / "tests").mkdir(parents=True)
+    (outside / "tests" / "outside.yaml").write_text("secret_key_name: 1\n")
+    (outside / "overrides.yaml").write_text("secret_key_name: 1\n")
+    target = work / "rules" / "acme" / linked
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(outside / linked)
+    code, lines = validate(capsys, "rules")
+    shown = "\n".join(lines)
+    assert code == 1 and "secret_key_name" not in shown, shown
+    assert f"rules/acme/{linked} is a symbolic link (to {outside / linked})" in shown, shown

@@ -141,3 +141,76 @@ def test_an_earlier_date_after_a_later_one_is_refused(folder):
     assert ran.returncode == 1
     assert "was already published for 2026-09-30; a run for the earlier date 2026-08-31" in ran.stderr
     assert unchanged_but_logged(before, tables(folder))
+
+
+def test_an_owner_column_named_like_a_working_column_of_the_actions_gives_its_own_value(tmp_path):
+    # An input named source, title or priority (or account_id beside another key) made the action's owner
+    # that working column's value ('category', the title, 'high'), or failed the run on a duplicate column.
+    from kare_rules.cli import main
+
+    names = ("source", "title", "priority", "account_id", "owner_column", "since")
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        + "".join(f"  {n}: {{type: string}}\n" for n in names)
+        + "precedence: [keep]\nprofiles:\n  keep:\n    when: {id: {ne: zzz}}\n    actions:\n"
+        + "".join(f"      - {{id: {n.replace('_', '-')}, title: T, due_in_days: 3, owner: {n}}}\n" for n in names)
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame({"id": ["A"], **{n: [f"{n}@example.com"] for n in names}}).write_csv(data)
+    warehouse = tmp_path / "w.duckdb"
+    code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                 "--as-of", "2026-01-01", "--warehouse", str(warehouse)])  # fmt: skip
+    assert code == 0
+    queue = Warehouse(warehouse).read("action_queue").sort("action_id")
+    assert queue.select("action_id", "owner").rows() == sorted((n.replace("_", "-"), f"{n}@example.com") for n in names)
+
+
+def test_trend_columns_named_like_the_account_values_columns_are_kept_as_themselves(tmp_path):
+    # account_values is long (account_id, column_name, value): a trend on an input called value or
+    # column_name failed every run on a duplicate column (one on account_id is refused by the loader).
+    from kare_rules.cli import main
+
+    names = ("value", "column_name")
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        + "".join(f"  {n}: {{type: integer}}\n" for n in names)
+        + "derived:\n"
+        + "".join(f"  {n}_change: {{change_of: {n}}}\n" for n in names)
+        + "precedence: [keep]\nprofiles:\n  keep: {when: {value_change: {gte: 0}}}\n"
+    )
+    warehouse = tmp_path / "w.duckdb"
+    for day, base in (("2026-01-01", 1), ("2026-01-02", 2)):
+        data = tmp_path / f"{day}.csv"
+        pl.DataFrame({"id": ["A"], **{n: [base * (i + 1)] for i, n in enumerate(names)}}).write_csv(data)
+        code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                     "--as-of", day, "--warehouse", str(warehouse)])  # fmt: skip
+        assert code == 0
+    values = Warehouse(warehouse).read("account_values").filter(pl.col("as_of") == dt.date(2026, 1, 2))
+    assert sorted(values.select("account_id", "column_name", "value").rows()) == [
+        ("A", "column_name", 4.0), ("A", "value", 2.0),
+    ]  # fmt: skip
+    assert Warehouse(warehouse).read("account_categories")["category"].to_list() == ["keep"]  # value rose by 1
+
+
+def test_a_blocked_run_shows_control_characters_of_the_data_escaped(tmp_path, capsys):
+    # The first failures quote ids and values: a line break or ESC in one reached the terminal or a CI log
+    # (where a line starting with '::' is a workflow command) as it was.
+    from kare_rules.cli import main
+
+    folder = tmp_path / "rules" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        "  n: {type: integer}\nprecedence: [keep]\nprofiles:\n  keep: {when: {n: {gte: 0}}}\n"
+    )
+    data = tmp_path / "a.csv"
+    pl.DataFrame({"id": ["A\x1b[2J"], "n": ["x\n::error::injected"]}).write_csv(data)
+    code = main(["run", "--org", "mini", "--rules-dir", str(tmp_path / "rules"), "--input", str(data),
+                 "--as-of", "2026-01-01", "--warehouse", str(tmp_path / "w.duckdb")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "First failures: row 1 (A\\x1b[2J): n: x\\n::error::injected is not" in err, err
+    assert "\x1b" not in err and not any(line.lstrip().startswith("::") for line in err.splitlines()), err

@@ -15,7 +15,7 @@ from kare_rules.cli.common import (
     rules_option,
     table,
 )
-from kare_rules.errors import DataError, UsageError
+from kare_rules.errors import DataError, UsageError, one_line
 
 
 def previous_values(args: argparse.Namespace, rules):
@@ -206,22 +206,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     mine = mine.drop("_kare_source_row")
     if mine.height == 0:
         raise DataError(f"account {account!r} is not in the input (key column '{rules.key}'){_near(rules, args)}")
-    shown = account if account == account.strip() else repr(account)  # ' A' is not A: show where it ends
+    # ' A' is not A: show where it ends; and a control character is shown, not sent to the terminal
+    shown = account if account == account.strip() and account.isprintable() else repr(account)
     checked = validate_accounts(rules, mine)
     if checked.quarantine.height:  # as `kare categorize` and `kare run` would: not categorized, set aside
         err(f"account {shown} is not categorized: its input fails validation and would be quarantined")
         for r in checked.quarantine.iter_rows(named=True):  # row_number counts the rows read, 1-based
-            err(f"  row {rows[r['row_number'] - 1] + 1}: {'; '.join(r['reasons'])}")
+            err(f"  row {rows[r['row_number'] - 1] + 1}: {one_line('; '.join(r['reasons']))}")
         return EXIT_FAIL
     previous = previous_values(args, rules)
     nodes = explain_account(rules, checked.valid, as_of, account, previous)
     result = categorize(rules, checked.valid, as_of, previous=previous, edges=True)
     out(f"account {shown} as of {as_of} ({rules.organization} {rules.version}): {result['category'][0]}")
     if pin := _pinned(rules, checked.valid, as_of, overrides_beside(args.rules, rules)):  # what a run publishes
-        out(f"override: a run publishes {pin.category} (pinned by {pin.author} until {pin.expires}: {pin.reason}); "
+        out(f"override: a run publishes {pin.category} (pinned by {one_line(pin.author)} until {pin.expires}: "
+            f"{one_line(pin.reason)}); "
             "the category above and the lines below are the rules' own view")  # fmt: skip
-    out(f"reason: {result['reason'][0]}")
-    out(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}")
+    # Reasons and the tree quote the account's values: a line break or ESC in one is shown escaped.
+    out(one_line(f"reason: {result['reason'][0]}"))
+    out(one_line(f"next: {describe_edges(rules, checked.valid, as_of, previous=previous)[0]}"))
     if watches := result["watches"][0].to_list():
         # A run gives a pinned account no watch actions (docs/rule-format.md, overrides): saying they open
         # would send the reader to look for actions that are not there.
@@ -233,7 +236,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     # the categories the file defines, in order: without `precedence:` the default order names all five
     out("precedence: " + " → ".join(r.name for r in rules.ordered()) + " (first that holds wins)")
     for line in render_tree(nodes):
-        out(line)
+        out(one_line(line))
     trend_note(args, rules)
     return EXIT_OK
 

@@ -14,7 +14,7 @@ from kare_rules.cli.common import (
     out,
     rule_files,
 )
-from kare_rules.errors import DataError, UsageError, display_path
+from kare_rules.errors import DataError, UsageError, display_path, one_line
 
 
 @command
@@ -111,12 +111,13 @@ class _FileTests:
         lines = []
         for r in self.results:
             where = f"{r.test.path or self.path}:{r.test.line}"
+            # Names, values and reasons come from the rule file: each shown on its own line, escaped.
             if r.passed:
                 if verbose:
-                    lines.append(f"PASS {where} {r.test.name}")
+                    lines.append(f"PASS {where} {one_line(r.test.name)}")
                 continue
-            lines.append(f"FAIL {where} {r.test.name}")
-            lines.extend("     " + line for line in _failure_lines(r))
+            lines.append(f"FAIL {where} {one_line(r.test.name)}")
+            lines.extend("     " + one_line(line) for line in _failure_lines(r))
         return lines
 
     def as_json(self) -> dict:

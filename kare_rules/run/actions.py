@@ -38,6 +38,12 @@ def _action_rows(actions: tuple[m.Action, ...]) -> pl.DataFrame:
     )  # fmt: skip
 
 
+# The owner columns travel as OWNER_PREFIX + input name: an input may be called account_id (beside another
+# key), source, title or priority, like a column of the wanted actions, and the action's owner was then
+# that column's value ('high'), or the run failed on a duplicate column.
+OWNER_PREFIX = "_kare_owner_"
+
+
 def owner_columns(rules: m.RuleSet) -> list[str]:
     """Input columns that name an action's owner."""
     owners = {a.owner for r in rules.categories.values() for a in r.actions}
@@ -57,7 +63,8 @@ def wanted_actions(
     """Every action the current categories, this run's moves and the watches that hold ask for, keyed stably.
 
     `current` (account_id, category, valid_from) holds every categorized account after the run;
-    `opened` the history rows this run opened; `owners` the owner columns of today's valid accounts;
+    `opened` the history rows this run opened; `owners` account_id and the owner columns of today's valid
+    accounts (each named OWNER_PREFIX + its input);
     `watched` (account_id, watches) the ids of the watches holding for today's accounts.
     A category action's key carries the date the account entered the category, so an action done
     during a stay is not reopened, and a later return to the category opens a fresh one. A watch's
@@ -102,7 +109,8 @@ def wanted_actions(
         wanted = wanted.join(owners, on="account_id", how="left")
     owner = pl.lit(None, dtype=pl.String)
     for c in owners.columns[1:]:
-        owner = pl.when(pl.col("owner_column") == c).then(pl.col(c)).otherwise(owner)
+        name = c.removeprefix(OWNER_PREFIX)
+        owner = pl.when(pl.col("owner_column") == name).then(pl.col(c)).otherwise(owner)
     tag = (
         pl.when(pl.col("source") == "category")
         .then(pl.col("category"))

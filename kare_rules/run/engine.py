@@ -21,7 +21,7 @@ from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import KareError, UsageError
 from kare_rules.loader import is_safe_org, load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
-from kare_rules.run.actions import action_changes, owner_columns
+from kare_rules.run.actions import OWNER_PREFIX, action_changes, owner_columns
 from kare_rules.run.history import history_changes, real_moves, transition_rows
 from kare_rules.run.quality import (
     CheckResult,
@@ -281,11 +281,19 @@ def override_moves(
 
 def trend_values(rules: m.RuleSet, valid: pl.DataFrame, org: str, as_of: dt.date) -> pl.DataFrame:
     """Today's values of the columns trends read, long (account_values rows): the next run's baseline."""
-    cols = rules.trend_columns
+    # Under names of our own until unpivoted: a trend column may be called value, column_name or account_id.
+    private = {f"_kare_trend_{i}": c for i, c in enumerate(rules.trend_columns)}
     return (
-        valid.select(pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.Float64) for c in cols])
-        .unpivot(index="account_id", on=list(cols), variable_name="column_name", value_name="value")
-        .with_columns(pl.lit(org).alias("org"), pl.lit(as_of).alias("as_of"))
+        valid.select(
+            pl.col(rules.key).cast(pl.String).alias("account_id"),
+            *[pl.col(c).cast(pl.Float64).alias(p) for p, c in private.items()],
+        )
+        .unpivot(index="account_id", on=list(private), variable_name="column_name", value_name="value")
+        .with_columns(
+            pl.col("column_name").replace_strict(private, return_dtype=pl.String),
+            pl.lit(org).alias("org"),
+            pl.lit(as_of).alias("as_of"),
+        )
     )
 
 
@@ -584,7 +592,8 @@ def _run(
 
         progress(f"{where}actions", units + 3, total_units)
         people = checked.valid.select(
-            pl.col(rules.key).cast(pl.String).alias("account_id"), *[pl.col(c).cast(pl.String) for c in owners]
+            pl.col(rules.key).cast(pl.String).alias("account_id"),
+            *[pl.col(c).cast(pl.String).alias(OWNER_PREFIX + c) for c in owners],
         )
         open_now = s.open_actions(org, within, OPEN_ACTION_COLUMNS)
         watched = categories.select("account_id", "watches")

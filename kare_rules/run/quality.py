@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.errors import DataError, UsageError
+from kare_rules.errors import DataError, UsageError, one_line
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,12 @@ def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) ->
                                                          "input_rows": input_rows, "limit": limit})  # fmt: skip
     if not result.passed:
         first = quarantine.sort("row_number").head(3)
-        examples = "; ".join(
+        # The ids and reasons quote the data: a line break or ESC in a value is shown escaped, not obeyed by
+        # the terminal or a CI log (where a line starting with '::' is a workflow command).
+        examples = one_line("; ".join(
             f"row {r['row_number']} ({r['account_id'] or 'no key'}): {', '.join(r['reasons'])}"
             for r in first.iter_rows(named=True)
-        )
+        ))  # fmt: skip
         raise RunBlocked(
             f"{quarantine.height} of {input_rows} input rows ({share:.1%}) failed validation, above the limit of "
             f"{limit:.0%}; nothing was published. First failures: {examples}. Fix the source or raise the limit "

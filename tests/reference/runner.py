@@ -16,7 +16,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.engine import categorize
-from kare_rules.errors import DataError, KareError
+from kare_rules.errors import DataError, KareError, one_line
 from kare_rules.overrides import Override, overrides_digest
 from kare_rules.run.engine import categorize_run as engine_categorize_run
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty
@@ -84,10 +84,10 @@ def check_quarantine(quarantine: pl.DataFrame, rows: int, max_share: float) -> N
     share = quarantine.height / rows if rows else 0.0
     if share > max_share:
         first = quarantine.bottom_k(3, by="row_number").sort("row_number")
-        examples = "; ".join(
+        examples = one_line("; ".join(
             f"row {r['row_number']} ({r['account_id'] or 'no key'}): {', '.join(r['reasons'])}"
             for r in first.iter_rows(named=True)
-        )
+        ))  # fmt: skip
         raise QuarantineTooLarge(
             f"{quarantine.height} of {rows} input rows ({share:.1%}) failed validation, above the limit of "
             f"{max_share:.0%}; nothing was published. First failures: {examples}. Fix the source or raise the limit "
