@@ -332,11 +332,11 @@ def categorize_duckdb(
             raise UsageError(f"write a DuckDB table source as duckdb:PATH.duckdb:TABLE (got {text})")
         if not Path(path).exists():
             raise DataError(f"DuckDB file {path} does not exist")
-        from kare_rules.sources import _locked_duckdb
+        from kare_rules.sources import locked_duckdb
 
         try:
             # As every DuckDB source is read: a view or macro in the file must not read local files or URLs.
-            con = _locked_duckdb(path, read_only=True)
+            con = locked_duckdb(path, read_only=True)
         except duckdb.Error as exc:
             raise DataError(f"cannot open DuckDB file {path}: {exc}") from None
         try:

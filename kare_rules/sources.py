@@ -367,12 +367,12 @@ def _open_duckdb(path: str):
     import duckdb
 
     try:
-        return _locked_duckdb(path, read_only=True)
+        return locked_duckdb(path, read_only=True)
     except duckdb.Error as exc:
         raise DataError(f"cannot open {path} as a DuckDB database: {_first_line(exc)}") from None
 
 
-def _locked_duckdb(database: str, read_only: bool):
+def locked_duckdb(database: str, read_only: bool):
     """A DuckDB connection for reading a source: without file or network access (a view in someone else's
     database file must not read local files or URLs into the accounts, and from there into the quarantine),
     in UTC, and with its configuration locked so the query cannot change either.
@@ -437,7 +437,7 @@ def _read_sql(spec: str) -> pl.LazyFrame:
         if database != ":memory:":
             _check_file(Path(database))
         try:
-            con = _locked_duckdb(database, read_only=database != ":memory:")
+            con = locked_duckdb(database, read_only=database != ":memory:")
         except duckdb.Error as exc:
             raise DataError(f"cannot open {database} as a DuckDB database: {_first_line(exc)}") from None
         with con:
