@@ -857,22 +857,26 @@ def _flag_absent_pins(
 _MD_ACTIVE = re.compile(r"[\\`<]|\]\(")  # '<' starts every tag and comment; '>' alone does nothing here
 
 
+def _flat(text: Any) -> str:
+    """Text on one line: a line break inside would end a list item or a table row."""
+    return " ".join(str(text).splitlines())
+
+
 def _md(text: Any) -> str:
     """Plain text as inert Markdown on one line: HTML, code spans and links are escaped."""
-    one_line = " ".join(str(text).splitlines())
-    return _MD_ACTIVE.sub(lambda hit: "\\" + hit[0] if len(hit[0]) == 1 else "]\\(", one_line)
+    return _MD_ACTIVE.sub(lambda hit: "\\" + hit[0] if len(hit[0]) == 1 else "]\\(", _flat(text))
 
 
 def _code(text: Any) -> str:
     """Text as one inline code span, whatever backticks it holds (the fence is longer than any of its runs)."""
-    one_line = " ".join(str(text).splitlines())
-    fence = "`" * (max(map(len, re.findall("`+", one_line)), default=0) + 1)
-    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
-    return f"{fence}{pad}{one_line}{pad}{fence}"
+    flat = _flat(text)
+    fence = "`" * (max(map(len, re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _flat(text).replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:

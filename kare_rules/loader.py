@@ -13,7 +13,7 @@ from kare_rules import model as m
 from kare_rules.digest import rules_digest
 from kare_rules.errors import Problem, RuleFileError, display_path
 from kare_rules.schema import did_you_mean, name_matches, schema_json, schema_problems
-from kare_rules.yamlsource import DocPath, Document, load_document, retell_empty
+from kare_rules.yamlsource import DocPath, Document, load_document
 
 RULE_FILE_NAMES = ("kare.yaml", "kare.yml")
 # \Z, not $: Python's $ also matches before a trailing newline, and 'acme\n' is no organization.
@@ -243,7 +243,7 @@ def check_test_file(path: Path, rules: m.RuleSet) -> tuple[list[m.RuleTest], lis
     linked = link_problem(path)
     if linked:
         return [], [linked]
-    doc = retell_empty(load_document(path), "a test file holds one key, 'tests:', with a list of test cases")
+    doc = load_document(path, empty="a test file holds one key, 'tests:', with a list of test cases")
     if doc.data is None:
         return [], doc.problems
     # As for the rule file: a file that parsed despite a problem (a date not on the calendar, a duplicate

@@ -15,7 +15,7 @@ from kare_rules import model as m
 from kare_rules.errors import RuleFileError
 from kare_rules.loader import RULE_FILE_NAMES, link_problem
 from kare_rules.schema import OVERRIDES_SCHEMA, schema_problems
-from kare_rules.yamlsource import load_document, retell_empty
+from kare_rules.yamlsource import load_document
 
 OVERRIDES_FILE = "overrides.yaml"
 
@@ -36,7 +36,7 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
         raise RuleFileError([linked])
     if not path.exists():
         return ()
-    doc = retell_empty(load_document(path), "it should start with 'format: kare-overrides/v1'")
+    doc = load_document(path, empty="it should start with 'format: kare-overrides/v1'")
     parsed = list(doc.problems)
     if not parsed and not isinstance(doc.data, dict):
         parsed.append(doc.problem((), "an overrides file is a mapping with 'format:' and 'overrides:'"))
@@ -48,7 +48,7 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
     problems = parsed + [p for p in schema_problems(doc, schema=OVERRIDES_SCHEMA) if (p.line, p.column) not in located]
     out: list[Override] = []
     seen: dict[str, int] = {}
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()  # parsed above: it is text
+    text = doc.text.splitlines()  # the values as written, for ids YAML reads as numbers
     for i, o in enumerate(doc.data.get("overrides") or []):
         if not isinstance(o, dict) or not {"account", "category", "reason", "author", "expires"} <= set(o):
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Document:
     value_at: dict[DocPath, tuple[int, int]] = field(default_factory=dict)
     key_at: dict[DocPath, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    text: str = ""  # the text parsed, for a caller that needs a value as written
 
     def where(self, doc_path: DocPath, *, key: bool = False) -> tuple[int, int]:
         """Line and column of a path; the nearest enclosing node when the path itself is absent."""
@@ -59,14 +60,18 @@ class _Stop(Exception):
     """The document cannot be read on: the problem is recorded, nothing more is parsed."""
 
 
-def parse_text(text: str, path: str) -> Document:
-    """Parse YAML text; syntax errors become problems rather than exceptions.
+RULE_FILE_START = "it should start with 'format: kare/v1'"  # what an empty rule file lacks
+
+
+def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
+    """Parse YAML text; syntax errors become problems rather than exceptions. `empty` says what an empty
+    file should hold (a rule file's first line by default; a test or overrides file holds something else).
 
     The document is built from the parser's events in one loop with an explicit stack, so its cost
     follows the size of the text: anchors and aliases (which could expand a small file into billions of
     nodes) are refused, and so is nesting deeper than MAX_NESTING (which would exhaust the stack).
     """
-    doc = Document(path=path, data=None)
+    doc = Document(path=path, data=None, text=text)
     if len(text) > MAX_FILE_BYTES:
         doc.problems.append(Problem(path, 1, 1, _too_big(len(text))))
         return doc
@@ -76,7 +81,7 @@ def parse_text(text: str, path: str) -> Document:
         doc.problems.append(Problem(path, 1, 1, "the text is not valid Unicode; save the file as UTF-8"))
         return doc
     try:
-        _Builder(loader, doc).run()
+        _Builder(loader, doc, f"the file is empty; {empty}").run()
     except _Stop:
         doc.data = None
     except yaml.MarkedYAMLError as exc:
@@ -121,9 +126,10 @@ class _Frame:
 class _Builder:
     """Plain data and positions from a stream of YAML events."""
 
-    def __init__(self, loader: Any, doc: Document):
+    def __init__(self, loader: Any, doc: Document, empty: str):
         self.loader = loader
         self.doc = doc
+        self.empty = empty  # the problem of an empty document
         self.stack: list[_Frame | None] = []  # None: inside a node that is being skipped
         self.refused = False  # a problem that leaves no usable data, found while parsing on
 
@@ -134,7 +140,7 @@ class _Builder:
         ev = self.loader
         ev.get_event()  # StreamStart
         if ev.check_event(yaml.StreamEndEvent):
-            self.doc.problems.append(Problem(self.doc.path, 1, 1, EMPTY_FILE))
+            self.doc.problems.append(Problem(self.doc.path, 1, 1, self.empty))
             raise _Stop
         ev.get_event()  # DocumentStart
         root = _Frame([], ())  # a one-item list holding the document's node
@@ -149,7 +155,7 @@ class _Builder:
             raise _Stop
         self.doc.data = root.container[0] if root.container else None
         if self.doc.data is None and not self.doc.problems:  # `---` alone, or `null`
-            self.doc.problems.append(Problem(self.doc.path, 1, 1, EMPTY_FILE))
+            self.doc.problems.append(Problem(self.doc.path, 1, 1, self.empty))
 
     def event(self, e: Any) -> None:
         if isinstance(e, yaml.MappingEndEvent | yaml.SequenceEndEvent):
@@ -266,19 +272,9 @@ def _too_big(size: int) -> str:
     )
 
 
-EMPTY_FILE = "the file is empty; it should start with 'format: kare/v1'"
-
-
-def retell_empty(doc: Document, instead: str) -> Document:
-    """A test file or overrides.yaml that is empty says what that file holds, not what a rule file starts with."""
-    doc.problems[:] = [replace(p, message=f"the file is empty; {instead}") if p.message == EMPTY_FILE else p
-                       for p in doc.problems]  # fmt: skip
-    return doc
-
-
-def load_document(path: str | Path) -> Document:
+def load_document(path: str | Path, empty: str = RULE_FILE_START) -> Document:
     """Read and parse a YAML file; an unreadable, binary, special or oversized file becomes a problem,
-    not a traceback, a hang or a read of gigabytes."""
+    not a traceback, a hang or a read of gigabytes. `empty`: what an empty file should hold (`parse_text`)."""
     shown = display_path(path)
     try:
         raw = read_regular_file(path, MAX_FILE_BYTES)
@@ -293,7 +289,7 @@ def load_document(path: str | Path) -> Document:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return Document(shown, None, problems=[Problem(shown, line, 1, "the file is not UTF-8 text; save it as UTF-8")])
-    return parse_text(text, shown)
+    return parse_text(text, shown, empty)
 
 
 class RefusedFile(Exception):
