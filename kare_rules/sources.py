@@ -320,7 +320,8 @@ def _first_line(exc: BaseException) -> str:
     return _masked((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
-_PASSWORD = re.compile(r"(://[^:/@\s\[\]]+:)[^@\s]+@")
+# Up to the last @ of the URL: an unencoded @ in a password hides the rest of it too.
+_PASSWORD = re.compile(r"(://[^:/@\s\[\]]+:)\S*@")
 
 
 def _masked(text: str) -> str:
@@ -473,20 +474,18 @@ def _read_sql(spec: str) -> pl.LazyFrame:
                     # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
                     cur.execute(query, prepare=True)
                     if cur.description is None:
-                        raise DataError(
-                            f"the query of source sql:{_safe_url(url)} returns no rows (it is not a SELECT)"
-                        )
+                        raise DataError(f"the query of source sql:{_masked(url)} returns no rows (it is not a SELECT)")
                     names = [d.name for d in cur.description]
                     rows = cur.fetchall()
                 conn.rollback()  # nothing to keep: a source only reads
         except psycopg.Error as exc:
             raise DataError(
-                f"the query of source sql:{_safe_url(url)} failed (a source is one SELECT, run read-only): "
+                f"the query of source sql:{_masked(url)} failed (a source is one SELECT, run read-only): "
                 f"{_first_line(exc)}"
             ) from None
         return _converted(lambda: pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None),
-                          f"sql:{_safe_url(url)}").lazy()  # fmt: skip
-    raise UsageError(f"unsupported database URL {_safe_url(url)!r}; use postgresql://… or duckdb:///path")
+                          f"sql:{_masked(url)}").lazy()  # fmt: skip
+    raise UsageError(f"unsupported database URL {_masked(url)!r}; use postgresql://… or duckdb:///path")
 
 
 # A Rust panic inside Polars (a NUMERIC NaN from PostgreSQL) reaches Python as a BaseException.
@@ -503,15 +502,6 @@ def _converted(make: Callable[[], pl.DataFrame], source: str) -> pl.DataFrame:
             f"the result of source {source} has a value or column kare cannot read: {_first_line(exc)}. Select "
             "the account columns the rules declare, cast others to text in the query (e.g. id::text)"
         ) from None
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, fit for a message or a log."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not (sep and at and ":" in userinfo):
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def write_frame(df: pl.DataFrame, path: str | Path) -> None:

@@ -559,6 +559,14 @@ def test_an_ipv6_host_is_not_taken_for_the_end_of_the_url(tmp_path, capsys):
     assert "sql:postgresql://kare:***@[::1]:1/db failed" in err and "s3cret" not in err
 
 
+def test_a_password_holding_an_at_sign_is_masked_whole(tmp_path, capsys):
+    source = "sql:postgresql://kare:pa@ss-word@127.0.0.1:1/db::SELECT 1"  # nothing listens on port 1
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    # (the driver itself reads the host as 'ss-word@127.0.0.1' and says so: a password's @ must be written %40)
+    assert "sql:postgresql://kare:***@127.0.0.1:1/db failed" in err, err
+
+
 def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
     rows = _good().head(3)
     whole = tmp_path / "whole.csv"
