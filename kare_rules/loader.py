@@ -217,9 +217,13 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
             owner = _owning_rule_file(p)
             if owner is None:
                 found.append(p)
-            elif owner not in found:
+            else:
                 found.append(owner)
-    return found
+    # A file named twice (rules/acme and rules/acme/kare.yaml; ./rules and rules) is checked once.
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
 
 
 def _owning_rule_file(path: Path) -> Path | None:
