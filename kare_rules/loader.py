@@ -219,10 +219,11 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
                 found.append(p)
             else:
                 found.append(owner)
-    # A file named twice (rules/acme and rules/acme/kare.yaml; ./rules and rules) is checked once.
-    unique: dict[Path, Path] = {}
+    # A file named twice (rules/acme and rules/acme/kare.yaml; ./rules and rules) is checked once. By its
+    # path as written, links not followed: an organization linked to another is a problem to report.
+    unique: dict[str, Path] = {}
     for p in found:
-        unique.setdefault(p.resolve(), p)
+        unique.setdefault(os.path.abspath(p), p)
     return list(unique.values())
 
 

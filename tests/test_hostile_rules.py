@@ -7,6 +7,7 @@ address-space limit, so a regression fails the test instead of taking the machin
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -503,7 +504,7 @@ def test_in_lists_past_the_value_limit_are_refused_counting_each_use_of_a_trait(
 def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
     # A '<!--' in an action title hid the rest of the comment on GitHub (the failing test, the version
     # check); a test name could load an image from anywhere; a backtick in a value or account id closed
-    # its code span and let what follows be HTML.
+    # its code span and let what follows be HTML; an @team in a title notified that team.
     import polars as pl
     from markdown_it import MarkdownIt
 
@@ -522,10 +523,11 @@ def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
         )
 
     before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
-    after = load_rules_text(rules("Call <!-- the rest is hidden", "b` <!-- x"), "after/acme/kare.yaml")
+    after = load_rules_text(rules("Call @acme/sales <!-- the rest is hidden", "b` <!-- x"), "after/acme/kare.yaml")
     accounts = pl.DataFrame({"account_id": ["x` <!-- y", "z"], "plan": ["b` <!-- x", "b"]})
     text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
-    assert "Call \\<!-- the rest is hidden" in text, text  # shown as written
+    assert "Call @\u200bacme/sales \\<!-- the rest is hidden" in text, text  # shown as written, mentioning nobody
+    assert not re.search(r"(?<!\w)@\w", text), text  # GitHub would notify @acme/sales at each comment
 
     def kinds(tokens) -> set[str]:
         return {t.type for t in tokens} | {k for t in tokens if t.children for k in kinds(t.children)}
