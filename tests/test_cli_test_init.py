@@ -440,6 +440,18 @@ def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail
     assert all(c.find("failure") is None for c in suites[1].findall("testcase"))
 
 
+def test_junit_stays_well_formed_xml_when_a_test_name_holds_a_control_character(work, capsys):
+    # YAML's "\x1b" is an ESC, which XML 1.0 cannot hold even as a character reference: written as it
+    # is, the CI system could read no result of the whole run.
+    text = failing(RULES).replace("name: big payer is expand", 'name: "big \\x1b[31m payer"')
+    write_org(work, "acme", text)
+    code, out, _ = run(capsys, "test", "--format", "junit")
+    case = ET.fromstring(out).find("testsuite/testcase")
+    assert code == 1
+    assert case.get("name") == "big \\x1b[31m payer"
+    assert case.find("failure").get("message") == "category: expected keep, got expand"
+
+
 # What the common JUnit schema (Jenkins' junit-10.xsd, as pytest's xunit2 output follows) allows.
 JUNIT_ATTRIBUTES = {
     "testsuites": {"name", "time", "tests", "failures", "disabled", "errors"},
