@@ -1318,7 +1318,8 @@ class _Checker:
             self.err(
                 where,
                 f"next_move_on {day.isoformat()} is not within the {m.DEFAULT_HORIZON_DAYS} days after as_of "
-                f"{as_of.isoformat()}; write a later date, at most {m.DEFAULT_HORIZON_DAYS} days after as_of",
+                f"{as_of.isoformat()}; write a date from {(as_of + dt.timedelta(days=1)).isoformat()} to "
+                f"{(as_of + dt.timedelta(days=m.DEFAULT_HORIZON_DAYS)).isoformat()}",
             )
             return None
         return day
