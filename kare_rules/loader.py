@@ -785,7 +785,7 @@ class _Checker:
                     self.check_allowed(column, item, (*where, i))
             return m.Predicate(column, op, items) if len(self.problems) == n else None
         if op in ("eq", "ne") and ctype == "boolean" and not isinstance(value, bool):
-            self.err(where, f"'{column}' is boolean: compare it with true or false, not {value!r}")
+            self.err(where, f"'{column}' is boolean: compare it with true or false, not {_written(value)}")
             return None
         typed = self.value_for(ctype, value, where, column)
         if op in ("eq", "ne") and len(self.problems) == n:
@@ -823,7 +823,7 @@ class _Checker:
         elif ctype in ("integer", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 article = "an" if ctype == "integer" else "a"
-                bad = f"'{column}' is {article} {ctype} column; write a number, not {value!r}"
+                bad = f"'{column}' is {article} {ctype} column; write a number, not {_written(value)}"
             elif ctype == "integer" and isinstance(value, float) and not value.is_integer():
                 # is_integer is false for inf and nan too, which int() would raise on.
                 bad = f"'{column}' is an integer column; write a whole number, not {value!r}"
@@ -845,7 +845,7 @@ class _Checker:
                 )
         elif ctype == "boolean":
             if not isinstance(value, bool):
-                bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
+                bad = f"'{column}' is a boolean column; write true or false, not {_written(value)}"
         elif ctype in ("date", "datetime"):
             parsed = _as_date(value, ctype)
             if _zoned(value):
@@ -856,7 +856,7 @@ class _Checker:
             elif parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
                 bad = f"'{value}' is not a calendar date; write YYYY-MM-DD"
             elif parsed is None:
-                bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
+                bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {_written(value)}"
             else:
                 return parsed
         if bad:
@@ -1212,7 +1212,7 @@ class _Checker:
                 )
             as_of = _as_date(t["as_of"], "date")
             if as_of is None or isinstance(as_of, dt.datetime):
-                self.err((*here, "as_of"), f"as_of {t['as_of']!r} is not a date; write YYYY-MM-DD")
+                self.err((*here, "as_of"), f"as_of {_written(t['as_of'])} is not a date; write YYYY-MM-DD")
             account = t["account"]
             if not isinstance(account, dict):
                 self.err((*here, "account"), "account is a mapping of column: value")
@@ -1426,6 +1426,12 @@ def _hashable(value: Any) -> bool:
 
 def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _written(value: Any) -> str:
+    """A value as the rule file wrote it (true, 2026-01-01, 'text'), not as Python shows it (True,
+    datetime.date(2026, 1, 1))."""
+    return repr(value) if isinstance(value, str) else _plain(value)
 
 
 def _kind(value: Any) -> str:

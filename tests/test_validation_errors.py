@@ -153,6 +153,18 @@ SEMANTIC_CASES = [
         id="string-for-integer",
     ),
     pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gte: 2026-01-01}}")],
+        "2026-01-01",
+        ["'seats' is an integer column; write a number, not 2026-01-01"],
+        id="date-for-integer-shown-as-written",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{churned_on: {gte: true}}")],
+        "true}}",
+        ["'churned_on' is a date column; write a date as YYYY-MM-DD, not true"],
+        id="boolean-for-date-shown-as-written",
+    ),
+    pytest.param(
         [("{seats: {gte: 5}}", "{seats: {gte: 5.5}}")],
         "5.5",
         ["'seats' is an integer column; write a whole number, not 5.5"],
