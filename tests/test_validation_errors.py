@@ -619,6 +619,19 @@ def test_a_ratio_with_one_column_says_it_needs_two(tmp_path):
     assert f"{SHOWN}:{at(text, '[seats]')}: derived.days_since_churn.ratio needs at least 2 items, not 1" in lines
 
 
+def test_a_derived_column_with_two_kinds_says_to_split_it(tmp_path):
+    text = mutate(
+        (
+            "days_since_churn: {days_since: churned_on}",
+            "days_since_churn: {days_since: churned_on, days_until: churned_on}",
+        )
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '{days_since: churned_on, ')}: derived.days_since_churn has 2 kinds "
+        "(days_since, days_until); a derived column has one: give each its own column"
+    )
+
+
 def test_an_unquoted_no_for_a_string_column_explains_yaml_booleans(tmp_path):
     text = mutate(("{sector: other}", "{sector: no}"))
     assert only_problem(tmp_path, text) == (
