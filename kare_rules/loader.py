@@ -768,8 +768,9 @@ class _Checker:
             )
             return None
         if op in ("in", "not_in", "between"):
-            if not isinstance(value, list) or not value:
-                self.err(where, f"'{op}' takes a list, e.g. {column}: {{{op}: [a, b]}}")
+            if not isinstance(value, list) or (not value and op != "between"):
+                what = "a non-empty list" if isinstance(value, list) else "a list"
+                self.err(where, f"'{op}' takes {what}, e.g. {column}: {{{op}: [a, b]}}")
                 return None
             if op == "between" and len(value) != 2:
                 self.err(where, f"'between' takes [low, high] (two values, both included); got {len(value)}")

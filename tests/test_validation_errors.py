@@ -195,6 +195,18 @@ SEMANTIC_CASES = [
         id="in-without-a-list",
     ),
     pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {not_in: []}}")],
+        "[]}}",
+        ["'not_in' takes a non-empty list, e.g. seats: {not_in: [a, b]}"],
+        id="in-with-an-empty-list",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {between: []}}")],
+        "[]}}",
+        ["'between' takes [low, high] (two values, both included); got 0"],
+        id="between-with-an-empty-list",
+    ),
+    pytest.param(
         [("{seats: {gte: 5}}", "{seats: {between: [9, 1]}}")],
         "[9, 1]",
         ["between [9, 1] is empty: write the low value first"],
