@@ -926,7 +926,13 @@ class _Checker:
             return m.CATEGORIES
         seen: set[str] = set()
         for i, c in enumerate(raw):
-            if c not in m.CATEGORIES:
+            if c == m.UNASSIGNED:
+                self.err(
+                    ("precedence", i),
+                    "'unassigned' is not written in precedence: it is what an account gets when no category in it "
+                    "holds; remove it",
+                )
+            elif c not in m.CATEGORIES:
                 self.err(
                     ("precedence", i),
                     f"unknown category {c!r} in precedence{did_you_mean(str(c), m.CATEGORIES)}"

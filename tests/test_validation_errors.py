@@ -297,6 +297,12 @@ SEMANTIC_CASES = [
         id="precedence-repeated-category",
     ),
     pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, recapture, attain, unassigned]")],
+        "unassigned]",
+        ["'unassigned' is not written in precedence: it is what an account gets when no category", "remove it"],
+        id="precedence-names-unassigned",
+    ),
+    pytest.param(
         [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, expand, keep, recapture, attain]")],
         "expand",
         ["'expand' is in precedence but not defined; define it or remove it"],
