@@ -637,6 +637,22 @@ def test_a_ratio_with_one_column_says_it_needs_two(tmp_path):
     assert f"{SHOWN}:{at(text, '[seats]')}: derived.days_since_churn.ratio needs at least 2 items, not 1" in lines
 
 
+def test_an_action_missing_a_key_is_one_problem_not_also_an_unknown_id_in_a_test(tmp_path):
+    # A misspelt due_in_days drops the action from the rules; a test expecting it by id is not wrong too.
+    text = mutate(
+        (
+            "{id: renew, title: Confirm renewal, due_in_days: 30}",
+            "{id: renew, title: Confirm renewal, due_in_dayz: 30}",
+        ),
+        ("expect: keep\n", "expect: keep\n    actions: [renew]\n"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, '{id: renew')}: missing required key 'due_in_days' in profiles.keep.actions.0; add it",
+        f"{SHOWN}:{at(text, 'due_in_dayz')}: unknown key 'due_in_dayz' in profiles.keep.actions.0; "
+        "did you mean 'due_in_days'?",
+    ]
+
+
 def test_a_derived_column_with_two_kinds_says_to_split_it(tmp_path):
     text = mutate(
         (
