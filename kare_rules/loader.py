@@ -219,7 +219,13 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
                 found.append(p)
             elif owner not in found:
                 found.append(owner)
-    return found
+    # A file named twice (rules/acme/kare.yaml and rules/acme, or rules and rules/acme) is checked once:
+    # its tests would otherwise run and count twice. Not by resolving links: a linked organization
+    # (rules/evil -> cloudnine) must still be seen, and refused.
+    unique: dict[str, Path] = {}
+    for f in found:
+        unique.setdefault(os.path.normpath(os.path.abspath(f)), f)
+    return list(unique.values())
 
 
 def _owning_rule_file(path: Path) -> Path | None:

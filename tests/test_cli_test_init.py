@@ -518,6 +518,15 @@ def test_junit_uses_only_the_common_schema_and_reports_invalid_and_testless_file
 # ---- no tests, --require-tests, no rules/ ---------------------------------------------------------
 
 
+def test_a_rule_file_named_twice_is_checked_and_counted_once(work, capsys):
+    # As a hook or a script may name it: the directory of rules, the organization and the file itself.
+    write_org(work, "acme", RULES)
+    code, out, _ = run(capsys, "test", "rules", "rules/acme", "./rules/acme/kare.yaml")
+    assert (code, out.splitlines()) == (0, ["2 passed, 0 failed"])
+    code, out, _ = run(capsys, "validate", "rules/acme/kare.yaml", "rules/acme")
+    assert (code, out.splitlines()) == (0, ["1 valid, 0 invalid"])
+
+
 def test_a_file_without_tests_says_so_and_require_tests_fails_it(work, capsys):
     write_org(work, "bare", NO_TESTS)
     code, out, _ = run(capsys, "test")
