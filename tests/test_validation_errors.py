@@ -614,6 +614,19 @@ def test_a_duplicate_yaml_key_is_located_at_the_second_key(tmp_path):
     ]
 
 
+def test_a_null_or_date_key_is_named_as_written_not_called_a_list_or_mapping(tmp_path):
+    # YAML reads `~:` as a null and `2026-01-01:` as a date; neither is a list or a mapping.
+    text = mutate(
+        ("version: 1.0.0\n", "version: 1.0.0\n~: 1\n"),
+        ("sector: retail, seats: 3}", "sector: retail, seats: 3, 2026-01-01: 3}"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:4:1: unknown key '~' in the top level; allowed keys: format, organization, version, description, "
+        "owners, inputs, derived, traits, precedence, exit, profiles, transitions, watch, tests",
+        f"{SHOWN}:{at(text, '2026-01-01: 3')}: unknown column '2026-01-01' in test account",
+    ]
+
+
 # ---- findings of a review, each once a traceback or a misleading line -----------------------------
 
 
