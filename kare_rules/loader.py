@@ -408,9 +408,11 @@ class _Checker:
                 if ctype == "boolean":
                     self.err((*where, "allowed"), "'allowed' does not apply to a boolean column; remove it", key=True)
                 else:
-                    allowed = tuple(
+                    typed = (
                         self.value_for(ctype, v, (*where, "allowed", i), name) for i, v in enumerate(spec["allowed"])
                     )
+                    # A value reported as wrong is left out: no later message lists it as 'None'.
+                    allowed = tuple(v for v in typed if v is not None) or None
             if spec.get("key") and spec.get("nullable"):
                 self.err(
                     (*where, "nullable"),

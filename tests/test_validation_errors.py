@@ -666,6 +666,17 @@ def test_an_action_missing_a_key_is_one_problem_not_also_an_unknown_id_in_a_test
     ]
 
 
+def test_a_wrong_allowed_value_is_not_listed_as_none_in_a_later_message(tmp_path):
+    text = mutate(
+        ("  sector: {type: string}", "  sector: {type: string, allowed: [retail, 5]}"),
+        ("{sector: other}", "{sector: othr}"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, '5]')}: 'sector' is a string column; quote the value: '5'",
+        f"{SHOWN}:{at(text, 'othr')}: 'othr' is not an allowed value of 'sector'; allowed: retail",
+    ]
+
+
 def test_a_derived_column_with_two_kinds_says_to_split_it(tmp_path):
     text = mutate(
         (
