@@ -35,6 +35,8 @@ OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps",
 SUGGEST_PROBLEMS, SUGGEST_NAMES = 100, 1000
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# An id of a key column's type, for a message that asks for one ('T1' is no integer).
+_EXAMPLE_KEY = {"integer": "1", "float": "1", "date": "2026-01-01", "datetime": "2026-01-01"}
 _FLOAT_MAX = 1.7976931348623157e308
 
 # These parts are left to the checks below, which can say more; the schema sees a stand-in it accepts.
@@ -1291,7 +1293,7 @@ class _Checker:
             self.err(
                 where,
                 f"a test with previous values needs the account's key, as a run matches previous values by key; "
-                f"add '{key}: T1' (any id) to the account",
+                f"add '{key}: {_EXAMPLE_KEY.get(self.inputs[key].type, 'T1')}' (any id) to the account",
             )
         out = []
         for col, value in raw.items():
