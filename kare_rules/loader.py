@@ -35,6 +35,8 @@ OUTPUT_COLUMNS = ("category", "matched_rule", "reason", "overlaps",
 SUGGEST_PROBLEMS, SUGGEST_NAMES = 100, 1000
 # The engines hold integers as Int64/BIGINT and floats as Float64/DOUBLE; a literal outside them cannot compile.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# An id of a key column's type, for a message that asks for one ('T1' is no integer).
+_EXAMPLE_KEY = {"integer": "1", "float": "1", "date": "2026-01-01", "datetime": "2026-01-01"}
 _FLOAT_MAX = 1.7976931348623157e308
 
 # These parts are left to the checks below, which can say more; the schema sees a stand-in it accepts.
@@ -214,16 +216,13 @@ def find_rule_files(paths: list[str | Path]) -> list[Path]:
             direct = [p / n for n in RULE_FILE_NAMES if (p / n).exists()]
             found.extend(direct or sorted(q for n in RULE_FILE_NAMES for q in p.glob(f"*/{n}")))
         else:
-            owner = _owning_rule_file(p)
-            if owner is None:
-                found.append(p)
-            else:
-                found.append(owner)
-    # A file named twice (rules/acme and rules/acme/kare.yaml; ./rules and rules) is checked once. By its
-    # path as written, links not followed: an organization linked to another is a problem to report.
+            found.append(_owning_rule_file(p) or p)
+    # A file named twice (rules/acme/kare.yaml and rules/acme, or rules and rules/acme) is checked once:
+    # its tests would otherwise run and count twice. Not by resolving links: a linked organization
+    # (rules/evil -> cloudnine) must still be seen, and refused.
     unique: dict[str, Path] = {}
-    for p in found:
-        unique.setdefault(os.path.abspath(p), p)
+    for f in found:
+        unique.setdefault(os.path.normpath(os.path.abspath(f)), f)
     return list(unique.values())
 
 
@@ -407,9 +406,11 @@ class _Checker:
                 if ctype == "boolean":
                     self.err((*where, "allowed"), "'allowed' does not apply to a boolean column; remove it", key=True)
                 else:
-                    allowed = tuple(
+                    typed = (
                         self.value_for(ctype, v, (*where, "allowed", i), name) for i, v in enumerate(spec["allowed"])
                     )
+                    # A value reported as wrong is left out: no later message lists it as 'None'.
+                    allowed = tuple(v for v in typed if v is not None) or None
             if spec.get("key") and spec.get("nullable"):
                 self.err(
                     (*where, "nullable"),
@@ -773,8 +774,9 @@ class _Checker:
             )
             return None
         if op in ("in", "not_in", "between"):
-            if not isinstance(value, list) or not value:
-                self.err(where, f"'{op}' takes a list, e.g. {column}: {{{op}: [a, b]}}")
+            if not isinstance(value, list) or (not value and op != "between"):
+                what = "a non-empty list" if isinstance(value, list) else "a list"
+                self.err(where, f"'{op}' takes {what}, e.g. {column}: {{{op}: [a, b]}}")
                 return None
             if op == "between" and len(value) != 2:
                 self.err(where, f"'between' takes [low, high] (two values, both included); got {len(value)}")
@@ -790,7 +792,7 @@ class _Checker:
                     self.check_allowed(column, item, (*where, i))
             return m.Predicate(column, op, items) if len(self.problems) == n else None
         if op in ("eq", "ne") and ctype == "boolean" and not isinstance(value, bool):
-            self.err(where, f"'{column}' is boolean: compare it with true or false, not {value!r}")
+            self.err(where, f"'{column}' is boolean: compare it with true or false, not {_written(value)}")
             return None
         typed = self.value_for(ctype, value, where, column)
         if op in ("eq", "ne") and len(self.problems) == n:
@@ -828,7 +830,7 @@ class _Checker:
         elif ctype in ("integer", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 article = "an" if ctype == "integer" else "a"
-                bad = f"'{column}' is {article} {ctype} column; write a number, not {value!r}"
+                bad = f"'{column}' is {article} {ctype} column; write a number, not {_written(value)}"
             elif ctype == "integer" and isinstance(value, float) and not value.is_integer():
                 # is_integer is false for inf and nan too, which int() would raise on.
                 bad = f"'{column}' is an integer column; write a whole number, not {value!r}"
@@ -850,7 +852,7 @@ class _Checker:
                 )
         elif ctype == "boolean":
             if not isinstance(value, bool):
-                bad = f"'{column}' is a boolean column; write true or false, not {value!r}"
+                bad = f"'{column}' is a boolean column; write true or false, not {_written(value)}"
         elif ctype in ("date", "datetime"):
             parsed = _as_date(value, ctype)
             if _zoned(value):
@@ -861,7 +863,7 @@ class _Checker:
             elif parsed is None and isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
                 bad = f"'{value}' is not a calendar date; write YYYY-MM-DD"
             elif parsed is None:
-                bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {value!r}"
+                bad = f"'{column}' is a {ctype} column; write a date as YYYY-MM-DD, not {_written(value)}"
             else:
                 return parsed
         if bad:
@@ -889,6 +891,9 @@ class _Checker:
         out, seen = [], {}
         for i, a in enumerate(raw):
             if not isinstance(a, dict) or not {"id", "title", "due_in_days"} <= set(a):
+                if isinstance(a, dict) and isinstance(a.get("id"), str):
+                    # The schema reports the missing key; a test expecting this action is not a second error.
+                    self.action_ids.add(a["id"])
                 continue
             here = (*where, i)
             if _hashable(a["id"]) and a["id"] in seen:
@@ -930,7 +935,13 @@ class _Checker:
             return m.CATEGORIES
         seen: set[str] = set()
         for i, c in enumerate(raw):
-            if c not in m.CATEGORIES:
+            if c == m.UNASSIGNED:
+                self.err(
+                    ("precedence", i),
+                    "'unassigned' is not written in precedence: it is what an account gets when no category in it "
+                    "holds; remove it",
+                )
+            elif c not in m.CATEGORIES:
                 self.err(
                     ("precedence", i),
                     f"unknown category {c!r} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
@@ -1217,7 +1228,7 @@ class _Checker:
                 )
             as_of = _as_date(t["as_of"], "date")
             if as_of is None or isinstance(as_of, dt.datetime):
-                self.err((*here, "as_of"), f"as_of {t['as_of']!r} is not a date; write YYYY-MM-DD")
+                self.err((*here, "as_of"), f"as_of {_written(t['as_of'])} is not a date; write YYYY-MM-DD")
             account = t["account"]
             if not isinstance(account, dict):
                 self.err((*here, "account"), "account is a mapping of column: value")
@@ -1278,7 +1289,7 @@ class _Checker:
             self.err(
                 where,
                 f"a test with previous values needs the account's key, as a run matches previous values by key; "
-                f"add '{key}: T1' (any id) to the account",
+                f"add '{key}: {_EXAMPLE_KEY.get(self.inputs[key].type, 'T1')}' (any id) to the account",
             )
         out = []
         for col, value in raw.items():
@@ -1323,7 +1334,8 @@ class _Checker:
             self.err(
                 where,
                 f"next_move_on {day.isoformat()} is not within the {m.DEFAULT_HORIZON_DAYS} days after as_of "
-                f"{as_of.isoformat()}; write a later date, at most {m.DEFAULT_HORIZON_DAYS} days after as_of",
+                f"{as_of.isoformat()}; write a date from {(as_of + dt.timedelta(days=1)).isoformat()} to "
+                f"{(as_of + dt.timedelta(days=m.DEFAULT_HORIZON_DAYS)).isoformat()}",
             )
             return None
         return day
@@ -1430,6 +1442,12 @@ def _hashable(value: Any) -> bool:
 
 def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _written(value: Any) -> str:
+    """A value as the rule file wrote it (true, 2026-01-01, 'text'), not as Python shows it (True,
+    datetime.date(2026, 1, 1))."""
+    return repr(value) if isinstance(value, str) else _plain(value)
 
 
 def _kind(value: Any) -> str:

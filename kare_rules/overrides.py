@@ -53,8 +53,8 @@ def load_overrides(path: str | Path, rules: m.RuleSet) -> tuple[Override, ...]:
         if not isinstance(o, dict) or not {"account", "category", "reason", "author", "expires"} <= set(o):
             continue
         where = ("overrides", i)
-        if isinstance(o["account"], bool):
-            continue  # the schema reports it (yes, no, true: not an account)
+        if isinstance(o["account"], bool) or (isinstance(o["account"], float) and not o["account"].is_integer()):
+            continue  # the schema reports it (yes, no, true, 5.5: not an account)
         account, problem = _account_id(o["account"], rules, _written(text, doc.where((*where, "account"))))
         if problem:
             problems.append(doc.problem((*where, "account"), problem))
@@ -99,6 +99,13 @@ def _account_id(value: object, rules: m.RuleSet, written: str) -> tuple[str, str
         number = str(value).strip()
         if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", number):
             return "", f"account {value!r} is not an integer, as the key '{key.name}' is; write the account's number"
+        if not -(2**63) <= int(number) < 2**63:
+            # No account of a 64-bit key has it: the pin could never apply.
+            return (
+                "",
+                f"account {number} is out of the range of the 64-bit integer key '{key.name}'; "
+                "write the account's number",
+            )
         return str(int(number)), None
     if not isinstance(value, str) and written != str(value):
         return "", (

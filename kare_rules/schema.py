@@ -151,6 +151,13 @@ def _message(err: ValidationError) -> tuple[str, bool]:
         count = len(err.instance) if isinstance(err.instance, list | dict) else 0
         if not count and v.startswith("min"):
             return f"{_where(path)} must not be empty", False
+        if v == "maxProperties" and err.validator_value == 1:
+            # Only a derived column has this bound: one kind per column (conditions are checked elsewhere).
+            keys = ", ".join(map(str, err.instance))
+            return (
+                f"{_where(path)} has {count} kinds ({keys}); a derived column has one: give each its own column",
+                False,
+            )
         bound = "at least" if v.startswith("min") else "at most"
         noun = "items" if v.endswith("Items") else "keys"
         return f"{_where(path)} needs {bound} {err.validator_value} {noun}, not {count}", False

@@ -20,6 +20,11 @@ NULL_SHARE = 0.08
 OWNERS = [f"owner-{i:02d}" for i in range(1, 26)]
 
 
+def _unnamed(named: list[str]) -> str:
+    """A text value none of `named` is: 'other', or 'other-2', 'other-3', ... when the rules name it."""
+    return next(v for v in ("other", *(f"other-{i}" for i in range(2, len(named) + 3))) if v not in named)
+
+
 def _salt(*parts: object) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
@@ -87,7 +92,9 @@ def synthesize(rules: m.RuleSet, n: int, as_of: dt.date, seed: int = 0, start: i
         elif col.type == "boolean":
             e = u1 < 0.5
         elif col.type == "string":
-            choices = list(col.allowed or [v for v in lits.get(col.name, []) if isinstance(v, str)] or OWNERS)
+            named = list(dict.fromkeys(v for v in lits.get(col.name, []) if isinstance(v, str)))
+            # Without `allowed`, a value the rules do not name too: else `ne` and `not_in` never hold.
+            choices = list(col.allowed or ([*named, _unnamed(named)] if named else OWNERS))
             e = pl.lit(pl.Series(choices, dtype=pl.String)).get((u1 * len(choices)).floor().cast(pl.Int64))
         elif col.type in ("integer", "float"):
             e = _numeric(col, lits.get(col.name, []), u1, u2)

@@ -213,8 +213,11 @@ class _Builder:
         return here
 
     def key(self, e: Any, value: Any, top: _Frame) -> Any:
-        if not isinstance(e, yaml.ScalarEvent) or not isinstance(value, str | int | float | bool) or value is None:
-            self.fail(e.start_mark, "a key must be a plain word, not a list or mapping")
+        scalar = isinstance(e, yaml.ScalarEvent)
+        if scalar and e.tag is None and not isinstance(value, str | int | float | bool):
+            value = e.value  # `null:`, `~:` or `2026-01-01:` as written: the checks below name the text
+        if not scalar or not isinstance(value, str | int | float | bool):
+            self.fail(e.start_mark, "a key must be a plain word" + ("" if scalar else ", not a list or mapping"))
             return _SKIP
         if isinstance(value, bool):  # YAML 1.1 reads `yes`/`on` keys as booleans; keep the text
             value = e.value

@@ -122,15 +122,6 @@ def test_validate_a_valid_directory_exits_0_with_a_summary(work, capsys):
     assert (code, out, err) == (0, ["1 valid, 0 invalid"], [])
 
 
-def test_a_rule_file_named_twice_is_checked_once(work, capsys):
-    named = ("rules", "./rules/acme", "rules/acme/kare.yaml", "rules/acme/")
-    code, out, err = run(capsys, "validate", *named)
-    assert (code, out, err) == (0, ["1 valid, 0 invalid"], [])
-    code, out, _ = run(capsys, "test", *named)
-    passing = run(capsys, "test", "rules")[1]
-    assert (code, out) == (0, passing)
-
-
 def test_validate_defaults_to_the_rules_directory(work, capsys):
     write_org(work, "bravo", RULES.replace("organization: acme", "organization: bravo"))
     code, out, _ = run(capsys, "validate")

@@ -440,6 +440,18 @@ def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail
     assert all(c.find("failure") is None for c in suites[1].findall("testcase"))
 
 
+def test_junit_stays_well_formed_xml_when_a_test_name_holds_a_control_character(work, capsys):
+    # YAML's "\x1b" is an ESC, which XML 1.0 cannot hold even as a character reference: written as it
+    # is, the CI system could read no result of the whole run.
+    text = failing(RULES).replace("name: big payer is expand", 'name: "big \\x1b[31m payer"')
+    write_org(work, "acme", text)
+    code, out, _ = run(capsys, "test", "--format", "junit")
+    case = ET.fromstring(out).find("testsuite/testcase")
+    assert code == 1
+    assert case.get("name") == "big \\x1b[31m payer"
+    assert case.find("failure").get("message") == "category: expected keep, got expand"
+
+
 # What the common JUnit schema (Jenkins' junit-10.xsd, as pytest's xunit2 output follows) allows.
 JUNIT_ATTRIBUTES = {
     "testsuites": {"name", "time", "tests", "failures", "disabled", "errors"},
@@ -504,6 +516,15 @@ def test_junit_uses_only_the_common_schema_and_reports_invalid_and_testless_file
 
 
 # ---- no tests, --require-tests, no rules/ ---------------------------------------------------------
+
+
+def test_a_rule_file_named_twice_is_checked_and_counted_once(work, capsys):
+    # As a hook or a script may name it: the directory of rules, the organization and the file itself.
+    write_org(work, "acme", RULES)
+    code, out, _ = run(capsys, "test", "rules", "rules/acme", "./rules/acme/kare.yaml")
+    assert (code, out.splitlines()) == (0, ["2 passed, 0 failed"])
+    code, out, _ = run(capsys, "validate", "rules/acme/kare.yaml", "rules/acme")
+    assert (code, out.splitlines()) == (0, ["1 valid, 0 invalid"])
 
 
 def test_a_file_without_tests_says_so_and_require_tests_fails_it(work, capsys):

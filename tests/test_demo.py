@@ -55,3 +55,19 @@ def test_sample_makes_snapshots_for_an_organization_with_an_integer_key(tmp_path
     assert frames[0]["id"].dtype == pl.Int64 and frames[0]["id"].to_list() == list(range(100))
     assert all(f["id"].is_unique().all() for f in frames)
     assert frames[-1]["id"].max() > 99  # accounts that arrived later got new numbers
+
+
+def test_a_sample_text_column_without_allowed_holds_a_value_the_rules_do_not_name(tmp_path, capsys, monkeypatch):
+    # Only the named values were drawn: with `not_in: [north]` every account was north, so the category
+    # could never hold in the generated sample the pull-request report measures with.
+    monkeypatch.chdir(tmp_path)
+    org = tmp_path / "rules" / "regional"
+    org.mkdir(parents=True)
+    (org / "kare.yaml").write_text(
+        "format: kare/v1\norganization: regional\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  region: {type: string}\nprofiles:\n  keep: {when: {region: {not_in: [north]}}}\n"
+    )
+    assert main(["sample", "--out", "sample", "--accounts", "200", "--months", "1", "--last", "2026-10-31"]) == 0
+    regions = pl.read_parquet(tmp_path / "sample" / "regional" / "latest.parquet")["region"]
+    assert set(regions) == {"north", "other"}
+    assert 50 < (regions == "other").sum() < 150

@@ -511,7 +511,12 @@ def test_embedded_tests_check_the_next_move_and_say_what_they_got():
     ("change", "message"),
     [
         ("next_category: recapture", "next_category 'recaptur' is not a category; did you mean 'recapture'?"),
-        ("next_move_on: 2026-12-31", "next_move_on 2027-11-03 is not within the 366 days after as_of 2026-11-01"),
+        # Too late: the fix is an earlier date, so the message gives the range, not "a later date".
+        (
+            "next_move_on: 2026-12-31",
+            "next_move_on 2027-11-03 is not within the 366 days after as_of 2026-11-01; "
+            "write a date from 2026-11-02 to 2027-11-02",
+        ),
         ("next_category: none", "next_category: none expects no move, so there is no date; leave out next_move_on"),
     ],
 )

@@ -616,3 +616,19 @@ def test_an_unquoted_account_yaml_reads_as_another_value_is_refused_and_an_integ
     pin = "  - {account: '05', category: keep, reason: agreed, author: ana, expires: 2026-12-31}\n"
     path.write_text("format: kare-overrides/v1\noverrides:\n" + pin)
     assert [o.account for o in load_overrides(path, numbered)] == ["5"]
+
+
+def test_an_override_of_an_integer_key_out_of_its_range_or_fractional_is_one_located_problem(tmp_path):
+    # No account of a 64-bit key is 99999999999999999999: the pin was accepted and could never apply.
+    path = tmp_path / "overrides.yaml"
+    items = ["99999999999999999999", "5.5", "'9223372036854775807'"]
+    path.write_text("format: kare-overrides/v1\noverrides:\n" + "".join(
+        f"  - {{account: {a}, category: keep, reason: agreed, author: ana, expires: 2026-12-31}}\n" for a in items
+    ))  # fmt: skip
+    with pytest.raises(RuleFileError) as info:
+        load_overrides(path, load_rules_text(INT_KEY_RULES, "numbered"))
+    assert [(p.line, p.column, p.message) for p in info.value.problems] == [
+        (3, 15, "account 99999999999999999999 is out of the range of the 64-bit integer key 'id'; "
+                "write the account's number"),
+        (4, 15, "overrides.1.account must be string or integer, not a number"),
+    ]  # fmt: skip

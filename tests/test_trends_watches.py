@@ -321,6 +321,18 @@ def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, mar
         assert fragment in lines[0]
 
 
+def test_a_test_with_previous_values_and_no_key_is_told_an_id_of_the_key_type(tmp_path):
+    text = TREND_RULES + (
+        "tests:\n  - {name: t, account: {arr: 10}, previous: {arr: 5}, as_of: 2026-11-01, expect: keep}\n"
+    )
+    path = tmp_path / "rules" / "acme" / "kare.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    rules, problems = check_rules(path)
+    assert rules is None
+    assert [p.message.split("; ")[-1] for p in problems] == ["add 'id: 1' (any id) to the account"]
+
+
 @pytest.mark.parametrize(
     ("within", "editor_flags_it"),
     [("{arr: 10%}", False), ("{arr: ' 10 %'}", False), ("{arr: 5000}", False), ("{arr: 0.5}", False),

@@ -153,6 +153,18 @@ SEMANTIC_CASES = [
         id="string-for-integer",
     ),
     pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {gte: 2026-01-01}}")],
+        "2026-01-01",
+        ["'seats' is an integer column; write a number, not 2026-01-01"],
+        id="date-for-integer-shown-as-written",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{churned_on: {gte: true}}")],
+        "true}}",
+        ["'churned_on' is a date column; write a date as YYYY-MM-DD, not true"],
+        id="boolean-for-date-shown-as-written",
+    ),
+    pytest.param(
         [("{seats: {gte: 5}}", "{seats: {gte: 5.5}}")],
         "5.5",
         ["'seats' is an integer column; write a whole number, not 5.5"],
@@ -181,6 +193,18 @@ SEMANTIC_CASES = [
         "5}}]}",
         ["'in' takes a list", "{in: [a, b]}"],
         id="in-without-a-list",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {not_in: []}}")],
+        "[]}}",
+        ["'not_in' takes a non-empty list, e.g. seats: {not_in: [a, b]}"],
+        id="in-with-an-empty-list",
+    ),
+    pytest.param(
+        [("{seats: {gte: 5}}", "{seats: {between: []}}")],
+        "[]}}",
+        ["'between' takes [low, high] (two values, both included); got 0"],
+        id="between-with-an-empty-list",
     ),
     pytest.param(
         [("{seats: {gte: 5}}", "{seats: {between: [9, 1]}}")],
@@ -271,6 +295,12 @@ SEMANTIC_CASES = [
         "keep]",
         ["'keep' appears twice in precedence; keep one"],
         id="precedence-repeated-category",
+    ),
+    pytest.param(
+        [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, recapture, attain, unassigned]")],
+        "unassigned]",
+        ["'unassigned' is not written in precedence: it is what an account gets when no category", "remove it"],
+        id="precedence-names-unassigned",
     ),
     pytest.param(
         [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, expand, keep, recapture, attain]")],
@@ -584,6 +614,19 @@ def test_a_duplicate_yaml_key_is_located_at_the_second_key(tmp_path):
     ]
 
 
+def test_a_null_or_date_key_is_named_as_written_not_called_a_list_or_mapping(tmp_path):
+    # YAML reads `~:` as a null and `2026-01-01:` as a date; neither is a list or a mapping.
+    text = mutate(
+        ("version: 1.0.0\n", "version: 1.0.0\n~: 1\n"),
+        ("sector: retail, seats: 3}", "sector: retail, seats: 3, 2026-01-01: 3}"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:4:1: unknown key '~' in the top level; allowed keys: format, organization, version, description, "
+        "owners, inputs, derived, traits, precedence, exit, profiles, transitions, watch, tests",
+        f"{SHOWN}:{at(text, '2026-01-01: 3')}: unknown column '2026-01-01' in test account",
+    ]
+
+
 # ---- findings of a review, each once a traceback or a misleading line -----------------------------
 
 
@@ -605,6 +648,46 @@ def test_a_ratio_with_one_column_says_it_needs_two(tmp_path):
     text = mutate(("days_since_churn: {days_since: churned_on}", "days_since_churn: {ratio: [seats]}"))
     lines = problem_lines(tmp_path, text)
     assert f"{SHOWN}:{at(text, '[seats]')}: derived.days_since_churn.ratio needs at least 2 items, not 1" in lines
+
+
+def test_an_action_missing_a_key_is_one_problem_not_also_an_unknown_id_in_a_test(tmp_path):
+    # A misspelt due_in_days drops the action from the rules; a test expecting it by id is not wrong too.
+    text = mutate(
+        (
+            "{id: renew, title: Confirm renewal, due_in_days: 30}",
+            "{id: renew, title: Confirm renewal, due_in_dayz: 30}",
+        ),
+        ("expect: keep\n", "expect: keep\n    actions: [renew]\n"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, '{id: renew')}: missing required key 'due_in_days' in profiles.keep.actions.0; add it",
+        f"{SHOWN}:{at(text, 'due_in_dayz')}: unknown key 'due_in_dayz' in profiles.keep.actions.0; "
+        "did you mean 'due_in_days'?",
+    ]
+
+
+def test_a_wrong_allowed_value_is_not_listed_as_none_in_a_later_message(tmp_path):
+    text = mutate(
+        ("  sector: {type: string}", "  sector: {type: string, allowed: [retail, 5]}"),
+        ("{sector: other}", "{sector: othr}"),
+    )
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, '5]')}: 'sector' is a string column; quote the value: '5'",
+        f"{SHOWN}:{at(text, 'othr')}: 'othr' is not an allowed value of 'sector'; allowed: retail",
+    ]
+
+
+def test_a_derived_column_with_two_kinds_says_to_split_it(tmp_path):
+    text = mutate(
+        (
+            "days_since_churn: {days_since: churned_on}",
+            "days_since_churn: {days_since: churned_on, days_until: churned_on}",
+        )
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '{days_since: churned_on, ')}: derived.days_since_churn has 2 kinds "
+        "(days_since, days_until); a derived column has one: give each its own column"
+    )
 
 
 def test_an_unquoted_no_for_a_string_column_explains_yaml_booleans(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -200,6 +201,16 @@ def _plain(value):
     return sorted(value) if isinstance(value, tuple) else value
 
 
+# Characters XML 1.0 cannot hold at all, not even as &#...; (a test name may carry an ESC, written "\x1b" in YAML).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """`text` with each character XML cannot hold written as its escape, e.g. \\x1b: one such character
+    would make the whole report unreadable to the CI system."""
+    return _NOT_XML.sub(lambda ch: ch.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _junit(reports: list[_FileTests]) -> str:
     """JUnit XML as CI systems read it: a testsuite per rule file, a testcase per embedded test; only
     the elements and attributes of the common (Jenkins/xunit2) schema."""
@@ -240,6 +251,10 @@ def _junit(reports: list[_FileTests]) -> str:
         suite.set("time", "0")
     for k, v in totals.items():
         root.set(k, str(v))
+    for element in root.iter():
+        element.text = element.text and _xml_safe(element.text)
+        for k, v in element.attrib.items():
+            element.set(k, _xml_safe(v))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
