@@ -600,6 +600,20 @@ def test_a_rerun_holds_a_quarantined_account_that_the_replaced_run_had_removed()
     assert history_problems(fixed.category_history) == []
 
 
+def test_a_held_account_gets_a_renamed_category_action_in_place_of_the_old_one_not_both():
+    renamed_text = RULES_TEXT.replace("version: 1.1.0", "version: 1.2.0").replace(
+        "id: renewal-check", "id: renewal-plan"
+    )
+    renamed = load_rules_text(renamed_text, "cloudnine@renamed")
+    TEXTS[renamed.digest] = renamed_text
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    # The rule change renames keep's action; A's row is quarantined that day, so A is held in keep.
+    two = run(renamed, [account("A", "keep", segment="bogus"), account("B", "keep")], D2, one, max_quarantine_share=1.0)
+    open_now = two.action_queue.filter(pl.col("status") == "open").select("account_id", "action_id").sort("account_id")
+    assert open_now.rows() == [("A", "renewal-plan"), ("B", "renewal-plan")]
+    assert actions_of(two, "A", "superseded")["action_id"].to_list() == ["renewal-check"]
+
+
 def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_last_categorized_it():
     c = account("C", "expand", arr=150000.0)  # expand under v1; v2 wants 300k for 'strategic': keep
     others = [account(f"K{i}", "keep") for i in range(5)]
