@@ -83,6 +83,13 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
           for n, dtype in frame.schema.items() if dtype == pl.String),
         *(pl.col(n).fill_nan(None) for n, dtype in frame.schema.items() if dtype.is_float()),
     )  # fmt: skip
+    # Text 'nan' (what Python's csv module writes for a missing float) leaves a CSV column as text in Polars,
+    # but validation casts it to NaN, a missing number: numbers with 'nan' among them are a float column.
+    frame = frame.with_columns(
+        pl.col(n).str.strip_chars().cast(pl.Float64, strict=False).fill_nan(None)
+        for n, dtype in frame.schema.items()
+        if dtype == pl.String and _numbers_and_nan(frame[n])
+    )
     for name, dtype in frame.schema.items():
         if not IDENTIFIER.match(name):
             left_out.append(
@@ -134,6 +141,16 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
         for g in guesses
     ]
     return Inference(tuple(guesses), note, tuple(left_out), frame)
+
+
+def _numbers_and_nan(col: pl.Series) -> bool:
+    """Numbers and at least one 'nan', none with a leading zero (00123 is an id or a ZIP code: text)."""
+    text = col.drop_nulls().str.strip_chars()
+    return (
+        bool(text.str.to_lowercase().eq("nan").any())
+        and not text.cast(pl.Float64, strict=False).null_count()
+        and not text.str.contains(r"^[-+]?0\d").any()
+    )
 
 
 def _column_type(dtype: pl.DataType) -> str | None:

@@ -436,6 +436,12 @@ def _read_sql(spec: str) -> pl.LazyFrame:
 
         database = url.removeprefix("duckdb:///") or ":memory:"
         if database != ":memory:":
+            if not Path(database).exists() and Path("/" + database).exists():
+                # As in SQLAlchemy, the path after duckdb:/// is relative: an absolute one takes a fourth slash.
+                raise DataError(
+                    f"input {database} does not exist: the path after duckdb:/// is relative to the current "
+                    f"folder; for /{database} write sql:duckdb:////{database}::QUERY (four slashes)"
+                )
             _check_file(Path(database))
         try:
             con = locked_duckdb(database, read_only=database != ":memory:")

@@ -213,9 +213,7 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
-                pl.format(
-                    "{}: {} is not a valid {}", pl.lit(c.name), pl.col(c.name).cast(pl.String), pl.lit(c.type)
-                ).alias("reason"),
+                _text(f"{c.name}: ", pl.col(c.name).cast(pl.String), f" is not a valid {c.type}").alias("reason"),
             )
             frames.append(rows)
     empty_failures = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
@@ -232,14 +230,20 @@ def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
         typed.filter(pl.col(c).is_infinite()).select(
             ROW,
             pl.lit(c).alias("column"),
-            pl.format(
-                "{}: {} is not a finite number; fix the value, or leave it empty when it is unknown",
-                pl.lit(c),
+            _text(
+                f"{c}: ",
                 pl.col(c).cast(pl.String),
+                " is not a finite number; fix the value, or leave it empty when it is unknown",
             ).alias("reason"),
         )
         for c in floats
     )
+
+
+def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:
+    """A reason around a value. Not pl.format: Polars 2.1 panics when it puts a literal beside a column
+    whose first chunk is empty, which a filter leaves of a CSV or Parquet file read in several chunks."""
+    return pl.concat_str([pl.lit(before), value, pl.lit(after)])
 
 
 _FAILURE_SCHEMA = {ROW: pl.UInt32, "column": pl.String, "reason": pl.String, "null_check": pl.Boolean}

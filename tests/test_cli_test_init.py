@@ -705,6 +705,15 @@ def test_init_reads_nan_as_a_missing_number_as_validation_does(work, capsys):
     assert inputs["arr"] == {"type": "float", "min": 0, "nullable": True}
 
 
+def test_init_reads_nan_text_in_a_csv_as_a_missing_number_as_validation_does(work, capsys):
+    # Python's csv module writes a missing float as 'nan', which Polars reads as text: init said string.
+    (work / "accounts.csv").write_text("account_id,arr,code,zip\nA,nan,007,nan\nB,5.5,012,02134\nC,-1,nan-x,10115\n")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["arr"] == {"type": "float", "nullable": True}
+    assert inputs["code"]["type"] == inputs["zip"]["type"] == "string"  # not all numbers; a leading zero
+
+
 def test_init_into_a_folder_it_cannot_write_is_one_line_not_a_traceback(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     (work / "taken").write_text("a file where the rules directory should be")

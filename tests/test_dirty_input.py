@@ -142,6 +142,28 @@ def test_an_infinite_number_is_quarantined_not_compared_as_above_every_threshold
     }
 
 
+def test_bad_values_only_in_a_later_chunk_of_the_input_are_quarantined_not_a_crash():
+    # A CSV or Parquet file is read in chunks; filtering the bad rows left the first chunk empty, and
+    # pl.format beside it panicked in Polars (a Rust backtrace and a PanicException for kare run).
+    # (text longer than 12 bytes: Polars keeps shorter text inline, and then it did not panic)
+    good = _rows(seats=["10", "10"], arr=[1000.0, 1000.0])
+    bad = _rows(seats=["ten thousand seats", "ten thousand seats"], arr=[float("inf"), -float("inf")])
+    bad = bad.with_columns(pl.Series("account_id", ["C", "D"]))
+    frame = pl.concat([good, bad], rechunk=False)
+    assert frame.n_chunks() == 2
+    assert _reasons(validate_accounts(RULES, frame)) == {
+        3: [
+            "seats: ten thousand seats is not a valid integer",
+            "arr: inf is not a finite number; fix the value, or leave it empty when it is unknown",
+        ],
+        4: [
+            "seats: ten thousand seats is not a valid integer",
+            "arr: -inf is not a finite number; fix the value, or leave it empty when it is unknown",
+            "arr: -inf is below the minimum 0",
+        ],
+    }
+
+
 def test_previous_values_inf_is_refused_with_the_account(tmp_path):
     from kare_rules.sources import read_previous
 

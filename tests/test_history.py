@@ -583,6 +583,37 @@ def test_a_rerun_that_quarantines_accounts_holds_them_as_the_history_has_them_be
     assert history_problems(fixed.category_history) == []
 
 
+def test_a_rerun_holds_a_quarantined_account_that_the_replaced_run_had_removed():
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    two = run(RULES, [account("B", "keep")], D2, one)  # the wrong extract: A missing, so removed
+    # The date again with the right extract, in which A's row fails validation: A is held, not removed.
+    fixed = run(RULES, [account("A", "keep", segment="bogus"), account("B", "keep")], D2, two, max_quarantine_share=1.0)
+    h = fixed.category_history.sort("account_id", "valid_from")
+    assert h.select("account_id", "category", "valid_from", "is_current").rows() == [
+        ("A", "keep", D1, True),
+        ("B", "keep", D1, True),
+    ]
+    cats = fixed.account_categories.sort("account_id")
+    assert cats.select("account_id", "category", "as_of").rows() == [("A", "keep", D1), ("B", "keep", D2)]
+    assert fixed.category_transitions.filter(pl.col("to_category") == "removed").height == 0
+    assert sorted(fixed.action_queue.filter(pl.col("status") == "open")["account_id"].to_list()) == ["A", "B"]
+    assert history_problems(fixed.category_history) == []
+
+
+def test_a_held_account_gets_a_renamed_category_action_in_place_of_the_old_one_not_both():
+    renamed_text = RULES_TEXT.replace("version: 1.1.0", "version: 1.2.0").replace(
+        "id: renewal-check", "id: renewal-plan"
+    )
+    renamed = load_rules_text(renamed_text, "cloudnine@renamed")
+    TEXTS[renamed.digest] = renamed_text
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    # The rule change renames keep's action; A's row is quarantined that day, so A is held in keep.
+    two = run(renamed, [account("A", "keep", segment="bogus"), account("B", "keep")], D2, one, max_quarantine_share=1.0)
+    open_now = two.action_queue.filter(pl.col("status") == "open").select("account_id", "action_id").sort("account_id")
+    assert open_now.rows() == [("A", "renewal-plan"), ("B", "renewal-plan")]
+    assert actions_of(two, "A", "superseded")["action_id"].to_list() == ["renewal-check"]
+
+
 def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_last_categorized_it():
     c = account("C", "expand", arr=150000.0)  # expand under v1; v2 wants 300k for 'strategic': keep
     others = [account(f"K{i}", "keep") for i in range(5)]

@@ -418,6 +418,17 @@ def test_a_duckdb_sql_source_that_closes_its_parenthesis_runs_no_second_statemen
     assert code == 1 and f"source sql:duckdb:///{database} holds more than one statement; a source is one SELECT" in err
 
 
+def test_an_absolute_path_written_with_three_slashes_says_to_write_four(database, tmp_path, capsys):
+    # duckdb:///tmp/x.duckdb is the relative path tmp/x.duckdb (as in SQLAlchemy); "does not exist" alone
+    # left the person looking at a file that is there.
+    relative = str(database).lstrip("/")
+    source = f"sql:duckdb:///{relative}::SELECT * FROM accounts"
+    code = main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"for /{relative} write sql:duckdb:////{relative}::QUERY (four slashes)" in err
+
+
 def test_a_duckdb_sql_source_still_reads_its_tables(database, tmp_path, capsys):
     source = f"sql:duckdb:///{database}::SELECT * FROM accounts WHERE seats >= 0"
     assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 0

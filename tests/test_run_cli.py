@@ -225,6 +225,18 @@ def test_a_failed_run_points_to_kare_runs_only_when_the_failure_was_logged_there
     assert "cannot lock the warehouse" in err and "nothing was published" in err and "kare.runs" not in err
 
 
+def test_a_run_without_an_input_says_the_missing_file_is_the_default_not_one_it_was_given(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KARE_INPUT", raising=False)
+    code = main(["run", "--org", "cloudnine", "--rules-dir", str(ROOT / "rules"), "--as-of", DAY.isoformat(),
+                 "--warehouse", str(tmp_path / "w.duckdb")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "input data/sample/cloudnine/latest.parquet does not exist" in err
+    assert "(that is the default input, where kare sample writes; name yours with --input or KARE_INPUT)" in err
+
+
 def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run_holds_it(tmp_path, monkeypatch):
     from kare_rules.errors import KareError
     from kare_rules.warehouse.lock import warehouse_lock

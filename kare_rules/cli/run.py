@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         except RunFailed as exc:
             failed += 1
             err(f"kare run: {org}: {exc}")
+            if source == DEFAULT_INPUT and not Path(source.replace("{org}", org)).exists():
+                # The person never named that path: it is where `kare sample` writes, not their accounts.
+                err("  (that is the default input, where kare sample writes; name yours with --input or KARE_INPUT)")
             logged = " (the failure is in kare.runs)" if exc.recorded else ""
             # only a warehouse that is one holds a previous run (not a new path, not some other file)
             kept = "; the tables are as they were" if holds_duckdb(Path(args.warehouse)) else ""

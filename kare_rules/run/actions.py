@@ -166,10 +166,16 @@ def action_changes(
         not_open = not_open.join(pl.DataFrame({"action_key": known_keys(older["action_key"])}), on="action_key",
                                  how="anti")  # fmt: skip
     still = wanted.select("action_key", pl.lit(True).alias("_wanted"))
+    # A held account has no data today to judge its watches or moves by, so those actions stay open; its
+    # category it keeps, so the category's actions are today's rules' (a rule change that renames one
+    # supersedes the old one, as for every other account in the category, instead of leaving both open).
     unwanted = (
         open_actions.select("action_key", "account_id", "category", "source")  # the only columns judged
         .join(still, on="action_key", how="left")
-        .filter(pl.col("_wanted").is_null() & ~pl.col("account_id").is_in(held.cast(pl.String).implode()))
+        .filter(
+            pl.col("_wanted").is_null()
+            & ~(pl.col("account_id").is_in(held.cast(pl.String).implode()) & (pl.col("source") != "category"))
+        )
     )
     if not watches_known:
         # Not knowing whether a watch holds is not its stopping: superseded, it would never reopen during

@@ -557,11 +557,15 @@ def _run(
         current = s.current_rows(org, within)
         kept = s.categories_of(org, held_ids)
         restored = empty("account_categories")
-        if rerun and kept.height:
+        if rerun and held_ids.len():
             # Rows the replaced run wrote are not the account's any more: after the rewind its category is
             # the history's current one, as of the run before (an account new in the replaced run has none).
+            # So for an account the replaced run removed (absent from its input): it has no row at all, and
+            # left out it would be removed again although its input row is here, only quarantined.
             replaced = pl.col("run_id") == last["run_id"]
-            restored = restored_categories(kept.filter(replaced), current, ruled, as_of)
+            removed = held_ids.filter(~held_ids.is_in(kept["account_id"].implode())).cast(pl.String)
+            lost = pl.concat([kept.filter(replaced).select("account_id"), removed.to_frame("account_id")])
+            restored = restored_categories(lost, current, ruled, org, as_of)
             kept = kept.filter(~replaced)
         held = pl.concat([kept["account_id"], restored["account_id"]])
 
@@ -691,19 +695,19 @@ def _unkept_trends(rules: m.RuleSet, ruled: dict | None, kept: set[str]) -> list
 
 
 def restored_categories(
-    replaced: pl.DataFrame, current: pl.DataFrame, ruled: dict | None, as_of: dt.date
+    replaced: pl.DataFrame, current: pl.DataFrame, ruled: dict | None, org: str, as_of: dt.date
 ) -> pl.DataFrame:
     """account_categories rows for held accounts whose row a re-run of `as_of` replaced: the category of
     their current history row (after the rewind), as of the run before; what explained it is gone."""
     if ruled is None or not replaced.height:
         return empty("account_categories")
-    rows = current.join(replaced.select("account_id", "org"), on="account_id").filter(pl.col("category").is_not_null())
+    rows = current.join(replaced.select("account_id"), on="account_id").filter(pl.col("category").is_not_null())
     text = (f"kept while its input rows are quarantined (its explanation of {ruled['as_of']} was replaced when "
             f"{as_of} was run again)")  # fmt: skip
     return conformed(
         "account_categories",
         rows.select(
-            "org", "account_id", "category", "matched_rule",
+            pl.lit(org).alias("org"), "account_id", "category", "matched_rule",
             (pl.col("category") + pl.lit(f": {text}")).alias("reason"),
             pl.lit(ruled["rules_version"]).alias("rules_version"), pl.lit(ruled["rules_digest"]).alias("rules_digest"),
             pl.lit(ruled["as_of"]).alias("as_of"), pl.lit(ruled["run_id"]).alias("run_id"),
