@@ -214,3 +214,54 @@ def test_a_blocked_run_shows_control_characters_of_the_data_escaped(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 1 and "First failures: row 1 (A\\x1b[2J): n: x\\n::error::injected is not" in err, err
     assert "\x1b" not in err and not any(line.lstrip().startswith("::") for line in err.splitlines()), err
+
+
+ZETA = """format: kare/v1
+organization: zeta
+version: 1.0.0
+inputs:
+  acct: {type: string, key: true}
+  score: {type: integer, min: 0}
+precedence: [keep]
+profiles:
+  keep: {when: {score: {gte: 10}}}
+"""
+
+
+def _zeta(tmp_path: Path) -> Path:
+    (tmp_path / "rules" / "zeta").mkdir(parents=True)
+    (tmp_path / "rules" / "zeta" / "kare.yaml").write_text(ZETA)
+    return tmp_path / "rules"
+
+
+def test_an_input_in_several_chunks_quarantines_its_bad_values_in_any_of_them(tmp_path):
+    # A sliced read of a large CSV comes in chunks: Polars panicked (a Rust backtrace, nothing logged)
+    # writing the reasons of bad values when the filter emptied a chunk without any.
+    from kare_rules.run import run_organization
+
+    good = pl.DataFrame({"acct": [f"A{i:03d}" for i in range(100)], "score": ["50"] * 100})
+    bad = pl.DataFrame({"acct": [f"B{i:03d}" for i in range(100)], "score": ["lots"] * 10 + ["5"] * 90})
+    accounts = pl.concat([good, bad], rechunk=False)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    for slices in (1, 3):
+        run_organization("zeta", DAY, accounts, warehouse, rules_dir=_zeta(tmp_path / str(slices)), slices=slices)
+    quarantine = warehouse.read("quarantine")
+    assert quarantine.height == 10 and quarantine["account_id"].to_list() == [f"B{i:03d}" for i in range(10)]
+    assert quarantine["reasons"].to_list()[0] == ["score: lots is not a valid integer"]
+
+
+def test_a_panic_inside_polars_fails_the_run_and_is_logged_like_any_failure(tmp_path, monkeypatch):
+    from kare_rules.run import RunFailed, engine, run_organization
+
+    def panic(*_args, **_kwargs):
+        raise pl.exceptions.PanicException("assertion failed: i < self.len()")
+
+    monkeypatch.setattr(engine, "validate_accounts", panic)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    accounts = pl.DataFrame({"acct": ["A"], "score": ["50"]})
+    with pytest.raises(RunFailed) as failed:
+        run_organization("zeta", DAY, accounts, warehouse, rules_dir=_zeta(tmp_path))
+    assert failed.value.recorded and "PanicException: assertion failed" in str(failed.value)
+    runs = warehouse.read("runs")
+    assert runs["status"].to_list() == ["failed"] and runs["input_rows"].to_list() == [1]
+    assert warehouse.read("account_categories").height == 0

@@ -450,7 +450,7 @@ def run_organization(
         raise RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
-    except Exception as exc:
+    except (Exception, pl.exceptions.PanicException) as exc:  # a panic inside Polars is no Exception
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
 
