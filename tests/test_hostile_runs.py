@@ -3,14 +3,17 @@ message and leaves every published table exactly as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -265,3 +268,68 @@ def test_a_panic_inside_polars_fails_the_run_and_is_logged_like_any_failure(tmp_
     runs = warehouse.read("runs")
     assert runs["status"].to_list() == ["failed"] and runs["input_rows"].to_list() == [1]
     assert warehouse.read("account_categories").height == 0
+
+
+class _Connection:
+    """A DuckDB connection that behaves as DuckDB does when Ctrl-C comes during one of its statements."""
+
+    def __init__(self, con, interrupted: str):
+        self._con, self._interrupted = con, interrupted
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+    def execute(self, query: str, *args, **kwargs):
+        if not query.startswith(self._interrupted):
+            return self._con.execute(query, *args, **kwargs)
+        if query == "COMMIT":
+            done = self._con.execute(query, *args, **kwargs)
+            try:  # DuckDB looks for a signal while a statement runs, and reports it after the commit went through
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                raise RuntimeError("Query interrupted") from None
+            return done
+        with contextlib.suppress(duckdb.Error):  # an interrupted statement aborts the transaction
+            self._con.execute("SELECT error('interrupted')")
+        raise RuntimeError("Query interrupted")
+
+
+def _interrupting(monkeypatch, statement: str) -> None:
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: _Connection(real(*a, **k), statement))
+
+
+def test_ctrl_c_during_a_statement_is_an_interrupted_run_that_publishes_nothing(tmp_path, monkeypatch):
+    # DuckDB turns Ctrl-C during a statement into RuntimeError('Query interrupted'); the run said
+    # 'TransactionException: ... aborted' (unregistering a view in the aborted transaction hid it) and exit 1.
+    from kare_rules.run import RunInterrupted, run_organization
+
+    rules = _zeta(tmp_path)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    run_organization("zeta", DAY, pl.DataFrame({"acct": ["A", "B"], "score": ["50", "5"]}), warehouse, rules_dir=rules)
+    before = {t: warehouse.read(t) for t in TABLES}
+    _interrupting(monkeypatch, "UPDATE")
+    with pytest.raises(RunInterrupted) as stopped:
+        run_organization("zeta", LATER, pl.DataFrame({"acct": ["A", "B"], "score": ["5", "50"]}), warehouse,
+                         rules_dir=rules)  # fmt: skip
+    assert str(stopped.value) == "interrupted; nothing was published: the tables are as they were"
+    monkeypatch.undo()
+    assert unchanged_but_logged(before, {t: warehouse.read(t) for t in TABLES})
+    assert warehouse.read("runs").filter(pl.col("status") == "failed")["message"].to_list() == [
+        "interrupted (Ctrl-C); nothing was published"
+    ]
+
+
+def test_ctrl_c_during_the_commit_is_too_late_the_run_is_published_and_says_so(tmp_path, monkeypatch):
+    # DuckDB reported the COMMIT interrupted though it went through: the run said 'nothing was published'
+    # and logged itself failed beside its own published row.
+    from kare_rules.run import run_organization
+
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    _interrupting(monkeypatch, "COMMIT")
+    result = run_organization("zeta", DAY, pl.DataFrame({"acct": ["A"], "score": ["50"]}), warehouse,
+                              rules_dir=_zeta(tmp_path))  # fmt: skip
+    monkeypatch.undo()
+    assert result.run["status"] == "published"
+    assert warehouse.read("runs")["status"].to_list() == ["published"]
+    assert warehouse.read("account_categories")["category"].to_list() == ["keep"]
