@@ -135,8 +135,8 @@ def _ctrl_c_held() -> Iterator[None]:
     """Ctrl-C does not interrupt the block (a COMMIT and the close after it): DuckDB reports a COMMIT during
     which Ctrl-C came as 'Query interrupted' even when it went through, and the run would then say it
     published nothing. A run that reached its COMMIT is published; Ctrl-C before it rolls it all back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives signals (and may set their handlers)
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread may set handlers; one set outside Python could not be put back
         return
     previous = signal.signal(signal.SIGINT, lambda _signum, _frame: None)
     try:
