@@ -333,3 +333,19 @@ def test_ctrl_c_during_the_commit_is_too_late_the_run_is_published_and_says_so(t
     assert result.run["status"] == "published"
     assert warehouse.read("runs")["status"].to_list() == ["published"]
     assert warehouse.read("account_categories")["category"].to_list() == ["keep"]
+
+
+def test_a_database_url_as_the_warehouse_is_refused_before_anything_is_made(tmp_path, monkeypatch, capsys):
+    # It failed on a missing DuckDB extension and left a folder 'postgresql:/kare@db' (with a lock file) behind.
+    from kare_rules.cli import main
+
+    rules = _zeta(tmp_path)
+    pl.DataFrame({"acct": ["A"], "score": ["50"]}).write_csv(tmp_path / "a.csv")
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--org", "zeta", "--rules-dir", str(rules), "--input", "a.csv", "--as-of", str(DAY),
+                 "--warehouse", "postgresql://kare@db/warehouse"])  # fmt: skip
+    assert code == 1
+    assert "the warehouse postgresql://kare@db/warehouse is a URL; kare run publishes to a DuckDB file" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "rules"]
