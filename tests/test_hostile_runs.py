@@ -3,14 +3,17 @@ message and leaves every published table exactly as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -214,3 +217,135 @@ def test_a_blocked_run_shows_control_characters_of_the_data_escaped(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 1 and "First failures: row 1 (A\\x1b[2J): n: x\\n::error::injected is not" in err, err
     assert "\x1b" not in err and not any(line.lstrip().startswith("::") for line in err.splitlines()), err
+
+
+ZETA = """format: kare/v1
+organization: zeta
+version: 1.0.0
+inputs:
+  acct: {type: string, key: true}
+  score: {type: integer, min: 0}
+precedence: [keep]
+profiles:
+  keep: {when: {score: {gte: 10}}}
+"""
+
+
+def _zeta(tmp_path: Path) -> Path:
+    (tmp_path / "rules" / "zeta").mkdir(parents=True)
+    (tmp_path / "rules" / "zeta" / "kare.yaml").write_text(ZETA)
+    return tmp_path / "rules"
+
+
+def test_an_input_in_several_chunks_quarantines_its_bad_values_in_any_of_them(tmp_path):
+    # A sliced read of a large CSV comes in chunks: Polars panicked (a Rust backtrace, nothing logged)
+    # writing the reasons of bad values when the filter emptied a chunk without any.
+    from kare_rules.run import run_organization
+
+    good = pl.DataFrame({"acct": [f"A{i:03d}" for i in range(100)], "score": ["50"] * 100})
+    bad = pl.DataFrame({"acct": [f"B{i:03d}" for i in range(100)], "score": ["lots"] * 10 + ["5"] * 90})
+    accounts = pl.concat([good, bad], rechunk=False)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    for slices in (1, 3):
+        run_organization("zeta", DAY, accounts, warehouse, rules_dir=_zeta(tmp_path / str(slices)), slices=slices)
+    quarantine = warehouse.read("quarantine")
+    assert quarantine.height == 10 and quarantine["account_id"].to_list() == [f"B{i:03d}" for i in range(10)]
+    assert quarantine["reasons"].to_list()[0] == ["score: lots is not a valid integer"]
+
+
+def test_a_panic_inside_polars_fails_the_run_and_is_logged_like_any_failure(tmp_path, monkeypatch):
+    from kare_rules.run import RunFailed, engine, run_organization
+
+    def panic(*_args, **_kwargs):
+        raise pl.exceptions.PanicException("assertion failed: i < self.len()")
+
+    monkeypatch.setattr(engine, "validate_accounts", panic)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    accounts = pl.DataFrame({"acct": ["A"], "score": ["50"]})
+    with pytest.raises(RunFailed) as failed:
+        run_organization("zeta", DAY, accounts, warehouse, rules_dir=_zeta(tmp_path))
+    assert failed.value.recorded and "PanicException: assertion failed" in str(failed.value)
+    runs = warehouse.read("runs")
+    assert runs["status"].to_list() == ["failed"] and runs["input_rows"].to_list() == [1]
+    assert warehouse.read("account_categories").height == 0
+
+
+class _Connection:
+    """A DuckDB connection that behaves as DuckDB does when Ctrl-C comes during one of its statements."""
+
+    def __init__(self, con, interrupted: str):
+        self._con, self._interrupted = con, interrupted
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+    def execute(self, query: str, *args, **kwargs):
+        if not query.startswith(self._interrupted):
+            return self._con.execute(query, *args, **kwargs)
+        if query == "COMMIT":
+            done = self._con.execute(query, *args, **kwargs)
+            try:  # DuckDB looks for a signal while a statement runs, and reports it after the commit went through
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                raise RuntimeError("Query interrupted") from None
+            return done
+        with contextlib.suppress(duckdb.Error):  # an interrupted statement aborts the transaction
+            self._con.execute("SELECT error('interrupted')")
+        raise RuntimeError("Query interrupted")
+
+
+def _interrupting(monkeypatch, statement: str) -> None:
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: _Connection(real(*a, **k), statement))
+
+
+def test_ctrl_c_during_a_statement_is_an_interrupted_run_that_publishes_nothing(tmp_path, monkeypatch):
+    # DuckDB turns Ctrl-C during a statement into RuntimeError('Query interrupted'); the run said
+    # 'TransactionException: ... aborted' (unregistering a view in the aborted transaction hid it) and exit 1.
+    from kare_rules.run import RunInterrupted, run_organization
+
+    rules = _zeta(tmp_path)
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    run_organization("zeta", DAY, pl.DataFrame({"acct": ["A", "B"], "score": ["50", "5"]}), warehouse, rules_dir=rules)
+    before = {t: warehouse.read(t) for t in TABLES}
+    _interrupting(monkeypatch, "UPDATE")
+    with pytest.raises(RunInterrupted) as stopped:
+        run_organization("zeta", LATER, pl.DataFrame({"acct": ["A", "B"], "score": ["5", "50"]}), warehouse,
+                         rules_dir=rules)  # fmt: skip
+    assert str(stopped.value) == "interrupted; nothing was published: the tables are as they were"
+    monkeypatch.undo()
+    assert unchanged_but_logged(before, {t: warehouse.read(t) for t in TABLES})
+    assert warehouse.read("runs").filter(pl.col("status") == "failed")["message"].to_list() == [
+        "interrupted (Ctrl-C); nothing was published"
+    ]
+
+
+def test_ctrl_c_during_the_commit_is_too_late_the_run_is_published_and_says_so(tmp_path, monkeypatch):
+    # DuckDB reported the COMMIT interrupted though it went through: the run said 'nothing was published'
+    # and logged itself failed beside its own published row.
+    from kare_rules.run import run_organization
+
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    _interrupting(monkeypatch, "COMMIT")
+    result = run_organization("zeta", DAY, pl.DataFrame({"acct": ["A"], "score": ["50"]}), warehouse,
+                              rules_dir=_zeta(tmp_path))  # fmt: skip
+    monkeypatch.undo()
+    assert result.run["status"] == "published"
+    assert warehouse.read("runs")["status"].to_list() == ["published"]
+    assert warehouse.read("account_categories")["category"].to_list() == ["keep"]
+
+
+def test_a_database_url_as_the_warehouse_is_refused_before_anything_is_made(tmp_path, monkeypatch, capsys):
+    # It failed on a missing DuckDB extension and left a folder 'postgresql:/kare@db' (with a lock file) behind.
+    from kare_rules.cli import main
+
+    rules = _zeta(tmp_path)
+    pl.DataFrame({"acct": ["A"], "score": ["50"]}).write_csv(tmp_path / "a.csv")
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--org", "zeta", "--rules-dir", str(rules), "--input", "a.csv", "--as-of", str(DAY),
+                 "--warehouse", "postgresql://kare@db/warehouse"])  # fmt: skip
+    assert code == 1
+    assert "the warehouse postgresql://kare@db/warehouse is a URL; kare run publishes to a DuckDB file" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "rules"]

@@ -49,6 +49,7 @@ OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
 SOON_DAYS = m.SOON_DAYS
+DUCKDB_INTERRUPTED = "Query interrupted"  # what DuckDB raises (a RuntimeError) for Ctrl-C during a statement
 
 
 class RunFailed(KareError):
@@ -446,13 +447,19 @@ def run_organization(
         ):
             return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
     except KeyboardInterrupt:
-        recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-        raise RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded) from None
+        raise _interrupted(warehouse, known) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
-    except Exception as exc:
+    except (Exception, pl.exceptions.PanicException) as exc:  # a panic inside Polars is no Exception
+        if isinstance(exc, RuntimeError) and str(exc) == DUCKDB_INTERRUPTED:
+            raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
+
+
+def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
+    recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+    return RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded)
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -109,13 +111,16 @@ class DuckDBWarehouse:
         try:
             con.execute("BEGIN TRANSACTION")
             yield Session(con)
-            con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
-            raise
-        finally:
             con.close()
+            raise
+        with _ctrl_c_held():  # closing writes the checkpoint: a published run must not end as an interrupted one
+            try:
+                con.execute("COMMIT")
+            finally:
+                con.close()
 
     def record_failure(self, run: dict, message: str) -> None:
         """Log a failed run in `runs` (status failed) without touching any other table."""
@@ -123,6 +128,21 @@ class DuckDBWarehouse:
                "status": "failed", "message": message[:2000], "finished_at": dt.datetime.now(dt.UTC)}  # fmt: skip
         with self.transaction() as session:
             session.insert("runs", pl.DataFrame([row], schema=schema_of("runs")))
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C does not interrupt the block (a COMMIT and the close after it): DuckDB reports a COMMIT during
+    which Ctrl-C came as 'Query interrupted' even when it went through, and the run would then say it
+    published nothing. A run that reached its COMMIT is published; Ctrl-C before it rolls it all back."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread may set handlers; one set outside Python could not be put back
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -383,7 +403,10 @@ class Session:
         try:
             yield view
         finally:
-            self.con.unregister(view)
+            # In a transaction a failed statement aborted (Ctrl-C, say), unregistering fails too: its error
+            # must not hide the one that counts.
+            with contextlib.suppress(duckdb.TransactionException):
+                self.con.unregister(view)
 
     def _count(self, statement: str, params: dict) -> int:
         result = self.con.execute(statement, params).fetchall()

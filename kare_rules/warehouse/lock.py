@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +116,11 @@ def refuse_other_files(path: Path) -> None:
     if str(path) == ":memory:":
         raise WarehouseBusy(
             "the warehouse ':memory:' would keep nothing after the run; give a file, e.g. data/warehouse.duckdb"
+        )
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):  # a URL (its '//' is one '/' in a Path)
+        raise WarehouseBusy(
+            f"the warehouse {str(path).replace(':/', '://', 1)} is a URL; kare run publishes to a DuckDB file (a "
+            "database server as the warehouse is not supported yet): give a path, e.g. data/warehouse.duckdb"
         )
     # (a file kare cannot read is left to DuckDB, whose error says so)
     if path.is_file() and path.stat().st_size and os.access(path, os.R_OK) and not holds_duckdb(path):
