@@ -68,9 +68,7 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         )
     # Text read as categories (a dictionary-encoded Parquet column) is text: the same blank rule applies.
     categorical = [c.name for c in rules.inputs if raw.schema[c.name] in (pl.Categorical, pl.Enum)]
-    # In one chunk: Polars 2.1 panics formatting a reason over a column with a chunk that a filter emptied
-    # (a sliced read of a large CSV comes in several), which a run would report as a Rust backtrace.
-    raw = raw.with_columns(pl.col(categorical).cast(pl.String)).with_row_index(ROW).rechunk()
+    raw = raw.with_columns(pl.col(categorical).cast(pl.String)).with_row_index(ROW)
     schema = raw.schema
     blank = _may_be_blank(raw, [c.name for c in rules.inputs if c.type == "string" and schema[c.name] == pl.String])
     typed = raw.with_columns(_typed(c, schema[c.name], c.name in blank) for c in rules.inputs)
