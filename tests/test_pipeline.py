@@ -267,6 +267,30 @@ def test_in_a_backfill_a_failed_date_stops_the_later_dates_of_its_organization_u
     assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
 
 
+def test_in_a_backfill_a_canceled_date_stops_the_later_dates_of_its_organization_too(setup, tmp_path):
+    """A run terminated while it queued (Terminate in the UI) leaves the same hole as a failed one."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    wh, instance = tmp_path / "wh.duckdb", dg.DagsterInstance.ephemeral()
+    tags = {"dagster/backfill": "bf3", "dagster/partition/org": ORG, "dagster/partition/date": DATES[1].isoformat()}
+    instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="canceled-run", tags=tags,
+                                status=dg.DagsterRunStatus.CANCELED))  # fmt: skip
+    kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=setup.input)
+
+    def backfill(day: dt.date) -> dg.ExecuteInProcessResult:
+        return dg.materialize([assets.kare_run], partition_key=partition_key(ORG, day.isoformat()),
+                              resources={"kare": kare}, instance=instance, raise_on_error=False,
+                              tags={"dagster/backfill": "bf3"})  # fmt: skip
+
+    assert backfill(DATES[0]).success
+    stopped = backfill(DATES[2])
+    assert failure_text(stopped).startswith(
+        f"{ORG} as of {DATES[2]}: not run, because {DATES[1]} was canceled earlier in this backfill (Dagster run "
+        "canceled-run)"
+    )
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[0]
+
+
 def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
     rules_dir = tmp_path / "rules"
     shutil.copytree(setup.rules_dir, rules_dir)
