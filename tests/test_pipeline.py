@@ -267,6 +267,30 @@ def test_in_a_backfill_a_failed_date_stops_the_later_dates_of_its_organization_u
     assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[2]
 
 
+def test_in_a_backfill_a_canceled_date_stops_the_later_dates_of_its_organization_too(setup, tmp_path):
+    """A run terminated while it queued (Terminate in the UI) leaves the same hole as a failed one."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    wh, instance = tmp_path / "wh.duckdb", dg.DagsterInstance.ephemeral()
+    tags = {"dagster/backfill": "bf3", "dagster/partition/org": ORG, "dagster/partition/date": DATES[1].isoformat()}
+    instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="canceled-run", tags=tags,
+                                status=dg.DagsterRunStatus.CANCELED))  # fmt: skip
+    kare = KareSettings(rules_dir=str(setup.rules_dir), warehouse=str(wh), input=setup.input)
+
+    def backfill(day: dt.date) -> dg.ExecuteInProcessResult:
+        return dg.materialize([assets.kare_run], partition_key=partition_key(ORG, day.isoformat()),
+                              resources={"kare": kare}, instance=instance, raise_on_error=False,
+                              tags={"dagster/backfill": "bf3"})  # fmt: skip
+
+    assert backfill(DATES[0]).success
+    stopped = backfill(DATES[2])
+    assert failure_text(stopped).startswith(
+        f"{ORG} as of {DATES[2]}: not run, because {DATES[1]} was canceled earlier in this backfill (Dagster run "
+        "canceled-run)"
+    )
+    assert Warehouse(wh).last_run(ORG)["as_of"] == DATES[0]
+
+
 def test_an_invalid_rule_file_fails_the_step_with_its_located_error_and_logs_the_run(setup, tmp_path):
     rules_dir = tmp_path / "rules"
     shutil.copytree(setup.rules_dir, rules_dir)
@@ -596,27 +620,37 @@ def test_each_cadences_schedule_fires_within_a_day_after_its_window_closes(every
         assert dt.timedelta(0) <= fires - closes < dt.timedelta(days=1), (every, key, fires)
 
 
-def test_the_sensor_reruns_the_last_date_of_an_organization_whose_rule_version_changes(tmp_path, monkeypatch):
+def test_the_sensor_reruns_the_last_published_date_of_an_organization_whose_rule_version_changes(
+    published, tmp_path, monkeypatch
+):
+    _, by_cli, _ = published  # cloudnine published up to DATES[1]; the last complete date is long after
     rules_dir = tmp_path / "rules"
     shutil.copytree(ROOT / "rules" / ORG, rules_dir / ORG)
     monkeypatch.setenv("KARE_RULES_DIR", str(rules_dir))
-    first = dg.build_sensor_context()
+
+    def context(cursor=None, warehouse=by_cli):
+        return dg.build_sensor_context(cursor=cursor, resources={"kare": KareSettings(warehouse=str(warehouse))})
+
+    first = context()
     assert list(sensors.rule_version_sensor(first)) == []  # the first look only remembers
     cursor = first.cursor
     assert json.loads(cursor)[ORG].startswith("1.1.0@")
-    assert list(sensors.rule_version_sensor(dg.build_sensor_context(cursor=cursor))) == []
+    assert list(sensors.rule_version_sensor(context(cursor))) == []
     path = rules_dir / ORG / "kare.yaml"
     path.write_text(path.read_text().replace("version: 1.1.0", "version: 1.2.0").replace("gte: 100000", "gte: 90000"))
-    changed = dg.build_sensor_context(cursor=cursor)
+    changed = context(cursor)
     [request] = list(sensors.rule_version_sensor(changed))
-    assert request.partition_key.split("|")[1] == ORG
+    # The last published date, not the last complete one: that would publish past the dates in between.
+    assert request.partition_key == partition_key(ORG, DATES[1].isoformat())
     assert request.run_key.startswith(f"{ORG}|") and "|1.2.0@" in request.run_key
     assert json.loads(changed.cursor)[ORG].startswith("1.2.0@")
     # A new overrides.yaml changes what a run publishes too: the same re-run, with a new run key.
     (rules_dir / ORG / "overrides.yaml").write_text(OVERRIDES)
-    pinned = dg.build_sensor_context(cursor=changed.cursor)
+    pinned = context(changed.cursor)
     [again] = list(sensors.rule_version_sensor(pinned))
     assert again.partition_key == request.partition_key and again.run_key != request.run_key
+    # Nothing published yet: nothing to re-run (the schedule publishes the first date).
+    assert list(sensors.rule_version_sensor(context(cursor, warehouse=tmp_path / "empty.duckdb"))) == []
 
 
 def test_the_rules_source_is_observed_as_each_organizations_digest(setup):

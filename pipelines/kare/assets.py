@@ -207,10 +207,11 @@ def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, or
     backfill = context.run.tags.get(BACKFILL_TAG)
     if not backfill:
         return
-    failed = context.instance.get_runs(
-        filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill, ORG_TAG: org}, statuses=[dg.DagsterRunStatus.FAILURE])
-    )
-    dates = {as_of_of(run.tags[DATE_TAG]): run.run_id for run in failed if DATE_TAG in run.tags}
+    # A run canceled in the backfill (terminated in the UI while it queued) leaves the same hole as a failed one.
+    statuses = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    failed = context.instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill, ORG_TAG: org},
+                                                             statuses=statuses))  # fmt: skip
+    dates = {as_of_of(run.tags[DATE_TAG]): run for run in failed if DATE_TAG in run.tags}
     earlier = sorted(day for day in dates if day < as_of)
     if not earlier:
         return
@@ -221,11 +222,12 @@ def _refuse_after_a_failed_date(context: dg.AssetExecutionContext, warehouse, or
     pending = [day for day in earlier if not last or last["as_of"] < day]
     if pending:
         first = pending[0]
+        how = "was canceled" if dates[first].status == dg.DagsterRunStatus.CANCELED else "failed"
         raise dg.Failure(
-            description=f"{org} as of {as_of}: not run, because {first} failed earlier in this backfill (Dagster run "
-            f"{dates[first]}) and is not published; publishing {as_of} first would make {first} impossible to run "
-            f"(a run never rewrites later history). Fix what failed, then re-execute this backfill's failed runs "
-            f"from {first} on, in date order.",
+            description=f"{org} as of {as_of}: not run, because {first} {how} earlier in this backfill (Dagster run "
+            f"{dates[first].run_id}) and is not published; publishing {as_of} first would make {first} impossible "
+            f"to run (a run never rewrites later history). Fix what failed, then re-execute this backfill's failed "
+            f"runs from {first} on, in date order.",
             metadata={"kare/org": org, "kare/as_of": as_of.isoformat(), "failed_date": first.isoformat()},
         )
 
