@@ -277,6 +277,22 @@ def test_slices_follow_the_input_size_and_the_memory_budget():
             parse_size(bad)
 
 
+def test_a_memory_budget_no_slicing_can_keep_is_a_note_with_the_peak(tmp_path, monkeypatch):
+    # --memory-budget 300MiB on 2.5M accounts: 50 slices (the most), a peak of 1.0 GB, and nothing said.
+    from kare_rules.run import slicing
+
+    monkeypatch.setattr(slicing, "MIN_SLICE_ROWS", 2)  # as many slices as a large input gets at most
+    accounts = frame([account(f"A{i}", "keep") for i in range(6)])
+    bundle = RuleBundle(RULES, RULES_TEXT, ())
+    tight = run_organization(ORG, D1, accounts, Warehouse(tmp_path / "a.duckdb"), bundle=bundle, memory_budget=2**26)
+    [note] = tight.notes
+    assert note.startswith("memory peaked at ") and "above the budget of 64 MiB" in note
+    assert note.endswith("so no slicing keeps to it; give --memory-budget at least the peak")
+    ample = run_organization(ORG, D1, accounts, Warehouse(tmp_path / "b.duckdb"), bundle=bundle, memory_budget=2**40)
+    assert ample.notes == []
+    assert slicing.budget_note(2**40) is None  # predicted short, but the peak stayed within: nothing to say
+
+
 def test_a_run_reports_progress_by_step_and_slice(two_runs):
     wh, second = two_runs
     seen: list[tuple[str, int, int]] = []

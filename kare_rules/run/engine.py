@@ -31,7 +31,15 @@ from kare_rules.run.quality import (
     quarantine_check,
     removed_check,
 )
-from kare_rules.run.slicing import default_budget, in_slice, slice_bounds, slice_count, slice_range
+from kare_rules.run.slicing import (
+    budget_note,
+    default_budget,
+    in_slice,
+    slice_bounds,
+    slice_count,
+    slice_range,
+    unkept_budget,
+)
 from kare_rules.sources import count_rows, file_state, read_accounts, stream_accounts
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
@@ -324,6 +332,7 @@ class RunInput:
     frame: pl.DataFrame | None = None
     source: str | None = None  # re-read per slice when `frame` is None
     state: tuple | None = None  # file_state(source) when it was first read
+    budget: int | None = None  # the memory budget, when no slicing could keep to it (slicing.unkept_budget)
 
     @property
     def slices(self) -> int:
@@ -355,13 +364,18 @@ def open_input(
             estimate = int(head.estimated_size() * height / head.height)
             n = slices or slice_count(height, estimate, budget, reserved)
             if n > 1:
-                return _streamed(str(source), state, head.schema, key, n, height)
+                streamed = _streamed(str(source), state, head.schema, key, n, height)
+                streamed.budget = None if slices or not unkept_budget(height, estimate, budget, reserved) else budget
+                return streamed
     raw = read_input(source)
-    n = slices or slice_count(raw.height, int(raw.estimated_size()), budget, reserved + int(raw.estimated_size()))
+    size = int(raw.estimated_size())
+    n = slices or slice_count(raw.height, size, budget, reserved + size)
     bounds = []
     if n > 1 and key.name in raw.columns:
         bounds = slice_bounds(raw.select(cast_expr(key.name, key.type, raw.schema[key.name])).to_series(), n)
-    return RunInput(raw.height, raw.columns, raw.schema, fingerprint_of(raw), bounds, frame=raw)
+    unkept = not slices and unkept_budget(raw.height, size, budget, reserved + size)
+    return RunInput(raw.height, raw.columns, raw.schema, fingerprint_of(raw), bounds, frame=raw,
+                    budget=budget if unkept else None)  # fmt: skip
 
 
 def _streamed(source: str, state: tuple | None, schema: pl.Schema, key: m.InputColumn, n: int, rows: int) -> RunInput:
@@ -671,6 +685,8 @@ def _run(
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
     notes = _unkept_trends(rules, ruled, s.kept_columns(org, ruled["as_of"]) if trends and ruled else set())
+    # Measured, not predicted: the estimate of a wide input counts columns the run never reads.
+    notes += [note for note in [raw.budget and budget_note(raw.budget)] if note]
     s.insert("runs", pl.DataFrame([run]))
     upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")
