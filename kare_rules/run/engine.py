@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from kare_rules import model as m
@@ -444,6 +445,7 @@ def run_organization(
     if bundle is not None and bundle.rules.organization != org:
         raise UsageError(f"the rules given for {org} are those of {bundle.rules.organization}; pass {org}'s rules")
     known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
+    session: Session | None = None
     try:
         # Rules and input are read before the warehouse is locked: a queued run holds nobody up meanwhile.
         bundle = bundle or load_bundle(rules_dir, org)
@@ -458,15 +460,31 @@ def run_organization(
             warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
             warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
-            return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+            result = _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+        return result
     except KeyboardInterrupt:
-        recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
-        raise RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded) from None
+        if session is not None and session.committed:
+            return result  # Ctrl-C once published (closing the file, freeing the lock): nothing left to stop
+        raise _interrupted(warehouse, known) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
     except Exception as exc:
+        if _stopped_by_ctrl_c(exc):
+            if session is not None and session.committed:
+                return result
+            raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
+
+
+def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
+    recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+    return RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded)
+
+
+def _stopped_by_ctrl_c(exc: Exception) -> bool:
+    """Ctrl-C while DuckDB runs a statement reaches Python as DuckDB's error, not as KeyboardInterrupt."""
+    return isinstance(exc, duckdb.InterruptException) or (type(exc) is RuntimeError and str(exc) == "Query interrupted")
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:

@@ -108,8 +108,10 @@ class DuckDBWarehouse:
         con = self.connect(memory_limit=memory_limit)
         try:
             con.execute("BEGIN TRANSACTION")
-            yield Session(con)
+            session = Session(con)
+            yield session
             con.execute("COMMIT")
+            session.committed = True
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -181,6 +183,7 @@ class Session:
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
+        self.committed = False  # set once its transaction's COMMIT went through
 
     # ---- reads: current state only -------------------------------------------------------------
 
@@ -382,8 +385,13 @@ class Session:
         self.con.register(view, rows)
         try:
             yield view
-        finally:
-            self.con.unregister(view)
+        except BaseException:
+            # A statement stopped midway (Ctrl-C) aborts the transaction, which then refuses even this: the
+            # error to report is the first one, not 'Current transaction is aborted'.
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(view)
+            raise
+        self.con.unregister(view)
 
     def _count(self, statement: str, params: dict) -> int:
         result = self.con.execute(statement, params).fetchall()
