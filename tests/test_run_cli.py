@@ -332,6 +332,31 @@ def test_ctrl_c_in_all_orgs_says_which_organizations_were_published_and_which_di
     assert capsys.readouterr().err.splitlines()[-1] == "  published before it: org-a; not run: org-c"
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkeypatch):
+    # A cancelled CI job, `timeout` or a stopping container sends SIGTERM: the process vanished, nothing said
+    # and nothing in kare.runs. The handler kare run installs is called as the signal would call it.
+    import signal
+
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+    real = run.run_organization
+
+    def stop(step: str) -> None:
+        if step == "runs":
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+    monkeypatch.setattr(run, "run_organization", lambda *a, **k: real(*a, **{**k, "fail_at": stop}))
+    code = main(["run", "--org", "org-a", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    assert code == 130
+    assert (
+        capsys.readouterr().err == "kare run: org-a: interrupted; nothing was published: the tables are as they were\n"
+    )
+    assert Warehouse(tmp_path / "w.duckdb").last_run("org-a") is None
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back once the command ends
+
+
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
     from kare_rules.run import engine
 

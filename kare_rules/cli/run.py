@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from kare_rules.cli.common import (
@@ -19,6 +22,30 @@ from kare_rules.errors import RuleFileError, UsageError
 @command
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one or every organization as of one date through the run engine, and summarize each run."""
+    with _stop_signal_as_ctrl_c():
+        return _run_organizations(args)
+
+
+@contextlib.contextmanager
+def _stop_signal_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`, systemd, a container stopping) ends a run as Ctrl-C does:
+    logged in kare.runs as interrupted and said, instead of the process vanishing with nothing said."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (kare run called from a thread): SIGTERM stays as it was
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_organizations(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date
     from kare_rules.loader import is_safe_org, organization_problems, organizations
     from kare_rules.run import RunFailed, RunInterrupted, Thresholds, run_organization
