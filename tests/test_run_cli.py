@@ -340,7 +340,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkey
     import kare_rules.run as run
 
     rules, source = _three_orgs(tmp_path)
-    real = run.run_organization
+    real, before = run.run_organization, signal.getsignal(signal.SIGTERM)
 
     def stop(step: str) -> None:
         if step == "runs":
@@ -354,7 +354,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkey
         capsys.readouterr().err == "kare run: org-a: interrupted; nothing was published: the tables are as they were\n"
     )
     assert Warehouse(tmp_path / "w.duckdb").last_run("org-a") is None
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back once the command ends
+    assert signal.getsignal(signal.SIGTERM) == before  # given back once the command ends
 
 
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
