@@ -114,8 +114,7 @@ def read_source(source: str | Path) -> pl.LazyFrame:
     files = source_files(text)
     try:
         if suffix == ".parquet":
-            _same_schema(text, {f: _parquet_schema(f) for f in files})
-            return pl.scan_parquet(files)  # exactly the files checked, not a second expansion of the glob
+            return _scan_parquet(text, files)
         separator = "\t" if suffix == ".tsv" else ","
         headers = {f: _csv_header(f, separator) for f in files}
         _same_schema(text, headers, ordered=True)
@@ -182,9 +181,32 @@ def _check_parquet_magic(path: Path) -> None:
         raise DataError(f"input {path} is not a Parquet file: {what}. Write it again, or give a CSV file a .csv name")
 
 
+def _scan_parquet(text: str, files: list[Path]) -> pl.LazyFrame:
+    """The files of a Parquet path or glob as one frame. A column that is all nulls in some files
+    (pandas writes an all-None column, and every column of an empty part, as the null type) takes the
+    type the other files give it: its nulls fit any type, and refusing it would refuse a folder for a
+    file with no owner or no rows."""
+    dtypes = {f: _parquet_dtypes(f) for f in files}
+    typed: dict[str, pl.DataType] = {}
+    for schema in dtypes.values():
+        for name, dtype in schema.items():
+            if dtype != pl.Null:
+                typed.setdefault(name, dtype)
+    filled = {f: {n: typed.get(n, d) if d == pl.Null else d for n, d in s.items()} for f, s in dtypes.items()}
+    _same_schema(text, {f: {n: str(d) for n, d in s.items()} for f, s in filled.items()})
+    if all(filled[f] == dict(dtypes[f]) for f in files):
+        return pl.scan_parquet(files)  # exactly the files checked, not a second expansion of the glob
+    casts = {f: [pl.col(n).cast(d) for n, d in filled[f].items() if d != dtypes[f][n]] for f in files}
+    return pl.concat([pl.scan_parquet(f).with_columns(casts[f]) for f in files])
+
+
 def _parquet_schema(path: Path) -> dict[str, str]:
+    return {name: str(dtype) for name, dtype in _parquet_dtypes(path).items()}
+
+
+def _parquet_dtypes(path: Path) -> pl.Schema:
     try:
-        return {name: str(dtype) for name, dtype in pl.read_parquet_schema(path).items()}
+        return pl.read_parquet_schema(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"input {path} is not a readable Parquet file: {_first_line(exc)}") from None
 

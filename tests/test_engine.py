@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from kare_rules.errors import UsageError
 from kare_rules.overrides import Override
-from kare_rules.run import RuleBundle, RunFailed, Thresholds, run_organization
+from kare_rules.run import RuleBundle, RunFailed, RunInterrupted, Thresholds, run_organization
 from kare_rules.run.history import history_problems
 from kare_rules.tables import TABLES, empty, same_rows
 from kare_rules.validation import validate_accounts
@@ -277,6 +277,63 @@ def test_slices_follow_the_input_size_and_the_memory_budget():
             parse_size(bad)
 
 
+def test_a_memory_budget_no_slicing_can_keep_is_a_note_with_the_peak(tmp_path, monkeypatch):
+    # --memory-budget 300MiB on 2.5M accounts: 50 slices (the most), a peak of 1.0 GB, and nothing said.
+    from kare_rules.run import slicing
+
+    monkeypatch.setattr(slicing, "MIN_SLICE_ROWS", 2)  # as many slices as a large input gets at most
+    accounts = frame([account(f"A{i}", "keep") for i in range(6)])
+    bundle = RuleBundle(RULES, RULES_TEXT, ())
+    tight = run_organization(ORG, D1, accounts, Warehouse(tmp_path / "a.duckdb"), bundle=bundle, memory_budget=2**26)
+    [note] = tight.notes
+    assert note.startswith("memory peaked at ") and "above the budget of 64 MiB" in note
+    assert note.endswith("so no slicing keeps to it; give --memory-budget at least the peak")
+    ample = run_organization(ORG, D1, accounts, Warehouse(tmp_path / "b.duckdb"), bundle=bundle, memory_budget=2**40)
+    assert ample.notes == []
+    assert slicing.budget_note(2**40) is None  # predicted short, but the peak stayed within: nothing to say
+
+
+def test_ctrl_c_inside_a_duckdb_statement_is_an_interruption_not_an_aborted_transaction(two_runs):
+    # Ctrl-C (or kare run's SIGTERM) while DuckDB inserted: 'TransactionException: Current transaction is
+    # aborted' or 'RuntimeError: Query interrupted', exit 1, logged as that, instead of interrupted.
+    wh, second = two_runs
+    rows = pl.DataFrame({"a": [1]}).to_arrow()
+    with pytest.raises(KeyboardInterrupt), wh.transaction() as session, session._registered(rows, "kare_rows"):
+        with pytest.raises(Exception, match="boom"):
+            session.con.execute("SELECT error('boom')")  # the statement Ctrl-C stopped: the transaction aborts
+        raise KeyboardInterrupt
+
+    def stopped(step: str) -> None:
+        if step == "runs":
+            raise RuntimeError("Query interrupted")  # what DuckDB raises when Ctrl-C stops its statement
+
+    with pytest.raises(RunInterrupted, match="interrupted; nothing was published"):
+        run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()),
+                         fail_at=stopped)  # fmt: skip
+
+
+def test_ctrl_c_once_the_run_is_committed_does_not_say_nothing_was_published(two_runs, monkeypatch):
+    # It came while the file closed or the lock was freed: the run said 'nothing was published' and logged a
+    # failed run beside the published one.
+    import contextlib
+
+    import kare_rules.run.engine as engine
+
+    wh, second = two_runs
+    real = engine.warehouse_lock
+
+    @contextlib.contextmanager
+    def lock_freed_under_ctrl_c(*args, **kwargs):
+        with real(*args, **kwargs):
+            yield
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "warehouse_lock", lock_freed_under_ctrl_c)
+    result = run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
+    assert result.run["status"] == "published"
+    assert snapshot_of(wh)["runs"]["status"].to_list() == ["published", "published"]
+
+
 def test_a_run_reports_progress_by_step_and_slice(two_runs):
     wh, second = two_runs
     seen: list[tuple[str, int, int]] = []
@@ -291,7 +348,6 @@ def test_a_run_reports_progress_by_step_and_slice(two_runs):
 
 def test_ctrl_c_late_in_a_run_publishes_nothing_and_says_so(two_runs, capsys, monkeypatch, tmp_path):
     from kare_rules.cli import main
-    from kare_rules.run import RunInterrupted
 
     wh, second = two_runs
     before = snapshot_of(wh)

@@ -184,6 +184,21 @@ def test_a_good_file_or_glob_succeeds_in_every_mode(good, sources, tmp_path, cap
         assert mode in ("explain", "diff") or pl.read_parquet(output).height == 20
 
 
+def test_a_parquet_part_whose_column_is_all_null_is_read_with_the_other_parts(tmp_path):
+    """pandas writes an all-None column, and every column of an empty part, as the null type: the folder
+    is read, that column taking the other parts' type, instead of refused as of another schema."""
+    from kare_rules.sources import read_accounts
+
+    frame = pl.DataFrame({"account_id": ["A1", "A2"], "owner": ["ann", "bob"], "since": [dt.date(2026, 1, 5)] * 2})
+    frame.write_parquet(tmp_path / "a.parquet")
+    frame.head(1).with_columns(owner=pl.lit(None)).write_parquet(tmp_path / "b.parquet")
+    frame.select(pl.lit(None).alias(c) for c in frame.columns).head(0).write_parquet(tmp_path / "c.parquet")
+    assert pl.read_parquet_schema(tmp_path / "c.parquet")["since"] == pl.Null
+    read = read_accounts(tmp_path / "*.parquet")
+    assert read.schema == frame.schema
+    assert read["owner"].to_list() == ["ann", "bob", None] and read["account_id"].to_list() == ["A1", "A2", "A1"]
+
+
 # ---- the ones that could block or balloon: a subprocess under time and memory limits ----------
 
 

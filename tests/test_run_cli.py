@@ -288,6 +288,75 @@ def test_all_orgs_fails_when_an_organization_folder_is_skipped_though_the_others
     assert Warehouse(wh).last_run("cloudnine")["as_of"] == DAY
 
 
+def _three_orgs(tmp_path: Path) -> tuple[Path, Path]:
+    text = (ROOT / "rules" / "cloudnine" / "kare.yaml").read_text()
+    rules = tmp_path / "rules"
+    for org in ("org-a", "org-b", "org-c"):
+        (rules / org).mkdir(parents=True)
+        (rules / org / "kare.yaml").write_text(text.replace("organization: cloudnine", f"organization: {org}"))
+    accounts = synthesize(load_rules(ROOT / "rules" / "cloudnine"), 50, DAY, seed=3)
+    for org in ("org-a", "org-c"):  # org-b's input is missing
+        accounts.write_parquet(tmp_path / f"{org}.parquet")
+    return rules, tmp_path / "{org}.parquet"
+
+
+def test_all_orgs_ends_naming_the_organizations_that_failed(tmp_path, capsys):
+    # In the log of a daily run over many organizations, the one that failed is one error among pages of
+    # summaries: the last line names it.
+    rules, source = _three_orgs(tmp_path)
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and "org-c 1.1.0 as of 2026-10-31: published" in captured.out
+    assert captured.err.splitlines()[-1] == "kare run: 1 of 3 organizations failed (above): org-b"
+
+
+def test_ctrl_c_in_all_orgs_says_which_organizations_were_published_and_which_did_not_run(
+    tmp_path, capsys, monkeypatch
+):
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+    (tmp_path / "org-b.parquet").write_bytes((tmp_path / "org-a.parquet").read_bytes())
+    real = run.run_organization
+
+    def interrupt_org_b(org, *args, **kwargs):
+        if org == "org-b":
+            raise run.RunInterrupted("interrupted; nothing was published: the tables are as they were")
+        return real(org, *args, **kwargs)
+
+    monkeypatch.setattr(run, "run_organization", interrupt_org_b)
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    assert code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "  published before it: org-a; not run: org-c"
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkeypatch):
+    # A cancelled CI job, `timeout` or a stopping container sends SIGTERM: the process vanished, nothing said
+    # and nothing in kare.runs. The handler kare run installs is called as the signal would call it.
+    import signal
+
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+    real, before = run.run_organization, signal.getsignal(signal.SIGTERM)
+
+    def stop(step: str) -> None:
+        if step == "runs":
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+    monkeypatch.setattr(run, "run_organization", lambda *a, **k: real(*a, **{**k, "fail_at": stop}))
+    code = main(["run", "--org", "org-a", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    assert code == 130
+    assert (
+        capsys.readouterr().err == "kare run: org-a: interrupted; nothing was published: the tables are as they were\n"
+    )
+    assert Warehouse(tmp_path / "w.duckdb").last_run("org-a") is None
+    assert signal.getsignal(signal.SIGTERM) == before  # given back once the command ends
+
+
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
     from kare_rules.run import engine
 

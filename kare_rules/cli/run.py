@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from kare_rules.cli.common import (
@@ -19,6 +22,30 @@ from kare_rules.errors import RuleFileError, UsageError
 @command
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one or every organization as of one date through the run engine, and summarize each run."""
+    with _stop_signal_as_ctrl_c():
+        return _run_organizations(args)
+
+
+@contextlib.contextmanager
+def _stop_signal_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`, systemd, a container stopping) ends a run as Ctrl-C does:
+    logged in kare.runs as interrupted and said, instead of the process vanishing with nothing said."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (kare run called from a thread): SIGTERM stays as it was
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_organizations(args: argparse.Namespace) -> int:
     from kare_rules.engine import as_date
     from kare_rules.loader import is_safe_org, organization_problems, organizations
     from kare_rules.run import RunFailed, RunInterrupted, Thresholds, run_organization
@@ -65,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     budget = parse_size(args.memory_budget) if args.memory_budget else None
     source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
     warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
-    failed = 0
+    failed: list[str] = []
     for org in orgs:
         out(f"{org}: running as of {as_of} → {args.warehouse}")
         try:
@@ -77,9 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         except RunInterrupted as exc:
             err(f"kare run: {org}: {exc}")
+            if len(orgs) > 1 and org != orgs[0]:  # the ones before it stay published: say which
+                done = orgs[: orgs.index(org)]
+                err(f"  published before it: {', '.join(done)}; not run: {', '.join(orgs[len(done) + 1 :]) or 'none'}")
             return 130
         except RunFailed as exc:
-            failed += 1
+            failed.append(org)
             err(f"kare run: {org}: {exc}")
             if source == DEFAULT_INPUT and not Path(source.replace("{org}", org)).exists():
                 # The person never named that path: it is where `kare sample` writes, not their accounts.
@@ -91,6 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         for line in summary_lines(result):
             out(line)
+    if failed and len(orgs) > 1:  # in a long log of many organizations, the ones to look at, in one line
+        err(f"kare run: {len(failed)} of {len(orgs)} organizations failed (above): {', '.join(failed)}")
     if skipped:  # a daily job must not succeed while an organization silently stops being published
         err(
             f"kare run: {len(skipped)} organization folder(s) of {args.rules_dir}/ skipped (above); "

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from kare_rules import model as m
@@ -31,7 +32,15 @@ from kare_rules.run.quality import (
     quarantine_check,
     removed_check,
 )
-from kare_rules.run.slicing import default_budget, in_slice, slice_bounds, slice_count, slice_range
+from kare_rules.run.slicing import (
+    budget_note,
+    default_budget,
+    in_slice,
+    slice_bounds,
+    slice_count,
+    slice_range,
+    unkept_budget,
+)
 from kare_rules.sources import count_rows, file_state, read_accounts, stream_accounts
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
@@ -49,7 +58,6 @@ OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
 SOON_DAYS = m.SOON_DAYS
-DUCKDB_INTERRUPTED = "Query interrupted"  # what DuckDB raises (a RuntimeError) for Ctrl-C during a statement
 
 
 class RunFailed(KareError):
@@ -325,6 +333,7 @@ class RunInput:
     frame: pl.DataFrame | None = None
     source: str | None = None  # re-read per slice when `frame` is None
     state: tuple | None = None  # file_state(source) when it was first read
+    budget: int | None = None  # the memory budget, when no slicing could keep to it (slicing.unkept_budget)
 
     @property
     def slices(self) -> int:
@@ -356,13 +365,18 @@ def open_input(
             estimate = int(head.estimated_size() * height / head.height)
             n = slices or slice_count(height, estimate, budget, reserved)
             if n > 1:
-                return _streamed(str(source), state, head.schema, key, n, height)
+                streamed = _streamed(str(source), state, head.schema, key, n, height)
+                streamed.budget = None if slices or not unkept_budget(height, estimate, budget, reserved) else budget
+                return streamed
     raw = read_input(source)
-    n = slices or slice_count(raw.height, int(raw.estimated_size()), budget, reserved + int(raw.estimated_size()))
+    size = int(raw.estimated_size())
+    n = slices or slice_count(raw.height, size, budget, reserved + size)
     bounds = []
     if n > 1 and key.name in raw.columns:
         bounds = slice_bounds(raw.select(cast_expr(key.name, key.type, raw.schema[key.name])).to_series(), n)
-    return RunInput(raw.height, raw.columns, raw.schema, fingerprint_of(raw), bounds, frame=raw)
+    unkept = not slices and unkept_budget(raw.height, size, budget, reserved + size)
+    return RunInput(raw.height, raw.columns, raw.schema, fingerprint_of(raw), bounds, frame=raw,
+                    budget=budget if unkept else None)  # fmt: skip
 
 
 def _streamed(source: str, state: tuple | None, schema: pl.Schema, key: m.InputColumn, n: int, rows: int) -> RunInput:
@@ -431,6 +445,7 @@ def run_organization(
     if bundle is not None and bundle.rules.organization != org:
         raise UsageError(f"the rules given for {org} are those of {bundle.rules.organization}; pass {org}'s rules")
     known: dict = {"org": org, "as_of": as_of, "started_at": dt.datetime.now(dt.UTC)}
+    session: Session | None = None
     try:
         # Rules and input are read before the warehouse is locked: a queued run holds nobody up meanwhile.
         bundle = bundle or load_bundle(rules_dir, org)
@@ -445,13 +460,18 @@ def run_organization(
             warehouse_lock(warehouse.path, timeout=warehouse.wait, on_wait=warehouse.on_wait),
             warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
-            return _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+            result = _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+        return result
     except KeyboardInterrupt:
+        if session is not None and session.committed:
+            return result  # Ctrl-C once published (closing the file, freeing the lock): nothing left to stop
         raise _interrupted(warehouse, known) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
     except (Exception, pl.exceptions.PanicException) as exc:  # a panic inside Polars is no Exception
-        if isinstance(exc, RuntimeError) and str(exc) == DUCKDB_INTERRUPTED:
+        if _stopped_by_ctrl_c(exc):
+            if session is not None and session.committed:
+                return result
             raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
@@ -460,6 +480,11 @@ def run_organization(
 def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
     recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
     return RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded)
+
+
+def _stopped_by_ctrl_c(exc: BaseException) -> bool:
+    """Ctrl-C while DuckDB runs a statement reaches Python as DuckDB's error, not as KeyboardInterrupt."""
+    return isinstance(exc, duckdb.InterruptException) or (type(exc) is RuntimeError and str(exc) == "Query interrupted")
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
@@ -678,6 +703,8 @@ def _run(
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
     notes = _unkept_trends(rules, ruled, s.kept_columns(org, ruled["as_of"]) if trends and ruled else set())
+    # Measured, not predicted: the estimate of a wide input counts columns the run never reads.
+    notes += [note for note in [raw.budget and budget_note(raw.budget)] if note]
     s.insert("runs", pl.DataFrame([run]))
     upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import resource
 from pathlib import Path
 
 import polars as pl
@@ -58,6 +59,26 @@ def slice_count(input_rows: int, input_bytes: int, budget: int, reserved: int | 
     room = max(budget - (input_bytes if reserved is None else reserved), budget // 4)
     wanted = math.ceil(input_bytes * WORKING_SET_FACTOR / room)
     return max(1, min(wanted, math.ceil(input_rows / MIN_SLICE_ROWS)))
+
+
+def unkept_budget(input_rows: int, input_bytes: int, budget: int, reserved: int) -> bool:
+    """Whether `budget` is below what the run can keep to: even the most slices (of MIN_SLICE_ROWS accounts
+    each) need more, on top of what stays resident."""
+    if input_rows <= MIN_SLICE_ROWS:
+        return False
+    return reserved + math.ceil(input_bytes * WORKING_SET_FACTOR / math.ceil(input_rows / MIN_SLICE_ROWS)) > budget
+
+
+def budget_note(budget: int) -> str | None:
+    """When the process's peak memory went past `budget`: say so, with the figure to give instead."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    if peak <= budget:
+        return None
+    return (
+        f"memory peaked at {peak / 2**20:,.0f} MiB, above the budget of {budget / 2**20:,.0f} MiB: slices hold at "
+        f"least {MIN_SLICE_ROWS:,} accounts and DuckDB takes at least 256 MiB, so no slicing keeps to it; give "
+        "--memory-budget at least the peak"
+    )
 
 
 def slice_bounds(keys: pl.Series, slices: int) -> list[str]:

@@ -110,7 +110,8 @@ class DuckDBWarehouse:
         con = self.connect(memory_limit=memory_limit)
         try:
             con.execute("BEGIN TRANSACTION")
-            yield Session(con)
+            session = Session(con)
+            yield session
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -119,6 +120,7 @@ class DuckDBWarehouse:
         with _ctrl_c_held():  # closing writes the checkpoint: a published run must not end as an interrupted one
             try:
                 con.execute("COMMIT")
+                session.committed = True
             finally:
                 con.close()
 
@@ -201,6 +203,7 @@ class Session:
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
+        self.committed = False  # set once its transaction's COMMIT went through
 
     # ---- reads: current state only -------------------------------------------------------------
 
@@ -402,11 +405,13 @@ class Session:
         self.con.register(view, rows)
         try:
             yield view
-        finally:
-            # In a transaction a failed statement aborted (Ctrl-C, say), unregistering fails too: its error
-            # must not hide the one that counts.
-            with contextlib.suppress(duckdb.TransactionException):
+        except BaseException:
+            # A statement stopped midway (Ctrl-C) aborts the transaction, which then refuses even this: the
+            # error to report is the first one, not 'Current transaction is aborted'.
+            with contextlib.suppress(duckdb.Error):
                 self.con.unregister(view)
+            raise
+        self.con.unregister(view)
 
     def _count(self, statement: str, params: dict) -> int:
         result = self.con.execute(statement, params).fetchall()
