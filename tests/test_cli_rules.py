@@ -351,7 +351,7 @@ def test_categorize_sets_invalid_rows_aside_with_their_reasons(work, capsys):
         capsys, "categorize", "--rules", "rules/acme", "--input", "dirty.csv", "--as-of", AS_OF, "--output", "r.csv"
     )
     assert code == 0
-    assert out[0].startswith("1 accounts categorized")
+    assert out[0].startswith("1 account categorized")
     assert err == ["2 input rows failed validation and were set aside in r.quarantine.csv with their reasons"]
     quarantine = pl.read_csv(work / "r.quarantine.csv", infer_schema=False)
     assert sorted(quarantine["account_id"]) == ["Y", "Z"]

@@ -235,6 +235,7 @@ def test_a_rerun_changes_nothing_and_an_earlier_date_is_refused_saying_how_to_ba
     text = earlier.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert f"already published for {DATES[1]}; a run for the earlier date {DATES[0]} would rewrite" in text
     assert "launch a range backfill as one run per partition" in text
+    assert "--as-of" not in text  # kare run's option means nothing in the UI
     after = tables(wh)
     for table in TABLES:
         if table != "runs":

@@ -77,7 +77,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         write_frame(result, args.output)
         if _quarantine_twin(args.output).is_file():  # an earlier run's; nothing is validated here
             _quarantine_twin(args.output).unlink()
-        out(f"{result.height} accounts categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
+        out(f"{_accounts(result.height)} categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
         out(table(category_counts(result)))
         trend_note(args, rules)
@@ -95,7 +95,8 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         )  # fmt: skip
     write_frame(result, args.output)
     counts = category_counts(result)
-    out(f"{result.height} accounts categorized with {rules.organization} {rules.version} as of {as_of} → {args.output}")
+    done = f"{_accounts(result.height)} categorized with {rules.organization} {rules.version} as of {as_of}"
+    out(f"{done} → {args.output}")
     out(table(counts))
     if args.edges:
         moving = result.filter(pl.col("next_move_on").is_not_null()).height
@@ -342,3 +343,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for r in failed:
         err(f"kare diff: {r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _accounts(n: int) -> str:
+    return f"{n} account" if n == 1 else f"{n} accounts"

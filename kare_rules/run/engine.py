@@ -152,7 +152,7 @@ def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
     if last_as_of and as_of < last_as_of:
         raise OutOfOrder(
             f"{org} was already published for {last_as_of}; a run for the earlier date {as_of} would rewrite "
-            f"later history. Run with --as-of {last_as_of} or later.",
+            f"later history. Run {last_as_of} or a later date.",
             last_as_of,
         )
 
