@@ -385,3 +385,20 @@ def test_a_failed_first_run_does_not_claim_a_previous_run(tmp_path, monkeypatch,
     assert "nothing was published; the tables are as they were (the failure is in kare.runs)" in err
     assert "previous run" not in err
     assert Warehouse(warehouse).read("runs")["status"].to_list() == ["failed"]
+
+
+def test_off_a_terminal_a_long_run_says_where_it_is_once_a_minute_and_a_short_one_says_nothing(capsys):
+    from kare_rules.run.report import progress_lines
+
+    ticks = iter([0.0, 30.0, 61.0, 90.0, 125.0, 200.0])
+    update = progress_lines("acme", clock=lambda: next(ticks))
+    update("validating", 0, 10)  # 30 s in: nothing yet
+    update("slice 2/4: history", 4, 10)
+    update("slice 3/4: history", 5, 10)  # 29 s after the last line: nothing
+    update("slice 4/4: writing", 9, 10)
+    update("published", 10, 10)
+    assert capsys.readouterr().err.splitlines() == [
+        "acme: slice 2/4: history (40% done after 61 s, about 2 min left)",
+        "acme: slice 4/4: writing (90% done after 2 min, about 14 s left)",
+        "acme: published (100% done after 3 min)",
+    ]

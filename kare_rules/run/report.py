@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import polars as pl
 
@@ -61,13 +62,18 @@ def _kinds(moves: pl.DataFrame, table: str) -> str:
     return top + (f", and {rest} more {'kind' if rest == 1 else 'kinds'} ({table})" if rest > 0 else "")
 
 
+# Off a terminal (a CI log, a file) a long run says where it is once a minute; a short one says nothing.
+PLAIN_EVERY = 60.0
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, enabled: bool | None = None) -> Iterator[Progress]:
-    """A rich progress bar (step, slice, ETA) on a terminal; silent otherwise (logs and CI stay clean)."""
+    """A rich progress bar (step, slice, ETA) on a terminal; otherwise a line at most every PLAIN_EVERY
+    seconds (none for a run shorter than that), so that logs and CI stay clean but a long run shows life."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        yield lambda _what, _done, _total: None
+        yield progress_lines(label)
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -83,3 +89,28 @@ def progress_bar(label: str, enabled: bool | None = None) -> Iterator[Progress]:
             bar.update(task, description=f"{label}: {what}", completed=done, total=max(total, 1))
 
         yield update
+
+
+def progress_lines(label: str, every: float = PLAIN_EVERY, clock: Callable[[], float] = time.monotonic) -> Progress:
+    """Progress as plain lines on stderr: the step, the share done, the time taken and left, at most one
+    line per `every` seconds and the first after `every` seconds."""
+    start = last = clock()
+
+    def update(what: str, done: int, total: int) -> None:
+        nonlocal last
+        now = clock()
+        if now - last < every:
+            return
+        last = now
+        share = done / max(total, 1)
+        left = f", about {_duration((now - start) * (1 - share) / share)} left" if 0 < share < 1 else ""
+        print(f"{label}: {what} ({share:.0%} done after {_duration(now - start)}{left})", file=sys.stderr, flush=True)
+
+    return update
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60} min"
