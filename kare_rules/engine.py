@@ -96,7 +96,7 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         return pl.when(number == number.round()).then(col).otherwise(None).cast(pl.Int64, strict=False).alias(name)
     if ctype in ("date", "datetime") and source.is_numeric():
         # A number is no date: read as days (or microseconds) since 1970, 20250115 would be the year 57442.
-        # Null here, so validation sets the row aside: "... is not a valid date".
+        # Null here, so validation sets the row aside: "... is not a valid date; write YYYY-MM-DD".
         return pl.lit(None, dtype=target).alias(name)
     if ctype == "string" and source.is_float():
         col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'

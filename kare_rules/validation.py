@@ -210,10 +210,11 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name])).to_series() & typed[c.name].is_null()
         if lost.any():
+            why = f" is not a valid {c.type}{_FORMAT.get(c.type, '')}"
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
-                _text(f"{c.name}: ", pl.col(c.name).cast(pl.String), f" is not a valid {c.type}").alias("reason"),
+                _text(f"{c.name}: ", pl.col(c.name).cast(pl.String), why).alias("reason"),
             )
             frames.append(rows)
     empty_failures = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
@@ -238,6 +239,10 @@ def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
         )
         for c in floats
     )
+
+
+# The one text form a type is read from ('2026-01-05 00:00:00' or '05/01/2026' is no date): say it.
+_FORMAT = {"date": "; write YYYY-MM-DD"}
 
 
 def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:

@@ -240,7 +240,7 @@ def test_wrong_types_in_csv_are_quarantined_with_the_value_and_the_type(tmp_path
     )
     assert _reasons(checked) == {
         2: ["is_customer: maybe is not a valid boolean", "seats: abc is not a valid integer"],
-        3: ["seats: 10.5 is not a valid integer", "churned_on: 2026-13-01 is not a valid date"],
+        3: ["seats: 10.5 is not a valid integer", "churned_on: 2026-13-01 is not a valid date; write YYYY-MM-DD"],
     }
     valid = checked.valid.sort("account_id")
     assert valid["account_id"].to_list() == ["A", "D"]
@@ -527,8 +527,8 @@ profiles:
     ("column", "values", "reason"),
     [
         ("seats", pl.Series([99.9, 100.0]).cast(pl.Decimal(10, 1)), "seats: 99.9 is not a valid integer"),
-        ("since", pl.Series([20250115, None]), "since: 20250115 is not a valid date"),
-        ("since", pl.Series([1.0, None]), "since: 1.0 is not a valid date"),
+        ("since", pl.Series([20250115, None]), "since: 20250115 is not a valid date; write YYYY-MM-DD"),
+        ("since", pl.Series([1.0, None]), "since: 1.0 is not a valid date; write YYYY-MM-DD"),
     ],
 )
 def test_a_number_that_is_not_a_value_of_the_declared_type_is_set_aside_not_converted(column, values, reason):
