@@ -462,16 +462,13 @@ def run_organization(
         ):
             result = _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
         return result
-    except KeyboardInterrupt:
-        if session is not None and session.committed:
-            return result  # Ctrl-C once published (closing the file, freeing the lock): nothing left to stop
-        raise _interrupted(warehouse, known) from None
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in
-    except (Exception, pl.exceptions.PanicException) as exc:  # a panic inside Polars is no Exception
+    # A panic inside Polars is no Exception, nor is Ctrl-C.
+    except (Exception, KeyboardInterrupt, pl.exceptions.PanicException) as exc:
         if _stopped_by_ctrl_c(exc):
             if session is not None and session.committed:
-                return result
+                return result  # Ctrl-C once published (closing the file, freeing the lock): nothing left to stop
             raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
@@ -483,8 +480,10 @@ def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
 
 
 def _stopped_by_ctrl_c(exc: BaseException) -> bool:
-    """Ctrl-C while DuckDB runs a statement reaches Python as DuckDB's error, not as KeyboardInterrupt."""
-    return isinstance(exc, duckdb.InterruptException) or (type(exc) is RuntimeError and str(exc) == "Query interrupted")
+    """Ctrl-C (or kare run's SIGTERM): a KeyboardInterrupt, or, while DuckDB runs a statement, DuckDB's error."""
+    return isinstance(exc, KeyboardInterrupt | duckdb.InterruptException) or (
+        type(exc) is RuntimeError and str(exc) == "Query interrupted"
+    )
 
 
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
@@ -704,7 +703,8 @@ def _run(
     run = _run_row(known, totals, moves, "published")
     notes = _unkept_trends(rules, ruled, s.kept_columns(org, ruled["as_of"]) if trends and ruled else set())
     # Measured, not predicted: the estimate of a wide input counts columns the run never reads.
-    notes += [note for note in [raw.budget and budget_note(raw.budget)] if note]
+    if raw.budget and (note := budget_note(raw.budget)):
+        notes.append(note)
     s.insert("runs", pl.DataFrame([run]))
     upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")
