@@ -165,6 +165,19 @@ def test_every_table_reports_its_row_count_column_schema_and_rules(published):
     assert tags["kare/rules_digest"] == run["rules_digest"]
 
 
+def test_what_the_summary_notes_is_in_the_runs_tables_metadata(setup, tmp_path, monkeypatch):
+    # A memory budget no slicing keeps to: `kare run` prints a note; Dagster shows it on kare/runs.
+    from kare_rules.run import slicing
+
+    monkeypatch.setattr(slicing, "MIN_SLICE_ROWS", 2)
+    result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], memory_budget="64MiB")
+    assert result.success
+    events = {e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()}
+    notes = events["runs"].metadata["notes"].value
+    assert notes.startswith("- memory peaked at ") and "above the budget of 64 MiB" in notes, notes
+    assert "notes" not in events["account_categories"].metadata
+
+
 # ---- asset checks ------------------------------------------------------------------------------------
 
 

@@ -287,6 +287,9 @@ def table_metadata(result: RunResult) -> dict[str, dict]:
         "category_transitions": {"transition_matrix": transition_matrix(moves)},
         "action_queue": {"actions_closed": int(run["actions_closed"] or 0)},
         "quarantine": {"input_rows": int(run["input_rows"] or 0)},
+        # What the summary's `note` lines tell a person (a memory budget slicing could not keep to, trends
+        # whose previous values were not kept): the runs table is where a run's own facts are shown.
+        "runs": {"notes": dg.MetadataValue.md("\n".join(f"- {note}" for note in result.notes))} if result.notes else {},
     }
     return {
         table: {
