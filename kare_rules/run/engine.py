@@ -33,6 +33,7 @@ from kare_rules.run.quality import (
     removed_check,
 )
 from kare_rules.run.slicing import (
+    MIN_DUCKDB_MEMORY,
     budget_note,
     default_budget,
     in_slice,
@@ -452,7 +453,7 @@ def run_organization(
         known |= {"rules_version": bundle.rules.version, "rules_digest": bundle.digest}
         progress("reading the input", 0, 1)
         budget = memory_budget or default_budget()
-        duckdb_memory = max(budget // DUCKDB_SHARE, 256 * 2**20)
+        duckdb_memory = max(budget // DUCKDB_SHARE, MIN_DUCKDB_MEMORY)
         raw = open_input(source, bundle.rules, budget, duckdb_memory + RESIDENT_BYTES, slices)
         known |= {"input_rows": raw.height, "run_id": run_id_for(org, as_of, bundle, engine, raw.fingerprint)}
         require_columns(bundle.rules, raw.columns)

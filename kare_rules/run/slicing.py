@@ -18,6 +18,7 @@ DEFAULT_BUDGET_FRACTION = 0.125  # of the machine's (or the container's) memory
 # measured at 14x (10M accounts, bench rules: peak = 0.8 GiB + 8.6 GiB / slices; docs/benchmarks.md).
 WORKING_SET_FACTOR = 16.0
 MIN_SLICE_ROWS = 50_000  # below this, slicing costs more than it saves
+MIN_DUCKDB_MEMORY = 256 * 2**20  # DuckDB's memory limit, however small the budget
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20, "g": 1e9, "gb": 1e9,
           "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}  # fmt: skip
 
@@ -76,8 +77,8 @@ def budget_note(budget: int) -> str | None:
         return None
     return (
         f"memory peaked at {peak / 2**20:,.0f} MiB, above the budget of {budget / 2**20:,.0f} MiB: slices hold at "
-        f"least {MIN_SLICE_ROWS:,} accounts and DuckDB takes at least 256 MiB, so no slicing keeps to it; give "
-        "--memory-budget at least the peak"
+        f"least {MIN_SLICE_ROWS:,} accounts and DuckDB takes at least {MIN_DUCKDB_MEMORY / 2**20:,.0f} MiB, so "
+        "no slicing keeps to it; give --memory-budget at least the peak"
     )
 
 
