@@ -331,6 +331,7 @@ def test_ctrl_c_once_the_run_is_committed_does_not_say_nothing_was_published(two
     monkeypatch.setattr(engine, "warehouse_lock", lock_freed_under_ctrl_c)
     result = run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()))
     assert result.run["status"] == "published"
+    assert result.stopped
     assert snapshot_of(wh)["runs"]["status"].to_list() == ["published", "published"]
 
 

@@ -273,8 +273,8 @@ def test_a_panic_inside_polars_fails_the_run_and_is_logged_like_any_failure(tmp_
 class _Connection:
     """A DuckDB connection that behaves as DuckDB does when Ctrl-C comes during one of its statements."""
 
-    def __init__(self, con, interrupted: str):
-        self._con, self._interrupted = con, interrupted
+    def __init__(self, con, interrupted: str, signum: int = signal.SIGINT):
+        self._con, self._interrupted, self._signum = con, interrupted, signum
 
     def __getattr__(self, name: str):
         return getattr(self._con, name)
@@ -285,7 +285,7 @@ class _Connection:
         if query == "COMMIT":
             done = self._con.execute(query, *args, **kwargs)
             try:  # DuckDB looks for a signal while a statement runs, and reports it after the commit went through
-                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(self._signum)
             except KeyboardInterrupt:
                 raise RuntimeError("Query interrupted") from None
             return done
@@ -294,9 +294,9 @@ class _Connection:
         raise RuntimeError("Query interrupted")
 
 
-def _interrupting(monkeypatch, statement: str) -> None:
+def _interrupting(monkeypatch, statement: str, signum: int = signal.SIGINT) -> None:
     real = duckdb.connect
-    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: _Connection(real(*a, **k), statement))
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: _Connection(real(*a, **k), statement, signum))
 
 
 def test_ctrl_c_during_a_statement_is_an_interrupted_run_that_publishes_nothing(tmp_path, monkeypatch):
@@ -331,8 +331,31 @@ def test_ctrl_c_during_the_commit_is_too_late_the_run_is_published_and_says_so(t
                               rules_dir=_zeta(tmp_path))  # fmt: skip
     monkeypatch.undo()
     assert result.run["status"] == "published"
+    assert result.stopped  # the Ctrl-C is not lost: its caller stops after this run
     assert warehouse.read("runs")["status"].to_list() == ["published"]
     assert warehouse.read("account_categories")["category"].to_list() == ["keep"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_a_commit_of_all_orgs_stops_after_that_organization(tmp_path, monkeypatch, capsys, signum):
+    # The Ctrl-C was swallowed to keep the COMMIT whole, and --all-orgs went on with the next organization;
+    # a SIGTERM (kare run's, which stops a run as Ctrl-C does) was not held and said nothing was published.
+    from kare_rules.cli import main
+
+    rules = _zeta(tmp_path)
+    (rules / "zeta-two").mkdir()
+    (rules / "zeta-two" / "kare.yaml").write_text(ZETA.replace("organization: zeta", "organization: zeta-two"))
+    pl.DataFrame({"acct": ["A"], "score": ["50"]}).write_csv(tmp_path / "a.csv")
+    _interrupting(monkeypatch, "COMMIT", signum)
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(tmp_path / "a.csv"), "--as-of",
+                 str(DAY), "--warehouse", str(tmp_path / "w.duckdb")])  # fmt: skip
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "kare run: zeta: interrupted once published; not run: zeta-two" in captured.err
+    assert "published" in captured.out  # zeta's summary
+    runs = Warehouse(tmp_path / "w.duckdb").read("runs")
+    assert list(zip(runs["org"], runs["status"], strict=True)) == [("zeta", "published")]
 
 
 def test_a_database_url_as_the_warehouse_is_refused_before_anything_is_made(tmp_path, monkeypatch, capsys):

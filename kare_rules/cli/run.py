@@ -121,6 +121,10 @@ def _run_organizations(args: argparse.Namespace) -> int:
             continue
         for line in summary_lines(result):
             out(line)
+        if result.stopped:  # Ctrl-C came as it committed: published, and the command stops there
+            rest = orgs[orgs.index(org) + 1 :]
+            err(f"kare run: {org}: interrupted once published" + (f"; not run: {', '.join(rest)}" if rest else ""))
+            return 130
     if failed and len(orgs) > 1:  # in a long log of many organizations, the ones to look at, in one line
         err(f"kare run: {len(failed)} of {len(orgs)} organizations failed (above): {', '.join(failed)}")
     if skipped:  # a daily job must not succeed while an organization silently stops being published

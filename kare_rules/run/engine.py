@@ -116,6 +116,7 @@ class RunResult:
     unchanged: bool = False
     upcoming: pl.DataFrame = field(default_factory=pl.DataFrame)  # from_category, to_category, accounts
     notes: list[str] = field(default_factory=list)  # what a person should know about the run's results
+    stopped: bool = False  # Ctrl-C (or SIGTERM) came once the run was committed: published, but asked to stop
 
     @property
     def moving_soon(self) -> int:
@@ -469,7 +470,10 @@ def run_organization(
     except (Exception, KeyboardInterrupt, pl.exceptions.PanicException) as exc:
         if _stopped_by_ctrl_c(exc):
             if session is not None and session.committed:
-                return result  # Ctrl-C once published (closing the file, freeing the lock): nothing left to stop
+                # Ctrl-C once published (during the COMMIT, closing the file, freeing the lock): nothing of
+                # this run is left to stop, but its caller is (--all-orgs runs no further).
+                result.stopped = True
+                return result
             raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc

@@ -134,17 +134,25 @@ class DuckDBWarehouse:
 
 @contextlib.contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """Ctrl-C does not interrupt the block (a COMMIT and the close after it): DuckDB reports a COMMIT during
-    which Ctrl-C came as 'Query interrupted' even when it went through, and the run would then say it
-    published nothing. A run that reached its COMMIT is published; Ctrl-C before it rolls it all back."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # only the main thread may set handlers; one set outside Python could not be put back
+    """Ctrl-C (and a SIGTERM that Python handles, as kare run's does) does not interrupt the block (a COMMIT
+    and the close after it): DuckDB reports a COMMIT during which Ctrl-C came as 'Query interrupted' even
+    when it went through, and the run would then say it published nothing. The signal is delivered when
+    the block ends, so the run still stops after it (a published run: --all-orgs runs no further)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
         return
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    # Only handlers set in Python: one set outside it (None) could not be put back, and the default one
+    # of SIGTERM ends the process at once, which is its caller's choice.
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    came: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: came.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
