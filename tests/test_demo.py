@@ -71,3 +71,20 @@ def test_a_sample_text_column_without_allowed_holds_a_value_the_rules_do_not_nam
     regions = pl.read_parquet(tmp_path / "sample" / "regional" / "latest.parquet")["region"]
     assert set(regions) == {"north", "other"}
     assert 50 < (regions == "other").sum() < 150
+
+
+def test_ctrl_c_stops_the_demo_not_only_the_run_it_came_during(tmp_path, capsys, monkeypatch):
+    # The demo went on with the next date, and the next organization, after the run Ctrl-C interrupted.
+    import kare_rules.run.engine as engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    rules, sample, wh = str(ROOT / "rules"), str(tmp_path / "sample"), str(tmp_path / "w.duckdb")
+    assert main(["sample", "--rules-dir", rules, "--out", sample, "--accounts", "50", "--months", "2"]) == 0
+    monkeypatch.setattr(engine, "_run", interrupted)
+    assert main(["demo", "--sample", sample, "--rules-dir", rules, "--warehouse", wh]) == 130
+    runs = Warehouse(wh).read("runs")
+    assert runs.select("org", "status", "message").rows() == [
+        ("cloudnine", "failed", "interrupted (Ctrl-C); nothing was published")
+    ]  # the interrupted run, logged; no other date or organization was started

@@ -9,7 +9,7 @@ import os
 import sys
 
 from kare_rules.cli import data, rules, run  # noqa: F401  (each registers its commands)
-from kare_rules.cli.common import COMMANDS, EXIT_FAIL, EXIT_USAGE, err
+from kare_rules.cli.common import COMMANDS, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_USAGE, err
 from kare_rules.cli.parser import build_parser
 from kare_rules.errors import KareError, RuleFileError, UsageError
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (kare compile ... | head): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

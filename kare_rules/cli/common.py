@@ -10,6 +10,7 @@ from pathlib import Path
 from kare_rules.errors import UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 

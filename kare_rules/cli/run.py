@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kare_rules.cli.common import (
     EXIT_FAIL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     command,
     err,
@@ -107,7 +108,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
             if len(orgs) > 1 and org != orgs[0]:  # the ones before it stay published: say which
                 done = orgs[: orgs.index(org)]
                 err(f"  published before it: {', '.join(done)}; not run: {', '.join(orgs[len(done) + 1 :]) or 'none'}")
-            return 130
+            return EXIT_INTERRUPTED
         except RunFailed as exc:
             failed.append(org)
             err(f"kare run: {org}: {exc}")
@@ -124,7 +125,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
         if result.stopped:  # Ctrl-C came as it committed: published, and the command stops there
             rest = orgs[orgs.index(org) + 1 :]
             err(f"kare run: {org}: interrupted once published" + (f"; not run: {', '.join(rest)}" if rest else ""))
-            return 130
+            return EXIT_INTERRUPTED
     if failed and len(orgs) > 1:  # in a long log of many organizations, the ones to look at, in one line
         err(f"kare run: {len(failed)} of {len(orgs)} organizations failed (above): {', '.join(failed)}")
     if skipped:  # a daily job must not succeed while an organization silently stops being published
@@ -186,7 +187,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "run", "--org", org_dir.name, "--rules-dir", args.rules_dir, "--as-of", day,
                 "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", "30",
             ])  # fmt: skip
-            code = max(code, cmd_run(ns))
+            done = cmd_run(ns)
+            if done == EXIT_INTERRUPTED:  # Ctrl-C stops the demo, not only the date it came during
+                return done
+            code = max(code, done)
     out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n"
         f"  duckdb {args.warehouse} \"SELECT org, category, count(*) FROM kare.account_categories GROUP BY ALL\"\n"
         "  or see docs/bi.md for dashboard queries")  # fmt: skip
