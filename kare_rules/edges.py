@@ -1085,7 +1085,7 @@ def describe_edges(
     """Per account, the next move and the nearest change in one sentence, e.g. "keep → recapture on
     2027-01-09, in 39 days, if no new order; nearest change: value_last_90d falls below 35000, now
     40000 (→ recapture)"."""
-    from kare_rules.engine import as_date, categorize, conform, with_derived
+    from kare_rules.engine import as_date, categorize, conform, show_value, with_derived
 
     as_of = as_date(as_of)
     categories = categorize(rules, accounts, as_of, explain=False, previous=previous)["category"]
@@ -1109,7 +1109,7 @@ def describe_edges(
             verb = ("rises" if up else "falls") + (" to" if row["_edge_at"] else " above" if up else " below")
             edge = (
                 f"nearest change: {row['edge_column']} {verb} {_number(row['edge_threshold'])}, "
-                f"now {_number(row['edge_value'], shown=True)} (→ {row['edge_category']})"
+                f"now {show_value(row['edge_value'], row['edge_threshold'])} (→ {row['edge_category']})"
             )
         out.append(f"{move}; {edge}")
     return out
@@ -1136,11 +1136,8 @@ EVENT_NOUNS = frozenset({"order", "purchase", "sale", "payment", "invoice", "boo
                          "contact", "meeting", "activity", "call", "renewal", "transaction"})  # fmt: skip
 
 
-def _number(value: float, shown: bool = False) -> str:
-    """A threshold as the rule writes it; with `shown`, an account's value as the tree and the reason show
-    it, to SHOWN_DECIMALS places (a utilization of 0.7272727272727273 reads 0.7273)."""
-    from kare_rules.compile_polars import SHOWN_DECIMALS, format_value
+def _number(value: float) -> str:
+    """A threshold as the rule writes it."""
+    from kare_rules.compile_polars import format_value
 
-    if shown and isinstance(value, float) and math.isfinite(value):
-        value = round(value, SHOWN_DECIMALS)
     return format_value(value)

@@ -374,7 +374,7 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str, previous: pl
         i, kids = p
         held = bool(values[f"_kare_n{i}"])
         if isinstance(cond, m.Predicate):
-            label = f"{describe_predicate(cond)}   [{cond.column} = {_show(values[cond.column])}]"
+            label = f"{describe_predicate(cond)}   [{cond.column} = {show_value(values[cond.column], cond.value)}]"
             return Node(label, held, [])
         if isinstance(cond, m.TraitRef):
             return Node(f"trait {cond.name}", held, [build(rules.traits[cond.name], kids[0])])
@@ -386,11 +386,21 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str, previous: pl
     return [Node(r.name, bool(values[f"_kare_n{p[0]}"]), [build(r.when, p)]) for r, p in plans]
 
 
-def _show(value: object) -> str:
+def show_value(value: object, beside: object = ()) -> str:
     """A value the tree saw, as the reason shows it: a float to SHOWN_DECIMALS places (a ratio of
-    1.4166666666666667 reads 1.4167)."""
+    1.4166666666666667 reads 1.4167). In full when the rounding would change how it compares with a
+    number `beside` it (a threshold, or the ends of a `between`): a margin of 0.03504 beside `< 0.035`
+    must not read 0.035, nor -0.00004 beside `between -100 and 0` read 0."""
     if isinstance(value, float) and math.isfinite(value):
-        value = round(value, SHOWN_DECIMALS)
+        rounded = round(value, SHOWN_DECIMALS)
+        numbers = beside if isinstance(beside, tuple) else (beside,)
+        crossed = any(
+            (rounded > t) - (rounded < t) != (value > t) - (value < t)
+            for t in numbers
+            if isinstance(t, int | float) and not isinstance(t, bool)
+        )
+        if not crossed:
+            value = rounded
     return "null" if value is None else format_value(value)
 
 

@@ -609,6 +609,28 @@ def test_explain_says_the_next_move_and_the_nearest_change_in_words(example_file
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "shown", "change", "held"),
+    [
+        # rounded to 4 decimals these read 35000, the very threshold: "falls below 35000, now 35000"
+        ("35000.00004", "35000.00004", "falls below 35000, now 35000.00004 (→ recapture)", "✓"),
+        ("34999.99996", "34999.99996", "rises to 35000, now 34999.99996 (→ keep)", "✗"),
+        # a rounding that does not cross the threshold stays as the reason shows it
+        ("40000.123456", "40000.1235", "falls below 35000, now 40000.1235 (→ recapture)", "✓"),
+    ],
+)
+def test_explain_never_rounds_a_value_onto_the_threshold_beside_it(example_files, capsys, value, shown, change, held):
+    rules, accounts = example_files
+    accounts.write_text(f"account_id,is_customer,ever_customer,value_last_90d,employees,last_order_date\n"
+                        f"K2,true,true,{value},,2026-10-01\n", encoding="utf-8")  # fmt: skip
+    code, out, _ = run_cli(capsys, "explain", "--rules", str(rules), "--input", str(accounts), "--as-of",
+                           "2026-11-01", "--account", "K2")  # fmt: skip
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].endswith(f"nearest change: value_last_90d {change}")
+    assert any(line.endswith(f"{held} value_last_90d ≥ 35000   [value_last_90d = {shown}]") for line in lines)
+
+
 def test_trends_are_held_over_time_and_are_quantities_of_their_own():
     import dataclasses
 

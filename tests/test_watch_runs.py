@@ -266,3 +266,25 @@ def test_a_within_amount_holds_at_exactly_that_amount_despite_floating_point():
     frame = pl.DataFrame({"id": ["at", "inside", "beyond"], "margin": [0.02, 0.03, 0.0199]})
     result = categorize(rules, frame, "2026-11-01", edges=True)
     assert result["watches"].to_list() == [["thin"], ["thin"], []]
+
+
+def test_a_duckdb_engine_run_says_its_upcoming_moves_were_not_computed_not_that_none_will_move(tmp_path):
+    # The SQL engine computes no next moves: the summary said "upcoming  0 will move within 30 days"
+    # for accounts 14 days from a move.
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    bundle = RuleBundle(load_rules(folder), RULES, ())
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    first = accounts(A=(dt.date(2026, 7, 15), 5000.0))  # keep until day 90: recapture in 14 days
+    for unchanged in (False, True):  # the second is an unchanged re-run
+        result = run_organization("watchful", D1, first, wh, bundle=bundle, engine="duckdb")
+        assert result.unchanged is unchanged
+        lines = summary_lines(result)
+        upcoming = [line for line in lines if line.startswith("  upcoming  ")]
+        assert upcoming == [
+            "  upcoming  not computed: the duckdb engine gives categories only (no next moves, edges or watch "
+            "actions); run with --engine polars for them"
+        ]
+    lines = summary_lines(run_organization("watchful", D2, first, wh, bundle=bundle))
+    assert any(line.startswith("  upcoming  1 will move within 30 days") for line in lines)

@@ -117,6 +117,8 @@ class RunResult:
     upcoming: pl.DataFrame = field(default_factory=pl.DataFrame)  # from_category, to_category, accounts
     notes: list[str] = field(default_factory=list)  # what a person should know about the run's results
     stopped: bool = False  # Ctrl-C (or SIGTERM) came once the run was committed: published, but asked to stop
+    # False for the DuckDB engine, which computes no next moves: "0 will move" would then be untrue
+    early_warning: bool = True
 
     @property
     def moving_soon(self) -> int:
@@ -519,7 +521,7 @@ def _run(
     last = s.last_run(org)
     check_forward(org, as_of, last["as_of"] if last else None)
     if last and last["run_id"] == run_id:
-        return _unchanged(s, last, known)
+        return _unchanged(s, last, known, engine)
     rerun = bool(last and last["as_of"] == as_of)
     if rerun:
         step("rewind")
@@ -714,7 +716,8 @@ def _run(
     upcoming = s.upcoming(org, as_of, SOON_DAYS)
     step("commit")
     progress("published", total_units, total_units)
-    return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming, notes=notes)
+    return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming, notes=notes,
+                     early_warning=engine == "polars")  # fmt: skip
 
 
 def _unkept_trends(rules: m.RuleSet, ruled: dict | None, kept: set[str]) -> list[str]:
@@ -784,10 +787,11 @@ def _run_row(known: dict, totals: _Totals, moves: pl.DataFrame, status: str) -> 
     }
 
 
-def _unchanged(s: Session, last: dict, known: dict) -> RunResult:
-    """The same run as the last one: log it, change nothing else."""
+def _unchanged(s: Session, last: dict, known: dict, engine: str) -> RunResult:
+    """The same run as the last one (same engine too: it is part of the run id): log it, change nothing else."""
     run = {**last, "started_at": known["started_at"], "finished_at": dt.datetime.now(dt.UTC), "status": "unchanged"}
     s.insert("runs", pl.DataFrame([run]))
     moves = s.day_rows("category_transitions", known["org"], known["as_of"])
     upcoming = s.upcoming(known["org"], known["as_of"], SOON_DAYS)
-    return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True, upcoming=upcoming)
+    return RunResult(run=run, transitions=moves, checks=[], slices=0, unchanged=True, upcoming=upcoming,
+                     early_warning=engine == "polars")  # fmt: skip

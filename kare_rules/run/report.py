@@ -44,8 +44,12 @@ def summary_lines(result: RunResult) -> list[str]:
                  + f"; {new:,} new, {gone:,} removed")  # fmt: skip
     lines.append(f"  actions   {run['actions_opened'] or 0:,} opened, {run['actions_closed'] or 0:,} closed")
     kinds = _kinds(result.upcoming, "kare.upcoming_moves")
-    lines.append(f"  upcoming  {result.moving_soon:,} will move within {SOON_DAYS} days if nothing changes"
-                 + (f" ({kinds})" if kinds else ""))  # fmt: skip
+    if result.early_warning:
+        lines.append(f"  upcoming  {result.moving_soon:,} will move within {SOON_DAYS} days if nothing changes"
+                     + (f" ({kinds})" if kinds else ""))  # fmt: skip
+    else:
+        lines.append("  upcoming  not computed: the duckdb engine gives categories only (no next moves, edges "
+                     "or watch actions); run with --engine polars for them")  # fmt: skip
     lines.extend(f"  note      {note}" for note in result.notes)
     if result.checks:
         lines.append("  checks    " + result.checks[0].line())
