@@ -79,9 +79,13 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
         if not read_only:
-            if memory_limit:
-                con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
-            ensure_tables(con)
+            try:
+                if memory_limit:
+                    con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+                ensure_tables(con)
+            except WarehouseBusy as exc:
+                con.close()
+                raise WarehouseBusy(f"the warehouse {self.path} {exc}") from None
         return con
 
     def read(self, table: str, org: str | None = None) -> pl.DataFrame:
@@ -155,12 +159,14 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
     have = _fetch(
         con,
-        "SELECT table_name, column_name, is_nullable FROM information_schema.columns WHERE table_schema = $s",
+        "SELECT table_name, column_name, is_nullable, data_type FROM information_schema.columns "
+        "WHERE table_schema = $s",
         {"s": SCHEMA},
     )
     existing: dict[str, dict[str, bool]] = {}
-    for table, column, nullable in have.iter_rows():
+    for table, column, nullable, _ in have.iter_rows():
         existing.setdefault(table, {})[column] = nullable == "YES"
+    _refuse_other_layouts(have)
     for table, (_, _, columns) in TABLES.items():
         required = never_null(table)
         if table not in existing:
@@ -181,6 +187,25 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for view, query in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
 
+
+def _refuse_other_layouts(have: pl.DataFrame) -> None:
+    """Stop before a run writes into kare tables of another layout (another tool's schema `kare`, a column
+    changed by hand): DuckDB's own error, at the first insert, names no table ('Could not convert string
+    ...'). Every kare, older ones included, gave each column the type it has now."""
+    contract = {(t, n): _sql_type(d) for t, (_, _, columns) in TABLES.items() for n, d, _ in columns}
+    wrong = [
+        f"kare.{table}.{column} is {found}, not {contract[table, column]}"
+        for table, column, _, found in have.iter_rows()
+        if (table, column) in contract and _SQL_NAMES.get(found, found) != contract[table, column]
+    ]
+    if wrong:
+        raise WarehouseBusy(
+            f"has a schema kare that kare did not make ({'; '.join(sorted(wrong))}); "
+            "give --warehouse another file, or rename that schema"
+        )
+
+
+_SQL_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}  # information_schema's name of a type kare writes
 
 # Never-null columns an older kare left null, and the column that holds their best value: the pipeline
 # (before the one run engine, kare_rules/run) logged a failed run without its start, which is part of the
