@@ -292,6 +292,29 @@ class Session:
         schema = {"account_id": pl.String, "rules_digest": pl.String}
         return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
 
+    def last_categorized(self, org: str, ids: pl.Series, before: dt.date) -> pl.DataFrame:
+        """For accounts held (quarantined) by a re-run of `before`: the published run before that date that
+        last categorized each (its as_of, run_id, rules_version, rules_digest). A run held an account when
+        its quarantine has the account's rows; the run that opened the current history row categorized it."""
+        schema = {"account_id": pl.String, "as_of": pl.Date, "run_id": pl.String, "rules_version": pl.String,
+                  "rules_digest": pl.String}  # fmt: skip
+        if not ids.len():
+            return pl.DataFrame(schema=schema)
+        with self._only(ids) as only:
+            df = _fetch(
+                self.con,
+                f"WITH r AS (SELECT as_of, run_id, rules_version, rules_digest FROM {_t('runs')} WHERE org = $org "
+                "AND status IN ('published', 'unchanged') AND as_of < $d "
+                "QUALIFY row_number() OVER (PARTITION BY as_of ORDER BY finished_at DESC) = 1) "
+                "SELECT account_id, r.as_of, r.run_id, r.rules_version, r.rules_digest "
+                f"FROM {_t('category_history')} h JOIN r ON r.as_of >= h.valid_from "
+                f"WHERE org = $org AND is_current{only} AND NOT EXISTS (SELECT 1 FROM {_t('quarantine')} q "
+                "WHERE q.org = $org AND q.as_of = r.as_of AND q.account_id = h.account_id) "
+                "QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY r.as_of DESC) = 1",
+                {"org": org, "d": before},
+            )
+        return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
+
     def known_action_keys(self, org: str, keys: pl.Series) -> pl.Series:
         """Which of these action keys the queue holds, in any status."""
         with self._only(keys.alias("action_key"), column="action_key") as only:
