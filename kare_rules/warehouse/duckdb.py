@@ -178,8 +178,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
         for name in required:
             if existing[table].get(name, True):
-                # Autocommit, before any run's transaction: a refusal (old rows with a null) changes nothing.
-                with contextlib.suppress(duckdb.ConstraintException):
+                # Autocommit, before any run's transaction: a refusal (old rows with a null; an index someone
+                # made for their dashboards, as DuckDB alters no table an index depends on) changes nothing.
+                with contextlib.suppress(duckdb.ConstraintException, duckdb.DependencyException):
                     if (table, name) in FILLED_FROM:
                         source = _q(FILLED_FROM[table, name])
                         con.execute(f"UPDATE {_t(table)} SET {_q(name)} = {source} WHERE {_q(name)} IS NULL")
