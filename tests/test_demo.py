@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -88,3 +90,25 @@ def test_ctrl_c_stops_the_demo_not_only_the_run_it_came_during(tmp_path, capsys,
     assert runs.select("org", "status", "message").rows() == [
         ("cloudnine", "failed", "interrupted (Ctrl-C); nothing was published")
     ]  # the interrupted run, logged; no other date or organization was started
+
+
+def test_demo_waits_for_a_run_still_writing_the_warehouse_instead_of_failing(tmp_path, capsys):
+    # Its look at what is already published did not wait at all, and told to 'pass --wait SECONDS', an
+    # option kare demo does not have; its runs waited 30 s each.
+    rules, sample, wh = str(ROOT / "rules"), str(tmp_path / "sample"), tmp_path / "w.duckdb"
+    assert main(["sample", "--rules-dir", rules, "--out", sample, "--accounts", "100", "--months", "1"]) == 0
+    assert main(["demo", "--sample", sample, "--rules-dir", rules, "--warehouse", str(wh)]) == 0
+    capsys.readouterr()
+    # A writer (another kare run) holding the file for a moment.
+    code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+            "time.sleep(2)")  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", code, str(wh)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        assert main(["demo", "--sample", sample, "--rules-dir", rules, "--warehouse", str(wh)]) == 0
+    finally:
+        writer.wait()
+    captured = capsys.readouterr()
+    assert f"  waiting up to 30 s for the warehouse {wh}: another process" in captured.err
+    assert "--wait" not in captured.err
+    assert sorted(Warehouse(wh).read("runs", "cloudnine")["status"]) == ["published", "unchanged"]

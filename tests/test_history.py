@@ -629,6 +629,27 @@ def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_l
     assert current(three, "C")["change_cause"] == "both"
 
 
+def test_a_rerun_holding_an_account_held_the_run_before_too_keeps_the_run_that_last_categorized_it():
+    c = account("C", "expand", arr=150000.0)  # expand under v1; keep under v2
+    others = [account(f"K{i}", "keep") for i in range(5)]
+    one = run(RULES, [c, *others], D1)
+    two = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D2, one)  # held: last categorized by run one
+    three = run(RULES_V2, [c, *others], D3, two)
+    # D3 again, C's row quarantined once more: its row is rebuilt, and run two never categorized C.
+    again = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D3, three)
+    row = again.account_categories.filter(pl.col("account_id") == "C").row(0, named=True)
+    assert (row["category"], row["as_of"], row["run_id"]) == ("expand", D1, one.run_id)
+    assert (row["rules_version"], row["rules_digest"]) == (RULES.version, RULES.digest)
+    assert row["reason"] == (
+        f"expand: kept while its input rows are quarantined (its explanation of {D1} was replaced when {D3} was "
+        "run again)"
+    )
+    # So the next run still measures C's move against the rules that last categorized it: only they changed.
+    four = run(RULES_V2, [c, *others], D4, again)
+    row = current(four, "C")
+    assert (row["previous_category"], row["category"], row["change_cause"]) == ("expand", "keep", "rules")
+
+
 def test_an_unquoted_account_yaml_reads_as_another_value_is_refused_and_an_integer_key_is_normalized(tmp_path):
     path = tmp_path / "overrides.yaml"
     items = ["00123", "1_000", "0x1F", "yes", "42", "'007'"]

@@ -119,3 +119,33 @@ def test_a_failed_run_an_older_kare_logged_without_its_start_gets_one_and_the_ru
     runs = wh.read("runs", "acme").sort("as_of")
     assert runs.select("status", "started_at").row(0) == ("failed", failed_at)
     assert runs["status"].to_list() == ["failed", "published"]
+
+
+def test_an_older_warehouse_with_an_index_and_views_of_its_readers_on_the_kare_tables_still_runs(tmp_path):
+    # A BI team indexed category_history for its dashboards: DuckDB alters no table an index depends on, and
+    # making the never-null columns NOT NULL failed every run after the upgrade ('Cannot alter entry
+    # "category_history" because there are entries that depend on it'), so nothing could be published.
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:  # the layout before NOT NULL (82d1cbc): every column nullable
+        con.execute("CREATE SCHEMA kare")
+        for table in ("category_history", "account_categories"):
+            columns = ", ".join(f'"{n}" {_sql_type(t)}' for n, t, _ in TABLES[table][2])
+            con.execute(f"CREATE TABLE kare.{table} ({columns})")
+        con.execute("CREATE INDEX dashboard_history ON kare.category_history (account_id)")
+        con.execute("CREATE VIEW kare.dashboard_mix AS SELECT category, count(*) AS n FROM kare.account_categories "
+                    "GROUP BY ALL")  # fmt: skip
+    wh = Warehouse(path)
+    run_organization("acme", D1, accounts(A=1.0, B=0.0), wh, bundle=acme(tmp_path))
+    run_organization("acme", D2, accounts(A=0.0, B=0.0), wh, bundle=acme(tmp_path))
+    history = wh.read("category_history", "acme").sort("account_id", "valid_from")
+    assert history.select("account_id", "category", "change_cause").rows() == [
+        ("A", "keep", "new"), ("A", "unassigned", "data"), ("B", "unassigned", "new"),
+    ]  # fmt: skip
+    with duckdb.connect(str(path), read_only=True) as con:
+        nullable = dict(con.execute(
+            "SELECT table_name || '.' || column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'kare' AND column_name = 'run_id'").fetchall())  # fmt: skip
+        assert con.execute("SELECT * FROM kare.dashboard_mix").fetchall() == [("unassigned", 2)]
+        assert con.execute("SELECT index_name FROM duckdb_indexes()").fetchall() == [("dashboard_history",)]
+    # NOT NULL where nothing depends on the table; where the index does, at a run after it is dropped.
+    assert nullable["account_categories.run_id"] == "NO" and nullable["category_history.run_id"] == "YES"

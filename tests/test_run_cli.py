@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -183,6 +184,28 @@ def test_a_warehouse_that_is_not_a_duckdb_file_is_refused_not_published_to_memor
     # nothing could be logged in a warehouse that is not one, so the run does not point there, nor says
     # that it holds a previous run
     assert "nothing was published" in err and "kare.runs" not in err and "previous run" not in err
+
+
+def test_a_duckdb_file_whose_schema_kare_is_another_tools_is_refused_by_name(tmp_path, capsys):
+    # DuckDB's own error came at the first insert and named nothing: 'ConversionException: Could not convert
+    # string 'cloudnine' to INT32 when casting from source column org'.
+    source = tmp_path / "accounts.csv"
+    synthesize(load_rules(ROOT / "rules" / "cloudnine"), 20, DAY, seed=5).write_csv(source)
+    warehouse = tmp_path / "other.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA kare")
+        con.execute("CREATE TABLE kare.runs (org INTEGER, started_at TIMESTAMP, note VARCHAR)")
+        con.execute("INSERT INTO kare.runs VALUES (1, TIMESTAMP '2026-01-01 00:00:00', 'theirs')")
+    assert main(args(source, warehouse)) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"the warehouse {warehouse} has a schema kare that kare did not make (kare.runs.org is INTEGER, not "
+        "VARCHAR; kare.runs.started_at is TIMESTAMP, not TIMESTAMPTZ); give --warehouse another file" in err
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as con:  # left exactly as it was
+        tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'kare'")
+        assert tables.fetchall() == [("runs",)]
+        assert con.execute("SELECT * FROM kare.runs").fetchall() == [(1, dt.datetime(2026, 1, 1), "theirs")]
 
 
 def test_an_unchanged_rerun_says_its_figures_are_those_already_published(published, capsys):

@@ -19,6 +19,8 @@ from kare_rules.cli.common import (
 )
 from kare_rules.errors import RuleFileError, UsageError
 
+DEMO_WAIT = 30  # seconds kare demo waits for the warehouse (another run writing it), in each of its steps
+
 
 @command
 def cmd_run(args: argparse.Namespace) -> int:
@@ -174,7 +176,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for org_dir in sorted(p for p in sample.iterdir() if p.is_dir()):
         dates = sorted(f.stem for f in org_dir.glob("*.parquet") if f.stem != "latest")
-        last = Warehouse(args.warehouse).last_run(org_dir.name) if Path(args.warehouse).exists() else None
+        # Patient as its runs are: a run still writing (or its checkpoint) is waited for, not an error.
+        warehouse = Warehouse(args.warehouse, wait=DEMO_WAIT, on_wait=lambda what: err(f"  {what}"))
+        last = warehouse.last_run(org_dir.name) if Path(args.warehouse).exists() else None
         if last:
             # Runs move forward: dates already behind the warehouse are kept as they are.
             skipped = [d for d in dates if d < last["as_of"].isoformat()]
@@ -185,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             # Through the parser, so every option of `kare run` has its default here too.
             ns = build_parser().parse_args([
                 "run", "--org", org_dir.name, "--rules-dir", args.rules_dir, "--as-of", day,
-                "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", "30",
+                "--input", str(org_dir / "{as_of}.parquet"), "--warehouse", args.warehouse, "--wait", str(DEMO_WAIT),
             ])  # fmt: skip
             done = cmd_run(ns)
             if done == EXIT_INTERRUPTED:  # Ctrl-C stops the demo, not only the date it came during

@@ -603,7 +603,8 @@ def _run(
             replaced = pl.col("run_id") == last["run_id"]
             removed = held_ids.filter(~held_ids.is_in(kept["account_id"].implode())).cast(pl.String)
             lost = pl.concat([kept.filter(replaced).select("account_id"), removed.to_frame("account_id")])
-            restored = restored_categories(lost, current, ruled, org, as_of)
+            judged = s.last_categorized(org, lost["account_id"], as_of)
+            restored = restored_categories(lost, current, ruled, judged, org, as_of)
             kept = kept.filter(~replaced)
         held = pl.concat([kept["account_id"], restored["account_id"]])
 
@@ -737,22 +738,28 @@ def _unkept_trends(rules: m.RuleSet, ruled: dict | None, kept: set[str]) -> list
 
 
 def restored_categories(
-    replaced: pl.DataFrame, current: pl.DataFrame, ruled: dict | None, org: str, as_of: dt.date
+    replaced: pl.DataFrame, current: pl.DataFrame, ruled: dict | None, judged: pl.DataFrame, org: str, as_of: dt.date
 ) -> pl.DataFrame:
     """account_categories rows for held accounts whose row a re-run of `as_of` replaced: the category of
-    their current history row (after the rewind), as of the run before; what explained it is gone."""
+    their current history row (after the rewind), as of the run that last categorized them before (`judged`,
+    from Session.last_categorized; the run before when it is not known); what explained it is gone."""
     if ruled is None or not replaced.height:
         return empty("account_categories")
     rows = current.join(replaced.select("account_id"), on="account_id").filter(pl.col("category").is_not_null())
-    text = (f"kept while its input rows are quarantined (its explanation of {ruled['as_of']} was replaced when "
-            f"{as_of} was run again)")  # fmt: skip
+    # An account held in the run before as well was last categorized earlier: that run's date, id and rules
+    # are its row's (docs/bi.md), and the next run measures a rule change against those rules.
+    run = ("as_of", "run_id", "rules_version", "rules_digest")
+    rows = rows.drop(c for c in run if c in rows.columns).join(judged.select("account_id", *run), on="account_id",
+                                                               how="left")  # fmt: skip
+    rows = rows.with_columns(pl.col(c).fill_null(pl.lit(ruled[c])) for c in run)
     return conformed(
         "account_categories",
         rows.select(
             pl.lit(org).alias("org"), "account_id", "category", "matched_rule",
-            (pl.col("category") + pl.lit(f": {text}")).alias("reason"),
-            pl.lit(ruled["rules_version"]).alias("rules_version"), pl.lit(ruled["rules_digest"]).alias("rules_digest"),
-            pl.lit(ruled["as_of"]).alias("as_of"), pl.lit(ruled["run_id"]).alias("run_id"),
+            pl.format("{}: kept while its input rows are quarantined (its explanation of {} was replaced when {} was "
+                      "run again)", "category", pl.col("as_of").dt.strftime("%Y-%m-%d"), pl.lit(str(as_of))
+                      ).alias("reason"),
+            "rules_version", "rules_digest", "as_of", "run_id",
             *[pl.lit(None).alias(c) for c in ("overlaps", *EDGE_COLUMNS)],  # unknown: their run was replaced
         ),
     )  # fmt: skip

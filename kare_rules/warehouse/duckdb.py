@@ -79,9 +79,13 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
         if not read_only:
-            if memory_limit:
-                con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
-            ensure_tables(con)
+            try:
+                if memory_limit:
+                    con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+                ensure_tables(con)
+            except WarehouseBusy as exc:
+                con.close()
+                raise WarehouseBusy(f"the warehouse {self.path} {exc}") from None
         return con
 
     def read(self, table: str, org: str | None = None) -> pl.DataFrame:
@@ -163,12 +167,14 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
     have = _fetch(
         con,
-        "SELECT table_name, column_name, is_nullable FROM information_schema.columns WHERE table_schema = $s",
+        "SELECT table_name, column_name, is_nullable, data_type FROM information_schema.columns "
+        "WHERE table_schema = $s",
         {"s": SCHEMA},
     )
     existing: dict[str, dict[str, bool]] = {}
-    for table, column, nullable in have.iter_rows():
+    for table, column, nullable, _ in have.iter_rows():
         existing.setdefault(table, {})[column] = nullable == "YES"
+    _refuse_other_layouts(have)
     for table, (_, _, columns) in TABLES.items():
         required = never_null(table)
         if table not in existing:
@@ -180,8 +186,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
         for name in required:
             if existing[table].get(name, True):
-                # Autocommit, before any run's transaction: a refusal (old rows with a null) changes nothing.
-                with contextlib.suppress(duckdb.ConstraintException):
+                # Autocommit, before any run's transaction: a refusal (old rows with a null; an index someone
+                # made for their dashboards, as DuckDB alters no table an index depends on) changes nothing.
+                with contextlib.suppress(duckdb.ConstraintException, duckdb.DependencyException):
                     if (table, name) in FILLED_FROM:
                         source = _q(FILLED_FROM[table, name])
                         con.execute(f"UPDATE {_t(table)} SET {_q(name)} = {source} WHERE {_q(name)} IS NULL")
@@ -189,6 +196,25 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for view, query in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
 
+
+def _refuse_other_layouts(have: pl.DataFrame) -> None:
+    """Stop before a run writes into kare tables of another layout (another tool's schema `kare`, a column
+    changed by hand): DuckDB's own error, at the first insert, names no table ('Could not convert string
+    ...'). Every kare, older ones included, gave each column the type it has now."""
+    contract = {(t, n): _sql_type(d) for t, (_, _, columns) in TABLES.items() for n, d, _ in columns}
+    wrong = [
+        f"kare.{table}.{column} is {found}, not {contract[table, column]}"
+        for table, column, _, found in have.iter_rows()
+        if (table, column) in contract and _SQL_NAMES.get(found, found) != contract[table, column]
+    ]
+    if wrong:
+        raise WarehouseBusy(
+            f"has a schema kare that kare did not make ({'; '.join(sorted(wrong))}); "
+            "give --warehouse another file, or rename that schema"
+        )
+
+
+_SQL_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}  # information_schema's name of a type kare writes
 
 # Never-null columns an older kare left null, and the column that holds their best value: the pipeline
 # (before the one run engine, kare_rules/run) logged a failed run without its start, which is part of the
@@ -273,6 +299,29 @@ class Session:
         df = _fetch(self.con, f"SELECT account_id, rules_digest FROM {_t('account_categories')} WHERE org = $org "
                     f"AND run_id NOT IN ({marks}){cond}", params)  # fmt: skip
         schema = {"account_id": pl.String, "rules_digest": pl.String}
+        return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
+
+    def last_categorized(self, org: str, ids: pl.Series, before: dt.date) -> pl.DataFrame:
+        """For accounts held (quarantined) by a re-run of `before`: the published run before that date that
+        last categorized each (its as_of, run_id, rules_version, rules_digest). A run held an account when
+        its quarantine has the account's rows; the run that opened the current history row categorized it."""
+        schema = {"account_id": pl.String, "as_of": pl.Date, "run_id": pl.String, "rules_version": pl.String,
+                  "rules_digest": pl.String}  # fmt: skip
+        if not ids.len():
+            return pl.DataFrame(schema=schema)
+        with self._only(ids) as only:
+            df = _fetch(
+                self.con,
+                f"WITH r AS (SELECT as_of, run_id, rules_version, rules_digest FROM {_t('runs')} WHERE org = $org "
+                "AND status IN ('published', 'unchanged') AND as_of < $d "
+                "QUALIFY row_number() OVER (PARTITION BY as_of ORDER BY finished_at DESC) = 1) "
+                "SELECT account_id, r.as_of, r.run_id, r.rules_version, r.rules_digest "
+                f"FROM {_t('category_history')} h JOIN r ON r.as_of >= h.valid_from "
+                f"WHERE org = $org AND is_current{only} AND NOT EXISTS (SELECT 1 FROM {_t('quarantine')} q "
+                "WHERE q.org = $org AND q.as_of = r.as_of AND q.account_id = h.account_id) "
+                "QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY r.as_of DESC) = 1",
+                {"org": org, "d": before},
+            )
         return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
 
     def known_action_keys(self, org: str, keys: pl.Series) -> pl.Series:

@@ -47,6 +47,9 @@ class PreviousState:
     # The last run before this one's date: (as_of, run_id, rules). A re-run of a date builds on it.
     before: tuple[dt.date, str, m.RuleSet] | None = None
     versions: dict[str, m.RuleSet] = field(default_factory=dict)  # every rule version published, by digest
+    # account_categories as the run `before` left them: a held account's row there is that of the run that last
+    # categorized it. A re-run of a date that holds the account again gives it that run's date, id and rules.
+    categories_before: pl.DataFrame | None = None
 
 
 @dataclass
@@ -149,6 +152,7 @@ def step_categories(
     engine: str = "polars",
     values: pl.DataFrame | None = None,
     replaced: tuple[str, pl.DataFrame, tuple[dt.date, str, m.RuleSet] | None] | None = None,
+    categories_before: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """This run's categories, plus the previous row of every known account whose input rows were all
     quarantined: those keep their category (their run_id tells them apart). `replaced` (a re-run of the
@@ -163,26 +167,36 @@ def step_categories(
         stale = held.filter(pl.col("run_id") == run_id_replaced)
         held = held.filter(pl.col("run_id") != run_id_replaced)
         if before is not None:
-            held = pl.concat([conformed("account_categories", held), held_from_history(stale, history, as_of, before)])
+            restored = held_from_history(stale, history, as_of, before, categories_before)
+            held = pl.concat([conformed("account_categories", held), restored])
     return pl.concat([current, conformed("account_categories", held)])
 
 
 def held_from_history(
-    stale: pl.DataFrame, history: pl.DataFrame, as_of: dt.date, before: tuple[dt.date, str, m.RuleSet]
+    stale: pl.DataFrame,
+    history: pl.DataFrame,
+    as_of: dt.date,
+    before: tuple[dt.date, str, m.RuleSet],
+    categories_before: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """A held account's row after a re-run replaced the run that had categorized it: its category in the
-    history as it stood before the date, as of the run before."""
+    history as it stood before the date, as of the run that last categorized it before (its row as the run
+    before left it; that run itself when unknown)."""
     day, run_id, rules = before
     open_before = rewind_history(history, as_of).filter(pl.col("is_current") & pl.col("category").is_not_null())
     rows = open_before.join(stale.select("account_id"), on="account_id")
-    text = (
-        f"kept while its input rows are quarantined (its explanation of {day} was replaced when {as_of} was run again)"
-    )
+    run = ("as_of", "run_id", "rules_version", "rules_digest")
+    known = categories_before if categories_before is not None else empty("account_categories")
+    rows = rows.drop(c for c in run if c in rows.columns).join(known.select("account_id", *run), on="account_id",
+                                                               how="left")  # fmt: skip
+    fallback = {"as_of": day, "run_id": run_id, "rules_version": rules.version, "rules_digest": rules.digest}
+    rows = rows.with_columns(pl.col(c).fill_null(pl.lit(v)) for c, v in fallback.items())
+    reason = pl.format(
+        "{}: kept while its input rows are quarantined (its explanation of {} was replaced when {} was run again)",
+        "category", pl.col("as_of").dt.strftime("%Y-%m-%d"), pl.lit(str(as_of)),
+    )  # fmt: skip
     return conformed("account_categories", rows.with_columns(
-        (pl.col("category") + f": {text}").alias("reason"), pl.lit(None).alias("overlaps"),
-        pl.lit(rules.version).alias("rules_version"), pl.lit(rules.digest).alias("rules_digest"),
-        pl.lit(day).alias("as_of"), pl.lit(run_id).alias("run_id"),
-        *[pl.lit(None).alias(c) for c in EDGE_COLUMNS],
+        reason.alias("reason"), pl.lit(None).alias("overlaps"), *[pl.lit(None).alias(c) for c in EDGE_COLUMNS],
     ))  # fmt: skip
 
 
@@ -325,7 +339,7 @@ def compute_run(
     checked = step_validate(rules, raw, max_quarantine_share)
     replaced = (previous.last_run_id, previous.history, previous.before) if previous.last_as_of == as_of else None
     categories = step_categories(rules, checked, as_of, run_id, previous.categories, overrides, engine,
-                                 previous.values, replaced)  # fmt: skip
+                                 previous.values, replaced, previous.categories_before)  # fmt: skip
     history = step_history(rules, checked, categories, previous, as_of, run_id, overrides)
     moves = transitions(history, as_of, run_id, rules.organization)
     queue = step_actions(rules, history, checked.valid, categories, previous.actions, as_of, run_id)
