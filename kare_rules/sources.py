@@ -45,9 +45,12 @@ def read_accounts(
     if where is not None:
         absent = [c for c in where.meta.root_names() if c not in schema.names()]
         if absent:
+            from kare_rules.validation import separator_hint
+
+            hint = separator_hint(schema.names())
             raise DataError(
                 f"input {_masked(text)} has no column {', '.join(map(repr, absent))}; present: "
-                f"{', '.join(schema.names())}"
+                f"{', '.join(schema.names())}" + (f". {hint}" if hint else "")
             )
         lazy = lazy.filter(where)
     try:
@@ -311,7 +314,13 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "could not parse" in message or "malformed" in message:
         for path in _files_of(text):
             if path.suffix.lower() in _CSV_SUFFIXES and (found := _first_bad_quote(path)):
+                from kare_rules.validation import separator_hint
+
+                # A file separated by ';' reads as one column: its quoted values are followed by ';…'.
                 line, what = found
+                hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
+                if hint:
+                    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
                 return DataError(f"input {path}:{line}: {what}")
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
 

@@ -54,6 +54,10 @@ def _build_cases(d: Path) -> dict[str, str]:
     for name, value in quoted.items():
         row = value + lines[4][lines[4].index(",") :]  # the value as the row's account_id
         (d / f"quote-{name}.csv").write_text("\n".join([*lines[:4], row, *lines[5:]]) + "\n")
+    # Separated by ';' (a European spreadsheet's CSV), with a quoted value holding a ';'.
+    semi = [x.replace(",", ";") for x in lines]
+    semi[4] = '"Gekko; the firm"' + semi[4][semi[4].index(";") :]
+    (d / "semicolons.csv").write_text("\n".join(semi) + "\n")
     (d / "latin1.csv").write_bytes((d / "good.csv").read_bytes().replace(b"\nCLO-0000004", b"\nCLO-000000\xe9", 1))
     parquet = (d / "good.parquet").read_bytes()
     (d / "truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
@@ -89,6 +93,7 @@ def _build_cases(d: Path) -> dict[str, str]:
         "quote inside a value": str(d / "quote-stray.csv"),
         "text after a closing quote": str(d / "quote-after.csv"),
         "quote never closed": str(d / "quote-unclosed.csv"),
+        "separated by semicolons": str(d / "semicolons.csv"),
         "truncated Parquet": str(d / "truncated.parquet"),
         "not Parquet": str(d / "text.parquet"),
         "glob matching nothing": str(d / "nothing-*.parquet"),
@@ -117,6 +122,7 @@ EXPECTED = {
     "quote inside a value": 'quote-stray.csv:5: a value has a quote (") inside it but does not start with one',
     "text after a closing quote": "quote-after.csv:5: a value has text after its closing quote",
     "quote never closed": "quote-unclosed.csv:5: a quote opens a value that is never closed",
+    "separated by semicolons": "semicolons.csv: the file looks separated by ';', not commas",
     "truncated Parquet": "is not a Parquet file: it is truncated",
     "not Parquet": "is not a Parquet file: it does not start with PAR1",
     "glob matching nothing": "matches no file",
@@ -141,6 +147,8 @@ OVERRIDES = {
     ("trusted", "list column"): "seats is BIGINT[]",
     ("explain", "header-only CSV"): f"account '{FIRST_ID}' is not in the input",
     ("explain", "zero-row Parquet"): f"account '{FIRST_ID}' is not in the input",
+    # kare explain reads only the account's row, so its read does not reach the quoted value.
+    ("explain", "separated by semicolons"): "The file looks separated by ';', not commas",
 }
 # Validation names the column and the rule file, not the source: the rows were read fine.
 UNNAMED = {"struct column", "list column", "reserved column"}
