@@ -62,6 +62,18 @@ def conform(accounts: Frame, rules: m.RuleSet) -> pl.LazyFrame:
     return lf.with_columns(casts) if casts else lf
 
 
+def _same_kind(ctype: str, source: pl.DataType) -> bool:
+    """Whether a typed (not text) column can hold values of the declared type: a flag only a boolean, a
+    date or date-time only a date or date-time (a number is handled before)."""
+    if ctype == "string" or source == pl.Null:
+        return True
+    if source == pl.Boolean:
+        return ctype == "boolean"
+    if source.is_temporal():
+        return ctype in ("date", "datetime") and (source == pl.Date or source == pl.Datetime)
+    return True
+
+
 _TRUTHY = {"true": True, "t": True, "yes": True, "y": True, "1": True,
            "false": False, "f": False, "no": False, "n": False, "0": False}  # fmt: skip
 
@@ -97,6 +109,10 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
     if ctype in ("date", "datetime") and source.is_numeric():
         # A number is no date: read as days (or microseconds) since 1970, 20250115 would be the year 57442.
         # Null here, so validation sets the row aside: "... is not a valid date; write YYYY-MM-DD".
+        return pl.lit(None, dtype=target).alias(name)
+    if not _same_kind(ctype, source):
+        # A date where a number is declared would count days since 1970 and a flag would be 1 or 0; a date
+        # cast to a boolean fails outright. A value of another kind does not fit: validation sets it aside.
         return pl.lit(None, dtype=target).alias(name)
     if ctype == "string" and source.is_float():
         col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'

@@ -192,6 +192,16 @@ def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str
     named = [g for g in unique if id_like(g.name)] or [g for g in unique if "id" in g.name]
     if named:
         return named[0].name, f"unique and never null in {rows} rows, and named like an id"
+    # A CRM export's account_id with a blank or a repeated row is still the identifier: an integer count
+    # that happens to be unique in a small sample (employees) would key the history by it.
+    flawed = next((g for g in guesses if g.type in ("string", "integer") and id_like(g.name)), None)
+    if flawed:
+        col = frame[flawed.name]
+        missing, repeated = col.null_count(), int((col.is_duplicated() & col.is_not_null()).sum())
+        return flawed.name, (
+            f"named like an id, but {missing} missing and {repeated} repeated value(s) in {rows} rows: those rows "
+            "are quarantined; fix the export, or choose the account identifier"
+        )
     if unique:
         return unique[0].name, f"unique and never null in {rows} rows, but not named like an id"
     first = next((g for g in guesses if g.type in ("string", "integer")), guesses[0])

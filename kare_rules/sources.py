@@ -45,9 +45,12 @@ def read_accounts(
     if where is not None:
         absent = [c for c in where.meta.root_names() if c not in schema.names()]
         if absent:
+            from kare_rules.validation import separator_hint
+
+            hint = separator_hint(schema.names())
             raise DataError(
                 f"input {_masked(text)} has no column {', '.join(map(repr, absent))}; present: "
-                f"{', '.join(schema.names())}"
+                f"{', '.join(schema.names())}" + (f". {hint}" if hint else "")
             )
         lazy = lazy.filter(where)
     try:
@@ -308,7 +311,59 @@ def _read_error(text: str, exc: Exception) -> DataError:
                     f"input {path}:{line}: {fields} fields where the header has {expected}; quote values that "
                     "contain the separator, or fix the row"
                 )
+    if "could not parse" in message or "malformed" in message:
+        for path in _files_of(text):
+            if path.suffix.lower() in _CSV_SUFFIXES and (found := _first_bad_quote(path)):
+                from kare_rules.validation import separator_hint
+
+                # A file separated by ';' reads as one column: its quoted values are followed by ';…'.
+                line, what = found
+                hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
+                if hint:
+                    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
+                return DataError(f"input {path}:{line}: {what}")
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
+
+
+def _first_bad_quote(path: Path) -> tuple[int, str] | None:
+    """(line, what is wrong) of the first value whose quotes a CSV reader cannot follow: a quote inside a
+    value that does not start with one (12" screen), text after a closing quote, or a quote never closed.
+    Polars reports these as a parse error of a whole chunk, without a line."""
+    separator = "\t" if path.suffix.lower() == ".tsv" else ","
+    state, opened = "start", 0  # start of a value, plain value, quoted value, just after a quote in one
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for number, line in enumerate(fh, 1):
+            if state == "start" and '"' not in line:
+                continue
+            for ch in line:
+                ends = ch == separator or ch in "\r\n"
+                if state == "start":
+                    state = "quoted" if ch == '"' else "start" if ends else "plain"
+                    opened = number if ch == '"' else opened
+                elif state == "plain" and ch == '"':
+                    return number, (
+                        'a value has a quote (") inside it but does not start with one; quote the whole value '
+                        'and double the quotes in it ("12"" screen" for 12" screen), or remove the quote'
+                    )
+                elif state == "plain":
+                    state = "start" if ends else "plain"
+                elif state == "quoted":
+                    state = "closing" if ch == '"' else "quoted"
+                elif ch == '"':
+                    state = "quoted"  # a doubled quote: one quote inside the value
+                elif ends:
+                    state = "start"
+                else:
+                    return number, (
+                        "a value has text after its closing quote; quote the whole value and double the quotes "
+                        'in it ("""Gekko"" & Co" for "Gekko" & Co)'
+                    )
+    if state == "quoted":
+        return opened, (
+            "a quote opens a value that is never closed, so the rest of the file would be one value; close it, "
+            'or double a quote that belongs to the value ("12"" screen")'
+        )
+    return None
 
 
 def _files_of(text: str) -> Iterable[Path]:

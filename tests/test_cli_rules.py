@@ -364,6 +364,13 @@ def test_categorize_sets_invalid_rows_aside_with_their_reasons(work, capsys):
     assert (code, err) == (0, [])
     assert not (work / "r.quarantine.csv").exists()
 
+    # One row set aside is one row, not "1 input rows".
+    (work / "one.csv").write_text((work / "dirty.csv").read_text().rsplit("\n", 2)[0] + "\n")
+    code, _, err = run(
+        capsys, "categorize", "--rules", "rules/acme", "--input", "one.csv", "--as-of", AS_OF, "--output", "r.csv"
+    )
+    assert (code, err) == (0, ["1 input row failed validation and was set aside in r.quarantine.csv with its reasons"])
+
 
 def test_categorize_the_output_of_kare_sample_covers_every_input_row(work, capsys):
     code, out, _ = run(capsys, "sample", "--out", "sample", "--rules-dir", "rules", "--accounts", "60", "--months", "1")

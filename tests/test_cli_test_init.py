@@ -782,6 +782,12 @@ def test_infer_inputs_guesses_the_key_and_says_when_it_could_not():
     assert [(g.name, g.key) for g in inferred.inputs] == [("seq", False), ("customer_id", True), ("tier", False)]
     assert inferred.key_note == "unique and never null in 3 rows, and named like an id"
 
+    # An account_id with a blank and a repeated row beats a count that happens to be unique in the sample.
+    flawed = pl.DataFrame({"account_id": ["a", None, "b", "b"], "employees": [10, 20, 30, 40]})
+    inferred = infer_inputs(flawed)
+    assert [(g.name, g.key) for g in inferred.inputs] == [("account_id", True), ("employees", False)]
+    assert inferred.key_note.startswith("named like an id, but 1 missing and 2 repeated value(s) in 4 rows")
+
     none_unique = pl.DataFrame({"name": ["a", "a", None], "n": [1, 1, 2]})
     inferred = infer_inputs(none_unique)
     assert [g.name for g in inferred.inputs if g.key] == ["name"]

@@ -541,6 +541,50 @@ def test_a_number_that_is_not_a_value_of_the_declared_type_is_set_aside_not_conv
     assert checked.valid["id"].to_list() == ["B"]
 
 
+KINDS_RULES = """\
+format: kare/v1
+organization: kinds
+version: 1.0.0
+inputs:
+  id:     {type: string, key: true}
+  seats:  {type: integer, nullable: true}
+  amount: {type: float, nullable: true}
+  since:  {type: date, nullable: true}
+  flag:   {type: boolean, nullable: true}
+precedence: [keep]
+profiles:
+  keep: {when: {seats: {gte: 100}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "reason"),
+    [
+        ("seats", pl.Series([dt.date(2017, 1, 1), None]), "seats: 2017-01-01 is not a valid integer"),
+        ("seats", pl.Series([True, None]), "seats: true is not a valid integer"),
+        (
+            "amount",
+            pl.Series([dt.datetime(2017, 1, 1, 5), None]),
+            "amount: 2017-01-01 05:00:00.000000 is not a valid float",
+        ),
+        ("flag", pl.Series([dt.date(2017, 1, 1), None]), "flag: 2017-01-01 is not a valid boolean"),
+        ("since", pl.Series([True, None]), "since: true is not a valid date; write YYYY-MM-DD"),
+    ],
+)
+def test_a_value_of_another_kind_is_set_aside_not_converted(column, values, reason):
+    """A Parquet export with a column of the wrong kind: a date where a count is declared was days since 1970,
+    a flag 1 or 0, and a date where a boolean is declared a traceback."""
+    rules = load_rules_text(KINDS_RULES, "kinds")
+    frame = pl.DataFrame({"id": ["A", "B"]}).with_columns(values.alias(column))
+    for c in rules.inputs:
+        if c.name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None).alias(c.name))
+    checked = validate_accounts(rules, frame)
+    assert [r[0].split(" is not")[0] for r in checked.quarantine["reasons"]] == [reason.split(" is not")[0]]
+    assert checked.quarantine["reasons"].to_list()[0][0].startswith(reason)
+    assert checked.valid["id"].to_list() == ["B"]
+
+
 def test_nan_in_a_text_column_is_a_missing_value_not_the_text_nan():
     rules = load_rules_text(TYPES_RULES, "typed")
     # What pandas writes for a text column that is empty in every row: float64 NaN.

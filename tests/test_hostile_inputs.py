@@ -49,6 +49,15 @@ def _build_cases(d: Path) -> dict[str, str]:
     (d / "empty.csv").write_bytes(b"")
     (d / "header.csv").write_text(lines[0] + "\n")
     (d / "ragged.csv").write_text("\n".join([*lines[:3], lines[3] + ",extra,more", *lines[4:]]) + "\n")
+    # A CRM export's quotes: 12" in a value that is not quoted, text after a closing quote, a quote never closed.
+    quoted = {"stray": 'Monitor 12" screen', "after": '"Gekko" & Co', "unclosed": '"Gekko, 12 screen'}
+    for name, value in quoted.items():
+        row = value + lines[4][lines[4].index(",") :]  # the value as the row's account_id
+        (d / f"quote-{name}.csv").write_text("\n".join([*lines[:4], row, *lines[5:]]) + "\n")
+    # Separated by ';' (a European spreadsheet's CSV), with a quoted value holding a ';'.
+    semi = [x.replace(",", ";") for x in lines]
+    semi[4] = '"Gekko; the firm"' + semi[4][semi[4].index(";") :]
+    (d / "semicolons.csv").write_text("\n".join(semi) + "\n")
     (d / "latin1.csv").write_bytes((d / "good.csv").read_bytes().replace(b"\nCLO-0000004", b"\nCLO-000000\xe9", 1))
     parquet = (d / "good.parquet").read_bytes()
     (d / "truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
@@ -81,6 +90,10 @@ def _build_cases(d: Path) -> dict[str, str]:
         "header-only CSV": str(d / "header.csv"),
         "ragged rows": str(d / "ragged.csv"),
         "invalid UTF-8": str(d / "latin1.csv"),
+        "quote inside a value": str(d / "quote-stray.csv"),
+        "text after a closing quote": str(d / "quote-after.csv"),
+        "quote never closed": str(d / "quote-unclosed.csv"),
+        "separated by semicolons": str(d / "semicolons.csv"),
         "truncated Parquet": str(d / "truncated.parquet"),
         "not Parquet": str(d / "text.parquet"),
         "glob matching nothing": str(d / "nothing-*.parquet"),
@@ -106,6 +119,10 @@ EXPECTED = {
     "header-only CSV": "has no rows",
     "ragged rows": "ragged.csv:4: 14 fields where the header has 12",
     "invalid UTF-8": "latin1.csv:6: this line is not UTF-8",
+    "quote inside a value": 'quote-stray.csv:5: a value has a quote (") inside it but does not start with one',
+    "text after a closing quote": "quote-after.csv:5: a value has text after its closing quote",
+    "quote never closed": "quote-unclosed.csv:5: a quote opens a value that is never closed",
+    "separated by semicolons": "semicolons.csv: the file looks separated by ';', not commas",
     "truncated Parquet": "is not a Parquet file: it is truncated",
     "not Parquet": "is not a Parquet file: it does not start with PAR1",
     "glob matching nothing": "matches no file",
@@ -130,6 +147,8 @@ OVERRIDES = {
     ("trusted", "list column"): "seats is BIGINT[]",
     ("explain", "header-only CSV"): f"account '{FIRST_ID}' is not in the input",
     ("explain", "zero-row Parquet"): f"account '{FIRST_ID}' is not in the input",
+    # kare explain reads only the account's row, so its read does not reach the quoted value.
+    ("explain", "separated by semicolons"): "The file looks separated by ';', not commas",
 }
 # Validation names the column and the rule file, not the source: the rows were read fine.
 UNNAMED = {"struct column", "list column", "reserved column"}

@@ -107,7 +107,13 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     q = _quarantine_twin(args.output)
     if checked.quarantine.height:
         write_frame(checked.quarantine, q)
-        err(f"{checked.quarantine.height} input rows failed validation and were set aside in {q} with their reasons")
+        n = checked.quarantine.height
+        rows, its = (
+            ("1 input row failed validation and was", "its")
+            if n == 1
+            else (f"{n} input rows failed validation and were", "their")
+        )
+        err(f"{rows} set aside in {q} with {its} reasons")
     elif q.is_file():  # an earlier run's: left there, its rows would read as this run's
         q.unlink()
     trend_note(args, rules)
