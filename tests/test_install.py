@@ -472,7 +472,8 @@ def test_the_reusable_workflow_comments_the_problems_of_an_invalid_rule_file(ven
     assert (steps["validate"]["outcome"], steps.get("diff", {}).get("outcome")) == ("failure", "failure")
     report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
     assert report.startswith("<!-- kare-diff -->\n## KARE rule changes against `main`")
-    assert "No impact report: a rule file is invalid." in report
+    assert "**No impact report**: kare diff cannot compare invalid rule files (below)." in report
+    assert "**Invalid rule files** (kare validate): each line names FILE:LINE:COLUMN" in report
     problem = re.search(rf"^rules/{ORG}/kare\.yaml:(\d+):(\d+): unknown column 'revenue'", report, re.MULTILINE)
     assert problem, report
     assert "0 valid, 1 invalid" in report
