@@ -481,6 +481,7 @@ def test_the_reusable_workflow_comments_the_problems_of_an_invalid_rule_file(ven
     (failed,) = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
     assert failed["outcome"] == "failure"
     assert "kare validate found invalid rule files (see the comment" in failed["stdout"]
+    assert "no account sample could be generated" not in failed["stdout"]  # kare sample stopped on the same file
 
 
 def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_date(venv_bin, wheel, tmp_path):
