@@ -184,7 +184,13 @@ def _scan_organizations(root: Path) -> tuple[list[str], list[Problem]]:
     problems = []
     for entry in sorted(root.iterdir()):
         rule_file = next((entry / n for n in RULE_FILE_NAMES if os.path.lexists(entry / n)), None)
-        if not entry.is_dir() or rule_file is None:
+        if entry.is_dir() and rule_file is None:
+            # (in an organization's own folder, its tests/ is no stray)
+            stray = None if any(os.path.lexists(root / n) for n in RULE_FILE_NAMES) else _stray_yaml(entry)
+            if stray is not None:
+                problems.append(stray)
+            continue
+        if not entry.is_dir():
             continue
         refused = link_problem(rule_file) or dir_name_problem(rule_file)
         if refused:
@@ -205,6 +211,25 @@ def _scan_organizations(root: Path) -> tuple[list[str], list[Problem]]:
         same = f"{names} are one and the same file (a hard link); each organization needs its own rule file"
         problems.extend(Problem(display_path(f), 1, 1, same) for f in files)
     return sorted(orgs), sorted(problems)
+
+
+def _stray_yaml(folder: Path) -> Problem | None:
+    """A folder of the rules directory with YAML files but no rule file (Kare.yaml, rules.yaml, only an
+    overrides.yaml): nothing reads them, so the organization would be skipped by every command in silence."""
+    try:
+        yaml_files = sorted(
+            f for f in [*folder.iterdir(), *(folder / "tests").glob("*")] if f.suffix in (".yaml", ".yml")
+        )
+    except OSError:
+        return None
+    if not yaml_files:
+        return None
+    where = display_path(folder)
+    return Problem(
+        display_path(yaml_files[0]), 1, 1,
+        f"{where} has no kare.yaml, so no command reads this file and {folder.name!r} is no organization: name "
+        f"its rule file kare.yaml (or kare.yml), or move the folder out of {display_path(folder.parent)}",
+    )  # fmt: skip
 
 
 def find_rule_files(paths: list[str | Path]) -> list[Path]:

@@ -90,6 +90,9 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         what = exc.problem or "invalid YAML"
         doc.data = None
         fix = "check indentation, colons and quotes here"
+        opened = _unclosed(exc)
+        if opened:
+            fix = opened
         if mark and _tab_at(text, mark.line, mark.column):
             # PyYAML names a tab only at the start of a line ("found character that cannot start any
             # token" inside a mapping); the tab is what to fix.
@@ -101,6 +104,20 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
     finally:
         loader.dispose()
     return doc
+
+
+def _unclosed(exc: yaml.MarkedYAMLError) -> str | None:
+    """For an error inside a `{...}` or `[...]` opened on an earlier line, where it was opened: the parser
+    stops only at the next line that cannot continue it (a forgotten `}` is reported a line or more later,
+    on a line with nothing wrong)."""
+    context, start, problem = exc.context or "", exc.context_mark, exc.problem_mark
+    if not (start and problem and start.line < problem.line and context.startswith("while parsing a flow")):
+        return None
+    pair = "{}" if "mapping" in context else "[]"
+    return (
+        f"the '{pair[0]}' at line {start.line + 1}, column {start.column + 1} is not closed before here: add its "
+        f"'{pair[1]}', or quote text holding ': ' or ','"
+    )
 
 
 def _tab_at(text: str, line: int, column: int) -> bool:

@@ -164,6 +164,30 @@ def test_validate_a_broken_file_is_one_line_and_exit_1(work, capsys, content, me
     assert err == []
 
 
+@pytest.mark.parametrize("stray", ["Kare.yaml", "rules.yml", "overrides.yaml", "tests/renewals.yaml"])
+def test_validate_refuses_a_folder_whose_rule_file_is_misnamed(work, capsys, stray):
+    # Such a folder is no organization: validate, test, diff and run all passed over it in silence, so a
+    # new organization added as rules/newco/Kare.yaml passed CI and was never run.
+    (work / "rules" / "newco" / stray).parent.mkdir(parents=True)
+    (work / "rules" / "newco" / stray).write_text(RULES, encoding="utf-8")
+    (work / "rules" / "acme" / "tests").mkdir()  # an organization's own tests/ folder is no stray
+    (work / "rules" / "acme" / "tests" / "more.yaml").write_text("tests: []\n", encoding="utf-8")
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    assert out == [
+        f"rules/newco/{stray}:1:1: rules/newco has no kare.yaml, so no command reads this file and 'newco' is no "
+        "organization: name its rule file kare.yaml (or kare.yml), or move the folder out of rules",
+        "1 valid, 1 invalid",
+    ]
+    assert run(capsys, "validate", "rules/acme") == (0, ["1 valid, 0 invalid"], [])
+
+
+def test_validate_passes_over_a_folder_without_yaml_files(work, capsys):
+    (work / "rules" / "docs").mkdir()
+    (work / "rules" / "docs" / "README.md").write_text("# how we write rules\n", encoding="utf-8")
+    assert run(capsys, "validate") == (0, ["1 valid, 0 invalid"], [])
+
+
 def test_validate_checks_the_overrides_file_beside_the_rules(work, capsys):
     # kare run reads rules/<org>/overrides.yaml; a mistake there must fail validation (and CI), not a scheduled run.
     (work / "rules/acme/overrides.yaml").write_text(

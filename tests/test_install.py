@@ -444,6 +444,46 @@ def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_t
     assert "a version check failed" not in failed["stdout"]
 
 
+def test_the_reusable_workflow_comments_the_problems_of_an_invalid_rule_file(venv_bin, wheel, tmp_path):
+    # kare diff makes no report from an invalid rule file; without one the comment was left as an earlier
+    # push wrote it (all green, say) while this push could not even be read. The comment lists the problems.
+    repo = rules_folder(tmp_path / "rules-repo")
+    git_env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
+        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{revenue: {gte: 80000}}")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    summary = tmp_path / "summary.md"
+    env = {
+        **git_env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "PIP_NO_INDEX": "1",
+    }
+    steps = run_workflow_steps(
+        ROOT / ".github" / "workflows" / "kare-impact.yml",
+        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
+        github={"base_ref": "", "event_name": "pull_request"},
+        cwd=repo,
+        env=env,
+    )
+    assert (steps["validate"]["outcome"], steps.get("diff", {}).get("outcome")) == ("failure", "failure")
+    report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
+    assert report.startswith("<!-- kare-diff -->\n## KARE rule changes against `main`")
+    assert "**No impact report**: kare diff cannot compare invalid rule files (below)." in report
+    assert "**Invalid rule files** (kare validate): each line names FILE:LINE:COLUMN" in report
+    problem = re.search(rf"^rules/{ORG}/kare\.yaml:(\d+):(\d+): unknown column 'revenue'", report, re.MULTILINE)
+    assert problem, report
+    assert "0 valid, 1 invalid" in report
+    assert summary.read_text(encoding="utf-8") == report
+    (failed,) = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
+    assert failed["outcome"] == "failure"
+    assert "kare validate found invalid rule files (see the comment" in failed["stdout"]
+    assert "no account sample could be generated" not in failed["stdout"]  # kare sample stopped on the same file
+
+
 def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_date(venv_bin, wheel, tmp_path):
     # kare sample's default month is fixed; a workflow measuring it as of today would probe the rules' day
     # thresholds (churned within 365 days, …) further off every month. The sample is made for the current

@@ -290,6 +290,16 @@ def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path
     assert not (tmp_path / "w.duckdb").exists()
 
 
+def test_all_orgs_names_a_folder_whose_rule_file_is_misnamed(tmp_path, capsys):
+    # rules/newco/Kare.yaml: no organization, so --all-orgs ran nothing for it and said nothing.
+    (tmp_path / "rules" / "newco").mkdir(parents=True)
+    (tmp_path / "rules" / "newco" / "Kare.yaml").write_text((ROOT / "rules" / "cloudnine" / "kare.yaml").read_text())
+    wh = tmp_path / "w.duckdb"
+    assert main(["run", "--all-orgs", "--rules-dir", str(tmp_path / "rules"), "--warehouse", str(wh)]) == 1
+    assert "newco has no kare.yaml, so no command reads this file" in capsys.readouterr().err
+    assert not wh.exists()
+
+
 def test_all_orgs_fails_when_an_organization_folder_is_skipped_though_the_others_publish(tmp_path, capsys):
     # A daily `kare run --all-orgs` whose rules directory gained a folder it cannot run (a bad name, a
     # linked rule file) must not exit 0: that organization would silently stop being published.

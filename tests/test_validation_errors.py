@@ -607,6 +607,23 @@ def test_load_rules_raises_a_rule_file_error_not_a_yaml_error(tmp_path):
     assert str(info.value).startswith(f"{SHOWN}:2:1: YAML syntax error")
 
 
+def test_a_brace_left_open_is_named_where_it_was_opened_not_only_where_the_parser_stopped(tmp_path):
+    # The parser stops at the next line that cannot continue the {...}, a line with nothing wrong: the
+    # author must be told which '{' lacks its '}'.
+    text = mutate(("  big: {revenue_musd: {gte: 10}}\n", "  big: {revenue_musd: {gte: 10}\n\n"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:18:3: YAML syntax error: did not find expected ',' or '}}'; the '{{' at line 16, column 8 is not "
+        "closed before here: add its '}', or quote text holding ': ' or ','"
+    )
+
+
+def test_a_syntax_error_inside_one_line_keeps_the_plain_hint(tmp_path):
+    text = mutate(("{id: renew, title: Confirm renewal,", "{id: renew, title: Confirm: renewal,"))
+    assert only_problem(tmp_path, text).endswith(
+        "YAML syntax error: did not find expected ',' or '}'; check indentation, colons and quotes here"
+    )
+
+
 def test_a_duplicate_yaml_key_is_located_at_the_second_key(tmp_path):
     text = mutate(("version: 1.0.0\n", "version: 1.0.0\nversion: 1.1.0\n"))
     assert problem_lines(tmp_path, text) == [

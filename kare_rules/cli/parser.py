@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="KARE account profiles as code: validate and test rule files, categorize accounts, "
         "explain a category, compile rules to SQL, show a rule change's impact, run the pipeline.",
         epilog="Exit codes: 0 success, 1 invalid rules / failed tests / failed run, 2 usage error. "
-        "Docs: README.md and docs/.",
+        "Docs: README.md and docs/ of the kare-rules repository (not installed with the package); "
+        "'kare COMMAND --help' for each command.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -34,8 +34,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for p in problems:
             out(str(p))
         bad += bool(problems)
-    out(f"{len(files) - bad} valid, {bad} invalid")
-    return EXIT_FAIL if bad else EXIT_OK
+    # A folder whose rule file is misnamed is no organization, so none of the files above: each is one more
+    # invalid one (it would otherwise pass validation, and CI, while nothing ever reads it).
+    checked = {Path(display_path(f)) for f in files}
+    stray = sorted(p for p in shared if Path(p.path) not in checked)
+    for p in stray:
+        out(str(p))
+    out(f"{len(files) - bad} valid, {bad + len(stray)} invalid")
+    return EXIT_FAIL if bad or stray else EXIT_OK
 
 
 def _override_problems(path: Path, rules) -> list:
