@@ -1065,11 +1065,20 @@ def with_edges(
     # The categories and the edges both read the prepared accounts only: the edges run in a second
     # thread meanwhile (Polars releases the GIL while it works), so that each one's single-threaded
     # steps (scatters, rechunks, the tabulation in Python) overlap the other's.
+    # A watch's `within_days` is judged as a run judges it, whatever `horizon` the caller shows: the next
+    # moves are looked for as far as the longest such watch, and those past `horizon` hidden afterwards.
+    reach = max([horizon, *(w.within_days for w in rules.watches if w.within_days is not None)])
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kare-edges") as pool:
-        edges = pool.submit(_edges_of, space, prepared, as_date(as_of), horizon)
+        edges = pool.submit(_edges_of, space, prepared, as_date(as_of), reach)
         result = categories_of(rules, prepared, explain)
         found = edges.result()
-    return with_watches(rules, result.hstack(found.get_columns()), prepared.lazy(), as_date(as_of))
+    out = with_watches(rules, result.hstack(found.get_columns()), prepared.lazy(), as_date(as_of))
+    if reach == horizon:
+        return out
+    beyond = pl.col("next_move_on") > pl.lit(as_date(as_of) + dt.timedelta(days=horizon))
+    return out.with_columns(
+        pl.when(beyond).then(None).otherwise(pl.col(c)).alias(c) for c in ("next_category", "next_move_on")
+    )
 
 
 # ---- in words (kare explain) -------------------------------------------------------------------

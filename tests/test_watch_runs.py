@@ -288,3 +288,25 @@ def test_a_duckdb_engine_run_says_its_upcoming_moves_were_not_computed_not_that_
         ]
     lines = summary_lines(run_organization("watchful", D2, first, wh, bundle=bundle))
     assert any(line.startswith("  upcoming  1 will move within 30 days") for line in lines)
+
+
+def test_a_shorter_horizon_hides_later_moves_but_not_the_watches_a_run_would_open(tmp_path):
+    # kare categorize --edges --horizon 10 dropped the watch 'lapsing' (within_days: 30) of an account
+    # 14 days from its move, which a run opens: the horizon is what next_move_on shows, not what a watch sees.
+    from kare_rules import categorize
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    rules = load_rules(folder)
+    first = accounts(A=(dt.date(2026, 7, 15), 5000.0), C=(dt.date(2026, 1, 1), 10.0))
+    full = categorize(rules, first, D1, edges=True)
+    short = categorize(rules, first, D1, edges=True, horizon=10)
+    assert full["next_move_on"].to_list() == [dt.date(2026, 10, 14), None]
+    assert short["next_move_on"].to_list() == [None, None]
+    assert short["next_category"].to_list() == [None, None]
+    assert short["watches"].to_list() == full["watches"].to_list() == [["lapsing"], []]
+    assert categorize(rules, first, D1, edges=True, horizon=14)["next_move_on"].to_list() == [
+        dt.date(2026, 10, 14),
+        None,
+    ]
