@@ -178,6 +178,20 @@ def test_what_the_summary_notes_is_in_the_runs_tables_metadata(setup, tmp_path, 
     assert "notes" not in events["account_categories"].metadata
 
 
+def test_the_upcoming_moves_are_left_out_of_the_metadata_when_the_engine_computes_none(setup, tmp_path):
+    # With the duckdb engine (no next moves) account_categories showed 'moving_within_30_days: 0'.
+    events = {}
+    for engine in ("polars", "duckdb"):
+        result = setup.materialize(tmp_path / f"{engine}.duckdb", DATES[0], engine=engine)
+        assert result.success
+        [categories] = [e.materialization for e in result.get_asset_materialization_events()
+                        if e.asset_key.path[-1] == "account_categories"]  # fmt: skip
+        events[engine] = categories.metadata
+    assert {"moving_within_30_days", "upcoming_moves"} <= set(events["polars"])
+    assert not {"moving_within_30_days", "upcoming_moves"} & set(events["duckdb"])
+    assert "categories" in events["duckdb"]
+
+
 # ---- asset checks ------------------------------------------------------------------------------------
 
 

@@ -278,11 +278,16 @@ def table_metadata(result: RunResult) -> dict[str, dict]:
         "quarantine": int(run["quarantined_rows"] or 0),
         "runs": 1,
     }
+    # Left out when the engine computed no next moves (duckdb): a 0 there would be untrue.
+    upcoming = (
+        {f"moving_within_{SOON_DAYS}_days": result.moving_soon, "upcoming_moves": transition_matrix(result.upcoming)}
+        if result.early_warning
+        else {}
+    )
     extra = {
         "account_categories": {
             "categories": category_table(result.categories),
-            f"moving_within_{SOON_DAYS}_days": result.moving_soon,
-            "upcoming_moves": transition_matrix(result.upcoming),
+            **upcoming,
         },
         "category_transitions": {"transition_matrix": transition_matrix(moves)},
         "action_queue": {"actions_closed": int(run["actions_closed"] or 0)},
