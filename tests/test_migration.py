@@ -149,3 +149,24 @@ def test_an_older_warehouse_with_an_index_and_views_of_its_readers_on_the_kare_t
         assert con.execute("SELECT index_name FROM duckdb_indexes()").fetchall() == [("dashboard_history",)]
     # NOT NULL where nothing depends on the table; where the index does, at a run after it is dropped.
     assert nullable["account_categories.run_id"] == "NO" and nullable["category_history.run_id"] == "YES"
+
+
+def test_every_table_view_and_column_carries_its_contracts_description_for_bi_tools(tmp_path):
+    # BI tools browsing the warehouse saw no descriptions: they were only in schemas/tables/ and Dagster.
+    from kare_rules.warehouse.duckdb import VIEWS
+
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("acme", D1, accounts(A=100.0), wh, bundle=acme(tmp_path))
+    with duckdb.connect(str(wh.path)) as con:  # an older warehouse: one description lost, one changed by hand
+        con.execute("COMMENT ON TABLE kare.runs IS NULL; COMMENT ON COLUMN kare.quarantine.record IS 'mine'")
+    run_organization("acme", D2, accounts(A=50.0), wh, bundle=acme(tmp_path))
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        tables = dict(con.sql("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'kare'").fetchall())
+        views = dict(con.sql("SELECT view_name, comment FROM duckdb_views() WHERE schema_name = 'kare'").fetchall())
+        query = "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'kare'"
+        columns = {(t, c): text for t, c, text in con.sql(query).fetchall()}
+    assert tables == {table: text for table, (text, _, _) in TABLES.items()}
+    assert views == {view: text for view, (_, text) in VIEWS.items()}
+    for table, (_, _, cols) in TABLES.items():
+        assert {name: columns[table, name] for name, _, _ in cols} == {name: text for name, _, text in cols}, table
+    assert "'" in TABLES["account_categories"][2][3][2]  # a description with a quote in it went in whole

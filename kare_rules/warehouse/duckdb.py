@@ -193,8 +193,34 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                         source = _q(FILLED_FROM[table, name])
                         con.execute(f"UPDATE {_t(table)} SET {_q(name)} = {source} WHERE {_q(name)} IS NULL")
                     con.execute(f"ALTER TABLE {_t(table)} ALTER COLUMN {_q(name)} SET NOT NULL")
-    for view, query in VIEWS.items():
+    for view, (query, _) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
+    _describe(con)
+
+
+def _describe(con: duckdb.DuckDBPyConnection) -> None:
+    """The contract's descriptions as DuckDB comments, so that a BI tool browsing the warehouse shows what
+    each table, view and column means. Only those that differ are written: a run pays one query."""
+    wanted = {("TABLE", t, None): text for t, (text, _, _) in TABLES.items()}
+    wanted |= {("COLUMN", t, n): text for t, (_, _, columns) in TABLES.items() for n, _, text in columns}
+    wanted |= {("VIEW", v, None): text for v, (_, text) in VIEWS.items()}
+    have = _fetch(
+        con,
+        "SELECT 'TABLE' AS kind, table_name AS name, NULL AS col, comment FROM duckdb_tables() WHERE schema_name = $s "
+        "UNION ALL SELECT 'VIEW', view_name, NULL, comment FROM duckdb_views() WHERE schema_name = $s "
+        "UNION ALL SELECT 'COLUMN', table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = $s",
+        {"s": SCHEMA},
+    )
+    found = {(kind, name, col): comment for kind, name, col, comment in have.iter_rows()}
+    for (kind, name, col), text in wanted.items():
+        if found.get((kind, name, col)) != text:
+            target = _t(name) if col is None else f"{_t(name)}.{_q(col)}"
+            con.execute(f"COMMENT ON {kind} {target} IS {_text(text)}")
+
+
+def _text(value: str) -> str:
+    """A quoted SQL string literal (our own descriptions; COMMENT ON takes no parameters)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _refuse_other_layouts(have: pl.DataFrame) -> None:
@@ -222,12 +248,14 @@ _SQL_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}  # information_schema's
 FILLED_FROM = {("runs", "started_at"): "finished_at"}
 
 # Views over the published tables, for BI (docs/bi.md). Defined by every writer, so they follow the tables.
-VIEWS = {
+VIEWS = {  # name -> (query, description)
     "upcoming_moves": (
         "SELECT org, account_id, category, next_category, next_move_on, "
         "date_diff('day', as_of, next_move_on) AS days_to_move, edge_category, edge_column, edge_value, "
         f"edge_threshold, edge_change, reason, as_of, run_id FROM {_t('account_categories')} "
-        "WHERE next_move_on IS NOT NULL"
+        "WHERE next_move_on IS NOT NULL",
+        "The accounts of account_categories that will change category with their data unchanged, and when: "
+        "days_to_move counts from the row's as_of.",
     ),
 }
 
