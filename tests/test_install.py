@@ -333,32 +333,40 @@ def run_workflow_steps(workflow: Path, inputs: dict[str, str], github: dict[str,
     return steps
 
 
-def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_repository(venv_bin, wheel, tmp_path):
+def rules_repo(tmp_path: Path) -> Path:
+    """`rules_folder` as a rules-only git repository: branch main, the rules committed."""
     repo = rules_folder(tmp_path / "rules-repo")
-    git_env = {**os.environ, **GIT_ENV}
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
-        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+        assert run("git", *cmd, cwd=repo, env={**os.environ, **GIT_ENV}).returncode == 0
+    return repo
+
+
+def impact_workflow(venv_bin: Path, wheel: Path, repo: Path, tmp_path: Path, inputs: dict, github: dict) -> dict:
+    """kare-impact.yml's steps run in `repo` with the wheel, as a runner would: RUNNER_TEMP is
+    tmp_path/runner-temp, the job summary tmp_path/summary.md."""
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",  # what setup-python does
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PIP_NO_INDEX": "1",
+    }
+    workflow = ROOT / ".github" / "workflows" / "kare-impact.yml"
+    return run_workflow_steps(workflow, inputs={"kare-spec": str(wheel), **inputs}, github=github, cwd=repo, env=env)
+
+
+def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_repository(venv_bin, wheel, tmp_path):
+    repo = rules_repo(tmp_path)
     # The pull request: a lower threshold and the version bump it needs; the base branch is origin/main.
     assert run("git", "update-ref", "refs/remotes/origin/main", "HEAD", cwd=repo).returncode == 0
     edit(repo / "rules" / ORG / "kare.yaml", "version: 1.1.0", "version: 1.2.0")
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
 
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir()
-    summary = tmp_path / "summary.md"
-    env = {
-        **git_env,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",  # what setup-python does
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(summary),
-        "PIP_NO_INDEX": "1",
-    }
-    steps = run_workflow_steps(
-        ROOT / ".github" / "workflows" / "kare-impact.yml",
-        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31"},
-        github={"base_ref": "main", "event_name": "pull_request"},
-        cwd=repo,
-        env=env,
+    steps = impact_workflow(
+        venv_bin, wheel, repo, tmp_path, {"as-of": "2026-10-31"}, {"base_ref": "main", "event_name": "pull_request"}
     )
     ran = {s["name"]: s["outcome"] for s in steps.values()}
     assert ran == {
@@ -370,37 +378,26 @@ def test_the_reusable_workflow_steps_report_a_rule_change_in_a_rules_only_reposi
         "Job summary": "success",
     }, {s["name"]: s["stdout"] for s in steps.values()}
     report = Path(steps["diff"]["outputs"]["report"])
-    assert report.is_relative_to(runner_temp)
+    assert report.is_relative_to(tmp_path / "runner-temp")
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!-- kare-diff -->")
     assert "**cloudnine 1.1.0 → 1.2.0**" in text
     assert "trait strategic: arr ≥ 100000 → ≥ 80000" in text
     assert "version check ✅" in text
-    assert summary.read_text(encoding="utf-8") == text
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8") == text
     assert run("git", "status", "--porcelain", cwd=repo).stdout.splitlines() == [f" M rules/{ORG}/kare.yaml"]
 
 
 def test_the_reusable_workflow_fails_the_job_when_the_version_is_not_bumped(venv_bin, wheel, tmp_path):
-    repo = rules_folder(tmp_path / "rules-repo")
-    git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
-        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    repo = rules_repo(tmp_path)
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir()
-    env = {
-        **git_env,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "PIP_NO_INDEX": "1",
-    }
-    steps = run_workflow_steps(
-        ROOT / ".github" / "workflows" / "kare-impact.yml",
-        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
-        github={"base_ref": "", "event_name": "pull_request"},
-        cwd=repo,
-        env=env,
+    steps = impact_workflow(
+        venv_bin,
+        wheel,
+        repo,
+        tmp_path,
+        {"as-of": "2026-10-31", "base-ref": "main"},
+        {"base_ref": "", "event_name": "pull_request"},
     )
     assert steps["diff"]["outcome"] == "failure"
     assert "version did not increase" in Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
@@ -412,26 +409,15 @@ def test_the_reusable_workflow_fails_the_job_when_the_version_is_not_bumped(venv
 def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_the_job(venv_bin, wheel, tmp_path):
     # The report lists each failing test with the account's evaluation: the comment must be posted before
     # the job fails, not skipped because `kare test` failed first.
-    repo = rules_folder(tmp_path / "rules-repo")
-    git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
-        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    repo = rules_repo(tmp_path)
     edit(repo / "rules" / ORG / "kare.yaml", "    expect: attain", "    expect: keep")
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir()
-    env = {
-        **git_env,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "PIP_NO_INDEX": "1",
-    }
-    steps = run_workflow_steps(
-        ROOT / ".github" / "workflows" / "kare-impact.yml",
-        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
-        github={"base_ref": "", "event_name": "pull_request"},
-        cwd=repo,
-        env=env,
+    steps = impact_workflow(
+        venv_bin,
+        wheel,
+        repo,
+        tmp_path,
+        {"as-of": "2026-10-31", "base-ref": "main"},
+        {"base_ref": "", "event_name": "pull_request"},
     )
     assert steps["tests"]["outcome"] == "failure"
     assert steps["diff"]["outcome"] == "success"
@@ -447,27 +433,15 @@ def test_the_reusable_workflow_reports_a_failing_embedded_test_before_it_fails_t
 def test_the_reusable_workflow_comments_the_problems_of_an_invalid_rule_file(venv_bin, wheel, tmp_path):
     # kare diff makes no report from an invalid rule file; without one the comment was left as an earlier
     # push wrote it (all green, say) while this push could not even be read. The comment lists the problems.
-    repo = rules_folder(tmp_path / "rules-repo")
-    git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
-        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    repo = rules_repo(tmp_path)
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{revenue: {gte: 80000}}")
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir()
-    summary = tmp_path / "summary.md"
-    env = {
-        **git_env,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(summary),
-        "PIP_NO_INDEX": "1",
-    }
-    steps = run_workflow_steps(
-        ROOT / ".github" / "workflows" / "kare-impact.yml",
-        inputs={"kare-spec": str(wheel), "as-of": "2026-10-31", "base-ref": "main"},
-        github={"base_ref": "", "event_name": "pull_request"},
-        cwd=repo,
-        env=env,
+    steps = impact_workflow(
+        venv_bin,
+        wheel,
+        repo,
+        tmp_path,
+        {"as-of": "2026-10-31", "base-ref": "main"},
+        {"base_ref": "", "event_name": "pull_request"},
     )
     assert (steps["validate"]["outcome"], steps.get("diff", {}).get("outcome")) == ("failure", "failure")
     report = Path(steps["diff"]["outputs"]["report"]).read_text(encoding="utf-8")
@@ -477,7 +451,7 @@ def test_the_reusable_workflow_comments_the_problems_of_an_invalid_rule_file(ven
     problem = re.search(rf"^rules/{ORG}/kare\.yaml:(\d+):(\d+): unknown column 'revenue'", report, re.MULTILINE)
     assert problem, report
     assert "0 valid, 1 invalid" in report
-    assert summary.read_text(encoding="utf-8") == report
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8") == report
     (failed,) = [s for s in steps.values() if s["name"] == "Fail when a check failed"]
     assert failed["outcome"] == "failure"
     assert "kare validate found invalid rule files (see the comment" in failed["stdout"]
@@ -488,30 +462,14 @@ def test_without_snapshot_or_as_of_the_sample_and_the_report_share_this_months_d
     # kare sample's default month is fixed; a workflow measuring it as of today would probe the rules' day
     # thresholds (churned within 365 days, …) further off every month. The sample is made for the current
     # month instead, and the report measures on the sample's own date.
-    repo = rules_folder(tmp_path / "rules-repo")
-    git_env = {**os.environ, **GIT_ENV}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "rules 1.1.0"]):
-        assert run("git", *cmd, cwd=repo, env=git_env).returncode == 0
+    repo = rules_repo(tmp_path)
     edit(repo / "rules" / ORG / "kare.yaml", "version: 1.1.0", "version: 1.2.0")
     edit(repo / "rules" / ORG / "kare.yaml", "{arr: {gte: 100000}}", "{arr: {gte: 80000}}")
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir()
-    env = {
-        **git_env,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "PIP_NO_INDEX": "1",
-    }
     today = dt.datetime.now(dt.UTC).date()
-    steps = run_workflow_steps(
-        ROOT / ".github" / "workflows" / "kare-impact.yml",
-        inputs={"kare-spec": str(wheel), "base-ref": "main"},
-        github={"base_ref": "", "event_name": "pull_request"},
-        cwd=repo,
-        env=env,
+    steps = impact_workflow(
+        venv_bin, wheel, repo, tmp_path, {"base-ref": "main"}, {"base_ref": "", "event_name": "pull_request"}
     )
-    (sample,) = [p for p in (runner_temp / "kare-sample" / ORG).glob("2*.parquet")]
+    (sample,) = [p for p in (tmp_path / "runner-temp" / "kare-sample" / ORG).glob("2*.parquet")]
     sample_date = dt.date.fromisoformat(sample.stem)
     assert today <= sample_date <= today + dt.timedelta(days=31)  # the last day of this month
     assert steps["snapshot"]["outputs"]["as_of"] == sample.stem
