@@ -343,6 +343,27 @@ def test_ctrl_c_once_the_run_is_committed_does_not_say_nothing_was_published(two
     assert snapshot_of(wh)["runs"]["status"].to_list() == ["published", "published"]
 
 
+@pytest.mark.parametrize("slices", [1, 2])
+def test_an_override_of_an_account_not_in_the_input_is_a_note(tmp_path, slices, monkeypatch):
+    # A misspelt id pinned nothing, silently, every run until it expired.
+    from kare_rules.run import slicing
+
+    monkeypatch.setattr(slicing, "MIN_SLICE_ROWS", 1)
+    pins = tuple(Override(a, "expand", "logo", "ana", D1 + dt.timedelta(days=days))
+                 for a, days in (("A", 9), ("Q", 9), ("Acme Corp ", 9), ("Z", -1)))  # fmt: skip
+    accounts = frame([account("A", "keep"), account("B", "keep"), account("Q", "keep", nps=500)])  # Q: quarantined
+    bundle = RuleBundle(RULES, RULES_TEXT, pins)
+    result = run_organization(ORG, D1, accounts, Warehouse(tmp_path / "w.duckdb"), bundle=bundle, slices=slices,
+                              thresholds=Thresholds(max_quarantine_share=0.5))  # fmt: skip
+    assert result.notes == [
+        "overrides.yaml pins 1 account(s) not in the input, which it therefore left alone: 'Acme Corp '; check "
+        "those ids against the input's account_id"
+    ]  # not Z, whose override has expired
+    assert Warehouse(tmp_path / "w.duckdb").read("account_categories").filter(pl.col("account_id") == "A")[
+        "matched_rule"
+    ].to_list() == ["override"]
+
+
 def test_a_run_reports_progress_by_step_and_slice(two_runs):
     wh, second = two_runs
     seen: list[tuple[str, int, int]] = []

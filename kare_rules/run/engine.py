@@ -571,6 +571,8 @@ def _run(
     owners = owner_columns(rules)
     totals = _Totals(input_rows=raw.height)
     total_units = n * len(STEPS)
+    # The accounts of overrides in force, until some slice's input (valid or quarantined) holds them.
+    unseen = pl.Series([o.account for o in bundle.overrides if as_of <= o.expires], dtype=pl.String)
     for k in range(n):
         units = k * len(STEPS)
         where = f"slice {k + 1}/{n}: " if n > 1 else ""
@@ -584,6 +586,9 @@ def _run(
                 (rows.gather(quarantined["row_number"] - 1).cast(pl.Int64) + 1).alias("row_number")
             )
         totals.quarantine.append(quarantined)
+        if unseen.len():
+            here = pl.concat([checked.valid.get_column(rules.key).cast(pl.String), quarantined["account_id"]])
+            unseen = unseen.filter(~unseen.is_in(here.implode()))
         del part
 
         progress(f"{where}categorizing", units + 1, total_units)
@@ -710,6 +715,13 @@ def _run(
     s.remember_rules(org, rules.digest, rules.version, bundle.text, as_of)
     run = _run_row(known, totals, moves, "published")
     notes = _unkept_trends(rules, ruled, s.kept_columns(org, ruled["as_of"]) if trends and ruled else set())
+    if unseen.len():  # a misspelt id pins nothing, and would go on pinning nothing until it expires
+        shown = ", ".join(repr(a) for a in unseen.head(5))
+        more = f" and {unseen.len() - 5:,} more" if unseen.len() > 5 else ""
+        notes.append(
+            f"overrides.yaml pins {unseen.len():,} account(s) not in the input, which it therefore left alone: "
+            f"{shown}{more}; check those ids against the input's {rules.key}"
+        )
     # Measured, not predicted: the estimate of a wide input counts columns the run never reads.
     if raw.budget and (note := budget_note(raw.budget)):
         notes.append(note)
