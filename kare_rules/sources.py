@@ -634,6 +634,8 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         # An empty cell, quoted ("") or not, or a NaN (a missing number) is no previous value, not a bad one.
         given = frame[c].str.strip_chars() != "" if frame.schema[c] == pl.String else frame[c].is_not_null()
         given = given & ~frame[c].is_nan() if frame.schema[c].is_float() else given
+        if frame.schema[c] == pl.String and rules.input(c).type == "integer":  # the text 'nan', as validation reads it
+            given = given & ~frame[c].str.strip_chars().cast(pl.Float64, strict=False).is_nan().fill_null(False)
         # An infinite value (a division by zero in the export) is not a previous value either: its trend
         # would be inf or NaN.
         wrong = pl.col(c).is_null() | pl.col(c).cast(pl.Float64).is_infinite()

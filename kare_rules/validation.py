@@ -190,9 +190,13 @@ def _typed(column: m.InputColumn, source: pl.DataType, may_be_blank: bool = True
     return typed
 
 
-def _given(raw: pl.Expr, source: pl.DataType) -> pl.Expr:
+def _given(raw: pl.Expr, source: pl.DataType, ctype: str) -> pl.Expr:
     """A value is in the input: not null, not blank text, and not NaN (a missing number, see above)."""
     if source == pl.String:
+        if ctype == "integer":
+            # The text 'nan' is a missing number here as in a float column: Python's csv module writes a
+            # missing value of pandas' float64 so, beside the '3.0' an integer column accepts.
+            return present(raw) & ~raw.str.strip_chars().cast(pl.Float64, strict=False).is_nan().fill_null(False)
         return present(raw)
     return raw.is_not_null() & ~raw.is_nan() if source.is_float() else raw.is_not_null()
 
@@ -208,7 +212,7 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
     for c in rules.inputs:
         if typed[c.name].null_count() == raw[c.name].null_count():
             continue  # a cast keeps a null null: no value was lost
-        lost = raw.select(_given(pl.col(c.name), raw.schema[c.name])).to_series() & typed[c.name].is_null()
+        lost = raw.select(_given(pl.col(c.name), raw.schema[c.name], c.type)).to_series() & typed[c.name].is_null()
         if lost.any():
             why = f" is not a valid {c.type}{_FORMAT.get(c.type, '')}"
             rows = raw.filter(lost).select(

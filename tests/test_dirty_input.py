@@ -115,6 +115,30 @@ def test_nan_is_a_missing_number_not_one_above_every_threshold():
     assert checked.valid["arr"].to_list() == [None, None]  # nullable: NaN is null, so {arr: {gte: ...}} is false
 
 
+def test_the_text_nan_in_an_integer_column_is_a_missing_number_as_in_a_float_column(tmp_path):
+    # Python's csv module writes pandas' float64 of whole numbers as '3.0' and a missing one as 'nan'.
+    checked = _checked_csv(
+        tmp_path,
+        ["A,ana,team,smb,true,nan,10.0,5,nan,50,,0", "B,ana,team,smb,true,1000,NaN,5,10,50,,0"],
+    )
+    assert _reasons(checked) == {2: ["seats: missing value (the column is not nullable)"]}
+    assert checked.valid.select("arr", "seats", "nps").rows() == [(None, 10, None)]
+
+
+def test_the_text_nan_of_an_integer_in_previous_values_is_no_previous_value(tmp_path):
+    from kare_rules.sources import read_previous
+
+    rules = load_rules_text(
+        "format: kare/v1\norganization: seats\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  seats: {type: integer}\nderived:\n  seats_change: {change_of: seats}\n"
+        "profiles:\n  keep: {when: {seats_change: {gt: 0}}}\n",
+        "rules/seats/kare.yaml",
+    )
+    path = tmp_path / "before.csv"
+    path.write_text("account_id,seats\nA,nan\nB,3.0\n")
+    assert read_previous(rules, path).select("account_id", "seats").rows() == [("A", None), ("B", 3.0)]
+
+
 def test_previous_values_nan_is_no_previous_value(tmp_path):
     from kare_rules.sources import read_previous
 
