@@ -539,6 +539,34 @@ def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
     assert "Version check failed for acme" in text.splitlines()[-1]
 
 
+def test_an_at_sign_written_as_an_html_entity_mentions_nobody_in_the_pull_request_comment():
+    # '&#64;acme/sales' (or '&commat;') in a title or a value is shown as '@acme/sales': GitHub finds mentions
+    # in the shown text, so the team would be notified each time the comment is posted.
+    import polars as pl
+    from markdown_it import MarkdownIt
+
+    from kare_rules.diff import diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
+
+    def rules(title: str, value: str) -> str:
+        return (
+            "format: kare/v1\norganization: acme\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+            "  plan: {type: string}\nprecedence: [exit, keep]\n"
+            f"exit:\n  when: {{plan: {{in: [{value!r}]}}}}\n  actions:\n"
+            f"    - {{id: a1, title: {title!r}, due_in_days: 3, priority: high}}\n"
+            "profiles:\n  keep: {when: {not: {plan: {in: [zzz]}}}}\n"
+        )
+
+    before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
+    after = load_rules_text(rules("Call &#64;acme/sales", "&commat;acme/ops"), "after/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["&#x40;acme/cs", "z"], "plan": ["&commat;acme/ops", "b"]})
+    text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    shown = re.sub(r"<[^>]*>", "", html).replace("&amp;", "&")  # the text a reader sees (and GitHub scans)
+    assert "Call &#64;acme/sales" in shown, shown  # the title as written
+    assert not re.search(r"(?<!\w)@\w", shown), shown
+
+
 def test_line_breaks_and_escape_codes_from_a_rule_file_are_shown_escaped(work, capsys):
     # In the CI log a line of its own starting with '::' is a GitHub workflow command (kare-impact.yml runs
     # kare validate and kare test on a pull request's rule files); in a terminal, ESC rewrites the screen.
