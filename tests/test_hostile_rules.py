@@ -607,3 +607,18 @@ def test_a_linked_test_or_overrides_file_is_refused_before_it_is_read(linked, wo
     shown = "\n".join(lines)
     assert code == 1 and "secret_key_name" not in shown, shown
     assert f"rules/acme/{linked} is a symbolic link (to {outside / linked})" in shown, shown
+
+
+def test_a_number_with_an_exponent_yaml_reads_as_text_gets_the_spelling_it_reads(work, capsys):
+    # YAML reads 1e5 as the text '1e5' (a number needs a '.' and a signed exponent: 1.0e+5); "write a
+    # number, not '1e5'" left the author without a way to write one.
+    text = rule_file(keep="{n: {gte: 1e5}}").replace("{type: integer}", "{type: integer, max: 2E+3}")
+    write_org(work, "acme", text)
+    code, lines = validate(capsys, "rules")
+    assert code == 1
+    assert lines[:2] == [
+        "rules/acme/kare.yaml:6:27: 'n' is an integer column; YAML reads 2E+3 as text: write 2.0e+3",
+        "rules/acme/kare.yaml:9:21: 'n' is an integer column; YAML reads 1e5 as text: write 1.0e+5",
+    ]
+    write_org(work, "acme", rule_file(keep="{n: {gte: 1.0e+5}}"))
+    assert validate(capsys, "rules") == (0, ["1 valid, 0 invalid"])
