@@ -622,3 +622,30 @@ def test_a_number_with_an_exponent_yaml_reads_as_text_gets_the_spelling_it_reads
     ]
     write_org(work, "acme", rule_file(keep="{n: {gte: 1.0e+5}}"))
     assert validate(capsys, "rules") == (0, ["1 valid, 0 invalid"])
+
+
+def test_a_long_in_list_or_value_is_cut_short_in_every_accounts_reason():
+    # Every account of a category carries its reason: a 1 MB rule file with an `in` list of 50,000 values
+    # gave each account a 1 MB reason (400 accounts took 1 GB), so a run of ordinary size ran out of memory.
+    import polars as pl
+
+    from kare_rules.engine import categorize
+    from kare_rules.loader import load_rules_text
+
+    values = ", ".join(f"v{i:05d}" for i in range(MAX_CONDITION_VALUES))
+    text = rule_file(keep=f"{{s: {{in: [{values}]}}}}").replace(
+        "  n: {type: integer}\n", "  n: {type: integer}\n  s: {type: string}\n"
+    )
+    text += "exit:\n  when: {s: {ne: " + "x" * 5000 + "}}\n"
+    text += "  actions: [{id: bye, title: Exit review, due_in_days: 7}]\n"
+    rules = load_rules_text(text.replace("profiles:", "precedence: [keep, exit]\nprofiles:"), "rules/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["A", "B"], "n": [1, 1], "s": ["v00007", "w"]})
+    reasons = dict(categorize(rules, accounts, "2026-01-01").select("account_id", "reason").iter_rows())
+    assert reasons["A"].startswith("keep: s in ['v00000', 'v00001', "), reasons["A"]
+    assert reasons["A"].endswith(f"'v00016', … {MAX_CONDITION_VALUES - 17:,} more] ['v00007']"), reasons["A"]
+    assert reasons["B"] == "exit: s ≠ '" + "x" * 194 + "… ['w']"
+    from kare_rules.compile_polars import reason_predicate
+    from kare_rules.model import Predicate
+
+    assert reason_predicate(Predicate("f", "lt", 1e300)) == f"f < {int(1e300)}"  # a number is never cut
+    assert reason_predicate(Predicate("s", "in", ("x" * 300, "y"))) == "s in [2 values]"
