@@ -649,3 +649,23 @@ def test_a_long_in_list_or_value_is_cut_short_in_every_accounts_reason():
 
     assert reason_predicate(Predicate("f", "lt", 1e300)) == f"f < {int(1e300)}"  # a number is never cut
     assert reason_predicate(Predicate("s", "in", ("x" * 300, "y"))) == "s in [2 values]"
+
+
+def test_a_megabyte_title_or_a_long_name_is_refused_with_its_length_only(work, capsys):
+    # Every account of a category gets its actions' titles: a 1 MB title made a 1 MB action_queue row per
+    # account, and 2,000 accounts ran the run out of memory.
+    title = "T" * 1_000_000
+    text = rule_file(keep="{" + "n" * 129 + ": {gt: 1}}", extra="").replace("title: Confirm renewal", f"title: {title}")
+    text = text.replace("  n: {type: integer}", "  " + "n" * 129 + ": {type: integer}").replace(
+        "id: renew", "id: " + "r" * 65
+    )
+    write_org(work, "acme", text)
+    code, lines = validate(capsys, "rules")
+    assert code == 1
+    assert lines == [
+        "rules/acme/kare.yaml:6:3: inputs: the name 'nnnnnnnnnnnnnnnnnnnn'… (129 characters) is too long; "
+        "write at most 128",
+        "rules/acme/kare.yaml:11:14: profiles.keep.actions.0.id has 65 characters; write at most 64",
+        "rules/acme/kare.yaml:11:88: profiles.keep.actions.0.title has 1,000,000 characters; write at most 300",
+        "0 valid, 1 invalid",
+    ]
