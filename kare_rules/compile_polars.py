@@ -268,11 +268,11 @@ class PolarsCompiler:
         value, so it carries none. Any other predicate that held saw a value, never a null (a
         comparison with null is false), so only text under `not` needs the null case."""
         if held and p.op in ("eq", "is_null"):
-            return [describe_predicate(p)]
+            return [reason_predicate(p)]
         quote = "'" if self.types[p.column] == "string" else ""
         if held:
-            return [f"{describe_predicate(p)} [{quote}", Shown(p.column), f"{quote}]"]
-        return [f"{describe_predicate(p)} [", Shown(p.column, quote, "null"), "]"]
+            return [f"{reason_predicate(p)} [{quote}", Shown(p.column), f"{quote}]"]
+        return [f"{reason_predicate(p)} [", Shown(p.column, quote, "null"), "]"]
 
     def value_text(self, column: str) -> pl.Expr:
         """A value as text (null stays null); a float rounded to SHOWN_DECIMALS."""
@@ -373,6 +373,11 @@ NO_MATCH = "no category's conditions held"
 
 # A float in a reason is shown rounded to this many decimals (`PolarsCompiler.value_text`).
 SHOWN_DECIMALS = 4
+
+# Characters of one predicate in a reason, which every account of its category carries: a 1 MB rule file
+# holding an `in` list of 50,000 values (or one long text) made a 1 MB reason per account, and a run of
+# ordinary size ran out of memory. Longer text is cut; the account's own value is still shown after it.
+MAX_REASON_PREDICATE = 200
 
 # More variants than this and a category's reason is one concat with a coalesce per `any`: each variant
 # is a pass over the accounts to find its rows.
@@ -479,6 +484,28 @@ def describe_predicate(p: m.Predicate) -> str:
     if p.op == "between":
         return f"{p.column} between {format_value(p.value[0])} and {format_value(p.value[1])}"
     return f"{p.column} {m.OP_SYMBOL[p.op]} {format_value(p.value)}"
+
+
+def reason_predicate(p: m.Predicate) -> str:
+    """`describe_predicate` in at most MAX_REASON_PREDICATE characters: an `in` list shows the values that
+    fit and how many more there are; a long text value is cut with '…'. A number is never cut (1e300 is
+    301 digits, not a memory problem, and cut it would read as another number)."""
+    text = describe_predicate(p)
+    if len(text) <= MAX_REASON_PREDICATE:
+        return text
+    if p.op in ("in", "not_in"):
+        head, shown = f"{p.column} {m.OP_SYMBOL[p.op]} [", []
+        size = len(head) + 20  # room for the count of the rest
+        for v in p.value:
+            size += len(t := format_value(v)) + 2
+            if size > MAX_REASON_PREDICATE:
+                break
+            shown.append(t)
+        rest = len(p.value) - len(shown)
+        return head + ", ".join([*shown, f"… {rest:,} more" if shown else f"{rest:,} values"]) + "]"
+    if any(isinstance(v, str) for v in (p.value if isinstance(p.value, tuple) else (p.value,))):
+        return text[: MAX_REASON_PREDICATE - 1] + "…"
+    return text
 
 
 def describe(cond: m.Condition) -> str:

@@ -20,7 +20,7 @@ from sqlglot import exp
 from kare_rules import model as m
 from kare_rules.compile_polars import previous_column, rule_id
 from kare_rules.engine import Frame, as_date, conform
-from kare_rules.errors import DataError, UsageError
+from kare_rules.errors import DataError, UsageError, one_line
 
 DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery", "spark")
 
@@ -395,7 +395,7 @@ def _check_types(rules: m.RuleSet, schema: dict[str, str], name: str) -> None:
     if missing:
         raise DataError(
             f"{name} has no column {', '.join(repr(c) for c in missing)} required by {rules.path or 'the rules'}; "
-            f"columns present: {', '.join(schema)}"
+            f"columns present: {one_line(', '.join(schema))}"
         )
     wrong = [
         f"{c.name} is {schema[c.name]} (declared {c.type})"

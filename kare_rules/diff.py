@@ -853,8 +853,9 @@ def _flag_absent_pins(
 
 # Text from a rule file or the data (a title, a test name, a value, an account id) is shown, never read as
 # Markdown or HTML: in the pull-request comment a '<!--' would hide everything after it (failing tests, the
-# version check), and '![x](url)' would load an image from anywhere.
-_MD_ACTIVE = re.compile(r"[\\`<]|\]\(")  # '<' starts every tag and comment; '>' alone does nothing here
+# version check), and '![x](url)' would load an image from anywhere. An '&' starts an entity: '&#64;team' is
+# shown as '@team', and GitHub would notify that team as if the @ had been typed.
+_MD_ACTIVE = re.compile(r"[\\`<&]|\]\(")  # '<' starts every tag and comment; '>' alone does nothing here
 _MENTION = re.compile(r"(?<!\w)@(?=\w)")  # an e-mail address mentions nobody
 
 

@@ -22,7 +22,7 @@ from kare_rules.compile_polars import (
     piece_columns,
     previous_column,
 )
-from kare_rules.errors import DataError
+from kare_rules.errors import DataError, one_line
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -56,7 +56,7 @@ def conform(accounts: Frame, rules: m.RuleSet) -> pl.LazyFrame:
     if missing:
         raise DataError(
             f"the input has no column {', '.join(repr(c) for c in missing)} required by {rules.path or 'the rules'}; "
-            f"columns present: {', '.join(schema.names())}"
+            f"columns present: {one_line(', '.join(schema.names()))}"
         )
     casts = [cast_expr(c.name, c.type, schema[c.name]) for c in rules.inputs if schema[c.name] != POLARS_TYPES[c.type]]
     return lf.with_columns(casts) if casts else lf

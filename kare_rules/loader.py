@@ -38,6 +38,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # An id of a key column's type, for a message that asks for one ('T1' is no integer).
 _EXAMPLE_KEY = {"integer": "1", "float": "1", "date": "2026-01-01", "datetime": "2026-01-01"}
 _FLOAT_MAX = 1.7976931348623157e308
+# YAML (1.1, as the loader reads it) takes an exponent as a number only with a '.' and a sign: 1.0e+5.
+_TEXT_EXPONENT = re.compile(r"([-+]?[0-9]+)(\.[0-9]*)?[eE]([-+]?)([0-9]+)\Z")
 
 # These parts are left to the checks below, which can say more; the schema sees a stand-in it accepts.
 _SEMANTIC_PATHS = {
@@ -856,6 +858,9 @@ class _Checker:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 article = "an" if ctype == "integer" else "a"
                 bad = f"'{column}' is {article} {ctype} column; write a number, not {_written(value)}"
+                if isinstance(value, str) and (e := _TEXT_EXPONENT.match(value)):
+                    number = f"{e[1]}{e[2] if e[2] and e[2] != '.' else '.0'}e{e[3] or '+'}{e[4]}"
+                    bad = f"'{column}' is {article} {ctype} column; YAML reads {value} as text: write {number}"
             elif ctype == "integer" and isinstance(value, float) and not value.is_integer():
                 # is_integer is false for inf and nan too, which int() would raise on.
                 bad = f"'{column}' is an integer column; write a whole number, not {value!r}"

@@ -165,6 +165,8 @@ def _message(err: ValidationError) -> tuple[str, bool]:
         return f"{_where(path)}: {err.instance!r} is not a valid {err.validator_value}; write YYYY-MM-DD", False
     if v == "propertyNames":
         return f"{_where(path)}: the name {err.instance!r} is not valid; {hint or err.message}", True
+    if v == "maxLength":  # the text itself may be a megabyte: its length only
+        return f"{_where(path)} has {len(err.instance):,} characters; write at most {err.validator_value}", False
     if v == "minLength":
         if isinstance(err.instance, str) and err.instance.strip():  # present, but shorter than the minimum
             return f"{_where(path)} needs at least {err.validator_value} characters, not {err.instance!r}", False
@@ -218,6 +220,9 @@ def schema_problems(
         if name_rule:
             hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
             message = f"{_where(path[:-1])}: the name {err.instance!r} is not valid; {hint or err.message}"
+            if err.validator == "maxLength":
+                name = f"{err.instance[:20]!r}… ({len(err.instance):,} characters)"
+                message = f"{_where(path[:-1])}: the name {name} is too long; write at most {err.validator_value}"
             located = [doc.problem(path, _tidy(message), key=True)]
         elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # One problem per unknown key, located at the key itself rather than its mapping.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from kare_rules.errors import DataError, UsageError
+from kare_rules.errors import DataError, UsageError, one_line
 
 DEFAULT_INPUT = "data/sample/{org}/latest.parquet"  # what `kare sample` writes; {org} and {as_of} are filled in
 SOURCE_HELP = (
@@ -50,7 +50,7 @@ def read_accounts(
             hint = separator_hint(schema.names())
             raise DataError(
                 f"input {_masked(text)} has no column {', '.join(map(repr, absent))}; present: "
-                f"{', '.join(schema.names())}" + (f". {hint}" if hint else "")
+                f"{one_line(', '.join(schema.names()))}" + (f". {hint}" if hint else "")
             )
         lazy = lazy.filter(where)
     try:
@@ -59,8 +59,8 @@ def read_accounts(
         raise _read_error(text, exc) from None
     if frame.height == 0 and where is None and not allow_empty:
         raise DataError(
-            f"input {_masked(text)} has no rows (columns: {', '.join(frame.columns) or 'none'}); an empty extract is "
-            "refused because it would make every account disappear. Check the export that wrote it"
+            f"input {_masked(text)} has no rows (columns: {one_line(', '.join(frame.columns)) or 'none'}); an empty "
+            "extract is refused because it would make every account disappear. Check the export that wrote it"
         )
     return frame
 
@@ -620,7 +620,8 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
     if missing:
         raise DataError(
             f"previous values {_masked(text)} have no column {', '.join(map(repr, missing))}; they need the key column "
-            f"and the columns the trends read ({', '.join(trends)}); columns present: {', '.join(frame.columns)}"
+            f"and the columns the trends read ({', '.join(trends)}); "
+            f"columns present: {one_line(', '.join(frame.columns))}"
         )
     key_type = rules.input(rules.key).type
     # The key as the accounts' is published: a text key as written (' A-002' is not 'A-002'), any other

@@ -14,7 +14,7 @@ import polars as pl
 from kare_rules import model as m
 from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, missing_columns
-from kare_rules.errors import DataError
+from kare_rules.errors import DataError, one_line
 
 ROW = "_kare_row"
 
@@ -118,7 +118,7 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
         present = [c for c in columns if not c.startswith("_kare_")]  # not the row numbers kare adds itself
         raise DataError(
             f"the input has no column {', '.join(repr(c) for c in missing)}, required by the inputs of "
-            f"{rules.path or rules.organization}; present: {', '.join(present)}. Rename the column in the "
+            f"{rules.path or rules.organization}; present: {one_line(', '.join(present))}. Rename the column in the "
             f"source or change 'inputs:'{_near_columns(missing, columns)}"
         )
 

@@ -652,3 +652,25 @@ def test_kare_explain_shows_control_characters_of_the_data_escaped(tmp_path, cap
         text = shown.out + shown.err
         assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
         assert "\\x1b[" in text and "\\n::" in text, text
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_header_with_a_line_break_or_escape_code_is_shown_escaped(engine, fmt, tmp_path, capsys):
+    # The columns present are listed when a required one is missing: a header holding a line break put
+    # a line of its own starting with '::' (a workflow command) into the CI log, and ESC into a terminal.
+    rules = tmp_path / "mini" / "kare.yaml"
+    rules.parent.mkdir()
+    rules.write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  plan: {type: string}\nprofiles:\n  keep: {when: {plan: {ne: z}}}\n"
+    )
+    frame = pl.DataFrame({"account_id": ["A"], "pl\n::warning::hdr\x1b[2J": ["a"]})
+    data = tmp_path / f"a.{fmt}"
+    frame.write_csv(data) if fmt == "csv" else frame.write_parquet(data)
+    trusted = ["--trusted"] if engine == "duckdb" and fmt == "parquet" else []
+    argv = ["categorize", "--rules", str(rules), "--input", str(data), "--output", str(tmp_path / "o.csv")]
+    assert main([*argv, "--as-of", AS_OF, "--engine", engine, *trusted]) == 1
+    text = capsys.readouterr().err
+    assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
+    assert "account_id, pl\\n::warning::hdr\\x1b[2J" in text, text

@@ -539,6 +539,34 @@ def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
     assert "Version check failed for acme" in text.splitlines()[-1]
 
 
+def test_an_at_sign_written_as_an_html_entity_mentions_nobody_in_the_pull_request_comment():
+    # '&#64;acme/sales' (or '&commat;') in a title or a value is shown as '@acme/sales': GitHub finds mentions
+    # in the shown text, so the team would be notified each time the comment is posted.
+    import polars as pl
+    from markdown_it import MarkdownIt
+
+    from kare_rules.diff import diff_rules, render_markdown
+    from kare_rules.loader import load_rules_text
+
+    def rules(title: str, value: str) -> str:
+        return (
+            "format: kare/v1\norganization: acme\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+            "  plan: {type: string}\nprecedence: [exit, keep]\n"
+            f"exit:\n  when: {{plan: {{in: [{value!r}]}}}}\n  actions:\n"
+            f"    - {{id: a1, title: {title!r}, due_in_days: 3, priority: high}}\n"
+            "profiles:\n  keep: {when: {not: {plan: {in: [zzz]}}}}\n"
+        )
+
+    before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
+    after = load_rules_text(rules("Call &#64;acme/sales", "&commat;acme/ops"), "after/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["&#x40;acme/cs", "z"], "plan": ["&commat;acme/ops", "b"]})
+    text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    shown = re.sub(r"<[^>]*>", "", html).replace("&amp;", "&")  # the text a reader sees (and GitHub scans)
+    assert "Call &#64;acme/sales" in shown, shown  # the title as written
+    assert not re.search(r"(?<!\w)@\w", shown), shown
+
+
 def test_line_breaks_and_escape_codes_from_a_rule_file_are_shown_escaped(work, capsys):
     # In the CI log a line of its own starting with '::' is a GitHub workflow command (kare-impact.yml runs
     # kare validate and kare test on a pull request's rule files); in a terminal, ESC rewrites the screen.
@@ -579,3 +607,65 @@ def test_a_linked_test_or_overrides_file_is_refused_before_it_is_read(linked, wo
     shown = "\n".join(lines)
     assert code == 1 and "secret_key_name" not in shown, shown
     assert f"rules/acme/{linked} is a symbolic link (to {outside / linked})" in shown, shown
+
+
+def test_a_number_with_an_exponent_yaml_reads_as_text_gets_the_spelling_it_reads(work, capsys):
+    # YAML reads 1e5 as the text '1e5' (a number needs a '.' and a signed exponent: 1.0e+5); "write a
+    # number, not '1e5'" left the author without a way to write one.
+    text = rule_file(keep="{n: {gte: 1e5}}").replace("{type: integer}", "{type: integer, max: 2E+3}")
+    write_org(work, "acme", text)
+    code, lines = validate(capsys, "rules")
+    assert code == 1
+    assert lines[:2] == [
+        "rules/acme/kare.yaml:6:27: 'n' is an integer column; YAML reads 2E+3 as text: write 2.0e+3",
+        "rules/acme/kare.yaml:9:21: 'n' is an integer column; YAML reads 1e5 as text: write 1.0e+5",
+    ]
+    write_org(work, "acme", rule_file(keep="{n: {gte: 1.0e+5}}"))
+    assert validate(capsys, "rules") == (0, ["1 valid, 0 invalid"])
+
+
+def test_a_long_in_list_or_value_is_cut_short_in_every_accounts_reason():
+    # Every account of a category carries its reason: a 1 MB rule file with an `in` list of 50,000 values
+    # gave each account a 1 MB reason (400 accounts took 1 GB), so a run of ordinary size ran out of memory.
+    import polars as pl
+
+    from kare_rules.engine import categorize
+    from kare_rules.loader import load_rules_text
+
+    values = ", ".join(f"v{i:05d}" for i in range(MAX_CONDITION_VALUES))
+    text = rule_file(keep=f"{{s: {{in: [{values}]}}}}").replace(
+        "  n: {type: integer}\n", "  n: {type: integer}\n  s: {type: string}\n"
+    )
+    text += "exit:\n  when: {s: {ne: " + "x" * 5000 + "}}\n"
+    text += "  actions: [{id: bye, title: Exit review, due_in_days: 7}]\n"
+    rules = load_rules_text(text.replace("profiles:", "precedence: [keep, exit]\nprofiles:"), "rules/acme/kare.yaml")
+    accounts = pl.DataFrame({"account_id": ["A", "B"], "n": [1, 1], "s": ["v00007", "w"]})
+    reasons = dict(categorize(rules, accounts, "2026-01-01").select("account_id", "reason").iter_rows())
+    assert reasons["A"].startswith("keep: s in ['v00000', 'v00001', "), reasons["A"]
+    assert reasons["A"].endswith(f"'v00016', … {MAX_CONDITION_VALUES - 17:,} more] ['v00007']"), reasons["A"]
+    assert reasons["B"] == "exit: s ≠ '" + "x" * 194 + "… ['w']"
+    from kare_rules.compile_polars import reason_predicate
+    from kare_rules.model import Predicate
+
+    assert reason_predicate(Predicate("f", "lt", 1e300)) == f"f < {int(1e300)}"  # a number is never cut
+    assert reason_predicate(Predicate("s", "in", ("x" * 300, "y"))) == "s in [2 values]"
+
+
+def test_a_megabyte_title_or_a_long_name_is_refused_with_its_length_only(work, capsys):
+    # Every account of a category gets its actions' titles: a 1 MB title made a 1 MB action_queue row per
+    # account, and 2,000 accounts ran the run out of memory.
+    title = "T" * 1_000_000
+    text = rule_file(keep="{" + "n" * 129 + ": {gt: 1}}", extra="").replace("title: Confirm renewal", f"title: {title}")
+    text = text.replace("  n: {type: integer}", "  " + "n" * 129 + ": {type: integer}").replace(
+        "id: renew", "id: " + "r" * 65
+    )
+    write_org(work, "acme", text)
+    code, lines = validate(capsys, "rules")
+    assert code == 1
+    assert lines == [
+        "rules/acme/kare.yaml:6:3: inputs: the name 'nnnnnnnnnnnnnnnnnnnn'… (129 characters) is too long; "
+        "write at most 128",
+        "rules/acme/kare.yaml:11:14: profiles.keep.actions.0.id has 65 characters; write at most 64",
+        "rules/acme/kare.yaml:11:88: profiles.keep.actions.0.title has 1,000,000 characters; write at most 300",
+        "0 valid, 1 invalid",
+    ]

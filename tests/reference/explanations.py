@@ -12,7 +12,7 @@ import datetime as dt
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import NO_MATCH, PolarsCompiler, describe_predicate
+from kare_rules.compile_polars import NO_MATCH, PolarsCompiler, reason_predicate
 from kare_rules.engine import _prepared
 
 Piece = str | pl.Expr
@@ -86,12 +86,12 @@ class _Text:
 
     def predicate_text(self, p: m.Predicate, held: bool) -> list[Piece]:
         if held and p.op in ("eq", "is_null"):
-            return [describe_predicate(p)]
+            return [reason_predicate(p)]
         quote = "'" if self.types[p.column] == "string" else ""
         if held:
-            return [f"{describe_predicate(p)} [{quote}", self.value_text(p.column), f"{quote}]"]
+            return [f"{reason_predicate(p)} [{quote}", self.value_text(p.column), f"{quote}]"]
         shown = _concat([quote, self.value_text(p.column), quote]).fill_null("null")
-        return [f"{describe_predicate(p)} [", shown, "]"]
+        return [f"{reason_predicate(p)} [", shown, "]"]
 
     def value_text(self, column: str) -> pl.Expr:
         col = pl.col(column)
