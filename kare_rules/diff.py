@@ -857,6 +857,7 @@ def _flag_absent_pins(
 # shown as '@team', and GitHub would notify that team as if the @ had been typed.
 _MD_ACTIVE = re.compile(r"[\\`<&]|\]\(")  # '<' starts every tag and comment; '>' alone does nothing here
 _MENTION = re.compile(r"(?<!\w)@(?=\w)")  # an e-mail address mentions nobody
+_REFERENCE = re.compile(r"#(?=\d)")  # '#12', 'acme/crm#12': GitHub links the issue and notes the mention there
 
 
 def _flat(text: Any) -> str:
@@ -867,9 +868,10 @@ def _flat(text: Any) -> str:
 def _md(text: Any) -> str:
     """Plain text as inert Markdown on one line: HTML, code spans and links are escaped, and an @name
     mentions nobody (a zero-width space after the @, as GitHub's own bots write it): an action titled
-    'Escalate to @acme/sales' would notify that team each time the comment is posted."""
+    'Escalate to @acme/sales' would notify that team each time the comment is posted. So for '#12': each
+    posting would add a cross-reference to issue 12."""
     inert = _MD_ACTIVE.sub(lambda hit: "\\" + hit[0] if len(hit[0]) == 1 else "]\\(", _flat(text))
-    return _MENTION.sub("@\u200b", inert)
+    return _REFERENCE.sub("#\u200b", _MENTION.sub("@\u200b", inert))
 
 
 def _code(text: Any) -> str:

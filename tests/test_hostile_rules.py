@@ -523,11 +523,14 @@ def test_text_from_rule_files_and_data_is_inert_in_the_pull_request_comment():
         )
 
     before = load_rules_text(rules("Call", "b"), "before/acme/kare.yaml")
-    after = load_rules_text(rules("Call @acme/sales <!-- the rest is hidden", "b` <!-- x"), "after/acme/kare.yaml")
+    title = "Call @acme/sales (acme/crm#12, #34) <!-- the rest is hidden"
+    after = load_rules_text(rules(title, "b` <!-- x"), "after/acme/kare.yaml")
     accounts = pl.DataFrame({"account_id": ["x` <!-- y", "z"], "plan": ["b` <!-- x", "b"]})
     text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
-    assert "Call @\u200bacme/sales \\<!-- the rest is hidden" in text, text  # shown as written, mentioning nobody
+    # shown as written, mentioning nobody and referring to no issue
+    assert "Call @\u200bacme/sales (acme/crm#\u200b12, #\u200b34) \\<!-- the rest is hidden" in text, text
     assert not re.search(r"(?<!\w)@\w", text), text  # GitHub would notify @acme/sales at each comment
+    assert not re.search(r"#\d", text), text  # and note a reference in issues 12 and 34 at each comment
 
     def kinds(tokens) -> set[str]:
         return {t.type for t in tokens} | {k for t in tokens if t.children for k in kinds(t.children)}
@@ -563,7 +566,7 @@ def test_an_at_sign_written_as_an_html_entity_mentions_nobody_in_the_pull_reques
     text = render_markdown([diff_rules(before, after, accounts, "2026-01-01")], base="origin/main")
     html = MarkdownIt("commonmark").enable("table").render(text)
     shown = re.sub(r"<[^>]*>", "", html).replace("&amp;", "&")  # the text a reader sees (and GitHub scans)
-    assert "Call &#64;acme/sales" in shown, shown  # the title as written
+    assert "Call &#\u200b64;acme/sales" in shown, shown  # the title as written (no issue 64 referred to)
     assert not re.search(r"(?<!\w)@\w", shown), shown
 
 
