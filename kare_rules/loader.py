@@ -1025,8 +1025,30 @@ class _Checker:
             if all(map(_hashable, pair)):
                 pairs.setdefault(pair, i)
             actions = self.actions(t["actions"], (*here, "actions"), f"transition {pair[0]} → {pair[1]}")
+            self.transition_action_clash(t, actions, (*here, "actions"))
             out.append(m.Transition(str(t["from"]), str(t["to"]), tuple(actions)))
         return out
+
+    def transition_action_clash(self, t: dict, actions: list[m.Action], where: DocPath) -> None:
+        """A transition's actions open beside those of its `to` category for the same account: the same
+        action id would show twice in the account's queue (two titles, two due dates), so it is refused,
+        as for a watch."""
+        rule = self.categories_by_name.get(t["to"]) if _hashable(t.get("to")) else None
+        if rule is None:
+            return
+        theirs = {a.id for a in rule.actions}
+        for i, a in enumerate(t["actions"] if isinstance(t["actions"], list) else []):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of {t['to']}, where the transition takes the "
+                    f"account; give the transition's action its own id, e.g. '{a['id']}-from-{_plain(t['from'])}'",
+                )
 
     # ---- watches -------------------------------------------------------------------------------
 
