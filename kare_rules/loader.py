@@ -1098,7 +1098,7 @@ class _Checker:
                     "days away), 'within: {column: amount}' (the nearest change on that column), or both",
                 )
             actions = self.actions(w["actions"], (*here, "actions"), f"watch {wid}")
-            self.watch_action_clash(w, actions, (*here, "actions"))
+            self.watch_action_clash(w, actions, (*here, "actions"), out)
             if not all(map(_hashable, (wid, ends["from"]))) or ends["from"] not in m.ALL_CATEGORIES:
                 continue
             out.append(
@@ -1183,7 +1183,7 @@ class _Checker:
             return None
         return m.WithinAmount(column, float(amount))
 
-    def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath) -> None:
+    def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath, earlier: list[m.Watch]) -> None:
         """A watch's actions are open beside those of its `from` category for the same account: the same
         action id would show twice in the account's queue with different titles, so it is refused."""
         if not _hashable(w.get("from")):
@@ -1202,7 +1202,23 @@ class _Checker:
                     f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
                     f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
                 )
-        # A transition into `from` opens its actions the day the account arrives, when the watch may hold.
+        # Another watch from the same category can hold for the same account, and a transition into `from`
+        # opens its actions the day the account arrives, when the watch may hold.
+        siblings = {a.id: o for o in earlier if o.from_category == w["from"] for a in o.actions}
+        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in siblings
+                and a["id"] not in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of watch '{siblings[a['id']].id}', which can hold "
+                    f"for the same {w['from']} accounts; give the watch's action its own id, "
+                    f"e.g. '{a['id']}-{_plain(w['id'])}'",
+                )
         arriving = {a.id: t for t in self.transitions_built if t.to_category == w["from"] for a in t.actions}
         for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
             if (

@@ -277,6 +277,12 @@ CASES = [
         id="watch-action-id-clashes-with-a-transition-into-its-category",
     ),
     pytest.param(
+        [("    from: expand\n", "    from: keep\n"), ("{id: spend-review,", "{id: save-call,")],
+        "save-call, title: Review",
+        ["action id 'save-call' is already an action of watch 'keep-lapsing'", "e.g. 'save-call-expand-slipping'"],
+        id="watch-action-id-clashes-with-another-watch-from-its-category",
+    ),
+    pytest.param(
         [("    within_days: 30\n", "    within_days: 30\n    colour: red\n")],
         "colour",
         ["unknown key 'colour' in watch.0"],
