@@ -330,6 +330,7 @@ class _Checker:
         self.allowed_sets: dict[str, tuple[set, list[str], str]] = {}
         self.traits_built: dict[str, m.Condition] = dict(rules.traits) if rules else {}
         self.categories_by_name: dict[str, m.CategoryRule] = dict(rules.categories) if rules else {}
+        self.transitions_built: list[m.Transition] = list(rules.transitions) if rules else []
         self.trend_inputs: list[str] = list(rules.trend_columns) if rules else []
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
@@ -377,6 +378,7 @@ class _Checker:
         self.defined |= {p for p in (profiles if isinstance(profiles, dict) else {}) if p in m.PROFILES}
         precedence = self.precedence_(d.get("precedence"))
         transitions = self.transitions_(d.get("transitions"))
+        self.transitions_built = transitions
         watches = self.watches_(d.get("watch"))
         tests = self.tests(d.get("tests") or [], ("tests",)) if isinstance(d.get("tests"), list) else []
         if self.problems or not inputs or not isinstance(org, str) or not isinstance(d.get("version"), str):
@@ -1025,8 +1027,30 @@ class _Checker:
             if all(map(_hashable, pair)):
                 pairs.setdefault(pair, i)
             actions = self.actions(t["actions"], (*here, "actions"), f"transition {pair[0]} → {pair[1]}")
+            self.transition_action_clash(t, actions, (*here, "actions"))
             out.append(m.Transition(str(t["from"]), str(t["to"]), tuple(actions)))
         return out
+
+    def transition_action_clash(self, t: dict, actions: list[m.Action], where: DocPath) -> None:
+        """A transition's actions open beside those of its `to` category for the same account: the same
+        action id would show twice in the account's queue (two titles, two due dates), so it is refused,
+        as for a watch."""
+        rule = self.categories_by_name.get(t["to"]) if _hashable(t.get("to")) else None
+        if rule is None:
+            return
+        theirs = {a.id for a in rule.actions}
+        for i, a in enumerate(t["actions"] if isinstance(t["actions"], list) else []):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of {t['to']}, where the transition takes the "
+                    f"account; give the transition's action its own id, e.g. '{a['id']}-from-{_plain(t['from'])}'",
+                )
 
     # ---- watches -------------------------------------------------------------------------------
 
@@ -1074,7 +1098,7 @@ class _Checker:
                     "days away), 'within: {column: amount}' (the nearest change on that column), or both",
                 )
             actions = self.actions(w["actions"], (*here, "actions"), f"watch {wid}")
-            self.watch_action_clash(w, actions, (*here, "actions"))
+            self.watch_action_clash(w, actions, (*here, "actions"), out)
             if not all(map(_hashable, (wid, ends["from"]))) or ends["from"] not in m.ALL_CATEGORIES:
                 continue
             out.append(
@@ -1159,13 +1183,13 @@ class _Checker:
             return None
         return m.WithinAmount(column, float(amount))
 
-    def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath) -> None:
+    def watch_action_clash(self, w: dict, actions: list[m.Action], where: DocPath, earlier: list[m.Watch]) -> None:
         """A watch's actions are open beside those of its `from` category for the same account: the same
         action id would show twice in the account's queue with different titles, so it is refused."""
-        rule = self.categories_by_name.get(w["from"]) if _hashable(w.get("from")) else None
-        if rule is None:
+        if not _hashable(w.get("from")):
             return
-        theirs = {a.id for a in rule.actions}
+        rule = self.categories_by_name.get(w["from"])
+        theirs = {a.id for a in rule.actions} if rule else set()
         for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
             if (
                 isinstance(a, dict)
@@ -1177,6 +1201,39 @@ class _Checker:
                     (*where, i, "id"),
                     f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
                     f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
+                )
+        # Another watch from the same category can hold for the same account, and a transition into `from`
+        # opens its actions the day the account arrives, when the watch may hold.
+        siblings = {a.id: o for o in earlier if o.from_category == w["from"] for a in o.actions}
+        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in siblings
+                and a["id"] not in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of watch '{siblings[a['id']].id}', which can hold "
+                    f"for the same {w['from']} accounts; give the watch's action its own id, "
+                    f"e.g. '{a['id']}-{_plain(w['id'])}'",
+                )
+        arriving = {a.id: t for t in self.transitions_built if t.to_category == w["from"] for a in t.actions}
+        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
+            if (
+                isinstance(a, dict)
+                and _hashable(a.get("id"))
+                and a["id"] in arriving
+                and a["id"] not in theirs
+                and any(x.id == a["id"] for x in actions)
+            ):
+                t = arriving[a["id"]]
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{a['id']}' is already an action of the transition {t.from_category} → "
+                    f"{t.to_category}, which brings accounts into {w['from']}; give the watch's action its own id, "
+                    f"e.g. '{a['id']}-{_plain(w['id'])}'",
                 )
 
     def within_instead(self, column: str, ctype: str) -> str:

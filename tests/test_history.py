@@ -614,6 +614,19 @@ def test_a_held_account_gets_a_renamed_category_action_in_place_of_the_old_one_n
     assert actions_of(two, "A", "superseded")["action_id"].to_list() == ["renewal-check"]
 
 
+def test_a_held_account_s_renamed_category_action_keeps_its_owner():
+    renamed_text = RULES_TEXT.replace("version: 1.1.0", "version: 1.2.0").replace(
+        "id: renewal-check", "id: renewal-plan"
+    )
+    renamed = load_rules_text(renamed_text, "cloudnine@renamed")
+    TEXTS[renamed.digest] = renamed_text
+    one = run(RULES, [account("A", "keep"), account("B", "keep")], D1)
+    # A's only row is quarantined (segment), so A is held in keep; its owner column is as valid as ever.
+    two = run(renamed, [account("A", "keep", segment="bogus"), account("B", "keep")], D2, one, max_quarantine_share=1.0)
+    opened = two.action_queue.filter(pl.col("status") == "open").select("account_id", "action_id", "owner")
+    assert sorted(opened.rows()) == [("A", "renewal-plan", "owner-of-A"), ("B", "renewal-plan", "owner-of-B")]
+
+
 def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_last_categorized_it():
     c = account("C", "expand", arr=150000.0)  # expand under v1; v2 wants 300k for 'strategic': keep
     others = [account(f"K{i}", "keep") for i in range(5)]

@@ -265,6 +265,24 @@ CASES = [
         id="watch-action-id-clashes-with-its-category",
     ),
     pytest.param(
+        [
+            (
+                "watch:\n",
+                "transitions:\n  - {from: new, to: keep, actions: [{id: save-call, title: Hi, due_in_days: 5}]}\n"
+                "watch:\n",
+            ),
+        ],
+        "save-call, title: Call",
+        ["action id 'save-call' is already an action of the transition new → keep", "e.g. 'save-call-keep-lapsing'"],
+        id="watch-action-id-clashes-with-a-transition-into-its-category",
+    ),
+    pytest.param(
+        [("    from: expand\n", "    from: keep\n"), ("{id: spend-review,", "{id: save-call,")],
+        "save-call, title: Review",
+        ["action id 'save-call' is already an action of watch 'keep-lapsing'", "e.g. 'save-call-expand-slipping'"],
+        id="watch-action-id-clashes-with-another-watch-from-its-category",
+    ),
+    pytest.param(
         [("    within_days: 30\n", "    within_days: 30\n    colour: red\n")],
         "colour",
         ["unknown key 'colour' in watch.0"],

@@ -358,6 +358,18 @@ SEMANTIC_CASES = [
         id="transition-to-new",
     ),
     pytest.param(
+        [
+            (
+                "tests:\n",
+                "transitions:\n  - {from: new, to: keep, actions: [{id: renew, title: Welcome, due_in_days: 5}]}\n"
+                "tests:\n",
+            )
+        ],
+        "renew, title: Welcome",
+        ["action id 'renew' is already an action of keep", "e.g. 'renew-from-new'"],
+        id="transition-action-id-clashes-with-its-to-category",
+    ),
+    pytest.param(
         [("{account_id: T2, is_customer: false, seats: 10}", "{account_id: T2, is_customer: false, seets: 10}")],
         "seets",
         ["unknown column 'seets' in test account; did you mean 'seats'?"],

@@ -52,6 +52,18 @@ def owner_columns(rules: m.RuleSet) -> list[str]:
     return sorted(o for o in owners if o)
 
 
+def held_owners(quarantine: pl.DataFrame, owners: list[str], held: pl.Series) -> pl.DataFrame:
+    """account_id and the owner columns (OWNER_PREFIX + input) of held accounts, read from their quarantined
+    rows (the first value given): a rule change opens a held account's new category actions today, and
+    without these they had no owner, out of their owner's queue until the account's data was valid again."""
+    rows = quarantine.filter(pl.col("account_id").is_in(held.cast(pl.String).implode()))
+    return rows.group_by("account_id", maintain_order=True).agg(
+        # Input names are identifiers ([a-z_][a-z0-9_]*), so `$.name` is a plain JSONPath.
+        pl.col("record").str.json_path_match(f"$.{c}").drop_nulls().first().alias(OWNER_PREFIX + c)
+        for c in owners
+    )
+
+
 def wanted_actions(
     rules: m.RuleSet,
     current: pl.DataFrame,

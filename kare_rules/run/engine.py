@@ -22,7 +22,7 @@ from kare_rules.engine import cast_expr, categorize
 from kare_rules.errors import KareError, UsageError
 from kare_rules.loader import is_safe_org, load_rules, load_rules_text, rule_file_in
 from kare_rules.overrides import OVERRIDES_FILE, Override, apply_overrides, load_overrides, overrides_digest
-from kare_rules.run.actions import OWNER_PREFIX, action_changes, owner_columns
+from kare_rules.run.actions import OWNER_PREFIX, action_changes, held_owners, owner_columns
 from kare_rules.run.history import history_changes, real_moves, transition_rows
 from kare_rules.run.quality import (
     CheckResult,
@@ -643,6 +643,8 @@ def _run(
             pl.col(rules.key).cast(pl.String).alias("account_id"),
             *[pl.col(c).cast(pl.String).alias(OWNER_PREFIX + c) for c in owners],
         )
+        if owners and held.len():
+            people = pl.concat([people, held_owners(checked.quarantine, owners, held)])
         open_now = s.open_actions(org, within, OPEN_ACTION_COLUMNS)
         watched = categories.select("account_id", "watches")
         if ruled is not None and previous_digest == rules.digest:
