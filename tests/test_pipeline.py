@@ -523,6 +523,21 @@ def test_two_organizations_materialized_at_once_on_one_warehouse_both_publish(se
     assert sorted(zip(published["org"], published["status"], strict=True)) == [(ORG, "published"), (OTHER, "published")]
 
 
+def test_a_failed_materialization_leaves_no_duckdb_objects_to_leak_at_exit(setup, tmp_path):
+    """A blocked run's Failure, kept by Dagster among the objects pipelines froze, must not hold the engine's
+    traceback: its frames held the open DuckDB session, and DuckDB's bindings printed "leaked N instances"."""
+    source = tmp_path / "bad.parquet"
+    with_bad_nps(pl.read_parquet(setup.input.format(org=ORG, as_of=DATES[0])), every=2).write_parquet(source)
+    done = subprocess.run(
+        [sys.executable, "-c", MATERIALIZE, str(setup.rules_dir), str(tmp_path / "wh.duckdb"), str(source), ORG,
+         DATES[0].isoformat()],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "failed validation, above the limit of 20%" in done.stdout + done.stderr
+    assert "leaked" not in done.stdout + done.stderr, done.stderr[-3000:]
+
+
 # ---- definitions, schedule, sensor -------------------------------------------------------------------
 
 

@@ -112,6 +112,7 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
     versions = {"kare/rules_version": bundle.rules.version, "kare/rules_digest": bundle.digest}
     context.instance.add_run_tags(context.run.run_id, versions)
     observe_rules_read(context, org, data_version_of(bundle))
+    failure: dg.Failure | None = None
     try:
         result = run_organization(
             org, as_of, kare.source(org, as_of), warehouse, bundle=bundle, engine=engine, thresholds=thresholds,
@@ -133,7 +134,12 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
                 f" In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
                 "{as_of} are filled in per partition)."
             )
-        raise dg.Failure(description=with_hint(str(exc), hint), metadata={**tags, **versions}) from None
+        failure = dg.Failure(description=with_hint(str(exc), hint), metadata={**tags, **versions})
+    if failure:
+        # Raised here, not in the except: there the Failure's context would be the engine's exception, whose
+        # traceback holds the run's frames and open DuckDB session. Dagster keeps the Failure to the end of
+        # the process, among objects pipelines/__init__.py froze: DuckDB then printed "leaked N instances".
+        raise failure
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
     context.log.info("\n".join(summary_lines(result)))
     for table, metadata in table_metadata(result).items():
