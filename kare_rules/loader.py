@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1038,19 +1039,12 @@ class _Checker:
         rule = self.categories_by_name.get(t["to"]) if _hashable(t.get("to")) else None
         if rule is None:
             return
-        theirs = {a.id for a in rule.actions}
-        for i, a in enumerate(t["actions"] if isinstance(t["actions"], list) else []):
-            if (
-                isinstance(a, dict)
-                and _hashable(a.get("id"))
-                and a["id"] in theirs
-                and any(x.id == a["id"] for x in actions)
-            ):
-                self.err(
-                    (*where, i, "id"),
-                    f"action id '{a['id']}' is already an action of {t['to']}, where the transition takes the "
-                    f"account; give the transition's action its own id, e.g. '{a['id']}-from-{_plain(t['from'])}'",
-                )
+        for i, aid in _ids_among(t["actions"], actions, {a.id for a in rule.actions}):
+            self.err(
+                (*where, i, "id"),
+                f"action id '{aid}' is already an action of {t['to']}, where the transition takes the "
+                f"account; give the transition's action its own id, e.g. '{aid}-from-{_plain(t['from'])}'",
+            )
 
     # ---- watches -------------------------------------------------------------------------------
 
@@ -1190,51 +1184,31 @@ class _Checker:
             return
         rule = self.categories_by_name.get(w["from"])
         theirs = {a.id for a in rule.actions} if rule else set()
-        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
-            if (
-                isinstance(a, dict)
-                and _hashable(a.get("id"))
-                and a["id"] in theirs
-                and any(x.id == a["id"] for x in actions)
-            ):
-                self.err(
-                    (*where, i, "id"),
-                    f"action id '{a['id']}' is already an action of {w['from']}, which the watched accounts are in; "
-                    f"give the watch's action its own id, e.g. '{a['id']}-{_plain(w['id'])}'",
-                )
+        for i, aid in _ids_among(w["actions"], actions, theirs):
+            self.err(
+                (*where, i, "id"),
+                f"action id '{aid}' is already an action of {w['from']}, which the watched accounts are in; "
+                f"give the watch's action its own id, e.g. '{aid}-{_plain(w['id'])}'",
+            )
         # Another watch from the same category can hold for the same account, and a transition into `from`
         # opens its actions the day the account arrives, when the watch may hold.
         siblings = {a.id: o for o in earlier if o.from_category == w["from"] for a in o.actions}
-        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
-            if (
-                isinstance(a, dict)
-                and _hashable(a.get("id"))
-                and a["id"] in siblings
-                and a["id"] not in theirs
-                and any(x.id == a["id"] for x in actions)
-            ):
-                self.err(
-                    (*where, i, "id"),
-                    f"action id '{a['id']}' is already an action of watch '{siblings[a['id']].id}', which can hold "
-                    f"for the same {w['from']} accounts; give the watch's action its own id, "
-                    f"e.g. '{a['id']}-{_plain(w['id'])}'",
-                )
+        for i, aid in _ids_among(w["actions"], actions, set(siblings) - theirs):
+            self.err(
+                (*where, i, "id"),
+                f"action id '{aid}' is already an action of watch '{siblings[aid].id}', which can hold "
+                f"for the same {w['from']} accounts; give the watch's action its own id, "
+                f"e.g. '{aid}-{_plain(w['id'])}'",
+            )
         arriving = {a.id: t for t in self.transitions_built if t.to_category == w["from"] for a in t.actions}
-        for i, a in enumerate(w["actions"] if isinstance(w["actions"], list) else []):
-            if (
-                isinstance(a, dict)
-                and _hashable(a.get("id"))
-                and a["id"] in arriving
-                and a["id"] not in theirs
-                and any(x.id == a["id"] for x in actions)
-            ):
-                t = arriving[a["id"]]
-                self.err(
-                    (*where, i, "id"),
-                    f"action id '{a['id']}' is already an action of the transition {t.from_category} → "
-                    f"{t.to_category}, which brings accounts into {w['from']}; give the watch's action its own id, "
-                    f"e.g. '{a['id']}-{_plain(w['id'])}'",
-                )
+        for i, aid in _ids_among(w["actions"], actions, set(arriving) - theirs):
+            t = arriving[aid]
+            self.err(
+                (*where, i, "id"),
+                f"action id '{aid}' is already an action of the transition {t.from_category} → "
+                f"{t.to_category}, which brings accounts into {w['from']}; give the watch's action its own id, "
+                f"e.g. '{aid}-{_plain(w['id'])}'",
+            )
 
     def within_instead(self, column: str, ctype: str) -> str:
         """What to watch instead of a column that is not a number: a date through the day count that reads
@@ -1520,6 +1494,14 @@ def _as_date(value: Any, ctype: str) -> dt.date | None:
             return parsed.date() if parsed.time() == dt.time() and len(value) <= 10 else None
         return parsed
     return None
+
+
+def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tuple[int, str]]:
+    """(position, id) of the actions written in `raw` whose id is in `taken` and that were built (a
+    malformed action is reported where it is, not once more as a clash)."""
+    for i, a in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(a, dict) and _hashable(a.get("id")) and a["id"] in taken and any(x.id == a["id"] for x in built):
+            yield i, a["id"]
 
 
 def _hashable(value: Any) -> bool:
