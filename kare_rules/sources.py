@@ -325,6 +325,12 @@ def _read_error(text: str, exc: Exception) -> DataError:
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
 
 
+def nan_text(text: pl.Expr) -> pl.Expr:
+    """Text that reads as NaN ('nan', ' NaN '): a missing number, as Python's csv module writes a missing
+    value of pandas' float64 (beside the '3.0' an integer column accepts)."""
+    return text.str.strip_chars().cast(pl.Float64, strict=False).is_nan().fill_null(False)
+
+
 def _first_bad_quote(path: Path) -> tuple[int, str] | None:
     """(line, what is wrong) of the first value whose quotes a CSV reader cannot follow: a quote inside a
     value that does not start with one (12" screen), text after a closing quote, or a quote never closed.
@@ -636,7 +642,7 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         given = frame[c].str.strip_chars() != "" if frame.schema[c] == pl.String else frame[c].is_not_null()
         given = given & ~frame[c].is_nan() if frame.schema[c].is_float() else given
         if frame.schema[c] == pl.String and rules.input(c).type == "integer":  # the text 'nan', as validation reads it
-            given = given & ~frame[c].str.strip_chars().cast(pl.Float64, strict=False).is_nan().fill_null(False)
+            given = given & ~frame.select(nan_text(pl.col(c))).to_series()
         # An infinite value (a division by zero in the export) is not a previous value either: its trend
         # would be inf or NaN.
         wrong = pl.col(c).is_null() | pl.col(c).cast(pl.Float64).is_infinite()

@@ -15,6 +15,7 @@ from kare_rules import model as m
 from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, missing_columns
 from kare_rules.errors import DataError, one_line
+from kare_rules.sources import nan_text
 
 ROW = "_kare_row"
 
@@ -193,10 +194,8 @@ def _typed(column: m.InputColumn, source: pl.DataType, may_be_blank: bool = True
 def _given(raw: pl.Expr, source: pl.DataType, ctype: str) -> pl.Expr:
     """A value is in the input: not null, not blank text, and not NaN (a missing number, see above)."""
     if source == pl.String:
-        if ctype == "integer":
-            # The text 'nan' is a missing number here as in a float column: Python's csv module writes a
-            # missing value of pandas' float64 so, beside the '3.0' an integer column accepts.
-            return present(raw) & ~raw.str.strip_chars().cast(pl.Float64, strict=False).is_nan().fill_null(False)
+        if ctype == "integer":  # the text 'nan' is a missing number here as in a float column
+            return present(raw) & ~nan_text(raw)
         return present(raw)
     return raw.is_not_null() & ~raw.is_nan() if source.is_float() else raw.is_not_null()
 

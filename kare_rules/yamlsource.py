@@ -89,10 +89,7 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or "invalid YAML"
         doc.data = None
-        fix = "check indentation, colons and quotes here"
-        opened = _unclosed(exc)
-        if opened:
-            fix = opened
+        fix = _unclosed(exc) or "check indentation, colons and quotes here"
         if mark and _tab_at(text, mark.line, mark.column):
             # PyYAML names a tab only at the start of a line ("found character that cannot start any
             # token" inside a mapping); the tab is what to fix.

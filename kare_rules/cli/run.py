@@ -174,10 +174,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not sample.is_dir():
         raise UsageError(f"no sample in {sample}/; create one with: kare sample --out {sample}")
     code = EXIT_OK
+    # Patient as its runs are: a run still writing (or its checkpoint) is waited for, not an error.
+    warehouse = Warehouse(args.warehouse, wait=DEMO_WAIT, on_wait=lambda what: err(f"  {what}"))
     for org_dir in sorted(p for p in sample.iterdir() if p.is_dir()):
         dates = sorted(f.stem for f in org_dir.glob("*.parquet") if f.stem != "latest")
-        # Patient as its runs are: a run still writing (or its checkpoint) is waited for, not an error.
-        warehouse = Warehouse(args.warehouse, wait=DEMO_WAIT, on_wait=lambda what: err(f"  {what}"))
         last = warehouse.last_run(org_dir.name) if Path(args.warehouse).exists() else None
         if last:
             # Runs move forward: dates already behind the warehouse are kept as they are.

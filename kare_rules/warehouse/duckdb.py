@@ -121,7 +121,7 @@ class DuckDBWarehouse:
                 con.execute("ROLLBACK")
             con.close()
             raise
-        with _ctrl_c_held():  # closing writes the checkpoint: a published run must not end as an interrupted one
+        with _stop_signals_held():  # closing writes the checkpoint: a published run must not end as an interrupted one
             try:
                 con.execute("COMMIT")
                 session.committed = True
@@ -137,7 +137,7 @@ class DuckDBWarehouse:
 
 
 @contextlib.contextmanager
-def _ctrl_c_held() -> Iterator[None]:
+def _stop_signals_held() -> Iterator[None]:
     """Ctrl-C (and a SIGTERM that Python handles, as kare run's does) does not interrupt the block (a COMMIT
     and the close after it): DuckDB reports a COMMIT during which Ctrl-C came as 'Query interrupted' even
     when it went through, and the run would then say it published nothing. The signal is delivered when
