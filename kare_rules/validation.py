@@ -71,8 +71,13 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     categorical = [c.name for c in rules.inputs if raw.schema[c.name] in (pl.Categorical, pl.Enum)]
     raw = raw.with_columns(pl.col(categorical).cast(pl.String)).with_row_index(ROW)
     schema = raw.schema
-    blank = _may_be_blank(raw, [c.name for c in rules.inputs if c.type == "string" and schema[c.name] == pl.String])
-    typed = raw.with_columns(_typed(c, schema[c.name], c.name in blank) for c in rules.inputs)
+    text = raw.with_columns(
+        decoded(raw[c.name]) for c in rules.inputs if c.type == "string" and schema[c.name] == pl.Binary
+    )
+    blank = _may_be_blank(
+        text, [c.name for c in rules.inputs if c.type == "string" and text.schema[c.name] == pl.String]
+    )
+    typed = text.with_columns(_typed(c, text.schema[c.name], c.name in blank) for c in rules.inputs)
 
     type_failures = pl.concat([_type_failures(rules, raw, typed), _infinite_failures(rules, typed)])
     # NaN (not a number) is how pandas and others write a missing number: a missing value here. Left as
@@ -95,8 +100,8 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     # account 1 or 5, so a quarantined row holds that account), else the key as written.
     written = raw.join(per_row.select(ROW), on=ROW, how="semi").select(
         ROW,
-        pl.col(rules.key).cast(pl.String).alias("written"),
-        pl.struct(record_cols).struct.json_encode().alias("record"),
+        as_text(pl.col(rules.key), schema[rules.key]).alias("written"),
+        pl.struct(_recordable(schema, record_cols)).struct.json_encode().alias("record"),
     )
     typed_key = typed.join(per_row.select(ROW), on=ROW, how="semi").select(
         ROW, pl.col(rules.key).cast(pl.String).alias("typed")
@@ -217,7 +222,7 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
-                _text(f"{c.name}: ", pl.col(c.name).cast(pl.String), why).alias("reason"),
+                _text(f"{c.name}: ", as_text(pl.col(c.name), raw.schema[c.name]), why).alias("reason"),
             )
             frames.append(rows)
     empty_failures = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "reason": pl.String})
@@ -242,6 +247,68 @@ def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
         )
         for c in floats
     )
+
+
+def as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A value of the input as text, whatever its type: Polars casts neither a duration nor bytes that are
+    not UTF-8 to text (an error, where a reason must show the value). Bytes that are text show as text,
+    others as hexadecimal (0x…)."""
+    if isinstance(dtype, pl.Duration):
+        return value.dt.to_string("polars")
+    if dtype == pl.Binary:  # row by row: Polars refuses to cast a column with any byte string that is not UTF-8
+        return value.map_elements(_bytes_text, return_dtype=pl.String, skip_nulls=True)
+    return value.cast(pl.String)
+
+
+def _bytes_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + value.hex()
+
+
+def decoded(values: pl.Series) -> pl.Series:
+    """A column of bytes as text (Parquet BINARY written without its UTF-8 annotation), a value that is not
+    UTF-8 becoming null: validation then sets its row aside, where a cast fails the whole run."""
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.ComputeError:
+        return values.map_elements(_utf8_or_none, return_dtype=pl.String, skip_nulls=True)
+
+
+def _utf8_or_none(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _recordable(schema: pl.Schema, columns: list[str]) -> list[pl.Expr]:
+    """The columns of a quarantined row as its JSON record can hold them: Polars cannot write bytes to
+    JSON (it panics), so bytes become text (`as_text`), and a list or record holding bytes its printed
+    form (quarantined rows only, so few)."""
+    out = []
+    for c in columns:
+        if schema[c] == pl.Binary:
+            out.append(as_text(pl.col(c), schema[c]).alias(c))
+        elif _holds_bytes(schema[c]):
+            out.append(pl.col(c).map_elements(_printed, return_dtype=pl.String, skip_nulls=True).alias(c))
+        else:
+            out.append(pl.col(c))
+    return out
+
+
+def _printed(value: object) -> str:
+    """Python's form of a list or record (a list reaches map_elements as a Series)."""
+    return repr(value.to_list() if isinstance(value, pl.Series) else value)
+
+
+def _holds_bytes(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_bytes(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_bytes(f.dtype) for f in dtype.fields)
+    return dtype == pl.Binary
 
 
 # The one text form a type is read from ('2026-01-05 00:00:00' or '05/01/2026' is no date): say it.

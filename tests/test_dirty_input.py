@@ -4,6 +4,7 @@ input rows always equal valid + quarantined rows, and no traceback ever reaches 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -592,6 +593,9 @@ profiles:
             "amount: 2017-01-01 05:00:00.000000 is not a valid float",
         ),
         ("flag", pl.Series([dt.date(2017, 1, 1), None]), "flag: 2017-01-01 is not a valid boolean"),
+        # a duration (Parquet INTERVAL, pandas timedelta) was a raw Polars error: Duration cannot be cast to text
+        ("seats", pl.Series([dt.timedelta(days=3, hours=4), None]), "seats: 3d 4h is not a valid integer"),
+        ("amount", pl.Series([dt.timedelta(seconds=90), None]), "amount: 1m 30s is not a valid float"),
         ("since", pl.Series([True, None]), "since: true is not a valid date; write YYYY-MM-DD"),
     ],
 )
@@ -607,6 +611,29 @@ def test_a_value_of_another_kind_is_set_aside_not_converted(column, values, reas
     assert [r[0].split(" is not")[0] for r in checked.quarantine["reasons"]] == [reason.split(" is not")[0]]
     assert checked.quarantine["reasons"].to_list()[0][0].startswith(reason)
     assert checked.valid["id"].to_list() == ["B"]
+
+
+def test_a_quarantined_row_with_bytes_keeps_its_record_and_names_its_key():
+    """Parquet BINARY columns (a hash, a blob; text written without its UTF-8 annotation): Polars panics
+    writing bytes to JSON, so one invalid row among them ended the run with a Rust backtrace."""
+    rules = load_rules_text(KINDS_RULES, "kinds")
+    frame = pl.DataFrame(
+        {
+            "id": pl.Series([b"A", b"\xff\x00", b"C"], dtype=pl.Binary),  # B's key is no text: set aside
+            "seats": [1, 2, None],
+            "amount": pl.Series([None, None, None], dtype=pl.Float64),
+            "since": pl.Series([None, None, None], dtype=pl.Date),
+            "flag": pl.Series([True, None, None], dtype=pl.Boolean),
+            "hash": pl.Series([b"\xff\x01", b"\xff\x02", b"\x03"], dtype=pl.Binary),
+            "parts": pl.Series([[b"a"], [b"\xfe"], None], dtype=pl.List(pl.Binary)),
+        }
+    )
+    checked = validate_accounts(rules, frame)
+    assert checked.valid["id"].to_list() == ["A", "C"]
+    (row,) = checked.quarantine.iter_rows(named=True)
+    assert row["row_number"] == 2 and row["account_id"] == "0xff00"
+    record = json.loads(row["record"])
+    assert record["hash"] == "0xff02" and record["parts"] == "[b'\\xfe']" and record["seats"] == 2
 
 
 def test_nan_in_a_text_column_is_a_missing_value_not_the_text_nan():
