@@ -92,8 +92,11 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
             return text.str.to_date("%Y-%m-%d", strict=False).alias(name)
         if ctype == "datetime":
             # A date-time written with an offset or Z counts by its time as written (see below).
-            text = text.str.replace(_OFFSET, "${1}")
-            return text.str.to_datetime(time_unit="us", strict=False).alias(name)
+            text = text.str.replace(_OFFSET, "${1}").str.replace(_ISO_T, "${1} ")
+            # Each value in ISO order, by explicit formats: without one, Polars takes the format of the first
+            # value, so a first '01/05/2024 10:00' made every value day-first (1 May) and the ISO ones null.
+            read = [text.str.to_datetime(f, time_unit="us", strict=False) for f in _DATETIME_FORMATS]
+            return pl.coalesce(read).alias(name)
         if ctype == "string":
             return col
         if ctype == "integer":  # '3' and '3.0' are 3; '3.5' is not an integer and must not be truncated
@@ -125,6 +128,9 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
 
 # A time of day followed by an offset or Z: the time is kept (group 1), the offset dropped.
 _OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+# The date of an ISO date-time followed by its 'T': written as a space, so one format reads both.
+_ISO_T = r"^(\d{4}-\d{1,2}-\d{1,2})[Tt]"
+_DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def with_derived(

@@ -245,7 +245,10 @@ def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
 
 
 # The one text form a type is read from ('2026-01-05 00:00:00' or '05/01/2026' is no date): say it.
-_FORMAT = {"date": "; write YYYY-MM-DD"}
+_FORMAT = {
+    "date": "; write YYYY-MM-DD",
+    "datetime": "; write YYYY-MM-DD HH:MM:SS (or YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DD)",
+}
 
 
 def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:

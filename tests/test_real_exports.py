@@ -1,0 +1,40 @@
+"""Account snapshots as real systems export them (CRM CSV exports, spreadsheets saved as CSV): each value
+reads as written or its row is set aside with a reason that says what to write; never a guess."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from kare_rules.loader import load_rules_text
+from kare_rules.sources import read_source
+from kare_rules.validation import validate_accounts
+
+SEEN_RULES = load_rules_text(
+    "format: kare/v1\norganization: seen\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+    "  seen: {type: datetime, nullable: true}\nprofiles:\n  keep: {when: {seen: {is_null: false}}}\n",
+    "rules/seen/kare.yaml",
+)
+
+
+def _checked(tmp_path: Path, rules, text: str):
+    path = tmp_path / "accounts.csv"
+    path.write_text(text)
+    checked = validate_accounts(rules, read_source(path).collect())
+    return checked, {r["account_id"]: r["reasons"] for r in checked.quarantine.iter_rows(named=True)}
+
+
+def test_a_datetime_reads_the_same_whatever_the_first_row_looks_like(tmp_path):
+    # Polars guessed the text's format from the first value: a first '01/05/2024 10:00' (a US export's
+    # 5 January) made every such value day-first (1 May, silently) and set aside the ISO rows after it.
+    # Only ISO order is read; a value with the day and month in doubt is set aside, wherever it is.
+    rows = ["A,01/05/2024 10:00", "B,2024-01-05T10:00:00", "C,2024-01-05 10:00", "D,2024-01-05",
+            "E,2024-01-05T10:00:00.250Z", "F,13/05/2024 10:00"]  # fmt: skip
+    for order in (rows, rows[1:] + rows[:1]):
+        checked, reasons = _checked(tmp_path, SEEN_RULES, "account_id,seen\n" + "\n".join(order) + "\n")
+        ten = dt.datetime(2024, 1, 5, 10)
+        assert dict(checked.valid.select("account_id", "seen").iter_rows()) == {
+            "B": ten, "C": ten, "D": dt.datetime(2024, 1, 5), "E": ten + dt.timedelta(milliseconds=250)
+        }  # fmt: skip
+        assert sorted(reasons) == ["A", "F"]
+        assert reasons["A"][0].startswith("seen: 01/05/2024 10:00 is not a valid datetime; write YYYY-MM-DD")
