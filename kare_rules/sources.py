@@ -305,6 +305,10 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "more fields" in message or "ragged" in message:
         for path in _files_of(text):
             found = _first_ragged_row(path)
+            if found and (hint := _separator_hint(path)):
+                # A file separated by ';' with decimal commas ('0,3'): its header reads as one field and such
+                # a row as two. The separator is the fix, not quoting the row.
+                return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
             if found:
                 line, fields, expected = found
                 return DataError(
@@ -314,15 +318,19 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "could not parse" in message or "malformed" in message:
         for path in _files_of(text):
             if path.suffix.lower() in _CSV_SUFFIXES and (found := _first_bad_quote(path)):
-                from kare_rules.validation import separator_hint
-
                 # A file separated by ';' reads as one column: its quoted values are followed by ';…'.
                 line, what = found
-                hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
-                if hint:
+                if hint := _separator_hint(path):
                     return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
                 return DataError(f"input {path}:{line}: {what}")
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
+
+
+def _separator_hint(path: Path) -> str:
+    """What to do about a CSV file whose header reads as one column holding several names, else ''."""
+    from kare_rules.validation import separator_hint
+
+    return separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
 
 
 def nan_text(text: pl.Expr) -> pl.Expr:

@@ -3,18 +3,21 @@ reads as written or its row is set aside with a reason that says what to write; 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 from pathlib import Path
 
+from kare_rules.cli import main
 from kare_rules.loader import load_rules_text
 from kare_rules.sources import read_source
 from kare_rules.validation import validate_accounts
 
-SEEN_RULES = load_rules_text(
+SEEN_TEXT = (
     "format: kare/v1\norganization: seen\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
-    "  seen: {type: datetime, nullable: true}\nprofiles:\n  keep: {when: {seen: {is_null: false}}}\n",
-    "rules/seen/kare.yaml",
+    "  seen: {type: datetime, nullable: true}\nprofiles:\n  keep: {when: {seen: {is_null: false}}}\n"
 )
+SEEN_RULES = load_rules_text(SEEN_TEXT, "rules/seen/kare.yaml")
 
 
 def _checked(tmp_path: Path, rules, text: str):
@@ -38,3 +41,27 @@ def test_a_datetime_reads_the_same_whatever_the_first_row_looks_like(tmp_path):
         }  # fmt: skip
         assert sorted(reasons) == ["A", "F"]
         assert reasons["A"][0].startswith("seen: 01/05/2024 10:00 is not a valid datetime; write YYYY-MM-DD")
+
+
+def _categorize(tmp_path: Path, text: str, rules_text: str = SEEN_TEXT) -> tuple[int, str]:
+    """Exit code and stderr of `kare categorize` on a CSV file holding `text`."""
+    rules = tmp_path / "rules" / "seen" / "kare.yaml"
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    rules.write_text(rules_text)
+    (tmp_path / "accounts.csv").write_bytes(text.encode() if isinstance(text, str) else text)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["categorize", "--rules", str(rules), "--input", str(tmp_path / "accounts.csv"),
+                     "--as-of", "2026-11-01", "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    return code, err.getvalue()
+
+
+def test_a_semicolon_export_with_decimal_commas_says_so_not_to_quote_values(tmp_path):
+    # A European spreadsheet's CSV: ';' between fields and ',' in decimals. Read with ',' its header is one
+    # column and a row with '0,3' has two fields, which was reported as a row whose values need quotes.
+    code, err = _categorize(tmp_path, "account_id;seen;margin\nA;2024-01-05;12\nB;2024-01-05;0,3\n")
+    assert code == 1
+    assert err.strip() == (
+        f"kare categorize: input {tmp_path / 'accounts.csv'}: the file looks separated by ';', not commas: "
+        "save it as comma-separated CSV"
+    )
