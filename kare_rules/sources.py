@@ -227,7 +227,19 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"input {path}:1: the header row is not UTF-8 text; save the file as UTF-8 CSV") from None
-    names = next(csv.reader([line], delimiter=separator), [])
+    try:
+        names = next(csv.reader([line], delimiter=separator), [])
+    except csv.Error as exc:
+        if "new-line" in str(exc):  # a CR not followed by LF: the line read up to the first LF holds more lines
+            raise DataError(
+                f"input {path}:1: the header row holds a carriage return (CR) that ends no line, as when a file's "
+                "lines end with CR alone (Excel for Mac's 'CSV (Macintosh)'); save it as 'CSV UTF-8', with LF or "
+                "CRLF line ends"
+            ) from None
+        raise DataError(
+            f"input {path}:1: the first line holds a value of more than {csv.field_size_limit()} characters, which "
+            "is no column name: the file does not look like CSV; give a CSV file whose first line names the columns"
+        ) from None
     seen: dict[str, int] = {}
     for i, name in enumerate(names, 1):
         if name in seen:
@@ -253,7 +265,7 @@ def _refuse_cut_short(path: Path, separator: str, fields: int) -> None:
     last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
     if '"' in last:
         return
-    got = len(next(csv.reader([last], delimiter=separator), []))
+    got = len(last.split(separator))  # no quotes: every separator parts two fields (and no field-size limit)
     if got < fields:
         raise DataError(
             f"input {path}: its last line has {got} field(s) where the header has {fields}, and no line end: the "

@@ -65,3 +65,37 @@ def test_a_semicolon_export_with_decimal_commas_says_so_not_to_quote_values(tmp_
         f"kare categorize: input {tmp_path / 'accounts.csv'}: the file looks separated by ';', not commas: "
         "save it as comma-separated CSV"
     )
+
+
+def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_with_what_to_do_not_a_traceback(tmp_path):
+    # Excel for Mac's 'CSV (Macintosh)' ends lines with CR alone: the header row read up to the first LF
+    # was the whole file, and Python's csv module raised on the CR inside it.
+    code, err = _categorize(tmp_path, "account_id,seen\rA,2024-01-05\rB,\r")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (
+        f"kare categorize: input {tmp_path / 'accounts.csv'}:1: the header row holds a carriage return (CR) that "
+        "ends no line, as when a file's lines end with CR alone (Excel for Mac's 'CSV (Macintosh)'); save it "
+        "as 'CSV UTF-8', with LF or CRLF line ends"
+    )
+
+
+def test_a_first_line_too_long_to_be_a_header_is_refused_not_a_traceback(tmp_path):
+    # A file of another format named .csv (minified JSON or HTML): one value of 200,000 characters went past
+    # the csv module's field limit while reading the header.
+    code, err = _categorize(tmp_path, "x" * 200_000 + "\nA\n")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (
+        f"kare categorize: input {tmp_path / 'accounts.csv'}:1: the first line holds a value of more than 131072 "
+        "characters, which is no column name: the file does not look like CSV; give a CSV file whose first line "
+        "names the columns"
+    )
+
+
+def test_a_long_last_line_cut_short_is_still_found_cut_short(tmp_path):
+    # The last line without a line end was split by the csv module, whose field limit it went past.
+    code, err = _categorize(tmp_path, "account_id,seen\nA,2024-01-05\n" + "B" * 200_000)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().endswith(
+        "its last line has 1 field(s) where the header has 2, and no line end: the file looks cut short; copy or "
+        "export it again"
+    )
