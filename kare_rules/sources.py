@@ -409,12 +409,18 @@ def _first_non_utf8_line(path: Path) -> int | None:
 def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
     """(line, fields, header fields) of the first row longer than the header."""
     separator = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        rows = csv.reader(fh, delimiter=separator)
-        expected = len(next(rows, []))
-        for row in rows:
-            if len(row) > expected:
-                return rows.line_num, len(row), expected
+    # Polars read every value already: one longer than the csv module's default limit of 131072 characters
+    # (a CRM's long text field: Salesforce allows 131072) is no reason to fail finding the row.
+    limit = csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size))
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+            rows = csv.reader(fh, delimiter=separator)
+            expected = len(next(rows, []))
+            for row in rows:
+                if len(row) > expected:
+                    return rows.line_num, len(row), expected
+    finally:
+        csv.field_size_limit(limit)
     return None
 
 

@@ -4,6 +4,7 @@ reads as written or its row is set aside with a reason that says what to write; 
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import io
 from pathlib import Path
@@ -99,3 +100,16 @@ def test_a_long_last_line_cut_short_is_still_found_cut_short(tmp_path):
         "its last line has 1 field(s) where the header has 2, and no line end: the file looks cut short; copy or "
         "export it again"
     )
+
+
+def test_a_row_with_too_many_fields_is_located_after_a_long_text_value(tmp_path):
+    # A CRM's long text field (Salesforce allows 131072 characters) before the ragged row: finding the row
+    # went past the csv module's field limit and ended in a traceback.
+    note, limit = '"' + "n" * 200_000 + '"', csv.field_size_limit()
+    code, err = _categorize(tmp_path, f"account_id,seen,notes\nA,,{note}\nB,2024-01-05,x,extra\n")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (
+        f"kare categorize: input {tmp_path / 'accounts.csv'}:3: 4 fields where the header has 3; quote values that "
+        "contain the separator, or fix the row"
+    )
+    assert csv.field_size_limit() == limit  # the process's limit is as it was
