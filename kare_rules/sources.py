@@ -216,8 +216,8 @@ def _parquet_dtypes(path: Path) -> pl.Schema:
 
 def _csv_header(path: Path, separator: str) -> dict[str, str]:
     """The header row of a CSV file as {name: 'text'}; duplicate names are refused, since the values
-    under them could not be told apart. One blank name is an extra column like any other (pandas writes
-    its index so)."""
+    under them could not be told apart. Blank names are extra columns like any other (pandas writes
+    its index so, a spreadsheet its empty columns)."""
     try:
         with path.open("rb") as fh:
             first = fh.readline(_HEADER_LIMIT)
@@ -241,14 +241,21 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
             "is no column name: the file does not look like CSV; give a CSV file whose first line names the columns"
         ) from None
     seen: dict[str, int] = {}
+    repeats: dict[str, int] = {}
     for i, name in enumerate(names, 1):
         if name in seen:
-            raise DataError(
-                f"input {path}:1: column {name!r} appears twice in the header (fields {seen[name]} and {i}); "
-                "give each column its own name"
-            )
+            if name.strip():
+                raise DataError(
+                    f"input {path}:1: column {name!r} appears twice in the header (fields {seen[name]} and {i}); "
+                    "give each column its own name"
+                )
+            # Several blank names are unnamed extra columns (a spreadsheet's empty columns after the data, which
+            # Excel writes as trailing commas): no input can be named so. Named as Polars reads them ('',
+            # '_duplicated_0', …), so that every field is counted.
+            repeats[name] = repeats.get(name, -1) + 1
+            name = f"{name}_duplicated_{repeats[name]}"
         seen[name] = i
-    return dict.fromkeys(names, "text")
+    return dict.fromkeys(seen, "text")
 
 
 def _refuse_cut_short(path: Path, separator: str, fields: int) -> None:

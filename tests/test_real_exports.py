@@ -9,6 +9,8 @@ import datetime as dt
 import io
 from pathlib import Path
 
+import polars as pl
+
 from kare_rules.cli import main
 from kare_rules.loader import load_rules_text
 from kare_rules.sources import read_source
@@ -113,3 +115,17 @@ def test_a_row_with_too_many_fields_is_located_after_a_long_text_value(tmp_path)
         "contain the separator, or fix the row"
     )
     assert csv.field_size_limit() == limit  # the process's limit is as it was
+
+
+def test_a_spreadsheets_empty_columns_after_the_data_are_extra_columns_not_a_repeated_name(tmp_path):
+    # Excel writes columns once used and now empty as trailing commas, header included: two blank names,
+    # which were refused as one name given twice although no input can be named so.
+    code, err = _categorize(tmp_path, "account_id,seen,,,\r\nA,2024-01-05,,,\r\nB,,,,\r\n")
+    assert code == 0, err
+    assert pl.read_csv(tmp_path / "out.csv")["category"].to_list() == ["keep", "unassigned"]
+    # Every field still counts: a last line cut short is found with the header's 5 fields.
+    code, err = _categorize(tmp_path, "account_id,seen,,,\nA,2024-01-05,,,\nB,,,")
+    assert code == 1 and "its last line has 4 field(s) where the header has 5, and no line end" in err
+    # A name given twice is still refused: the values under it could not be told apart.
+    code, err = _categorize(tmp_path, "account_id,seen,x,x\nA,2024-01-05,1,2\n")
+    assert code == 1 and "column 'x' appears twice in the header (fields 3 and 4)" in err
