@@ -213,7 +213,8 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name], c.type)).to_series() & typed[c.name].is_null()
         if lost.any():
-            why = f" is not a valid {c.type}{_FORMAT.get(c.type, '')}"
+            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if raw.schema[c.name] == pl.String else "")
+            why = f" is not a valid {c.type}{hint}"
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
@@ -248,6 +249,13 @@ def _infinite_failures(rules: m.RuleSet, typed: pl.DataFrame) -> pl.DataFrame:
 _FORMAT = {
     "date": "; write YYYY-MM-DD",
     "datetime": "; write YYYY-MM-DD HH:MM:SS (or YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DD)",
+}
+# And for text read as a number or a flag (a spreadsheet's '$1,200.50', '12%' or 'x'): a symbol or separator is
+# not guessed at ('1,200' is 1.2 in half of Europe), so say what is read.
+_TEXT_FORMAT = {
+    "integer": "; write a whole number such as 1200, without thousands separators or units",
+    "float": "; write a number such as 1200.5 (a point for decimals), without thousands separators, currency or %",
+    "boolean": "; write true or false (or yes/no, y/n, t/f, 1/0)",
 }
 
 

@@ -129,3 +129,32 @@ def test_a_spreadsheets_empty_columns_after_the_data_are_extra_columns_not_a_rep
     # A name given twice is still refused: the values under it could not be told apart.
     code, err = _categorize(tmp_path, "account_id,seen,x,x\nA,2024-01-05,1,2\n")
     assert code == 1 and "column 'x' appears twice in the header (fields 3 and 4)" in err
+
+
+MONEY_RULES = load_rules_text(
+    "format: kare/v1\norganization: money\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+    "  arr: {type: float, nullable: true}\n  seats: {type: integer, nullable: true}\n"
+    "  paying: {type: boolean}\nprofiles:\n  keep: {when: {paying: true}}\n",
+    "rules/money/kare.yaml",
+)
+
+
+def test_a_spreadsheets_money_percent_and_flag_text_is_set_aside_saying_what_is_read(tmp_path):
+    # '$1,200.50', '1,200' (1200 in the US, 1.2 in much of Europe) and '12%' are not guessed at; the reason
+    # said only 'is not a valid float', not what to write instead.
+    checked, reasons = _checked(
+        tmp_path,
+        MONEY_RULES,
+        'account_id,arr,seats,paying\nA,"$1,200.50",1,Yes\nB,"1,200",1,TRUE\nC,12%,1,1\nD,1200.5,"1,000",No\n'
+        "E,1e3,10,x\nF,-0.5,0,no\n",
+    )
+    assert checked.valid.rows() == [("F", -0.5, 0, False)]
+    number = "; write a number such as 1200.5 (a point for decimals), without thousands separators, currency or %"
+    whole = "; write a whole number such as 1200, without thousands separators or units"
+    assert reasons == {
+        "A": [f"arr: $1,200.50 is not a valid float{number}"],
+        "B": [f"arr: 1,200 is not a valid float{number}"],
+        "C": [f"arr: 12% is not a valid float{number}"],
+        "D": [f"seats: 1,000 is not a valid integer{whole}"],
+        "E": ["paying: x is not a valid boolean; write true or false (or yes/no, y/n, t/f, 1/0)"],
+    }
