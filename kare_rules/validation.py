@@ -6,6 +6,7 @@ always add up to the input rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -137,14 +138,20 @@ def separator_hint(columns: list[str]) -> str:
 
 def _near_columns(missing: list[str], columns: list[str]) -> str:
     """Why the columns may be missing, when it can be seen: a CSV separated by ';' or tabs reads as one
-    column holding every name, and a header written 'Account_ID' or ' arr' differs only in case or spaces."""
+    column holding every name, and a header written 'Account ID' or ' arr' differs only in case, spaces or
+    punctuation."""
     if hint := separator_hint(columns):
         return ". " + hint
-    by_form = {c.strip().lower(): c for c in columns}
-    near = [f"{by_form[c]!r} for {c!r}" for c in missing if c in by_form]
+    # By form: lowercase, each run of spaces or punctuation one '_' ('Account ID' of a CRM report is account_id).
+    by_form = {_form(c): c for c in columns}
+    near = [f"{by_form[_form(c)]!r} for {c!r}" for c in missing if _form(c) in by_form]
     if near:
         return f". Column names match exactly, case and spaces included: the input has {', '.join(near)}"
     return ""
+
+
+def _form(name: str) -> str:
+    return re.sub(r"[\W_]+", "_", name.lower()).strip("_")
 
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:

@@ -158,3 +158,15 @@ def test_a_spreadsheets_money_percent_and_flag_text_is_set_aside_saying_what_is_
         "D": [f"seats: 1,000 is not a valid integer{whole}"],
         "E": ["paying: x is not a valid boolean; write true or false (or yes/no, y/n, t/f, 1/0)"],
     }
+
+
+def test_a_crm_reports_header_names_say_which_input_they_are(tmp_path):
+    # A CRM report names its columns 'Account ID', 'Last Seen': the message listed them as present, but the
+    # hint for a name that differs only in its form (case, spaces) did not see 'Account ID' as account_id.
+    rules = SEEN_TEXT.replace("  seen:", "  last_seen:").replace("{seen:", "{last_seen:")
+    code, err = _categorize(tmp_path, "Account ID,Last Seen\nA,2024-01-05\n", rules)
+    assert code == 1
+    assert err.strip().endswith(
+        "Rename the column in the source or change 'inputs:'. Column names match exactly, case and spaces included: "
+        "the input has 'Account ID' for 'account_id', 'Last Seen' for 'last_seen'"
+    )
