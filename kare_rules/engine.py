@@ -119,6 +119,10 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         return pl.lit(None, dtype=target).alias(name)
     if ctype == "string" and source.is_float():
         col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'
+        # A whole number is written as one: pandas writes an integer id column holding a missing value as
+        # floats, and 123.0 as text, '123.0', would be another account than the '123' of any other day.
+        whole = (col == col.round()) & (col.abs() < 2**53)
+        return pl.when(whole).then(col.cast(pl.Int64).cast(pl.String)).otherwise(col.cast(pl.String)).alias(name)
     if isinstance(source, pl.Datetime) and source.time_zone is not None:
         # The rules compare dates and times without a zone: a zoned value counts by its local time in
         # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.

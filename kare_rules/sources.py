@@ -28,18 +28,25 @@ _HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header: bina
 
 
 def read_accounts(
-    source: str | Path, *, allow_empty: bool = False, where: pl.Expr | None = None, row_index: str | None = None
+    source: str | Path,
+    *,
+    allow_empty: bool = False,
+    where: pl.Expr | Callable[[pl.Schema], pl.Expr] | None = None,
+    row_index: str | None = None,
 ) -> pl.DataFrame:
     """Read a source into a frame, every column as written; any problem is a DataError for people.
 
     A source without rows is refused unless `allow_empty`: an empty extract is far more often a broken
     export than a real answer. `where` filters before anything is collected (kare explain reads one
     account of a large file; a sliced run, one slice of accounts); with it the emptiness of the source
-    is not checked. `row_index` names a column added with each row's 0-based position in the source.
+    is not checked; it may be a function of the source's schema (a key compared as its column's type
+    reads). `row_index` names a column added with each row's 0-based position in the source.
     """
     text = str(source)
     lazy = read_source(text)
     schema = _schema(lazy, text)
+    if callable(where):
+        where = where(schema)
     if row_index is not None:
         lazy = lazy.with_row_index(row_index)
     if where is not None:
@@ -664,8 +671,10 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         )
     key_type = rules.input(rules.key).type
     # The key as the accounts' is published: a text key as written (' A-002' is not 'A-002'), any other
-    # typed first (with an integer key, 07 and 7.0 are account 7). An empty or blank cell is no key.
-    account = (pl.col(key) if key_type == "string" else cast_expr(key, key_type, frame.schema[key])).cast(pl.String)
+    # typed first (with an integer key, 07 and 7.0 are account 7; a text key read from floats, 123.0 is
+    # '123'). An empty or blank cell is no key.
+    as_written = key_type == "string" and frame.schema[key] == pl.String
+    account = (pl.col(key) if as_written else cast_expr(key, key_type, frame.schema[key])).cast(pl.String)
     typed = frame.select(
         pl.when(account.str.strip_chars() != "").then(account).alias("account_id"),
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],

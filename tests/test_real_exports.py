@@ -13,7 +13,7 @@ import polars as pl
 
 from kare_rules.cli import main
 from kare_rules.loader import load_rules_text
-from kare_rules.sources import read_source
+from kare_rules.sources import read_previous, read_source
 from kare_rules.validation import validate_accounts
 
 SEEN_TEXT = (
@@ -170,3 +170,28 @@ def test_a_crm_reports_header_names_say_which_input_they_are(tmp_path):
         "Rename the column in the source or change 'inputs:'. Column names match exactly, case and spaces included: "
         "the input has 'Account ID' for 'account_id', 'Last Seen' for 'last_seen'"
     )
+
+
+def test_a_text_key_read_from_a_float_column_is_the_whole_number_not_its_float_text(tmp_path):
+    # pandas writes an integer id column holding one missing value as floats: account 123 was published as
+    # '123.0', another account than the '123' of a day whose ids were all there (or of a CSV export).
+    frame = pl.DataFrame({"account_id": [123.0, 4.5, None, 2.0**60], "seen": [None] * 4})
+    checked = validate_accounts(SEEN_RULES, frame.with_columns(pl.col("seen").cast(pl.String)))
+    assert checked.valid["account_id"].to_list() == ["123", "4.5", str(2.0**60)]
+    # The previous values of the trends read such a key the same way.
+    rules = load_rules_text(
+        SEEN_TEXT.replace("  seen:", "  arr: {type: float, nullable: true}\n  seen:")
+        + "derived:\n  arr_change: {change_of: arr}\n",
+        "rules/seen/kare.yaml",
+    )
+    pl.DataFrame({"account_id": [123.0, 7.5], "arr": [5.0, 1.0]}).write_parquet(tmp_path / "before.parquet")
+    assert read_previous(rules, tmp_path / "before.parquet")["account_id"].to_list() == ["123", "7.5"]
+    # And kare explain finds the account under the key it is published with.
+    (tmp_path / "rules" / "seen").mkdir(parents=True)
+    (tmp_path / "rules" / "seen" / "kare.yaml").write_text(SEEN_TEXT)
+    frame.with_columns(pl.lit("2024-01-05").alias("seen")).write_parquet(tmp_path / "now.parquet")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["explain", "--rules", str(tmp_path / "rules" / "seen"), "--input", str(tmp_path / "now.parquet"),
+                     "--as-of", "2026-11-01", "--account", "123"])  # fmt: skip
+    assert code == 0 and out.getvalue().startswith("account 123 as of 2026-11-01 (seen 1.0.0): keep")
