@@ -195,3 +195,16 @@ def test_a_text_key_read_from_a_float_column_is_the_whole_number_not_its_float_t
         code = main(["explain", "--rules", str(tmp_path / "rules" / "seen"), "--input", str(tmp_path / "now.parquet"),
                      "--as-of", "2026-11-01", "--account", "123"])  # fmt: skip
     assert code == 0 and out.getvalue().startswith("account 123 as of 2026-11-01 (seen 1.0.0): keep")
+
+
+def test_kare_init_declares_a_date_only_for_text_validation_reads_as_one(tmp_path):
+    # Polars read '01/05/2024' day first (1 May): kare init declared the column a date, wrote 2024-05-01 in
+    # the test account, and the contract then set aside every row of the sample it was inferred from.
+    sample = tmp_path / "crm.csv"
+    sample.write_text("account_id,day,seen,iso\nA,01/05/2024,01/05/2024 10:00,2024-01-05\nB,,,\n")
+    assert main(["init", "crm", "--from", str(sample), "--rules-dir", str(tmp_path / "rules")]) == 0
+    written = (tmp_path / "rules" / "crm" / "kare.yaml").read_text()
+    assert "  day:        {type: string, nullable: true}\n" in written
+    assert "  seen:       {type: string, nullable: true}\n" in written
+    assert "  iso:        {type: date, nullable: true}\n" in written
+    assert 'day: "01/05/2024", seen: "01/05/2024 10:00", iso: 2024-01-05}' in written
