@@ -321,6 +321,11 @@ def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
 def _read_error(text: str, exc: Exception) -> DataError:
     """What went wrong while reading, located to the file and line when it can be found."""
     message = str(exc)
+    if message.startswith("empty CSV"):  # only line ends, or only a byte-order mark: as empty as 0 bytes
+        return DataError(
+            f"input {_masked(text)} is empty (no header, no rows: only line ends or a byte-order mark); check the "
+            "export that wrote it"
+        )
     if "utf-8" in message.lower() or "utf8" in message.lower():
         for path in _files_of(text):
             line = _first_non_utf8_line(path)

@@ -208,3 +208,14 @@ def test_kare_init_declares_a_date_only_for_text_validation_reads_as_one(tmp_pat
     assert "  seen:       {type: string, nullable: true}\n" in written
     assert "  iso:        {type: date, nullable: true}\n" in written
     assert 'day: "01/05/2024", seen: "01/05/2024 10:00", iso: 2024-01-05}' in written
+
+
+def test_a_file_of_only_line_ends_or_a_byte_order_mark_is_empty_and_says_what_to_do(tmp_path):
+    # Polars' own words were 'cannot read input …: empty CSV', without what to do.
+    for content in (b"\n", b"\r\n\r\n", b"\xef\xbb\xbf"):
+        code, err = _categorize(tmp_path, content)
+        assert code == 1
+        assert err.strip() == (
+            f"kare categorize: input {tmp_path / 'accounts.csv'} is empty (no header, no rows: only line ends or a "
+            "byte-order mark); check the export that wrote it"
+        )
