@@ -92,8 +92,11 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
             return text.str.to_date("%Y-%m-%d", strict=False).alias(name)
         if ctype == "datetime":
             # A date-time written with an offset or Z counts by its time as written (see below).
-            text = text.str.replace(_OFFSET, "${1}")
-            return text.str.to_datetime(time_unit="us", strict=False).alias(name)
+            text = text.str.replace(_OFFSET, "${1}").str.replace(_ISO_T, "${1} ")
+            # Each value in ISO order, by explicit formats: without one, Polars takes the format of the first
+            # value, so a first '01/05/2024 10:00' made every value day-first (1 May) and the ISO ones null.
+            read = [text.str.to_datetime(f, time_unit="us", strict=False) for f in _DATETIME_FORMATS]
+            return pl.coalesce(read).alias(name)
         if ctype == "string":
             return col
         if ctype == "integer":  # '3' and '3.0' are 3; '3.5' is not an integer and must not be truncated
@@ -116,6 +119,10 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         return pl.lit(None, dtype=target).alias(name)
     if ctype == "string" and source.is_float():
         col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'
+        # A whole number is written as one: pandas writes an integer id column holding a missing value as
+        # floats, and 123.0 as text, '123.0', would be another account than the '123' of any other day.
+        whole = (col == col.round()) & (col.abs() < 2**53)
+        return pl.when(whole).then(col.cast(pl.Int64).cast(pl.String)).otherwise(col.cast(pl.String)).alias(name)
     if isinstance(source, pl.Datetime) and source.time_zone is not None:
         # The rules compare dates and times without a zone: a zoned value counts by its local time in
         # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.
@@ -125,6 +132,9 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
 
 # A time of day followed by an offset or Z: the time is kept (group 1), the offset dropped.
 _OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+# The date of an ISO date-time followed by its 'T': written as a space, so one format reads both.
+_ISO_T = r"^(\d{4}-\d{1,2}-\d{1,2})[Tt]"
+_DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def with_derived(

@@ -28,18 +28,25 @@ _HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header: bina
 
 
 def read_accounts(
-    source: str | Path, *, allow_empty: bool = False, where: pl.Expr | None = None, row_index: str | None = None
+    source: str | Path,
+    *,
+    allow_empty: bool = False,
+    where: pl.Expr | Callable[[pl.Schema], pl.Expr] | None = None,
+    row_index: str | None = None,
 ) -> pl.DataFrame:
     """Read a source into a frame, every column as written; any problem is a DataError for people.
 
     A source without rows is refused unless `allow_empty`: an empty extract is far more often a broken
     export than a real answer. `where` filters before anything is collected (kare explain reads one
     account of a large file; a sliced run, one slice of accounts); with it the emptiness of the source
-    is not checked. `row_index` names a column added with each row's 0-based position in the source.
+    is not checked; it may be a function of the source's schema (a key compared as its column's type
+    reads). `row_index` names a column added with each row's 0-based position in the source.
     """
     text = str(source)
     lazy = read_source(text)
     schema = _schema(lazy, text)
+    if callable(where):
+        where = where(schema)
     if row_index is not None:
         lazy = lazy.with_row_index(row_index)
     if where is not None:
@@ -216,8 +223,8 @@ def _parquet_dtypes(path: Path) -> pl.Schema:
 
 def _csv_header(path: Path, separator: str) -> dict[str, str]:
     """The header row of a CSV file as {name: 'text'}; duplicate names are refused, since the values
-    under them could not be told apart. One blank name is an extra column like any other (pandas writes
-    its index so)."""
+    under them could not be told apart. Blank names are extra columns like any other (pandas writes
+    its index so, a spreadsheet its empty columns)."""
     try:
         with path.open("rb") as fh:
             first = fh.readline(_HEADER_LIMIT)
@@ -227,16 +234,35 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"input {path}:1: the header row is not UTF-8 text; save the file as UTF-8 CSV") from None
-    names = next(csv.reader([line], delimiter=separator), [])
+    try:
+        names = next(csv.reader([line], delimiter=separator), [])
+    except csv.Error as exc:
+        if "new-line" in str(exc):  # a CR not followed by LF: the line read up to the first LF holds more lines
+            raise DataError(
+                f"input {path}:1: the header row holds a carriage return (CR) that ends no line, as when a file's "
+                "lines end with CR alone (Excel for Mac's 'CSV (Macintosh)'); save it as 'CSV UTF-8', with LF or "
+                "CRLF line ends"
+            ) from None
+        raise DataError(
+            f"input {path}:1: the first line holds a value of more than {csv.field_size_limit()} characters, which "
+            "is no column name: the file does not look like CSV; give a CSV file whose first line names the columns"
+        ) from None
     seen: dict[str, int] = {}
+    repeats: dict[str, int] = {}
     for i, name in enumerate(names, 1):
         if name in seen:
-            raise DataError(
-                f"input {path}:1: column {name!r} appears twice in the header (fields {seen[name]} and {i}); "
-                "give each column its own name"
-            )
+            if name.strip():
+                raise DataError(
+                    f"input {path}:1: column {name!r} appears twice in the header (fields {seen[name]} and {i}); "
+                    "give each column its own name"
+                )
+            # Several blank names are unnamed extra columns (a spreadsheet's empty columns after the data, which
+            # Excel writes as trailing commas): no input can be named so. Named as Polars reads them ('',
+            # '_duplicated_0', …), so that every field is counted.
+            repeats[name] = repeats.get(name, -1) + 1
+            name = f"{name}_duplicated_{repeats[name]}"
         seen[name] = i
-    return dict.fromkeys(names, "text")
+    return dict.fromkeys(seen, "text")
 
 
 def _refuse_cut_short(path: Path, separator: str, fields: int) -> None:
@@ -253,7 +279,7 @@ def _refuse_cut_short(path: Path, separator: str, fields: int) -> None:
     last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
     if '"' in last:
         return
-    got = len(next(csv.reader([last], delimiter=separator), []))
+    got = len(last.split(separator))  # no quotes: every separator parts two fields (and no field-size limit)
     if got < fields:
         raise DataError(
             f"input {path}: its last line has {got} field(s) where the header has {fields}, and no line end: the "
@@ -295,6 +321,11 @@ def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
 def _read_error(text: str, exc: Exception) -> DataError:
     """What went wrong while reading, located to the file and line when it can be found."""
     message = str(exc)
+    if message.startswith("empty CSV"):  # only line ends, or only a byte-order mark: as empty as 0 bytes
+        return DataError(
+            f"input {_masked(text)} is empty (no header, no rows: only line ends or a byte-order mark); check the "
+            "export that wrote it"
+        )
     if "utf-8" in message.lower() or "utf8" in message.lower():
         for path in _files_of(text):
             line = _first_non_utf8_line(path)
@@ -305,6 +336,10 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "more fields" in message or "ragged" in message:
         for path in _files_of(text):
             found = _first_ragged_row(path)
+            if found and (hint := _separator_hint(path)):
+                # A file separated by ';' with decimal commas ('0,3'): its header reads as one field and such
+                # a row as two. The separator is the fix, not quoting the row.
+                return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
             if found:
                 line, fields, expected = found
                 return DataError(
@@ -314,15 +349,19 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "could not parse" in message or "malformed" in message:
         for path in _files_of(text):
             if path.suffix.lower() in _CSV_SUFFIXES and (found := _first_bad_quote(path)):
-                from kare_rules.validation import separator_hint
-
                 # A file separated by ';' reads as one column: its quoted values are followed by ';…'.
                 line, what = found
-                hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
-                if hint:
+                if hint := _separator_hint(path):
                     return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
                 return DataError(f"input {path}:{line}: {what}")
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
+
+
+def _separator_hint(path: Path) -> str:
+    """What to do about a CSV file whose header reads as one column holding several names, else ''."""
+    from kare_rules.validation import separator_hint
+
+    return separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
 
 
 def nan_text(text: pl.Expr) -> pl.Expr:
@@ -389,12 +428,18 @@ def _first_non_utf8_line(path: Path) -> int | None:
 def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
     """(line, fields, header fields) of the first row longer than the header."""
     separator = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        rows = csv.reader(fh, delimiter=separator)
-        expected = len(next(rows, []))
-        for row in rows:
-            if len(row) > expected:
-                return rows.line_num, len(row), expected
+    # Polars read every value already: one longer than the csv module's default limit of 131072 characters
+    # (a CRM's long text field: Salesforce allows 131072) is no reason to fail finding the row.
+    limit = csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size))
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+            rows = csv.reader(fh, delimiter=separator)
+            expected = len(next(rows, []))
+            for row in rows:
+                if len(row) > expected:
+                    return rows.line_num, len(row), expected
+    finally:
+        csv.field_size_limit(limit)
     return None
 
 
@@ -631,8 +676,10 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         )
     key_type = rules.input(rules.key).type
     # The key as the accounts' is published: a text key as written (' A-002' is not 'A-002'), any other
-    # typed first (with an integer key, 07 and 7.0 are account 7). An empty or blank cell is no key.
-    account = (pl.col(key) if key_type == "string" else cast_expr(key, key_type, frame.schema[key])).cast(pl.String)
+    # typed first (with an integer key, 07 and 7.0 are account 7; a text key read from floats, 123.0 is
+    # '123'). An empty or blank cell is no key.
+    as_written = key_type == "string" and frame.schema[key] == pl.String
+    account = (pl.col(key) if as_written else cast_expr(key, key_type, frame.schema[key])).cast(pl.String)
     typed = frame.select(
         pl.when(account.str.strip_chars() != "").then(account).alias("account_id"),
         *[cast_expr(c, rules.input(c).type, frame.schema[c]) for c in trends],

@@ -6,6 +6,7 @@ always add up to the input rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -142,14 +143,20 @@ def separator_hint(columns: list[str]) -> str:
 
 def _near_columns(missing: list[str], columns: list[str]) -> str:
     """Why the columns may be missing, when it can be seen: a CSV separated by ';' or tabs reads as one
-    column holding every name, and a header written 'Account_ID' or ' arr' differs only in case or spaces."""
+    column holding every name, and a header written 'Account ID' or ' arr' differs only in case, spaces or
+    punctuation."""
     if hint := separator_hint(columns):
         return ". " + hint
-    by_form = {c.strip().lower(): c for c in columns}
-    near = [f"{by_form[c]!r} for {c!r}" for c in missing if c in by_form]
+    # By form: lowercase, each run of spaces or punctuation one '_' ('Account ID' of a CRM report is account_id).
+    by_form = {_form(c): c for c in columns}
+    near = [f"{by_form[_form(c)]!r} for {c!r}" for c in missing if _form(c) in by_form]
     if near:
         return f". Column names match exactly, case and spaces included: the input has {', '.join(near)}"
     return ""
+
+
+def _form(name: str) -> str:
+    return re.sub(r"[\W_]+", "_", name.lower()).strip("_")
 
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
@@ -218,7 +225,8 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name], c.type)).to_series() & typed[c.name].is_null()
         if lost.any():
-            why = f" is not a valid {c.type}{_FORMAT.get(c.type, '')}"
+            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if raw.schema[c.name] == pl.String else "")
+            why = f" is not a valid {c.type}{hint}"
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
@@ -312,7 +320,17 @@ def _holds_bytes(dtype: pl.DataType) -> bool:
 
 
 # The one text form a type is read from ('2026-01-05 00:00:00' or '05/01/2026' is no date): say it.
-_FORMAT = {"date": "; write YYYY-MM-DD"}
+_FORMAT = {
+    "date": "; write YYYY-MM-DD",
+    "datetime": "; write YYYY-MM-DD HH:MM:SS (or YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DD)",
+}
+# And for text read as a number or a flag (a spreadsheet's '$1,200.50', '12%' or 'x'): a symbol or separator is
+# not guessed at ('1,200' is 1.2 in half of Europe), so say what is read.
+_TEXT_FORMAT = {
+    "integer": "; write a whole number such as 1200, without thousands separators or units",
+    "float": "; write a number such as 1200.5 (a point for decimals), without thousands separators, currency or %",
+    "boolean": "; write true or false (or yes/no, y/n, t/f, 1/0)",
+}
 
 
 def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:

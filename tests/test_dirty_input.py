@@ -178,11 +178,13 @@ def test_bad_values_only_in_a_later_chunk_of_the_input_are_quarantined_not_a_cra
     assert frame.n_chunks() == 2
     assert _reasons(validate_accounts(RULES, frame)) == {
         3: [
-            "seats: ten thousand seats is not a valid integer",
+            "seats: ten thousand seats is not a valid integer; write a whole number such as 1200, "
+            "without thousands separators or units",
             "arr: inf is not a finite number; fix the value, or leave it empty when it is unknown",
         ],
         4: [
-            "seats: ten thousand seats is not a valid integer",
+            "seats: ten thousand seats is not a valid integer; write a whole number such as 1200, "
+            "without thousands separators or units",
             "arr: -inf is not a finite number; fix the value, or leave it empty when it is unknown",
             "arr: -inf is below the minimum 0",
         ],
@@ -264,8 +266,16 @@ def test_wrong_types_in_csv_are_quarantined_with_the_value_and_the_type(tmp_path
         ],
     )
     assert _reasons(checked) == {
-        2: ["is_customer: maybe is not a valid boolean", "seats: abc is not a valid integer"],
-        3: ["seats: 10.5 is not a valid integer", "churned_on: 2026-13-01 is not a valid date; write YYYY-MM-DD"],
+        2: [
+            "is_customer: maybe is not a valid boolean; write true or false (or yes/no, y/n, t/f, 1/0)",
+            "seats: abc is not a valid integer; write a whole number such as 1200, without thousands "
+            "separators or units",
+        ],
+        3: [
+            "seats: 10.5 is not a valid integer; write a whole number such as 1200, without thousands "
+            "separators or units",
+            "churned_on: 2026-13-01 is not a valid date; write YYYY-MM-DD",
+        ],
     }
     valid = checked.valid.sort("account_id")
     assert valid["account_id"].to_list() == ["A", "D"]

@@ -250,7 +250,9 @@ def test_an_input_in_several_chunks_quarantines_its_bad_values_in_any_of_them(tm
         run_organization("zeta", DAY, accounts, warehouse, rules_dir=_zeta(tmp_path / str(slices)), slices=slices)
     quarantine = warehouse.read("quarantine")
     assert quarantine.height == 10 and quarantine["account_id"].to_list() == [f"B{i:03d}" for i in range(10)]
-    assert quarantine["reasons"].to_list()[0] == ["score: lots is not a valid integer"]
+    assert quarantine["reasons"].to_list()[0] == [
+        "score: lots is not a valid integer; write a whole number such as 1200, without thousands separators or units"
+    ]
 
 
 def test_a_panic_inside_polars_fails_the_run_and_is_logged_like_any_failure(tmp_path, monkeypatch):

@@ -148,7 +148,13 @@ def _one_account(rules, account: str):
     import polars as pl
 
     if rules.input(rules.key).type == "string":
-        return pl.col(rules.key).cast(pl.String) == account, account
+        from kare_rules.engine import cast_expr
+
+        # As validation reads the key from the source's type: from floats (pandas' ids with a gap), 123.0 is '123'.
+        def same(schema: pl.Schema) -> pl.Expr:
+            return cast_expr(rules.key, "string", schema.get(rules.key, pl.String)).cast(pl.String) == account
+
+        return same, account
     written = pl.col(rules.key).cast(pl.String).str.strip_chars()
     wanted = account.strip()
     if rules.input(rules.key).type == "integer":

@@ -298,6 +298,12 @@ def cmd_init(args: argparse.Namespace) -> int:
             zero_led = {name: pl.String for name in text.columns if text[name].str.contains(r"^\s*0[0-9]+\s*$").any()}
             frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None,
                                 schema_overrides=zero_led)  # fmt: skip
+            # A date only as validation reads it (ISO order): Polars also reads '01/05/2024' (day first, 1 May),
+            # and a contract declaring such a column a date would set aside every row of the sample it came from.
+            unread = {name: pl.String for name in _dates_not_iso(text, frame.schema)}
+            if unread:
+                frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None,
+                                    schema_overrides={**zero_led, **unread})  # fmt: skip
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -329,6 +335,22 @@ def cmd_init(args: argparse.Namespace) -> int:
             "kare schema > schemas/kare-rules.v1.schema.json at the top of your repository and kare init again "
             "(with --force), or point the line at that file")  # fmt: skip
     return EXIT_OK
+
+
+def _dates_not_iso(text, schema) -> list[str]:
+    """The columns read as dates or date-times whose text validation does not read as one."""
+    import polars as pl
+
+    from kare_rules.engine import cast_expr
+
+    found = []
+    for name, dtype in schema.items():
+        if dtype in (pl.Date, pl.Datetime):
+            kind = "date" if dtype == pl.Date else "datetime"
+            written = text[name].str.strip_chars().fill_null("") != ""
+            if (written & text.select(cast_expr(name, kind, pl.String)).to_series().is_null()).any():
+                found.append(name)
+    return found
 
 
 def _schema_ref(target: Path) -> str:
