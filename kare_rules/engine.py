@@ -117,6 +117,8 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         # A date where a number is declared would count days since 1970 and a flag would be 1 or 0; a date
         # cast to a boolean fails outright. A value of another kind does not fit: validation sets it aside.
         return pl.lit(None, dtype=target).alias(name)
+    if ctype == "string" and source == pl.Binary:
+        return col.map_batches(decoded, return_dtype=pl.String).alias(name)
     if ctype == "string" and source.is_float():
         col = col.fill_nan(None)  # NaN is how pandas writes a missing value, not the text 'NaN'
         # A whole number is written as one: pandas writes an integer id column holding a missing value as
@@ -128,6 +130,22 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.
         col = col.dt.replace_time_zone(None)
     return col.cast(target, strict=False).alias(name)
+
+
+def decoded(values: pl.Series) -> pl.Series:
+    """A column of bytes as text (Parquet BINARY written without its UTF-8 annotation), a value that is not
+    UTF-8 becoming null: validation then sets its row aside, where a cast (even a lenient one) fails the whole run."""
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.ComputeError:
+        return values.map_elements(_utf8_or_none, return_dtype=pl.String, skip_nulls=True)
+
+
+def _utf8_or_none(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 # A time of day followed by an offset or Z: the time is kept (group 1), the offset dropped.

@@ -666,3 +666,31 @@ def test_previous_values_of_an_integer_key_match_however_the_key_is_written(tmp_
     result = categorize(rules, pl.DataFrame({"account_id": [5, 7], "arr": [5000.0, 5000.0]}), "2026-11-01",
                         previous=previous)  # fmt: skip
     assert result["category"].to_list() == ["keep", "keep"]  # both trends found
+
+
+@pytest.mark.parametrize("buckets", ["1", "2"])
+def test_a_key_of_bytes_that_are_not_utf8_is_set_aside_in_a_sliced_run_too(tmp_path, buckets):
+    """Polars refuses to cast a column of bytes holding any value that is not UTF-8 to text, even leniently:
+    slicing a run by its keys failed the whole run on one such key (ComputeError: invalid utf8)."""
+    rules_dir = tmp_path / "rules"
+    (rules_dir / "kinds").mkdir(parents=True)
+    (rules_dir / "kinds" / "kare.yaml").write_text(KINDS_RULES)
+    source = tmp_path / "accounts.parquet"
+    keys = pl.Series([b"A", b"\xffB", b"C", b"D"], dtype=pl.Binary)
+    pl.DataFrame({"id": keys, "seats": [100, 200, 5, 300]}).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("amount"),
+        pl.lit(None, dtype=pl.Date).alias("since"),
+        pl.lit(None, dtype=pl.Boolean).alias("flag"),
+    ).write_parquet(source)
+    warehouse = tmp_path / "wh.duckdb"
+    code = main(["run", "--org", "kinds", "--rules-dir", str(rules_dir), "--input", str(source),
+                 "--as-of", str(AS_OF), "--warehouse", str(warehouse), "--buckets", buckets,
+                 "--max-quarantine-share", "0.5"])  # fmt: skip
+    assert code == 0
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        held = con.sql("SELECT account_id, reasons FROM kare.quarantine").fetchall()
+        published = con.sql("SELECT account_id, category FROM kare.account_categories ORDER BY 1").fetchall()
+    assert held == [("0xff42", ["id: 0xff42 is not a valid string"])]
+    assert published == [("A", "keep"), ("C", "unassigned"), ("D", "keep")]
