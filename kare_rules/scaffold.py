@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import polars as pl
 
@@ -216,6 +217,8 @@ def yaml_scalar(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, Decimal):  # a Parquet decimal column (money) is inferred as float: write a number
+        value = float(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return "null"
@@ -224,7 +227,9 @@ def yaml_scalar(value: object) -> str:
             text = format(value, "f").rstrip("0")
         return text if "." in text else text + ".0"
     if isinstance(value, dt.datetime):
-        return json.dumps(value.isoformat())
+        # A zoned value counts by its local time as written (validation drops the zone), and a rule file
+        # refuses an offset: write that local time without it.
+        return json.dumps(value.replace(tzinfo=None).isoformat())
     if isinstance(value, dt.date):
         return value.isoformat()
     return json.dumps(str(value), ensure_ascii=False)

@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -712,6 +713,27 @@ def test_init_reads_nan_text_in_a_csv_as_a_missing_number_as_validation_does(wor
     inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
     assert inputs["arr"] == {"type": "float", "nullable": True}
     assert inputs["code"]["type"] == inputs["zip"]["type"] == "string"  # not all numbers; a leading zero
+
+
+def test_init_writes_a_decimal_or_zoned_value_of_the_first_row_as_the_test_can_hold_it(work, capsys):
+    # A warehouse export keeps money as Parquet decimals and times with a zone: the scaffolded test's
+    # account had price: "1.50" (text, for a float input) and seen: "...+01:00" (an offset, which a rule
+    # file refuses), so the file stayed invalid once keep.when was filled in, against what init promises.
+    pl.DataFrame(
+        {
+            "account_id": ["A", "B"],
+            "price": pl.Series([Decimal("1.50"), Decimal("2.25")], dtype=pl.Decimal(10, 2)),
+            "seen": pl.Series([dt.datetime(2026, 1, 1, 10), None]).dt.replace_time_zone("Europe/Berlin"),
+            "is_customer": [True, False],
+        }
+    ).write_parquet(work / "accounts.parquet")
+    assert run(capsys, "init", "northwind", "--from", "accounts.parquet", "--as-of", "2026-11-01")[0] == 0
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8").replace("    when: ", "    when: {is_customer: true}", 1)
+    path.write_text(text, encoding="utf-8")
+    account = yaml.safe_load(text)["tests"][0]["account"]
+    assert (account["price"], account["seen"]) == (1.5, "2026-01-01T10:00:00")  # local time, as validation reads it
+    assert run(capsys, "test", "rules/northwind")[:2] == (0, "1 passed, 0 failed\n")
 
 
 def test_init_into_a_folder_it_cannot_write_is_one_line_not_a_traceback(work, capsys):
