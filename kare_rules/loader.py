@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1284,12 +1284,12 @@ class _Checker:
             elif expect not in m.ALL_CATEGORIES:
                 self.err(
                     (*here, "expect"),
-                    f"expect {expect!r} is not a category{did_you_mean(str(expect), m.ALL_CATEGORIES)}; "
+                    f"expect {_not_one(expect, 'a category', m.ALL_CATEGORIES)}; "
                     f"write one of: {', '.join(m.ALL_CATEGORIES)}",
                 )
             as_of = _as_date(t["as_of"], "date")
             if as_of is None or isinstance(as_of, dt.datetime):
-                self.err((*here, "as_of"), f"as_of {_written(t['as_of'])} is not a date; write YYYY-MM-DD")
+                self.err((*here, "as_of"), f"as_of {_not_one(t['as_of'], 'a date')}; write YYYY-MM-DD")
             account = t["account"]
             if not isinstance(account, dict):
                 self.err((*here, "account"), "account is a mapping of column: value")
@@ -1371,10 +1371,9 @@ class _Checker:
         """`next_category:` a category the account moves to first with its data unchanged, or `none`."""
         known = [c for c in m.CATEGORIES if c in self.defined] + [m.UNASSIGNED, NO_MOVE]
         if raw not in known:
-            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
             self.err(
                 (*here, "next_category"),
-                f"next_category {raw!r} is not a category{hint}; write one of: {', '.join(known)}",
+                f"next_category {_not_one(raw, 'a category', known)}; write one of: {', '.join(known)}",
             )
             return None
         return str(raw)
@@ -1386,7 +1385,7 @@ class _Checker:
         where = (*here, "next_move_on")
         day = _as_date(raw, "date")
         if day is None or isinstance(day, dt.datetime):
-            self.err(where, f"next_move_on {raw!r} is not a date; write YYYY-MM-DD")
+            self.err(where, f"next_move_on {_not_one(raw, 'a date')}; write YYYY-MM-DD")
             return None
         if next_category == NO_MOVE:
             self.err(where, "next_category: none expects no move, so there is no date; leave out next_move_on")
@@ -1406,10 +1405,9 @@ class _Checker:
 
         known = [rule_id(c) for c in m.CATEGORIES if c in self.defined]
         if raw not in known:
-            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
             self.err(
                 (*here, "matched_rule"),
-                f"matched_rule {raw!r} is not a rule of this file{hint}; write one of: {', '.join(known)}",
+                f"matched_rule {_not_one(raw, 'a rule of this file', known)}; write one of: {', '.join(known)}",
             )
             return None
         return raw
@@ -1517,6 +1515,15 @@ def _written(value: Any) -> str:
     """A value as the rule file wrote it (true, 2026-01-01, 'text'), not as Python shows it (True,
     datetime.date(2026, 1, 1))."""
     return repr(value) if isinstance(value, str) else _plain(value)
+
+
+def _not_one(value: Any, what: str, known: Sequence[str] = ()) -> str:
+    """'is empty' for a test field left empty (YAML null), else the value as written, 'is not WHAT' and a
+    suggestion: Python's None, True or datetime.date(...) mean nothing to the author."""
+    if value is None:
+        return "is empty"
+    hint = did_you_mean(value, known) if isinstance(value, str) and known else ""
+    return f"{_written(value)} is not {what}{hint}"
 
 
 def _kind(value: Any) -> str:

@@ -786,3 +786,34 @@ def test_an_input_named_like_a_condition_word_is_a_located_error(tmp_path, word)
         f"{SHOWN}:8:3: the input column '{word}' has the name of a condition word (all, any, not), so no condition "
         f"could read it; rename it, e.g. 'input_{word}', and rename the data's column to match"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "message"),
+    [
+        ("expect", "expect:", "expect is empty; write one of: exit, expand, keep, recapture, attain, unassigned"),
+        ("expect", "expect: true", "expect true is not a category; write one of: exit, expand, keep"),
+        ("next_category", "next_category: null", "next_category is empty; write one of: exit, keep, recapture"),
+        ("matched_rule", "matched_rule:", "matched_rule is empty; write one of: exit, profiles.keep"),
+        ("next_move_on", "next_move_on: 2026-11-05T10:00:00", "next_move_on 2026-11-05 10:00:00 is not a date;"),
+        ("next_move_on", "next_move_on: ~", "next_move_on is empty; write YYYY-MM-DD"),
+        ("as_of", "as_of:", "as_of is empty; write YYYY-MM-DD"),
+    ],
+)
+def test_a_test_field_left_empty_or_of_the_wrong_kind_is_named_as_written_not_as_python_shows_it(
+    tmp_path, field, written, message
+):
+    # An author who left `expect:` or `next_category:` empty read "expect None is not a category",
+    # and a date-time next_move_on came out as datetime.datetime(2026, 11, 5, 10, 0).
+    line = {"expect": "    expect: keep\n", "as_of": "    as_of: 2026-11-01\n    expect: keep\n"}.get(
+        field, "    expect: keep\n"
+    )
+    new = {
+        "expect": f"    {written}\n",
+        "as_of": f"    {written}\n    expect: keep\n",
+    }.get(field, f"    expect: keep\n    {written}\n")
+    text = mutate((line, new))
+    problem = only_problem(tmp_path, text)
+    where, said = problem.split(": ", 1)
+    assert where.startswith(f"{SHOWN}:{at(text, written).split(':')[0]}:")  # located on its line
+    assert said.startswith(message) and "None" not in said and "datetime" not in said, problem
