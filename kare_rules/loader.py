@@ -977,7 +977,7 @@ class _Checker:
             elif c not in m.CATEGORIES:
                 self.err(
                     ("precedence", i),
-                    f"unknown category {c!r} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
+                    f"unknown category {_written(c)} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
                     f"; categories: {', '.join(m.CATEGORIES)}",
                 )
             elif _hashable(c) and c in seen:
@@ -1151,6 +1151,9 @@ class _Checker:
     def within_amount(self, column: str, amount: Any, where: DocPath) -> m.WithinAmount | None:
         example = f"write a positive amount such as {{{column}: 14}} or a share of the current value such as " \
             f"{{{column}: 10%}}"  # fmt: skip
+        if amount is None:
+            self.err(where, f"the amount for '{column}' is empty; {example}")
+            return None
         if isinstance(amount, bool) or not isinstance(amount, int | float | str):
             self.err(where, f"the amount {_plain(amount)!r} for '{column}' is not a number; {example}")
             return None
@@ -1512,9 +1515,9 @@ def _plain(value: Any) -> str:
 
 
 def _written(value: Any) -> str:
-    """A value as the rule file wrote it (true, 2026-01-01, 'text'), not as Python shows it (True,
-    datetime.date(2026, 1, 1))."""
-    return repr(value) if isinstance(value, str) else _plain(value)
+    """A value as the rule file wrote it (true, 2026-01-01, 'text', null), not as Python shows it (True,
+    datetime.date(2026, 1, 1), None)."""
+    return repr(value) if isinstance(value, str) else "null" if value is None else _plain(value)
 
 
 def _not_one(value: Any, what: str, known: Sequence[str] = ()) -> str:

@@ -817,3 +817,45 @@ def test_a_test_field_left_empty_or_of_the_wrong_kind_is_named_as_written_not_as
     where, said = problem.split(": ", 1)
     assert where.startswith(f"{SHOWN}:{at(text, written).split(':')[0]}:")  # located on its line
     assert said.startswith(message) and "None" not in said and "datetime" not in said, problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "marker", "message"),
+    [
+        (
+            "priority: high, owner",
+            "priority: , owner",
+            "priority: ,",
+            "exit.actions.0.priority is empty; write one of: high",
+        ),
+        (
+            "priority: high, owner",
+            "priority: yes, owner",
+            "yes",
+            "exit.actions.0.priority: true is not allowed; write one",
+        ),
+        ("is_customer: {type: boolean}", "is_customer: {type: }", "type: }", "inputs.is_customer.type is empty; write"),
+        ("[exit, keep, recapture, attain]", "[exit, keep, recapture, attain, ~]", "~", "unknown category null in"),
+    ],
+)
+def test_a_value_left_empty_is_called_empty_or_null_not_none(tmp_path, old, new, marker, message):
+    # A key left empty read 'None is not allowed' (the schema's enums) and 'unknown category None'.
+    text = mutate((old, new))
+    problem = only_problem(tmp_path, text)
+    where, said = problem.split(": ", 1)
+    assert where.split(":")[1] == at(text, marker).split(":")[0]
+    assert said.startswith(message) and "None" not in said and "True" not in said, problem
+
+
+def test_a_watch_amount_left_empty_says_so(tmp_path):
+    text = mutate(
+        (
+            "tests:",
+            "watch:\n  - {id: w, from: attain, within: {seats: }, actions: [{id: a, title: A, due_in_days: 1}]}\n"
+            "tests:",
+        )
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '}, actions')}: the amount for 'seats' is empty; write a positive amount such as "
+        "{seats: 14} or a share of the current value such as {seats: 10%}"
+    )
