@@ -842,7 +842,7 @@ class _Checker:
         if value in allowed:
             return
         hint = self.suggest(str(value), options) if isinstance(value, str) else ""
-        self.err(where, f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {listed}")
+        self.err(where, f"{_written(value)} is not an allowed value of '{column}'{hint}; allowed: {listed}")
 
     def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
         """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""

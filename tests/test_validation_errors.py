@@ -859,3 +859,14 @@ def test_a_watch_amount_left_empty_says_so(tmp_path):
         f"{SHOWN}:{at(text, '}, actions')}: the amount for 'seats' is empty; write a positive amount such as "
         "{seats: 14} or a share of the current value such as {seats: 10%}"
     )
+
+
+def test_a_date_outside_a_date_column_s_allowed_list_is_written_as_a_date(tmp_path):
+    # It read "datetime.date(2026, 3, 1) is not an allowed value of 'renewal'".
+    text = mutate(
+        ("  churned_on: {type: date, nullable: true}\n", "  churned_on: {type: date, allowed: [2026-01-01]}\n"),
+        ("{sector: other}", "{churned_on: 2026-03-01}"),
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '2026-03-01')}: 2026-03-01 is not an allowed value of 'churned_on'; allowed: 2026-01-01"
+    )
