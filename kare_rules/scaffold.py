@@ -272,7 +272,8 @@ def _picks(inference: Inference) -> _Picks:
     return _Picks(
         flag=pick("boolean", ("customer", "client", "active", "paying")),
         number=pick("float", ("revenue", "arr", "value", "spend", "sales")) or pick("integer", ("revenue", "value")),
-        day=pick("date", ("churn", "last", "order", "end")),
+        # days_since reads a datetime too: a CRM export often has timestamps (last_activity_at) and no date.
+        day=pick("date", ("churn", "last", "order", "end")) or pick("datetime", ("churn", "last", "order", "end")),
         text=next((g for g in listed if any(w in g.name for w in words)), listed[0] if listed else None),
     )
 

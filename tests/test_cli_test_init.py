@@ -879,3 +879,30 @@ def test_init_leaves_out_a_column_whose_name_ends_in_a_line_break(work, capsys):
     text = path.read_text(encoding="utf-8")
     assert "  # column 'score\\n' is left out: rule files name columns in snake_case" in text
     assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)
+
+
+def test_init_examples_count_days_from_a_datetime_column_when_the_data_has_no_date(work, capsys):
+    # The recapture example and `derived:` named days_since_last_order, a column of no such data, so
+    # uncommenting the examples gave "unknown column" although churned_at could be counted from.
+    a003 = pl.col("account_id") == "A-003"
+    sample_accounts().with_columns(
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003)
+        .then(None)
+        .otherwise(pl.col("churned_on").cast(pl.Datetime) + pl.duration(hours=9))
+        .alias("churned_at"),
+    ).drop("churned_on").write_csv(work / "accounts.csv")
+    run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    path = work / "rules" / "northwind" / "kare.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert yaml.safe_load("\n".join(lines))["inputs"]["churned_at"] == {"type": "datetime", "nullable": True}
+    openers = ("# derived:", "# exit:", "  # expand:", "  # recapture:", "  # attain:", "  # - name:")
+    inside = ("#   days_since", "#   description", "#   when", "#   actions", "  #   ")
+    opened = [line.replace("# ", "", 1) if line.startswith(openers + inside) else line for line in lines]
+    text = "\n".join(opened).replace("    when: ", "    when: {is_customer: true}", 1)
+    path.write_text(text, encoding="utf-8")
+    assert yaml.safe_load(text)["derived"] == {"days_since_churned_at": {"days_since": "churned_at"}}
+    code, out, _ = run(capsys, "validate", "rules/northwind")
+    assert (code, out) == (0, "1 valid, 0 invalid\n"), out
+    code, out, _ = run(capsys, "test", "rules/northwind")
+    assert out.splitlines()[-1] == "4 passed, 1 failed"  # keep's test is the first row, to be edited
