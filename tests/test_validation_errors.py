@@ -870,3 +870,19 @@ def test_a_date_outside_a_date_column_s_allowed_list_is_written_as_a_date(tmp_pa
     assert only_problem(tmp_path, text) == (
         f"{SHOWN}:{at(text, '2026-03-01')}: 2026-03-01 is not an allowed value of 'churned_on'; allowed: 2026-01-01"
     )
+
+
+def test_a_hash_in_an_unquoted_title_is_named_as_the_comment_that_cut_the_line(tmp_path):
+    # 'title: Confirm renewal #2' makes ' #2, ...}' a comment: the message blamed a '{' left open and said
+    # to quote text holding ': ' or ',', neither of which the line has.
+    text = mutate(("title: Confirm renewal,", "title: Don't forget renewal #2,"))
+    line, col = at(text, "#2").split(":")
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{int(line) + 1}:3: YAML syntax error: did not find expected ',' or '}}'; the '#' at line {line}, "
+        f"column {col} starts a comment, so the rest of that line, with its '}}', is not read and the '{{' at "
+        f"line {line}, column {at(text, '{id: renew').split(':')[1]} is not closed: quote the text holding '#', "
+        'e.g. title: "Call #2"'
+    )
+    # A comment ending a line inside a {...} is allowed; a brace left open after it is still named as before.
+    text = mutate(("  big: {revenue_musd: {gte: 10}}\n", "  big: {revenue_musd:   # in millions\n    {gte: 10}\n\n"))
+    assert "is not closed before here: add its '}'" in only_problem(tmp_path, text)
