@@ -663,6 +663,15 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
                 "or leave it empty (no previous value)"
             )
     if typed["account_id"].null_count():
+        # A key that is there but not of the key's type (an integer key written 'C-100') is not a missing one.
+        raw = frame[key].cast(pl.String).str.strip_chars()
+        wrong_type = typed["account_id"].is_null() & raw.is_not_null() & (raw != "")
+        if wrong_type.any():
+            value = frame[key].filter(wrong_type)[0]
+            raise DataError(
+                f"previous values {_masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
+                f"{rules.key} is declared in inputs; give the accounts' keys as the input has them"
+            )
         raise DataError(f"previous values {_masked(text)} have a row without a key ({key}); every row needs one")
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:
