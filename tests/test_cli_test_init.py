@@ -416,6 +416,24 @@ def test_json_has_the_expected_and_the_judged_next_move_of_a_test_that_expects_o
     assert t3["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-01", "got": "2027-10-02"}]
 
 
+def test_a_test_expecting_no_move_that_moves_says_when_the_move_comes(work, capsys):
+    # "next_category: expected none, got unassigned" left the author to find the date with kare explain.
+    moving = RULES.replace(
+        "    expect: keep\n    actions: [welcome, renewal-check]\n",
+        "    expect: keep\n    actions: [welcome, renewal-check]\n"
+        "  - name: churned lately stays recapture\n"
+        "    account: {account_id: T3, is_customer: false, churned_on: 2026-10-01}\n"
+        "    as_of: 2026-11-01\n    expect: recapture\n    next_category: none\n",
+    )
+    write_org(work, "acme", moving)
+    code, out, _ = run(capsys, "test", "rules/acme")
+    assert code == 1
+    assert "     next_category: expected none, got unassigned on 2027-10-02" in out.splitlines()
+    code, out, _ = run(capsys, "test", "--format", "json", "rules/acme")
+    mismatches = json.loads(out)["files"][0]["tests"][2]["mismatches"]
+    assert mismatches == [{"what": "next_category", "expected": "none", "got": "unassigned"}]  # JSON unchanged
+
+
 def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail(work, capsys):
     write_org(work, "acme", failing(RULES))
     write_org(work, "bravo", RULES.replace("organization: acme", "organization: bravo"))
