@@ -50,6 +50,8 @@ _SEMANTIC_PATHS = {
     ("tests", "*", "next_category"): "keep", ("tests", "*", "next_move_on"): "2026-01-02",
     ("watch", "*", "within"): {},
 }  # fmt: skip
+# How SQL or JSON Logic combine conditions (and, or), and the rule file's word for each.
+_COMBINATOR_WORDS = {"and": "all", "or": "any"}
 # `within: {column: 10%}`: a share of the column's current value; a plain number is an absolute amount.
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*\Z")
 
@@ -758,6 +760,9 @@ class _Checker:
             hint = self.suggest(column, self.columns)
             if column in self.trait_names:
                 hint = f"; '{column}' is a trait: write it as a plain name, without a value"
+            elif str(column).lower() in _COMBINATOR_WORDS:  # and/or, as SQL or JSON Logic write them
+                word = _COMBINATOR_WORDS[str(column).lower()]
+                hint = f"; conditions are combined with {{{word}: [...]}}: write '{word}' for '{column}'"
             elif not hint:
                 hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {_listed(self.columns)})"
             self.err(here, f"unknown column '{column}'{hint}", key=True)

@@ -886,3 +886,13 @@ def test_a_hash_in_an_unquoted_title_is_named_as_the_comment_that_cut_the_line(t
     # A comment ending a line inside a {...} is allowed; a brace left open after it is still named as before.
     text = mutate(("  big: {revenue_musd: {gte: 10}}\n", "  big: {revenue_musd:   # in millions\n    {gte: 10}\n\n"))
     assert "is not closed before here: add its '}'" in only_problem(tmp_path, text)
+
+
+@pytest.mark.parametrize(("word", "instead"), [("and", "all"), ("OR", "any")])
+def test_and_or_as_sql_writes_them_point_to_all_and_any(tmp_path, word, instead):
+    # {and: [...]} read "unknown column 'and'; declare it under 'inputs:' or 'derived:' (known columns: ...)".
+    text = mutate(("when: {all: [paying, big]}", f"when: {{{word}: [paying, big]}}"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, word + ':')}: unknown column '{word}'; conditions are combined with "
+        f"{{{instead}: [...]}}: write '{instead}' for '{word}'"
+    )
