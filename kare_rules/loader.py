@@ -52,6 +52,12 @@ _SEMANTIC_PATHS = {
 }  # fmt: skip
 # How SQL or JSON Logic combine conditions (and, or), and the rule file's word for each.
 _COMBINATOR_WORDS = {"and": "all", "or": "any"}
+# Operators as SQL, spreadsheets or MongoDB write them, which the spelling suggestion gets wrong ('nin' is
+# nearest to 'in', 'not_null' to 'not_in') or cannot find ('>='): what to write instead.
+_OPERATOR_WORDS = {
+    ">": "gt", ">=": "gte", "=>": "gte", "<": "lt", "<=": "lte", "=<": "lte", "=": "eq", "==": "eq",
+    "!=": "ne", "<>": "ne", "nin": "not_in", "not_null": "is_null", "notnull": "is_null", "is_not_null": "is_null",
+}  # fmt: skip
 # `within: {column: 10%}`: a share of the column's current value; a plain number is an absolute amount.
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*\Z")
 
@@ -780,11 +786,12 @@ class _Checker:
                 return None
             op, value = next(iter(body.items()))
             if op not in m.OPS:
-                self.err(
-                    (*here, op),
-                    f"unknown operator '{op}'{did_you_mean(op, m.OPS)}; operators: {', '.join(m.OPS)}",
-                    key=True,
-                )
+                instead = _OPERATOR_WORDS.get(str(op).strip().lower())
+                if instead == "is_null":  # 'not_null: true' is 'is_null: false'
+                    value = not value if isinstance(value, bool) else False
+                shown = _written(value) if isinstance(value, bool | int | float | str) else "..."
+                hint = f"; write {{{column}: {{{instead}: {shown}}}}}" if instead else did_you_mean(str(op), m.OPS)
+                self.err((*here, op), f"unknown operator '{op}'{hint}; operators: {', '.join(m.OPS)}", key=True)
                 return None
             return self.operand(column, ctype, op, value, (*here, op))
         if isinstance(body, list):

@@ -896,3 +896,21 @@ def test_and_or_as_sql_writes_them_point_to_all_and_any(tmp_path, word, instead)
         f"{SHOWN}:{at(text, word + ':')}: unknown column '{word}'; conditions are combined with "
         f"{{{instead}: [...]}}: write '{instead}' for '{word}'"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "instead"),
+    [
+        ("{seats: {'>=': 5}}", "{seats: {gte: 5}}"),
+        ("{seats: {'<>': 5}}", "{seats: {ne: 5}}"),
+        ("{seats: {nin: [5]}}", "{seats: {not_in: ...}}"),  # the spelling suggestion said 'in'
+        ("{seats: {not_null: true}}", "{seats: {is_null: false}}"),  # ... and 'not_in'
+    ],
+)
+def test_an_operator_as_sql_or_mongodb_writes_it_gets_the_rule_file_s_own(tmp_path, written, instead):
+    text = mutate(("{seats: {gte: 5}}", written))
+    key = written.split("{")[2].split(":")[0]  # the operator as written, quotes included
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, key + ':')}: unknown operator '{key.strip(chr(39))}'; write {instead}; operators: "
+        "eq, ne, gt, gte, lt, lte, in, not_in, between, is_null"
+    )
