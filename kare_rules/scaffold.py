@@ -203,10 +203,27 @@ def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str
             f"named like an id, but {missing} missing and {repeated} repeated value(s) in {rows} rows: those rows "
             "are quarantined; fix the export, or choose the account identifier"
         )
+    # An export's 'Account ID' is left out (not snake_case), so a column named like no id would key the
+    # accounts: say which one to rename.
+    declared = {g.name for g in guesses}
+    renamed = next(
+        (
+            (name, snake) for name in frame.columns
+            if name not in declared and (snake := re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"))
+            and id_like(snake) and not frame[name].null_count() and frame[name].n_unique() == rows
+        ),
+        None,
+    )  # fmt: skip
+    instead = (
+        f"; the data's {renamed[0]!r} looks like the identifier but is left out: rename it to {renamed[1]} in "
+        "the source and run kare init again"
+        if renamed and rows
+        else ""
+    )
     if unique:
-        return unique[0].name, f"unique and never null in {rows} rows, but not named like an id"
+        return unique[0].name, f"unique and never null in {rows} rows, but not named like an id{instead}"
     first = next((g for g in guesses if g.type in ("string", "integer")), guesses[0])
-    return first.name, "no column is unique and never null in the data: choose the account identifier"
+    return first.name, f"no column is unique and never null in the data: choose the account identifier{instead}"
 
 
 def yaml_scalar(value: object) -> str:

@@ -924,3 +924,16 @@ def test_init_examples_count_days_from_a_datetime_column_when_the_data_has_no_da
     assert (code, out) == (0, "1 valid, 0 invalid\n"), out
     code, out, _ = run(capsys, "test", "rules/northwind")
     assert out.splitlines()[-1] == "4 passed, 1 failed"  # keep's test is the first row, to be edited
+
+
+def test_init_names_an_id_column_left_out_for_its_name_instead_of_keying_by_a_count(work, capsys):
+    # A CRM export's 'Account ID' is left out (not snake_case), and the key fell on n_orders with no word on
+    # the column that is the identifier.
+    (work / "accounts.csv").write_text("Account ID,n_orders,segment\nA1,3,x\nA2,5,y\n")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    assert (
+        "  # REVIEW the key: n_orders was guessed (unique and never null in 2 rows, but not named like an id; the "
+        "data's 'Account ID' looks like the identifier but is left out: rename it to account_id in the source and "
+        "run kare init again)"
+    ) in text.splitlines()
