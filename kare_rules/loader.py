@@ -435,6 +435,8 @@ class _Checker:
                             key=True,
                         )
                         continue
+                    if spec[bound] is None:  # the schema says so ('must be number or string, not empty')
+                        continue
                     bounds[bound] = self.value_for(ctype, spec[bound], (*where, bound), name)
             low, high = bounds.get("min"), bounds.get("max")
             if low is not None and high is not None and low > high:
@@ -444,8 +446,10 @@ class _Checker:
                 if ctype == "boolean":
                     self.err((*where, "allowed"), "'allowed' does not apply to a boolean column; remove it", key=True)
                 else:
-                    typed = (
-                        self.value_for(ctype, v, (*where, "allowed", i), name) for i, v in enumerate(spec["allowed"])
+                    typed = (  # an empty item is the schema's to report, once
+                        self.value_for(ctype, v, (*where, "allowed", i), name)
+                        for i, v in enumerate(spec["allowed"])
+                        if v is not None
                     )
                     # A value reported as wrong is left out: no later message lists it as 'None'.
                     allowed = tuple(v for v in typed if v is not None) or None

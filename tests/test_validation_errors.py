@@ -914,3 +914,16 @@ def test_an_operator_as_sql_or_mongodb_writes_it_gets_the_rule_file_s_own(tmp_pa
         f"{SHOWN}:{at(text, key + ':')}: unknown operator '{key.strip(chr(39))}'; write {instead}; operators: "
         "eq, ne, gt, gte, lt, lte, in, not_in, between, is_null"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("seats: {type: integer}", "seats: {type: integer, min: }", "inputs.seats.min must be number or string"),
+        ("sector: {type: string}", "sector: {type: string, allowed: [other, ~]}", "inputs.sector.allowed.1 must be"),
+    ],
+)
+def test_a_bound_or_allowed_value_left_empty_is_one_message_not_two(tmp_path, old, new, message):
+    # Each gave the schema's line and a second one at the same place, 'a value is required here, not null'.
+    lines = problem_lines(tmp_path, mutate((old, new)))
+    assert len(lines) == 1 and message in lines[0], lines
