@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,14 @@ _SEMANTIC_PATHS = {
     ("tests", "*", "matched_rule"): "exit", ("tests", "*", "actions"): [], ("tests", "*", "previous"): {},
     ("tests", "*", "next_category"): "keep", ("tests", "*", "next_move_on"): "2026-01-02",
     ("watch", "*", "within"): {},
+}  # fmt: skip
+# How SQL or JSON Logic combine conditions (and, or), and the rule file's word for each.
+_COMBINATOR_WORDS = {"and": "all", "or": "any"}
+# Operators as SQL, spreadsheets or MongoDB write them, which the spelling suggestion gets wrong ('nin' is
+# nearest to 'in', 'not_null' to 'not_in') or cannot find ('>='): what to write instead.
+_OPERATOR_WORDS = {
+    ">": "gt", ">=": "gte", "=>": "gte", "<": "lt", "<=": "lte", "=<": "lte", "=": "eq", "==": "eq",
+    "!=": "ne", "<>": "ne", "nin": "not_in", "not_null": "is_null", "notnull": "is_null", "is_not_null": "is_null",
 }  # fmt: skip
 # `within: {column: 10%}`: a share of the column's current value; a plain number is an absolute amount.
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*\Z")
@@ -427,6 +435,8 @@ class _Checker:
                             key=True,
                         )
                         continue
+                    if spec[bound] is None:  # the schema says so ('must be number or string, not empty')
+                        continue
                     bounds[bound] = self.value_for(ctype, spec[bound], (*where, bound), name)
             low, high = bounds.get("min"), bounds.get("max")
             if low is not None and high is not None and low > high:
@@ -436,8 +446,10 @@ class _Checker:
                 if ctype == "boolean":
                     self.err((*where, "allowed"), "'allowed' does not apply to a boolean column; remove it", key=True)
                 else:
-                    typed = (
-                        self.value_for(ctype, v, (*where, "allowed", i), name) for i, v in enumerate(spec["allowed"])
+                    typed = (  # an empty item is the schema's to report, once
+                        self.value_for(ctype, v, (*where, "allowed", i), name)
+                        for i, v in enumerate(spec["allowed"])
+                        if v is not None
                     )
                     # A value reported as wrong is left out: no later message lists it as 'None'.
                     allowed = tuple(v for v in typed if v is not None) or None
@@ -758,6 +770,9 @@ class _Checker:
             hint = self.suggest(column, self.columns)
             if column in self.trait_names:
                 hint = f"; '{column}' is a trait: write it as a plain name, without a value"
+            elif str(column).lower() in _COMBINATOR_WORDS:  # and/or, as SQL or JSON Logic write them
+                word = _COMBINATOR_WORDS[str(column).lower()]
+                hint = f"; conditions are combined with {{{word}: [...]}}: write '{word}' for '{column}'"
             elif not hint:
                 hint = f"; declare it under 'inputs:' or 'derived:' (known columns: {_listed(self.columns)})"
             self.err(here, f"unknown column '{column}'{hint}", key=True)
@@ -775,11 +790,12 @@ class _Checker:
                 return None
             op, value = next(iter(body.items()))
             if op not in m.OPS:
-                self.err(
-                    (*here, op),
-                    f"unknown operator '{op}'{did_you_mean(op, m.OPS)}; operators: {', '.join(m.OPS)}",
-                    key=True,
-                )
+                instead = _OPERATOR_WORDS.get(str(op).strip().lower())
+                if instead == "is_null":  # 'not_null: true' is 'is_null: false'
+                    value = not value if isinstance(value, bool) else False
+                shown = _written(value) if isinstance(value, bool | int | float | str) else "..."
+                hint = f"; write {{{column}: {{{instead}: {shown}}}}}" if instead else did_you_mean(str(op), m.OPS)
+                self.err((*here, op), f"unknown operator '{op}'{hint}; operators: {', '.join(m.OPS)}", key=True)
                 return None
             return self.operand(column, ctype, op, value, (*here, op))
         if isinstance(body, list):
@@ -842,7 +858,7 @@ class _Checker:
         if value in allowed:
             return
         hint = self.suggest(str(value), options) if isinstance(value, str) else ""
-        self.err(where, f"{value!r} is not an allowed value of '{column}'{hint}; allowed: {listed}")
+        self.err(where, f"{_written(value)} is not an allowed value of '{column}'{hint}; allowed: {listed}")
 
     def value_for(self, ctype: str, value: Any, where: DocPath, column: str) -> Any:
         """A rule-file literal as a typed value for a column of `ctype`, or a problem saying why not."""
@@ -977,7 +993,7 @@ class _Checker:
             elif c not in m.CATEGORIES:
                 self.err(
                     ("precedence", i),
-                    f"unknown category {c!r} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
+                    f"unknown category {_written(c)} in precedence{did_you_mean(str(c), m.CATEGORIES)}"
                     f"; categories: {', '.join(m.CATEGORIES)}",
                 )
             elif _hashable(c) and c in seen:
@@ -1151,6 +1167,9 @@ class _Checker:
     def within_amount(self, column: str, amount: Any, where: DocPath) -> m.WithinAmount | None:
         example = f"write a positive amount such as {{{column}: 14}} or a share of the current value such as " \
             f"{{{column}: 10%}}"  # fmt: skip
+        if amount is None:
+            self.err(where, f"the amount for '{column}' is empty; {example}")
+            return None
         if isinstance(amount, bool) or not isinstance(amount, int | float | str):
             self.err(where, f"the amount {_plain(amount)!r} for '{column}' is not a number; {example}")
             return None
@@ -1284,12 +1303,12 @@ class _Checker:
             elif expect not in m.ALL_CATEGORIES:
                 self.err(
                     (*here, "expect"),
-                    f"expect {expect!r} is not a category{did_you_mean(str(expect), m.ALL_CATEGORIES)}; "
+                    f"expect {_not_one(expect, 'a category', m.ALL_CATEGORIES)}; "
                     f"write one of: {', '.join(m.ALL_CATEGORIES)}",
                 )
             as_of = _as_date(t["as_of"], "date")
             if as_of is None or isinstance(as_of, dt.datetime):
-                self.err((*here, "as_of"), f"as_of {_written(t['as_of'])} is not a date; write YYYY-MM-DD")
+                self.err((*here, "as_of"), f"as_of {_not_one(t['as_of'], 'a date')}; write YYYY-MM-DD")
             account = t["account"]
             if not isinstance(account, dict):
                 self.err((*here, "account"), "account is a mapping of column: value")
@@ -1371,10 +1390,9 @@ class _Checker:
         """`next_category:` a category the account moves to first with its data unchanged, or `none`."""
         known = [c for c in m.CATEGORIES if c in self.defined] + [m.UNASSIGNED, NO_MOVE]
         if raw not in known:
-            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
             self.err(
                 (*here, "next_category"),
-                f"next_category {raw!r} is not a category{hint}; write one of: {', '.join(known)}",
+                f"next_category {_not_one(raw, 'a category', known)}; write one of: {', '.join(known)}",
             )
             return None
         return str(raw)
@@ -1386,7 +1404,7 @@ class _Checker:
         where = (*here, "next_move_on")
         day = _as_date(raw, "date")
         if day is None or isinstance(day, dt.datetime):
-            self.err(where, f"next_move_on {raw!r} is not a date; write YYYY-MM-DD")
+            self.err(where, f"next_move_on {_not_one(raw, 'a date')}; write YYYY-MM-DD")
             return None
         if next_category == NO_MOVE:
             self.err(where, "next_category: none expects no move, so there is no date; leave out next_move_on")
@@ -1406,10 +1424,9 @@ class _Checker:
 
         known = [rule_id(c) for c in m.CATEGORIES if c in self.defined]
         if raw not in known:
-            hint = did_you_mean(str(raw), known) if isinstance(raw, str) else ""
             self.err(
                 (*here, "matched_rule"),
-                f"matched_rule {raw!r} is not a rule of this file{hint}; write one of: {', '.join(known)}",
+                f"matched_rule {_not_one(raw, 'a rule of this file', known)}; write one of: {', '.join(known)}",
             )
             return None
         return raw
@@ -1514,9 +1531,18 @@ def _plain(value: Any) -> str:
 
 
 def _written(value: Any) -> str:
-    """A value as the rule file wrote it (true, 2026-01-01, 'text'), not as Python shows it (True,
-    datetime.date(2026, 1, 1))."""
-    return repr(value) if isinstance(value, str) else _plain(value)
+    """A value as the rule file wrote it (true, 2026-01-01, 'text', null), not as Python shows it (True,
+    datetime.date(2026, 1, 1), None)."""
+    return repr(value) if isinstance(value, str) else "null" if value is None else _plain(value)
+
+
+def _not_one(value: Any, what: str, known: Sequence[str] = ()) -> str:
+    """'is empty' for a test field left empty (YAML null), else the value as written, 'is not WHAT' and a
+    suggestion: Python's None, True or datetime.date(...) mean nothing to the author."""
+    if value is None:
+        return "is empty"
+    hint = did_you_mean(value, known) if isinstance(value, str) and known else ""
+    return f"{_written(value)} is not {what}{hint}"
 
 
 def _kind(value: Any) -> str:

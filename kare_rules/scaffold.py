@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import polars as pl
 
@@ -202,10 +203,27 @@ def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str
             f"named like an id, but {missing} missing and {repeated} repeated value(s) in {rows} rows: those rows "
             "are quarantined; fix the export, or choose the account identifier"
         )
+    # An export's 'Account ID' is left out (not snake_case), so a column named like no id would key the
+    # accounts: say which one to rename.
+    declared = {g.name for g in guesses}
+    renamed = next(
+        (
+            (name, snake) for name in frame.columns
+            if name not in declared and (snake := re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"))
+            and id_like(snake) and not frame[name].null_count() and frame[name].n_unique() == rows
+        ),
+        None,
+    )  # fmt: skip
+    instead = (
+        f"; the data's {renamed[0]!r} looks like the identifier but is left out: rename it to {renamed[1]} in "
+        "the source and run kare init again"
+        if renamed and rows
+        else ""
+    )
     if unique:
-        return unique[0].name, f"unique and never null in {rows} rows, but not named like an id"
+        return unique[0].name, f"unique and never null in {rows} rows, but not named like an id{instead}"
     first = next((g for g in guesses if g.type in ("string", "integer")), guesses[0])
-    return first.name, "no column is unique and never null in the data: choose the account identifier"
+    return first.name, f"no column is unique and never null in the data: choose the account identifier{instead}"
 
 
 def yaml_scalar(value: object) -> str:
@@ -216,6 +234,8 @@ def yaml_scalar(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, Decimal):  # a Parquet decimal column (money) is inferred as float: write a number
+        value = float(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return "null"
@@ -224,7 +244,9 @@ def yaml_scalar(value: object) -> str:
             text = format(value, "f").rstrip("0")
         return text if "." in text else text + ".0"
     if isinstance(value, dt.datetime):
-        return json.dumps(value.isoformat())
+        # A zoned value counts by its local time as written (validation drops the zone), and a rule file
+        # refuses an offset: write that local time without it.
+        return json.dumps(value.replace(tzinfo=None).isoformat())
     if isinstance(value, dt.date):
         return value.isoformat()
     return json.dumps(str(value), ensure_ascii=False)
@@ -267,7 +289,8 @@ def _picks(inference: Inference) -> _Picks:
     return _Picks(
         flag=pick("boolean", ("customer", "client", "active", "paying")),
         number=pick("float", ("revenue", "arr", "value", "spend", "sales")) or pick("integer", ("revenue", "value")),
-        day=pick("date", ("churn", "last", "order", "end")),
+        # days_since reads a datetime too: a CRM export often has timestamps (last_activity_at) and no date.
+        day=pick("date", ("churn", "last", "order", "end")) or pick("datetime", ("churn", "last", "order", "end")),
         text=next((g for g in listed if any(w in g.name for w in words)), listed[0] if listed else None),
     )
 

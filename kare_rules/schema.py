@@ -132,10 +132,13 @@ def _message(err: ValidationError) -> tuple[str, bool]:
     if v in ("enum", "const"):
         options = err.validator_value if v == "enum" else [err.validator_value]
         tip = did_you_mean(err.instance, options) if isinstance(err.instance, str) else ""
-        return (
-            f"{_where(path)}: {err.instance!r} is not allowed{tip}; write one of: {', '.join(map(str, options))}",
-            False,
-        )
+        # As the file has it: a key left empty is not 'None', nor yes/true 'True'.
+        given = (
+            " is empty" if err.instance is None
+            else f": {str(err.instance).lower()} is not allowed" if isinstance(err.instance, bool)
+            else f": {err.instance!r} is not allowed{tip}"
+        )  # fmt: skip
+        return f"{_where(path)}{given}; write one of: {', '.join(map(str, options))}", False
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         want = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number"}.get(want, want)

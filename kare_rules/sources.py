@@ -341,6 +341,14 @@ def _read_error(text: str, exc: Exception) -> DataError:
                 # a row as two. The separator is the fix, not quoting the row.
                 return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
             if found:
+                from kare_rules.validation import separator_hint
+
+                # A file separated by ';' whose numbers have decimal commas (1.000,50), as European exports
+                # write them, reads as one column and rows of several fields: the separator is the fix.
+                if path.suffix.lower() in _CSV_SUFFIXES and (
+                    hint := separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
+                ):
+                    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
                 line, fields, expected = found
                 return DataError(
                     f"input {path}:{line}: {fields} fields where the header has {expected}; quote values that "
@@ -702,6 +710,15 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
                 "or leave it empty (no previous value)"
             )
     if typed["account_id"].null_count():
+        # A key that is there but not of the key's type (an integer key written 'C-100') is not a missing one.
+        raw = frame[key].cast(pl.String).str.strip_chars()
+        wrong_type = typed["account_id"].is_null() & raw.is_not_null() & (raw != "")
+        if wrong_type.any():
+            value = frame[key].filter(wrong_type)[0]
+            raise DataError(
+                f"previous values {_masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
+                f"{rules.key} is declared in inputs; give the accounts' keys as the input has them"
+            )
         raise DataError(f"previous values {_masked(text)} have a row without a key ({key}); every row needs one")
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:

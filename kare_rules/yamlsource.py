@@ -89,7 +89,7 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or "invalid YAML"
         doc.data = None
-        fix = _unclosed(exc) or "check indentation, colons and quotes here"
+        fix = _unclosed(exc, text) or "check indentation, colons and quotes here"
         if mark and _tab_at(text, mark.line, mark.column):
             # PyYAML names a tab only at the start of a line ("found character that cannot start any
             # token" inside a mapping); the tab is what to fix.
@@ -103,18 +103,45 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
     return doc
 
 
-def _unclosed(exc: yaml.MarkedYAMLError) -> str | None:
+def _unclosed(exc: yaml.MarkedYAMLError, text: str) -> str | None:
     """For an error inside a `{...}` or `[...]` opened on an earlier line, where it was opened: the parser
     stops only at the next line that cannot continue it (a forgotten `}` is reported a line or more later,
-    on a line with nothing wrong)."""
+    on a line with nothing wrong). When a ' #' in between started a comment (`title: Call #2`), that is what
+    cut the line short."""
     context, start, problem = exc.context or "", exc.context_mark, exc.problem_mark
     if not (start and problem and start.line < problem.line and context.startswith("while parsing a flow")):
         return None
     pair = "{}" if "mapping" in context else "[]"
+    lines = text.splitlines()
+    for number in range(start.line, min(problem.line, len(lines))):
+        column = _comment_at(lines[number], start.column if number == start.line else 0)
+        # Only a comment that cut off a closing bracket is the cause: a comment may end a line inside {...}.
+        if column is not None and pair[1] in lines[number][column:]:
+            return (
+                f"the '#' at line {number + 1}, column {column + 1} starts a comment, so the rest of that line, "
+                f"with its '{pair[1]}', is not read and the '{pair[0]}' at line {start.line + 1}, column "
+                f"{start.column + 1} is not closed: quote the text holding '#', e.g. title: \"Call #2\""
+            )
     return (
         f"the '{pair[0]}' at line {start.line + 1}, column {start.column + 1} is not closed before here: add its "
         f"'{pair[1]}', or quote text holding ': ' or ','"
     )
+
+
+def _comment_at(line: str, begin: int) -> int | None:
+    """The column of a '#' that starts a comment in `line` (after a space, outside quotes), from `begin`.
+    A quote opens a quoted value only where a value starts, so the apostrophe of a plain Don't does not."""
+    quote = None
+    for i in range(begin, len(line)):
+        char, before = line[i], line[i - 1] if i else " "
+        if quote:
+            if char == quote and not (quote == '"' and before == "\\"):
+                quote = None
+        elif char in "'\"" and before in " \t{[,:":
+            quote = char
+        elif char == "#" and before in " \t":
+            return i
+    return None
 
 
 def _tab_at(text: str, line: int, column: int) -> bool:

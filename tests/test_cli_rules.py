@@ -594,6 +594,22 @@ def test_explain_finds_an_integer_key_however_the_csv_or_the_option_writes_it(wo
     assert out[0] == f"account 5 as of {AS_OF} (numbered 1.0.0): keep"
 
 
+def test_explain_an_account_that_is_no_number_for_an_integer_key_says_the_key_is_a_number(work, capsys):
+    # 'C-5' for an integer key said only that it is not in the input, as if a typo of the id.
+    write_org(work, "numbered", "format: kare/v1\norganization: numbered\nversion: 1.0.0\ninputs:\n"
+              "  id: {type: integer, key: true}\n  seats: {type: integer}\n"
+              "profiles:\n  keep: {when: {seats: {gt: 1}}}\n")  # fmt: skip
+    (work / "numbered.csv").write_text("id,seats\n4,1\n5,3\n")
+    argv = ["explain", "--rules", "rules/numbered", "--input", "numbered.csv", "--as-of", AS_OF, "--account"]
+    code, out, err = run(capsys, *argv, "C-5")
+    assert (code, out) == (1, [])
+    assert err == [
+        "kare explain: account 'C-5' is not in the input (key column 'id'); id is an integer key: give the "
+        "account's number"
+    ]
+    assert run(capsys, *argv, "6")[2] == ["kare explain: account '6' is not in the input (key column 'id')"]
+
+
 def test_explain_matches_a_string_key_exactly_as_validation_and_categorize_do(work, capsys):
     # ' D' and 'D' are two accounts to validation and categorize; explain must not mix their rows.
     spaced = ACCOUNTS.with_columns(

@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -415,6 +416,24 @@ def test_json_has_the_expected_and_the_judged_next_move_of_a_test_that_expects_o
     assert t3["mismatches"] == [{"what": "next_move_on", "expected": "2027-10-01", "got": "2027-10-02"}]
 
 
+def test_a_test_expecting_no_move_that_moves_says_when_the_move_comes(work, capsys):
+    # "next_category: expected none, got unassigned" left the author to find the date with kare explain.
+    moving = RULES.replace(
+        "    expect: keep\n    actions: [welcome, renewal-check]\n",
+        "    expect: keep\n    actions: [welcome, renewal-check]\n"
+        "  - name: churned lately stays recapture\n"
+        "    account: {account_id: T3, is_customer: false, churned_on: 2026-10-01}\n"
+        "    as_of: 2026-11-01\n    expect: recapture\n    next_category: none\n",
+    )
+    write_org(work, "acme", moving)
+    code, out, _ = run(capsys, "test", "rules/acme")
+    assert code == 1
+    assert "     next_category: expected none, got unassigned on 2027-10-02" in out.splitlines()
+    code, out, _ = run(capsys, "test", "--format", "json", "rules/acme")
+    mismatches = json.loads(out)["files"][0]["tests"][2]["mismatches"]
+    assert mismatches == [{"what": "next_category", "expected": "none", "got": "unassigned"}]  # JSON unchanged
+
+
 def test_junit_has_a_suite_per_file_a_case_per_test_and_failures_with_the_detail(work, capsys):
     write_org(work, "acme", failing(RULES))
     write_org(work, "bravo", RULES.replace("organization: acme", "organization: bravo"))
@@ -714,6 +733,27 @@ def test_init_reads_nan_text_in_a_csv_as_a_missing_number_as_validation_does(wor
     assert inputs["code"]["type"] == inputs["zip"]["type"] == "string"  # not all numbers; a leading zero
 
 
+def test_init_writes_a_decimal_or_zoned_value_of_the_first_row_as_the_test_can_hold_it(work, capsys):
+    # A warehouse export keeps money as Parquet decimals and times with a zone: the scaffolded test's
+    # account had price: "1.50" (text, for a float input) and seen: "...+01:00" (an offset, which a rule
+    # file refuses), so the file stayed invalid once keep.when was filled in, against what init promises.
+    pl.DataFrame(
+        {
+            "account_id": ["A", "B"],
+            "price": pl.Series([Decimal("1.50"), Decimal("2.25")], dtype=pl.Decimal(10, 2)),
+            "seen": pl.Series([dt.datetime(2026, 1, 1, 10), None]).dt.replace_time_zone("Europe/Berlin"),
+            "is_customer": [True, False],
+        }
+    ).write_parquet(work / "accounts.parquet")
+    assert run(capsys, "init", "northwind", "--from", "accounts.parquet", "--as-of", "2026-11-01")[0] == 0
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8").replace("    when: ", "    when: {is_customer: true}", 1)
+    path.write_text(text, encoding="utf-8")
+    account = yaml.safe_load(text)["tests"][0]["account"]
+    assert (account["price"], account["seen"]) == (1.5, "2026-01-01T10:00:00")  # local time, as validation reads it
+    assert run(capsys, "test", "rules/northwind")[:2] == (0, "1 passed, 0 failed\n")
+
+
 def test_init_into_a_folder_it_cannot_write_is_one_line_not_a_traceback(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     (work / "taken").write_text("a file where the rules directory should be")
@@ -857,3 +897,43 @@ def test_init_leaves_out_a_column_whose_name_ends_in_a_line_break(work, capsys):
     text = path.read_text(encoding="utf-8")
     assert "  # column 'score\\n' is left out: rule files name columns in snake_case" in text
     assert set(yaml.safe_load(text)["inputs"]) == set(EXPECTED_INPUTS)
+
+
+def test_init_examples_count_days_from_a_datetime_column_when_the_data_has_no_date(work, capsys):
+    # The recapture example and `derived:` named days_since_last_order, a column of no such data, so
+    # uncommenting the examples gave "unknown column" although churned_at could be counted from.
+    a003 = pl.col("account_id") == "A-003"
+    sample_accounts().with_columns(
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003)
+        .then(None)
+        .otherwise(pl.col("churned_on").cast(pl.Datetime) + pl.duration(hours=9))
+        .alias("churned_at"),
+    ).drop("churned_on").write_csv(work / "accounts.csv")
+    run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    path = work / "rules" / "northwind" / "kare.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert yaml.safe_load("\n".join(lines))["inputs"]["churned_at"] == {"type": "datetime", "nullable": True}
+    openers = ("# derived:", "# exit:", "  # expand:", "  # recapture:", "  # attain:", "  # - name:")
+    inside = ("#   days_since", "#   description", "#   when", "#   actions", "  #   ")
+    opened = [line.replace("# ", "", 1) if line.startswith(openers + inside) else line for line in lines]
+    text = "\n".join(opened).replace("    when: ", "    when: {is_customer: true}", 1)
+    path.write_text(text, encoding="utf-8")
+    assert yaml.safe_load(text)["derived"] == {"days_since_churned_at": {"days_since": "churned_at"}}
+    code, out, _ = run(capsys, "validate", "rules/northwind")
+    assert (code, out) == (0, "1 valid, 0 invalid\n"), out
+    code, out, _ = run(capsys, "test", "rules/northwind")
+    assert out.splitlines()[-1] == "4 passed, 1 failed"  # keep's test is the first row, to be edited
+
+
+def test_init_names_an_id_column_left_out_for_its_name_instead_of_keying_by_a_count(work, capsys):
+    # A CRM export's 'Account ID' is left out (not snake_case), and the key fell on n_orders with no word on
+    # the column that is the identifier.
+    (work / "accounts.csv").write_text("Account ID,n_orders,segment\nA1,3,x\nA2,5,y\n")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    assert (
+        "  # REVIEW the key: n_orders was guessed (unique and never null in 2 rows, but not named like an id; the "
+        "data's 'Account ID' looks like the identifier but is left out: rename it to account_id in the source and "
+        "run kare init again)"
+    ) in text.splitlines()

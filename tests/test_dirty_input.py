@@ -90,6 +90,29 @@ def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path)
         read_previous(RULES, path)
 
 
+def test_previous_values_whose_key_is_not_of_the_key_s_type_say_so_not_that_the_key_is_missing(tmp_path):
+    # With an integer key, previous values keyed 'C-100' read "have a row without a key": every row had one.
+    from kare_rules.sources import read_previous
+
+    rules = load_rules_text(
+        "format: kare/v1\norganization: bolt\nversion: 1.0.0\ninputs:\n  customer_no: {type: integer, key: true}\n"
+        "  revenue: {type: float}\nderived:\n  revenue_change: {change_of: revenue}\n"
+        "profiles:\n  keep: {when: {revenue_change: {gte: 0}}}\n",
+        "rules/bolt/kare.yaml",
+    )
+    path = tmp_path / "before.csv"
+    path.write_text("customer_no,revenue\n100,5\nC-101,6\n")
+    with pytest.raises(DataError) as caught:
+        read_previous(rules, path)
+    assert str(caught.value) == (
+        f"previous values {path}: the key 'C-101' is not an integer, as customer_no is declared in inputs; "
+        "give the accounts' keys as the input has them"
+    )
+    path.write_text("customer_no,revenue\n100,5\n,6\n")  # a key really missing is still said so
+    with pytest.raises(DataError, match="have a row without a key"):
+        read_previous(rules, path)
+
+
 @pytest.mark.parametrize("dtype", [pl.Int64, pl.UInt8, pl.Float64])
 def test_a_number_in_a_boolean_column_is_true_or_false_only_as_1_or_0(dtype):
     # As in text ('1'/'0'): a cast would make 2 or -1 true without a word.

@@ -58,6 +58,11 @@ def _build_cases(d: Path) -> dict[str, str]:
     semi = [x.replace(",", ";") for x in lines]
     semi[4] = '"Gekko; the firm"' + semi[4][semi[4].index(";") :]
     (d / "semicolons.csv").write_text("\n".join(semi) + "\n")
+    # ... and with decimal commas (1234,5), as such a spreadsheet writes its numbers: rows then read as
+    # several fields under a one-column header, which said "quote values that contain the separator".
+    decimal = [x.replace(",", ";") for x in lines]
+    decimal[3] = decimal[3] + ";1234,5"
+    (d / "semicolons-decimal.csv").write_text("\n".join(decimal) + "\n")
     (d / "latin1.csv").write_bytes((d / "good.csv").read_bytes().replace(b"\nCLO-0000004", b"\nCLO-000000\xe9", 1))
     parquet = (d / "good.parquet").read_bytes()
     (d / "truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
@@ -94,6 +99,7 @@ def _build_cases(d: Path) -> dict[str, str]:
         "text after a closing quote": str(d / "quote-after.csv"),
         "quote never closed": str(d / "quote-unclosed.csv"),
         "separated by semicolons": str(d / "semicolons.csv"),
+        "semicolons and decimal commas": str(d / "semicolons-decimal.csv"),
         "truncated Parquet": str(d / "truncated.parquet"),
         "not Parquet": str(d / "text.parquet"),
         "glob matching nothing": str(d / "nothing-*.parquet"),
@@ -123,6 +129,7 @@ EXPECTED = {
     "text after a closing quote": "quote-after.csv:5: a value has text after its closing quote",
     "quote never closed": "quote-unclosed.csv:5: a quote opens a value that is never closed",
     "separated by semicolons": "semicolons.csv: the file looks separated by ';', not commas",
+    "semicolons and decimal commas": "semicolons-decimal.csv: the file looks separated by ';', not commas",
     "truncated Parquet": "is not a Parquet file: it is truncated",
     "not Parquet": "is not a Parquet file: it does not start with PAR1",
     "glob matching nothing": "matches no file",
@@ -149,6 +156,7 @@ OVERRIDES = {
     ("explain", "zero-row Parquet"): f"account '{FIRST_ID}' is not in the input",
     # kare explain reads only the account's row, so its read does not reach the quoted value.
     ("explain", "separated by semicolons"): "The file looks separated by ';', not commas",
+    ("explain", "semicolons and decimal commas"): "The file looks separated by ';', not commas",
 }
 # Validation names the column and the rule file, not the source: the rows were read fine.
 UNNAMED = {"struct column", "list column", "reserved column"}

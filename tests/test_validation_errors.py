@@ -786,3 +786,144 @@ def test_an_input_named_like_a_condition_word_is_a_located_error(tmp_path, word)
         f"{SHOWN}:8:3: the input column '{word}' has the name of a condition word (all, any, not), so no condition "
         f"could read it; rename it, e.g. 'input_{word}', and rename the data's column to match"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "message"),
+    [
+        ("expect", "expect:", "expect is empty; write one of: exit, expand, keep, recapture, attain, unassigned"),
+        ("expect", "expect: true", "expect true is not a category; write one of: exit, expand, keep"),
+        ("next_category", "next_category: null", "next_category is empty; write one of: exit, keep, recapture"),
+        ("matched_rule", "matched_rule:", "matched_rule is empty; write one of: exit, profiles.keep"),
+        ("next_move_on", "next_move_on: 2026-11-05T10:00:00", "next_move_on 2026-11-05 10:00:00 is not a date;"),
+        ("next_move_on", "next_move_on: ~", "next_move_on is empty; write YYYY-MM-DD"),
+        ("as_of", "as_of:", "as_of is empty; write YYYY-MM-DD"),
+    ],
+)
+def test_a_test_field_left_empty_or_of_the_wrong_kind_is_named_as_written_not_as_python_shows_it(
+    tmp_path, field, written, message
+):
+    # An author who left `expect:` or `next_category:` empty read "expect None is not a category",
+    # and a date-time next_move_on came out as datetime.datetime(2026, 11, 5, 10, 0).
+    line = {"expect": "    expect: keep\n", "as_of": "    as_of: 2026-11-01\n    expect: keep\n"}.get(
+        field, "    expect: keep\n"
+    )
+    new = {
+        "expect": f"    {written}\n",
+        "as_of": f"    {written}\n    expect: keep\n",
+    }.get(field, f"    expect: keep\n    {written}\n")
+    text = mutate((line, new))
+    problem = only_problem(tmp_path, text)
+    where, said = problem.split(": ", 1)
+    assert where.startswith(f"{SHOWN}:{at(text, written).split(':')[0]}:")  # located on its line
+    assert said.startswith(message) and "None" not in said and "datetime" not in said, problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "marker", "message"),
+    [
+        (
+            "priority: high, owner",
+            "priority: , owner",
+            "priority: ,",
+            "exit.actions.0.priority is empty; write one of: high",
+        ),
+        (
+            "priority: high, owner",
+            "priority: yes, owner",
+            "yes",
+            "exit.actions.0.priority: true is not allowed; write one",
+        ),
+        ("is_customer: {type: boolean}", "is_customer: {type: }", "type: }", "inputs.is_customer.type is empty; write"),
+        ("[exit, keep, recapture, attain]", "[exit, keep, recapture, attain, ~]", "~", "unknown category null in"),
+    ],
+)
+def test_a_value_left_empty_is_called_empty_or_null_not_none(tmp_path, old, new, marker, message):
+    # A key left empty read 'None is not allowed' (the schema's enums) and 'unknown category None'.
+    text = mutate((old, new))
+    problem = only_problem(tmp_path, text)
+    where, said = problem.split(": ", 1)
+    assert where.split(":")[1] == at(text, marker).split(":")[0]
+    assert said.startswith(message) and "None" not in said and "True" not in said, problem
+
+
+def test_a_watch_amount_left_empty_says_so(tmp_path):
+    text = mutate(
+        (
+            "tests:",
+            "watch:\n  - {id: w, from: attain, within: {seats: }, actions: [{id: a, title: A, due_in_days: 1}]}\n"
+            "tests:",
+        )
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '}, actions')}: the amount for 'seats' is empty; write a positive amount such as "
+        "{seats: 14} or a share of the current value such as {seats: 10%}"
+    )
+
+
+def test_a_date_outside_a_date_column_s_allowed_list_is_written_as_a_date(tmp_path):
+    # It read "datetime.date(2026, 3, 1) is not an allowed value of 'renewal'".
+    text = mutate(
+        ("  churned_on: {type: date, nullable: true}\n", "  churned_on: {type: date, allowed: [2026-01-01]}\n"),
+        ("{sector: other}", "{churned_on: 2026-03-01}"),
+    )
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, '2026-03-01')}: 2026-03-01 is not an allowed value of 'churned_on'; allowed: 2026-01-01"
+    )
+
+
+def test_a_hash_in_an_unquoted_title_is_named_as_the_comment_that_cut_the_line(tmp_path):
+    # 'title: Confirm renewal #2' makes ' #2, ...}' a comment: the message blamed a '{' left open and said
+    # to quote text holding ': ' or ',', neither of which the line has.
+    text = mutate(("title: Confirm renewal,", "title: Don't forget renewal #2,"))
+    line, col = at(text, "#2").split(":")
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{int(line) + 1}:3: YAML syntax error: did not find expected ',' or '}}'; the '#' at line {line}, "
+        f"column {col} starts a comment, so the rest of that line, with its '}}', is not read and the '{{' at "
+        f"line {line}, column {at(text, '{id: renew').split(':')[1]} is not closed: quote the text holding '#', "
+        'e.g. title: "Call #2"'
+    )
+    # A comment ending a line inside a {...} is allowed; a brace left open after it is still named as before.
+    text = mutate(("  big: {revenue_musd: {gte: 10}}\n", "  big: {revenue_musd:   # in millions\n    {gte: 10}\n\n"))
+    assert "is not closed before here: add its '}'" in only_problem(tmp_path, text)
+
+
+@pytest.mark.parametrize(("word", "instead"), [("and", "all"), ("OR", "any")])
+def test_and_or_as_sql_writes_them_point_to_all_and_any(tmp_path, word, instead):
+    # {and: [...]} read "unknown column 'and'; declare it under 'inputs:' or 'derived:' (known columns: ...)".
+    text = mutate(("when: {all: [paying, big]}", f"when: {{{word}: [paying, big]}}"))
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, word + ':')}: unknown column '{word}'; conditions are combined with "
+        f"{{{instead}: [...]}}: write '{instead}' for '{word}'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "instead"),
+    [
+        ("{seats: {'>=': 5}}", "{seats: {gte: 5}}"),
+        ("{seats: {'<>': 5}}", "{seats: {ne: 5}}"),
+        ("{seats: {nin: [5]}}", "{seats: {not_in: ...}}"),  # the spelling suggestion said 'in'
+        ("{seats: {not_null: true}}", "{seats: {is_null: false}}"),  # ... and 'not_in'
+    ],
+)
+def test_an_operator_as_sql_or_mongodb_writes_it_gets_the_rule_file_s_own(tmp_path, written, instead):
+    text = mutate(("{seats: {gte: 5}}", written))
+    key = written.split("{")[2].split(":")[0]  # the operator as written, quotes included
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, key + ':')}: unknown operator '{key.strip(chr(39))}'; write {instead}; operators: "
+        "eq, ne, gt, gte, lt, lte, in, not_in, between, is_null"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("seats: {type: integer}", "seats: {type: integer, min: }", "inputs.seats.min must be number or string"),
+        ("sector: {type: string}", "sector: {type: string, allowed: [other, ~]}", "inputs.sector.allowed.1 must be"),
+    ],
+)
+def test_a_bound_or_allowed_value_left_empty_is_one_message_not_two(tmp_path, old, new, message):
+    # Each gave the schema's line and a second one at the same place, 'a value is required here, not null'.
+    lines = problem_lines(tmp_path, mutate((old, new)))
+    assert len(lines) == 1 and message in lines[0], lines

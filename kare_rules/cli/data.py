@@ -168,11 +168,13 @@ def _one_account(rules, account: str):
 
 def _near(rules, args: argparse.Namespace) -> str:
     """For a string key not found as written: the keys that differ from it only by spaces around them or
-    by case ('Acme-1' for 'acme-1')."""
+    by case ('Acme-1' for 'acme-1'); for an integer key, that the account is not a number."""
     import polars as pl
 
     from kare_rules.sources import read_accounts
 
+    if rules.input(rules.key).type == "integer" and _whole_number(args.account.strip()) is None:
+        return f"; {rules.key} is an integer key: give the account's number"  # a CRM's 'C-1001' for its number
     if rules.input(rules.key).type != "string" or not args.account.strip():
         return ""
     written = pl.col(rules.key).cast(pl.String).str.strip_chars().str.to_lowercase()

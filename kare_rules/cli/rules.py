@@ -149,7 +149,9 @@ def _failure_lines(r) -> list[str]:
     lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
     for mm in r.mismatches:
         if mm.what != "category":
-            lines.append(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}")
+            # A move the author did not expect, or to another category: when it comes says why.
+            when = f" on {r.next_move_on}" if mm.what == "next_category" and mm.got != "none" else ""
+            lines.append(f"{mm.what}: expected {_shown(mm.expected)}, got {_shown(mm.got)}{when}")
     if r.tree:
         lines.append(f"why:      {r.why}:")
         lines.extend("  " + line for line in render_tree(list(r.tree)))
