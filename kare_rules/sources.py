@@ -341,14 +341,6 @@ def _read_error(text: str, exc: Exception) -> DataError:
                 # a row as two. The separator is the fix, not quoting the row.
                 return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
             if found:
-                from kare_rules.validation import separator_hint
-
-                # A file separated by ';' whose numbers have decimal commas (1.000,50), as European exports
-                # write them, reads as one column and rows of several fields: the separator is the fix.
-                if path.suffix.lower() in _CSV_SUFFIXES and (
-                    hint := separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
-                ):
-                    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
                 line, fields, expected = found
                 return DataError(
                     f"input {path}:{line}: {fields} fields where the header has {expected}; quote values that "
