@@ -386,6 +386,8 @@ class _Checker:
         self.defined = {"exit"} if isinstance(d.get("exit"), dict) else set()
         self.defined |= {p for p in (profiles if isinstance(profiles, dict) else {}) if p in m.PROFILES}
         precedence = self.precedence_(d.get("precedence"))
+        if not self.problems:  # traits resolved, no cycles: the conditions can be compared
+            self.check_reachable(precedence, categories, traits)
         transitions = self.transitions_(d.get("transitions"))
         self.transitions_built = transitions
         watches = self.watches_(d.get("watch"))
@@ -1010,6 +1012,23 @@ class _Checker:
                 )
         return tuple(c for c in raw if isinstance(c, str))
 
+    def check_reachable(
+        self, precedence: tuple[str, ...], categories: dict[str, m.CategoryRule], traits: dict[str, m.Condition]
+    ) -> None:
+        """A category whose condition implies an earlier one's can never be chosen (expand after keep, when
+        every expand account is a keep account; exit after keep): refused, as a category missing from
+        precedence is, instead of publishing it to no account."""
+        ordered = [c for c in precedence if c in categories]
+        for i, later in enumerate(ordered):
+            shadow = next((e for e in ordered[:i] if implies(categories[later].when, categories[e].when, traits)), None)
+            if shadow:
+                self.err(
+                    ("exit", "when") if later == "exit" else ("profiles", later, "when"),
+                    f"'{later}' can never be chosen: every account its condition holds for also meets "
+                    f"'{shadow}', which comes before it in precedence; put '{later}' before '{shadow}' in "
+                    "precedence (the narrower category first), or narrow the condition",
+                )
+
     def transitions_(self, raw: Any) -> list[m.Transition]:
         if not isinstance(raw, list):
             return []
@@ -1519,6 +1538,32 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
     for i, a in enumerate(raw if isinstance(raw, list) else []):
         if isinstance(a, dict) and _hashable(a.get("id")) and a["id"] in taken and any(x.id == a["id"] for x in built):
             yield i, a["id"]
+
+
+def implies(a: m.Condition, b: m.Condition, traits: dict[str, m.Condition]) -> bool:
+    """Whether condition `a` holding means `b` holds, shown from their structure alone: sound (True is a
+    proof) but not complete (False means not shown). A condition holds only when true, never on a null,
+    so `all` holds when each item does and `any` when one does."""
+    seen: dict[tuple[m.Condition, m.Condition], bool] = {}
+
+    def go(a: m.Condition, b: m.Condition) -> bool:
+        if a == b:
+            return True
+        if (a, b) in seen:
+            return seen[(a, b)]
+        seen[(a, b)] = False  # a pair met again while deciding itself proves nothing
+        found = (
+            (isinstance(b, m.All) and all(go(a, x) for x in b.items))
+            or (isinstance(a, m.Any_) and all(go(x, b) for x in a.items))
+            or (isinstance(a, m.All) and any(go(x, b) for x in a.items))
+            or (isinstance(b, m.Any_) and any(go(a, x) for x in b.items))
+            or (isinstance(a, m.TraitRef) and a.name in traits and go(traits[a.name], b))
+            or (isinstance(b, m.TraitRef) and b.name in traits and go(a, traits[b.name]))
+        )
+        seen[(a, b)] = found
+        return found
+
+    return go(a, b)
 
 
 def _hashable(value: Any) -> bool:

@@ -21,6 +21,7 @@ from kare_rules.edges import EDGE_SCHEMA, column_edges, edge_columns, edges
 from kare_rules.engine import conform, with_derived
 from kare_rules.errors import RuleFileError
 from kare_rules.loader import load_rules_text
+from tests.rulegen import load_generated
 
 AS_OF = dt.date(2026, 11, 1)
 KEY = "id"
@@ -313,7 +314,7 @@ PROPERTY = settings(
 @PROPERTY
 @given(text=rule_files(), rows=account_rows(), horizon=st.sampled_from([366, 366, 40, 1]))
 def test_edges_agree_with_brute_force(text, rows, horizon):
-    rules = load_rules_text(text, "edges.yaml")
+    rules = load_generated(text, "edges.yaml")
     doc = yaml.safe_load(text)
     frame = pl.DataFrame(rows, schema={n: POLARS[t] for n, t in INPUTS.items()})
     result = categorize(rules, frame, AS_OF, edges=True, horizon=horizon)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from kare_rules import categorize, category_counts
 from kare_rules.engine import explain_account
-from kare_rules.loader import load_rules_text
+from tests.rulegen import load_generated
 
 AS_OF = dt.date(2026, 11, 1)
 KEY = "id"
@@ -302,7 +302,7 @@ PROPERTY = settings(
 @PROPERTY
 @given(text=rule_files(), rows=account_rows(), lazy=st.booleans(), order=st.randoms(use_true_random=False))
 def test_categorize_agrees_with_a_per_row_reference_evaluator(text, rows, lazy, order):
-    rules = load_rules_text(text, "property.yaml")
+    rules = load_generated(text, "property.yaml")
     doc = yaml.safe_load(text)
     frame = pl.DataFrame(rows, schema={name: POLARS[t] for name, t in INPUTS.items()})
     expected = reference(doc, rows)

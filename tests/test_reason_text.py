@@ -19,6 +19,7 @@ from kare_rules import categorize, engine
 from kare_rules.loader import load_rules, load_rules_text
 from kare_rules.synth import synthesize
 from tests.reference.explanations import categorize_explained
+from tests.rulegen import load_generated
 from tests.test_property_engine import AS_OF, DATA, INPUTS, KEY, POLARS, rule_files
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def accounts(draw) -> pl.DataFrame:
 )
 @given(text=rule_files(), frame=accounts())
 def test_explanations_match_the_frozen_implementation_on_random_rules_and_accounts(text, frame):
-    rules = load_rules_text(text, "property.yaml")
+    rules = load_generated(text, "property.yaml")
     assert_frame_equal(categorize(rules, frame, AS_OF), categorize_explained(rules, frame, AS_OF))
 
 

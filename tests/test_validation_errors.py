@@ -927,3 +927,48 @@ def test_a_bound_or_allowed_value_left_empty_is_one_message_not_two(tmp_path, ol
     # Each gave the schema's line and a second one at the same place, 'a value is required here, not null'.
     lines = problem_lines(tmp_path, mutate((old, new)))
     assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("replacements", "later", "earlier", "marker"),
+    [
+        # exit after a keep that every paying account meets: no account could ever be exit
+        (
+            [("precedence: [exit, keep, recapture, attain]", "precedence: [keep, exit, recapture, attain]"),
+             ("    when: {all: [paying, big]}", "    when: paying")],
+            "exit", "keep", "{all: [paying, {sector: other}]}",
+        ),
+        # expand written after keep, its `all` holding keep's whole condition and one more
+        (
+            [("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, expand, recapture, attain]"),
+             ("  recapture:\n", "  expand:\n    when: {all: [big, {seats: {gte: 100}}, paying]}\n  recapture:\n")],
+            "expand", "keep", "{all: [big, {seats: {gte: 100}}, paying]}",
+        ),
+        # the same through a trait that names the earlier condition
+        (
+            [("  churned_lately:", "  paying_big: {all: [paying, big]}\n  churned_lately:"),
+             ("precedence: [exit, keep, recapture, attain]", "precedence: [exit, keep, expand, recapture, attain]"),
+             ("  recapture:\n", "  expand:\n    when: {all: [paying_big, {seats: {gte: 100}}]}\n  recapture:\n")],
+            "expand", "keep", "{all: [paying_big, {seats: {gte: 100}}]}",
+        ),
+    ],
+)  # fmt: skip
+def test_a_category_whose_condition_implies_an_earlier_ones_can_never_be_chosen(
+    tmp_path, replacements, later, earlier, marker
+):
+    text = mutate(*replacements)
+    assert only_problem(tmp_path, text) == (
+        f"{SHOWN}:{at(text, marker)}: '{later}' can never be chosen: every account its condition holds for also "
+        f"meets '{earlier}', which comes before it in precedence; put '{later}' before '{earlier}' in precedence "
+        "(the narrower category first), or narrow the condition"
+    )
+
+
+def test_categories_that_only_overlap_or_come_narrow_first_are_valid(tmp_path):
+    """Overlapping is not shadowing: expand before keep, and keep beside recapture, stay valid."""
+    text = mutate(
+        ("precedence: [exit, keep, recapture, attain]", "precedence: [exit, expand, keep, recapture, attain]"),
+        ("  recapture:\n", "  expand:\n    when: {all: [paying, big, {seats: {gte: 100}}]}\n  recapture:\n"),
+        ("    when: {all: [{not: paying}, {seats: {gte: 5}}]}", "    when: {any: [{not: paying}, big]}"),
+    )
+    assert problem_lines(tmp_path, text) == []
