@@ -390,6 +390,40 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkey
     assert signal.getsignal(signal.SIGTERM) == before  # given back once the command ends
 
 
+def test_a_run_stopped_by_sigterm_is_logged_as_stopped_by_sigterm_not_ctrl_c(tmp_path, monkeypatch):
+    # kare.runs said 'interrupted (Ctrl-C)' for a run `timeout`, a cancelled CI job or a stopping container
+    # ended: the operator reading the log was told someone pressed Ctrl-C. A Ctrl-C after it still says Ctrl-C.
+    import signal
+
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+    real = run.run_organization
+
+    def stop_with(signum: int):
+        def stop(step: str) -> None:
+            if step == "runs":
+                if signum == signal.SIGTERM:
+                    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+                raise KeyboardInterrupt
+
+        return stop
+
+    args = ["run", "--org", "org-a", "--rules-dir", str(rules), "--input", str(source), "--warehouse",
+            str(tmp_path / "w.duckdb"), "--as-of", str(DAY)]  # fmt: skip
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        monkeypatch.setattr(
+            run, "run_organization", lambda *a, s=signum, **k: real(*a, **{**k, "fail_at": stop_with(s)})
+        )
+        assert main(args) == 130
+    runs = Warehouse(tmp_path / "w.duckdb").read("runs")
+    assert runs["status"].to_list() == ["failed", "failed"]
+    assert runs.sort("started_at")["message"].to_list() == [
+        "interrupted (SIGTERM); nothing was published",
+        "interrupted (Ctrl-C); nothing was published",
+    ]
+
+
 def test_logging_a_failure_waits_briefly_not_for_the_whole_wait(published, monkeypatch, capsys):
     from kare_rules.run import engine
 

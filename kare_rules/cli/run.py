@@ -34,7 +34,10 @@ def _stop_signal_as_ctrl_c() -> Iterator[None]:
     """SIGTERM (a cancelled CI job, `timeout`, systemd, a container stopping) ends a run as Ctrl-C does:
     logged in kare.runs as interrupted and said, instead of the process vanishing with nothing said."""
 
+    from kare_rules.run.engine import stopped_by
+
     def interrupt(signum: int, frame: object) -> None:
+        stopped_by("SIGTERM")  # kare.runs says what stopped the run, not 'Ctrl-C'
         raise KeyboardInterrupt
 
     try:
@@ -46,6 +49,7 @@ def _stop_signal_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        stopped_by("Ctrl-C")
 
 
 def _run_organizations(args: argparse.Namespace) -> int:

@@ -59,6 +59,16 @@ OPEN_ACTION_COLUMNS = ("action_key", "account_id", "category", "source")  # what
 SAMPLE_KEYS = 200_000  # account ids kept from the input's one streaming pass, to cut slices by
 STEPS = ("validate", "categorize", "history", "actions", "write")  # per slice, for progress
 SOON_DAYS = m.SOON_DAYS
+# What an interruption is logged as in kare.runs: Ctrl-C, unless a stop-signal handler named its signal
+# (stopped_by): an operator reading the log of a run `timeout` or a stopping container ended must not be
+# told someone pressed Ctrl-C. A list, so the handler sets it without a global statement.
+_stop_cause = ["Ctrl-C"]
+
+
+def stopped_by(cause: str) -> None:
+    """Name what is stopping the run ('SIGTERM'), before the handler raises KeyboardInterrupt; 'Ctrl-C' again
+    once the handler is gone."""
+    _stop_cause[0] = cause
 
 
 class RunFailed(KareError):
@@ -482,7 +492,7 @@ def run_organization(
 
 
 def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
-    recorded = _record_failure(warehouse, known, "interrupted (Ctrl-C); nothing was published")
+    recorded = _record_failure(warehouse, known, f"interrupted ({_stop_cause[0]}); nothing was published")
     return RunInterrupted("interrupted; nothing was published: the tables are as they were", recorded)
 
 
