@@ -376,6 +376,30 @@ def test_a_run_reports_progress_by_step_and_slice(two_runs):
     assert done == sorted(done) and seen[-1][1] == seen[-1][2] == 10  # 2 slices × 5 steps, in order
 
 
+class Terminated(BaseException):
+    """What an orchestrator raises in a run it terminates (Dagster: DagsterExecutionInterruptedError)."""
+
+
+def test_a_run_an_orchestrator_terminates_is_logged_and_its_stop_passed_on(two_runs):
+    # Dagster's termination is a BaseException of its own, neither an error nor Ctrl-C: it went through
+    # without a kare.runs row, so a run terminated in the UI left no trace in the warehouse's log.
+    wh, second = two_runs
+    before = snapshot_of(wh)
+
+    def terminate(step: str) -> None:
+        if step == "runs":
+            raise Terminated
+
+    with pytest.raises(Terminated):  # unchanged, for the orchestrator to finish its termination
+        run_organization(ORG, D1 + dt.timedelta(days=30), second, wh, bundle=RuleBundle(RULES, RULES_TEXT, ()),
+                         fail_at=terminate)  # fmt: skip
+    after = snapshot_of(wh)
+    assert all(same_rows(after[t], before[t]) for t in TABLES if t != "runs")
+    failed = after["runs"].filter(pl.col("status") == "failed")
+    assert failed["message"].to_list() == ["interrupted (Terminated); nothing was published"]
+    assert failed["input_rows"].to_list() == [second.height] and failed["rules_version"].to_list() == [RULES.version]
+
+
 def test_ctrl_c_late_in_a_run_publishes_nothing_and_says_so(two_runs, capsys, monkeypatch, tmp_path):
     from kare_rules.cli import main
 

@@ -489,6 +489,13 @@ def run_organization(
             raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
+    except BaseException as exc:
+        # Another stop that is no error: an orchestrator's own (Dagster raises DagsterExecutionInterruptedError
+        # in the step when a run is terminated). Logged as an interruption, whichever way the run was launched,
+        # and passed on unchanged for the orchestrator to finish its termination.
+        if not (session is not None and session.committed):
+            _record_failure(warehouse, known, f"interrupted ({type(exc).__name__}); nothing was published")
+        raise
 
 
 def _interrupted(warehouse: DuckDBWarehouse, known: dict) -> RunInterrupted:
