@@ -138,10 +138,11 @@ def decoded(values: pl.Series) -> pl.Series:
     try:
         return values.cast(pl.String)
     except pl.exceptions.ComputeError:
-        return values.map_elements(_utf8_or_none, return_dtype=pl.String, skip_nulls=True)
+        return values.map_elements(utf8_or_none, return_dtype=pl.String, skip_nulls=True)
 
 
-def _utf8_or_none(value: bytes) -> str | None:
+def utf8_or_none(value: bytes) -> str | None:
+    """The bytes as UTF-8 text, or None when they are not."""
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,7 +14,7 @@ import polars as pl
 
 from kare_rules import model as m
 from kare_rules.compile_polars import POLARS_TYPES, format_value
-from kare_rules.engine import cast_expr, missing_columns
+from kare_rules.engine import cast_expr, decoded, missing_columns, utf8_or_none
 from kare_rules.errors import DataError, one_line
 from kare_rules.sources import nan_text
 
@@ -269,26 +269,8 @@ def as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def _bytes_text(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return "0x" + value.hex()
-
-
-def decoded(values: pl.Series) -> pl.Series:
-    """A column of bytes as text (Parquet BINARY written without its UTF-8 annotation), a value that is not
-    UTF-8 becoming null: validation then sets its row aside, where a cast fails the whole run."""
-    try:
-        return values.cast(pl.String)
-    except pl.exceptions.ComputeError:
-        return values.map_elements(_utf8_or_none, return_dtype=pl.String, skip_nulls=True)
-
-
-def _utf8_or_none(value: bytes) -> str | None:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    text = utf8_or_none(value)
+    return "0x" + value.hex() if text is None else text
 
 
 def _recordable(schema: pl.Schema, columns: list[str]) -> list[pl.Expr]:
