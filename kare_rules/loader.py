@@ -1542,28 +1542,34 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
 
 def implies(a: m.Condition, b: m.Condition, traits: dict[str, m.Condition]) -> bool:
     """Whether condition `a` holding means `b` holds, shown from their structure alone: sound (True is a
-    proof) but not complete (False means not shown). A condition holds only when true, never on a null,
-    so `all` holds when each item does and `any` when one does."""
-    seen: dict[tuple[m.Condition, m.Condition], bool] = {}
+    proof) but not complete (False means not shown). A condition holds only when true, never on a null:
+    `a` holds every condition it requires through `all` and traits, so `b` holds when each condition it
+    requires is one of those, or is an `any` one of whose items is. Hash lookups, so a file of thousands
+    of conditions is checked in time in proportion to its size."""
+    have = _required(a, traits)
+    return all(_met(x, have, traits) for x in _required(b, traits))
 
-    def go(a: m.Condition, b: m.Condition) -> bool:
-        if a == b:
-            return True
-        if (a, b) in seen:
-            return seen[(a, b)]
-        seen[(a, b)] = False  # a pair met again while deciding itself proves nothing
-        found = (
-            (isinstance(b, m.All) and all(go(a, x) for x in b.items))
-            or (isinstance(a, m.Any_) and all(go(x, b) for x in a.items))
-            or (isinstance(a, m.All) and any(go(x, b) for x in a.items))
-            or (isinstance(b, m.Any_) and any(go(a, x) for x in b.items))
-            or (isinstance(a, m.TraitRef) and a.name in traits and go(traits[a.name], b))
-            or (isinstance(b, m.TraitRef) and b.name in traits and go(a, traits[b.name]))
-        )
-        seen[(a, b)] = found
-        return found
 
-    return go(a, b)
+def _required(cond: m.Condition, traits: dict[str, m.Condition]) -> set[m.Condition]:
+    """The conditions `cond` requires: itself, and through `all` and traits what those require."""
+    out, todo = set(), [cond]
+    while todo:
+        c = todo.pop()
+        if c in out:
+            continue
+        out.add(c)
+        if isinstance(c, m.All):
+            todo.extend(c.items)
+        elif isinstance(c, m.TraitRef) and c.name in traits:
+            todo.append(traits[c.name])
+    return out
+
+
+def _met(x: m.Condition, have: set[m.Condition], traits: dict[str, m.Condition]) -> bool:
+    # An `all` or a known trait: what it requires is required too, and checked there.
+    if x in have or isinstance(x, m.All) or (isinstance(x, m.TraitRef) and x.name in traits):
+        return True
+    return isinstance(x, m.Any_) and any(_required(item, traits) <= have for item in x.items)
 
 
 def _hashable(value: Any) -> bool:
