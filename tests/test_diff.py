@@ -663,6 +663,28 @@ def test_impact_shows_accounts_a_change_brings_within_30_days_of_a_move(tmp_path
     assert report.to_json()["came_within_30_days"] == 1
 
 
+def test_impact_names_the_accounts_a_change_brings_within_30_days_of_a_move(tmp_path):
+    # A count alone leaves the reviewer asking "which one?": A016, churned 320 days ago, left recapture on
+    # 2026-12-17 (day 366, 46 days away) before the change and on 2026-11-22 (day 341, in 21 days) after.
+    window = ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 340}}")
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, window), "b"), accounts(), AS_OF)
+    came = {
+        "account_id": "A016",
+        "category": "recapture",
+        "next_category": "unassigned",
+        "next_move_on": "2026-11-22",
+        "before": "recapture → unassigned on 2026-12-17",
+    }
+    assert report.impact.came_within == [came]
+    assert report.to_json()["came_within"] == [came]
+    text = "\n".join(render_org_markdown(report))
+    row = "| `A016` | recapture → unassigned on 2026-11-22, in 21 days | recapture → unassigned on 2026-12-17 |"
+    assert row in text
+    # --limit 0 keeps the count and lists no account.
+    quiet = diff_rules(load(tmp_path, BASE, "c"), load(tmp_path, edit(BASE, window), "d"), accounts(), AS_OF, limit=0)
+    assert (quiet.impact.came_near, quiet.impact.came_within) == (1, [])
+
+
 WATCHES = """
 watch:
   - id: recapture-fading
