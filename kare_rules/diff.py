@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import describe, describe_predicate, format_value
+from kare_rules.compile_polars import columns_used, describe, describe_predicate, format_value
 from kare_rules.engine import as_date, categorize
 from kare_rules.overrides import Override, apply_overrides
 from kare_rules.testing import run_rule_tests
@@ -461,6 +461,9 @@ class Impact:
     # The first `limit` of the accounts the change brings within SOON_DAYS of a move, so a reviewer sees
     # which ones: {account_id, category, next_category, next_move_on, before} (before: their outlook then).
     came_within: list[dict[str, Any]] = field(default_factory=list)
+    # The trends the rules' conditions read: null here for every account (the comparison has one input
+    # and no previous run's values), so a change to a condition on them moves no account in this report.
+    null_trends: list[str] = field(default_factory=list)
     # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
     # has no such watch), as `kare run` opens their actions.
     watches: list[dict[str, Any]] = field(default_factory=list)
@@ -548,6 +551,11 @@ def impact(
     frame = accounts.collect() if isinstance(accounts, pl.LazyFrame) else accounts
     frame = frame.with_row_index(_ROW)
     result = Impact(as_of=as_of, accounts=frame.height)
+    for rules in (before, after):
+        if rules is not None:
+            used = columns_used(rules)
+            trends = [d.name for d in rules.derived if d.kind in m.TREND_KINDS and d.name in used]
+            result.null_trends += [t for t in trends if t not in result.null_trends]
     sides = {}
     pins = {"before": overrides_before, "after": overrides_after}
     for label, rules in (("before", before), ("after", after)):
@@ -805,6 +813,7 @@ class OrgDiff:
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
             "came_within": imp.came_within if imp else [],
+            "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
             "impact_note": self.impact_note,
             "tests_before": self.tests_before,
@@ -984,6 +993,13 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                 ]
             )
         lines += [*_table(["category", "before", "after", "Δ"], rows), ""]
+        if imp.null_trends:
+            lines += [
+                f"_The trends ({', '.join(imp.null_trends)}) are null for every account here, as for new "
+                "accounts: the comparison reads one input, without the previous run's values, so no "
+                "comparison with them holds, and changing one moves no account in this report._",
+                "",
+            ]
         if imp.transitions:
             lines += [*_matrix(imp), ""]
             shown = len(imp.moved)

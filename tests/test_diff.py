@@ -685,6 +685,29 @@ def test_impact_names_the_accounts_a_change_brings_within_30_days_of_a_move(tmp_
     assert (quiet.impact.came_near, quiet.impact.came_within) == (1, [])
 
 
+def test_a_diff_of_rules_with_trends_says_the_trends_are_null_in_its_comparison(tmp_path):
+    # kare diff reads one input, no previous run: a trend is null for every account, so tightening
+    # "shrinking" moves nobody in the report while the next run would move the accounts that shrank.
+    trend = (
+        "  days_since_churn: {days_since: churned_on}\n",
+        "  days_since_churn: {days_since: churned_on}\n  value_change: {pct_change_of: value_last_90d}\n",
+    )
+    shrink = ("{all: [paying, {value_last_90d: {gte: 35000}}]}", "{all: [paying, {value_last_90d: {gte: 35000}}, "
+              "{not: {value_change: {lte: -0.2}}}]}")  # fmt: skip
+    before = load(tmp_path, edit(BASE, trend, shrink), "a")
+    after = load(tmp_path, edit(BASE, trend, shrink, ("lte: -0.2", "lte: -0.1")), "b")
+    report = diff_rules(before, after, accounts(), AS_OF)
+    assert report.impact.moved_total == 0
+    assert report.impact.null_trends == ["value_change"]
+    assert report.to_json()["null_trends"] == ["value_change"]
+    text = "\n".join(render_org_markdown(report))
+    assert "_The trends (value_change) are null for every account here, as for new accounts" in text
+    # Rules without a trend in a condition get no such line.
+    plain = diff_rules(load(tmp_path, BASE, "c"), load(tmp_path, edit(BASE, THRESHOLD), "d"), accounts(), AS_OF)
+    assert plain.impact.null_trends == []
+    assert "are null for every account here" not in "\n".join(render_org_markdown(plain))
+
+
 WATCHES = """
 watch:
   - id: recapture-fading
