@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import describe, describe_predicate, format_value
+from kare_rules.compile_polars import columns_used, describe, describe_predicate, format_value
 from kare_rules.engine import as_date, categorize
 from kare_rules.overrides import Override, apply_overrides
 from kare_rules.testing import run_rule_tests
@@ -458,6 +458,12 @@ class Impact:
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     came_near: int = 0
     left_near: int = 0
+    # The first `limit` of the accounts the change brings within SOON_DAYS of a move, so a reviewer sees
+    # which ones: {account_id, category, next_category, next_move_on, before} (before: their outlook then).
+    came_within: list[dict[str, Any]] = field(default_factory=list)
+    # The trends the rules' conditions read: null here for every account (the comparison has one input
+    # and no previous run's values), so a change to a condition on them moves no account in this report.
+    null_trends: list[str] = field(default_factory=list)
     # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
     # has no such watch), as `kare run` opens their actions.
     watches: list[dict[str, Any]] = field(default_factory=list)
@@ -486,6 +492,8 @@ def _outcome(
             "account_id": checked.valid[rules.key].cast(pl.String),
             "category": result["category"],
             "soon": result.select(pl.when(soon).then(pl.col("next_category"))).to_series(),
+            "next": result["next_category"],
+            "next_on": result["next_move_on"],
             "watches": result["watches"].cast(pl.List(pl.String)),
         }
     )
@@ -494,6 +502,8 @@ def _outcome(
         pl.col("account_id"),
         pl.lit(QUARANTINED).alias("category"),
         pl.lit(None, dtype=pl.String).alias("soon"),
+        pl.lit(None, dtype=pl.String).alias("next"),
+        pl.lit(None, dtype=pl.Date).alias("next_on"),
         pl.lit([], dtype=pl.List(pl.String)).alias("watches"),  # not categorized: no watch holds
     )
     return pl.concat([valid, quarantined]).sort(_ROW), checked
@@ -541,6 +551,11 @@ def impact(
     frame = accounts.collect() if isinstance(accounts, pl.LazyFrame) else accounts
     frame = frame.with_row_index(_ROW)
     result = Impact(as_of=as_of, accounts=frame.height)
+    for rules in (before, after):
+        if rules is not None:
+            used = columns_used(rules)
+            trends = [d.name for d in rules.derived if d.kind in m.TREND_KINDS and d.name in used]
+            result.null_trends += [t for t in trends if t not in result.null_trends]
     sides = {}
     pins = {"before": overrides_before, "after": overrides_after}
     for label, rules in (("before", before), ("after", after)):
@@ -555,7 +570,7 @@ def impact(
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
-    _upcoming(result, old, new)
+    _upcoming(result, old, new, limit)
     joined = old.join(new, on=_ROW, how="inner", suffix="_after").rename({"category": "from", "category_after": "to"})
     moved = joined.filter(pl.col("from") != pl.col("to"))
     order = {c: i for i, c in enumerate([*m.ALL_CATEGORIES, QUARANTINED])}
@@ -603,7 +618,7 @@ def _watch_counts(
     ]
 
 
-def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame) -> None:
+def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame, limit: int = 20) -> None:
     """How the change moves the early warning: moves within SOON_DAYS per version, by from → to, and
     the accounts that come within (or leave) that window."""
     order = {c: i for i, c in enumerate(m.ALL_CATEGORIES)}
@@ -621,6 +636,24 @@ def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame) -> None:
     )
     result.came_near = both.filter(pl.col("now") & ~pl.col("was")).height
     result.left_near = both.filter(~pl.col("now") & pl.col("was")).height
+    came = both.filter(pl.col("now") & ~pl.col("was")).select(_ROW).head(max(limit, 0))
+    came = came.join(old, on=_ROW).join(new, on=_ROW, suffix="_after").sort(_ROW)
+    for row in came.iter_rows(named=True):
+        if row["category"] == QUARANTINED:
+            was = "quarantined"
+        elif row["next"] is None:
+            was = f"{row['category']}, no move within {m.DEFAULT_HORIZON_DAYS} days"
+        else:
+            was = f"{row['category']} → {row['next']} on {row['next_on'].isoformat()}"
+        result.came_within.append(
+            {
+                "account_id": row["account_id_after"],
+                "category": row["category_after"],
+                "next_category": row["next_after"],
+                "next_move_on": row["next_on_after"].isoformat(),
+                "before": was,
+            }
+        )
 
 
 # ---- embedded tests and the version rule --------------------------------------------------------
@@ -779,6 +812,8 @@ class OrgDiff:
             "upcoming": imp.upcoming if imp else [],
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
+            "came_within": imp.came_within if imp else [],
+            "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
             "impact_note": self.impact_note,
             "tests_before": self.tests_before,
@@ -958,6 +993,13 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                 ]
             )
         lines += [*_table(["category", "before", "after", "Δ"], rows), ""]
+        if imp.null_trends:
+            lines += [
+                f"_The trends ({', '.join(imp.null_trends)}) are null for every account here, as for new "
+                "accounts: the comparison reads one input, without the previous run's values, so no "
+                "comparison with them holds, and changing one moves no account in this report._",
+                "",
+            ]
         if imp.transitions:
             lines += [*_matrix(imp), ""]
             shown = len(imp.moved)
@@ -1021,8 +1063,27 @@ def _upcoming_lines(imp: Impact) -> list[str]:
     rows = [[f"`{u['from']}` → `{u['to']}`", f"{u['before']:,}", f"{u['after']:,}", _delta(u["after"] - u["before"])]
             for u in imp.upcoming]  # fmt: skip
     lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
-    return [*lines, f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
-                    f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
+    lines += [f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
+              f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
+    if not imp.came_within:
+        return lines
+    shown = len(imp.came_within)
+    more = f" (first {shown} of {imp.came_near:,})" if shown < imp.came_near else ""
+    rows = [
+        [
+            _code(x["account_id"]),
+            f"{x['category']} → {x['next_category']} on {x['next_move_on']}, {_in_days(x['next_move_on'], imp.as_of)}",
+            x["before"],
+        ]
+        for x in imp.came_within
+    ]
+    title = f"Which accounts come within {SOON_DAYS} days of a move{more}, with their data unchanged:"
+    return [*lines, title, "", *_table(["account", "after the change", "before the change"], rows, align="lll"), ""]
+
+
+def _in_days(on: str, as_of: dt.date) -> str:
+    days = (dt.date.fromisoformat(on) - as_of).days
+    return f"in {days} day{'s' if days != 1 else ''}"
 
 
 def _watch_lines(imp: Impact) -> list[str]:

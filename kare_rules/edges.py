@@ -1101,8 +1101,12 @@ def describe_edges(
     prepared = with_derived(rules, conform(accounts, rules), as_of, previous)
     found = _edge_columns(rules, prepared, as_of, horizon, detail=True)
     unchanged = _unchanged(rules)
+    # A null quantity has no edge, yet giving it a value may well move the account (a prospect whose
+    # employee count is unknown): say which are null instead of "no change moves it".
+    quantities = edge_quantities(rules)
+    nulls = prepared.lazy().select(pl.col(c).is_null() for c in quantities).collect() if quantities else None
     out = []
-    for category, row in zip(categories, found.iter_rows(named=True), strict=True):
+    for i, (category, row) in enumerate(zip(categories, found.iter_rows(named=True), strict=True)):
         if row["next_category"] is None:
             move = f"{category}: no move within {horizon} days with the data unchanged"
         else:
@@ -1111,7 +1115,13 @@ def describe_edges(
                 f"{category} → {row['next_category']} on {row['next_move_on'].isoformat()}, "
                 f"in {days} day{'s' if days != 1 else ''}, {unchanged}"
             )
-        if row["edge_column"] is None:
+        unknown = [c for c in quantities if nulls is not None and nulls[c][i]]
+        if row["edge_column"] is None and unknown:
+            edge = (
+                f"no change of one known value moves it; {', '.join(unknown)} "
+                f"{'is' if len(unknown) == 1 else 'are'} null (a null has no nearest change)"
+            )
+        elif row["edge_column"] is None:
             edge = "no change of one value moves it"
         else:
             up = row["_edge_up"]

@@ -663,6 +663,51 @@ def test_impact_shows_accounts_a_change_brings_within_30_days_of_a_move(tmp_path
     assert report.to_json()["came_within_30_days"] == 1
 
 
+def test_impact_names_the_accounts_a_change_brings_within_30_days_of_a_move(tmp_path):
+    # A count alone leaves the reviewer asking "which one?": A016, churned 320 days ago, left recapture on
+    # 2026-12-17 (day 366, 46 days away) before the change and on 2026-11-22 (day 341, in 21 days) after.
+    window = ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 340}}")
+    report = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, edit(BASE, window), "b"), accounts(), AS_OF)
+    came = {
+        "account_id": "A016",
+        "category": "recapture",
+        "next_category": "unassigned",
+        "next_move_on": "2026-11-22",
+        "before": "recapture → unassigned on 2026-12-17",
+    }
+    assert report.impact.came_within == [came]
+    assert report.to_json()["came_within"] == [came]
+    text = "\n".join(render_org_markdown(report))
+    row = "| `A016` | recapture → unassigned on 2026-11-22, in 21 days | recapture → unassigned on 2026-12-17 |"
+    assert row in text
+    # --limit 0 keeps the count and lists no account.
+    quiet = diff_rules(load(tmp_path, BASE, "c"), load(tmp_path, edit(BASE, window), "d"), accounts(), AS_OF, limit=0)
+    assert (quiet.impact.came_near, quiet.impact.came_within) == (1, [])
+
+
+def test_a_diff_of_rules_with_trends_says_the_trends_are_null_in_its_comparison(tmp_path):
+    # kare diff reads one input, no previous run: a trend is null for every account, so tightening
+    # "shrinking" moves nobody in the report while the next run would move the accounts that shrank.
+    trend = (
+        "  days_since_churn: {days_since: churned_on}\n",
+        "  days_since_churn: {days_since: churned_on}\n  value_change: {pct_change_of: value_last_90d}\n",
+    )
+    shrink = ("{all: [paying, {value_last_90d: {gte: 35000}}]}", "{all: [paying, {value_last_90d: {gte: 35000}}, "
+              "{not: {value_change: {lte: -0.2}}}]}")  # fmt: skip
+    before = load(tmp_path, edit(BASE, trend, shrink), "a")
+    after = load(tmp_path, edit(BASE, trend, shrink, ("lte: -0.2", "lte: -0.1")), "b")
+    report = diff_rules(before, after, accounts(), AS_OF)
+    assert report.impact.moved_total == 0
+    assert report.impact.null_trends == ["value_change"]
+    assert report.to_json()["null_trends"] == ["value_change"]
+    text = "\n".join(render_org_markdown(report))
+    assert "_The trends (value_change) are null for every account here, as for new accounts" in text
+    # Rules without a trend in a condition get no such line.
+    plain = diff_rules(load(tmp_path, BASE, "c"), load(tmp_path, edit(BASE, THRESHOLD), "d"), accounts(), AS_OF)
+    assert plain.impact.null_trends == []
+    assert "are null for every account here" not in "\n".join(render_org_markdown(plain))
+
+
 WATCHES = """
 watch:
   - id: recapture-fading

@@ -689,3 +689,24 @@ def test_the_nearest_change_in_words_shows_the_value_as_the_tree_does():
         "expand: no move within 366 days with the data unchanged; "
         "nearest change: utilization falls below 0.7, now 0.7273 (→ unassigned)"
     ]
+
+
+def test_an_account_whose_compared_value_is_null_is_not_called_unmovable_in_words():
+    # A prospect with an unknown headcount gets attain once it is known to be 500 or more: a null has no
+    # nearest change, but "no change of one value moves it" would tell the reader to give up on it.
+    from kare_rules.edges import describe_edges
+
+    text = (
+        "format: kare/v1\norganization: words\nversion: 1.0.0\ninputs:\n  id: {type: string, key: true}\n"
+        "  employees: {type: integer, nullable: true}\n  paying: {type: boolean}\n"
+        "profiles:\n  attain: {when: {all: [{paying: false}, {employees: {gte: 500}}]}}\n"
+    )
+    rules = load_rules_text(text, "words.yaml")
+    accounts = pl.DataFrame({"id": ["A", "B", "C"], "employees": [None, 480, 900], "paying": [False, False, True]})
+    assert describe_edges(rules, accounts, AS_OF) == [
+        "unassigned: no move within 366 days with the data unchanged; "
+        "no change of one known value moves it; employees is null (a null has no nearest change)",
+        "unassigned: no move within 366 days with the data unchanged; "
+        "nearest change: employees rises to 500, now 480 (→ attain)",
+        "unassigned: no move within 366 days with the data unchanged; no change of one value moves it",
+    ]
