@@ -29,7 +29,7 @@ from kare_rules.cli import main as kare  # noqa: E402
 from kare_rules.loader import load_rules  # noqa: E402
 from kare_rules.run import RunResult  # noqa: E402, F401  (before kare_rules.warehouse: see the lead's import cycle)
 from kare_rules.synth import month_ends, snapshots  # noqa: E402
-from kare_rules.tables import TABLES, same_rows, write_contracts  # noqa: E402
+from kare_rules.tables import TABLES, json_contract, same_rows, write_contracts  # noqa: E402
 from kare_rules.warehouse import Warehouse  # noqa: E402
 from pipelines.kare import assets, schedules, sensors  # noqa: E402
 from pipelines.kare.partitions import org_partitions, partition_key  # noqa: E402
@@ -149,6 +149,8 @@ def test_every_table_reports_its_row_count_column_schema_and_rules(published):
         assert meta["dagster/row_count"].value == want_rows[table], table
         schema = meta["dagster/column_schema"].schema
         assert [(c.name, c.description) for c in schema.columns] == [(n, d) for n, _, d in TABLES[table][2]]
+        not_null = {c.name for c in schema.columns if not c.constraints.nullable}  # the contract's never-null columns
+        assert not_null == set(json_contract(table)["x-not-null"]) and "org" in not_null, table
         assert meta["rules_version"].value == run["rules_version"]
         assert meta["rules_digest"].value == run["rules_digest"]
         assert (meta["org"].value, meta["as_of"].value, meta["run_id"].value) == (ORG, str(DATES[1]), run["run_id"])

@@ -30,11 +30,19 @@ PUBLISHED = ("account_categories", "category_history", "category_transitions", "
 
 
 def column_schema(table: str) -> dg.TableSchema:
-    """The BI contract of a table (kare_rules.tables), with each column's SQL type and meaning."""
-    props = json_contract(table)["properties"]
+    """The BI contract of a table (kare_rules.tables), with each column's SQL type, meaning and whether it is
+    never null: without the constraint Dagster reports every column as nullable, `org` and the keys too."""
+    contract = json_contract(table)
+    props, not_null = contract["properties"], set(contract["x-not-null"])
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name, props[name]["x-sql-type"], description=text) for name, _, text in TABLES[table][2]
+            dg.TableColumn(
+                name,
+                props[name]["x-sql-type"],
+                description=text,
+                constraints=dg.TableColumnConstraints(nullable=name not in not_null),
+            )
+            for name, _, text in TABLES[table][2]
         ]
     )
 
