@@ -668,6 +668,20 @@ def test_the_schedule_requests_one_run_per_organization_for_the_day_that_ended()
     assert len({r.run_key for r in requests}) == 2
 
 
+def test_a_schedule_tick_before_the_first_whole_window_closes_names_that_window(monkeypatch):
+    """Weekly from 2026-01-01 (a Thursday): the first window is Sunday 4 to Saturday 10 January, so the tick of
+    Sunday 4 January has nothing to run; it said KARE_START_DATE was in the future, a date already past."""
+    from pipelines.kare.partitions import date_partitions_for
+
+    monkeypatch.setattr(schedules, "date_partitions", date_partitions_for("weekly", "2026-01-01"))
+    monkeypatch.setattr(schedules, "cadence", lambda: "weekly")
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 1, 4, 6, tzinfo=dt.UTC))
+    skip = schedules.kare_schedule(context)
+    assert isinstance(skip, dg.SkipReason)
+    assert "in the future" not in skip.skip_message
+    assert "the first, 2026-01-04 (as of 2026-01-10), closes 2026-01-11 00:00 UTC" in skip.skip_message
+
+
 @pytest.mark.parametrize("every", ["daily", "weekly", "monthly"])
 def test_each_cadences_schedule_fires_within_a_day_after_its_window_closes(every):
     """The README: the schedule runs shortly after each window closes (a weekly window ends on Sunday 00:00)."""

@@ -50,7 +50,8 @@ def cadence() -> str:
 
 
 def start_date() -> str:
-    """KARE_START_DATE (YYYY-MM-DD): the first date partition; earlier dates cannot be run from Dagster."""
+    """KARE_START_DATE (YYYY-MM-DD): partitions begin with the first whole window on or after it (weekly: the
+    Sunday after a Thursday); earlier dates cannot be run from Dagster."""
     value = os.environ.get("KARE_START_DATE", DEFAULT_START).strip()
     try:
         return dt.date.fromisoformat(value).isoformat()

@@ -18,7 +18,14 @@ def kare_schedule(context: dg.ScheduleEvaluationContext):
     kare_warehouse pool: one publishes at a time."""
     complete = date_partitions.get_partition_keys(current_time=context.scheduled_execution_time)
     if not complete:
-        return dg.SkipReason("no complete date window yet (KARE_START_DATE is in the future)")
+        # Windows are whole (weekly: Sunday to Saturday), so the first may begin days after KARE_START_DATE and a
+        # tick can find none complete though that date is past: name the window awaited and when it closes.
+        first = date_partitions.get_next_partition_window(date_partitions.start)
+        first_key = first.start.date().isoformat()
+        return dg.SkipReason(
+            f"no complete date window yet: the first, {first_key} (as of {as_of_of(first_key, date_partitions)}), "
+            f"closes {first.end:%Y-%m-%d %H:%M} UTC (the first whole {cadence()} window on or after KARE_START_DATE)"
+        )
     date_key = complete[-1]
     as_of = as_of_of(date_key)
     return [
