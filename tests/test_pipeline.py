@@ -194,6 +194,17 @@ def test_the_upcoming_moves_are_left_out_of_the_metadata_when_the_engine_compute
     assert "categories" in events["duckdb"]
 
 
+def test_the_logged_summary_says_in_dagster_terms_how_to_get_the_upcoming_moves(setup, tmp_path):
+    """With the duckdb engine the summary's upcoming line said 'run with --engine polars', an option of kare run."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([assets.kare_run], partition_key=partition_key(ORG, DATES[0].isoformat()),
+                            resources={"kare": setup.settings(tmp_path / "wh.duckdb", engine="duckdb")},
+                            instance=instance)  # fmt: skip
+    [summary] = [e.user_message for e in instance.all_logs(result.run_id) if "  upcoming  " in e.user_message]
+    assert "--engine" not in summary
+    assert "set the kare resource's engine (KARE_ENGINE) to polars" in summary
+
+
 # ---- asset checks ------------------------------------------------------------------------------------
 
 
