@@ -590,6 +590,20 @@ def test_loading_the_definitions_prints_no_beta_or_preview_warnings():
     assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr, done.stderr
 
 
+def test_loading_the_definitions_warns_when_the_rules_directory_has_no_organization(tmp_path):
+    # A mistyped KARE_RULES_DIR (or dagster dev started away from rules/) loaded with no partitions, silently.
+    from pipelines.kare.partitions import warn_of_skipped_folders
+
+    (tmp_path / "empty").mkdir()
+    for folder, what in (("missing", "does not exist"), ("empty", "holds no <org>/kare.yaml")):
+        with pytest.warns(UserWarning, match="no organization, nothing to run") as caught:
+            warn_of_skipped_folders(tmp_path / folder)
+        assert f"{tmp_path / folder} (KARE_RULES_DIR) {what}" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_of_skipped_folders(ROOT / "rules")  # two organizations: nothing to say
+
+
 def test_loading_the_definitions_warns_of_a_rules_folder_that_is_no_organization(tmp_path):
     # Such a folder got no partitions and never ran, and nothing said so (kare run --all-orgs does).
     rules = tmp_path / "rules"

@@ -68,8 +68,19 @@ def date_partitions_for(every: str, start: str) -> dg.TimeWindowPartitionsDefini
 def warn_of_skipped_folders(directory: Path | None = None) -> None:
     """A folder of the rules directory that is no organization (a bad name, a linked or shared rule file) gets no
     partitions, so it never runs and nothing in Dagster shows it: say so wherever the definitions load
-    (dg check defs, dagster dev, each run), as `kare run --all-orgs` does."""
-    for problem in loader.organization_problems(directory or rules_dir()):
+    (dg check defs, dagster dev, each run), as `kare run --all-orgs` does. No organization at all (KARE_RULES_DIR
+    mistyped, or `dagster dev` started away from the folder holding rules/) left every asset without partitions
+    and the schedule requesting nothing, silently."""
+    directory = directory or rules_dir()
+    if not organizations(directory):
+        what = "holds no <org>/kare.yaml" if directory.is_dir() else "does not exist"
+        warnings.warn(
+            f"no organization, nothing to run: the rules directory {directory} (KARE_RULES_DIR) {what}; point "
+            "KARE_RULES_DIR at the folder holding <org>/kare.yaml, then reload the definitions",
+            UserWarning,
+            stacklevel=2,
+        )
+    for problem in loader.organization_problems(directory):
         warnings.warn(f"not an organization, never run: {problem}", UserWarning, stacklevel=2)
 
 
