@@ -19,9 +19,11 @@ STATUS = {
 }
 
 
-def summary_lines(result: RunResult) -> list[str]:
+def summary_lines(result: RunResult, polars_engine: str = "run with --engine polars") -> list[str]:
     """The run's summary: input, categories, moves, actions, then one line per check. An unchanged re-run
-    published nothing: its figures are those of the run already published, and say so."""
+    published nothing: its figures are those of the run already published, and say so. `polars_engine`
+    says how to ask for the Polars engine where the summary is read (kare run's option, or in Dagster the
+    resource's setting)."""
     run, moves = result.run, result.transitions
     sliced = f", {result.slices} slices" if result.slices > 1 else ""
     lines = [
@@ -49,7 +51,7 @@ def summary_lines(result: RunResult) -> list[str]:
                      + (f" ({kinds})" if kinds else ""))  # fmt: skip
     else:
         lines.append("  upcoming  not computed: the duckdb engine gives categories only (no next moves, edges "
-                     "or watch actions); run with --engine polars for them")  # fmt: skip
+                     f"or watch actions); {polars_engine} for them")  # fmt: skip
     lines.extend(f"  note      {note}" for note in result.notes)
     if result.checks:
         lines.append("  checks    " + result.checks[0].line())

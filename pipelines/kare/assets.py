@@ -149,10 +149,8 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
         # the process, among objects pipelines/__init__.py froze: DuckDB then printed "leaked N instances".
         raise failure
     context.instance.add_run_tags(context.run.run_id, {"kare/run_id": result.run["run_id"]})
-    # The summary is kare run's; its one option (--engine) is the resource's engine here, as the failures say.
-    summary = "\n".join(summary_lines(result))
-    in_dagster = "set the kare resource's engine (KARE_ENGINE) to polars"
-    context.log.info(summary.replace("run with --engine polars", in_dagster))
+    # kare run's summary; its one option (--engine) is the resource's engine here, as the failures say.
+    context.log.info("\n".join(summary_lines(result, "set the kare resource's engine (KARE_ENGINE) to polars")))
     for table, metadata in table_metadata(result).items():
         yield dg.MaterializeResult(
             asset_key=table_key(table), metadata=metadata, data_version=dg.DataVersion(result.run["run_id"])
