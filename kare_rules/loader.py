@@ -1220,33 +1220,21 @@ class _Checker:
         action id would show twice in the account's queue with different titles, so it is refused."""
         if not _hashable(w.get("from")):
             return
-        rule = self.categories_by_name.get(w["from"])
-        theirs = {a.id for a in rule.actions} if rule else set()
-        for i, aid in _ids_among(w["actions"], actions, theirs):
-            self.err(
-                (*where, i, "id"),
-                f"action id '{aid}' is already an action of {w['from']}, which the watched accounts are in; "
-                f"give the watch's action its own id, e.g. '{aid}-{_plain(w['id'])}'",
-            )
+        frm, rule = w["from"], self.categories_by_name.get(w["from"])
+        theirs = {a.id: f"{frm}, which the watched accounts are in" for a in (rule.actions if rule else ())}
         # Another watch from the same category can hold for the same account, and a transition into `from`
         # opens its actions the day the account arrives, when the watch may hold.
-        siblings = {a.id: o for o in earlier if o.from_category == w["from"] for a in o.actions}
-        for i, aid in _ids_among(w["actions"], actions, set(siblings) - theirs):
-            self.err(
-                (*where, i, "id"),
-                f"action id '{aid}' is already an action of watch '{siblings[aid].id}', which can hold "
-                f"for the same {w['from']} accounts; give the watch's action its own id, "
-                f"e.g. '{aid}-{_plain(w['id'])}'",
-            )
-        arriving = {a.id: t for t in self.transitions_built if t.to_category == w["from"] for a in t.actions}
-        for i, aid in _ids_among(w["actions"], actions, set(arriving) - theirs):
-            t = arriving[aid]
-            self.err(
-                (*where, i, "id"),
-                f"action id '{aid}' is already an action of the transition {t.from_category} → "
-                f"{t.to_category}, which brings accounts into {w['from']}; give the watch's action its own id, "
-                f"e.g. '{aid}-{_plain(w['id'])}'",
-            )
+        siblings = {a.id: f"watch '{o.id}', which can hold for the same {frm} accounts"
+                    for o in earlier if o.from_category == frm for a in o.actions}  # fmt: skip
+        arriving = {a.id: f"the transition {t.from_category} → {t.to_category}, which brings accounts into {frm}"
+                    for t in self.transitions_built if t.to_category == frm for a in t.actions}  # fmt: skip
+        for owners in (theirs, _without(siblings, theirs), _without(arriving, theirs)):
+            for i, aid in _ids_among(w["actions"], actions, set(owners)):
+                self.err(
+                    (*where, i, "id"),
+                    f"action id '{aid}' is already an action of {owners[aid]}; give the watch's action its own "
+                    f"id, e.g. '{aid}-{_plain(w['id'])}'",
+                )
 
     def within_instead(self, column: str, ctype: str) -> str:
         """What to watch instead of a column that is not a number: a date through the day count that reads
@@ -1538,6 +1526,11 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
     for i, a in enumerate(raw if isinstance(raw, list) else []):
         if isinstance(a, dict) and _hashable(a.get("id")) and a["id"] in taken and any(x.id == a["id"] for x in built):
             yield i, a["id"]
+
+
+def _without(owners: dict[str, str], taken: dict[str, str]) -> dict[str, str]:
+    """`owners` less the ids already reported under `taken` (one message per clash)."""
+    return {aid: whose for aid, whose in owners.items() if aid not in taken}
 
 
 def implies(a: m.Condition, b: m.Condition, traits: dict[str, m.Condition]) -> bool:
