@@ -1528,6 +1528,12 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
             yield i, a["id"]
 
 
+def snake_form(name: str) -> str:
+    """A header as a rule file's column name would write it: lowercase, each run of other characters one
+    '_' (a CRM report's 'Account ID' is account_id)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 def _without(owners: dict[str, str], taken: dict[str, str]) -> dict[str, str]:
     """`owners` less the ids already reported under `taken` (one message per clash)."""
     return {aid: whose for aid, whose in owners.items() if aid not in taken}

@@ -12,7 +12,7 @@ from decimal import Decimal
 import polars as pl
 
 from kare_rules.errors import DataError
-from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS
+from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS, snake_form
 
 # The schema's pattern for column names, ending at the end of the text: its "$" would also take a name
 # with a trailing line break ("score\n" from a quoted CSV header), and the file written would not parse.
@@ -209,7 +209,7 @@ def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str
     renamed = next(
         (
             (name, snake) for name in frame.columns
-            if name not in declared and (snake := re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"))
+            if name not in declared and (snake := snake_form(name))
             and id_like(snake) and not frame[name].null_count() and frame[name].n_unique() == rows
         ),
         None,

@@ -6,7 +6,6 @@ always add up to the input rows.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -16,6 +15,7 @@ from kare_rules import model as m
 from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, decoded, missing_columns, utf8_or_none
 from kare_rules.errors import DataError, one_line
+from kare_rules.loader import snake_form
 from kare_rules.sources import nan_text
 
 ROW = "_kare_row"
@@ -148,15 +148,11 @@ def _near_columns(missing: list[str], columns: list[str]) -> str:
     if hint := separator_hint(columns):
         return ". " + hint
     # By form: lowercase, each run of spaces or punctuation one '_' ('Account ID' of a CRM report is account_id).
-    by_form = {_form(c): c for c in columns}
-    near = [f"{by_form[_form(c)]!r} for {c!r}" for c in missing if _form(c) in by_form]
+    by_form = {snake_form(c): c for c in columns}
+    near = [f"{by_form[snake_form(c)]!r} for {c!r}" for c in missing if snake_form(c) in by_form]
     if near:
         return f". Column names match exactly, case and spaces included: the input has {', '.join(near)}"
     return ""
-
-
-def _form(name: str) -> str:
-    return re.sub(r"[\W_]+", "_", name.lower()).strip("_")
 
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
