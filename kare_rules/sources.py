@@ -336,10 +336,10 @@ def _read_error(text: str, exc: Exception) -> DataError:
     if "more fields" in message or "ragged" in message:
         for path in _files_of(text):
             found = _first_ragged_row(path)
-            if found and (hint := _separator_hint(path)):
+            if found and (wrong := _separator_error(path)):
                 # A file separated by ';' with decimal commas ('0,3'): its header reads as one field and such
                 # a row as two. The separator is the fix, not quoting the row.
-                return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
+                return wrong
             if found:
                 line, fields, expected = found
                 return DataError(
@@ -351,17 +351,18 @@ def _read_error(text: str, exc: Exception) -> DataError:
             if path.suffix.lower() in _CSV_SUFFIXES and (found := _first_bad_quote(path)):
                 # A file separated by ';' reads as one column: its quoted values are followed by ';…'.
                 line, what = found
-                if hint := _separator_hint(path):
-                    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}")
+                if wrong := _separator_error(path):
+                    return wrong
                 return DataError(f"input {path}:{line}: {what}")
     return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
 
 
-def _separator_hint(path: Path) -> str:
-    """What to do about a CSV file whose header reads as one column holding several names, else ''."""
+def _separator_error(path: Path) -> DataError | None:
+    """What to do about a CSV file whose header reads as one column holding several names."""
     from kare_rules.validation import separator_hint
 
-    return separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
+    hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
+    return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}") if hint else None
 
 
 def nan_text(text: pl.Expr) -> pl.Expr:
