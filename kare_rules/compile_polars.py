@@ -282,7 +282,7 @@ class PolarsCompiler:
     def value_key(self, column: str) -> pl.Expr:
         """The Int64 by which a value's text is looked up in a table of texts (`_table`): the physical
         value of an integer, date or boolean column; for a float, its value as shown (rounded to
-        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see `float_keys`)."""
+        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see engine._key_ranges)."""
         col = pl.col(column)
         if self.types[column] == "float":
             return (col.round(SHOWN_DECIMALS) * 10**SHOWN_DECIMALS).round().cast(pl.Int64, strict=False)
@@ -296,15 +296,6 @@ class PolarsCompiler:
         if ctype == "date":
             return key.cast(pl.Int32).cast(pl.Date)
         return key.cast(POLARS_TYPES[ctype])
-
-    def float_keys(self, column: str) -> tuple[pl.Expr, pl.Expr]:
-        """Two scalar Booleans over a float column's values: whether every value is shown exactly as
-        the value its key stands for (then a table of texts by key gives each row the text formatting
-        it would: not so for NaN and infinities, which have no key), and whether some value is shown
-        as -0.0 (its key is 0, which stands for 0.0: such values need an entry of their own)."""
-        shown = pl.col(column).round(SHOWN_DECIMALS)
-        same = (self.keyed_value(column, self.value_key(column)) == shown).fill_null(False)
-        return (shown.is_null() | same).all(), _negative_zero(shown).any()
 
     def _concat(self, pieces: list[Piece], ranges: dict[str, KeyRange] | None = None, limit: int = 0) -> pl.Expr:
         """One concat_str over the pieces, with neighbouring literal text merged first.
@@ -361,8 +352,8 @@ class PolarsCompiler:
         index = (key - keys.low if keys.low else key).cast(pl.UInt32)
         if keys.negative_zero:
             texts = pl.concat([texts, pl.Series([f"{before}{shown.quote}-0.0{shown.quote}{after}"])], rechunk=True)
-            negative_zero = _negative_zero(pl.col(shown.column).round(SHOWN_DECIMALS))
-            index = pl.when(negative_zero).then(pl.lit(len(texts) - 1, dtype=pl.UInt32)).otherwise(index)
+            shown_zero = negative_zero(pl.col(shown.column).round(SHOWN_DECIMALS))
+            index = pl.when(shown_zero).then(pl.lit(len(texts) - 1, dtype=pl.UInt32)).otherwise(index)
         if shown.null is not None:
             texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
             index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
@@ -430,7 +421,7 @@ class _Table:
         return pl.lit(self.texts.rechunk()).gather(self.index)
 
 
-def _negative_zero(value: pl.Expr) -> pl.Expr:
+def negative_zero(value: pl.Expr) -> pl.Expr:
     """-0.0 (equal to 0, but its reciprocal is -inf): shown as "-0.0"."""
     return (value == 0) & (1.0 / value < 0)
 

@@ -19,6 +19,7 @@ from kare_rules.compile_polars import (
     derived_exprs,
     describe_predicate,
     format_value,
+    negative_zero,
     piece_columns,
     previous_column,
 )
@@ -311,47 +312,87 @@ def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -
     where = result.get_column_index("_text")
     at = result.drop_in_place("_text")  # owned alone, so the scatter below writes in place
     if variants:
+        shown = [{p.column for p in pieces if isinstance(p, Shown)} for pieces in variants]
+        bounds = pl.collect_all([_bounds(part, compiler, cols) for part, cols in zip(chosen, shown, strict=True)])
         parts = []
-        for pieces, part in zip(variants, chosen, strict=True):
+        for pieces, part, found in zip(variants, chosen, bounds, strict=True):
             limit = min(MAX_TABLE, max(4096, part.height // 4))
-            ranges = _value_ranges(part, compiler, {p.column for p in pieces if isinstance(p, Shown)}, limit)
+            ranges = _key_ranges(found, compiler, limit)
             parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
         built = pl.concat(parts).collect()
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
         at = at.scatter(built["_row"], built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
-    return result.insert_column(where, table.gather(at))
+    return result.insert_column(where, _gathered(table, at))
+
+
+# Rows per piece of the reason column (`_gathered`): 4 MiB of string views, under the 8 MiB beyond which
+# Polars' allocator (jemalloc) serves a block from an arena that returns it to the system as soon as it
+# is freed, so every run paid page faults for the whole column again.
+GATHER_ROWS = 1 << 18
+
+
+def _gathered(table: pl.Series, at: pl.Series) -> pl.Series:
+    """`table.gather(at)` in pieces of GATHER_ROWS rows (one Series of several chunks)."""
+    if len(at) <= GATHER_ROWS:
+        return table.gather(at)
+    return pl.concat([table.gather(at.slice(i, GATHER_ROWS)) for i in range(0, len(at), GATHER_ROWS)], rechunk=False)
 
 
 def _value_ranges(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str], limit: int) -> dict[str, KeyRange]:
     """The range of the keys (`PolarsCompiler.value_key`) of the integer, date, boolean and float
-    `columns` whose values span at most `limit` keys: few enough that writing the text of each value
-    once costs less than writing it for every row. A float column is ranged only when its keys give
-    each value the text formatting would (`float_keys`), checked over these rows."""
-    ranged = sorted(c for c in columns if compiler.types[c] in ("integer", "date", "boolean", "float"))
-    if not ranged or frame.height == 0:
+    `columns` whose values span at most `limit` keys over the rows of `frame`: few enough that writing
+    the text of each value once costs less than writing it for every row (`_bounds`, `_key_ranges`)."""
+    return _key_ranges(_bounds(frame, compiler, columns).collect(), compiler, limit)
+
+
+def _bounds(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str]) -> pl.LazyFrame:
+    """One row, in one pass over `frame`: the smallest and largest value of each integer, date, boolean and
+    float column of `columns` (the physical value; a key grows with its value, so the keys' range is the
+    keys of these) and, for a float, whether a value is NaN and whether one is shown as -0.0."""
+    exprs = []
+    for c in sorted(columns):
+        ctype = compiler.types[c]
+        if ctype not in ("integer", "date", "boolean", "float"):
+            continue
+        value = pl.col(c) if ctype == "float" else pl.col(c).to_physical().cast(pl.Int64)
+        exprs += [value.min().alias(f"{c}\0min"), value.max().alias(f"{c}\0max")]
+        if ctype == "float":
+            # Only a value in (-0.0001, 0] can be shown as -0.0: round those few, not every row.
+            near = pl.col(c).filter((pl.col(c) <= 0) & (pl.col(c) > -(10.0**-SHOWN_DECIMALS)))
+            exprs += [pl.col(c).is_nan().any().alias(f"{c}\0nan"), negative_zero(near.round(SHOWN_DECIMALS)).any()
+                      .alias(f"{c}\0-0")]  # fmt: skip
+    return frame.lazy().select(exprs) if exprs and frame.height else pl.LazyFrame()
+
+
+# The largest float magnitude whose values are looked up in a table of texts by key (`_key_ranges`). Below
+# it, a value rounded to SHOWN_DECIMALS is the double nearest a number of SHOWN_DECIMALS decimals, and
+# that number times 10**SHOWN_DECIMALS is an integer well inside the 2**53 a double holds exactly, so
+# the value its key stands for is that same double, shown the same (tests/test_reason_text.py checks it
+# on random values); from about 1e12 on, texts differ in the last digits.
+FLOAT_KEYS_BELOW = 1e11
+
+
+def _key_ranges(found: pl.DataFrame, compiler: PolarsCompiler, limit: int) -> dict[str, KeyRange]:
+    """The columns of `_bounds`' row whose keys span at most `limit` keys, with their range. A float
+    column only when no value is NaN and every value is under FLOAT_KEYS_BELOW in magnitude (infinities
+    included): then each value's key gives it the text formatting would."""
+    if found.height == 0:
         return {}
-    # A key grows with its value: the keys' range is the keys of the values' range.
-    physical = [pl.col(c) if compiler.types[c] == "float" else pl.col(c).to_physical().cast(pl.Int64) for c in ranged]
-    bounds = frame.select(
-        *[p.min().alias(f"{c}_min") for c, p in zip(ranged, physical, strict=True)],
-        *[p.max().alias(f"{c}_max") for c, p in zip(ranged, physical, strict=True)],
-    ).row(0, named=True)
+    row = found.row(0, named=True)
     out = {}
-    for c in ranged:
-        low, high = bounds[f"{c}_min"], bounds[f"{c}_max"]
-        if low is not None and compiler.types[c] == "float":
+    for c in dict.fromkeys(name.split("\0")[0] for name in found.columns):
+        low, high = row[f"{c}\0min"], row[f"{c}\0max"]
+        if low is None or high is None:
+            continue
+        shown_zero = False
+        if compiler.types[c] == "float":
+            if row[f"{c}\0nan"] or not max(-low, high) < FLOAT_KEYS_BELOW:
+                continue
             low, high = pl.DataFrame({c: [low, high]}, schema={c: pl.Float64}).select(compiler.value_key(c))[c]
-        if low is not None and high is not None and high - low < limit:
-            out[c] = KeyRange(low, high)
-    floats = [c for c in out if compiler.types[c] == "float"]
-    if floats:  # a second pass over the rows, for the floats in a narrow range only
-        found = frame.select(e.alias(f"{c}_{i}") for c in floats for i, e in enumerate(compiler.float_keys(c))).row(0)
-        for c, exact, negative_zero in zip(floats, found[::2], found[1::2], strict=True):
-            if exact:
-                out[c] = KeyRange(out[c].low, out[c].high, bool(negative_zero))
-            else:
-                del out[c]
+            shown_zero = bool(row[f"{c}\0-0"])
+        if high - low < limit:
+            out[c] = KeyRange(low, high, shown_zero)
     return out
 
 

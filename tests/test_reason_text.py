@@ -8,6 +8,7 @@ value ranges narrow or wide enough to take every path the engine has for putting
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 
 import polars as pl
@@ -102,7 +103,8 @@ profiles:
 
 def test_floats_in_a_narrow_range_are_looked_up_with_the_text_each_value_would_get():
     # margin-like floats: a table of texts by key (rounded value × 10**4) when every value's text is its
-    # key's text; not when one rounds to -0.0 (shown "-0.0", key 0 means "0.0"), is NaN or infinite.
+    # key's text; not when one rounds to -0.0 (shown "-0.0", key 0 means "0.0"), is NaN or infinite, or is
+    # too large for its key to give its text.
     rules = load_rules_text(
         """\
 format: kare/v1
@@ -123,6 +125,8 @@ profiles:
         "negative zero": [*clean[:-1], -0.00003],
         "NaN": [*clean[:-1], float("nan")],
         "infinite": [*clean[:-1], float("-inf")],
+        # from about 1e12 on, a value's key stands for a neighbouring double: shown in other last digits
+        "beyond keys": [-3443394203527.4907 - i * 0.0001 for i in range(n)],
     }
     compiler = engine.PolarsCompiler(rules)
     for label, margins in frames.items():
@@ -135,3 +139,32 @@ profiles:
         tabled = engine._value_ranges(frame, compiler, {"margin"}, 4096)
         assert ("margin" in tabled) == (label in ("clean", "negative zero")), label
     assert "margin < 0.5 [-0.0]" in categorize(rules, frame.with_columns(margin=pl.lit(-0.00003)), AS_OF)["reason"][0]
+
+
+def test_a_float_under_the_table_bound_is_shown_as_its_key_shows_it():
+    # engine.FLOAT_KEYS_BELOW: every value under it in magnitude (but -0.0, handled apart) gets from its key
+    # the text formatting it gives; over it, some do not (so the bound is not loose by orders of magnitude).
+    rng = random.Random(5)
+    compiler = engine.PolarsCompiler(load_rules_text(
+        "format: kare/v1\norganization: f\nversion: 1.0.0\ninputs: {id: {type: string, key: true}, x: {type: float}}\n"
+        "profiles: {keep: {when: {x: {lt: 0}}}}\n", "f.yaml"))  # fmt: skip
+
+    def differing(low_exp: float, high_exp: float) -> int:
+        values = []
+        for _ in range(200_000):
+            v = rng.choice([-1, 1]) * 10 ** rng.uniform(low_exp, high_exp)
+            kind = rng.random()
+            if kind < 0.3:
+                v = round(v, rng.randint(0, 12))
+            elif kind < 0.5:
+                v = float(f"{int(v * 1e4)}5e-5")  # halfway at the fifth decimal
+            values.append(v)
+        shown = pl.col("x").round(engine.SHOWN_DECIMALS)
+        texts = pl.DataFrame({"x": values}).select(
+            keyed=compiler.keyed_value("x", compiler.value_key("x")).cast(pl.String), shown=shown.cast(pl.String)
+        )
+        return texts.filter((pl.col("keyed") != pl.col("shown")) & (pl.col("shown") != "-0.0")).height
+
+    bound = math.log10(engine.FLOAT_KEYS_BELOW)
+    assert differing(-9, bound) == 0
+    assert differing(bound + 1, bound + 4) > 1000
