@@ -279,11 +279,12 @@ class PolarsCompiler:
         col = pl.col(column)
         return (col.round(SHOWN_DECIMALS) if self.types[column] == "float" else col).cast(pl.String)
 
-    def value_key(self, column: str) -> pl.Expr:
+    def value_key(self, column: str, value: pl.Expr | None = None) -> pl.Expr:
         """The Int64 by which a value's text is looked up in a table of texts (`_table`): the physical
         value of an integer, date or boolean column; for a float, its value as shown (rounded to
-        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see engine._key_ranges)."""
-        col = pl.col(column)
+        SHOWN_DECIMALS) times 10**SHOWN_DECIMALS, null for NaN and infinities (see engine._key_ranges).
+        Of the column's values, or of `value` (an expression of them, such as their smallest)."""
+        col = pl.col(column) if value is None else value
         if self.types[column] == "float":
             return (col.round(SHOWN_DECIMALS) * 10**SHOWN_DECIMALS).round().cast(pl.Int64, strict=False)
         return col.to_physical().cast(pl.Int64)
@@ -346,17 +347,23 @@ class PolarsCompiler:
         range says some value is shown so)."""
         # from low, not to high + 1: high may be the largest Int64
         key_range = pl.int_range(0, keys.high - keys.low + 1, dtype=pl.Int64) + keys.low
-        values = pl.select(self.keyed_value(shown.column, key_range))
-        texts = before + shown.quote + values.to_series().cast(pl.String).rename("") + shown.quote + after
+        value = self.keyed_value(shown.column, key_range).cast(pl.String)
+        extra = []  # entries after the range's: -0.0, then null
         key = self.value_key(shown.column)
         index = (key - keys.low if keys.low else key).cast(pl.UInt32)
+        size = keys.high - keys.low + 1
         if keys.negative_zero:
-            texts = pl.concat([texts, pl.Series([f"{before}{shown.quote}-0.0{shown.quote}{after}"])], rechunk=True)
+            extra.append(f"{before}{shown.quote}-0.0{shown.quote}{after}")
             shown_zero = negative_zero(pl.col(shown.column).round(SHOWN_DECIMALS))
-            index = pl.when(shown_zero).then(pl.lit(len(texts) - 1, dtype=pl.UInt32)).otherwise(index)
+            index = pl.when(shown_zero).then(pl.lit(size, dtype=pl.UInt32)).otherwise(index)
         if shown.null is not None:
-            texts = pl.concat([texts, pl.Series([before + shown.null + after])], rechunk=True)
-            index = index.fill_null(pl.lit(len(texts) - 1, dtype=pl.UInt32))
+            extra.append(before + shown.null + after)
+            index = index.fill_null(pl.lit(size + len(extra) - 1, dtype=pl.UInt32))
+        # One query builds the whole table: a fixed cost per table, whatever its size.
+        text = pl.concat_str([pl.lit(before + shown.quote), value, pl.lit(shown.quote + after)])
+        if extra:
+            text = text.append(pl.lit(pl.Series(extra, dtype=pl.String)))
+        texts = pl.select(text.alias("")).to_series()
         return _Table(texts, index)
 
 
@@ -412,8 +419,8 @@ class _Table:
     def then(self, other: _Table) -> _Table:
         """This piece followed by `other`, as one table of every pair of their texts."""
         n = len(other.texts)
-        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32, eager=True)
-        texts = self.texts.gather(pair // n) + other.texts.gather(pair % n)
+        pair = pl.int_range(len(self.texts) * n, dtype=pl.UInt32)
+        texts = pl.select(pl.lit(self.texts).gather(pair // n) + pl.lit(other.texts).gather(pair % n)).to_series()
         return _Table(texts, self.index * pl.lit(n, dtype=pl.UInt32) + other.index)
 
     def lookup(self) -> pl.Expr:

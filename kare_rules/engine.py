@@ -300,24 +300,25 @@ def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -
     )
     # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
     # over those rows decide which values are looked up in a table of texts rather than formatted.
+    # Each variant's rows and the bounds of their values come from one collect: Polars filters once for both.
     rows = frame.lazy()
-    variants, subsets = [], []
+    variants, subsets, bounds = [], [], []
     for c in varying:
         won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
         for guard, pieces in compiler.reason_variants(c):
             variants.append(pieces)
             subsets.append(rows.filter(won if guard is None else won & guard).select("_row", *piece_columns(pieces)))
-    result, *chosen = pl.collect_all([main, *subsets])
+            bounds.append(_bounds(subsets[-1], compiler, {p.column for p in pieces if isinstance(p, Shown)}))
+    result, *found = pl.collect_all([main, *subsets, *bounds])
+    chosen, found = found[: len(subsets)], found[len(subsets) :]
     table = pl.Series("reason", texts, dtype=pl.String)
     where = result.get_column_index("_text")
     at = result.drop_in_place("_text")  # owned alone, so the scatter below writes in place
     if variants:
-        shown = [{p.column for p in pieces if isinstance(p, Shown)} for pieces in variants]
-        bounds = pl.collect_all([_bounds(part, compiler, cols) for part, cols in zip(chosen, shown, strict=True)])
         parts = []
-        for pieces, part, found in zip(variants, chosen, bounds, strict=True):
+        for pieces, part, bounded in zip(variants, chosen, found, strict=True):
             limit = min(MAX_TABLE, max(4096, part.height // 4))
-            ranges = _key_ranges(found, compiler, limit)
+            ranges = _key_ranges(bounded, compiler, limit)
             parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
         built = pl.concat(parts).collect()
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
@@ -343,26 +344,28 @@ def _value_ranges(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[st
     """The range of the keys (`PolarsCompiler.value_key`) of the integer, date, boolean and float
     `columns` whose values span at most `limit` keys over the rows of `frame`: few enough that writing
     the text of each value once costs less than writing it for every row (`_bounds`, `_key_ranges`)."""
-    return _key_ranges(_bounds(frame, compiler, columns).collect(), compiler, limit)
+    return _key_ranges(_bounds(frame.lazy(), compiler, columns).collect(), compiler, limit)
 
 
-def _bounds(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str]) -> pl.LazyFrame:
-    """One row, in one pass over `frame`: the smallest and largest value of each integer, date, boolean and
-    float column of `columns` (the physical value; a key grows with its value, so the keys' range is the
-    keys of these) and, for a float, whether a value is NaN and whether one is shown as -0.0."""
+def _bounds(rows: pl.LazyFrame, compiler: PolarsCompiler, columns: set[str]) -> pl.LazyFrame:
+    """One row, in one pass over `rows`: the smallest and largest key of each integer, date, boolean and
+    float column of `columns` (a key grows with its value: the keys' range is the keys of the values'
+    range) and, for a float, its smallest and largest value, whether one is NaN and whether one is shown
+    as -0.0. No row when there are no such columns."""
     exprs = []
     for c in sorted(columns):
         ctype = compiler.types[c]
         if ctype not in ("integer", "date", "boolean", "float"):
             continue
-        value = pl.col(c) if ctype == "float" else pl.col(c).to_physical().cast(pl.Int64)
-        exprs += [value.min().alias(f"{c}\0min"), value.max().alias(f"{c}\0max")]
+        value = pl.col(c)
+        low, high = value.min(), value.max()  # NaN is neither (it is looked for apart)
+        exprs += [compiler.value_key(c, low).alias(f"{c}\0low"), compiler.value_key(c, high).alias(f"{c}\0high")]
         if ctype == "float":
             # Only a value in (-0.0001, 0] can be shown as -0.0: round those few, not every row.
-            near = pl.col(c).filter((pl.col(c) <= 0) & (pl.col(c) > -(10.0**-SHOWN_DECIMALS)))
-            exprs += [pl.col(c).is_nan().any().alias(f"{c}\0nan"), negative_zero(near.round(SHOWN_DECIMALS)).any()
-                      .alias(f"{c}\0-0")]  # fmt: skip
-    return frame.lazy().select(exprs) if exprs and frame.height else pl.LazyFrame()
+            near = value.filter((value <= 0) & (value > -(10.0**-SHOWN_DECIMALS))).round(SHOWN_DECIMALS)
+            exprs += [low.alias(f"{c}\0min"), high.alias(f"{c}\0max"), value.is_nan().any().alias(f"{c}\0nan"),
+                      negative_zero(near).any().alias(f"{c}\0-0")]  # fmt: skip
+    return rows.select(exprs) if exprs else pl.LazyFrame()
 
 
 # The largest float magnitude whose values are looked up in a table of texts by key (`_key_ranges`). Below
@@ -382,17 +385,13 @@ def _key_ranges(found: pl.DataFrame, compiler: PolarsCompiler, limit: int) -> di
     row = found.row(0, named=True)
     out = {}
     for c in dict.fromkeys(name.split("\0")[0] for name in found.columns):
-        low, high = row[f"{c}\0min"], row[f"{c}\0max"]
-        if low is None or high is None:
+        low, high = row[f"{c}\0low"], row[f"{c}\0high"]
+        if low is None or high is None or high - low >= limit:
             continue
-        shown_zero = False
-        if compiler.types[c] == "float":
-            if row[f"{c}\0nan"] or not max(-low, high) < FLOAT_KEYS_BELOW:
-                continue
-            low, high = pl.DataFrame({c: [low, high]}, schema={c: pl.Float64}).select(compiler.value_key(c))[c]
-            shown_zero = bool(row[f"{c}\0-0"])
-        if high - low < limit:
-            out[c] = KeyRange(low, high, shown_zero)
+        float_ = compiler.types[c] == "float"
+        if float_ and (row[f"{c}\0nan"] or not max(-row[f"{c}\0min"], row[f"{c}\0max"]) < FLOAT_KEYS_BELOW):
+            continue
+        out[c] = KeyRange(low, high, float_ and bool(row[f"{c}\0-0"]))
     return out
 
 
