@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
 
 import polars as pl
 
@@ -51,12 +55,53 @@ def _lit(value: m.Scalar, ctype: str) -> pl.Expr:
     return pl.lit(value, dtype=POLARS_TYPES[ctype])
 
 
+T = TypeVar("T")
+
+# The compiled forms of the most recent rule sets, by object identity (a RuleSet holds dicts, so it is
+# not hashable): the RuleSet is kept with them, so an id is not reused while its entry lives.
+_COMPILED: OrderedDict[tuple[int, str], tuple[m.RuleSet, object]] = OrderedDict()
+_COMPILED_SIZE = 16
+_COMPILED_LOCK = threading.Lock()
+
+
+def compiled(rules: m.RuleSet, kind: str, make: Callable[[m.RuleSet], T]) -> T:
+    """`make(rules)`, made once per RuleSet object and kind (the Polars compiler, the edges' predicate
+    space) and kept for the most recent rule sets. A RuleSet is immutable, so what is compiled from it
+    holds as long as it does."""
+    key = (id(rules), kind)
+    with _COMPILED_LOCK:
+        hit = _COMPILED.get(key)
+        if hit is not None and hit[0] is rules:
+            _COMPILED.move_to_end(key)
+            return hit[1]  # type: ignore[return-value]
+    made = make(rules)
+    with _COMPILED_LOCK:
+        _COMPILED[key] = (rules, made)
+        while len(_COMPILED) > _COMPILED_SIZE:
+            _COMPILED.popitem(last=False)
+    return made
+
+
 class PolarsCompiler:
     """Compiles the condition tree of one RuleSet; traits are inlined (Polars de-duplicates them)."""
 
     def __init__(self, rules: m.RuleSet):
         self.rules = rules
         self.types = rules.columns
+        self._memo: dict[tuple, object] = {}
+
+    @classmethod
+    def of(cls, rules: m.RuleSet) -> PolarsCompiler:
+        """The compiler of `rules`, made once per RuleSet object: the expressions it builds (the mask,
+        the lookups, the reasons' pieces) are the same at every call, and building them costs more than
+        categorizing a thousand accounts."""
+        return compiled(rules, cls.__qualname__, cls)
+
+    def _once(self, key: tuple, make: Callable[[], T]) -> T:
+        """`make()`, computed once per key for this compiler."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]  # type: ignore[return-value]
 
     # ---- truth ---------------------------------------------------------------------------------
 
@@ -114,7 +159,7 @@ class PolarsCompiler:
         """First category in precedence whose condition holds, else 'unassigned'."""
         return self.by_winner(self.mask(), {c: c for c in (*self.names, m.UNASSIGNED)}).alias("category")
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         """The defined categories in precedence order; bit i of the mask is names[i]."""
         return [r.name for r in self.rules.ordered()]
@@ -124,6 +169,9 @@ class PolarsCompiler:
 
         Everything per account derives from this one small integer by table lookup, so each condition
         is evaluated once, however many outputs (category, rule, overlaps) are asked for."""
+        return self._once(("mask",), self._mask)
+
+    def _mask(self) -> pl.Expr:
         ordered = self.rules.ordered()
         if not ordered:
             return pl.lit(0, dtype=pl.UInt8).alias("_mask")
@@ -132,14 +180,15 @@ class PolarsCompiler:
 
     def masks_of(self, category: str) -> list[int]:
         """Every mask value whose winner is `category`."""
-        return [mk for mk, winner in enumerate(self._winners()) if winner == category]
+        return self._once(("masks_of", category), lambda: [mk for mk, w in enumerate(self._winners) if w == category])
 
+    @cached_property
     def _winners(self) -> list[str]:
         return [held[0] if held else m.UNASSIGNED for held in _held_lists(self.names)]
 
     def by_winner(self, mask: pl.Expr, values: dict[str, str | None]) -> pl.Expr:
         """A per-category value looked up through the mask's winner (null for categories not in `values`)."""
-        table = [values.get(winner) for winner in self._winners()]
+        table = [values.get(winner) for winner in self._winners]
         nulls = [i for i, value in enumerate(table) if value is None]
         if not nulls:
             return pl.lit(pl.Series(table, dtype=pl.String)).gather(mask)
@@ -151,11 +200,14 @@ class PolarsCompiler:
     def by_winner_position(self, mask: pl.Expr, positions: dict[str, int]) -> pl.Expr:
         """A per-category position (UInt32) looked up through the mask's winner (0 for categories not in
         `positions`)."""
-        table = [positions.get(winner, 0) for winner in self._winners()]
+        table = [positions.get(winner, 0) for winner in self._winners]
         return pl.lit(pl.Series(table, dtype=pl.UInt32)).gather(mask)
 
-    def lookup(self, mask: pl.Expr) -> list[pl.Expr]:
-        """category, matched_rule and overlaps (the other categories that held, in precedence order)."""
+    def lookup(self, mask: pl.Expr | None = None) -> list[pl.Expr]:
+        """category, matched_rule and overlaps (the other categories that held, in precedence order), of
+        `mask` (by default the column `_mask`)."""
+        if mask is None:
+            return self._once(("lookup",), lambda: self.lookup(pl.col("_mask")))
         overlaps = pl.Series([h[1:] for h in _held_lists(self.names)], dtype=pl.List(pl.String))
         return [
             self.by_winner(mask, {c: c for c in (*self.names, m.UNASSIGNED)}).alias("category"),
@@ -176,6 +228,9 @@ class PolarsCompiler:
         alternative held first; a variant per alternative keeps each text one flat concat over the rows
         it is for, instead of building every alternative's text for every row and keeping one
         (`held_text`). Up to MAX_VARIANTS variants; beyond that, one variant built with `held_text`."""
+        return self._once(("reason_variants", category), lambda: self._reason_variants(category))
+
+    def _reason_variants(self, category: str) -> list[tuple[pl.Expr | None, list[Piece]]]:
         when = self.rules.categories[category].when if category != m.UNASSIGNED else None
         if when is None or self._variant_count(when) > MAX_VARIANTS:
             return [(None, self._reason_pieces(category))]
@@ -195,7 +250,7 @@ class PolarsCompiler:
 
     def fixed_reason(self, category: str) -> str | None:
         """The reason text when it is the same for every account of `category` (no values in it)."""
-        pieces = self._reason_pieces(category)
+        pieces = self._once(("pieces", category), lambda: self._reason_pieces(category))
         return "".join(pieces) if all(isinstance(p, str) for p in pieces) else None  # type: ignore[arg-type]
 
     def _reason_pieces(self, category: str) -> list[Piece]:

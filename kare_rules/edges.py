@@ -46,7 +46,7 @@ from functools import cached_property, lru_cache
 import polars as pl
 
 from kare_rules import model as m
-from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler, columns_used, predicates
+from kare_rules.compile_polars import POLARS_TYPES, PolarsCompiler, columns_used, compiled, predicates
 
 # The columns `edge_columns` adds, in order, and their types (the account_categories contract).
 EDGE_SCHEMA: dict[str, pl.DataType] = {
@@ -79,7 +79,7 @@ class _Space:
 
     def __init__(self, rules: m.RuleSet):
         self.rules = rules
-        self.compiler = PolarsCompiler(rules)
+        self.compiler = PolarsCompiler.of(rules)
         self.ordered = rules.ordered()
         self.names = [r.name for r in self.ordered] + [m.UNASSIGNED]
         self.preds: list[m.Predicate] = list(dict.fromkeys(predicates(rules)))  # distinct, first seen first
@@ -97,6 +97,12 @@ class _Space:
         self._masks: pl.Series | None = None  # per pattern: the categories that held (`_mask`)
         if self.n <= _TABLE_BITS:
             self._table, self._masks = self._tabulate()
+
+    @classmethod
+    def of(cls, rules: m.RuleSet) -> _Space:
+        """The predicate space of `rules`, made once per RuleSet object (`compile_polars.compiled`): its
+        table of every pattern's category and its expressions are the same at every call."""
+        return compiled(rules, cls.__qualname__, cls)
 
     def _compile(self, cond: m.Condition) -> Callable[[int], bool]:
         """The condition as a function of the bit pattern: two-valued, as `PolarsCompiler.truth`."""
@@ -153,6 +159,10 @@ class _Space:
         """The bit pattern of every account: one UInt32 word `_edge_w0` for up to 31 predicates (the
         common case, and a native gather index), else Int64 words `_edge_w0`, `_edge_w1`, ... of
         _WORD bits."""
+        return list(self._word_exprs)
+
+    @cached_property
+    def _word_exprs(self) -> tuple[pl.Expr, ...]:
         small = self.words == 1 and self.n <= 31
         dtype = pl.UInt32 if small else pl.Int64
         out = []
@@ -165,7 +175,7 @@ class _Space:
                 for i, p in enumerate(chunk)
             ]
             out.append((pl.sum_horizontal(bits) if bits else pl.lit(0)).cast(dtype).alias(f"_edge_w{w}"))
-        return out
+        return tuple(out)
 
     def bits_at(self, column: str, values: Sequence[object]) -> list[int]:
         """For each value of `column`, the bits of the predicates on it when the column holds that
@@ -976,7 +986,7 @@ def _edge_columns(
 
     if horizon < 0:
         raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
-    space = _Space(rules)
+    space = _Space.of(rules)
     quantities = _quantities(rules, space.preds)
     clocks = [c.column for c in _clocks(space)]
     return _edges_of(space, _working(space, frame, quantities, clocks), as_date(as_of), horizon, detail)
@@ -1005,7 +1015,7 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
     `_edge_category__<col>` (String: the category that change leads to), null when the value is null
     or no change of that column alone moves the account. A column that is not an edge quantity
     (`edge_quantities`) is a ValueError naming it."""
-    space = _Space(rules)
+    space = _Space.of(rules)
     quantities = _quantities(rules, space.preds)
     unknown = [c for c in columns if c not in quantities]
     if unknown:
@@ -1057,7 +1067,7 @@ def with_edges(
 
     if horizon < 0:
         raise ValueError(f"horizon must be a number of days ≥ 0, got {horizon}")
-    space = _Space(rules)
+    space = _Space.of(rules)
     # Conformed and derived once, for the categories, the edges and the watches alike; the predicate
     # bit patterns are computed in the categories' own pass, and the categories' mask looked up from them.
     extra = Extra(tuple(space.word_exprs()), space.mask_expr())

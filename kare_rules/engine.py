@@ -219,8 +219,8 @@ def categorize_lazy(
     finished frame is returned as a LazyFrame."""
     if explain:
         return categorize(rules, accounts, as_of, explain=True, previous=previous).lazy()
-    compiler = PolarsCompiler(rules)
-    category, matched_rule, _ = compiler.lookup(pl.col("_mask"))
+    compiler = PolarsCompiler.of(rules)
+    category, matched_rule, _ = compiler.lookup()
     return _prepared(rules, accounts, as_of, compiler, previous).select(pl.col(rules.key), category, matched_rule)
 
 
@@ -267,7 +267,7 @@ def prepare(
 ) -> pl.DataFrame:
     """The accounts as `categories_of` reads them: the rules' columns conformed and derived, `_mask`,
     the `extra` columns and, when some reason carries values, the row number `_row`."""
-    compiler = PolarsCompiler(rules)
+    compiler = PolarsCompiler.of(rules)
     names = [e.meta.output_name() for e in extra.columns] if extra is not None else []
     # Only the columns the rules read: the data's other columns (one may be named `_row`) are not needed.
     # The row number is made once here, not once per variant's rows in `categories_of`.
@@ -283,9 +283,9 @@ def _varying(compiler: PolarsCompiler) -> bool:
 def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -> pl.DataFrame:
     """The key, `category` and `matched_rule` (with `explain`, also `reason` and `overlaps`) of the
     accounts `prepare` made ready, in their order."""
-    compiler = PolarsCompiler(rules)
+    compiler = PolarsCompiler.of(rules)
     mask = pl.col("_mask")
-    category, matched_rule, overlaps = compiler.lookup(mask)
+    category, matched_rule, overlaps = compiler.lookup()
     if not explain:
         return frame.select(pl.col(rules.key), category, matched_rule)
     fixed = {c: compiler.fixed_reason(c) for c in (*compiler.names, m.UNASSIGNED)}
@@ -435,7 +435,7 @@ def explain_row(rules: m.RuleSet, row: Frame, as_of: dt.date | str, previous: pl
     `kare explain`, or an embedded test's account, which may have no key at all)."""
     as_of = as_date(as_of)
     lf = with_derived(rules, conform(row, rules), as_of, previous)
-    compiler = PolarsCompiler(rules)
+    compiler = PolarsCompiler.of(rules)
     exprs: list[pl.Expr] = []
 
     def plan(cond: m.Condition) -> tuple[int, list]:

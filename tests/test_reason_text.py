@@ -168,3 +168,41 @@ def test_a_float_under_the_table_bound_is_shown_as_its_key_shows_it():
     bound = math.log10(engine.FLOAT_KEYS_BELOW)
     assert differing(-9, bound) == 0
     assert differing(bound + 1, bound + 4) > 1000
+
+
+def test_a_rule_set_is_compiled_once_and_its_changed_copy_on_its_own():
+    # PolarsCompiler.of / compile_polars.compiled: the expressions of a RuleSet object are built once and
+    # reused by every call; a copy with other rules (dataclasses.replace) is another object, compiled anew.
+    from dataclasses import replace
+
+    from kare_rules import compile_polars
+    from kare_rules.edges import _Space
+
+    rules = load_rules(ROOT / "benchmarks/rules/bench")
+    frame = synthesize(rules, 3_000, AS_OF, seed=4)
+    first = categorize(rules, frame, AS_OF, edges=True)
+    compiler = compile_polars.PolarsCompiler.of(rules)
+    assert compiler is compile_polars.PolarsCompiler.of(rules) and _Space.of(rules) is _Space.of(rules)
+    assert compiler.lookup() is compiler.lookup() and compiler.mask() is compiler.mask()
+    assert_frame_equal(categorize(rules, frame, AS_OF, edges=True), first)
+    assert_frame_equal(first.drop(*engine_extra(first)), categorize_explained(rules, frame, AS_OF))
+
+    # keep rises to every paying account with a margin: another category mix, another compiler
+    keep = rules.categories["keep"]
+    stricter = replace(keep, when=rules.categories["expand"].when)
+    changed = replace(rules, categories={**rules.categories, "keep": stricter})
+    assert compile_polars.PolarsCompiler.of(changed) is not compiler
+    assert_frame_equal(categorize(changed, frame, AS_OF), categorize_explained(changed, frame, AS_OF))
+    assert not categorize(changed, frame, AS_OF)["category"].equals(first["category"])
+
+    # bounded: after more rule sets than it keeps, the first is compiled again
+    for i in range(compile_polars._COMPILED_SIZE):
+        compile_polars.PolarsCompiler.of(replace(rules, version=f"9.0.{i}"))
+    assert compile_polars.PolarsCompiler.of(rules) is not compiler
+
+
+def engine_extra(result: pl.DataFrame) -> list[str]:
+    """The columns `categorize(edges=True)` adds to the explained result."""
+    from kare_rules.edges import EDGE_COLUMNS
+
+    return [*EDGE_COLUMNS, "watches"]
