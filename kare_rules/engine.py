@@ -242,7 +242,7 @@ def categorize(
     overlaps are lookups on it. A reason with no values in it (`keep: paying (is_customer = true)`) is
     a lookup too; the others are built only for the rows their category won (one flat text per
     alternative of an `any`, `PolarsCompiler.reason_variants`), with integer, date, boolean and float values in a
-    narrow range looked up rather than formatted (`_value_ranges`), so each row pays for at most one
+    narrow range looked up rather than formatted (`_bounds`, `_key_ranges`), so each row pays for at most one
     explanation, not one per category. Every reason then reaches its row by one gather. `previous`
     feeds the trends (`with_derived`). With `edges`, the early-warning columns of
     `kare_rules.edges.EDGE_SCHEMA` follow (next move within `horizon` days, nearest value change;
@@ -300,7 +300,7 @@ def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -
     )
     # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
     # over those rows decide which values are looked up in a table of texts rather than formatted.
-    # Each variant's rows and the bounds of their values come from one collect: Polars filters once for both.
+    # Each variant's rows and the bounds of their values (`_bounds`) are collected together.
     rows = frame.lazy()
     variants, subsets, bounds = [], [], []
     for c in varying:
@@ -340,15 +340,9 @@ def _gathered(table: pl.Series, at: pl.Series) -> pl.Series:
     return pl.concat([table.gather(at.slice(i, GATHER_ROWS)) for i in range(0, len(at), GATHER_ROWS)], rechunk=False)
 
 
-def _value_ranges(frame: pl.DataFrame, compiler: PolarsCompiler, columns: set[str], limit: int) -> dict[str, KeyRange]:
-    """The range of the keys (`PolarsCompiler.value_key`) of the integer, date, boolean and float
-    `columns` whose values span at most `limit` keys over the rows of `frame`: few enough that writing
-    the text of each value once costs less than writing it for every row (`_bounds`, `_key_ranges`)."""
-    return _key_ranges(_bounds(frame.lazy(), compiler, columns).collect(), compiler, limit)
-
-
 def _bounds(rows: pl.LazyFrame, compiler: PolarsCompiler, columns: set[str]) -> pl.LazyFrame:
-    """One row, in one pass over `rows`: the smallest and largest key of each integer, date, boolean and
+    """What decides which values of `columns` are looked up in a table of texts rather than formatted
+    (`_key_ranges`). One row, in one pass over `rows`: the smallest and largest key of each integer, date, boolean and
     float column of `columns` (a key grows with its value: the keys' range is the keys of the values'
     range) and, for a float, its smallest and largest value, whether one is NaN and whether one is shown
     as -0.0. No row when there are no such columns."""

@@ -136,7 +136,7 @@ profiles:
         got, want = categorize(rules, frame, AS_OF), categorize_explained(rules, frame, AS_OF)
         differ = got.join(want, on="id").filter(pl.col("reason") != pl.col("reason_right"))
         assert got.equals(want), f"{label}: {differ}"
-        tabled = engine._value_ranges(frame, compiler, {"margin"}, 4096)
+        tabled = engine._key_ranges(engine._bounds(frame.lazy(), compiler, {"margin"}).collect(), compiler, 4096)
         assert ("margin" in tabled) == (label in ("clean", "negative zero")), label
     assert "margin < 0.5 [-0.0]" in categorize(rules, frame.with_columns(margin=pl.lit(-0.00003)), AS_OF)["reason"][0]
 
