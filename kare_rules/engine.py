@@ -342,10 +342,10 @@ def _gathered(table: pl.Series, at: pl.Series) -> pl.Series:
 
 def _bounds(rows: pl.LazyFrame, compiler: PolarsCompiler, columns: set[str]) -> pl.LazyFrame:
     """What decides which values of `columns` are looked up in a table of texts rather than formatted
-    (`_key_ranges`). One row, in one pass over `rows`: the smallest and largest key of each integer, date, boolean and
-    float column of `columns` (a key grows with its value: the keys' range is the keys of the values'
-    range) and, for a float, its smallest and largest value, whether one is NaN and whether one is shown
-    as -0.0. No row when there are no such columns."""
+    (`_key_ranges`). One row, in one pass over `rows`: the smallest and largest key of each integer,
+    date, boolean and float column of `columns` (a key grows with its value: the keys' range is the keys
+    of the values' range) and, for a float, its smallest and largest value, whether one is NaN and
+    whether one is shown as -0.0. No row when there are no such columns."""
     exprs = []
     for c in sorted(columns):
         ctype = compiler.types[c]
