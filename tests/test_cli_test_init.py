@@ -696,6 +696,22 @@ def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, cap
     assert inputs["seats"] == {"type": "string"}
 
 
+def test_init_reads_a_date_column_with_one_date_not_in_iso_order_as_text_instead_of_failing(work, capsys):
+    # A CRM export: ISO dates, then one '31/12/2025'. Polars' date parsing stopped at it ("could not parse
+    # `31/12/2025` as dtype `date`") and init wrote nothing; the column is text, as one 'n/a' among numbers is.
+    (work / "accounts.csv").write_text(
+        "account_id,last_purchase,renewed_at,seats\nA,2026-01-05,2026-01-05 10:00,3\nB,,2026-02-01 09:30,4\n"
+        "C,31/12/2025,2026-03-01T08:00:00,5\nD,2026-03-01,,6\n",
+        encoding="utf-8",
+    )
+    code, _, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    assert (code, err) == (0, [])
+    inputs = yaml.safe_load((work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["last_purchase"] == {"type": "string", "nullable": True}
+    assert inputs["renewed_at"] == {"type": "datetime", "nullable": True}
+    assert inputs["seats"] == {"type": "integer", "min": 0}
+
+
 def test_init_keeps_ids_and_codes_with_leading_zeros_as_text(work, capsys):
     # Read as integers, '00123' would publish as 123 (no longer the CRM's id) and collide with '0123'.
     (work / "accounts.csv").write_text(
