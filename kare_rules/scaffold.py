@@ -95,7 +95,7 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
         if not IDENTIFIER.match(name):
             left_out.append(
                 f"column {name!r} is left out: rule files name columns in snake_case (lowercase letters, digits, '_');"
-                " rename it in the source to use it"
+                f" rename it in the source{_to_snake(name)} to use it"
             )
             continue
         if name in OUTPUT_COLUMNS or name in COMBINATORS or name.startswith("_"):  # the file would not validate
@@ -130,6 +130,18 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
                 allowed = tuple(distinct.to_list())
         guesses.append(InputGuess(name, ctype, nullable=col.null_count() > 0, min=low, allowed=allowed))
     if not guesses:
+        # A CRM or spreadsheet export ('Customer Number', 'Annual Contract Value'): every column is left out for
+        # its name alone. Say which names to write, not only the rule they break.
+        renames = [
+            f"{n!r} to {s}" for n in frame.columns if not IDENTIFIER.match(n) and IDENTIFIER.match(s := snake_form(n))
+        ]
+        if renames:
+            shown = ", ".join(renames[:4]) + (f" (and {len(renames) - 4} more)" if len(renames) > 4 else "")
+            raise DataError(
+                "no column of the data can be an input: rule files name columns in snake_case (lowercase letters, "
+                f"digits, '_'); rename the columns in the source (a CSV's header line), e.g. {shown}, "
+                "and run kare init again"
+            )
         raise DataError(
             "no column of the data can be an input: rule files name columns in snake_case and type them as string, "
             "integer, float, boolean, date or datetime"
@@ -142,6 +154,12 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
         for g in guesses
     ]
     return Inference(tuple(guesses), note, tuple(left_out), frame)
+
+
+def _to_snake(name: str) -> str:
+    """', e.g. to customer_number' for a header 'Customer Number': the name a rule file can use."""
+    snake = snake_form(name)
+    return f", e.g. to {snake}," if snake and IDENTIFIER.match(snake) else ""
 
 
 def _numbers_and_nan(col: pl.Series) -> bool:

@@ -712,6 +712,28 @@ def test_init_reads_a_date_column_with_one_date_not_in_iso_order_as_text_instead
     assert inputs["seats"] == {"type": "integer", "min": 0}
 
 
+def test_init_of_an_export_with_headers_not_in_snake_case_says_which_names_to_write(work, capsys):
+    # A CRM export's headers: every column was left out and init said only that rule files name columns
+    # in snake_case, not what to rename them to.
+    (work / "export.csv").write_text(
+        "Customer Number,Annual Contract Value,Churned?,Last Purchase,Segment,1st Order\nC-1,5,No,2026-01-01,SMB,3\n",
+        encoding="utf-8",
+    )
+    code, _, err = run(capsys, "init", "zeta", "--from", "export.csv")
+    assert (code, err) == (1, ["kare init: no column of the data can be an input: rule files name columns in "
+                               "snake_case (lowercase letters, digits, '_'); rename the columns in the source (a CSV's "
+                               "header line), e.g. 'Customer Number' to customer_number, 'Annual Contract Value' to "
+                               "annual_contract_value, 'Churned?' to churned, 'Last Purchase' to last_purchase (and 1 "
+                               "more), and run kare init again"])  # fmt: skip
+    (work / "mixed.csv").write_text("account_id,Annual Contract Value\nC-1,5\n", encoding="utf-8")
+    assert run(capsys, "init", "zeta", "--from", "mixed.csv")[0] == 0
+    text = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
+    assert (
+        "  # column 'Annual Contract Value' is left out: rule files name columns in snake_case (lowercase letters, "
+        "digits, '_'); rename it in the source, e.g. to annual_contract_value, to use it\n"
+    ) in text
+
+
 def test_init_keeps_ids_and_codes_with_leading_zeros_as_text(work, capsys):
     # Read as integers, '00123' would publish as 123 (no longer the CRM's id) and collide with '0123'.
     (work / "accounts.csv").write_text(
