@@ -313,6 +313,15 @@ def _picks(inference: Inference) -> _Picks:
     )
 
 
+# A flag named for a loss is true for former clients: with a CRM's `churned`, the current clients are
+# {churned: false}, and the examples written {churned: true} made every churned account a keep.
+_LOST_WORDS = ("churn", "lost", "cancel", "inactive", "former", "lapsed", "closed", "terminated")
+
+
+def _means_lost(name: str) -> bool:
+    return any(w in name for w in _LOST_WORDS)
+
+
 def _bounds(inference: Inference, number: InputGuess) -> tuple[str, str]:
     """The example thresholds on `number`: its 90th percentile (expand) and 10th (exit), as YAML text."""
     values = inference.frame[number.name].drop_nulls().cast(pl.Float64)
@@ -326,8 +335,9 @@ def _examples(inference: Inference) -> dict[str, str]:
     """Example conditions for each category, on the data's own columns where one fits."""
     p = _picks(inference)
     flag, number, day, text = p.flag, p.number, p.day, p.text
-    current = f"{{{_key(flag.name)}: true}}" if flag else "{is_customer: true}"
-    former = f"{{{_key(flag.name)}: false}}" if flag else "{is_customer: false}"
+    lost = flag is not None and _means_lost(flag.name)
+    current = f"{{{_key(flag.name)}: {str(not lost).lower()}}}" if flag else "{is_customer: true}"
+    former = f"{{{_key(flag.name)}: {str(lost).lower()}}}" if flag else "{is_customer: false}"
     big = small = "{annual_revenue: {gte: 1000000}}"
     if number is not None:
         high, low = _bounds(inference, number)
@@ -359,7 +369,8 @@ def _example_rows(inference: Inference, as_of: dt.date) -> dict[str, int]:
         return fallback
     high, low = (float(b) for b in _bounds(inference, p.number))
     number = pl.col(p.number.name).cast(pl.Float64)
-    current, former = pl.col(p.flag.name).fill_null(False), (~pl.col(p.flag.name)).fill_null(False)
+    flag = ~pl.col(p.flag.name) if _means_lost(p.flag.name) else pl.col(p.flag.name)
+    current, former = flag.fill_null(False), (~flag).fill_null(False)
     exit_, expand = current & (number < low), current & (number >= high)
     if p.day is not None:
         since = (pl.lit(as_of) - pl.col(p.day.name).cast(pl.Date)).dt.total_days()

@@ -667,6 +667,29 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     assert out.splitlines()[-1] == "4 passed, 1 failed"
 
 
+def test_init_examples_take_a_flag_named_for_a_loss_as_true_for_former_clients(work, capsys):
+    # A CRM's 'churned' flag was the examples' current-client test as {churned: true}: uncommented, every
+    # churned account was keep or expand, and the prospects that never left were recapture or attain.
+    a003 = pl.col("account_id") == "A-003"  # a prospect in the segment attain's example targets, never a client
+    sample_accounts().with_columns(
+        (pl.col("is_customer") == "no").alias("churned"),
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003).then(None).otherwise("churned_on").alias("churned_on"),
+    ).drop("is_customer").write_csv(work / "accounts.csv")
+    run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "#   current_client: {churned: false}" in text
+    assert "e.g. {churned: false}" in text
+    assert "#   when: {all: [{churned: true}, {days_since_churned_on: {lte: 365}}]}" in text  # recapture
+    openers = ("# derived:", "# exit:", "  # expand:", "  # recapture:", "  # attain:", "  # - name:")
+    inside = ("#   days_since", "#   description", "#   when", "#   actions", "  #   ")
+    lines = [line.replace("# ", "", 1) if line.startswith(openers + inside) else line for line in text.splitlines()]
+    path.write_text("\n".join(lines).replace("    when: ", "    when: {churned: false}", 1), encoding="utf-8")
+    assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
+    assert run(capsys, "test", "rules/northwind")[1].splitlines()[-1] == "4 passed, 1 failed"  # keep's to edit
+
+
 def test_init_leaves_out_columns_named_like_kare_s_own_so_the_file_validates(work, capsys):
     # An export with a 'category' or '_loaded_at' column: declared as inputs, the file could never validate.
     data = sample_accounts().with_columns(
