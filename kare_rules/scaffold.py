@@ -315,7 +315,7 @@ def _picks(inference: Inference) -> _Picks:
 
 # A flag named for a loss is true for former clients: with a CRM's `churned`, the current clients are
 # {churned: false}, and the examples written {churned: true} made every churned account a keep.
-_LOST_WORDS = ("churn", "lost", "cancel", "inactive", "former", "lapsed", "closed", "terminated")
+_LOST_WORDS = ("churn", "lost", "cancel", "inactive", "former", "lapsed", "terminated")  # not "closed": closed_won
 
 
 def _means_lost(name: str) -> bool:
