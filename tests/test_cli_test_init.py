@@ -757,6 +757,33 @@ def test_init_of_an_export_with_headers_not_in_snake_case_says_which_names_to_wr
     ) in text
 
 
+def test_init_says_which_values_keep_a_column_of_amounts_or_dates_text_and_keys_by_a_customer_number(work, capsys):
+    # A CRM export: 'lots' among the amounts and one '31/12/2025' among the dates made those columns text with
+    # no word why, and its 'Customer Number' (one blank) lost the key to a unique company name.
+    rows = [
+        f"C-{i:03d},Company {i},{i * 100}.5,2026-01-{i % 28 + 1:02d},0{i % 9 + 1}4,555-{i:04d}" for i in range(1, 20)
+    ]
+    rows += ["C-020,Company 20,lots,31/12/2025,014,555-0020", ",Company 21,,,024,", "C-022,Company 22,7,2026-02-01,,"]
+    (work / "accounts.csv").write_text(
+        "customer_number,company_name,acv,last_purchase,zip,phone_number\n" + "\n".join(rows) + "\n",
+        encoding="utf-8",
+    )
+    assert run(capsys, "init", "zeta", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert "  # REVIEW the key: customer_number was guessed (named like an id, but 1 missing" in text
+    at = next(i for i, line in enumerate(lines) if line.startswith("  acv: "))
+    assert lines[at].endswith("{type: string, nullable: true}")
+    assert lines[at - 1] == (
+        "  # REVIEW acv: 20 of 21 values read as float, but not 'lots' (row 20): declare {type: float, nullable: "
+        "true} to quarantine such rows with a reason, or fix them in the export"
+    )
+    at = next(i for i, line in enumerate(lines) if line.startswith("  last_purchase: "))
+    assert lines[at - 1].startswith("  # REVIEW last_purchase: 20 of 21 values read as date, but not '31/12/2025'")
+    # Digits with a leading zero are text on purpose, and a column that is text throughout has nothing to review.
+    assert "REVIEW zip" not in text and "REVIEW company_name" not in text and "REVIEW phone_number" not in text
+
+
 def test_init_keeps_ids_and_codes_with_leading_zeros_as_text(work, capsys):
     # Read as integers, '00123' would publish as 123 (no longer the CRM's id) and collide with '0123'.
     (work / "accounts.csv").write_text(
