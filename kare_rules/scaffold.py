@@ -17,6 +17,7 @@ from kare_rules.loader import COMBINATORS, OUTPUT_COLUMNS, snake_form
 # The schema's pattern for column names, ending at the end of the text: its "$" would also take a name
 # with a trailing line break ("score\n" from a quoted CSV header), and the file written would not parse.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
+ACCOUNT_NUMBER = re.compile(r"(account|customer|client|company|member)_(number|no|num|key|code)")
 MAX_ALLOWED = 12  # a text column with at most this many distinct values (and repeats) gets an `allowed` list
 # Plain words YAML 1.1 reads as true/false/null: as a key they must be quoted to stay a column name.
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
@@ -48,6 +49,7 @@ class InputGuess:
     key: bool = False
     min: int | None = None
     allowed: tuple[str, ...] | None = None
+    review: str | None = None  # a REVIEW comment: text that is nearly all numbers or dates
 
     def yaml(self) -> str:
         parts = [f"type: {self.type}"]
@@ -95,7 +97,7 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
         if not IDENTIFIER.match(name):
             left_out.append(
                 f"column {name!r} is left out: rule files name columns in snake_case (lowercase letters, digits, '_');"
-                " rename it in the source to use it"
+                f" rename it in the source{_to_snake(name)} to use it"
             )
             continue
         if name in OUTPUT_COLUMNS or name in COMBINATORS or name.startswith("_"):  # the file would not validate
@@ -128,8 +130,21 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
             distinct = values.cast(pl.String).unique().sort()
             if distinct.len() <= MAX_ALLOWED and distinct.len() < values.len():
                 allowed = tuple(distinct.to_list())
-        guesses.append(InputGuess(name, ctype, nullable=col.null_count() > 0, min=low, allowed=allowed))
+        review = _nearly_typed(col) if ctype == "string" and dtype == pl.String else None
+        guesses.append(InputGuess(name, ctype, nullable=col.null_count() > 0, min=low, allowed=allowed, review=review))
     if not guesses:
+        # A CRM or spreadsheet export ('Customer Number', 'Annual Contract Value'): every column is left out for
+        # its name alone. Say which names to write, not only the rule they break.
+        renames = [
+            f"{n!r} to {s}" for n in frame.columns if not IDENTIFIER.match(n) and IDENTIFIER.match(s := snake_form(n))
+        ]
+        if renames:
+            shown = ", ".join(renames[:4]) + (f" (and {len(renames) - 4} more)" if len(renames) > 4 else "")
+            raise DataError(
+                "no column of the data can be an input: rule files name columns in snake_case (lowercase letters, "
+                f"digits, '_'); rename the columns in the source (a CSV's header line), e.g. {shown}, "
+                "and run kare init again"
+            )
         raise DataError(
             "no column of the data can be an input: rule files name columns in snake_case and type them as string, "
             "integer, float, boolean, date or datetime"
@@ -142,6 +157,41 @@ def infer_inputs(frame: pl.DataFrame) -> Inference:
         for g in guesses
     ]
     return Inference(tuple(guesses), note, tuple(left_out), frame)
+
+
+def _to_snake(name: str) -> str:
+    """', e.g. to customer_number' for a header 'Customer Number': the name a rule file can use."""
+    snake = snake_form(name)
+    return f", e.g. to {snake}," if snake and IDENTIFIER.match(snake) else ""
+
+
+def _nearly_typed(col: pl.Series) -> str | None:
+    """Why a text column may be meant as numbers or dates: all but a few of its values read as one (a CRM
+    export's 'lots' among amounts, one '31/12/2025' among ISO dates). Declared as text, the bad values would
+    pass and every comparison with a number or date be refused; declared as that type, those rows are
+    quarantined with a reason. The author decides, told which values stand in the way."""
+    from kare_rules.engine import cast_expr
+
+    text = col.str.strip_chars()
+    written = text.is_not_null() & (text != "")
+    total = int(written.sum())
+    if total < 2 or text.filter(written).str.contains(r"^[-+]?0\d").any():  # 00123 is an id or a ZIP code: text
+        return None
+    best = None
+    for kind in ("integer", "float", "date", "datetime"):
+        read = pl.DataFrame({"v": text}).select(cast_expr("v", kind, pl.String)).to_series().is_not_null()
+        if best is None or int(read.sum()) > int(best[1].sum()):
+            best = (kind, read)
+    kind, read = best
+    bad = written & ~read
+    if int(read.sum()) < 0.9 * total or not bad.any():
+        return None
+    rows = bad.arg_true()
+    shown = ", ".join(f"{col[i]!r} (row {i + 1})" for i in rows[:3]) + (", …" if rows.len() > 3 else "")
+    return (
+        f"{total - rows.len()} of {total} values read as {kind}, but not {shown}: declare "
+        f"{{type: {kind}, nullable: true}} to quarantine such rows with a reason, or fix them in the export"
+    )
 
 
 def _numbers_and_nan(col: pl.Series) -> bool:
@@ -180,7 +230,11 @@ def _guess_key(frame: pl.DataFrame, guesses: list[InputGuess]) -> tuple[str, str
     rows = frame.height
 
     def id_like(name: str) -> bool:
-        return name == "id" or name.endswith("_id") or name.startswith("id_") or "id" in name.split("_")
+        # A CRM's 'Customer Number' or 'Account No' is its id too; a phone_number or zip_code is not.
+        return (
+            name == "id" or name.endswith("_id") or name.startswith("id_") or "id" in name.split("_")
+            or ACCOUNT_NUMBER.fullmatch(name) is not None
+        )  # fmt: skip
 
     unique = [
         g
@@ -295,6 +349,15 @@ def _picks(inference: Inference) -> _Picks:
     )
 
 
+# A flag named for a loss is true for former clients: with a CRM's `churned`, the current clients are
+# {churned: false}, and the examples written {churned: true} made every churned account a keep.
+_LOST_WORDS = ("churn", "lost", "cancel", "inactive", "former", "lapsed", "terminated")  # not "closed": closed_won
+
+
+def _means_lost(name: str) -> bool:
+    return any(w in name for w in _LOST_WORDS)
+
+
 def _bounds(inference: Inference, number: InputGuess) -> tuple[str, str]:
     """The example thresholds on `number`: its 90th percentile (expand) and 10th (exit), as YAML text."""
     values = inference.frame[number.name].drop_nulls().cast(pl.Float64)
@@ -308,8 +371,9 @@ def _examples(inference: Inference) -> dict[str, str]:
     """Example conditions for each category, on the data's own columns where one fits."""
     p = _picks(inference)
     flag, number, day, text = p.flag, p.number, p.day, p.text
-    current = f"{{{_key(flag.name)}: true}}" if flag else "{is_customer: true}"
-    former = f"{{{_key(flag.name)}: false}}" if flag else "{is_customer: false}"
+    lost = flag is not None and _means_lost(flag.name)
+    current = f"{{{_key(flag.name)}: {str(not lost).lower()}}}" if flag else "{is_customer: true}"
+    former = f"{{{_key(flag.name)}: {str(lost).lower()}}}" if flag else "{is_customer: false}"
     big = small = "{annual_revenue: {gte: 1000000}}"
     if number is not None:
         high, low = _bounds(inference, number)
@@ -341,7 +405,8 @@ def _example_rows(inference: Inference, as_of: dt.date) -> dict[str, int]:
         return fallback
     high, low = (float(b) for b in _bounds(inference, p.number))
     number = pl.col(p.number.name).cast(pl.Float64)
-    current, former = pl.col(p.flag.name).fill_null(False), (~pl.col(p.flag.name)).fill_null(False)
+    flag = ~pl.col(p.flag.name) if _means_lost(p.flag.name) else pl.col(p.flag.name)
+    current, former = flag.fill_null(False), (~flag).fill_null(False)
     exit_, expand = current & (number < low), current & (number >= high)
     if p.day is not None:
         since = (pl.lit(as_of) - pl.col(p.day.name).cast(pl.Date)).dt.total_days()
@@ -403,6 +468,8 @@ def scaffold(
     for g in inference.inputs:
         if g.key:
             out.append(f"  # REVIEW the key: {g.name} was guessed ({inference.key_note})")
+        elif g.review:
+            out.append(f"  # REVIEW {g.name}: {g.review}")
         out.append(f"  {(_key(g.name) + ':').ljust(width)}{g.yaml()}")
     out.extend(f"  # {line}" for line in inference.left_out)
     out += [

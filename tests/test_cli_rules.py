@@ -670,8 +670,20 @@ def test_explain_a_bad_as_of_is_a_usage_error(work, capsys):
         (["validate"], ["PATH", "rule files or directories"]),
         (["test"], ["PATH", "--verbose"]),
         (["schema"], ["usage: kare schema", "Print the JSON Schema of the rule file"]),
-        (["categorize"], ["--rules", "--input", "--as-of", "--output", "--no-explain", ".parquet or .csv"]),
-        (["explain"], ["--rules", "--input", "--as-of", "--account", "✓"]),
+        (
+            ["categorize"],
+            [
+                "--rules",
+                "--input",
+                "--as-of",
+                "--output",
+                "--no-explain",
+                ".parquet or .csv",
+                "(watches)",
+                "kare.account_values",
+            ],
+        ),  # what --edges adds; previous values of a run
+        (["explain"], ["--rules", "--input", "--as-of", "--account", "✓", "kare.account_values"]),
         (["demo"], ["--sample", "written by kare sample", "what make run does"]),
     ],
     ids=["kare", "validate", "test", "schema", "categorize", "explain", "demo"],

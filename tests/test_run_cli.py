@@ -469,3 +469,22 @@ def test_off_a_terminal_a_long_run_says_where_it_is_once_a_minute_and_a_short_on
         "acme: slice 4/4: writing (90% done after 2 min, about 14 s left)",
         "acme: published (100% done after 3 min)",
     ]
+
+
+def test_kare_as_of_and_kare_input_from_the_environment_are_read_as_the_options_are(tmp_path, capsys, monkeypatch):
+    # $KARE_AS_OF skipped --as-of's checks: a bad one said "as_of ... is not a date" (exit 1, as a failed run),
+    # without naming the variable; a blank one (a CI template's empty input) was refused instead of meaning today.
+    base = ["run", "--org", "cloudnine", "--rules-dir", str(ROOT / "rules"), "--warehouse", str(tmp_path / "w.duckdb")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KARE_AS_OF", "2026-13-01")
+    assert main(base) == 2
+    assert capsys.readouterr().err == (
+        "kare run: KARE_AS_OF: '2026-13-01' is not a date: there is no such day on the calendar\n"
+    )
+    monkeypatch.setenv("KARE_AS_OF", " ")
+    monkeypatch.setenv("KARE_INPUT", "")
+    assert main(base) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"cloudnine: running as of {dt.date.today()} → ")
+    assert "input data/sample/cloudnine/latest.parquet does not exist" in captured.err
+    assert "(that is the default input, where kare sample writes" in captured.err

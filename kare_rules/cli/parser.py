@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the early warning: next_category and next_move_on (the first change within --horizon days with "
         "the data unchanged) and the nearest single-value change (edge_category, edge_column, edge_value, "
-        "edge_threshold, edge_change); Polars engine only",
+        "edge_threshold, edge_change) and the watches of the rule file that hold (watches); Polars engine only",
     )
     s.add_argument(
         "--horizon",
@@ -302,6 +302,7 @@ def _previous_option(s: argparse.ArgumentParser) -> None:
         "--previous",
         metavar="SOURCE",
         help="the accounts' values in the previous run, for the trends (change_of, pct_change_of): a .parquet or "
-        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract; without it "
-        "every trend is null, as for a new account",
+        ".csv path (or a source) with the key column and the trend columns, e.g. last run's extract when none of its "
+        "rows was quarantined, or what kare run kept (kare.account_values, through a sql: source; see "
+        "docs/rule-format.md); without it every trend is null, as for a new account",
     )

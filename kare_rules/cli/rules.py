@@ -298,14 +298,11 @@ def cmd_init(args: argparse.Namespace) -> int:
             # are lost, so a key would no longer match the CRM's ids and '0123' and '00123' would collide.
             text = pl.read_csv(source, separator=separator, infer_schema_length=0)
             zero_led = {name: pl.String for name in text.columns if text[name].str.contains(r"^\s*0[0-9]+\s*$").any()}
-            frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None,
-                                schema_overrides=zero_led)  # fmt: skip
-            # A date only as validation reads it (ISO order): Polars also reads '01/05/2024' (day first, 1 May),
-            # and a contract declaring such a column a date would set aside every row of the sample it came from.
-            unread = {name: pl.String for name in _dates_not_iso(text, frame.schema)}
-            if unread:
-                frame = pl.read_csv(source, separator=separator, try_parse_dates=True, infer_schema_length=None,
-                                    schema_overrides={**zero_led, **unread})  # fmt: skip
+            frame = pl.read_csv(source, separator=separator, infer_schema_length=None, schema_overrides=zero_led)
+            # Dates as validation reads them (ISO order), decided from every value: Polars' own date parsing
+            # takes its format from the first value and stops at the first that differs (one '31/12/2025'
+            # among ISO dates), and reads '01/05/2024' day first, which validation would set aside.
+            frame = frame.with_columns(_iso_dates(frame))
         else:
             frame = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -339,20 +336,26 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dates_not_iso(text, schema) -> list[str]:
-    """The columns read as dates or date-times whose text validation does not read as one."""
+def _iso_dates(frame) -> list:
+    """The text columns every written value of which reads as an ISO date (else date-time), cast to it;
+    one value that does not leaves the column text, as one that is not a number leaves a number column text."""
     import polars as pl
 
     from kare_rules.engine import cast_expr
 
-    found = []
-    for name, dtype in schema.items():
-        if dtype in (pl.Date, pl.Datetime):
-            kind = "date" if dtype == pl.Date else "datetime"
-            written = text[name].str.strip_chars().fill_null("") != ""
-            if (written & text.select(cast_expr(name, kind, pl.String)).to_series().is_null()).any():
-                found.append(name)
-    return found
+    casts = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        written = frame[name].str.strip_chars().fill_null("") != ""
+        if not written.any():
+            continue
+        for kind in ("date", "datetime"):
+            read = frame.select(cast_expr(name, kind, pl.String)).to_series()
+            if not (written & read.is_null()).any():
+                casts.append(read)
+                break
+    return casts
 
 
 def _schema_ref(target: Path) -> str:

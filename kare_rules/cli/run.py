@@ -14,6 +14,7 @@ from kare_rules.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     command,
+    date_arg,
     err,
     out,
 )
@@ -93,11 +94,12 @@ def _run_organizations(args: argparse.Namespace) -> int:
         orgs = [args.org]
     else:
         raise UsageError("name an organization with --org ORG, or run them all with --all-orgs")
-    as_of = as_date(args.as_of or os.environ.get("KARE_AS_OF"))
+    as_of = as_date(args.as_of or _env_as_of())
     thresholds = Thresholds(max_quarantine_share=args.max_quarantine_share, max_removed_share=args.max_removed_share,
                             allow_empty_input=args.allow_empty_input)  # fmt: skip
     budget = parse_size(args.memory_budget) if args.memory_budget else None
-    source = args.input or os.environ.get("KARE_INPUT", DEFAULT_INPUT)
+    # A variable set but blank (a CI template's empty input) is unset, as a shell's ${KARE_INPUT:-...} reads it.
+    source = args.input or os.environ.get("KARE_INPUT", "").strip() or DEFAULT_INPUT
     warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
     failed: list[str] = []
     for org in orgs:
@@ -140,6 +142,17 @@ def _run_organizations(args: argparse.Namespace) -> int:
             "fix them, or move them out of the rules directory"
         )
     return EXIT_FAIL if failed or skipped else EXIT_OK
+
+
+def _env_as_of() -> str | None:
+    """$KARE_AS_OF checked as --as-of is, its errors naming the variable (blank is unset: today)."""
+    text = os.environ.get("KARE_AS_OF", "").strip()
+    if not text:
+        return None
+    try:
+        return date_arg(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"KARE_AS_OF: {exc}") from None
 
 
 def _require_folder(root: Path, given: str) -> None:
