@@ -813,3 +813,15 @@ def test_kare_allow_empty_input_reads_yes_and_no_in_any_case_and_refuses_anythin
         assert done.returncode == 0 and done.stdout.strip() == expected, (value, done.stderr)
     wrong = setting("maybe")
     assert wrong.returncode != 0 and "KARE_ALLOW_EMPTY_INPUT='maybe' is not yes or no" in wrong.stderr
+
+
+def test_a_blank_setting_in_the_environment_is_unset_as_kare_run_reads_it():
+    # A CI template's empty input (KARE_INPUT="") made the resource read the current directory as the
+    # input; kare run already took a blank variable as unset.
+    script = (
+        "from pipelines.kare.resources import KareSettings; from kare_rules.sources import DEFAULT_INPUT; "
+        "s = KareSettings(); print(s.input == DEFAULT_INPUT, s.rules_dir, s.engine)"
+    )
+    env = {**os.environ, "KARE_INPUT": "", "KARE_RULES_DIR": "  ", "KARE_ENGINE": ""}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "rules", "polars"]

@@ -25,6 +25,11 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number") from None
 
 
+def _env_text(name: str, default: str) -> str:
+    """The variable's value; set but blank (a CI template's empty input) is unset, as `kare run` reads it."""
+    return os.environ.get(name, "").strip() or default
+
+
 def _env_bool(name: str) -> bool:
     """Yes or no, in any case (True, yes, 1, on / False, no, 0, off, or unset): 'True' read as no left the
     guard on while its message kept asking for the setting that had just been made."""
@@ -39,10 +44,10 @@ def _env_bool(name: str) -> bool:
 class KareSettings(dg.ConfigurableResource):
     """Everything a run needs besides its partition; each field defaults from an environment variable."""
 
-    rules_dir: str = os.environ.get("KARE_RULES_DIR", "rules")
-    warehouse: str = os.environ.get("KARE_WAREHOUSE", DEFAULT_WAREHOUSE)
-    input: str = os.environ.get("KARE_INPUT", DEFAULT_INPUT)  # {org} and {as_of} are filled in per run
-    engine: str = os.environ.get("KARE_ENGINE", "polars")
+    rules_dir: str = _env_text("KARE_RULES_DIR", "rules")
+    warehouse: str = _env_text("KARE_WAREHOUSE", DEFAULT_WAREHOUSE)
+    input: str = _env_text("KARE_INPUT", DEFAULT_INPUT)  # {org} and {as_of} are filled in per run
+    engine: str = _env_text("KARE_ENGINE", "polars")
     wait: float = _env_float("KARE_WAIT", DEFAULT_WAIT)  # seconds to wait for the warehouse (runs, readers)
     memory_budget: str | None = os.environ.get("KARE_MEMORY_BUDGET")  # e.g. 4GiB; default from the machine
     max_quarantine_share: float = _env_float("KARE_MAX_QUARANTINE_SHARE", _DEFAULTS.max_quarantine_share)
