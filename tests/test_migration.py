@@ -170,3 +170,20 @@ def test_every_table_view_and_column_carries_its_contracts_description_for_bi_to
     for table, (_, _, cols) in TABLES.items():
         assert {name: columns[table, name] for name, _, _ in cols} == {name: text for name, _, text in cols}, table
     assert "'" in TABLES["account_categories"][2][3][2]  # a description with a quote in it went in whole
+
+
+def test_the_views_columns_carry_descriptions_too(tmp_path):
+    # docs/bi.md promises a comment on every view column, but upcoming_moves' columns had none: a BI tool
+    # browsing the view showed blank descriptions where account_categories' own columns had them.
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    run_organization("acme", D1, accounts(A=100.0), wh, bundle=acme(tmp_path))
+    run_organization("acme", D2, accounts(A=50.0), wh, bundle=acme(tmp_path))  # the view is re-created by each run
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        query = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'upcoming_moves'"
+        columns = dict(con.sql(query).fetchall())
+    source = {name: text for name, _, text in TABLES["account_categories"][2]}
+    assert len(columns) == 14
+    assert {name: text for name, text in columns.items() if name != "days_to_move"} == {
+        name: source[name] for name in columns if name != "days_to_move"
+    }
+    assert columns["days_to_move"].startswith("Days from as_of to next_move_on")

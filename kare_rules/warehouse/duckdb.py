@@ -212,6 +212,9 @@ def _describe(con: duckdb.DuckDBPyConnection) -> None:
         {"s": SCHEMA},
     )
     found = {(kind, name, col): comment for kind, name, col, comment in have.iter_rows()}
+    for view, (source, own) in VIEW_COLUMNS.items():  # the view's columns as DuckDB lists them
+        texts = {n: text for n, _, text in TABLES[source][2]} | own
+        wanted |= {key: texts[key[2]] for key in found if key[:2] == ("COLUMN", view) and key[2] in texts}
     for (kind, name, col), text in wanted.items():
         if found.get((kind, name, col)) != text:
             target = _t(name) if col is None else f"{_t(name)}.{_q(col)}"
@@ -256,6 +259,15 @@ VIEWS = {  # name -> (query, description)
         "WHERE next_move_on IS NOT NULL",
         "The accounts of account_categories that will change category with their data unchanged, and when: "
         "days_to_move counts from the row's as_of.",
+    ),
+}
+# The views' columns are described too (a BI tool browsing a view showed none): each comes from the
+# table the view reads, but for those the view computes. CREATE OR REPLACE VIEW drops them; _describe
+# puts them back.
+VIEW_COLUMNS = {  # view -> (the table it reads, {computed column: description})
+    "upcoming_moves": (
+        "account_categories",
+        {"days_to_move": "Days from as_of to next_move_on (a held account's row keeps its older as_of)."},
     ),
 }
 
