@@ -112,3 +112,18 @@ def test_demo_waits_for_a_run_still_writing_the_warehouse_instead_of_failing(tmp
     assert f"  waiting up to 30 s for the warehouse {wh}: another process" in captured.err
     assert "--wait" not in captured.err
     assert sorted(Warehouse(wh).read("runs", "cloudnine")["status"]) == ["published", "unchanged"]
+
+
+def test_the_query_the_demo_suggests_runs_read_only_and_shows_the_categories(tmp_path):
+    # It suggested `duckdb FILE "..."`: a command line kare does not install, opening the file read-write.
+    import shlex
+
+    from kare_rules.cli.run import demo_query
+
+    rules, sample, wh = str(ROOT / "rules"), str(tmp_path / "sample"), str(tmp_path / "w.duckdb")
+    assert main(["sample", "--rules-dir", rules, "--out", sample, "--accounts", "200", "--months", "1"]) == 0
+    assert main(["demo", "--sample", sample, "--rules-dir", rules, "--warehouse", wh]) == 0
+    command = shlex.split(demo_query(wh))
+    assert "read_only=True" in command[2]
+    shown = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "cloudnine" in shown and "forge-industrial" in shown and "keep" in shown

@@ -198,6 +198,12 @@ def test_kare_schema_table_prints_the_contract_of_the_published_table(tmp_path, 
         assert [(c, p["x-sql-type"]) for c, p in contract["properties"].items()] == real
     assert main(["schema", "--table", "upcoming"]) == 2
     assert "is not a kare table; give one of account_categories" in capsys.readouterr().err
+    # the view BI tools see beside the tables is named as one, with where its columns are described
+    assert main(["schema", "--table", "upcoming_moves"]) == 2
+    assert (
+        "is a view over account_categories (docs/bi.md), not a table: it has the columns of account_categories"
+        in capsys.readouterr().err
+    )
 
 
 WINDOW_RULES = """\

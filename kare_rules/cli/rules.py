@@ -380,6 +380,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from kare_rules.tables import TABLES
 
     if args.table is not None and args.table not in TABLES:
+        from kare_rules.warehouse.duckdb import VIEW_COLUMNS
+
+        if args.table in VIEW_COLUMNS:  # a view has no schema of its own
+            base, computed = VIEW_COLUMNS[args.table]
+            raise UsageError(f"--table {args.table!r} is a view over {base} (docs/bi.md), not a table: it has the "
+                             f"columns of {base} (kare schema --table {base}) and {', '.join(computed)}")  # fmt: skip
         raise UsageError(f"--table {args.table!r} is not a kare table; give one of {', '.join(TABLES)}")
     path = schema_path(f"tables/{args.table}.json") if args.table else RULES_SCHEMA
     out(path.read_text(encoding="utf-8").rstrip())

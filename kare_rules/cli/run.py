@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,6 +157,15 @@ def _env_as_of() -> str | None:
         raise UsageError(f"KARE_AS_OF: {exc}") from None
 
 
+def demo_query(warehouse: str) -> str:
+    """A command that shows the categories per organization: the Python kare runs on (a DuckDB command
+    line of 2.0 or later is not installed with kare), the file opened read-only, so a run can still take it."""
+    code = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+            "con.sql(sys.argv[2]).show(); con.close()")  # fmt: skip
+    query = "SELECT org, category, count(*) AS accounts FROM kare.account_categories GROUP BY ALL ORDER BY ALL"
+    return shlex.join([sys.executable, "-c", code, warehouse, query])
+
+
 def _require_folder(root: Path, given: str) -> None:
     """A rules directory that is not there says so, rather than that it holds no organization."""
     if not root.is_dir():
@@ -212,7 +223,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if done == EXIT_INTERRUPTED:  # Ctrl-C stops the demo, not only the date it came during
                 return done
             code = max(code, done)
-    out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n"
-        f"  duckdb {args.warehouse} \"SELECT org, category, count(*) FROM kare.account_categories GROUP BY ALL\"\n"
-        "  or see docs/bi.md for dashboard queries")  # fmt: skip
+    hint = "or see docs/bi.md for dashboard queries (open the file read-only and briefly: a run waits for readers)"
+    out(f"\nwarehouse: {args.warehouse} (schema kare). Try:\n  {demo_query(args.warehouse)}\n  {hint}")
     return code
