@@ -435,6 +435,10 @@ def _account(inference: Inference, row: int) -> str:
     return "{" + ", ".join(f"{_key(g.name)}: {yaml_scalar(values.get(g.name))}" for g in inference.inputs) + "}"
 
 
+# `derived:`'s example when the sample has no date column (the example names one it does not have).
+NO_DATE_EXAMPLE = "days_since_last_order: {days_since: last_order_date}   # needs a date input: the sample has none"
+
+
 def scaffold(
     frame: pl.DataFrame, org: str, *, source: str, schema_ref: str, as_of: dt.date, target: str | None = None
 ) -> str:
@@ -475,7 +479,7 @@ def scaffold(
     out += [
         "",
         "# derived:                          # computed per run, relative to the run's as_of",
-        f"#   {ex['derived'] or 'days_since_last_order: {days_since: last_order_date}'}",
+        f"#   {ex['derived'] or NO_DATE_EXAMPLE}",
         "",
         "# traits:                           # named, reusable conditions; use them by name in `when`",
         f"#   current_client: {ex['keep']}",

@@ -1025,3 +1025,12 @@ def test_init_names_an_id_column_left_out_for_its_name_instead_of_keying_by_a_co
         "data's 'Account ID' looks like the identifier but is left out: rename it to account_id in the source and "
         "run kare init again)"
     ) in text.splitlines()
+
+
+def test_init_of_a_sample_without_dates_says_the_derived_example_needs_one(work, capsys):
+    # The example named last_order_date, a column the sample did not have, without saying so.
+    sample_accounts().drop("churned_on").write_csv(work / "accounts.csv")
+    assert run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    example = "days_since_last_order: {days_since: last_order_date}   # needs a date input: the sample has none"
+    assert f"#   {example}" in text
