@@ -724,11 +724,20 @@ class VersionCheck:
     suggested_version: str | None = None
 
 
-def check_version(before: m.RuleSet | None, after: m.RuleSet | None, changes: list[RuleChange]) -> VersionCheck:
+def check_version(
+    before: m.RuleSet | None,
+    after: m.RuleSet | None,
+    changes: list[RuleChange],
+    base_problem: str | None = None,
+    base_version: str | None = None,
+) -> VersionCheck:
     """Every semantic change bumps the version; removing a category or an input bumps MAJOR.
 
-    A version never goes down: history rows store it, and readers order by it.
+    A version never goes down: history rows store it, and readers order by it. `base_problem` says the
+    previous files were not valid (then `before` is None and `base_version` is what they stated).
     """
+    if before is None and after is not None and base_problem:
+        return _check_repaired(after, base_version)
     if before is None or after is None:
         which = "added" if before is None else "removed"
         version = (after or before).version
@@ -769,6 +778,28 @@ def check_version(before: m.RuleSet | None, after: m.RuleSet | None, changes: li
     )
 
 
+def _check_repaired(after: m.RuleSet, base_version: str | None) -> VersionCheck:
+    """Files that were not valid at the base have no meaning to compare with, so a valid version is a
+    change of meaning: the version must pass the one stated there (when it states one)."""
+    try:
+        old = version_key(base_version) if base_version else None
+    except ValueError:
+        old = None
+    if old is None or base_version is None:
+        return VersionCheck(True, "bump", f"the base stated no readable version; this one is {after.version}")
+    major, minor, _, _ = parse_version(base_version)
+    suggested = f"{major}.{minor + 1}.0"
+    if version_key(after.version) > old:
+        return VersionCheck(True, "bump", f"version bumped {base_version} → {after.version}", suggested)
+    return VersionCheck(
+        False,
+        "bump",
+        f"the rule files at the base were not valid, so this valid version changes what they mean, but the "
+        f"version did not increase ({base_version} → {after.version}); write version: {suggested}",
+        suggested,
+    )
+
+
 # ---- the whole report for one organization ------------------------------------------------------
 
 
@@ -790,6 +821,7 @@ class OrgDiff:
     impact_note: str | None = None  # why there is no impact section, when there is none
     path_after: str | None = None  # the rule file to edit
     override_changes: list[RuleChange] = field(default_factory=list)  # overrides.yaml: pins added, removed, changed
+    base_problem: str | None = None  # status repaired: why the files at the base could not be compared
 
     def to_json(self) -> dict[str, Any]:
         imp = self.impact
@@ -816,6 +848,7 @@ class OrgDiff:
             "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
             "impact_note": self.impact_note,
+            "base_problem": self.base_problem,
             "tests_before": self.tests_before,
             "tests_after": self.tests_after,
             "version_check": asdict(self.version_check),
@@ -830,14 +863,19 @@ def diff_rules(
     limit: int = 20,
     overrides_before: tuple[Override, ...] = (),
     overrides_after: tuple[Override, ...] = (),
+    base_problem: str | None = None,
+    base_version: str | None = None,
 ) -> OrgDiff:
     """Compare two versions of one organization's rules (either may be None: added or removed) and the
-    overrides beside each (empty when there is no overrides.yaml)."""
+    overrides beside each (empty when there is no overrides.yaml). `base_problem` (with `before` None):
+    the previous files were not valid, `base_version` the version they stated; the report is `repaired`."""
     if before is None and after is None:
         raise ValueError("diff_rules needs at least one rule set")
     org = (after or before).organization
     changes = rule_changes(before, after) if before is not None and after is not None else []
-    if before is None:
+    if before is None and base_problem:
+        status = "repaired"
+    elif before is None:
         status = "added"
     elif after is None:
         status = "removed"
@@ -846,16 +884,17 @@ def diff_rules(
     report = OrgDiff(
         organization=org,
         status=status,
-        version_before=before.version if before else None,
+        version_before=before.version if before else base_version,
         version_after=after.version if after else None,
         digest_before=before.digest if before else None,
         digest_after=after.digest if after else None,
         rule_changes=changes,
         tests_before=rule_test_summary(before) if before else None,
         tests_after=rule_test_summary(after) if after else None,
-        version_check=check_version(before, after, changes),
+        version_check=check_version(before, after, changes, base_problem, base_version),
         path_after=(after.path or None) if after else None,
         override_changes=override_changes(overrides_before, overrides_after),
+        base_problem=base_problem,
     )
     if accounts is None:
         report.impact_note = "no input given: impact on accounts not computed"
@@ -939,13 +978,16 @@ def summary_line(d: OrgDiff) -> str:
     versions = {
         "added": f"{d.organization} {d.version_after} (new)",
         "removed": f"{d.organization} {d.version_before} (removed)",
+        "repaired": f"{d.organization} {d.version_before or '?'} (not valid) → {d.version_after}",
     }.get(d.status, f"{d.organization} {d.version_before} → {d.version_after}")
     n = len(d.rule_changes)
-    parts = [f"**{versions}**", f"{n} rule change{'s' if n != 1 else ''}"]
+    parts = [f"**{versions}**"]
+    if d.status != "repaired":  # nothing valid to compare with: a count of 0 would read as "nothing changed"
+        parts.append(f"{n} rule change{'s' if n != 1 else ''}")
     if d.override_changes:
         k = len(d.override_changes)
         parts.append(f"{k} override change{'s' if k != 1 else ''}")
-    if d.impact is not None and d.status not in ("added", "removed"):
+    if d.impact is not None and d.status not in ("added", "removed", "repaired"):
         parts.append(f"{d.impact.moved_total:,} of {d.impact.accounts:,} accounts move")
     parts.append("version check " + ("✅" if d.version_check.ok else "❌"))
     return " · ".join(parts)
@@ -958,6 +1000,12 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         same = "the rules did not change; overrides.yaml did" if d.override_changes else "no semantic change"
         lines[-1] = lines[-1] or f"Digest `{d.digest_after}` (unchanged: {same})"
         lines.append("")
+    if d.base_problem:
+        lines += [
+            f"⚠️ **The rule files at the base are not valid**, so there is nothing to compare with: no rule "
+            f"changes are listed and the accounts are counted under this version only. {_md(d.base_problem)}",
+            "",
+        ]
     if d.rule_changes:
         lines += ["**Rule changes**", ""]
         shown: set[tuple] = set()
@@ -1017,7 +1065,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                     align="lllll",
                 )
                 lines.append("")
-        elif d.status not in ("added", "removed"):
+        elif d.status not in ("added", "removed", "repaired"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)
         lines += _watch_lines(imp)

@@ -885,3 +885,36 @@ def test_the_input_template_takes_the_date_as_kare_run_s_does(tmp_path, capsys):
     assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
     (org,) = json.loads(capsys.readouterr().out)["organizations"]
     assert org["accounts"] == accounts().height and org["as_of"] == "2026-11-01"
+
+
+def test_a_branch_that_repairs_an_invalid_rule_file_at_the_base_gets_its_report(tmp_path, capsys):
+    # A rule file merged while valid can become invalid at the base (a newer kare-rules checks more, a merge
+    # without CI). The pull request that repairs it must get a report and pass, not fail on the old file.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, edit(BASE, ("{value_last_90d: {lt: 100}}", "{value_last_90: {lt: 100}}")), "acme")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    accounts().write_parquet(tmp_path / "acme.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+
+    write_rules(rules, edit(BASE, ("version: 1.4.0", "version: 1.4.1")), "acme")
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+    (org,) = json.loads(capsys.readouterr().out)["organizations"]
+    assert org["status"] == "repaired" and org["version_before"] == "1.4.0"
+    assert org["base_problem"].startswith("HEAD:rules/acme/kare.yaml:26:25: ")
+    assert "unknown column 'value_last_90'" in org["base_problem"]
+    assert org["counts_before"] == {} and sum(org["counts_after"].values()) == 40
+    assert org["version_check"]["ok"] is True
+
+    md = tmp_path / "diff.md"
+    assert main([*argv, "--as-of", "2026-11-01", "--output", str(md)]) == 0
+    text = md.read_text(encoding="utf-8")
+    assert "**acme 1.4.0 (not valid) → 1.4.1** · version check ✅" in text
+    assert "⚠️ **The rule files at the base are not valid**, so there is nothing to compare with" in text
+
+    # A valid file means something the invalid one did not: the version must still pass the one stated there.
+    write_rules(rules, BASE, "acme")
+    assert main([*argv, "--as-of", "2026-11-01"]) == 1
+    assert "did not increase (1.4.0 → 1.4.0); write version: 1.5.0" in capsys.readouterr().err

@@ -321,8 +321,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         as_of = as_date(args.as_of) if args.as_of else None
     reports = []
-    for org, before, after, overrides_before, overrides_after in pairs:
-        pins = {"overrides_before": overrides_before, "overrides_after": overrides_after}
+    for org, before, after, overrides_before, overrides_after, base_problem, base_version in pairs:
+        pins = {
+            "overrides_before": overrides_before,
+            "overrides_after": overrides_after,
+            "base_problem": base_problem,
+            "base_version": base_version,
+        }
         accounts, note = None, None
         if args.input:
             try:
