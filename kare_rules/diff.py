@@ -778,6 +778,18 @@ def check_version(
     )
 
 
+def _version_at(path: str) -> str:
+    """Where `version:` is written in a rule file, as PATH:LINE:COL (the path alone if it cannot be read
+    again): a failed version check is a problem of that line, located like every other one."""
+    from kare_rules.yamlsource import load_document  # only a failed check reads the file again
+
+    doc = load_document(path)
+    if ("version",) not in doc.value_at:
+        return path
+    line, column = doc.value_at[("version",)]
+    return f"{path}:{line}:{column}"
+
+
 def _check_repaired(after: m.RuleSet, base_version: str | None) -> VersionCheck:
     """Files that were not valid at the base have no meaning to compare with, so a valid version is a
     change of meaning: the version must pass the one stated there (when it states one)."""
@@ -822,6 +834,7 @@ class OrgDiff:
     path_after: str | None = None  # the rule file to edit
     override_changes: list[RuleChange] = field(default_factory=list)  # overrides.yaml: pins added, removed, changed
     base_problem: str | None = None  # status repaired: why the files at the base could not be compared
+    version_at: str | None = None  # PATH:LINE:COL of the `version:` to edit, when the version check failed
 
     def to_json(self) -> dict[str, Any]:
         imp = self.impact
@@ -896,6 +909,8 @@ def diff_rules(
         override_changes=override_changes(overrides_before, overrides_after),
         base_problem=base_problem,
     )
+    if not report.version_check.ok and report.path_after:
+        report.version_at = _version_at(report.path_after)
     if accounts is None:
         report.impact_note = "no input given: impact on accounts not computed"
     elif as_of is None:
@@ -1080,6 +1095,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {_md(vc.message)}"]
     if not vc.ok and vc.suggested_version:
         where = d.path_after or f"rules/{d.organization}/kare.yaml"
+        line = d.version_at.removeprefix(f"{where}:").split(":")[0] if d.version_at else ""
+        where += f" line {line}" if line.isdigit() else ""
         lines += ["", f"> Set `version: {vc.suggested_version}` in {_md(where)} and push again."]
     lines.append("")
     return lines

@@ -318,8 +318,18 @@ def test_a_change_without_a_bump_fails_with_the_version_to_write(tmp_path):
     assert check_version(before, patch, rule_changes(before, patch)).ok
     # The report tells the author which file to edit: the --after file, wherever it is.
     report = "\n".join(render_org_markdown(diff_rules(before, after)))
-    assert f"> Set `version: 1.5.0` in {after.path} and push again." in report
+    assert f"> Set `version: 1.5.0` in {after.path} line 4 and push again." in report
     assert after.path.endswith("kare.yaml") and "/b/" in after.path
+
+
+def test_a_failed_version_check_is_located_at_the_version_line(tmp_path, capsys):
+    # Every problem of a rule file names PATH:LINE:COL (editors and CI logs jump to it); the version check's
+    # named only the organization.
+    before, after = write_rules(tmp_path / "a", BASE), write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    assert main(["diff", "--before", str(before), "--after", str(after)]) == 1
+    err = capsys.readouterr().err
+    assert f"kare diff: {after}:4:10: the rules changed" in err
+    assert err.rstrip().endswith("write version: 1.5.0")
 
 
 def test_no_semantic_change_needs_no_bump_but_a_version_never_goes_down(tmp_path):

@@ -360,7 +360,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     failed = [r for r in reports if not r.version_check.ok]
     for r in failed:
-        err(f"kare diff: {r.organization}: {r.version_check.message}")
+        # Located like every other problem of a rule file: at its `version:` line.
+        err(f"kare diff: {r.version_at or r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
 
 
