@@ -467,6 +467,9 @@ class Impact:
     # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
     # has no such watch), as `kare run` opens their actions.
     watches: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the new version's contract quarantines more of the input than a run accepts: the run would
+    # publish nothing, which a reviewer must know before merging.
+    quarantine_note: str | None = None
 
 
 SOON_DAYS = m.SOON_DAYS
@@ -567,6 +570,7 @@ def impact(
     if "after" in sides:
         result.counts_after = _counts(sides["after"][0], show_q)
     result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
+    result.quarantine_note = _quarantine_note(result)
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
@@ -591,6 +595,25 @@ def impact(
             }
         )
     return result
+
+
+def _quarantine_note(result: Impact) -> str | None:
+    """Say so when the new version quarantines more of the input than a run's blocking quality check
+    allows by default (`kare run --max-quarantine-share`, the pipeline's quarantine_share check)."""
+    from kare_rules.run.quality import Thresholds  # the limit the runs apply, not a copy of it
+
+    limit = Thresholds().max_quarantine_share
+    rows = result.counts_after.get(QUARANTINED, 0)
+    if not result.accounts or rows / result.accounts <= limit:
+        return None
+    was = result.counts_before.get(QUARANTINED)
+    before = f"; before: {was / result.accounts:.1%}" if was is not None and result.counts_before else ""
+    return (
+        f"{rows:,} of {result.accounts:,} input rows ({rows / result.accounts:.1%}{before}) fail this version's "
+        f"input contract, above a run's default limit of {limit:.0%} (--max-quarantine-share): kare run and "
+        "the pipeline would publish nothing for this organization until the data or the contract is fixed, "
+        "or the limit raised"
+    )
 
 
 def _watch_counts(
@@ -860,6 +883,7 @@ class OrgDiff:
             "came_within": imp.came_within if imp else [],
             "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
+            "quarantine_note": imp.quarantine_note if imp else None,
             "impact_note": self.impact_note,
             "base_problem": self.base_problem,
             "tests_before": self.tests_before,
@@ -1004,6 +1028,8 @@ def summary_line(d: OrgDiff) -> str:
         parts.append(f"{k} override change{'s' if k != 1 else ''}")
     if d.impact is not None and d.status not in ("added", "removed", "repaired"):
         parts.append(f"{d.impact.moved_total:,} of {d.impact.accounts:,} accounts move")
+    if d.impact is not None and d.impact.quarantine_note:
+        parts.append("⚠️ runs would be blocked (quarantine)")
     parts.append("version check " + ("✅" if d.version_check.ok else "❌"))
     return " · ".join(parts)
 
@@ -1056,6 +1082,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                 ]
             )
         lines += [*_table(["category", "before", "after", "Δ"], rows), ""]
+        if imp.quarantine_note:
+            lines += [f"⚠️ **Runs would be blocked**: {_md(imp.quarantine_note)}.", ""]
         if imp.null_trends:
             lines += [
                 f"_The trends ({', '.join(imp.null_trends)}) are null for every account here, as for new "

@@ -386,6 +386,25 @@ def test_a_stricter_contract_shows_rows_moving_to_quarantined(tmp_path):
     assert imp.moved[0]["reason_after"].startswith("quarantined: value_last_90d: 0.0 is below the minimum 5000")
 
 
+def test_a_contract_that_quarantines_more_than_a_run_accepts_says_runs_would_be_blocked(tmp_path):
+    # The Accounts table showed the quarantined rows, but not that a run refuses to publish anything past
+    # max_quarantine_share (20%): a reviewer approved a change that stops the organization's runs.
+    before = load(tmp_path, BASE, "a")
+    at_limit = load(tmp_path, edit(BASE, ("{type: float, min: 0}", "{type: float, min: 16000}")), "b")
+    imp = diff_rules(before, at_limit, accounts(), AS_OF).impact
+    assert imp.counts_after[QUARANTINED] == 8 and imp.quarantine_note is None  # 20% exactly: a run passes
+    past = load(tmp_path, edit(BASE, ("{type: float, min: 0}", "{type: float, min: 18000}")), "c")
+    report = diff_rules(before, past, accounts(), AS_OF)
+    assert report.impact.quarantine_note.startswith(
+        "9 of 40 input rows (22.5%; before: 0.0%) fail this version's input contract, above a run's default "
+        "limit of 20% (--max-quarantine-share): kare run and the pipeline would publish nothing"
+    )
+    text = "\n".join(render_org_markdown(report))
+    assert "· ⚠️ runs would be blocked (quarantine) ·" in text
+    assert "⚠️ **Runs would be blocked**: 9 of 40 input rows (22.5%; before: 0.0%)" in text
+    assert report.to_json()["quarantine_note"] == report.impact.quarantine_note
+
+
 # ---- the command --------------------------------------------------------------------------------
 
 
