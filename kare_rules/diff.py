@@ -137,11 +137,34 @@ def _derived_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     return out
 
 
+def _renamed(old: dict[str, Any], new: dict[str, Any], same: Any = None) -> dict[str, str]:
+    """{old name: new name} for each item that left under one name and came back under another unchanged
+    (`same(a, b)`, default equality; first match in file order): a reviewer reads one rename, not an item
+    removed and an unrelated one added."""
+    same = same or (lambda a, b: a == b)
+    gone = [k for k in old if k not in new]
+    came = [k for k in new if k not in old]
+    pairs: dict[str, str] = {}
+    for k in gone:
+        match = next((n for n in came if n not in pairs.values() and same(old[k], new[n])), None)
+        if match is not None:
+            pairs[k] = match
+    return pairs
+
+
 def _trait_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     out = []
+    renamed = _renamed(before.traits, after.traits)
     for name in [*before.traits, *(t for t in after.traits if t not in before.traits)]:
         a, b = before.traits.get(name), after.traits.get(name)
-        if a == b:
+        if a == b or name in renamed.values():
+            continue
+        if name in renamed:
+            new = renamed[name]
+            users = _trait_users(after, new)
+            used = f"; used by {', '.join(users)}" if users else ""
+            text = f"trait {name} renamed to {new} (same condition: {describe(a)}{used})"
+            out.append(RuleChange("trait_renamed", "trait", new, text))
             continue
         users = _trait_users(after if b is not None else before, name)
         used = f" (used by {', '.join(users)})" if users else ""
@@ -217,16 +240,20 @@ def _action_text(a: m.Action) -> str:
 def _action_changes(old: tuple[m.Action, ...], new: tuple[m.Action, ...], where: str) -> list[RuleChange]:
     a_by = {x.id: x for x in old}
     b_by = {x.id: x for x in new}
+    renamed = _renamed(a_by, b_by, lambda x, y: replace(x, id=y.id) == y)
     out = []
+    for was, now in renamed.items():
+        text = f"{where}: action {was} renamed to {now} (same action: {_action_text(b_by[now])})"
+        out.append(RuleChange("action_renamed", "action", f"{where}/{now}", text))
     for x in new:
-        if x.id not in a_by:
+        if x.id not in a_by and x.id not in renamed.values():
             out.append(
                 RuleChange(
                     "action_added", "action", f"{where}/{x.id}", f"{where}: action {x.id} added: {_action_text(x)}"
                 )
             )
     for x in old:
-        if x.id not in b_by:
+        if x.id not in b_by and x.id not in renamed:
             out.append(RuleChange("action_removed", "action", f"{where}/{x.id}", f"{where}: action {x.id} removed"))
     for x in old:
         y = b_by.get(x.id)
@@ -289,10 +316,17 @@ def _watch_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     30 → 14", "within arr 10% → 5%") and its actions."""
     old = {w.id: w for w in before.watches}
     new = {w.id: w for w in after.watches}
+    renamed = _renamed(old, new, lambda a, b: replace(a, id=b.id, description=b.description) == b)
     out = []
     for wid in [*old, *(i for i in new if i not in old)]:
         a, b = old.get(wid), new.get(wid)
         name = f"watch {wid}"
+        if wid in renamed.values():
+            continue
+        if wid in renamed:
+            text = f"{name} renamed to {renamed[wid]} (same watch: {_watch_text(a)})"
+            out.append(RuleChange("watch_renamed", "watch", renamed[wid], text))
+            continue
         if a is None:
             ids = ", ".join(x.id for x in b.actions)
             out.append(RuleChange("watch_added", "watch", wid, f"{name} added: {_watch_text(b)}; actions {ids}"))

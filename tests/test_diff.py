@@ -947,3 +947,38 @@ def test_a_branch_that_repairs_an_invalid_rule_file_at_the_base_gets_its_report(
     write_rules(rules, BASE, "acme")
     assert main([*argv, "--as-of", "2026-11-01"]) == 1
     assert "did not increase (1.4.0 → 1.4.0); write version: 1.5.0" in capsys.readouterr().err
+
+
+def test_a_renamed_trait_action_or_watch_reads_as_one_rename(tmp_path):
+    # A new name for the same thing read as one item removed and an unrelated one added; the reviewer had to
+    # compare the two texts to see nothing else changed. A rename that also changes the thing stays two.
+    before = load(tmp_path, BASE + WATCHES, "a")
+    renamed = edit(
+        BASE + WATCHES,
+        ("  paying:           {is_customer: true}", "  customer:         {is_customer: true}"),
+        ("[paying,", "[customer,"),
+        ("when: paying", "when: customer"),
+        ("{not: paying}", "{not: customer}"),
+        ("id: renewal-check", "id: renewal-review"),
+        ("id: expand-slipping\n", "id: expand-at-risk\n    description: new words\n"),
+    )
+    changes = rule_changes(before, load(tmp_path, renamed, "b"))
+    texts = [c.text for c in changes]
+    assert (
+        "trait paying renamed to customer (same condition: is_customer = true; used by exit, expand, keep, "
+        "recapture)" in texts
+    )
+    assert (
+        "keep: action renewal-check renamed to renewal-review (same action: 'Confirm renewal', due in 60 days, "
+        "medium priority)" in texts
+    )
+    assert (
+        "watch expand-slipping renamed to expand-at-risk (same watch: accounts in expand about to move to any "
+        "category: nearest change of value_last_90d within 10%)" in texts
+    )
+    kinds = {c.kind for c in changes}
+    assert kinds & {f"{x}_{y}" for x in ("trait", "action", "watch") for y in ("added", "removed")} == set(), texts
+    changed = edit(renamed, ("id: renewal-review, title: Confirm renewal,", "id: renewal-review, title: Renew,"))
+    texts = [c.text for c in rule_changes(before, load(tmp_path, changed, "c"))]
+    assert "keep: action renewal-check removed" in texts
+    assert any(t.startswith("keep: action renewal-review added: 'Renew'") for t in texts)
