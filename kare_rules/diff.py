@@ -492,6 +492,7 @@ class Impact:
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     came_near: int = 0
     left_near: int = 0
+    left_near_moved: int = 0  # of left_near, the accounts the change moves now: their move came, not went
     # The first `limit` of the accounts the change brings within SOON_DAYS of a move, so a reviewer sees
     # which ones: {account_id, category, next_category, next_move_on, before} (before: their outlook then).
     came_within: list[dict[str, Any]] = field(default_factory=list)
@@ -688,11 +689,14 @@ def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame, limit: int =
         {"from": f, "to": t, "before": per["before"].get((f, t), 0), "after": per["after"].get((f, t), 0)}
         for f, t in pairs
     ]
-    both = old.select(_ROW, pl.col("soon").is_not_null().alias("was")).join(
-        new.select(_ROW, pl.col("soon").is_not_null().alias("now")), on=_ROW
+    both = old.select(_ROW, "category", pl.col("soon").is_not_null().alias("was")).join(
+        new.select(_ROW, pl.col("category").alias("category_now"), pl.col("soon").is_not_null().alias("now")),
+        on=_ROW,
     )
     result.came_near = both.filter(pl.col("now") & ~pl.col("was")).height
-    result.left_near = both.filter(~pl.col("now") & pl.col("was")).height
+    left = both.filter(~pl.col("now") & pl.col("was"))
+    result.left_near = left.height
+    result.left_near_moved = left.filter(pl.col("category") != pl.col("category_now")).height
     came = both.filter(pl.col("now") & ~pl.col("was")).select(_ROW).head(max(limit, 0))
     came = came.join(old, on=_ROW).join(new, on=_ROW, suffix="_after").sort(_ROW)
     for row in came.iter_rows(named=True):
@@ -914,6 +918,7 @@ class OrgDiff:
             "upcoming": imp.upcoming if imp else [],
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
+            "left_within_30_days_moved": imp.left_near_moved if imp else 0,
             "came_within": imp.came_within if imp else [],
             "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
@@ -1190,8 +1195,10 @@ def _upcoming_lines(imp: Impact) -> list[str]:
     rows = [[f"`{u['from']}` → `{u['to']}`", f"{u['before']:,}", f"{u['after']:,}", _delta(u["after"] - u["before"])]
             for u in imp.upcoming]  # fmt: skip
     lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
+    # An account the change moves today has left the window by moving, not by growing safer: say how many.
+    moved_now = f" ({imp.left_near_moved:,} of them because the change moves them now)" if imp.left_near_moved else ""
     lines += [f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
-              f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
+              f"no longer within: {imp.left_near:,}{moved_now}.", ""]  # fmt: skip
     if not imp.came_within:
         return lines
     shown = len(imp.came_within)

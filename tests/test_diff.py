@@ -982,3 +982,29 @@ def test_a_renamed_trait_action_or_watch_reads_as_one_rename(tmp_path):
     texts = [c.text for c in rule_changes(before, load(tmp_path, changed, "c"))]
     assert "keep: action renewal-check removed" in texts
     assert any(t.startswith("keep: action renewal-review added: 'Renew'") for t in texts)
+
+
+def test_accounts_leaving_the_30_day_window_because_they_move_now_are_told_apart(tmp_path):
+    # "no longer within: N" read as N accounts grown safer, while most had simply moved with the change.
+    days = {"C340": 340, "C350": 350, "C100": 100}
+    data = pl.DataFrame(
+        {
+            "account_id": list(days),
+            "owner": ["rep"] * 3,
+            "is_customer": [False] * 3,
+            "value_last_90d": [0.0] * 3,
+            "segment": ["smb"] * 3,
+            "churned_on": [AS_OF - dt.timedelta(days=d) for d in days.values()],
+        }
+    )
+    before = load(tmp_path, BASE, "a")
+    # lte 345: C350 leaves recapture now; C340 still leaves within 30 days (on day 346 instead of 366).
+    sooner = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 345}")), "b"), data, AS_OF)
+    assert (sooner.impact.moved_total, sooner.impact.left_near, sooner.impact.left_near_moved) == (1, 1, 1)
+    text = "\n".join(render_org_markdown(sooner))
+    assert "no longer within: 1 (1 of them because the change moves them now)." in text
+    assert sooner.to_json()["left_within_30_days_moved"] == 1
+    # lte 400: both stay recapture, and their move is now more than 30 days away: grown safer, not moved.
+    later = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 400}")), "c"), data, AS_OF)
+    assert (later.impact.moved_total, later.impact.left_near, later.impact.left_near_moved) == (0, 2, 0)
+    assert "no longer within: 2.\n" in "\n".join(render_org_markdown(later))
