@@ -168,6 +168,8 @@ def _trait_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
             continue
         users = _trait_users(after if b is not None else before, name)
         used = f" (used by {', '.join(users)})" if users else ""
+        if a is None and not users:  # usually a condition the author meant to change and did not
+            used = " (used by no category yet: it moves no account until a condition names it)"
         if a is None:
             out.append(
                 RuleChange("trait_added", "trait", name, f"trait {name} added: {describe(b)}{used}", None, describe(b))

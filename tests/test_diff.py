@@ -157,6 +157,14 @@ def test_traits_added_removed_and_changed_show_before_and_after(tmp_path):
     assert any(
         c.kind == "trait_removed" and c.text == "trait vip removed (was segment = 'enterprise')" for c in removed
     )
+    # A trait no condition names changes nothing: usually the author forgot to use it, which the reviewer sees.
+    unused = edit(
+        BASE, ("  paying:           {is_customer: true}", "  paying: {is_customer: true}\n  vip: {segment: smb}")
+    )
+    texts = [c.text for c in rule_changes(load(tmp_path, BASE, "e"), load(tmp_path, unused, "f"))]
+    assert texts == [
+        "trait vip added: segment = 'smb' (used by no category yet: it moves no account until a condition names it)"
+    ]
 
 
 def test_actions_added_removed_and_changed(tmp_path):
