@@ -137,14 +137,39 @@ def _derived_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     return out
 
 
+def _renamed(old: dict[str, Any], new: dict[str, Any], same: Any = None) -> dict[str, str]:
+    """{old name: new name} for each item that left under one name and came back under another unchanged
+    (`same(a, b)`, default equality; first match in file order): a reviewer reads one rename, not an item
+    removed and an unrelated one added."""
+    same = same or (lambda a, b: a == b)
+    gone = [k for k in old if k not in new]
+    came = [k for k in new if k not in old]
+    pairs: dict[str, str] = {}
+    for k in gone:
+        match = next((n for n in came if n not in pairs.values() and same(old[k], new[n])), None)
+        if match is not None:
+            pairs[k] = match
+    return pairs
+
+
 def _trait_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     out = []
+    renamed = _renamed(before.traits, after.traits)
     for name in [*before.traits, *(t for t in after.traits if t not in before.traits)]:
         a, b = before.traits.get(name), after.traits.get(name)
-        if a == b:
+        if a == b or name in renamed.values():
+            continue
+        if name in renamed:
+            new = renamed[name]
+            users = _trait_users(after, new)
+            used = f"; used by {', '.join(users)}" if users else ""
+            text = f"trait {name} renamed to {new} (same condition: {describe(a)}{used})"
+            out.append(RuleChange("trait_renamed", "trait", new, text))
             continue
         users = _trait_users(after if b is not None else before, name)
         used = f" (used by {', '.join(users)})" if users else ""
+        if a is None and not users:  # usually a condition the author meant to change and did not
+            used = " (used by no category yet: it moves no account until a condition names it)"
         if a is None:
             out.append(
                 RuleChange("trait_added", "trait", name, f"trait {name} added: {describe(b)}{used}", None, describe(b))
@@ -217,16 +242,20 @@ def _action_text(a: m.Action) -> str:
 def _action_changes(old: tuple[m.Action, ...], new: tuple[m.Action, ...], where: str) -> list[RuleChange]:
     a_by = {x.id: x for x in old}
     b_by = {x.id: x for x in new}
+    renamed = _renamed(a_by, b_by, lambda x, y: replace(x, id=y.id) == y)
     out = []
+    for was, now in renamed.items():
+        text = f"{where}: action {was} renamed to {now} (same action: {_action_text(b_by[now])})"
+        out.append(RuleChange("action_renamed", "action", f"{where}/{now}", text))
     for x in new:
-        if x.id not in a_by:
+        if x.id not in a_by and x.id not in renamed.values():
             out.append(
                 RuleChange(
                     "action_added", "action", f"{where}/{x.id}", f"{where}: action {x.id} added: {_action_text(x)}"
                 )
             )
     for x in old:
-        if x.id not in b_by:
+        if x.id not in b_by and x.id not in renamed:
             out.append(RuleChange("action_removed", "action", f"{where}/{x.id}", f"{where}: action {x.id} removed"))
     for x in old:
         y = b_by.get(x.id)
@@ -289,10 +318,17 @@ def _watch_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
     30 → 14", "within arr 10% → 5%") and its actions."""
     old = {w.id: w for w in before.watches}
     new = {w.id: w for w in after.watches}
+    renamed = _renamed(old, new, lambda a, b: replace(a, id=b.id, description=b.description) == b)
     out = []
     for wid in [*old, *(i for i in new if i not in old)]:
         a, b = old.get(wid), new.get(wid)
         name = f"watch {wid}"
+        if wid in renamed.values():
+            continue
+        if wid in renamed:
+            text = f"{name} renamed to {renamed[wid]} (same watch: {_watch_text(a)})"
+            out.append(RuleChange("watch_renamed", "watch", renamed[wid], text))
+            continue
         if a is None:
             ids = ", ".join(x.id for x in b.actions)
             out.append(RuleChange("watch_added", "watch", wid, f"{name} added: {_watch_text(b)}; actions {ids}"))
@@ -458,6 +494,7 @@ class Impact:
     upcoming: list[dict[str, Any]] = field(default_factory=list)
     came_near: int = 0
     left_near: int = 0
+    left_near_moved: int = 0  # of left_near, the accounts the change moves now: their move came, not went
     # The first `limit` of the accounts the change brings within SOON_DAYS of a move, so a reviewer sees
     # which ones: {account_id, category, next_category, next_move_on, before} (before: their outlook then).
     came_within: list[dict[str, Any]] = field(default_factory=list)
@@ -467,6 +504,9 @@ class Impact:
     # Per watch of either version: {watch, before, after}, the accounts it flags (None where the version
     # has no such watch), as `kare run` opens their actions.
     watches: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the new version's contract quarantines more of the input than a run accepts: the run would
+    # publish nothing, which a reviewer must know before merging.
+    quarantine_note: str | None = None
 
 
 SOON_DAYS = m.SOON_DAYS
@@ -567,6 +607,7 @@ def impact(
     if "after" in sides:
         result.counts_after = _counts(sides["after"][0], show_q)
     result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
+    result.quarantine_note = _quarantine_note(result)
     if len(sides) < 2:
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
@@ -591,6 +632,25 @@ def impact(
             }
         )
     return result
+
+
+def _quarantine_note(result: Impact) -> str | None:
+    """Say so when the new version quarantines more of the input than a run's blocking quality check
+    allows by default (`kare run --max-quarantine-share`, the pipeline's quarantine_share check)."""
+    from kare_rules.run.quality import Thresholds  # the limit the runs apply, not a copy of it
+
+    limit = Thresholds().max_quarantine_share
+    rows = result.counts_after.get(QUARANTINED, 0)
+    if not result.accounts or rows / result.accounts <= limit:
+        return None
+    was = result.counts_before.get(QUARANTINED)
+    before = f"; before: {was / result.accounts:.1%}" if was is not None and result.counts_before else ""
+    return (
+        f"{rows:,} of {result.accounts:,} input rows ({rows / result.accounts:.1%}{before}) fail this version's "
+        f"input contract, above a run's default limit of {limit:.0%} (--max-quarantine-share): kare run and "
+        "the pipeline would publish nothing for this organization until the data or the contract is fixed, "
+        "or the limit raised"
+    )
 
 
 def _watch_counts(
@@ -631,11 +691,14 @@ def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame, limit: int =
         {"from": f, "to": t, "before": per["before"].get((f, t), 0), "after": per["after"].get((f, t), 0)}
         for f, t in pairs
     ]
-    both = old.select(_ROW, pl.col("soon").is_not_null().alias("was")).join(
-        new.select(_ROW, pl.col("soon").is_not_null().alias("now")), on=_ROW
+    both = old.select(_ROW, "category", pl.col("soon").is_not_null().alias("was")).join(
+        new.select(_ROW, pl.col("category").alias("category_now"), pl.col("soon").is_not_null().alias("now")),
+        on=_ROW,
     )
     result.came_near = both.filter(pl.col("now") & ~pl.col("was")).height
-    result.left_near = both.filter(~pl.col("now") & pl.col("was")).height
+    left = both.filter(~pl.col("now") & pl.col("was"))
+    result.left_near = left.height
+    result.left_near_moved = left.filter(pl.col("category") != pl.col("category_now")).height
     came = both.filter(pl.col("now") & ~pl.col("was")).select(_ROW).head(max(limit, 0))
     came = came.join(old, on=_ROW).join(new, on=_ROW, suffix="_after").sort(_ROW)
     for row in came.iter_rows(named=True):
@@ -724,11 +787,20 @@ class VersionCheck:
     suggested_version: str | None = None
 
 
-def check_version(before: m.RuleSet | None, after: m.RuleSet | None, changes: list[RuleChange]) -> VersionCheck:
+def check_version(
+    before: m.RuleSet | None,
+    after: m.RuleSet | None,
+    changes: list[RuleChange],
+    base_problem: str | None = None,
+    base_version: str | None = None,
+) -> VersionCheck:
     """Every semantic change bumps the version; removing a category or an input bumps MAJOR.
 
-    A version never goes down: history rows store it, and readers order by it.
+    A version never goes down: history rows store it, and readers order by it. `base_problem` says the
+    previous files were not valid (then `before` is None and `base_version` is what they stated).
     """
+    if before is None and after is not None and base_problem:
+        return _check_repaired(after, base_version)
     if before is None or after is None:
         which = "added" if before is None else "removed"
         version = (after or before).version
@@ -769,6 +841,40 @@ def check_version(before: m.RuleSet | None, after: m.RuleSet | None, changes: li
     )
 
 
+def _version_at(path: str) -> str:
+    """Where `version:` is written in a rule file, as PATH:LINE:COL (the path alone if it cannot be read
+    again): a failed version check is a problem of that line, located like every other one."""
+    from kare_rules.yamlsource import load_document  # only a failed check reads the file again
+
+    doc = load_document(path)
+    if ("version",) not in doc.value_at:
+        return path
+    line, column = doc.value_at[("version",)]
+    return f"{path}:{line}:{column}"
+
+
+def _check_repaired(after: m.RuleSet, base_version: str | None) -> VersionCheck:
+    """Files that were not valid at the base have no meaning to compare with, so a valid version is a
+    change of meaning: the version must pass the one stated there (when it states one)."""
+    try:
+        old = version_key(base_version) if base_version else None
+    except ValueError:
+        old = None
+    if old is None or base_version is None:
+        return VersionCheck(True, "bump", f"the base stated no readable version; this one is {after.version}")
+    major, minor, _, _ = parse_version(base_version)
+    suggested = f"{major}.{minor + 1}.0"
+    if version_key(after.version) > old:
+        return VersionCheck(True, "bump", f"version bumped {base_version} → {after.version}", suggested)
+    return VersionCheck(
+        False,
+        "bump",
+        f"the rule files at the base were not valid, so this valid version changes what they mean, but the "
+        f"version did not increase ({base_version} → {after.version}); write version: {suggested}",
+        suggested,
+    )
+
+
 # ---- the whole report for one organization ------------------------------------------------------
 
 
@@ -790,6 +896,8 @@ class OrgDiff:
     impact_note: str | None = None  # why there is no impact section, when there is none
     path_after: str | None = None  # the rule file to edit
     override_changes: list[RuleChange] = field(default_factory=list)  # overrides.yaml: pins added, removed, changed
+    base_problem: str | None = None  # status repaired: why the files at the base could not be compared
+    version_at: str | None = None  # PATH:LINE:COL of the `version:` to edit, when the version check failed
 
     def to_json(self) -> dict[str, Any]:
         imp = self.impact
@@ -812,10 +920,13 @@ class OrgDiff:
             "upcoming": imp.upcoming if imp else [],
             "came_within_30_days": imp.came_near if imp else 0,
             "left_within_30_days": imp.left_near if imp else 0,
+            "left_within_30_days_moved": imp.left_near_moved if imp else 0,
             "came_within": imp.came_within if imp else [],
             "null_trends": imp.null_trends if imp else [],
             "watches": imp.watches if imp else [],
+            "quarantine_note": imp.quarantine_note if imp else None,
             "impact_note": self.impact_note,
+            "base_problem": self.base_problem,
             "tests_before": self.tests_before,
             "tests_after": self.tests_after,
             "version_check": asdict(self.version_check),
@@ -830,14 +941,19 @@ def diff_rules(
     limit: int = 20,
     overrides_before: tuple[Override, ...] = (),
     overrides_after: tuple[Override, ...] = (),
+    base_problem: str | None = None,
+    base_version: str | None = None,
 ) -> OrgDiff:
     """Compare two versions of one organization's rules (either may be None: added or removed) and the
-    overrides beside each (empty when there is no overrides.yaml)."""
+    overrides beside each (empty when there is no overrides.yaml). `base_problem` (with `before` None):
+    the previous files were not valid, `base_version` the version they stated; the report is `repaired`."""
     if before is None and after is None:
         raise ValueError("diff_rules needs at least one rule set")
     org = (after or before).organization
     changes = rule_changes(before, after) if before is not None and after is not None else []
-    if before is None:
+    if before is None and base_problem:
+        status = "repaired"
+    elif before is None:
         status = "added"
     elif after is None:
         status = "removed"
@@ -846,17 +962,20 @@ def diff_rules(
     report = OrgDiff(
         organization=org,
         status=status,
-        version_before=before.version if before else None,
+        version_before=before.version if before else base_version,
         version_after=after.version if after else None,
         digest_before=before.digest if before else None,
         digest_after=after.digest if after else None,
         rule_changes=changes,
         tests_before=rule_test_summary(before) if before else None,
         tests_after=rule_test_summary(after) if after else None,
-        version_check=check_version(before, after, changes),
+        version_check=check_version(before, after, changes, base_problem, base_version),
         path_after=(after.path or None) if after else None,
         override_changes=override_changes(overrides_before, overrides_after),
+        base_problem=base_problem,
     )
+    if not report.version_check.ok and report.path_after:
+        report.version_at = _version_at(report.path_after)
     if accounts is None:
         report.impact_note = "no input given: impact on accounts not computed"
     elif as_of is None:
@@ -939,14 +1058,19 @@ def summary_line(d: OrgDiff) -> str:
     versions = {
         "added": f"{d.organization} {d.version_after} (new)",
         "removed": f"{d.organization} {d.version_before} (removed)",
+        "repaired": f"{d.organization} {d.version_before or '?'} (not valid) → {d.version_after}",
     }.get(d.status, f"{d.organization} {d.version_before} → {d.version_after}")
     n = len(d.rule_changes)
-    parts = [f"**{versions}**", f"{n} rule change{'s' if n != 1 else ''}"]
+    parts = [f"**{versions}**"]
+    if d.status != "repaired":  # nothing valid to compare with: a count of 0 would read as "nothing changed"
+        parts.append(f"{n} rule change{'s' if n != 1 else ''}")
     if d.override_changes:
         k = len(d.override_changes)
         parts.append(f"{k} override change{'s' if k != 1 else ''}")
-    if d.impact is not None and d.status not in ("added", "removed"):
+    if d.impact is not None and d.status not in ("added", "removed", "repaired"):
         parts.append(f"{d.impact.moved_total:,} of {d.impact.accounts:,} accounts move")
+    if d.impact is not None and d.impact.quarantine_note:
+        parts.append("⚠️ runs would be blocked (quarantine)")
     parts.append("version check " + ("✅" if d.version_check.ok else "❌"))
     return " · ".join(parts)
 
@@ -958,6 +1082,12 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
         same = "the rules did not change; overrides.yaml did" if d.override_changes else "no semantic change"
         lines[-1] = lines[-1] or f"Digest `{d.digest_after}` (unchanged: {same})"
         lines.append("")
+    if d.base_problem:
+        lines += [
+            f"⚠️ **The rule files at the base are not valid**, so there is nothing to compare with: no rule "
+            f"changes are listed and the accounts are counted under this version only. {_md(d.base_problem)}",
+            "",
+        ]
     if d.rule_changes:
         lines += ["**Rule changes**", ""]
         shown: set[tuple] = set()
@@ -993,6 +1123,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                 ]
             )
         lines += [*_table(["category", "before", "after", "Δ"], rows), ""]
+        if imp.quarantine_note:
+            lines += [f"⚠️ **Runs would be blocked**: {_md(imp.quarantine_note)}.", ""]
         if imp.null_trends:
             lines += [
                 f"_The trends ({', '.join(imp.null_trends)}) are null for every account here, as for new "
@@ -1017,7 +1149,7 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
                     align="lllll",
                 )
                 lines.append("")
-        elif d.status not in ("added", "removed"):
+        elif d.status not in ("added", "removed", "repaired"):
             lines += ["No account changes category.", ""]
         lines += _upcoming_lines(imp)
         lines += _watch_lines(imp)
@@ -1032,6 +1164,8 @@ def render_org_markdown(d: OrgDiff, heading: str = "###") -> list[str]:
     lines += ["", f"**Version check** {'✅' if vc.ok else '❌'} {_md(vc.message)}"]
     if not vc.ok and vc.suggested_version:
         where = d.path_after or f"rules/{d.organization}/kare.yaml"
+        line = d.version_at.removeprefix(f"{where}:").split(":")[0] if d.version_at else ""
+        where += f" line {line}" if line.isdigit() else ""
         lines += ["", f"> Set `version: {vc.suggested_version}` in {_md(where)} and push again."]
     lines.append("")
     return lines
@@ -1063,8 +1197,10 @@ def _upcoming_lines(imp: Impact) -> list[str]:
     rows = [[f"`{u['from']}` → `{u['to']}`", f"{u['before']:,}", f"{u['after']:,}", _delta(u["after"] - u["before"])]
             for u in imp.upcoming]  # fmt: skip
     lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
+    # An account the change moves today has left the window by moving, not by growing safer: say how many.
+    moved_now = f" ({imp.left_near_moved:,} of them because the change moves them now)" if imp.left_near_moved else ""
     lines += [f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
-              f"no longer within: {imp.left_near:,}.", ""]  # fmt: skip
+              f"no longer within: {imp.left_near:,}{moved_now}.", ""]  # fmt: skip
     if not imp.came_within:
         return lines
     shown = len(imp.came_within)

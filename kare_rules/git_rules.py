@@ -17,7 +17,7 @@ from kare_rules import model as m
 from kare_rules.errors import KareError, RuleFileError, UsageError
 from kare_rules.loader import RULE_FILE_NAMES, is_safe_org, load_rules
 from kare_rules.overrides import OVERRIDES_FILE, Override, load_overrides
-from kare_rules.yamlsource import MAX_FILE_BYTES, RefusedFile, read_regular_file
+from kare_rules.yamlsource import MAX_FILE_BYTES, RefusedFile, parse_text, read_regular_file
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -36,6 +36,9 @@ class OrgVersions(NamedTuple):
     after: m.RuleSet | None
     overrides_before: tuple[Override, ...] = ()
     overrides_after: tuple[Override, ...] = ()
+    # Why the files at the base could not be read (then before is None), and the version written there.
+    base_problem: str | None = None
+    base_version: str | None = None
 
 
 def _is_rules_path(parts: tuple[str, ...]) -> bool:
@@ -109,9 +112,35 @@ def _files_now(rules_dir: Path) -> dict[str, bytes | None]:
     return out
 
 
+class _InvalidAtBase(Exception):
+    """The files at the base are not valid: the message locates their first problems."""
+
+    def __init__(self, message: str, version: str | None):
+        super().__init__(message)
+        self.version = version
+
+
+def _problems_at(exc: RuleFileError, where: str) -> str:
+    """The first problems of a file at the base, located in it as `kare validate` would print them."""
+    shown = [f"{where}:{p.line}:{p.column}: {p.message}" for p in exc.problems[:3]]
+    more = len(exc.problems) - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _version_written(content: bytes) -> str | None:
+    """The `version:` a rule file states, read from its YAML alone (its other problems aside)."""
+    try:
+        data = parse_text(content.decode("utf-8"), "kare.yaml").data
+    except UnicodeDecodeError:
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def _load_old(org: str, files: dict[str, bytes], label: str) -> tuple[m.RuleSet, tuple[Override, ...]]:
     """Load a past version and its overrides from a scratch copy of its org directory (the loader checks
-    the directory name)."""
+    the directory name). _InvalidAtBase when they are not valid: a branch that repairs them must still
+    get its report (kare-rules may have learned a check since they were merged)."""
     _check_org_name(org, label)
     with tempfile.TemporaryDirectory(prefix="kare-diff-") as tmp:
         root = Path(tmp).resolve()
@@ -127,18 +156,12 @@ def _load_old(org: str, files: dict[str, bytes], label: str) -> tuple[m.RuleSet,
         try:
             rules = load_rules(org_dir / rule_file)
         except RuleFileError as exc:
-            first = "; ".join(p.message for p in exc.problems[:3])
-            raise KareError(
-                f"{label}/{rule_file} is not a valid rule file, so there is nothing to compare against: {first}"
-            ) from None
+            problems = _problems_at(exc, f"{label}/{rule_file}")
+            raise _InvalidAtBase(problems, _version_written(files[rule_file])) from None
         try:
             overrides = load_overrides(org_dir / OVERRIDES_FILE, rules)
         except RuleFileError as exc:
-            first = "; ".join(p.message for p in exc.problems[:3])
-            raise KareError(
-                f"{label}/{OVERRIDES_FILE} is not a valid overrides file, so there is nothing to compare against: "
-                f"{first}"
-            ) from None
+            raise _InvalidAtBase(_problems_at(exc, f"{label}/{OVERRIDES_FILE}"), rules.version) from None
         return replace(rules, path=f"{label}/{rule_file}"), overrides
 
 
@@ -170,11 +193,18 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[OrgVersion
         if old.get(org) == new.get(org):
             continue
         label = f"{base}:{rel_dir + '/' if rel_dir else ''}{org}"
-        before, overrides_before = _load_old(org, old[org], label) if org in old else (None, ())
         after, overrides_after = None, ()
         if org in new:
             rule_file = next(name for name in RULE_FILE_NAMES if name in new[org])
             after = load_rules(rules_dir / org / rule_file)
             overrides_after = load_overrides(rules_dir / org / OVERRIDES_FILE, after)
-        out.append(OrgVersions(org, before, after, overrides_before, overrides_after))
+        before, overrides_before, problem, version = None, (), None, None
+        if org in old:
+            try:
+                before, overrides_before = _load_old(org, old[org], label)
+            except _InvalidAtBase as exc:
+                if after is None:  # removing an invalid rule file: nothing to compare, nothing to report
+                    continue
+                problem, version = str(exc), exc.version
+        out.append(OrgVersions(org, before, after, overrides_before, overrides_after, problem, version))
     return out

@@ -157,6 +157,14 @@ def test_traits_added_removed_and_changed_show_before_and_after(tmp_path):
     assert any(
         c.kind == "trait_removed" and c.text == "trait vip removed (was segment = 'enterprise')" for c in removed
     )
+    # A trait no condition names changes nothing: usually the author forgot to use it, which the reviewer sees.
+    unused = edit(
+        BASE, ("  paying:           {is_customer: true}", "  paying: {is_customer: true}\n  vip: {segment: smb}")
+    )
+    texts = [c.text for c in rule_changes(load(tmp_path, BASE, "e"), load(tmp_path, unused, "f"))]
+    assert texts == [
+        "trait vip added: segment = 'smb' (used by no category yet: it moves no account until a condition names it)"
+    ]
 
 
 def test_actions_added_removed_and_changed(tmp_path):
@@ -318,8 +326,18 @@ def test_a_change_without_a_bump_fails_with_the_version_to_write(tmp_path):
     assert check_version(before, patch, rule_changes(before, patch)).ok
     # The report tells the author which file to edit: the --after file, wherever it is.
     report = "\n".join(render_org_markdown(diff_rules(before, after)))
-    assert f"> Set `version: 1.5.0` in {after.path} and push again." in report
+    assert f"> Set `version: 1.5.0` in {after.path} line 4 and push again." in report
     assert after.path.endswith("kare.yaml") and "/b/" in after.path
+
+
+def test_a_failed_version_check_is_located_at_the_version_line(tmp_path, capsys):
+    # Every problem of a rule file names PATH:LINE:COL (editors and CI logs jump to it); the version check's
+    # named only the organization.
+    before, after = write_rules(tmp_path / "a", BASE), write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    assert main(["diff", "--before", str(before), "--after", str(after)]) == 1
+    err = capsys.readouterr().err
+    assert f"kare diff: {after}:4:10: the rules changed" in err
+    assert err.rstrip().endswith("write version: 1.5.0")
 
 
 def test_no_semantic_change_needs_no_bump_but_a_version_never_goes_down(tmp_path):
@@ -374,6 +392,25 @@ def test_a_stricter_contract_shows_rows_moving_to_quarantined(tmp_path):
         ("recapture", QUARANTINED, 1),
     }
     assert imp.moved[0]["reason_after"].startswith("quarantined: value_last_90d: 0.0 is below the minimum 5000")
+
+
+def test_a_contract_that_quarantines_more_than_a_run_accepts_says_runs_would_be_blocked(tmp_path):
+    # The Accounts table showed the quarantined rows, but not that a run refuses to publish anything past
+    # max_quarantine_share (20%): a reviewer approved a change that stops the organization's runs.
+    before = load(tmp_path, BASE, "a")
+    at_limit = load(tmp_path, edit(BASE, ("{type: float, min: 0}", "{type: float, min: 16000}")), "b")
+    imp = diff_rules(before, at_limit, accounts(), AS_OF).impact
+    assert imp.counts_after[QUARANTINED] == 8 and imp.quarantine_note is None  # 20% exactly: a run passes
+    past = load(tmp_path, edit(BASE, ("{type: float, min: 0}", "{type: float, min: 18000}")), "c")
+    report = diff_rules(before, past, accounts(), AS_OF)
+    assert report.impact.quarantine_note.startswith(
+        "9 of 40 input rows (22.5%; before: 0.0%) fail this version's input contract, above a run's default "
+        "limit of 20% (--max-quarantine-share): kare run and the pipeline would publish nothing"
+    )
+    text = "\n".join(render_org_markdown(report))
+    assert "· ⚠️ runs would be blocked (quarantine) ·" in text
+    assert "⚠️ **Runs would be blocked**: 9 of 40 input rows (22.5%; before: 0.0%)" in text
+    assert report.to_json()["quarantine_note"] == report.impact.quarantine_note
 
 
 # ---- the command --------------------------------------------------------------------------------
@@ -885,3 +922,97 @@ def test_the_input_template_takes_the_date_as_kare_run_s_does(tmp_path, capsys):
     assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
     (org,) = json.loads(capsys.readouterr().out)["organizations"]
     assert org["accounts"] == accounts().height and org["as_of"] == "2026-11-01"
+
+
+def test_a_branch_that_repairs_an_invalid_rule_file_at_the_base_gets_its_report(tmp_path, capsys):
+    # A rule file merged while valid can become invalid at the base (a newer kare-rules checks more, a merge
+    # without CI). The pull request that repairs it must get a report and pass, not fail on the old file.
+    repo = tmp_path / "repo"
+    rules = repo / "rules"
+    write_rules(rules, edit(BASE, ("{value_last_90d: {lt: 100}}", "{value_last_90: {lt: 100}}")), "acme")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    accounts().write_parquet(tmp_path / "acme.parquet")
+    argv = ["diff", "--base", "HEAD", "--rules-dir", str(rules), "--input", str(tmp_path / "{org}.parquet")]
+
+    write_rules(rules, edit(BASE, ("version: 1.4.0", "version: 1.4.1")), "acme")
+    assert main([*argv, "--as-of", "2026-11-01", "--format", "json"]) == 0
+    (org,) = json.loads(capsys.readouterr().out)["organizations"]
+    assert org["status"] == "repaired" and org["version_before"] == "1.4.0"
+    assert org["base_problem"].startswith("HEAD:rules/acme/kare.yaml:26:25: ")
+    assert "unknown column 'value_last_90'" in org["base_problem"]
+    assert org["counts_before"] == {} and sum(org["counts_after"].values()) == 40
+    assert org["version_check"]["ok"] is True
+
+    md = tmp_path / "diff.md"
+    assert main([*argv, "--as-of", "2026-11-01", "--output", str(md)]) == 0
+    text = md.read_text(encoding="utf-8")
+    assert "**acme 1.4.0 (not valid) → 1.4.1** · version check ✅" in text
+    assert "⚠️ **The rule files at the base are not valid**, so there is nothing to compare with" in text
+
+    # A valid file means something the invalid one did not: the version must still pass the one stated there.
+    write_rules(rules, BASE, "acme")
+    assert main([*argv, "--as-of", "2026-11-01"]) == 1
+    assert "did not increase (1.4.0 → 1.4.0); write version: 1.5.0" in capsys.readouterr().err
+
+
+def test_a_renamed_trait_action_or_watch_reads_as_one_rename(tmp_path):
+    # A new name for the same thing read as one item removed and an unrelated one added; the reviewer had to
+    # compare the two texts to see nothing else changed. A rename that also changes the thing stays two.
+    before = load(tmp_path, BASE + WATCHES, "a")
+    renamed = edit(
+        BASE + WATCHES,
+        ("  paying:           {is_customer: true}", "  customer:         {is_customer: true}"),
+        ("[paying,", "[customer,"),
+        ("when: paying", "when: customer"),
+        ("{not: paying}", "{not: customer}"),
+        ("id: renewal-check", "id: renewal-review"),
+        ("id: expand-slipping\n", "id: expand-at-risk\n    description: new words\n"),
+    )
+    changes = rule_changes(before, load(tmp_path, renamed, "b"))
+    texts = [c.text for c in changes]
+    assert (
+        "trait paying renamed to customer (same condition: is_customer = true; used by exit, expand, keep, "
+        "recapture)" in texts
+    )
+    assert (
+        "keep: action renewal-check renamed to renewal-review (same action: 'Confirm renewal', due in 60 days, "
+        "medium priority)" in texts
+    )
+    assert (
+        "watch expand-slipping renamed to expand-at-risk (same watch: accounts in expand about to move to any "
+        "category: nearest change of value_last_90d within 10%)" in texts
+    )
+    kinds = {c.kind for c in changes}
+    assert kinds & {f"{x}_{y}" for x in ("trait", "action", "watch") for y in ("added", "removed")} == set(), texts
+    changed = edit(renamed, ("id: renewal-review, title: Confirm renewal,", "id: renewal-review, title: Renew,"))
+    texts = [c.text for c in rule_changes(before, load(tmp_path, changed, "c"))]
+    assert "keep: action renewal-check removed" in texts
+    assert any(t.startswith("keep: action renewal-review added: 'Renew'") for t in texts)
+
+
+def test_accounts_leaving_the_30_day_window_because_they_move_now_are_told_apart(tmp_path):
+    # "no longer within: N" read as N accounts grown safer, while most had simply moved with the change.
+    days = {"C340": 340, "C350": 350, "C100": 100}
+    data = pl.DataFrame(
+        {
+            "account_id": list(days),
+            "owner": ["rep"] * 3,
+            "is_customer": [False] * 3,
+            "value_last_90d": [0.0] * 3,
+            "segment": ["smb"] * 3,
+            "churned_on": [AS_OF - dt.timedelta(days=d) for d in days.values()],
+        }
+    )
+    before = load(tmp_path, BASE, "a")
+    # lte 345: C350 leaves recapture now; C340 still leaves within 30 days (on day 346 instead of 366).
+    sooner = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 345}")), "b"), data, AS_OF)
+    assert (sooner.impact.moved_total, sooner.impact.left_near, sooner.impact.left_near_moved) == (1, 1, 1)
+    text = "\n".join(render_org_markdown(sooner))
+    assert "no longer within: 1 (1 of them because the change moves them now)." in text
+    assert sooner.to_json()["left_within_30_days_moved"] == 1
+    # lte 400: both stay recapture, and their move is now more than 30 days away: grown safer, not moved.
+    later = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 400}")), "c"), data, AS_OF)
+    assert (later.impact.moved_total, later.impact.left_near, later.impact.left_near_moved) == (0, 2, 0)
+    assert "no longer within: 2.\n" in "\n".join(render_org_markdown(later))

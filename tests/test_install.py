@@ -258,6 +258,22 @@ def test_every_workflow_and_action_file_matches_githubs_schema(tmp_path):
     assert check_jsonschema("vendor.github-workflows", wrong).returncode == 1
 
 
+def test_the_callers_shown_to_adopters_cancel_the_run_of_a_superseded_push():
+    # Each push runs the workflow; without a concurrency group two runs of one pull request overlap, and the
+    # older push's, finishing last, leaves its report in the one comment as if it were the newer push's.
+    docs = (ROOT / "docs" / "pull-requests.md").read_text(encoding="utf-8")
+    (shown,) = re.findall(r"```yaml\n(# \.github/workflows/.*?)```", docs, re.S)
+    header = "\n".join(
+        line.removeprefix("#   ")
+        for line in (ROOT / ".github" / "workflows" / "kare-impact.yml").read_text(encoding="utf-8").splitlines()
+        if line.startswith("#   ")
+    )
+    for caller in (yaml.safe_load(shown), yaml.safe_load(header)):
+        assert caller["concurrency"]["cancel-in-progress"] is True, caller
+        assert "github.event.pull_request.number" in caller["concurrency"]["group"], caller
+        assert caller["jobs"]["impact"]["uses"].endswith("/.github/workflows/kare-impact.yml@v0.1.0")
+
+
 def test_this_repository_calls_the_reusable_workflow_with_its_lock():
     caller = yaml.safe_load((ROOT / ".github" / "workflows" / "rules-pr.yml").read_text(encoding="utf-8"))
     (job,) = caller["jobs"].values()

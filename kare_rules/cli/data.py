@@ -321,8 +321,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         as_of = as_date(args.as_of) if args.as_of else None
     reports = []
-    for org, before, after, overrides_before, overrides_after in pairs:
-        pins = {"overrides_before": overrides_before, "overrides_after": overrides_after}
+    for org, before, after, overrides_before, overrides_after, base_problem, base_version in pairs:
+        pins = {
+            "overrides_before": overrides_before,
+            "overrides_after": overrides_after,
+            "base_problem": base_problem,
+            "base_version": base_version,
+        }
         accounts, note = None, None
         if args.input:
             try:
@@ -355,7 +360,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     failed = [r for r in reports if not r.version_check.ok]
     for r in failed:
-        err(f"kare diff: {r.organization}: {r.version_check.message}")
+        # Located like every other problem of a rule file: at its `version:` line.
+        err(f"kare diff: {r.version_at or r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
 
 
