@@ -368,6 +368,7 @@ class _Checker:
                 )
         inputs = self.inputs_(d.get("inputs"))
         derived = self.derived_(d.get("derived"))
+        self.derived_built = derived
         traits = self.traits_(d.get("traits"))
         self.traits_built = traits
         categories: dict[str, m.CategoryRule] = {}
@@ -1126,6 +1127,14 @@ class _Checker:
                     "a watch says how close a move must be: add 'within_days: 30' (the next move is at most 30 "
                     "days away), 'within: {column: amount}' (the nearest change on that column), or both",
                 )
+            elif "within" not in w and days is not None and not self.moves_with_dates():
+                self.err(
+                    (*here, "within_days"),
+                    "no condition uses a day count (days_since or days_until), so with the data unchanged no "
+                    "account ever moves and a watch on within_days alone could never hold; "
+                    + self.within_days_instead(),
+                    key=True,
+                )
             actions = self.actions(w["actions"], (*here, "actions"), f"watch {wid}")
             self.watch_action_clash(w, actions, (*here, "actions"), out)
             if not all(map(_hashable, (wid, ends["from"]))) or ends["from"] not in m.ALL_CATEGORIES:
@@ -1261,15 +1270,35 @@ class _Checker:
         traits = data.get("traits") if isinstance(data.get("traits"), dict) else {}
         return set(traits) <= set(self.traits_built) and self.defined <= set(self.categories_by_name)
 
-    def ordered_columns(self) -> set[str]:
+    def moves_with_dates(self) -> bool:
+        """Whether some category's condition reads a day count, the only value that changes with as_of
+        when the data does not: without one no account has a next move. True while a condition has a
+        mistake (already reported), since what it reads is then unknown."""
+        counts = {d.name for d in getattr(self, "derived_built", ()) if d.kind in m.DATE_KINDS}
+        return not self.conditions_complete() or bool(counts & self.ordered_columns(ops=None))
+
+    def within_days_instead(self) -> str:
+        """What a within_days watch can use instead: the nearest change of a compared column, or a day count."""
+        compared = sorted(c for c in self.ordered_columns() if self.columns.get(c) in m.NUMERIC_TYPES)
+        if compared:
+            return f"watch the nearest change instead, e.g. within: {{{compared[0]}: 10%}}"
+        dates = [c for c, t in self.columns.items() if t in ("date", "datetime")]
+        if not dates:  # nothing moves with time and nothing has a nearest change: the watch can only go
+            return "no date input to count days from and no number compared either, so remove the watch"
+        return (
+            f"add a day count, e.g. derived: {{days_since_{dates[0]}: {{days_since: {dates[0]}}}}}, and use it "
+            "in a condition"
+        )
+
+    def ordered_columns(self, ops: tuple[str, ...] | None = ("gt", "gte", "lt", "lte", "between")) -> set[str]:
         """The columns some category's condition (through its traits) compares with gt, gte, lt, lte or
-        between: the quantities that have edges."""
+        between: the quantities that have edges (with `ops=None`, every column a condition reads)."""
         out: set[str] = set()
         seen: set[str] = set()
 
         def walk(c: m.Condition) -> None:
             if isinstance(c, m.Predicate):
-                if c.op in ("gt", "gte", "lt", "lte", "between"):
+                if ops is None or c.op in ops:
                     out.add(c.column)
             elif isinstance(c, m.TraitRef):
                 if c.name not in seen and c.name in self.traits_built:

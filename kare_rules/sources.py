@@ -499,7 +499,20 @@ def _open_duckdb(path: str):
     try:
         return locked_duckdb(path, read_only=True)
     except duckdb.Error as exc:
-        raise DataError(f"cannot open {path} as a DuckDB database: {_first_line(exc)}") from None
+        raise DataError(_open_failure(path, exc)) from None
+
+
+def _open_failure(database: str, exc: Exception) -> str:
+    """Why a DuckDB source would not open, and what to do when another process holds it for writing (a
+    loader, a notebook, or a kare run publishing to the warehouse read as a source): DuckDB lets no reader
+    in then, and its message names the process but not the way out."""
+    text = f"cannot open {database} as a DuckDB database: {_first_line(exc)}"
+    if "Conflicting lock" in text:
+        text += (
+            "; another process has the database open for writing: run again once it has closed it (a kare run "
+            "holds its warehouse until it publishes), or read a copy of the file or an export of the table"
+        )
+    return text
 
 
 def locked_duckdb(database: str, read_only: bool):
@@ -575,7 +588,7 @@ def _read_sql(spec: str) -> pl.LazyFrame:
         try:
             con = locked_duckdb(database, read_only=database != ":memory:")
         except duckdb.Error as exc:
-            raise DataError(f"cannot open {database} as a DuckDB database: {_first_line(exc)}") from None
+            raise DataError(_open_failure(database, exc)) from None
         with con:
             try:
                 # DuckDB runs every statement of a text: one that closes the parenthesis and starts another

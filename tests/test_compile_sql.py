@@ -189,6 +189,42 @@ def test_kare_compile_prints_one_select_that_duckdb_runs(tmp_path, capsys):
     assert got == {dict(t.account)["account_id"]: t.expect for t in rules.tests}
 
 
+def test_kare_compile_says_a_zoned_timestamp_needs_a_utc_session_to_match_the_engines(tmp_path, capsys):
+    # A renewal at 23:30 UTC on 10 November is 11 November in a +14:00 session: days_until differs by one.
+    rules_dir = tmp_path / "rules" / "tz"
+    rules_dir.mkdir(parents=True)
+    (rules_dir / "kare.yaml").write_text(
+        "format: kare/v1\norganization: tz\nversion: 1.0.0\n"
+        "inputs: {account_id: {type: string, key: true}, renewal_at: {type: datetime}}\n"
+        "derived: {days_to_renewal: {days_until: renewal_at}}\n"
+        "profiles: {keep: {when: {days_to_renewal: {lte: 9}}}}\n",
+        encoding="utf-8",
+    )
+    assert main(["compile", "--rules", str(rules_dir), "--dialect", "duckdb", "--table", "accounts",
+                 "--as-of", "2026-11-01"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "note: renewal_at is read as a date in the session's time zone by this SQL; where such a column is a "
+        "timestamp with a time zone, kare's own engines count it by its UTC date: run the query in a UTC session "
+        "(SET TimeZone = 'UTC') for the same answers\n"
+    )
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE accounts AS SELECT 'A' AS account_id, TIMESTAMPTZ '2026-11-10 23:30:00+00' AS renewal_at"
+        )
+        polars_says = categorize(load_rules(rules_dir), con.sql("SELECT * FROM accounts").pl(), AS_OF)["category"][0]
+        con.execute("SET TimeZone = 'Pacific/Kiritimati'")
+        assert con.sql(captured.out).fetchall() == [("A", "unassigned", None)]  # day 10 there
+        con.execute("SET TimeZone = 'UTC'")
+        assert con.sql(captured.out).fetchall() == [("A", "keep", "profiles.keep")] and polars_says == "keep"
+    # BigQuery turns a TIMESTAMP into a date in UTC by default, and a rule file without a datetime has no note.
+    assert main(["compile", "--rules", str(rules_dir), "--dialect", "bigquery", "--table", "t"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["compile", "--rules", "rules/cloudnine", "--dialect", "duckdb", "--table", "t",
+                 "--previous-table", "p"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == ""
+
+
 def embedded_accounts(rules: m.RuleSet) -> pl.DataFrame:
     """The accounts of the rule file's embedded tests as a typed table (a plan filled in to pass validation)."""
     from kare_rules.compile_polars import POLARS_TYPES

@@ -682,3 +682,31 @@ def test_a_header_with_a_line_break_or_escape_code_is_shown_escaped(engine, fmt,
     text = capsys.readouterr().err
     assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
     assert "account_id, pl\\n::warning::hdr\\x1b[2J" in text, text
+
+
+def test_a_duckdb_source_another_process_writes_to_says_to_wait_or_read_a_copy(tmp_path, capsys):
+    # DuckDB lets no reader open a file another process holds for writing (a loader, or a kare run
+    # publishing to the warehouse that a --previous query reads): its message names the process only.
+    database = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.register("good", _good())
+        con.execute("CREATE TABLE accounts AS SELECT * FROM good")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "sys.stdin.read()", str(database)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        for source in (f"duckdb:{database}:accounts", f"sql:duckdb:///{database}::SELECT * FROM accounts"):
+            code = main(_args("polars", source, tmp_path / "out.parquet"))
+            stderr = capsys.readouterr().err
+            assert code == 1 and stderr.count("\n") == 1, stderr
+            assert f"cannot open {database} as a DuckDB database: " in stderr
+            assert stderr.rstrip().endswith(
+                "another process has the database open for writing: run again once it has closed it (a kare run "
+                "holds its warehouse until it publishes), or read a copy of the file or an export of the table"
+            ), stderr
+    finally:
+        holder.stdin.close()
+        holder.wait()

@@ -214,6 +214,20 @@ CASES = [
         id="within-column-without-a-threshold",
     ),
     pytest.param(
+        # Without a day count in any condition no account has a next move, so within_days alone never holds.
+        [
+            ("{days_since_order: {lte: 90}}", "{seats: {gte: 10}}"),
+            ("within: {arr: 10%, days_since_order: 14}", "within: {arr: 10%}"),
+        ],
+        "within_days: 30",
+        [
+            "no condition uses a day count (days_since or days_until)",
+            "a watch on within_days alone could never hold",
+            "watch the nearest change instead, e.g. within: {arr: 10%}",
+        ],
+        id="within-days-without-a-day-count-in-any-condition",
+    ),
+    pytest.param(
         # expand's condition is broken, so what it compares is unknown: not also "no condition compares
         # 'arr' ... the watch could never hold"
         [("{arr: {gte: 100000}}", "{arr: {between: [1]}}")],
@@ -337,6 +351,18 @@ def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, mar
     assert lines[0].startswith(f"{SHOWN}:{at(text, marker)}: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def test_a_watch_with_within_days_and_within_needs_no_day_count(tmp_path):
+    # Either part is enough, so the nearest change on seats can still make it hold.
+    text = mutate(
+        ("{days_since_order: {lte: 90}}", "{seats: {gte: 10}}"),
+        ("within: {arr: 10%, days_since_order: 14}", "within: {arr: 10%}"),
+        ("within_days: 30\n", "within_days: 30\n    within: {seats: 2}\n"),
+    )
+    rules, problems = check_rules(write_rules(tmp_path, text))
+    assert [str(p) for p in problems] == []
+    assert rules.watches[0].within_days == 30
 
 
 def test_a_test_with_previous_values_and_no_key_is_told_an_id_of_the_key_type(tmp_path):

@@ -279,8 +279,48 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "note: no --previous-table given, so the trends are NULL for every account in this SQL; give "
             f"--previous-table NAME with {rules.key} and {', '.join(rules.trend_columns)} from the previous run"
         )
+    zoned = _datetimes_read(rules)
+    if zoned and args.dialect in _UTC_SESSION:
+        err(
+            f"note: {', '.join(zoned)} {'is' if len(zoned) == 1 else 'are'} read as a date in the session's time "
+            "zone by this SQL; where such a column is a timestamp with a time zone, kare's own engines count it by "
+            f"its UTC date: run the query in a UTC session ({_UTC_SESSION[args.dialect]}) for the same answers"
+        )
     out(compile_sql(rules, args.dialect, args.table, as_date(args.as_of), args.previous_table))
     return EXIT_OK
+
+
+# How each dialect's session is put in UTC. A zoned timestamp becomes a date, or meets a date-time literal, in
+# the session's zone there; kare reads such a column by its UTC date (docs/rule-format.md, inputs). BigQuery
+# turns a TIMESTAMP into a date in UTC unless told otherwise, so it needs no note.
+_UTC_SESSION = {
+    "duckdb": "SET TimeZone = 'UTC'",
+    "postgres": "SET TIME ZONE 'UTC'",
+    "snowflake": "ALTER SESSION SET TIMEZONE = 'UTC'",
+    "spark": "SET spark.sql.session.timeZone = UTC",
+}
+
+
+def _datetimes_read(rules) -> list[str]:
+    """The `datetime` inputs the categories depend on: read by a day count or compared by a condition."""
+    from kare_rules import model as m
+
+    read = {a for d in rules.derived if d.kind in m.DATE_KINDS for a in d.args}
+    stack = [rule.when for rule in rules.categories.values()]
+    seen: set[str] = set()
+    while stack:
+        c = stack.pop()
+        if isinstance(c, m.Predicate):
+            read.add(c.column)
+        elif isinstance(c, m.TraitRef):
+            if c.name not in seen:
+                seen.add(c.name)
+                stack.append(rules.traits[c.name])
+        elif isinstance(c, m.All | m.Any_):
+            stack.extend(c.items)
+        elif isinstance(c, m.Not):
+            stack.append(c.item)
+    return [i.name for i in rules.inputs if i.type == "datetime" and i.name in read]
 
 
 @command
