@@ -313,9 +313,25 @@ def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
     try:
         # On a clone: in Polars 2.1 a Parquet scan whose schema was collected no longer skips row groups
         # by their statistics, and a filtered read (one slice of accounts) took 5x as long.
-        return lazy.clone().collect_schema()
+        schema = lazy.clone().collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_error(text, exc) from None
+    refuse_pattern_names(schema.names(), f"input {_masked(text)}")
+    return schema
+
+
+def refuse_pattern_names(columns: Iterable[str], source: str) -> None:
+    """A DataError for a column named '*' or '^…$': Polars takes such a name for every column or for a
+    pattern of names, not for itself, so the column could not be read alone (it made categorize and explain
+    end in a traceback, a run fail with 'multiple fields with name ...', and its values would be lost from
+    the quarantine's records). No rule file can name one; the source must rename or drop it."""
+    odd = [c for c in columns if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$"))]
+    if odd:
+        raise DataError(
+            f"{source} has a column named {one_line(', '.join(map(repr, odd)))}: kare's engine (Polars) reads a "
+            "name '*' as every column and a name from '^' to '$' as a pattern of column names, so it cannot read "
+            "that column as itself; rename or drop it in the source"
+        )
 
 
 def _read_error(text: str, exc: Exception) -> DataError:

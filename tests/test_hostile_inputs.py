@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 
 from kare_rules.cli import main
+from kare_rules.errors import DataError
 from kare_rules.loader import load_rules
 from kare_rules.synth import synthesize
 
@@ -682,3 +683,43 @@ def test_a_header_with_a_line_break_or_escape_code_is_shown_escaped(engine, fmt,
     text = capsys.readouterr().err
     assert "\x1b" not in text and not any(line.startswith("::") for line in text.splitlines()), text
     assert "account_id, pl\\n::warning::hdr\\x1b[2J" in text, text
+
+
+@pytest.mark.parametrize("header", ["*", "^n$"])
+def test_a_column_named_like_a_polars_pattern_is_refused_by_every_command(header, tmp_path, capsys, monkeypatch):
+    # Polars takes a column name '*' for every column and '^…$' for a pattern of names: such a column in the
+    # data (which kare does not control) ended categorize and explain in a traceback ('multiple fields with
+    # name account_id'), failed a run with Polars' words, and kare init in an IndexError.
+    monkeypatch.chdir(tmp_path)
+    rules = tmp_path / "rules" / "mini" / "kare.yaml"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  n: {type: integer}\nprofiles:\n  keep: {when: {n: {gt: 1}}}\n"
+    )
+    frame = pl.DataFrame({"account_id": ["A", "B"], "n": ["5", "x"], header: ["a", "b"]})
+    frame.write_csv(tmp_path / "a.csv")
+    frame.write_parquet(tmp_path / "a.parquet")
+    base = ["--rules", "rules/mini", "--as-of", AS_OF]
+    commands = {
+        "categorize polars": ["categorize", *base, "--input", "a.csv", "--output", "o.csv"],
+        "categorize duckdb": ["categorize", *base, "--input", "a.parquet", "--output", "o.csv", "--engine", "duckdb"],
+        "explain": ["explain", *base, "--input", "a.csv", "--account", "B"],
+        "run": ["run", "--org", "mini", "--input", "a.parquet", "--as-of", AS_OF, "--warehouse", "w.duckdb"],
+        "init csv": ["init", "other", "--from", "a.csv"],
+        "init parquet": ["init", "other", "--from", "a.parquet"],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 1, name
+        shown = capsys.readouterr()
+        assert f"has a column named {header!r}: kare's engine (Polars) reads a name '*' as every column" in shown.err, (
+            name,
+            shown,
+        )
+        assert "rename or drop it in the source" in shown.err
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "rules" / "other").exists()
+
+    from kare_rules.validation import validate_accounts
+
+    with pytest.raises(DataError, match=r"the input has a column named '\*'"):  # a frame handed to the library
+        validate_accounts(load_rules(rules), frame.rename({header: "*"}))
