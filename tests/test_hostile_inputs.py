@@ -621,6 +621,19 @@ def test_a_password_holding_an_at_sign_is_masked_whole(tmp_path, capsys):
     assert "sql:postgresql://kare:***@127.0.0.1:1/db failed" in err, err
 
 
+def test_masking_passwords_takes_one_pass_over_a_long_message():
+    # Error messages are masked before they are shown, and some quote a value of the data: the pattern
+    # (://user:)\\S*@, tried again at each '://', scanned the rest of the word each time, so a 1 MB value of
+    # '://a:' held the command for many minutes. Under the subprocess time limit, not a timing.
+    code = (
+        "from kare_rules.sources import _masked\n"
+        "print(len(_masked('://a:' * 200_000 + ' x')), _masked('://a:' * 3 + '@h ://u:p@q'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          preexec_fn=_limit_memory)  # fmt: skip
+    assert done.stdout == "1000002 ://a:***@h ://u:***@q\n", done.stderr
+
+
 def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
     rows = _good().head(3)
     whole = tmp_path / "whole.csv"
