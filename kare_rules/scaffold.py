@@ -22,6 +22,10 @@ MAX_ALLOWED = 12  # a text column with at most this many distinct values (and re
 # Plain words YAML 1.1 reads as true/false/null: as a key they must be quoted to stay a column name.
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 _BOOLEAN_TEXT = frozenset({"true", "false", "yes", "no", "t", "f", "y", "n"})
+# Characters of data values that JSON leaves as they are but YAML does not: DEL and the C1 controls (the
+# file would not load), U+0085, U+2028 and U+2029 (line breaks, folded to a space in a quoted value, so the
+# value would load back changed and its rows be quarantined), U+FFFE and U+FFFF. Written as \u escapes.
+_NOT_YAML_TEXT = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 PROFILE_HELP = {
     "exit": "Accounts to stop serving (no margin, no contact): not a profile, one quick action.",
@@ -303,7 +307,7 @@ def yaml_scalar(value: object) -> str:
         return json.dumps(value.replace(tzinfo=None).isoformat())
     if isinstance(value, dt.date):
         return value.isoformat()
-    return json.dumps(str(value), ensure_ascii=False)
+    return _NOT_YAML_TEXT.sub(lambda ch: f"\\u{ord(ch[0]):04x}", json.dumps(str(value), ensure_ascii=False))
 
 
 def _key(name: str) -> str:

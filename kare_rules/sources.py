@@ -313,9 +313,25 @@ def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
     try:
         # On a clone: in Polars 2.1 a Parquet scan whose schema was collected no longer skips row groups
         # by their statistics, and a filtered read (one slice of accounts) took 5x as long.
-        return lazy.clone().collect_schema()
+        schema = lazy.clone().collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_error(text, exc) from None
+    refuse_pattern_names(schema.names(), f"input {_masked(text)}")
+    return schema
+
+
+def refuse_pattern_names(columns: Iterable[str], source: str) -> None:
+    """A DataError for a column named '*' or '^…$': Polars takes such a name for every column or for a
+    pattern of names, not for itself, so the column could not be read alone (it made categorize and explain
+    end in a traceback, a run fail with 'multiple fields with name ...', and its values would be lost from
+    the quarantine's records). No rule file can name one; the source must rename or drop it."""
+    odd = [c for c in columns if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$"))]
+    if odd:
+        raise DataError(
+            f"{source} has a column named {one_line(', '.join(map(repr, odd)))}: kare's engine (Polars) reads a "
+            "name '*' as every column and a name from '^' to '$' as a pattern of column names, so it cannot read "
+            "that column as itself; rename or drop it in the source"
+        )
 
 
 def _read_error(text: str, exc: Exception) -> DataError:
@@ -449,13 +465,28 @@ def _first_line(exc: BaseException) -> str:
     return _masked((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
-# Up to the last @ of the URL: an unencoded @ in a password hides the rest of it too.
-_PASSWORD = re.compile(r"(://[^:/@\s\[\]]+:)\S*@")
+# A URL's user and the ':' before its password; the password runs to the last @ before a space (an unencoded @
+# in a password hides the rest of it too).
+_USER = re.compile(r"://[^:/@\s\[\]]+:")
+_SPACE = re.compile(r"\s")
 
 
 def _masked(text: str) -> str:
-    """`text` with the password of every URL in it (scheme://user:password@host) written as ***."""
-    return _PASSWORD.sub(r"\1***@", text)
+    """`text` with the password of every URL in it (scheme://user:password@host) written as ***.
+
+    In one pass: the pattern `(://user:)\\S*@` tried again at each '://' scanned the rest of the word each
+    time, so an error message quoting a long value made of '://a:' took minutes (quadratic)."""
+    out, done, start = [], 0, 0
+    while (user := _USER.search(text, start)) is not None:
+        space = _SPACE.search(text, user.end())
+        word_end = space.start() if space else len(text)
+        at = text.rfind("@", user.end(), word_end)
+        if at < 0:  # no '@' up to the end of this word: no URL starting later in it has one either
+            start = word_end
+            continue
+        out += [text[done : user.end()], "***"]
+        done = start = at
+    return "".join(out) + text[done:]
 
 
 def check_source(source: str | Path) -> None:

@@ -16,7 +16,7 @@ from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, decoded, missing_columns, utf8_or_none
 from kare_rules.errors import DataError, one_line
 from kare_rules.loader import snake_form
-from kare_rules.sources import nan_text
+from kare_rules.sources import nan_text, refuse_pattern_names
 
 ROW = "_kare_row"
 
@@ -61,6 +61,7 @@ def pandera_schema(rules: m.RuleSet, unique_key: bool = True) -> pa.DataFrameSch
 def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -> Checked:
     """Split accounts into valid rows (typed as declared) and quarantined rows with every reason."""
     raw = accounts.lazy().collect() if isinstance(accounts, pl.LazyFrame) else accounts
+    refuse_pattern_names(raw.columns, "the input")
     require_columns(rules, raw.columns)
     require_flat(rules, raw.schema)
     if ROW in raw.columns:  # the rule file cannot declare it (names starting with '_' are refused there)

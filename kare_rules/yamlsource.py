@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from kare_rules.errors import Problem, display_path
+from kare_rules.errors import Problem, display_path, one_line
 
 # A location inside a document: the keys and indexes from the root, e.g. ("profiles", "keep", "when").
 DocPath = tuple[str | int, ...]
@@ -53,6 +53,11 @@ class Document:
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _MERGE_TAG, _STR_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:str"
+# YAML 1.1 reads a plain `=` as its 'value' type, which no loader constructs; YAML 1.2 (and the editor's
+# YAML support) reads it as text, as here, so `{n: {=: 5}}` gets the operator to write instead.
+_VALUE_TAG = "tag:yaml.org,2002:value"
+# Bytes (!!binary) are no value of any column, title or name: refused as a tag, not read as "b'...'".
+_BINARY_TAG = "tag:yaml.org,2002:binary"
 _NO_KEY, _SKIP = object(), object()  # a mapping waiting for its next key; a value whose key was refused
 
 
@@ -76,7 +81,10 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         doc.problems.append(Problem(path, 1, 1, _too_big(len(text))))
         return doc
     try:
-        loader = _Loader(text)
+        loader = _Loader(text)  # the pure-Python reader checks the characters here, libyaml while parsing
+    except yaml.reader.ReaderError as exc:
+        doc.problems.append(_unreadable_character(exc, text, path))
+        return doc
     except UnicodeError:
         doc.problems.append(Problem(path, 1, 1, "the text is not valid Unicode; save the file as UTF-8"))
         return doc
@@ -84,6 +92,9 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         _Builder(loader, doc, f"the file is empty; {empty}").run()
     except _Stop:
         doc.data = None
+    except yaml.reader.ReaderError as exc:
+        doc.data = None
+        doc.problems.append(_unreadable_character(exc, text, path))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -101,6 +112,22 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
     finally:
         loader.dispose()
     return doc
+
+
+def _unreadable_character(exc: yaml.reader.ReaderError, text: str, path: str) -> Problem:
+    """A character YAML does not allow in its text (a control character pasted from a spreadsheet or a
+    terminal, DEL, U+FFFE), located at its line and column: the reader names only an offset (in bytes, for
+    libyaml), which reached the author as 'position 1059' at line 1."""
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    at = text.find(chr(code))  # the first character that is not allowed is the first of its kind
+    line, column = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)) if at >= 0 else (1, 1)
+    return Problem(
+        path,
+        line,
+        column,
+        f"this line holds the character U+{code:04X} ({one_line(chr(code))}), which YAML does not allow in a file; "
+        f"remove it, or write it as \\u{code:04x} inside double quotes",
+    )
 
 
 def _unclosed(exc: yaml.MarkedYAMLError, text: str) -> str | None:
@@ -275,9 +302,11 @@ class _Builder:
             tag = loader.resolve(yaml.ScalarNode, e.value, e.implicit)
         if tag == _MERGE_TAG:  # `<<` merges what an alias names; without aliases it is just a key
             return e.value
+        if tag == _VALUE_TAG and e.tag is None:
+            return e.value
         if tag == _STR_TAG and e.value.isascii():  # most scalars: plain text needs no constructor
             return e.value
-        if tag not in loader.yaml_constructors:  # !custom, !!python/object...: never constructed
+        if tag not in loader.yaml_constructors or tag == _BINARY_TAG:  # !custom, !!python/object...: never constructed
             self.fail(e.start_mark, f"the YAML tag {e.tag!r} is not used in rule files; remove it")
             self.refused = True
             return None

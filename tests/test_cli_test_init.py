@@ -922,9 +922,45 @@ def test_infer_inputs_guesses_the_key_and_says_when_it_could_not():
     assert inferred.key_note == "no column is unique and never null in the data: choose the account identifier"
 
 
-@pytest.mark.parametrize("value", [1e-05, 2.5, 3.0, "yes", "null", 'say "hi"', "ünï", dt.date(2026, 2, 28), True, None])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e-05,
+        2.5,
+        3.0,
+        "yes",
+        "null",
+        'say "hi"',
+        "ünï",
+        dt.date(2026, 2, 28),
+        True,
+        None,
+        "x\x7fy",  # from here: not YAML text, or read as line breaks
+        "p\x85q",
+        "a\u2028b\u2029c",
+        "\x9f\ufffe",
+    ],
+)
 def test_yaml_scalar_loads_back_as_the_same_value(value):
     assert yaml.safe_load(f"v: {yaml_scalar(value)}")["v"] == value
+
+
+def test_init_of_values_holding_control_characters_or_line_separators_writes_a_file_that_reads_them_back(work, capsys):
+    # JSON leaves DEL, the C1 controls and U+2028 as they are: the file written did not load ('unacceptable
+    # character'), and a value holding U+0085 or U+2028 loaded back with a space, so its rows were quarantined.
+    values = ["x\x7fy", "x\x7fy", "p\x85q", "p\x85q", "a\u2028b", "a\u2028b"]
+    pl.DataFrame({"account_id": [f"A{i}" for i in range(6)], "plan": values}).write_csv(work / "s.csv")
+    code, _, err = run(capsys, "init", "plans", "--from", "s.csv", "--as-of", "2026-11-01")
+    assert code == 0, err
+    path = work / "rules" / "plans" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert '{type: string, allowed: ["a\\u2028b", "p\\u0085q", "x\\u007fy"]}' in text
+    path.write_text(text.replace("    when: ", "    when: {account_id: {ne: zzz}}", 1), encoding="utf-8")
+    assert run(capsys, "validate", "rules/plans")[:2] == (0, "1 valid, 0 invalid\n")
+    code, _, err = run(capsys, "categorize", "--rules", "rules/plans", "--input", "s.csv", "--output", "o.csv",
+                         "--as-of", "2026-11-01")  # fmt: skip
+    assert (code, err) == (0, [])
+    assert not (work / "o.quarantine.csv").exists()
 
 
 def test_scaffold_text_quotes_column_names_yaml_would_read_as_booleans():

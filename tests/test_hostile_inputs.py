@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 
 from kare_rules.cli import main
+from kare_rules.errors import DataError
 from kare_rules.loader import load_rules
 from kare_rules.synth import synthesize
 
@@ -620,6 +621,19 @@ def test_a_password_holding_an_at_sign_is_masked_whole(tmp_path, capsys):
     assert "sql:postgresql://kare:***@127.0.0.1:1/db failed" in err, err
 
 
+def test_masking_passwords_takes_one_pass_over_a_long_message():
+    # Error messages are masked before they are shown, and some quote a value of the data: the pattern
+    # (://user:)\\S*@, tried again at each '://', scanned the rest of the word each time, so a 1 MB value of
+    # '://a:' held the command for many minutes. Under the subprocess time limit, not a timing.
+    code = (
+        "from kare_rules.sources import _masked\n"
+        "print(len(_masked('://a:' * 200_000 + ' x')), _masked('://a:' * 3 + '@h ://u:p@q'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          preexec_fn=_limit_memory)  # fmt: skip
+    assert done.stdout == "1000002 ://a:***@h ://u:***@q\n", done.stderr
+
+
 def test_a_csv_file_cut_short_in_its_last_row_is_refused(tmp_path, capsys):
     rows = _good().head(3)
     whole = tmp_path / "whole.csv"
@@ -710,3 +724,43 @@ def test_a_duckdb_source_another_process_writes_to_says_to_wait_or_read_a_copy(t
     finally:
         holder.stdin.close()
         holder.wait()
+
+
+@pytest.mark.parametrize("header", ["*", "^n$"])
+def test_a_column_named_like_a_polars_pattern_is_refused_by_every_command(header, tmp_path, capsys, monkeypatch):
+    # Polars takes a column name '*' for every column and '^…$' for a pattern of names: such a column in the
+    # data (which kare does not control) ended categorize and explain in a traceback ('multiple fields with
+    # name account_id'), failed a run with Polars' words, and kare init in an IndexError.
+    monkeypatch.chdir(tmp_path)
+    rules = tmp_path / "rules" / "mini" / "kare.yaml"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(
+        "format: kare/v1\norganization: mini\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  n: {type: integer}\nprofiles:\n  keep: {when: {n: {gt: 1}}}\n"
+    )
+    frame = pl.DataFrame({"account_id": ["A", "B"], "n": ["5", "x"], header: ["a", "b"]})
+    frame.write_csv(tmp_path / "a.csv")
+    frame.write_parquet(tmp_path / "a.parquet")
+    base = ["--rules", "rules/mini", "--as-of", AS_OF]
+    commands = {
+        "categorize polars": ["categorize", *base, "--input", "a.csv", "--output", "o.csv"],
+        "categorize duckdb": ["categorize", *base, "--input", "a.parquet", "--output", "o.csv", "--engine", "duckdb"],
+        "explain": ["explain", *base, "--input", "a.csv", "--account", "B"],
+        "run": ["run", "--org", "mini", "--input", "a.parquet", "--as-of", AS_OF, "--warehouse", "w.duckdb"],
+        "init csv": ["init", "other", "--from", "a.csv"],
+        "init parquet": ["init", "other", "--from", "a.parquet"],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 1, name
+        shown = capsys.readouterr()
+        assert f"has a column named {header!r}: kare's engine (Polars) reads a name '*' as every column" in shown.err, (
+            name,
+            shown,
+        )
+        assert "rename or drop it in the source" in shown.err
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "rules" / "other").exists()
+
+    from kare_rules.validation import validate_accounts
+
+    with pytest.raises(DataError, match=r"the input has a column named '\*'"):  # a frame handed to the library
+        validate_accounts(load_rules(rules), frame.rename({header: "*"}))

@@ -458,14 +458,39 @@ def test_thousands_of_mistakes_among_thousands_of_names_are_checked_in_linear_ti
         ("a: 1\n---\nb: 2\n", "2:1: a rule file holds one YAML document; remove the second '---'"),
         ("---\n", "1:1: the file is empty; it should start with 'format: kare/v1'"),
         ("a: " + "9" * 5000 + "\n", "1:4: '" + "9" * 40 + "…' cannot be read as a number; quote it if it is text"),
+        ("a: !!binary aGk=\n", "1:4: the YAML tag 'tag:yaml.org,2002:binary' is not used in rule files; remove it"),
+        (
+            'a: 1\nb: ["é€", "x\x7fy"]\n',
+            "2:13: this line holds the character U+007F (\\x7f), which YAML does not allow in a file; remove it, or "
+            "write it as \\u007f inside double quotes",
+        ),
     ],
-    ids=["python-object", "set", "two-documents", "only-a-marker", "5000-digits"],
+    ids=["python-object", "set", "two-documents", "only-a-marker", "5000-digits", "binary", "control-character"],
 )
-def test_yaml_beyond_plain_data_is_a_located_error(text, message):
-    from kare_rules.yamlsource import parse_text
+@pytest.mark.parametrize("parser", ["libyaml", "python"])
+def test_yaml_beyond_plain_data_is_a_located_error(text, message, parser, monkeypatch):
+    # A control character (DEL pasted from a spreadsheet) was placed at 1:1 with libyaml's byte offset
+    # ('position 1059'), and PyYAML's own reader raised it as a traceback; !!binary read as "b'hi'".
+    from kare_rules import yamlsource
 
-    doc = parse_text(text, "rules/acme/kare.yaml")
+    if parser == "python":
+        monkeypatch.setattr(yamlsource, "_Loader", yaml.SafeLoader)
+    doc = yamlsource.parse_text(text, "rules/acme/kare.yaml")
     assert [str(p) for p in doc.problems] == [f"rules/acme/kare.yaml:{message}"]
+
+
+def test_an_equals_sign_reads_as_text_and_gets_the_operator_to_write(work, capsys):
+    # YAML 1.1 reads a plain '=' as its 'value' type: 'the YAML tag None is not used in rule files' hid the
+    # operator word a SQL habit needs ({n: {=: 5}} is {n: {eq: 5}}), and an allowed value '=' was refused.
+    write_org(work, "acme", rule_file(keep="{n: {=: 5}}"))
+    code, lines = validate(capsys, "rules")
+    assert code == 1
+    assert lines[0].startswith("rules/acme/kare.yaml:9:16: unknown operator '='; write {n: {eq: 5}}"), lines
+    text = rule_file(keep="{s: {in: [=, b]}}").replace(
+        "  n: {type: integer}\n", "  n: {type: integer}\n  s: {type: string}\n"
+    )
+    write_org(work, "acme", text)
+    assert validate(capsys, "rules") == (0, ["1 valid, 0 invalid"])
 
 
 def test_data_columns_named_like_the_engines_own_are_refused_or_left_alone(work, capsys):

@@ -277,7 +277,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kare_rules.errors import display_path
     from kare_rules.loader import is_safe_org
     from kare_rules.scaffold import scaffold
-    from kare_rules.sources import read_accounts
+    from kare_rules.sources import read_accounts, refuse_pattern_names
     from kare_rules.validation import separator_hint
 
     if not is_safe_org(args.org):
@@ -297,6 +297,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             # Digits with a leading zero ('00123', a ZIP code '02134') are text: read as integers, the zeros
             # are lost, so a key would no longer match the CRM's ids and '0123' and '00123' would collide.
             text = pl.read_csv(source, separator=separator, infer_schema_length=0)
+            refuse_pattern_names(text.columns, f"--from {args.source}")  # before text[name] takes one as a pattern
             zero_led = {name: pl.String for name in text.columns if text[name].str.contains(r"^\s*0[0-9]+\s*$").any()}
             frame = pl.read_csv(source, separator=separator, infer_schema_length=None, schema_overrides=zero_led)
             # Dates as validation reads them (ISO order), decided from every value: Polars' own date parsing
@@ -310,6 +311,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         # that is not UTF-8, a ragged row); Polars' own first line ('invalid utf-8 sequence') does not.
         read_accounts(str(source), allow_empty=True)
         raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
+    refuse_pattern_names(frame.columns, f"--from {args.source}")
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
     if hint := separator_hint(frame.columns):
