@@ -389,14 +389,17 @@ def _key_ranges(found: pl.DataFrame, compiler: PolarsCompiler, limit: int) -> di
     return out
 
 
-def category_counts(result: pl.DataFrame) -> pl.DataFrame:
-    """Accounts per category (every category listed, zeros included) and, with explanations, how many
-    of them also matched another category."""
+def category_counts(result: pl.DataFrame, rules: m.RuleSet | None = None) -> pl.DataFrame:
+    """Accounts per category (zeros included) and, with explanations, how many of them also matched
+    another category. Every category is listed; with `rules`, those the rules define in their precedence
+    order, then unassigned, and any other that some account has."""
     counts = result.group_by("category").agg(
         pl.len().alias("accounts"),
         *([(pl.col("overlaps").list.len() > 0).sum().alias("overlaps")] if "overlaps" in result.columns else []),
     )
-    order = pl.DataFrame({"category": list(m.ALL_CATEGORIES), "_order": range(len(m.ALL_CATEGORIES))})
+    names = list(m.ALL_CATEGORIES) if rules is None else list(rules.shown_categories)
+    names += [c for c in m.ALL_CATEGORIES if c not in names and c in set(counts["category"])]
+    order = pl.DataFrame({"category": names, "_order": range(len(names))})
     out = order.join(counts, on="category", how="left").sort("_order").drop("_order")
     return out.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in out.columns if c != "category")
 

@@ -223,6 +223,12 @@ class RuleSet:
     def input(self, name: str) -> InputColumn:
         return next(c for c in self.inputs if c.name == name)
 
+    @property
+    def shown_categories(self) -> tuple[str, ...]:
+        """The categories a summary lists: those the rules define, in precedence order, then unassigned (a
+        category the rules do not define reads '0' whether or not it could ever hold)."""
+        return (*(r.name for r in self.ordered()), UNASSIGNED)
+
     def ordered(self) -> list[CategoryRule]:
         """The defined categories in precedence order: the first whose `when` holds wins."""
         return [self.categories[c] for c in self.precedence if c in self.categories]

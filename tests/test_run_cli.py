@@ -488,3 +488,28 @@ def test_kare_as_of_and_kare_input_from_the_environment_are_read_as_the_options_
     assert captured.out.startswith(f"cloudnine: running as of {dt.date.today()} → ")
     assert "input data/sample/cloudnine/latest.parquet does not exist" in captured.err
     assert "(that is the default input, where kare sample writes" in captured.err
+
+
+def test_the_summaries_list_the_categories_the_rules_define_in_their_precedence(tmp_path, capsys, monkeypatch):
+    # An organization with only keep and exit (keep first) read 'expand 0 · recapture 0 · attain 0' in kare
+    # run's summary and kare categorize's table, as a category defined but never matched reads.
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "rules" / "ledger"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: ledger\nversion: 1.0.0\n"
+        "inputs: {id: {type: integer, key: true}, paying: {type: boolean}, late: {type: boolean}}\n"
+        "precedence: [keep, exit]\nexit: {when: {late: true}}\nprofiles: {keep: {when: {paying: true}}}\n"
+    )
+    pl.DataFrame({"id": [1, 2, 3, 4], "paying": [True, True, False, False], "late": [True, False, True, False]}
+                 ).write_parquet("a.parquet")  # fmt: skip
+    run = ["run", "--org", "ledger", "--input", "a.parquet", "--warehouse", "w.duckdb", "--as-of", "2026-11-01"]
+    assert main(run) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  category  keep 2 · exit 1 · unassigned 1" in lines, lines
+    categorize = ["categorize", "--rules", "rules/ledger", "--input", "a.parquet", "--output", "o.csv", "--as-of",
+                  "2026-11-01"]  # fmt: skip
+    assert main(categorize) == 0
+    table = capsys.readouterr().out
+    assert "expand" not in table and "attain" not in table
+    assert table.index("keep") < table.index("exit") < table.index("unassigned"), table

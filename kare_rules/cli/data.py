@@ -79,7 +79,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             _quarantine_twin(args.output).unlink()
         out(f"{_accounts(result.height)} categorized in DuckDB with {rules.organization} {rules.version} as of {as_of} "
             f"→ {args.output} (input trusted, not validated)")  # fmt: skip
-        out(table(category_counts(result)))
+        out(table(category_counts(result, rules)))
         trend_note(args, rules)
         return EXIT_OK
     checked = validate_accounts(rules, read_accounts(args.input))
@@ -94,7 +94,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
             horizon=args.horizon,
         )  # fmt: skip
     write_frame(result, args.output)
-    counts = category_counts(result)
+    counts = category_counts(result, rules)
     done = f"{_accounts(result.height)} categorized with {rules.organization} {rules.version} as of {as_of}"
     out(f"{done} → {args.output}")
     out(table(counts))

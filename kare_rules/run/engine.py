@@ -129,6 +129,7 @@ class RunResult:
     stopped: bool = False  # Ctrl-C (or SIGTERM) came once the run was committed: published, but asked to stop
     # False for the DuckDB engine, which computes no next moves: "0 will move" would then be untrue
     early_warning: bool = True
+    shown: tuple[str, ...] = m.ALL_CATEGORIES  # the categories the summary lists (RuleSet.shown_categories)
 
     @property
     def moving_soon(self) -> int:
@@ -475,6 +476,7 @@ def run_organization(
             warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
             result = _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+        result.shown = bundle.rules.shown_categories
         return result
     except WarehouseBusy as exc:
         raise RunFailed(str(exc)) from exc  # someone else holds the warehouse: not even a log line can go in

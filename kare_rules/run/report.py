@@ -19,6 +19,12 @@ STATUS = {
 }
 
 
+def _listed(result: RunResult) -> list[str]:
+    """The categories the summary lists: the rules' own in precedence order and unassigned, then any other
+    some account has (an override may pin one the rules do not define)."""
+    return [*result.shown, *(c for c in ALL_CATEGORIES if c not in result.shown and result.run[c])]
+
+
 def summary_lines(result: RunResult, polars_engine: str = "run with --engine polars") -> list[str]:
     """The run's summary: input, categories, moves, actions, then one line per check. An unchanged re-run
     published nothing: its figures are those of the run already published, and say so. `polars_engine`
@@ -36,7 +42,7 @@ def summary_lines(result: RunResult, polars_engine: str = "run with --engine pol
     lines += [
         f"  input     {run['input_rows']:,} rows: {run['valid_rows']:,} valid, {run['quarantined_rows']:,} quarantined"
         + (" (see kare.quarantine)" if run["quarantined_rows"] else ""),
-        "  category  " + " · ".join(f"{c} {run[c] or 0:,}" for c in ALL_CATEGORIES),
+        "  category  " + " · ".join(f"{c} {run[c] or 0:,}" for c in _listed(result)),
     ]
     real = real_moves(moves).sort("accounts", descending=True)
     top = _kinds(real, "kare.category_transitions")
