@@ -178,7 +178,10 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[OrgVersion
     if found.returncode:
         raise UsageError(f"{rules_dir} is not inside a git repository; use --before/--after to compare two files")
     top = Path(found.stdout.decode().strip())
-    if base.startswith("-") or _git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], top).returncode:
+    if base.startswith("-"):  # never handed to git, where it would read as an option
+        raise UsageError(f"--base {base!r} is not a git ref (a ref never starts with '-'); give a branch, tag or "
+                         "commit, e.g. --base origin/main")  # fmt: skip
+    if _git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], top).returncode:
         raise UsageError(
             f"unknown git ref {base!r}; fetch it first (in GitHub Actions: actions/checkout with fetch-depth: 0)"
         )

@@ -764,3 +764,12 @@ def test_a_column_named_like_a_polars_pattern_is_refused_by_every_command(header
 
     with pytest.raises(DataError, match=r"the input has a column named '\*'"):  # a frame handed to the library
         validate_accounts(load_rules(rules), frame.rename({header: "*"}))
+
+
+@pytest.mark.parametrize("ref", ["-x", "--upload-pack=touch pwned"])
+def test_diff_base_names_a_ref_that_starts_with_a_dash_as_no_ref_and_runs_nothing(ref, repo, capsys):
+    # Never handed to git (it would read as an option); the message said to fetch the ref first.
+    assert main(["diff", f"--base={ref}", "--rules-dir", str(repo / "rules")]) == 2
+    err = capsys.readouterr().err
+    assert f"--base {ref!r} is not a git ref (a ref never starts with '-')" in err and "fetch" not in err, err
+    assert not (repo / "pwned").exists()
