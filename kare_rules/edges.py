@@ -38,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import threading
 from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class _Space:
             return next((i for i, t in enumerate(tests) if t(bits)), unassigned)
 
         self._slow = lru_cache(maxsize=1 << 20)(category)
+        self._rows: dict[str, _ColumnRows] = {}
+        self._lock = threading.Lock()
         self._table: list[int] | None = None
         self._masks: pl.Series | None = None  # per pattern: the categories that held (`_mask`)
         if self.n <= _TABLE_BITS:
@@ -204,6 +207,13 @@ class _Space:
 
     def mask_of(self, column: str) -> int:
         return sum(1 << i for i, p in enumerate(self.preds) if p.column == column)
+
+    def column_rows(self, column: str) -> _ColumnRows:
+        """The `_ColumnRows` of a quantity, made once."""
+        with self._lock:
+            if column not in self._rows:
+                self._rows[column] = _ColumnRows(self, column)
+            return self._rows[column]
 
 
 @dataclass
@@ -348,59 +358,89 @@ def _candidate_values(space: _Space, column: str) -> tuple[bool, _Candidates, li
 
 
 def _tabulate_columns(space: _Space, pats: _Patterns, columns: Sequence[str]) -> list[_ColumnEdge]:
-    """`_tabulate_column` of each column, the predicates at every candidate evaluated in one pass."""
-    candidates = {c: _candidate_values(space, c) for c in dict.fromkeys(columns)}
-    bits = space.bits_at_many({c: values for c, (_, _, values) in candidates.items()})
-    return [_tabulate_column(space, pats, c, candidates[c], bits[c]) for c in columns]
+    """`_ColumnEdge` of each column for the patterns present."""
+    return [space.column_rows(c).edge(pats.bits) for c in columns]
 
 
-def _tabulate_column(
-    space: _Space, pats: _Patterns, column: str, candidates: tuple | None = None, bits: list[int] | None = None
-) -> _ColumnEdge:
-    integer, cands, values = candidates if candidates is not None else _candidate_values(space, column)
-    thresholds = cands.thresholds
-    keep = ~space.mask_of(column)
-    at = dict(zip(values, space.bits_at(column, values) if bits is None else bits, strict=True))
-    lbits = [at.get(v) if v is not None else None for v in cands.lower]
-    ubits = [at.get(v) if v is not None else None for v in cands.upper]
-    out = _ColumnEdge(column, integer, thresholds, [], known=_known_steps(space, column, thresholds, integer))
-    category = space._table.__getitem__ if space._table is not None else space.category
-    positions = out.positions
-    known = list(out.known.values())
-    known_mask = sum(1 << i for i, _ in known)
-    counted: dict[int, int] = {}  # the known steps' count per value of their predicates' bits
-    cands_bits = [*lbits, *ubits]
-    split = len(lbits)
-    # The categories the candidates lead to depend on the pattern only through its other predicates'
-    # bits (`rest`), shared by the patterns that differ in this column's bits only: worked out once per
-    # rest (None: the candidate is not representable, it keeps the current category).
-    leads: dict[int, tuple[int | None, ...]] = {}
-    # The rows depend on the pattern only through its category and the categories its candidates lead
-    # to: patterns that agree on those share them, so each is worked out and stored once.
-    done: dict[tuple[int, tuple[int | None, ...]], int] = {}
-    for b in pats.bits:
-        rest = b & keep
-        lead = leads.get(rest)
+# The most patterns a `_ColumnRows` keeps: rules with many predicates can meet a new pattern in almost every
+# account, and a long-lived process must not keep them all.
+_KEPT_PATTERNS = 1 << 18
+
+
+class _ColumnRows:
+    """One quantity's rows (`_column_rows`) of every pattern met so far, kept by its `_Space`: they
+    depend on the rules and the pattern only, so each pattern is worked out once per process, not once
+    per call (a call then pays a lookup per pattern present)."""
+
+    def __init__(self, space: _Space, column: str):
+        integer, cands, values = _candidate_values(space, column)
+        self.space, self.column, self.integer, self.thresholds = space, column, integer, cands.thresholds
+        self.keep = ~space.mask_of(column)
+        at = dict(zip(values, space.bits_at(column, values), strict=True))
+        lbits = [at.get(v) if v is not None else None for v in cands.lower]
+        ubits = [at.get(v) if v is not None else None for v in cands.upper]
+        self.cands_bits, self.split = [*lbits, *ubits], len(lbits)
+        self.known = _known_steps(space, column, self.thresholds, integer)
+        self.known_mask = sum(1 << i for i, _ in self.known.values())
+        self.positions = 2 * len(self.thresholds) + 1
+        self.lock = threading.Lock()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Start again with no pattern known (and so no memory held for any)."""
+        # The categories the candidates lead to depend on the pattern only through its other predicates'
+        # bits (`rest`), shared by the patterns that differ in this column's bits only: worked out once
+        # per rest (None: the candidate is not representable, it keeps the current category).
+        self.leads: dict[int, tuple[int | None, ...]] = {}
+        # The rows depend on the pattern only through its category and the categories its candidates
+        # lead to: patterns that agree on those share them, so each is worked out and stored once.
+        self.done: dict[tuple[int, tuple[int | None, ...]], int] = {}
+        self.lower: list[float | None] = []
+        self.upper: list[float | None] = []
+        self.cats: list[int | None] = []
+        self.at: list[bool] = []
+        self.live_memo: list[bool] = []
+        self.counted: dict[int, int] = {}  # the known steps' count per value of their predicates' bits
+        self.of: dict[int, tuple[int, int]] = {}  # per pattern: its row set, and row set * positions + count
+
+    def edge(self, bits: list[int]) -> _ColumnEdge:
+        """The `_ColumnEdge` of the patterns `bits` (in their order)."""
+        with self.lock:
+            if len(self.of) + len(bits) > _KEPT_PATTERNS:
+                self._forget()
+            of = self.of
+            for b in bits:
+                if b not in of:
+                    of[b] = self._add(b)
+            found = [of[b] for b in bits]
+            return _ColumnEdge(
+                self.column, self.integer, self.thresholds, [r for r, _ in found], list(self.lower),
+                list(self.upper), list(self.cats), list(self.at), list(self.live_memo), self.known,
+                [base for _, base in found],
+            )  # fmt: skip
+
+    def _add(self, b: int) -> tuple[int, int]:
+        category = self.space._table.__getitem__ if self.space._table is not None else self.space.category
+        rest = b & self.keep
+        lead = self.leads.get(rest)
         if lead is None:
-            lead = leads[rest] = tuple(category(rest | x) if x is not None else None for x in cands_bits)
+            lead = self.leads[rest] = tuple(category(rest | x) if x is not None else None for x in self.cands_bits)
         cur = category(b)
-        r = done.get((cur, lead))
+        r = self.done.get((cur, lead))
         if r is None:
-            r = done[(cur, lead)] = len(done)
+            r = self.done[(cur, lead)] = len(self.done)
             both = [cur if c is None else c for c in lead]
-            rows = _column_rows(thresholds, cur, both[:split], both[split:])
-            out.lower += rows[0]
-            out.upper += rows[1]
-            out.cats += rows[2]
-            out.at += rows[3]
-            out.live_memo.append(rows[4])
-        out.memo.append(r)
-        kb = b & known_mask
-        count = counted.get(kb)
+            rows = _column_rows(self.thresholds, cur, both[: self.split], both[self.split :])
+            self.lower += rows[0]
+            self.upper += rows[1]
+            self.cats += rows[2]
+            self.at += rows[3]
+            self.live_memo.append(rows[4])
+        kb = b & self.known_mask
+        count = self.counted.get(kb)
         if count is None:
-            count = counted[kb] = sum((kb >> i & 1) ^ negated for i, negated in known)
-        out.known_bases.append(r * positions + count)
-    return out
+            count = self.counted[kb] = sum((kb >> i & 1) ^ negated for i, negated in self.known.values())
+        return r, r * self.positions + count
 
 
 def _steps(thresholds: list[float], integer: bool) -> list[float]:

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kare_rules import categorize
+from kare_rules import categorize, compile_polars
 from kare_rules import edges as edges_module
 from kare_rules.edges import EDGE_SCHEMA, column_edges, edge_columns, edges
 from kare_rules.engine import conform, with_derived
@@ -297,10 +297,12 @@ def tuned(word: int, table_bits: int, subset_share: float):
     predicates), every quantity computed on a subset of the accounts or on all of them."""
     saved = edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE
     edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = word, table_bits, subset_share
+    compile_polars._COMPILED.clear()  # a predicate space compiled before would keep the old word and table
     try:
         yield
     finally:
         edges_module._WORD, edges_module._TABLE_BITS, edges_module._SUBSET_SHARE = saved
+        compile_polars._COMPILED.clear()
 
 
 PROPERTY = settings(
@@ -344,6 +346,9 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
     # (categorize evaluates the categories' mask itself then, instead of looking it up by pattern.)
     for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
         with tuned(word, table_bits, subset_share):
+            tuned_space = edges_module._Space.of(rules)  # compiled anew, with the word and table asked for
+            assert tuned_space.words == max(1, -(-tuned_space.n // word))
+            assert (tuned_space._table is None) == (tuned_space.n > table_bits)
             assert edge_columns(rules, prepared, AS_OF, horizon).equals(result.select(list(EDGE_SCHEMA)))
             assert categorize(rules, frame, AS_OF, edges=True, horizon=horizon).equals(result)
 
@@ -356,6 +361,27 @@ def test_edges_agree_with_brute_force(text, rows, horizon):
         for word, table_bits, subset_share in ((3, 2, 1.0), (63, 20, -1.0)):
             with tuned(word, table_bits, subset_share):
                 assert column_edges(rules, prepared, columns).equals(each)
+
+
+def test_what_a_rule_set_learned_from_earlier_accounts_changes_no_answer(monkeypatch):
+    # `_ColumnRows` keeps each pattern's rows for the next call on the same rule set (and forgets them all
+    # past _KEPT_PATTERNS): answers on new accounts equal those of a rule set that never saw any.
+    from kare_rules.synth import synthesize
+
+    text = RULES
+    batches = [synthesize(load_rules_text(text, "examples.yaml"), 400, AS_OF, seed=s) for s in (1, 2, 3)]
+    fresh = [edges(load_rules_text(text, "examples.yaml"), b, AS_OF) for b in batches]
+    for kept in (1 << 18, 5):
+        monkeypatch.setattr(edges_module, "_KEPT_PATTERNS", kept)
+        rules = load_rules_text(text, "examples.yaml")
+        for batch, expected in zip([*batches, *batches[::-1]], [*fresh, *fresh[::-1]], strict=True):
+            assert edges(rules, batch, AS_OF).equals(expected)
+        space = edges_module._Space.of(rules)
+        last = edges_module._working(space, with_derived(rules, conform(batches[0], rules), AS_OF).collect(), [], [])
+        present = len(edges_module._patterns(space, last).bits)  # the patterns of the last call
+        known = len(space.column_rows("value_last_90d").of)
+        assert known == present if kept < present else known > present
+    assert any(f.filter(pl.col("edge_column").is_not_null()).height for f in fresh)
 
 
 # ---- examples a person can read -------------------------------------------------------------------
