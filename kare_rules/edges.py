@@ -21,8 +21,9 @@ the categories' mask is looked up from it instead of evaluating the conditions a
 "quantity q := v" replaces q's predicate bits by constants, so its category depends only on the
 account's pattern: every answer is tabulated per distinct pattern present (usually a few hundred; the
 patterns that lead to the same categories share their rows; a rule set keeps them for its next call) and
-per position of the value among the thresholds, and each account pays a few gathers. The pattern also says which quantities can move the
-account at all (usually one or two): the accounts are split by that set, each part computes the
+per position of the value among the thresholds, and each account pays a few gathers. The pattern also
+says which quantities can move the account at all (usually one or two): the accounts are split by that
+set, each part computes the
 nearest change of its own quantities only, and an account that can cross one quantity only needs no
 ratios, just the nearer side. Tables hold no nulls where a gather reads them per account (a gather from
 a table with nulls costs about three times as much); "no edge" and "no move" are their own entries.
