@@ -23,10 +23,10 @@ account's pattern: every answer is tabulated per distinct pattern present (usual
 patterns that lead to the same categories share their rows; a rule set keeps them for its next call) and
 per position of the value among the thresholds, and each account pays a few gathers. The pattern also
 says which quantities can move the account at all (usually one or two): the accounts are split by that
-set, each part computes the
-nearest change of its own quantities only, and an account that can cross one quantity only needs no
-ratios, just the nearer side. Tables hold no nulls where a gather reads them per account (a gather from
-a table with nulls costs about three times as much); "no edge" and "no move" are their own entries.
+set, each part computes the nearest change of its own quantities only, and an account that can cross
+one quantity only needs no ratios, just the nearer side. Tables hold no nulls where a gather reads them
+per account (a gather from a table with nulls costs about three times as much); "no edge" and "no move"
+are their own entries.
 
 Ties: across quantities the smallest `|c − value| / max(|value|, |c|)` wins (0 when both are 0), and on
 equal ratios the column declared first (`RuleSet.columns` order: inputs, then derived). Within a
