@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
                    "today)")  # fmt: skip
-    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH",
-                   help="DuckDB file (default: %(default)s)")  # fmt: skip
+    s.add_argument("--warehouse", metavar="PATH",
+                   help="DuckDB file (default: $KARE_WAREHOUSE, else data/warehouse.duckdb)")  # fmt: skip
     s.add_argument("--max-quarantine-share", type=share_arg, default=0.2, metavar="SHARE",
                    help="publish nothing when more than this share of input rows is invalid "
                    "(default: %(default)s)")  # fmt: skip
