@@ -520,6 +520,16 @@ def test_kare_diff_markdown_reads_as_a_pull_request_comment(tmp_path, capsys):
     assert "**Version check** ✅" in text
 
 
+def test_kare_diff_help_gives_the_as_of_default_with_base_and_what_limit_limits(capsys):
+    # --help said --as-of was required with --before/--after and --input, and not that --base takes today
+    # without it; --limit also limits the accounts brought within 30 days of a move.
+    with pytest.raises(SystemExit):
+        main(["diff", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(required with --before/--after and --input; with --base, default: today)" in text
+    assert "moved accounts listed, and accounts brought within 30 days of a move (default 20" in text
+
+
 def test_kare_diff_usage_errors_exit_2(tmp_path, capsys):
     before, after, data = _files(tmp_path, BASE)
     assert main(["diff", "--before", str(before)]) == 2

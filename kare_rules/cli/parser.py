@@ -202,10 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of",
         type=date_arg,
         metavar="DATE",
-        help="run date YYYY-MM-DD (required with --before/--after and --input)",
+        help="run date YYYY-MM-DD (required with --before/--after and --input; with --base, default: today)",
     )
     s.add_argument("--format", choices=["markdown", "json"], default="markdown", help="report format (markdown)")
-    s.add_argument("--limit", type=count_arg(0), default=20, metavar="N", help="moved accounts listed (default 20)")
+    s.add_argument(
+        "--limit",
+        type=count_arg(0),
+        default=20,
+        metavar="N",
+        help="moved accounts listed, and accounts brought within 30 days of a move (default 20; totals always shown)",
+    )
     s.add_argument("--output", metavar="FILE", help="write the report here instead of to stdout")
 
     s = sub.add_parser(
