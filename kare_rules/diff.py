@@ -549,10 +549,17 @@ def _outcome(
     return pl.concat([valid, quarantined]).sort(_ROW), checked
 
 
-def _counts(outcome: pl.DataFrame, show_quarantined: bool) -> dict[str, int]:
+def _counts(outcome: pl.DataFrame, names: list[str]) -> dict[str, int]:
     got = dict(outcome.group_by("category").len().iter_rows())
-    names = [*m.ALL_CATEGORIES, *([QUARANTINED] if show_quarantined else [])]
+    names = names + [c for c in [*m.ALL_CATEGORIES, QUARANTINED] if c not in names and c in got]
     return {c: int(got.get(c, 0)) for c in names}
+
+
+def _shown_categories(before: m.RuleSet | None, after: m.RuleSet | None, show_quarantined: bool) -> list[str]:
+    """The categories the counts list, as kare run's summary does: those either version defines (the new
+    precedence first), then unassigned; a category neither defines would read 0 as if it could hold."""
+    defined = [r.name for rules in (after, before) if rules is not None for r in rules.ordered()]
+    return [*dict.fromkeys(defined), m.UNASSIGNED, *([QUARANTINED] if show_quarantined else [])]
 
 
 def _reasons(
@@ -602,10 +609,11 @@ def impact(
         if rules is not None:
             sides[label] = _outcome(rules, frame, as_of, pins[label])
     show_q = any((o["category"] == QUARANTINED).any() for o, _ in sides.values())
+    shown = _shown_categories(before, after, show_q)
     if "before" in sides:
-        result.counts_before = _counts(sides["before"][0], show_q)
+        result.counts_before = _counts(sides["before"][0], shown)
     if "after" in sides:
-        result.counts_after = _counts(sides["after"][0], show_q)
+        result.counts_after = _counts(sides["after"][0], shown)
     result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
     result.quarantine_note = _quarantine_note(result)
     if len(sides) < 2:

@@ -359,8 +359,8 @@ def test_impact_counts_every_category_and_lists_the_moved_accounts_with_reasons(
     # value 30000..34000 and paying: A015 (30000) and A017 (34000); A016 is not a customer.
     assert imp.accounts == 40
     # 30 customers: 17 with value ≥ 35000; 10 non-customers, 5 of them churned within 365 days.
-    assert imp.counts_before == {"exit": 0, "expand": 17, "keep": 13, "recapture": 5, "attain": 0, "unassigned": 5}
-    assert imp.counts_after == {"exit": 0, "expand": 19, "keep": 11, "recapture": 5, "attain": 0, "unassigned": 5}
+    assert imp.counts_before == {"exit": 0, "expand": 17, "keep": 13, "recapture": 5, "unassigned": 5}
+    assert imp.counts_after == {"exit": 0, "expand": 19, "keep": 11, "recapture": 5, "unassigned": 5}
     assert imp.transitions == [{"from": "keep", "to": "expand", "accounts": 2}]
     assert imp.moved_total == 2
     assert [(x["account_id"], x["from"], x["to"]) for x in imp.moved] == [
@@ -373,6 +373,34 @@ def test_impact_counts_every_category_and_lists_the_moved_accounts_with_reasons(
     assert report.tests_after["failed"] == 1
     assert report.tests_after["failures"][0]["name"] == "paying account of 32000 is keep"
     assert report.tests_after["failures"][0]["got"] == "expand"
+
+
+def test_impact_counts_the_categories_either_version_defines_not_the_others(tmp_path):
+    # attain, defined by neither version, read 'attain 0 → 0' as if it could hold; kare run's summary and
+    # kare categorize list the categories the rules define, then unassigned. A category added counts in both.
+    five = ("precedence: [exit, expand, keep, recapture]", "precedence: [exit, expand, keep, recapture, attain]")
+    added = edit(BASE, five, ("transitions:", "  attain:\n    when: {segment: enterprise}\n\ntransitions:"))
+    imp = diff_rules(load(tmp_path, BASE, "a"), load(tmp_path, added, "b"), accounts(), AS_OF).impact
+    five_names = ["exit", "expand", "keep", "recapture", "attain", "unassigned"]
+    assert list(imp.counts_before) == list(imp.counts_after) == five_names
+    assert (imp.counts_before["attain"], imp.counts_after["attain"]) == (0, 1)  # A020: enterprise, churned 400 days ago
+    recapture = "  recapture:\n    when: {all: [{not: paying}, recently_churned]}\n    actions:\n"
+    recapture += "      - {id: win-back, title: Win-back call, due_in_days: 21}\n"
+    churn = "  - {from: keep, to: recapture, actions: [{id: churn-review, title: Churn review, due_in_days: 7}]}\n"
+    three = ("precedence: [exit, expand, keep, recapture]", "precedence: [exit, expand, keep]")
+    only = edit(BASE, three, (recapture, ""), (churn, ""))
+    imp = diff_rules(load(tmp_path, only, "c"), load(tmp_path, edit(only, THRESHOLD), "d"), accounts(), AS_OF).impact
+    assert list(imp.counts_after) == ["exit", "expand", "keep", "unassigned"]
+    markdown = "\n".join(
+        render_org_markdown(
+            diff_rules(load(tmp_path, only, "e"), load(tmp_path, edit(only, THRESHOLD), "f"), accounts(), AS_OF)
+        )
+    )
+    assert (
+        "| `recapture` |" not in markdown
+        and "| `attain` |" not in markdown
+        and "| `unassigned` | 10 | 10 | 0 |" in markdown
+    )
 
 
 def test_moved_accounts_are_limited_but_the_total_is_kept(tmp_path):
@@ -490,6 +518,16 @@ def test_kare_diff_markdown_reads_as_a_pull_request_comment(tmp_path, capsys):
     assert "**Moved accounts** (2)" in text and "| `A015` | keep | expand |" in text
     assert "- after: 1 passed, 1 failed ❌" in text
     assert "**Version check** ✅" in text
+
+
+def test_kare_diff_help_gives_the_as_of_default_with_base_and_what_limit_limits(capsys):
+    # --help said --as-of was required with --before/--after and --input, and not that --base takes today
+    # without it; --limit also limits the accounts brought within 30 days of a move.
+    with pytest.raises(SystemExit):
+        main(["diff", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(required with --before/--after and --input; with --base, default: today)" in text
+    assert "moved accounts listed, and accounts brought within 30 days of a move (default 20" in text
 
 
 def test_kare_diff_usage_errors_exit_2(tmp_path, capsys):

@@ -490,6 +490,33 @@ def test_kare_as_of_and_kare_input_from_the_environment_are_read_as_the_options_
     assert "(that is the default input, where kare sample writes" in captured.err
 
 
+def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told_otherwise(
+    tmp_path, capsys, monkeypatch
+):
+    # With the settings exported for Dagster (README), kare run read $KARE_INPUT but not $KARE_WAREHOUSE: it
+    # published into ./data/warehouse.duckdb, a second history the pipeline never reads.
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "rules" / "ledger"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: ledger\nversion: 1.0.0\n"
+        "inputs: {account_id: {type: string, key: true}, is_customer: {type: boolean}}\n"
+        "profiles: {keep: {when: {is_customer: true}}}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "accounts.csv").write_text("account_id,is_customer\nL-1,true\nL-2,false\n", encoding="utf-8")
+    monkeypatch.setenv("KARE_INPUT", "accounts.csv")
+    monkeypatch.setenv("KARE_WAREHOUSE", str(tmp_path / "shared.duckdb"))
+    assert main(["run", "--org", "ledger", "--as-of", "2026-11-01"]) == 0
+    assert capsys.readouterr().out.startswith(f"ledger: running as of 2026-11-01 → {tmp_path / 'shared.duckdb'}\n")
+    assert (tmp_path / "shared.duckdb").exists() and not (tmp_path / "data").exists()
+    assert main(["run", "--org", "ledger", "--as-of", "2026-11-01", "--warehouse", "own.duckdb"]) == 0
+    assert (tmp_path / "own.duckdb").exists()
+    monkeypatch.setenv("KARE_WAREHOUSE", " ")  # blank is unset, as for KARE_INPUT
+    assert main(["run", "--org", "ledger", "--as-of", "2026-11-01"]) == 0
+    assert (tmp_path / "data" / "warehouse.duckdb").exists()
+
+
 def test_the_summaries_list_the_categories_the_rules_define_in_their_precedence(tmp_path, capsys, monkeypatch):
     # An organization with only keep and exit (keep first) read 'expand 0 · recapture 0 · attain 0' in kare
     # run's summary and kare categorize's table, as a category defined but never matched reads.

@@ -202,10 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of",
         type=date_arg,
         metavar="DATE",
-        help="run date YYYY-MM-DD (required with --before/--after and --input)",
+        help="run date YYYY-MM-DD (required with --before/--after and --input; with --base, default: today)",
     )
     s.add_argument("--format", choices=["markdown", "json"], default="markdown", help="report format (markdown)")
-    s.add_argument("--limit", type=count_arg(0), default=20, metavar="N", help="moved accounts listed (default 20)")
+    s.add_argument(
+        "--limit",
+        type=count_arg(0),
+        default=20,
+        metavar="N",
+        help="moved accounts listed, and accounts brought within 30 days of a move (default 20; totals always shown)",
+    )
     s.add_argument("--output", metavar="FILE", help="write the report here instead of to stdout")
 
     s = sub.add_parser(
@@ -226,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
                    "today)")  # fmt: skip
-    s.add_argument("--warehouse", default="data/warehouse.duckdb", metavar="PATH",
-                   help="DuckDB file (default: %(default)s)")  # fmt: skip
+    s.add_argument("--warehouse", metavar="PATH",
+                   help="DuckDB file (default: $KARE_WAREHOUSE, else data/warehouse.duckdb)")  # fmt: skip
     s.add_argument("--max-quarantine-share", type=share_arg, default=0.2, metavar="SHARE",
                    help="publish nothing when more than this share of input rows is invalid "
                    "(default: %(default)s)")  # fmt: skip

@@ -63,6 +63,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
     from kare_rules.run.slicing import parse_size
     from kare_rules.sources import DEFAULT_INPUT
     from kare_rules.warehouse import Warehouse
+    from kare_rules.warehouse.duckdb import DEFAULT_WAREHOUSE
     from kare_rules.warehouse.lock import holds_duckdb
 
     root = Path(args.rules_dir)
@@ -102,6 +103,9 @@ def _run_organizations(args: argparse.Namespace) -> int:
     budget = parse_size(args.memory_budget) if args.memory_budget else None
     # A variable set but blank (a CI template's empty input) is unset, as a shell's ${KARE_INPUT:-...} reads it.
     source = args.input or os.environ.get("KARE_INPUT", "").strip() or DEFAULT_INPUT
+    # The Dagster layer's warehouse too: with the settings exported for it, a run from the command line
+    # published into ./data/warehouse.duckdb, a second history the pipeline never reads.
+    args.warehouse = args.warehouse or os.environ.get("KARE_WAREHOUSE", "").strip() or DEFAULT_WAREHOUSE
     warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
     failed: list[str] = []
     for org in orgs:
