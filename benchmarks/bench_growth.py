@@ -19,14 +19,15 @@ import re
 import tempfile
 from pathlib import Path
 
-from benchmarks.measure import kare_run, load_average, median, require, run_process, write_snapshots
+from benchmarks.measure import kare_run, load_average, median, no_options, require, run_process, write_snapshots
 
 LAST = dt.date(2026, 11, 30)
 TARGET_MEMORY, TARGET_WALL = 1.15, 1.3
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`argv` is accepted for `python -m benchmarks` and not used; sizes come from the environment."""
+    """Sizes come from the environment; no options (`--help` describes them)."""
+    no_options("python -m benchmarks.bench_growth", __doc__, argv)
     accounts = int(os.environ.get("KARE_BENCH_GROWTH_ACCOUNTS", "100000").replace("_", ""))
     runs = int(os.environ.get("KARE_BENCH_GROWTH_RUNS", "24"))
     if runs < 7:

@@ -36,6 +36,7 @@ from benchmarks.measure import (
     kare_run,
     load_average,
     median,
+    no_options,
     require,
     run_process,
     write_snapshots,
@@ -56,7 +57,8 @@ def repeats_for(n: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Every size in KARE_BENCH_SIZES; `argv` is accepted for `python -m benchmarks` and not used."""
+    """Every size in KARE_BENCH_SIZES; no options (`--help` describes them)."""
+    no_options("python -m benchmarks.bench_pipeline", __doc__, argv)
     sizes = [int(s.replace("_", "")) for s in os.environ.get("KARE_BENCH_SIZES", DEFAULT_SIZES).split(",") if s]
     print("kare run (plain, as a process) vs baseline (read Parquet, hand-written pl.when/then, one DuckDB table) "
           "vs dagster (dg.materialize of the same run); bench rules, second month of two")  # fmt: skip

@@ -9,6 +9,7 @@ running `kare run` would meet them.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import statistics
@@ -23,6 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_RULES_DIR = Path(__file__).resolve().parent / "rules"
 BENCH_ORG = "bench"
 CHANGING_SHARE = 3  # one account in three changes each month
+
+
+def no_options(prog: str, doc: str, argv: list[str] | None) -> None:
+    """The options of a benchmark whose sizes come from the environment: none. `--help` shows its
+    description (what it measures, the variables it reads) and exits; anything else is refused (exit 2),
+    rather than starting a long run that was not asked for."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
 
 
 @dataclass(frozen=True)
