@@ -697,6 +697,16 @@ def test_help_exits_0_and_mentions_the_options(capsys, argv, mentions):
         assert word in text
 
 
+@pytest.mark.parametrize("command", ["categorize", "explain", "run", "diff"])
+def test_help_of_a_command_that_reads_accounts_says_what_a_source_can_be(capsys, command):
+    # An installed package has no README: --help itself names the forms of --input (it said "see README").
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "'duckdb:PATH.duckdb:TABLE'" in text and "'sql:URL::QUERY'" in text and "globs allowed" in text
+    assert "README" not in text
+
+
 # ---- the installed console script ---------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from kare_rules.cli.common import (
     seconds_arg,
     share_arg,
 )
+from kare_rules.sources import SOURCE_HELP
 
 MAX_HORIZON_DAYS = 3650  # ten years: further ahead a date move says nothing a user can act on
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "matched rule, reason and overlaps. Invalid rows go to OUTPUT's .quarantine twin.",
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
-    s.add_argument("--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source")
+    s.add_argument("--input", required=True, metavar="SOURCE", help=f"accounts: {SOURCE_HELP}")
     s.add_argument(
         "--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD for derived values (default: today)"
     )
@@ -144,9 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "true (✓) or false (✗), with the values it saw.",
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
-    s.add_argument(
-        "--input", required=True, metavar="SOURCE", help="accounts: .parquet or .csv path, or a source (see README)"
-    )
+    s.add_argument("--input", required=True, metavar="SOURCE", help=f"accounts: {SOURCE_HELP}")
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: today)")
     s.add_argument("--account", required=True, metavar="ID", help="the account's key value")
     _previous_option(s)
@@ -196,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--input",
         metavar="SOURCE",
-        help="accounts to measure the impact on; '{org}' in it becomes each org's name and '{as_of}' the --as-of date",
+        help="accounts to measure the impact on; '{org}' in it becomes each org's name and '{as_of}' the --as-of date; "
+        + SOURCE_HELP,
     )
     s.add_argument(
         "--as-of",
@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where rules/<org>/kare.yaml live (default: %(default)s)")  # fmt: skip
     s.add_argument(
         "--input", metavar="SOURCE",
-        help="accounts source; {org} and {as_of} are filled in (default: $KARE_INPUT, else "
-        "data/sample/{org}/latest.parquet)",
+        help="accounts; {org} and {as_of} are filled in (default: $KARE_INPUT, else "
+        f"data/sample/{{org}}/latest.parquet); {SOURCE_HELP}",
     )  # fmt: skip
     s.add_argument("--as-of", type=date_arg, metavar="DATE", help="run date YYYY-MM-DD (default: $KARE_AS_OF, else "
                    "today)")  # fmt: skip
