@@ -239,13 +239,24 @@ def _action_text(a: m.Action) -> str:
     return f"'{a.title}', due in {a.due_in_days} days, {a.priority} priority{owner}"
 
 
-def _action_changes(old: tuple[m.Action, ...], new: tuple[m.Action, ...], where: str) -> list[RuleChange]:
+# The action queue keys an action by its id (and a watch's by the watch id): a new name is a new action
+# there, so a reviewer told "same action" must also be told what the next run does to the queue.
+_REKEYED = "the next run supersedes {what} and opens them again under {new}, even where marked done"
+
+
+def _action_changes(
+    old: tuple[m.Action, ...], new: tuple[m.Action, ...], where: str, rekeyed: bool = True
+) -> list[RuleChange]:
+    """Actions compared by id. `rekeyed`: a rename re-opens the action in the queue (a category's or a watch's
+    action, wanted on every run; a transition's is opened on the move only, so its open ones stay)."""
     a_by = {x.id: x for x in old}
     b_by = {x.id: x for x in new}
     renamed = _renamed(a_by, b_by, lambda x, y: replace(x, id=y.id) == y)
     out = []
     for was, now in renamed.items():
         text = f"{where}: action {was} renamed to {now} (same action: {_action_text(b_by[now])})"
+        if rekeyed:
+            text += "; " + _REKEYED.format(what=f"the open {was} actions", new=now)
         out.append(RuleChange("action_renamed", "action", f"{where}/{now}", text))
     for x in new:
         if x.id not in a_by and x.id not in renamed.values():
@@ -291,7 +302,7 @@ def _transition_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]
         elif b is None:
             out.append(RuleChange("transition_removed", "transition", name, f"transition {name} removed"))
         elif a != b:
-            for c in _action_changes(a.actions, b.actions, f"transition {name}"):
+            for c in _action_changes(a.actions, b.actions, f"transition {name}", rekeyed=False):
                 out.append(RuleChange(c.kind, "transition", name, c.text))
     return out
 
@@ -327,6 +338,7 @@ def _watch_changes(before: m.RuleSet, after: m.RuleSet) -> list[RuleChange]:
             continue
         if wid in renamed:
             text = f"{name} renamed to {renamed[wid]} (same watch: {_watch_text(a)})"
+            text += "; " + _REKEYED.format(what="the watch's open actions", new=renamed[wid])  # keyed by the watch id
             out.append(RuleChange("watch_renamed", "watch", renamed[wid], text))
             continue
         if a is None:

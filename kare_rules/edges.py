@@ -1064,6 +1064,15 @@ def column_edges(rules: m.RuleSet, frame: pl.DataFrame | pl.LazyFrame, columns: 
             f"{', '.join(map(repr, unknown))} is not a quantity the rules compare with gt/gte/lt/lte/between; "
             f"choose from: {', '.join(quantities) or '(none)'}"
         )
+    # The raw accounts fail deep inside Polars ('unable to find column "seat_util"', with its query plan).
+    names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    absent = [c for c in rules.columns if c not in names]
+    if absent:
+        raise ValueError(
+            f"column_edges reads accounts conformed and with their derived values, and this frame has no "
+            f"{', '.join(map(repr, absent))}; pass kare_rules.engine.with_derived(rules, conform(accounts, rules), "
+            f"as_of, previous)"
+        )
     pats = _patterns(space, _working(space, frame, list(dict.fromkeys(columns)), []))
     tables = _tabulate_columns(space, pats, columns)
     offsets, answers = _global_tables(space, tables)

@@ -340,7 +340,9 @@ def _picks(inference: Inference) -> _Picks:
 
     def pick(kind: str, words: tuple[str, ...]) -> InputGuess | None:
         options = by_type.get(kind, [])
-        return next((g for g in options if any(w in g.name for w in words)), options[0] if options else None)
+        # The words in order of preference: with `last_login` and `churned_on`, the churn date says when a former
+        # client was lost (the recapture example's `days_since`), whichever column comes first.
+        return next((g for w in words for g in options if w in g.name), options[0] if options else None)
 
     listed = [g for g in by_type.get("string", []) if g.allowed]
     words = ("segment", "industry", "sector", "region", "tier", "market")

@@ -683,7 +683,10 @@ def test_explain_a_bad_as_of_is_a_usage_error(work, capsys):
                 "kare.account_values",
             ],
         ),  # what --edges adds; previous values of a run
-        (["explain"], ["--rules", "--input", "--as-of", "--account", "✓", "kare.account_values"]),
+        (
+            ["explain"],
+            ["--rules", "--input", "--as-of", "--account", "✓", "kare.account_values", "next move", "watches"],
+        ),  # the early warning it prints before the tree
         (["demo"], ["--sample", "written by kare sample", "what make run does"]),
     ],
     ids=["kare", "validate", "test", "schema", "categorize", "explain", "demo"],

@@ -667,6 +667,30 @@ def test_init_commented_examples_become_a_valid_file_when_uncommented(work, caps
     assert out.splitlines()[-1] == "4 passed, 1 failed"
 
 
+def test_init_recapture_example_counts_days_since_the_churn_date_before_an_earlier_last_activity_column(work, capsys):
+    # With a 'last_login' column before 'churned_on' (a subscription export), the recapture example counted the
+    # days since the last login, which former clients do not have: uncommented, its test failed, no row held.
+    a003 = pl.col("account_id") == "A-003"
+    data = sample_accounts().with_columns(
+        pl.when(a003).then(pl.lit("enterprise")).otherwise("segment").alias("segment"),
+        pl.when(a003).then(None).otherwise("churned_on").alias("churned_on"),
+        pl.when(pl.col("is_customer") == "yes").then(dt.date(2026, 10, 20)).alias("last_login"),
+    )
+    columns = ["account_id", "is_customer", "arr", "segment", "last_login", "churned_on"]  # last_login first
+    data.select(columns).write_csv(work / "accounts.csv")
+    run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    path = work / "rules" / "northwind" / "kare.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "#   when: {all: [{is_customer: false}, {days_since_churned_on: {lte: 365}}]}" in text
+    openers = ("# derived:", "# exit:", "  # expand:", "  # recapture:", "  # attain:", "  # - name:")
+    inside = ("#   days_since", "#   description", "#   when", "#   actions", "  #   ")
+    lines = [line.replace("# ", "", 1) if line.startswith(openers + inside) else line for line in text.splitlines()]
+    path.write_text("\n".join(lines).replace("    when: ", "    when: {is_customer: true}", 1), encoding="utf-8")
+    assert run(capsys, "validate", "rules/northwind")[:2] == (0, "1 valid, 0 invalid\n")
+    out = run(capsys, "test", "rules/northwind")[1]
+    assert "recapture example" not in out and out.splitlines()[-1] == "4 passed, 1 failed", out  # keep's to edit
+
+
 def test_init_examples_take_a_flag_named_for_a_loss_as_true_for_former_clients(work, capsys):
     # A CRM's 'churned' flag was the examples' current-client test as {churned: true}: uncommented, every
     # churned account was keep or expand, and the prospects that never left were recapture or attain.

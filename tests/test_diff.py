@@ -1016,11 +1016,13 @@ def test_a_renamed_trait_action_or_watch_reads_as_one_rename(tmp_path):
     )
     assert (
         "keep: action renewal-check renamed to renewal-review (same action: 'Confirm renewal', due in 60 days, "
-        "medium priority)" in texts
+        "medium priority); the next run supersedes the open renewal-check actions and opens them again under "
+        "renewal-review, even where marked done" in texts
     )
     assert (
         "watch expand-slipping renamed to expand-at-risk (same watch: accounts in expand about to move to any "
-        "category: nearest change of value_last_90d within 10%)" in texts
+        "category: nearest change of value_last_90d within 10%); the next run supersedes the watch's open actions "
+        "and opens them again under expand-at-risk, even where marked done" in texts
     )
     kinds = {c.kind for c in changes}
     assert kinds & {f"{x}_{y}" for x in ("trait", "action", "watch") for y in ("added", "removed")} == set(), texts

@@ -453,6 +453,9 @@ def test_column_edges_names_the_columns_it_can_answer():
     prepared = with_derived(rules, conform(example(employees=10), rules), AS_OF).collect()
     with pytest.raises(ValueError, match="'is_customer' is not a quantity"):
         column_edges(rules, prepared, ["is_customer"])
+    # The accounts as read, without their derived values, are refused with what to pass instead.
+    with pytest.raises(ValueError, match=r"no 'days_since_last_order'; pass kare_rules.engine.with_derived\(rules"):
+        column_edges(rules, example(employees=10), ["employees"])
     out = column_edges(rules, prepared, ["employees"])
     assert out.rows() == [(490.0, "attain")] and out.columns == ["_edge_change__employees", "_edge_category__employees"]
     assert edge_columns(rules, prepared, AS_OF).schema == pl.Schema(EDGE_SCHEMA)

@@ -310,3 +310,32 @@ def test_a_shorter_horizon_hides_later_moves_but_not_the_watches_a_run_would_ope
         dt.date(2026, 10, 14),
         None,
     ]
+
+
+def test_a_renamed_watch_is_one_rename_to_the_reviewer_who_is_told_the_run_reopens_its_done_actions(tmp_path):
+    # kare diff called a renamed watch "the same watch" and said nothing more, but the queue keys a watch's
+    # actions by the watch id: the next run opened its action again for an account whose action was done.
+    from kare_rules.diff import rule_changes
+
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    today = accounts(A=(dt.date(2026, 7, 15), 5000.0))  # recapture on 2026-10-14: lapsing holds on D1 and D2
+    run_organization("watchful", D1, today, wh, bundle=RuleBundle(load_rules(folder), RULES, ()))
+    with duckdb.connect(str(wh.path)) as con:
+        con.execute("UPDATE kare.action_queue SET status = 'done', closed_on = DATE '2026-10-01'")
+
+    renamed = RULES.replace("id: lapsing", "id: lapse-soon").replace("version: 1.0.0", "version: 1.1.0")
+    other = tmp_path / "after" / "watchful"
+    other.mkdir(parents=True)
+    (other / "kare.yaml").write_text(renamed)
+    texts = [c.text for c in rule_changes(load_rules(folder), load_rules(other))]
+    assert texts == [
+        "watch lapsing renamed to lapse-soon (same watch: accounts in keep about to move to recapture: next move "
+        "within 30 days); the next run supersedes the watch's open actions and opens them again under "
+        "lapse-soon, even where marked done"
+    ]
+    run_organization("watchful", D2, today, wh, bundle=RuleBundle(load_rules(other), renamed, ()))
+    q = wh.read("action_queue", "watchful").sort("created_on")
+    assert q.select("source", "status").rows() == [("watch:lapsing", "done"), ("watch:lapse-soon", "open")]

@@ -140,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "explain",
-        help="show the whole evaluation tree of one account",
+        help="show the whole evaluation tree of one account, and its next move",
         description="Evaluate every category's condition for one account and print each node, "
-        "true (✓) or false (✗), with the values it saw.",
+        "true (✓) or false (✗), with the values it saw. Before the tree: the account's category and reason, "
+        "its next move with the data unchanged (next_move_on, within 366 days) and the nearest change of one "
+        "value that would move it, and the watches of the rule file that hold for it.",
     )
     s.add_argument("--rules", required=True, metavar="FILE", help="the rule file (kare.yaml) or its directory")
     s.add_argument("--input", required=True, metavar="SOURCE", help=f"accounts: {SOURCE_HELP}")
