@@ -163,12 +163,24 @@ def test_rule_change_alone_is_cause_rules():
     assert current(two, "B")["valid_from"] == D1  # the rule change did not move B
 
 
-def test_rule_change_and_data_change_that_old_rules_also_see_is_both():
+def test_a_move_the_old_rules_make_just_as_well_is_data_though_the_rules_changed():
     one = run(RULES, [account("A", "expand")], D1)
-    # A stops paying: the old rules would also have moved it (to recapture/unassigned), so 'both'.
+    # A stops paying: the old rules would also have moved it to recapture, so the rule change made no
+    # difference to this move (it said 'both', as if the rules had a part in it).
     moved = account("A", "recapture", as_of=D2, arr=250000.0, segment="mid_market")
     two = run(RULES_V2, [moved], D2, next_state(one, RULES))
-    assert current(two, "A")["change_cause"] == "both"
+    row = current(two, "A")
+    assert (row["previous_category"], row["category"], row["change_cause"]) == ("expand", "recapture", "data")
+
+
+def test_rule_change_and_data_change_that_old_rules_move_elsewhere_is_both():
+    one = run(RULES, [account("A", "keep", arr=150000.0)], D1)  # strategic under v1 but not healthy: keep
+    # Overdue and now healthy: the old rules make it expand (strategic at 150k), the new ones exit (v2 wants
+    # 300k for 'strategic', and an overdue account that is not strategic exits): both had a part.
+    moved = {**account("A", "keep", as_of=D2, arr=150000.0), "nps": 50, "seats_used": 9, "payment_overdue_days": 120}
+    two = run(RULES_V2, [moved], D2, next_state(one, RULES))
+    row = current(two, "A")
+    assert (row["previous_category"], row["category"], row["change_cause"]) == ("keep", "exit", "both")
 
 
 def test_data_change_after_an_earlier_rule_change_is_data_not_both():
@@ -635,11 +647,12 @@ def test_an_account_held_across_a_rule_change_is_judged_against_the_rules_that_l
     three = run(RULES_V2, [c, *others], D3, two)  # C's data exactly as on D1: only the rules moved it
     row = current(three, "C")
     assert (row["previous_category"], row["category"], row["change_cause"]) == ("expand", "keep", "rules")
-    # Its data changing as well (nps too low for 'healthy' under either version) makes it 'both'.
+    # Its data changing as well (nps too low for 'healthy' under either version): the rules that last
+    # categorized it would make the same move, so it is the data's.
     one = run(RULES, [c, *others], D1)
     two = run(RULES_V2, [{**c, "segment": "bogus"}, *others], D2, one)
     three = run(RULES_V2, [{**c, "nps": 5}, *others], D3, two)
-    assert current(three, "C")["change_cause"] == "both"
+    assert current(three, "C")["change_cause"] == "data"
 
 
 def test_a_rerun_holding_an_account_held_the_run_before_too_keeps_the_run_that_last_categorized_it():

@@ -50,11 +50,11 @@ def change_cause(previous_digest: str | None) -> pl.Expr:
         .then(pl.lit("data"))  # back in the input after being removed
         .when((pl.col("matched_rule") == "override") | (pl.col("prev_rule") == "override"))
         .then(pl.lit("override"))
-        .when(same_rules)
-        .then(pl.lit("data"))
+        .when(same_rules | old_category.eq_missing(pl.col("category")))
+        .then(pl.lit("data"))  # the old rules move it just as well: the change of rules made no difference
         .when(old_category.eq_missing(pl.col("prev_category")))
         .then(pl.lit("rules"))
-        .otherwise(pl.lit("both"))
+        .otherwise(pl.lit("both"))  # the old rules move it too, but elsewhere
     )
 
 

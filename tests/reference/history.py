@@ -89,7 +89,10 @@ def update_history(
         .then(pl.lit("data"))  # back in the input after being removed
         .when((pl.col("matched_rule") == "override") | (pl.col("prev_rule") == "override"))
         .then(pl.lit("override"))
-        .when(pl.col("rules_digest") == pl.col("_judged_by"))
+        .when(
+            (pl.col("rules_digest") == pl.col("_judged_by"))
+            | pl.col("old_rules_category").eq_missing(pl.col("category"))
+        )
         .then(pl.lit("data"))
         .when(pl.col("old_rules_category").eq_missing(pl.col("prev_category")))
         .then(pl.lit("rules"))
