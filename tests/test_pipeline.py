@@ -441,6 +441,20 @@ def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_
         "filled in per partition)."
     )
 
+    # A column missing: the engine's message names no file, so the failure says which one the partition read.
+    exports = tmp_path / "no-nps"
+    (exports / ORG).mkdir(parents=True)
+    pl.read_parquet(setup.input.format(org=ORG, as_of=DATES[0])).drop("nps").write_parquet(
+        exports / ORG / f"{DATES[0]}.parquet"
+    )
+    template = str(exports / "{org}" / "{as_of}.parquet")
+    text = failure_text(setup.materialize(wh, DATES[0], input=template))
+    assert text.startswith("the input has no column 'nps', required by the inputs of ")
+    assert (
+        f". The input was {exports / ORG / f'{DATES[0]}.parquet'}. In Dagster the input is the kare resource's "
+        f"input (KARE_INPUT, now {template!r};" in text
+    )
+
     text = failure_text(setup.materialize(wh, DATES[0], thresholds={ORG: {"warn_mix_shift": 2.0}}))
     assert text == "thresholds.cloudnine.warn_mix_shift: warn_mix_shift must be a share between 0 and 1 (got 2.0)"
     text = failure_text(setup.materialize(wh, DATES[0], max_quarantine_share=-0.1))
