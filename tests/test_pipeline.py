@@ -839,3 +839,13 @@ def test_a_blank_setting_in_the_environment_is_unset_as_kare_run_reads_it():
     env = {**os.environ, "KARE_INPUT": "", "KARE_RULES_DIR": "  ", "KARE_ENGINE": ""}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "rules", "polars"]
+    # The numbers, the memory budget and the partitions' settings too: a blank one stopped the definitions loading.
+    script = (
+        "from pipelines.kare.resources import KareSettings; from pipelines.kare import partitions as p; "
+        "s = KareSettings(); print(s.wait, s.max_quarantine_share, s.memory_budget, p.cadence(), p.start_date())"
+    )
+    blank = ["KARE_WAIT", "KARE_MAX_QUARANTINE_SHARE", "KARE_MEMORY_BUDGET", "KARE_CADENCE", "KARE_START_DATE"]
+    env = {**os.environ, "KARE_RULES_DIR": str(ROOT / "rules"), **dict.fromkeys(blank, " ")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["300.0", "0.2", "None", "daily", "2026-01-01"]

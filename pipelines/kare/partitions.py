@@ -43,7 +43,7 @@ def organizations(directory: Path | None = None) -> list[str]:
 
 def cadence() -> str:
     """KARE_CADENCE: daily (default), weekly or monthly. Read when the code location loads."""
-    value = os.environ.get("KARE_CADENCE", "daily").strip().lower()
+    value = os.environ.get("KARE_CADENCE", "").strip().lower() or "daily"  # blank is unset, as in resources.py
     if value not in CADENCES:
         raise ValueError(f"KARE_CADENCE={value!r} is not a cadence; set it to one of: {', '.join(CADENCES)}")
     return value
@@ -52,7 +52,7 @@ def cadence() -> str:
 def start_date() -> str:
     """KARE_START_DATE (YYYY-MM-DD): partitions begin with the first whole window on or after it (weekly: the
     Sunday after a Thursday); earlier dates cannot be run from Dagster."""
-    value = os.environ.get("KARE_START_DATE", DEFAULT_START).strip()
+    value = os.environ.get("KARE_START_DATE", "").strip() or DEFAULT_START
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
