@@ -362,6 +362,16 @@ def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_pa
     assert "max_quarantine_share" in text
 
 
+def test_thresholds_for_an_organization_the_rules_do_not_hold_fail_naming_the_organizations(setup, tmp_path):
+    # A typo in the organization's name left its limits unused: the run went on with the global ones.
+    result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], thresholds={"cloud_nine": {"warn_mix_shift": 0.3}})
+    assert failure_text(result) == (
+        f"thresholds names cloud_nine, which is not an organization of the rules directory {setup.rules_dir} "
+        f"(KARE_RULES_DIR); use its folder names: {ORG}, {OTHER}"
+    )
+    assert Warehouse(tmp_path / "wh.duckdb").last_run(ORG) is None
+
+
 def stale_status(instance: dg.DagsterInstance, kare: KareSettings, day: dt.date) -> str:
     """What the UI shows for kare/account_categories of ORG on `day`: FRESH, STALE or MISSING."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from kare_rules.errors import KareError
+from kare_rules.loader import organizations
 from kare_rules.run import ENGINES, Thresholds
 from kare_rules.run.slicing import parse_size
 from kare_rules.sources import DEFAULT_INPUT
@@ -63,7 +64,16 @@ class KareSettings(dg.ConfigurableResource):
     thresholds: dict[str, dict[str, float]] = {}  # noqa: RUF012 (pydantic copies field defaults)
 
     def thresholds_for(self, org: str) -> Thresholds:
-        """The global limits with the organization's overrides; an unknown name is a configuration error."""
+        """The global limits with the organization's overrides; an unknown name is a configuration error, and so is
+        an organization the rules directory does not hold (a typo such as harbor_bank left that organization on
+        the global limits, silently)."""
+        known = organizations(self.rules_dir)
+        strangers = sorted(set(self.thresholds) - set(known))
+        if strangers:
+            raise dg.Failure(
+                description=f"thresholds names {', '.join(strangers)}, which is not an organization of the rules "
+                f"directory {self.rules_dir} (KARE_RULES_DIR); use its folder names: {', '.join(known) or 'none'}"
+            )
         own = dict(self.thresholds.get(org, {}))
         unknown = sorted(set(own) - set(THRESHOLD_NAMES))
         if unknown:
