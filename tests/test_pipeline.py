@@ -194,6 +194,18 @@ def test_the_upcoming_moves_are_left_out_of_the_metadata_when_the_engine_compute
     assert "categories" in events["duckdb"]
 
 
+def test_the_overlap_check_says_the_duckdb_engine_computes_no_overlaps_instead_of_a_share_of_0(setup, tmp_path):
+    # The SQL engine finds no overlaps, and overlap_share reported 'share 0.0%' where Polars found some.
+    shares = {}
+    for engine in ("polars", "duckdb"):
+        result = setup.materialize(tmp_path / f"{engine}.duckdb", DATES[0], engine=engine)
+        [overlap] = [e for e in result.get_asset_check_evaluations() if e.check_name == "overlap_share"]
+        assert overlap.passed
+        shares[engine] = overlap.metadata["share"].value
+    assert shares["polars"] > 0
+    assert shares["duckdb"] == "not computed by the duckdb engine"
+
+
 def test_the_logged_summary_says_in_dagster_terms_how_to_get_the_upcoming_moves(setup, tmp_path):
     """With the duckdb engine the summary's upcoming line said 'run with --engine polars', an option of kare run."""
     instance = dg.DagsterInstance.ephemeral()
