@@ -640,6 +640,23 @@ def test_loading_the_definitions_warns_when_the_rules_directory_has_no_organizat
         warn_of_skipped_folders(ROOT / "rules")  # two organizations: nothing to say
 
 
+def test_dg_check_defs_shows_the_warning_of_a_rules_directory_without_organizations(tmp_path):
+    # dg check defs (dagster definitions validate) sends warnings to a logger with only a NullHandler: it said
+    # "All definitions loaded successfully." and nothing else for a mistyped KARE_RULES_DIR.
+    env = {
+        **os.environ,
+        "KARE_RULES_DIR": str(tmp_path / "missing"),
+        "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+    }
+    done = subprocess.run([str(Path(sys.executable).with_name("dg")), "check", "defs"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        f"no organization, nothing to run: the rules directory {tmp_path / 'missing'} (KARE_RULES_DIR) does "
+        "not exist" in done.stdout + done.stderr
+    )
+
+
 def test_loading_the_definitions_warns_of_a_rules_folder_that_is_no_organization(tmp_path):
     # Such a folder got no partitions and never ran, and nothing said so (kare run --all-orgs does).
     rules = tmp_path / "rules"
