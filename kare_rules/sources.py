@@ -471,6 +471,11 @@ _USER = re.compile(r"://[^:/@\s\[\]]+:")
 _SPACE = re.compile(r"\s")
 
 
+def masked(text: str) -> str:
+    """`text` with the password of every URL in it written as ***: a source as messages may show it."""
+    return _masked(text)
+
+
 def _masked(text: str) -> str:
     """`text` with the password of every URL in it (scheme://user:password@host) written as ***.
 

@@ -194,6 +194,18 @@ def test_the_upcoming_moves_are_left_out_of_the_metadata_when_the_engine_compute
     assert "categories" in events["duckdb"]
 
 
+def test_the_overlap_check_says_the_duckdb_engine_computes_no_overlaps_instead_of_a_share_of_0(setup, tmp_path):
+    # The SQL engine finds no overlaps, and overlap_share reported 'share 0.0%' where Polars found some.
+    shares = {}
+    for engine in ("polars", "duckdb"):
+        result = setup.materialize(tmp_path / f"{engine}.duckdb", DATES[0], engine=engine)
+        [overlap] = [e for e in result.get_asset_check_evaluations() if e.check_name == "overlap_share"]
+        assert overlap.passed
+        shares[engine] = overlap.metadata["share"].value
+    assert shares["polars"] > 0
+    assert shares["duckdb"] == "not computed by the duckdb engine"
+
+
 def test_the_logged_summary_says_in_dagster_terms_how_to_get_the_upcoming_moves(setup, tmp_path):
     """With the duckdb engine the summary's upcoming line said 'run with --engine polars', an option of kare run."""
     instance = dg.DagsterInstance.ephemeral()
@@ -362,6 +374,16 @@ def test_an_unknown_threshold_name_fails_saying_which_limits_exist(setup, tmp_pa
     assert "max_quarantine_share" in text
 
 
+def test_thresholds_for_an_organization_the_rules_do_not_hold_fail_naming_the_organizations(setup, tmp_path):
+    # A typo in the organization's name left its limits unused: the run went on with the global ones.
+    result = setup.materialize(tmp_path / "wh.duckdb", DATES[0], thresholds={"cloud_nine": {"warn_mix_shift": 0.3}})
+    assert failure_text(result) == (
+        f"thresholds names cloud_nine, which is not an organization of the rules directory {setup.rules_dir} "
+        f"(KARE_RULES_DIR); use its folder names: {ORG}, {OTHER}"
+    )
+    assert Warehouse(tmp_path / "wh.duckdb").last_run(ORG) is None
+
+
 def stale_status(instance: dg.DagsterInstance, kare: KareSettings, day: dt.date) -> str:
     """What the UI shows for kare/account_categories of ORG on `day`: FRESH, STALE or MISSING."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -439,6 +461,20 @@ def test_a_failure_says_which_setting_of_the_kare_resource_to_change(setup, tmp_
     assert text.endswith(
         f"). In Dagster the input is the kare resource's input (KARE_INPUT, now {missing!r}; {{org}} and {{as_of}} are "
         "filled in per partition)."
+    )
+
+    # A column missing: the engine's message names no file, so the failure says which one the partition read.
+    exports = tmp_path / "no-nps"
+    (exports / ORG).mkdir(parents=True)
+    pl.read_parquet(setup.input.format(org=ORG, as_of=DATES[0])).drop("nps").write_parquet(
+        exports / ORG / f"{DATES[0]}.parquet"
+    )
+    template = str(exports / "{org}" / "{as_of}.parquet")
+    text = failure_text(setup.materialize(wh, DATES[0], input=template))
+    assert text.startswith("the input has no column 'nps', required by the inputs of ")
+    assert (
+        f". The input was {exports / ORG / f'{DATES[0]}.parquet'}. In Dagster the input is the kare resource's "
+        f"input (KARE_INPUT, now {template!r};" in text
     )
 
     text = failure_text(setup.materialize(wh, DATES[0], thresholds={ORG: {"warn_mix_shift": 2.0}}))
@@ -602,6 +638,23 @@ def test_loading_the_definitions_warns_when_the_rules_directory_has_no_organizat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_of_skipped_folders(ROOT / "rules")  # two organizations: nothing to say
+
+
+def test_dg_check_defs_shows_the_warning_of_a_rules_directory_without_organizations(tmp_path):
+    # dg check defs (dagster definitions validate) sends warnings to a logger with only a NullHandler: it said
+    # "All definitions loaded successfully." and nothing else for a mistyped KARE_RULES_DIR.
+    env = {
+        **os.environ,
+        "KARE_RULES_DIR": str(tmp_path / "missing"),
+        "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+    }
+    done = subprocess.run([str(Path(sys.executable).with_name("dg")), "check", "defs"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        f"no organization, nothing to run: the rules directory {tmp_path / 'missing'} (KARE_RULES_DIR) does "
+        "not exist" in done.stdout + done.stderr
+    )
 
 
 def test_loading_the_definitions_warns_of_a_rules_folder_that_is_no_organization(tmp_path):
@@ -825,3 +878,13 @@ def test_a_blank_setting_in_the_environment_is_unset_as_kare_run_reads_it():
     env = {**os.environ, "KARE_INPUT": "", "KARE_RULES_DIR": "  ", "KARE_ENGINE": ""}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "rules", "polars"]
+    # The numbers, the memory budget and the partitions' settings too: a blank one stopped the definitions loading.
+    script = (
+        "from pipelines.kare.resources import KareSettings; from pipelines.kare import partitions as p; "
+        "s = KareSettings(); print(s.wait, s.max_quarantine_share, s.memory_budget, p.cadence(), p.start_date())"
+    )
+    blank = ["KARE_WAIT", "KARE_MAX_QUARANTINE_SHARE", "KARE_MEMORY_BUDGET", "KARE_CADENCE", "KARE_START_DATE"]
+    env = {**os.environ, "KARE_RULES_DIR": str(ROOT / "rules"), **dict.fromkeys(blank, " ")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["300.0", "0.2", "None", "daily", "2026-01-01"]

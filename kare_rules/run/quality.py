@@ -137,12 +137,20 @@ def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) ->
 
 
 def category_checks(
-    counts: dict[str, int], overlapping: int, previous: dict | None, t: Thresholds
+    counts: dict[str, int], overlapping: int | None, previous: dict | None, t: Thresholds
 ) -> list[CheckResult]:
-    """Warnings on the categories: unassigned share, overlap share, mix shift against the last run."""
+    """Warnings on the categories: unassigned share, overlap share, mix shift against the last run.
+    `overlapping` is None when the engine finds no overlaps (duckdb): the check then says so, where a share of
+    0.0% would be untrue."""
     total = max(sum(counts.values()), 1)
     unassigned = counts.get("unassigned", 0) / total
-    overlap = overlapping / total
+    if overlapping is None:
+        overlap_check = check("overlap_share", True, {"share": "not computed by the duckdb engine",
+                                                      "limit": t.warn_overlap_share})  # fmt: skip
+    else:
+        overlap = overlapping / total
+        overlap_check = check("overlap_share", overlap <= t.warn_overlap_share,
+                              {"share": overlap, "limit": t.warn_overlap_share})  # fmt: skip
     shift = 0.0
     if previous is not None:
         before_total = max(sum(int(previous.get(c) or 0) for c in m.ALL_CATEGORIES), 1)
@@ -150,7 +158,7 @@ def category_checks(
     return [
         check("unassigned_share", unassigned <= t.warn_unassigned_share,
               {"share": unassigned, "limit": t.warn_unassigned_share}),
-        check("overlap_share", overlap <= t.warn_overlap_share, {"share": overlap, "limit": t.warn_overlap_share}),
+        overlap_check,
         check("category_mix_shift", shift <= t.warn_mix_shift,
               {"largest_share_change": shift, "limit": t.warn_mix_shift,
                "previous_run": "none" if previous is None else "compared"}),

@@ -16,6 +16,7 @@ from kare_rules.overrides import overrides_digest
 from kare_rules.run import OutOfOrder, RuleBundle, RunBlocked, RunFailed, RunResult, load_bundle, run_organization
 from kare_rules.run.engine import SOON_DAYS
 from kare_rules.run.report import summary_lines
+from kare_rules.sources import masked
 from kare_rules.tables import SCHEMA, TABLES, json_contract
 from kare_rules.warehouse import WarehouseBusy
 from pipelines.kare import checks
@@ -137,11 +138,8 @@ def kare_run(context: dg.AssetExecutionContext, kare: KareSettings):
             hint += (
                 f" In Dagster the warehouse is the kare resource's warehouse (KARE_WAREHOUSE, now {kare.warehouse!r})."
             )
-        elif isinstance(exc.__cause__, DataError) and kare.source(org, as_of) in str(exc):
-            hint += (
-                f" In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
-                "{as_of} are filled in per partition)."
-            )
+        elif isinstance(exc.__cause__, DataError):
+            hint += _input_hint(kare, kare.source(org, as_of), str(exc))
         failure = dg.Failure(description=with_hint(str(exc), hint), metadata={**tags, **versions})
     if failure:
         # Raised here, not in the except: there the Failure's context would be the engine's exception, whose
@@ -195,6 +193,21 @@ def _rules_dir_hint(kare: KareSettings, org: str) -> str:
         f" In Dagster the rules are read from the kare resource's rules_dir (KARE_RULES_DIR, now "
         f"{kare.rules_dir!r}), which has no folder {org}/; point it at the folder the organizations were loaded "
         "from, or reload the definitions after adding or removing an organization."
+    )
+
+
+def _input_hint(kare: KareSettings, source: str, message: str) -> str:
+    """A problem of the data: which input, in Dagster terms. A missing column's message names no file (kare run's
+    user typed it), and in Dagster the file is the resource's input with the partition filled in."""
+    if source in message:
+        where = ""
+    elif masked(source) != source:  # a database URL with a password: not into the run's logs
+        return ""
+    else:
+        where = f" The input was {source}."
+    return (
+        f"{where} In Dagster the input is the kare resource's input (KARE_INPUT, now {kare.input!r}; {{org}} and "
+        "{as_of} are filled in per partition)."
     )
 
 

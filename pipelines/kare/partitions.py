@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ def organizations(directory: Path | None = None) -> list[str]:
 
 def cadence() -> str:
     """KARE_CADENCE: daily (default), weekly or monthly. Read when the code location loads."""
-    value = os.environ.get("KARE_CADENCE", "daily").strip().lower()
+    value = os.environ.get("KARE_CADENCE", "").strip().lower() or "daily"  # blank is unset, as in resources.py
     if value not in CADENCES:
         raise ValueError(f"KARE_CADENCE={value!r} is not a cadence; set it to one of: {', '.join(CADENCES)}")
     return value
@@ -52,7 +53,7 @@ def cadence() -> str:
 def start_date() -> str:
     """KARE_START_DATE (YYYY-MM-DD): partitions begin with the first whole window on or after it (weekly: the
     Sunday after a Thursday); earlier dates cannot be run from Dagster."""
-    value = os.environ.get("KARE_START_DATE", DEFAULT_START).strip()
+    value = os.environ.get("KARE_START_DATE", "").strip() or DEFAULT_START
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
@@ -74,14 +75,22 @@ def warn_of_skipped_folders(directory: Path | None = None) -> None:
     directory = directory or rules_dir()
     if not organizations(directory):
         what = "holds no <org>/kare.yaml" if directory.is_dir() else "does not exist"
-        warnings.warn(
+        _warn(
             f"no organization, nothing to run: the rules directory {directory} (KARE_RULES_DIR) {what}; point "
-            "KARE_RULES_DIR at the folder holding <org>/kare.yaml, then reload the definitions",
-            UserWarning,
-            stacklevel=2,
+            "KARE_RULES_DIR at the folder holding <org>/kare.yaml, then reload the definitions"
         )
     for problem in loader.organization_problems(directory):
-        warnings.warn(f"not an organization, never run: {problem}", UserWarning, stacklevel=2)
+        _warn(f"not an organization, never run: {problem}")
+
+
+def _warn(message: str) -> None:
+    """A UserWarning, or a warning of the dagster logger where warnings go to logging: `dg check defs` (dagster
+    definitions validate) captures warnings into a logger that has only a NullHandler, so it said 'All
+    definitions loaded successfully.' and nothing else when KARE_RULES_DIR held no organization."""
+    if getattr(warnings.showwarning, "__module__", None) == "logging":
+        logging.getLogger("dagster").warning(f"UserWarning: {message}")
+    else:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 warn_of_skipped_folders()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from kare_rules.errors import KareError
+from kare_rules.loader import organizations
 from kare_rules.run import ENGINES, Thresholds
 from kare_rules.run.slicing import parse_size
 from kare_rules.sources import DEFAULT_INPUT
@@ -18,9 +19,11 @@ THRESHOLD_NAMES = tuple(f.name for f in dataclasses.fields(Thresholds))
 
 
 def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
+    """The variable's number; set but blank is unset, as for the text settings (a blank KARE_WAIT stopped the
+    definitions from loading)."""
+    value = os.environ.get(name, "").strip()
     try:
-        return float(value) if value is not None else default
+        return float(value) if value else default
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a number") from None
 
@@ -49,7 +52,7 @@ class KareSettings(dg.ConfigurableResource):
     input: str = _env_text("KARE_INPUT", DEFAULT_INPUT)  # {org} and {as_of} are filled in per run
     engine: str = _env_text("KARE_ENGINE", "polars")
     wait: float = _env_float("KARE_WAIT", DEFAULT_WAIT)  # seconds to wait for the warehouse (runs, readers)
-    memory_budget: str | None = os.environ.get("KARE_MEMORY_BUDGET")  # e.g. 4GiB; default from the machine
+    memory_budget: str | None = _env_text("KARE_MEMORY_BUDGET", "") or None  # e.g. 4GiB; default from the machine
     max_quarantine_share: float = _env_float("KARE_MAX_QUARANTINE_SHARE", _DEFAULTS.max_quarantine_share)
     max_removed_share: float = _env_float("KARE_MAX_REMOVED_SHARE", _DEFAULTS.max_removed_share)
     allow_empty_input: bool = _env_bool("KARE_ALLOW_EMPTY_INPUT")
@@ -61,7 +64,16 @@ class KareSettings(dg.ConfigurableResource):
     thresholds: dict[str, dict[str, float]] = {}  # noqa: RUF012 (pydantic copies field defaults)
 
     def thresholds_for(self, org: str) -> Thresholds:
-        """The global limits with the organization's overrides; an unknown name is a configuration error."""
+        """The global limits with the organization's overrides; an unknown name is a configuration error, and so is
+        an organization the rules directory does not hold (a typo such as harbor_bank left that organization on
+        the global limits, silently)."""
+        known = organizations(self.rules_dir)
+        strangers = sorted(set(self.thresholds) - set(known))
+        if strangers:
+            raise dg.Failure(
+                description=f"thresholds names {', '.join(strangers)}, which is not an organization of the rules "
+                f"directory {self.rules_dir} (KARE_RULES_DIR); use its folder names: {', '.join(known) or 'none'}"
+            )
         own = dict(self.thresholds.get(org, {}))
         unknown = sorted(set(own) - set(THRESHOLD_NAMES))
         if unknown:
