@@ -469,13 +469,18 @@ def _first_line(exc: BaseException) -> str:
 # in a password hides the rest of it too).
 _USER = re.compile(r"://[^:/@\s\[\]]+:")
 _SPACE = re.compile(r"\s")
+# libpq also takes the password as a parameter (postgresql://host/db?user=u&password=…, or password=… in a
+# key=value string); its value runs to the next '&' or space.
+_PASSWORD_PARAMETER = re.compile(r"(\bpassword=)[^&\s]+", re.IGNORECASE)
 
 
 def _masked(text: str) -> str:
-    """`text` with the password of every URL in it (scheme://user:password@host) written as ***.
+    """`text` with the password of every URL in it (scheme://user:password@host, or a `password=` parameter)
+    written as ***.
 
     In one pass: the pattern `(://user:)\\S*@` tried again at each '://' scanned the rest of the word each
     time, so an error message quoting a long value made of '://a:' took minutes (quadratic)."""
+    text = _PASSWORD_PARAMETER.sub(r"\1***", text)
     out, done, start = [], 0, 0
     while (user := _USER.search(text, start)) is not None:
         space = _SPACE.search(text, user.end())

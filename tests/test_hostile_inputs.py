@@ -621,6 +621,15 @@ def test_a_password_holding_an_at_sign_is_masked_whole(tmp_path, capsys):
     assert "sql:postgresql://kare:***@127.0.0.1:1/db failed" in err, err
 
 
+def test_a_password_given_as_a_url_parameter_is_masked(tmp_path, capsys):
+    # libpq reads ?password=… as the password too (with user=… beside it when the URL has no user@).
+    source = "sql:postgresql://127.0.0.1:1/db?user=kare&password=s3cret&sslmode=disable::SELECT 1"
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "sql:postgresql://127.0.0.1:1/db?user=kare&password=***&sslmode=disable failed" in err, err
+    assert "s3cret" not in err
+
+
 def test_masking_passwords_takes_one_pass_over_a_long_message():
     # Error messages are masked before they are shown, and some quote a value of the data: the pattern
     # (://user:)\\S*@, tried again at each '://', scanned the rest of the word each time, so a 1 MB value of
