@@ -289,11 +289,13 @@ def date_literal(day: dt.date) -> exp.Expression:
 # ---- running the SQL inside DuckDB --------------------------------------------------------------------
 
 # DuckDB types a Parquet file or table column may have for each declared type, so the SQL sees
-# values as the Polars engine would after conform(); anything else needs validation first.
+# values as the Polars engine would after conform(); anything else needs validation first. A DECIMAL
+# (a warehouse's money column) is a float: the SQL compares it with DOUBLE literals and divides it as
+# DOUBLE, as conform() casts it to Float64.
 _DUCKDB_TYPES: dict[str, tuple[str, ...]] = {
     "string": ("VARCHAR",),
     "integer": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"),
-    "float": ("FLOAT", "DOUBLE", "TINYINT", "SMALLINT", "INTEGER", "BIGINT"),
+    "float": ("FLOAT", "DOUBLE", "DECIMAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT"),
     "boolean": ("BOOLEAN",),
     "date": ("DATE",),
     "datetime": ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_S", "DATE"),

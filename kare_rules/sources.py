@@ -469,6 +469,9 @@ def _first_line(exc: BaseException) -> str:
 # in a password hides the rest of it too).
 _USER = re.compile(r"://[^:/@\s\[\]]+:")
 _SPACE = re.compile(r"\s")
+# libpq also takes the password as a parameter (postgresql://host/db?user=u&password=…, or password=… in a
+# key=value string); its value runs to the next '&' or space.
+_PASSWORD_PARAMETER = re.compile(r"(\bpassword=)[^&\s]+", re.IGNORECASE)
 
 
 def masked(text: str) -> str:
@@ -477,10 +480,12 @@ def masked(text: str) -> str:
 
 
 def _masked(text: str) -> str:
-    """`text` with the password of every URL in it (scheme://user:password@host) written as ***.
+    """`text` with the password of every URL in it (scheme://user:password@host, or a `password=` parameter)
+    written as ***.
 
     In one pass: the pattern `(://user:)\\S*@` tried again at each '://' scanned the rest of the word each
     time, so an error message quoting a long value made of '://a:' took minutes (quadratic)."""
+    text = _PASSWORD_PARAMETER.sub(r"\1***", text)
     out, done, start = [], 0, 0
     while (user := _USER.search(text, start)) is not None:
         space = _SPACE.search(text, user.end())
@@ -649,6 +654,9 @@ def _read_sql(spec: str) -> pl.LazyFrame:
         try:
             with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
                 conn.read_only = True
+                # NUMERIC 'NaN' and 'Infinity' come over as floats, as in a float8 column: Polars holds no
+                # Decimal NaN (it panicked), and validation then reads NaN as a missing value in both.
+                conn.adapters.register_loader("numeric", _numeric_loader())
                 with conn.cursor() as cur:
                     # In UTC, as a DuckDB source: a timestamptz comes over in the session's zone (the server's
                     # default, or PGTZ here) and would count by that local date, so results would depend on
@@ -672,13 +680,25 @@ def _read_sql(spec: str) -> pl.LazyFrame:
     raise UsageError(f"unsupported database URL {_masked(url)!r}; use postgresql://… or duckdb:///path")
 
 
-# A Rust panic inside Polars (a NUMERIC NaN from PostgreSQL) reaches Python as a BaseException.
+def _numeric_loader():
+    """A psycopg loader for NUMERIC: a Decimal, or a float for 'NaN', 'Infinity' and '-Infinity'."""
+    from psycopg.types.numeric import NumericLoader
+
+    class Loader(NumericLoader):
+        def load(self, data):
+            text = bytes(data)
+            return float(text) if text in (b"NaN", b"Infinity", b"-Infinity") else super().load(data)
+
+    return Loader
+
+
+# A Rust panic inside Polars (a value it cannot convert) reaches Python as a BaseException.
 _PANIC = pl.exceptions.PanicException
 
 
 def _converted(make: Callable[[], pl.DataFrame], source: str) -> pl.DataFrame:
-    """A query's result as a frame; a value Polars cannot hold (an INTERVAL, a UUID, a NUMERIC NaN or one
-    of more than 38 digits, two columns of one name) is the source's problem, said in one line."""
+    """A query's result as a frame; a value Polars cannot hold (an INTERVAL, a UUID, a NUMERIC of
+    more than 38 digits, two columns of one name) is the source's problem, said in one line."""
     try:
         return make()
     except (pl.exceptions.PolarsError, ValueError, TypeError, RuntimeError, _PANIC) as exc:

@@ -259,3 +259,39 @@ def test_kare_categorize_with_the_duckdb_engine_matches_the_polars_engine(tmp_pa
     }
     assert outputs["duckdb"]["category"].to_list().count("expand") == 5  # T13 lost a fifth of its ARR: keep
     assert "15 accounts categorized" in capsys.readouterr().out
+
+
+def test_a_decimal_column_declared_float_is_categorized_in_place_as_polars_does(tmp_path):
+    # A warehouse keeps money as DECIMAL: --trusted refused it ("arr is DECIMAL(12,2) (declared float)"),
+    # though the SQL compares it with DOUBLE literals as Polars compares the Float64 conform() makes of it.
+    rules = m.RuleSet(
+        organization="example",
+        version="1.0.0",
+        inputs=(
+            m.InputColumn("account_id", "string", key=True),
+            m.InputColumn("arr", "float", nullable=True),
+            m.InputColumn("rate", "float", nullable=True),
+        ),
+        derived=(m.Derived("arr_per_rate", "ratio", ("arr", "rate")),),
+        traits={},
+        precedence=m.CATEGORIES,
+        categories={
+            "expand": m.CategoryRule("expand", m.Predicate("rate", "eq", 0.55)),
+            "keep": m.CategoryRule("keep", m.Predicate("arr", "gte", 1000.1)),
+            "attain": m.CategoryRule("attain", m.Predicate("arr_per_rate", "gt", 100.0)),
+        },
+    )
+    db = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "CREATE TABLE accounts AS SELECT * FROM (VALUES ('a', 1000.10, 0.10), ('b', 1000.09, 0.55), "
+            "('c', 30.00, 0.25), ('d', 59.99, 0.60), ('e', NULL, NULL)) AS t(account_id, arr, rate)"
+        )
+        con.execute(
+            "ALTER TABLE accounts ALTER arr TYPE DECIMAL(12, 2); ALTER TABLE accounts ALTER rate TYPE DECIMAL(5, 2)"
+        )
+        frame = con.sql("SELECT * FROM accounts").pl()
+    polars = rows(categorize(rules, frame, AS_OF))
+    assert [row[:2] for row in polars] == [("a", "keep"), ("b", "expand"), ("c", "attain"), ("d", "unassigned"),
+                                           ("e", "unassigned")]  # fmt: skip
+    assert rows(categorize_duckdb(rules, f"duckdb:{db}:accounts", AS_OF)) == polars

@@ -557,6 +557,28 @@ def test_a_postgres_timestamptz_counts_by_its_utc_date_whatever_the_session_zone
         assert pl.read_csv(out)["category"].to_list() == ["keep"], zone
 
 
+def test_a_postgres_numeric_nan_or_infinity_is_read_as_a_float8_one_is(postgres_url, tmp_path, capsys):
+    # Polars holds no Decimal NaN: a NUMERIC 'NaN' made it panic, and the whole source was refused with a
+    # Rust message. Read as floats, they are quarantined as a float8 NaN or Infinity is, the other rows run.
+    rules = tmp_path / "rules" / "money" / "kare.yaml"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(
+        "format: kare/v1\norganization: money\nversion: 1.0.0\ninputs:\n  account_id: {type: string, key: true}\n"
+        "  arr: {type: float}\nprofiles:\n  keep: {when: {arr: {gte: 10}}}\n"
+    )
+    out = tmp_path / "o.csv"
+    for kind in ("numeric", "float8"):
+        query = (f"SELECT * FROM (VALUES ('a', 12.5::{kind}), ('b', 'NaN'::{kind}), ('c', 'Infinity'::{kind})) "
+                 "AS t(account_id, arr)")  # fmt: skip
+        code = main(["categorize", "--rules", str(rules), "--input", f"sql:{postgres_url}::{query}",
+                     "--as-of", "2026-11-01", "--output", str(out)])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        assert pl.read_csv(out).select("account_id", "category").rows() == [("a", "keep")], kind
+        quarantined = pl.read_csv(tmp_path / "o.quarantine.csv")
+        assert quarantined["account_id"].to_list() == ["b", "c"], kind
+        assert "missing value" in quarantined["reasons"][0] and "not a finite number" in quarantined["reasons"][1]
+
+
 def test_a_duckdb_table_source_cannot_read_files_through_a_view(tmp_path, capsys):
     secret = tmp_path / "secret.csv"
     secret.write_text("account_id\nfrom-a-file\n")
@@ -619,6 +641,15 @@ def test_a_password_holding_an_at_sign_is_masked_whole(tmp_path, capsys):
     err = capsys.readouterr().err
     # (the driver itself reads the host as 'ss-word@127.0.0.1' and says so: a password's @ must be written %40)
     assert "sql:postgresql://kare:***@127.0.0.1:1/db failed" in err, err
+
+
+def test_a_password_given_as_a_url_parameter_is_masked(tmp_path, capsys):
+    # libpq reads ?password=… as the password too (with user=… beside it when the URL has no user@).
+    source = "sql:postgresql://127.0.0.1:1/db?user=kare&password=s3cret&sslmode=disable::SELECT 1"
+    assert main(["categorize", "--rules", str(RULES_DIR), "--input", source, "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "sql:postgresql://127.0.0.1:1/db?user=kare&password=***&sslmode=disable failed" in err, err
+    assert "s3cret" not in err
 
 
 def test_masking_passwords_takes_one_pass_over_a_long_message():
