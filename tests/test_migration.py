@@ -84,10 +84,11 @@ def test_a_run_after_a_warehouse_without_trend_values_says_its_trends_are_null(t
     assert dict(wh.read("account_categories", "acme").select("account_id", "category").iter_rows()) == {
         "A": "keep", "B": "keep"
     }  # fmt: skip
-    assert result.notes == [
+    assert result.notes[1:] == [
         "trends arr_pct are null for every account: the run of 2026-09-30 kept no values of arr (made by a kare "
         "from before kare.account_values, or by rules without these trends); they compare from the next run on"
     ]
+    assert result.notes[0].startswith("upgraded the warehouse, made by an older kare: added the table kare.account_")
     assert "  note      trends arr_pct are null for every account" in "\n".join(summary_lines(result))
 
     # The run kept its values: the next one compares with them, and has nothing to say.
@@ -96,6 +97,33 @@ def test_a_run_after_a_warehouse_without_trend_values_says_its_trends_are_null(t
     assert wh.read("account_categories", "acme").filter(pl.col("account_id") == "A")["category"].to_list() == [
         "recapture"
     ]
+
+
+def test_the_run_that_migrates_an_older_kares_warehouse_says_what_it_added_and_how_to_go_back(tmp_path):
+    # kare of 2026-12-01 (aa4ad78) wrote account_categories without the early-warning columns and no
+    # account_values: the first run after the upgrade added them without a word, and the older kare, still
+    # scheduled somewhere, then failed every run with DuckDB's 'table "account_categories" has 18 columns
+    # but 10 values were supplied'.
+    rules, wh = acme(tmp_path), Warehouse(tmp_path / "wh.duckdb")
+    first = run_organization("acme", D1, accounts(A=1.0, B=0.0), wh, bundle=rules)
+    assert first.notes == []  # a new warehouse is no upgrade
+    early = ["next_category", "next_move_on", "edge_category", "edge_column", "edge_value", "edge_threshold",
+             "edge_change", "watches"]  # fmt: skip
+    with duckdb.connect(str(wh.path)) as con:
+        con.execute("DROP VIEW kare.upcoming_moves")
+        for column in early:
+            con.execute(f'ALTER TABLE kare.account_categories DROP COLUMN "{column}"')
+        con.execute("DROP TABLE kare.account_values")
+
+    result = run_organization("acme", D2, accounts(A=0.0, B=5.0), wh, bundle=rules)
+    assert result.notes == [
+        "upgraded the warehouse, made by an older kare: added 8 columns to kare.account_categories, the table "
+        "kare.account_values (null in the rows already there); an older kare can no longer write it, so to go "
+        'back restore a copy made before the upgrade (docs/bi.md, "Upgrading kare-rules")'
+    ]
+    assert "  note      upgraded the warehouse, made by an older kare" in "\n".join(summary_lines(result))
+    later = run_organization("acme", dt.date(2026, 11, 30), accounts(A=0.0, B=5.0), wh, bundle=rules)
+    assert later.notes == []
 
 
 def test_a_failed_run_an_older_kare_logged_without_its_start_gets_one_and_the_runs_key_is_not_null(tmp_path):

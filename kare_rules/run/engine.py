@@ -476,6 +476,8 @@ def run_organization(
             warehouse.transaction(memory_limit=duckdb_memory) as session,
         ):
             result = _run(session, bundle, raw, known, engine, thresholds, progress, fail_at)
+        if session.migrated:
+            result.notes.insert(0, migration_note(session.migrated))
         result.shown = bundle.rules.shown_categories
         return result
     except WarehouseBusy as exc:
@@ -753,6 +755,24 @@ def _run(
     progress("published", total_units, total_units)
     return RunResult(run=run, transitions=moves, checks=checks, slices=n, upcoming=upcoming, notes=notes,
                      early_warning=engine == "polars")  # fmt: skip
+
+
+def migration_note(added: list[str]) -> str:
+    """What a run that migrated an older kare's warehouse did, and what follows: it happened silently, and an
+    older kare then stops at its first write with DuckDB's 'has 18 columns but 10 values were supplied'."""
+    tables = [a for a in added if a.count(".") == 1]
+    columns: dict[str, int] = {}
+    for a in added:
+        if a.count(".") == 2:
+            table = a.rsplit(".", 1)[0]
+            columns[table] = columns.get(table, 0) + 1
+    parts = [f"{n} column{'s' * (n > 1)} to {t}" for t, n in columns.items()]
+    parts += [f"the table {t}" for t in tables]
+    return (
+        f"upgraded the warehouse, made by an older kare: added {', '.join(parts)} (null in the rows already "
+        "there); an older kare can no longer write it, so to go back restore a copy made before the upgrade "
+        '(docs/bi.md, "Upgrading kare-rules")'
+    )
 
 
 def _unkept_trends(rules: m.RuleSet, ruled: dict | None, kept: set[str]) -> list[str]:

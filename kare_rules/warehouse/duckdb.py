@@ -56,6 +56,7 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.wait = wait
         self.on_wait = on_wait
+        self.migrated: list[str] = []  # what the last connection for writing added to an older kare's tables
 
     def __str__(self) -> str:
         return str(self.path)
@@ -82,7 +83,7 @@ class DuckDBWarehouse:
             try:
                 if memory_limit:
                     con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
-                ensure_tables(con)
+                self.migrated = ensure_tables(con)
             except WarehouseBusy as exc:
                 con.close()
                 raise WarehouseBusy(f"the warehouse {self.path} {exc}") from None
@@ -114,7 +115,7 @@ class DuckDBWarehouse:
         con = self.connect(memory_limit=memory_limit)
         try:
             con.execute("BEGIN TRANSACTION")
-            session = Session(con)
+            session = Session(con, migrated=self.migrated)
             yield session
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -159,11 +160,12 @@ def _stop_signals_held() -> Iterator[None]:
             signal.raise_signal(came[0])
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Create the schema, any missing table and any missing column: a warehouse of an older kare is
     migrated in place (new columns are null in its old rows), and the views BI reads are (re)defined.
     The contract's never-null columns are NOT NULL; in an older warehouse they become so unless old
-    rows hold a null there."""
+    rows hold a null there. Returns what it added to an older kare's tables (`kare.table` or
+    `kare.table.column`), empty for a new warehouse or one already up to date."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
     have = _fetch(
         con,
@@ -175,15 +177,18 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for table, column, nullable, _ in have.iter_rows():
         existing.setdefault(table, {})[column] = nullable == "YES"
     _refuse_other_layouts(have)
+    added: list[str] = []
     for table, (_, _, columns) in TABLES.items():
         required = never_null(table)
         if table not in existing:
             cols = ", ".join(f"{_q(n)} {_sql_type(t)}{' NOT NULL' if n in required else ''}" for n, t, _ in columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
+            added.append(f"{SCHEMA}.{table}")
             continue
         for name, dtype, _ in columns:
             if name not in existing[table]:
                 con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
+                added.append(f"{SCHEMA}.{table}.{name}")
         for name in required:
             if existing[table].get(name, True):
                 # Autocommit, before any run's transaction: a refusal (old rows with a null; an index someone
@@ -196,6 +201,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for view, (query, _) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {query}")
     _describe(con)
+    return added if existing.keys() & TABLES.keys() else []  # a new warehouse is not a migration
 
 
 def _describe(con: duckdb.DuckDBPyConnection) -> None:
@@ -275,9 +281,10 @@ VIEW_COLUMNS = {  # view -> (the table it reads, {computed column: description})
 class Session:
     """The statements of one run inside its transaction: reads of current state, writes of changes."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    def __init__(self, con: duckdb.DuckDBPyConnection, migrated: list[str] | None = None):
         self.con = con
         self.committed = False  # set once its transaction's COMMIT went through
+        self.migrated = migrated or []  # what opening the warehouse added to an older kare's tables
 
     # ---- reads: current state only -------------------------------------------------------------
 
