@@ -8,9 +8,10 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from kare_rules.loader import load_rules
-from kare_rules.run import RuleBundle, run_organization
+from kare_rules.run import RuleBundle, RunFailed, run_organization
 from kare_rules.run.quality import Thresholds
 from kare_rules.run.report import summary_lines
 from kare_rules.tables import TABLES, _sql_type
@@ -124,6 +125,23 @@ def test_the_run_that_migrates_an_older_kares_warehouse_says_what_it_added_and_h
     assert "  note      upgraded the warehouse, made by an older kare" in "\n".join(summary_lines(result))
     later = run_organization("acme", dt.date(2026, 11, 30), accounts(A=0.0, B=5.0), wh, bundle=rules)
     assert later.notes == []
+
+
+def test_a_failed_first_run_after_the_upgrade_still_says_it_migrated_the_warehouse(tmp_path):
+    # The migration is done before the run's transaction, so it stays when the run then fails (here on the
+    # quarantine guard); the failure said only 'nothing was published', and the run after it, finding the
+    # warehouse up to date, had nothing to say either.
+    rules, wh = acme(tmp_path), Warehouse(tmp_path / "wh.duckdb")
+    run_organization("acme", D1, accounts(A=1.0, B=0.0), wh, bundle=rules)
+    with duckdb.connect(str(wh.path)) as con:
+        con.execute("DROP TABLE kare.account_values")
+
+    with pytest.raises(RunFailed) as failed:
+        run_organization("acme", D2, accounts(A=-1.0, B=-1.0), wh, bundle=rules)
+    assert "nothing else was published, but this run upgraded the warehouse, made by an older kare: added the " \
+        "table kare.account_values" in str(failed.value)  # fmt: skip
+    logged = wh.read("runs", "acme").filter(pl.col("status") == "failed")["message"][0]
+    assert "this run upgraded the warehouse" in logged
 
 
 def test_a_failed_run_an_older_kare_logged_without_its_start_gets_one_and_the_runs_key_is_not_null(tmp_path):

@@ -492,6 +492,8 @@ def run_organization(
                 return result
             raise _interrupted(warehouse, known) from None
         message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+        if session is not None and session.migrated:  # done before the run's transaction: it stays
+            message = f"{message} (nothing else was published, but this run {migration_note(session.migrated)})"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
     except BaseException as exc:
         # Another stop that is no error: an orchestrator's own (Dagster raises DagsterExecutionInterruptedError
