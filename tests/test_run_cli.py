@@ -208,6 +208,22 @@ def test_a_duckdb_file_whose_schema_kare_is_another_tools_is_refused_by_name(tmp
         assert con.execute("SELECT * FROM kare.runs").fetchall() == [(1, dt.datetime(2026, 1, 1), "theirs")]
 
 
+def test_a_warehouse_a_newer_kare_wrote_is_refused_by_name_and_left_as_it_was(published, capsys):
+    # A newer kare-rules adds columns; this one writes by name, so it would leave them null in every row it
+    # adds (or fail on a NOT NULL with DuckDB's own words): it says to upgrade instead.
+    source, warehouse = published
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("ALTER TABLE kare.account_categories ADD COLUMN churn_risk DOUBLE")
+        before = con.execute("SELECT count(*) FROM kare.runs").fetchall()
+    capsys.readouterr()
+    assert main(args(source, warehouse, day=DAY + dt.timedelta(days=30))) == 1
+    err = capsys.readouterr().err
+    assert "has columns this kare-rules does not know (kare.account_categories.churn_risk)" in err
+    assert "upgrade kare-rules to run into it" in err
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM kare.runs").fetchall() == before
+
+
 def test_an_unchanged_rerun_says_its_figures_are_those_already_published(published, capsys):
     source, warehouse = published
     capsys.readouterr()

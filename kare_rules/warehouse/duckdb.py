@@ -234,8 +234,8 @@ def _text(value: str) -> str:
 
 def _refuse_other_layouts(have: pl.DataFrame) -> None:
     """Stop before a run writes into kare tables of another layout (another tool's schema `kare`, a column
-    changed by hand): DuckDB's own error, at the first insert, names no table ('Could not convert string
-    ...'). Every kare, older ones included, gave each column the type it has now."""
+    changed by hand, a newer kare-rules' columns): DuckDB's own error, at the first insert, names no table
+    ('Could not convert string ...'). Every kare, older ones included, gave each column the type it has now."""
     contract = {(t, n): _sql_type(d) for t, (_, _, columns) in TABLES.items() for n, d, _ in columns}
     wrong = [
         f"kare.{table}.{column} is {found}, not {contract[table, column]}"
@@ -246,6 +246,16 @@ def _refuse_other_layouts(have: pl.DataFrame) -> None:
         raise WarehouseBusy(
             f"has a schema kare that kare did not make ({'; '.join(sorted(wrong))}); "
             "give --warehouse another file, or rename that schema"
+        )
+    # A column of a kare table that this kare does not write: a newer kare-rules made it (writing by name, this
+    # one would leave it null in every row it adds, or fail on its NOT NULL with DuckDB's own words), or
+    # someone added it by hand.
+    unknown = [f"kare.{t}.{c}" for t, c, _, _ in have.iter_rows() if t in TABLES and (t, c) not in contract]
+    if unknown:
+        raise WarehouseBusy(
+            f"has columns this kare-rules does not know ({', '.join(sorted(unknown))}): a newer kare-rules wrote "
+            "it, or they were added by hand; upgrade kare-rules to run into it (pip install -U kare-rules), or "
+            "give --warehouse another file"
         )
 
 
