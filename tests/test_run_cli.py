@@ -276,6 +276,20 @@ def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run
     )
 
 
+def test_a_run_that_waited_its_whole_wait_for_another_run_asks_for_a_longer_wait(tmp_path):
+    """A run given --wait 2 that timed out was told to 'pass --wait SECONDS', as if it had passed none."""
+    from kare_rules.warehouse.lock import WarehouseBusy, warehouse_lock
+
+    warehouse = tmp_path / "w.duckdb"
+    with warehouse_lock(warehouse), pytest.raises(WarehouseBusy) as info, warehouse_lock(warehouse, timeout=0.3):
+        pass
+    assert "publishing to" in str(info.value) and "(waited 0.3 s)" in str(info.value)
+    assert "pass a longer --wait SECONDS" in str(info.value)
+    with warehouse_lock(warehouse), pytest.raises(WarehouseBusy) as info, warehouse_lock(warehouse):
+        pass
+    assert "(waited" not in str(info.value) and "or pass --wait SECONDS to queue behind it" in str(info.value)
+
+
 def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "odd" / "Bad").mkdir(parents=True)
