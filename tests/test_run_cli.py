@@ -74,6 +74,23 @@ def test_a_reader_holding_the_file_past_wait_fails_the_run_clearly_and_changes_n
     assert Warehouse(warehouse).last_run("cloudnine")["as_of"] == DAY
 
 
+def test_logging_a_stopped_run_while_a_reader_holds_the_file_says_that_is_what_it_waits_for(published):
+    """After Ctrl-C, 'waiting up to 10 s for the warehouse' read as the run going on; it is only its log line."""
+    from kare_rules.run.engine import _record_failure
+
+    _, warehouse = published
+    said: list[str] = []
+    reader = hold_open(warehouse, 60)
+    try:
+        stopped = {"org": "cloudnine", "as_of": DAY}
+        recorded = _record_failure(Warehouse(warehouse, wait=0.5, on_wait=said.append), stopped, "interrupted")
+    finally:
+        reader.kill()
+        reader.wait()
+    assert not recorded
+    assert len(said) == 1 and said[0].startswith("to log the stopped run in kare.runs: waiting up to 0.5 s for")
+
+
 def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     source, warehouse = published
     later = DAY + dt.timedelta(days=30)

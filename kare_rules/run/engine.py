@@ -515,9 +515,13 @@ def _stopped_by_ctrl_c(exc: BaseException) -> bool:
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
     """Log a failed run with everything known when it stopped, and say whether it went in; a warehouse
     that cannot take even that is left alone (the run's own error is the one to report)."""
+
+    def on_wait(text: str) -> None:  # after a Ctrl-C, a bare 'waiting for the warehouse' reads as the run going on
+        warehouse.on_wait(f"to log the stopped run in kare.runs: {text}")
+
     # Briefly: a Ctrl-C must not hang for --wait while a queued run holds the warehouse. A log line that
     # cannot go in says so (`recorded` False); the run's own error is the one to report.
-    brief = DuckDBWarehouse(warehouse.path, wait=min(warehouse.wait, FAILURE_LOG_WAIT), on_wait=warehouse.on_wait)
+    brief = DuckDBWarehouse(warehouse.path, wait=min(warehouse.wait, FAILURE_LOG_WAIT), on_wait=on_wait)
     try:
         brief.record_failure(known, message)
     except Exception:
