@@ -91,6 +91,29 @@ def test_logging_a_stopped_run_while_a_reader_holds_the_file_says_that_is_what_i
     assert len(said) == 1 and said[0].startswith("to log the stopped run in kare.runs: waiting up to 0.5 s for")
 
 
+def test_ctrl_c_while_kare_loads_is_a_line_not_a_traceback():
+    """Ctrl-C in the first second of `kare run` (a wrong date typed) came while Polars and jsonschema were being
+    imported, before main() could catch it: forty lines of traceback. The entry point catches it."""
+    import tomllib
+
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["kare"]
+    module, function = entry.split(":")
+    code = (  # Ctrl-C lands while polars is imported, as it does from the keyboard
+        "import builtins, importlib, sys\n"
+        "real = builtins.__import__\n"
+        "def ctrl_c_on_polars(name, *a, **k):\n"
+        "    if name == 'polars':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = ctrl_c_on_polars\n"
+        f"sys.exit(getattr(importlib.import_module({module!r}), {function!r})())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "run", "--org", "x"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 130 and done.stderr == "kare: interrupted before it started; nothing was done\n"
+
+
 def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     source, warehouse = published
     later = DAY + dt.timedelta(days=30)
