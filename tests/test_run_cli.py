@@ -419,6 +419,27 @@ def test_ctrl_c_in_all_orgs_says_which_organizations_were_published_and_which_di
     assert capsys.readouterr().err.splitlines()[-1] == "  published before it: org-a; not run: org-c"
 
 
+def test_ctrl_c_in_all_orgs_does_not_call_an_organization_that_failed_before_it_published(
+    tmp_path, capsys, monkeypatch
+):
+    """org-a refused (quarantine), then Ctrl-C in org-b: 'published before it: org-a' was wrong."""
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+
+    def fail_a_interrupt_b(org, *args, **kwargs):
+        if org == "org-a":
+            raise run.RunFailed("too many quarantined rows", recorded=True)
+        raise run.RunInterrupted("interrupted; nothing was published: the tables are as they were")
+
+    monkeypatch.setattr(run, "run_organization", fail_a_interrupt_b)
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    assert code == 130
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "  published before it: none; failed before it: org-a; not run: org-c"
+
+
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkeypatch):
     # A cancelled CI job, `timeout` or a stopping container sends SIGTERM: the process vanished, nothing said
     # and nothing in kare.runs. The handler kare run installs is called as the signal would call it.
