@@ -114,6 +114,17 @@ def test_ctrl_c_while_kare_loads_is_a_line_not_a_traceback():
     assert done.returncode == 130 and done.stderr == "kare: interrupted before it started; nothing was done\n"
 
 
+def test_a_damaged_warehouse_says_to_restore_it(published, capsys):
+    """A warehouse cut short (a disk that filled during a copy) said only DuckDB's 'Could not read enough
+    bytes': the operator re-ran it night after night. It now says the file is damaged and what to do."""
+    source, warehouse = published
+    with warehouse.open("r+b") as f:
+        f.truncate(warehouse.stat().st_size // 2)
+    code = main(args(source, warehouse, day=DAY + dt.timedelta(days=30)))
+    err = capsys.readouterr().err
+    assert code == 1 and "the warehouse file is damaged (cut short or corrupt): restore it from a backup" in err
+
+
 def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     source, warehouse = published
     later = DAY + dt.timedelta(days=30)

@@ -46,7 +46,7 @@ from kare_rules.sources import count_rows, file_state, read_accounts, stream_acc
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
-from kare_rules.warehouse.duckdb import IdRange
+from kare_rules.warehouse.duckdb import IdRange, damaged_advice
 from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
@@ -489,7 +489,7 @@ def run_organization(
                 result.stopped = True
                 return result
             raise _interrupted(warehouse, known) from None
-        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}{damaged_advice(exc)}"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
     except BaseException as exc:
         # Another stop that is no error: an orchestrator's own (Dagster raises DagsterExecutionInterruptedError
