@@ -221,6 +221,20 @@ def test_removing_more_than_the_allowed_share_of_accounts_publishes_nothing(two_
     assert wh.read("category_history", ORG).filter(pl.col("change_cause") == "removed").height == 6
 
 
+def test_a_guard_names_its_limit_as_given_and_a_share_that_reads_as_above_it():
+    """--max-removed-share 0.055 refusing 5.8% said 'above the limit of 6%', --max-quarantine-share 0.005
+    'the limit of 0%', and 50.003% over 50% read '50.0%': the operator could not tell what went wrong."""
+    from kare_rules.run.quality import RunBlocked, quarantine_check, removed_check
+
+    with pytest.raises(RunBlocked, match=r"\(5\.8%: .*above the limit of 5\.5%;"):
+        removed_check(34_799, 600_000, 565_201, Thresholds(max_removed_share=0.055))
+    with pytest.raises(RunBlocked, match=r"\(50\.003%: .*above the limit of 50%;"):
+        removed_check(300_018, 600_000, 299_982, Thresholds())
+    quarantine = pl.DataFrame({"row_number": [1] * 4_802, "account_id": ["A1"] * 4_802, "reasons": [["bad"]] * 4_802})
+    with pytest.raises(RunBlocked, match=r"^4,802 of 600,000 input rows \(0\.8%\) .*above the limit of 0\.5%;"):
+        quarantine_check(quarantine, 600_000, 0.005)
+
+
 def test_the_engine_is_part_of_a_runs_identity(two_runs):
     wh, second = two_runs
     bundle = RuleBundle(RULES, RULES_TEXT, ())

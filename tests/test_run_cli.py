@@ -74,6 +74,57 @@ def test_a_reader_holding_the_file_past_wait_fails_the_run_clearly_and_changes_n
     assert Warehouse(warehouse).last_run("cloudnine")["as_of"] == DAY
 
 
+def test_logging_a_stopped_run_while_a_reader_holds_the_file_says_that_is_what_it_waits_for(published):
+    """After Ctrl-C, 'waiting up to 10 s for the warehouse' read as the run going on; it is only its log line."""
+    from kare_rules.run.engine import _record_failure
+
+    _, warehouse = published
+    said: list[str] = []
+    reader = hold_open(warehouse, 60)
+    try:
+        stopped = {"org": "cloudnine", "as_of": DAY}
+        recorded = _record_failure(Warehouse(warehouse, wait=0.5, on_wait=said.append), stopped, "interrupted")
+    finally:
+        reader.kill()
+        reader.wait()
+    assert not recorded
+    assert len(said) == 1 and said[0].startswith("to log the stopped run in kare.runs: waiting up to 0.5 s for")
+
+
+def test_ctrl_c_while_kare_loads_is_a_line_not_a_traceback():
+    """Ctrl-C in the first second of `kare run` (a wrong date typed) came while Polars and jsonschema were being
+    imported, before main() could catch it: forty lines of traceback. The entry point catches it."""
+    import tomllib
+
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["kare"]
+    module, function = entry.split(":")
+    code = (  # Ctrl-C lands while polars is imported, as it does from the keyboard
+        "import builtins, importlib, sys\n"
+        "real = builtins.__import__\n"
+        "def ctrl_c_on_polars(name, *a, **k):\n"
+        "    if name == 'polars':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = ctrl_c_on_polars\n"
+        f"sys.exit(getattr(importlib.import_module({module!r}), {function!r})())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "run", "--org", "x"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 130 and done.stderr == "kare: interrupted before it started; nothing was done\n"
+
+
+def test_a_damaged_warehouse_says_to_restore_it(published, capsys):
+    """A warehouse cut short (a disk that filled during a copy) said only DuckDB's 'Could not read enough
+    bytes': the operator re-ran it night after night. It now says the file is damaged and what to do."""
+    source, warehouse = published
+    with warehouse.open("r+b") as f:
+        f.truncate(warehouse.stat().st_size // 2)
+    code = main(args(source, warehouse, day=DAY + dt.timedelta(days=30)))
+    err = capsys.readouterr().err
+    assert code == 1 and "the warehouse file is damaged (cut short or corrupt): restore it from a backup" in err
+
+
 def test_a_second_kare_run_on_the_same_warehouse_waits_its_turn(published):
     source, warehouse = published
     later = DAY + dt.timedelta(days=30)
@@ -292,6 +343,20 @@ def test_a_warehouse_whose_lock_file_cannot_be_made_says_so_not_that_another_run
     )
 
 
+def test_a_run_that_waited_its_whole_wait_for_another_run_asks_for_a_longer_wait(tmp_path):
+    """A run given --wait 2 that timed out was told to 'pass --wait SECONDS', as if it had passed none."""
+    from kare_rules.warehouse.lock import WarehouseBusy, warehouse_lock
+
+    warehouse = tmp_path / "w.duckdb"
+    with warehouse_lock(warehouse), pytest.raises(WarehouseBusy) as info, warehouse_lock(warehouse, timeout=0.3):
+        pass
+    assert "publishing to" in str(info.value) and "(waited 0.3 s)" in str(info.value)
+    assert "pass a longer --wait SECONDS" in str(info.value)
+    with warehouse_lock(warehouse), pytest.raises(WarehouseBusy) as info, warehouse_lock(warehouse):
+        pass
+    assert "(waited" not in str(info.value) and "or pass --wait SECONDS to queue behind it" in str(info.value)
+
+
 def test_all_orgs_with_no_organization_is_an_error_not_a_silent_success(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "odd" / "Bad").mkdir(parents=True)
@@ -379,6 +444,27 @@ def test_ctrl_c_in_all_orgs_says_which_organizations_were_published_and_which_di
                  "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
     assert code == 130
     assert capsys.readouterr().err.splitlines()[-1] == "  published before it: org-a; not run: org-c"
+
+
+def test_ctrl_c_in_all_orgs_does_not_call_an_organization_that_failed_before_it_published(
+    tmp_path, capsys, monkeypatch
+):
+    """org-a refused (quarantine), then Ctrl-C in org-b: 'published before it: org-a' was wrong."""
+    import kare_rules.run as run
+
+    rules, source = _three_orgs(tmp_path)
+
+    def fail_a_interrupt_b(org, *args, **kwargs):
+        if org == "org-a":
+            raise run.RunFailed("too many quarantined rows", recorded=True)
+        raise run.RunInterrupted("interrupted; nothing was published: the tables are as they were")
+
+    monkeypatch.setattr(run, "run_organization", fail_a_interrupt_b)
+    code = main(["run", "--all-orgs", "--rules-dir", str(rules), "--input", str(source),
+                 "--warehouse", str(tmp_path / "w.duckdb"), "--as-of", str(DAY)])  # fmt: skip
+    assert code == 130
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "  published before it: none; failed before it: org-a; not run: org-c"
 
 
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_so(tmp_path, capsys, monkeypatch):

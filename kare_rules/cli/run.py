@@ -108,6 +108,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
     args.warehouse = args.warehouse or os.environ.get("KARE_WAREHOUSE", "").strip() or DEFAULT_WAREHOUSE
     warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
     failed: list[str] = []
+    published: list[str] = []
     for org in orgs:
         out(f"{org}: running as of {as_of} → {args.warehouse}")
         try:
@@ -119,9 +120,11 @@ def _run_organizations(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         except RunInterrupted as exc:
             err(f"kare run: {org}: {exc}")
-            if len(orgs) > 1 and org != orgs[0]:  # the ones before it stay published: say which
-                done = orgs[: orgs.index(org)]
-                err(f"  published before it: {', '.join(done)}; not run: {', '.join(orgs[len(done) + 1 :]) or 'none'}")
+            if len(orgs) > 1:  # the ones before it stay published (not those that failed): say which
+                rest = orgs[orgs.index(org) + 1 :]
+                also = f"; failed before it: {', '.join(failed)}" if failed else ""
+                done = ", ".join(published) or "none"
+                err(f"  published before it: {done}{also}; not run: {', '.join(rest) or 'none'}")
             return EXIT_INTERRUPTED
         except RunFailed as exc:
             failed.append(org)
@@ -134,6 +137,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
             kept = "; the tables are as they were" if holds_duckdb(Path(args.warehouse)) else ""
             err(f"  nothing was published{kept}{logged}")
             continue
+        published.append(org)
         for line in summary_lines(result):
             out(line)
         if result.stopped:  # Ctrl-C came as it committed: published, and the command stops there

@@ -46,7 +46,7 @@ from kare_rules.sources import count_rows, file_state, read_accounts, stream_acc
 from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
-from kare_rules.warehouse.duckdb import IdRange
+from kare_rules.warehouse.duckdb import IdRange, damaged_advice
 from kare_rules.yamlsource import MAX_FILE_BYTES, read_regular_file
 
 ENGINES = ("polars", "duckdb")
@@ -491,7 +491,7 @@ def run_organization(
                 result.stopped = True
                 return result
             raise _interrupted(warehouse, known) from None
-        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if isinstance(exc, KareError) else f"{type(exc).__name__}: {exc}{damaged_advice(exc)}"
         if session is not None and session.migrated:  # done before the run's transaction: it stays
             message = f"{message} (nothing else was published, but this run {migration_note(session.migrated)})"
         raise RunFailed(message, _record_failure(warehouse, known, message)) from exc
@@ -519,9 +519,13 @@ def _stopped_by_ctrl_c(exc: BaseException) -> bool:
 def _record_failure(warehouse: DuckDBWarehouse, known: dict, message: str) -> bool:
     """Log a failed run with everything known when it stopped, and say whether it went in; a warehouse
     that cannot take even that is left alone (the run's own error is the one to report)."""
+
+    def on_wait(text: str) -> None:  # after a Ctrl-C, a bare 'waiting for the warehouse' reads as the run going on
+        warehouse.on_wait(f"to log the stopped run in kare.runs: {text}")
+
     # Briefly: a Ctrl-C must not hang for --wait while a queued run holds the warehouse. A log line that
     # cannot go in says so (`recorded` False); the run's own error is the one to report.
-    brief = DuckDBWarehouse(warehouse.path, wait=min(warehouse.wait, FAILURE_LOG_WAIT), on_wait=warehouse.on_wait)
+    brief = DuckDBWarehouse(warehouse.path, wait=min(warehouse.wait, FAILURE_LOG_WAIT), on_wait=on_wait)
     try:
         brief.record_failure(known, message)
     except Exception:

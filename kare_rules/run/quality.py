@@ -79,6 +79,21 @@ class RunBlocked(DataError):
         self.check = check
 
 
+def percent(limit: float) -> str:
+    """A limit as the percentage it was given as: 0.2 -> '20%', 0.055 -> '5.5%', 0.005 -> '0.5%' (not '0%')."""
+    return f"{limit * 100:.10g}%"
+
+
+def share_over(share: float, limit: float) -> str:
+    """A share above `limit`, with as many decimals as it takes to read as above it: 50.003% over a 50% limit
+    is '50.003%', not '50.0%' (which reads as within it)."""
+    for decimals in range(1, 7):
+        text = f"{share * 100:.{decimals}f}"
+        if float(text) > limit * 100:
+            break
+    return f"{text}%"
+
+
 def _show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1%}" if value <= 1 else f"{value:,.2f}"
@@ -101,9 +116,9 @@ def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) ->
             for r in first.iter_rows(named=True)
         ))  # fmt: skip
         raise RunBlocked(
-            f"{quarantine.height} of {input_rows} input rows ({share:.1%}) failed validation, above the limit of "
-            f"{limit:.0%}; nothing was published. First failures: {examples}. Fix the source or raise the limit "
-            "(--max-quarantine-share).",
+            f"{quarantine.height:,} of {input_rows:,} input rows ({share_over(share, limit)}) failed validation, "
+            f"above the limit of {percent(limit)}; nothing was published. First failures: {examples}. Fix the "
+            "source or raise the limit (--max-quarantine-share).",
             result,
         )
     return result
@@ -128,9 +143,10 @@ def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) ->
         )
     if not passed:
         raise RunBlocked(
-            f"the run would remove {removed:,} of {current:,} current accounts ({share:.1%}: they are not in the "
-            f"input), above the limit of {t.max_removed_share:.0%}; nothing was published. Check that the source "
-            "is complete, or allow it with --max-removed-share (for example --max-removed-share 1).",
+            f"the run would remove {removed:,} of {current:,} current accounts "
+            f"({share_over(share, t.max_removed_share)}: they are not in the input), above the limit of "
+            f"{percent(t.max_removed_share)}; nothing was published. Check that the source is complete, or allow "
+            "it with --max-removed-share (for example --max-removed-share 1).",
             result,
         )
     return result

@@ -78,7 +78,7 @@ class DuckDBWarehouse:
         try:
             con = retry_while_locked(open_, f"the warehouse {self.path}", self.wait, self.on_wait)
         except duckdb.Error as exc:
-            raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}") from None
+            raise WarehouseBusy(f"cannot open the warehouse {self.path}: {exc}{damaged_advice(exc)}") from None
         if not read_only:
             try:
                 if memory_limit:
@@ -135,6 +135,19 @@ class DuckDBWarehouse:
                "status": "failed", "message": message[:2000], "finished_at": dt.datetime.now(dt.UTC)}  # fmt: skip
         with self.transaction() as session:
             session.insert("runs", pl.DataFrame([row], schema=schema_of("runs")))
+
+
+def damaged_advice(exc: BaseException) -> str:
+    """What to do when DuckDB found the file cut short (a disk that filled, a copy stopped half way) or with a
+    bad block, on opening it or later in a run: running again fails the same way."""
+    if not isinstance(exc, duckdb.Error):
+        return ""
+    if not any(sign in str(exc) for sign in ("Corrupt database file", "Could not read enough bytes")):
+        return ""
+    return (
+        "; the warehouse file is damaged (cut short or corrupt): restore it from a backup or a copy, or give "
+        "--warehouse a new file (which starts a new history)"
+    )
 
 
 @contextlib.contextmanager

@@ -54,9 +54,10 @@ def warehouse_lock(
             on_wait(f"waiting up to {timeout:g} s for another kare run on {warehouse} to finish")
             lock.acquire(timeout=timeout)
     except filelock.Timeout:
+        waited = f" (waited {timeout:g} s)" if timeout else ""  # told to wait, the operator needs a longer --wait
         raise WarehouseBusy(
-            f"another kare run is publishing to {warehouse}; wait for it to finish and run again, or pass "
-            "--wait SECONDS to queue behind it"
+            f"another kare run is publishing to {warehouse}{waited}; wait for it to finish and run again, or pass "
+            f"{'a longer ' if timeout else ''}--wait SECONDS to queue behind it"
         ) from None
     except OSError as exc:
         raise KareError(
@@ -90,9 +91,9 @@ def retry_while_locked(
             holder = _holder(str(exc))
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(
-                    f"{what} is held by another process{holder}; nothing was published. Close that connection "
-                    "(BI tools should read with short-lived read-only connections, see docs/bi.md) or pass "
-                    "--wait SECONDS to wait longer"
+                    f"{what} is held by another process{holder} (waited {timeout:g} s); nothing was published. "
+                    "Close that connection (BI tools should read with short-lived read-only connections, see "
+                    "docs/bi.md) or pass --wait SECONDS to wait longer"
                 ) from None
             if not told:
                 on_wait(f"waiting up to {timeout:g} s for {what}: another process{holder} has it open")
