@@ -233,6 +233,12 @@ def test_a_guard_names_its_limit_as_given_and_a_share_that_reads_as_above_it():
     quarantine = pl.DataFrame({"row_number": [1] * 4_802, "account_id": ["A1"] * 4_802, "reasons": [["bad"]] * 4_802})
     with pytest.raises(RunBlocked, match=r"^4,802 of 600,000 input rows \(0\.8%\) .*above the limit of 0\.5%;"):
         quarantine_check(quarantine, 600_000, 0.005)
+    # and, as the removed-share refusal does, a value to pass that lets this input through
+    with pytest.raises(RunBlocked, match=r"--max-quarantine-share 0\.01, to publish the 595,198 valid rows"):
+        quarantine_check(quarantine, 600_000, 0.005)
+    thirty = quarantine.head(1).select(pl.all().repeat_by(3_040).explode())
+    with pytest.raises(RunBlocked, match=r"--max-quarantine-share 0\.31, to publish the 6,960 valid rows"):
+        quarantine_check(thirty, 10_000, 0.2)
 
 
 def test_the_engine_is_part_of_a_runs_identity(two_runs):

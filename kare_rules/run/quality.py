@@ -118,10 +118,16 @@ def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) ->
         raise RunBlocked(
             f"{quarantine.height:,} of {input_rows:,} input rows ({share_over(share, limit)}) failed validation, "
             f"above the limit of {percent(limit)}; nothing was published. First failures: {examples}. Fix the "
-            "source or raise the limit (--max-quarantine-share).",
+            f"source or raise the limit (e.g. --max-quarantine-share {_enough(share)}, to publish the "
+            f"{input_rows - quarantine.height:,} valid rows and keep these aside with their reasons).",
             result,
         )
     return result
+
+
+def _enough(share: float) -> str:
+    """The smallest limit of two decimals that lets `share` through (0.31 for 30.4%), as an option reads it."""
+    return f"{min(math.ceil(round(share * 100, 9)) / 100, 1.0):g}"
 
 
 def removed_check(removed: int, current: int, input_rows: int, t: Thresholds) -> CheckResult:
