@@ -71,6 +71,7 @@ def test_a_reader_holding_the_file_past_wait_fails_the_run_clearly_and_changes_n
     err = capsys.readouterr().err
     assert code == 1
     assert "is held by another process" in err and "--wait SECONDS" in err and "nothing was published" in err
+    assert err.count("nothing was published") == 1  # the refusal says it; the line after it said it again
     assert Warehouse(warehouse).last_run("cloudnine")["as_of"] == DAY
 
 

@@ -132,10 +132,14 @@ def _run_organizations(args: argparse.Namespace) -> int:
             if source == DEFAULT_INPUT and not Path(source.replace("{org}", org)).exists():
                 # The person never named that path: it is where `kare sample` writes, not their accounts.
                 err("  (that is the default input, where kare sample writes; name yours with --input or KARE_INPUT)")
-            logged = " (the failure is in kare.runs)" if exc.recorded else ""
+            # said once: most refusals already end in it
+            said = [] if "nothing was published" in str(exc) else ["nothing was published"]
             # only a warehouse that is one holds a previous run (not a new path, not some other file)
-            kept = "; the tables are as they were" if holds_duckdb(Path(args.warehouse)) else ""
-            err(f"  nothing was published{kept}{logged}")
+            kept = ["the tables are as they were"] if holds_duckdb(Path(args.warehouse)) else []
+            logged = "(the failure is in kare.runs)" if exc.recorded else ""
+            line = " ".join(part for part in ("; ".join([*said, *kept]), logged) if part)
+            if line:
+                err(f"  {line}")
             continue
         published.append(org)
         for line in summary_lines(result):
