@@ -56,7 +56,7 @@ def read_accounts(
 
             hint = separator_hint(schema.names())
             raise DataError(
-                f"input {_masked(text)} has no column {', '.join(map(repr, absent))}; present: "
+                f"input {masked(text)} has no column {', '.join(map(repr, absent))}; present: "
                 f"{one_line(', '.join(schema.names()))}" + (f". {hint}" if hint else "")
             )
         lazy = lazy.filter(where)
@@ -66,7 +66,7 @@ def read_accounts(
         raise _read_error(text, exc) from None
     if frame.height == 0 and where is None and not allow_empty:
         raise DataError(
-            f"input {_masked(text)} has no rows (columns: {one_line(', '.join(frame.columns)) or 'none'}); an empty "
+            f"input {masked(text)} has no rows (columns: {one_line(', '.join(frame.columns)) or 'none'}); an empty "
             "extract is refused because it would make every account disappear. Check the export that wrote it"
         )
     return frame
@@ -142,7 +142,7 @@ def source_files(text: str) -> list[Path]:
     if _is_glob(text):
         files = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
         if not files:
-            raise DataError(f"input {_masked(text)} matches no file; check the folder and the pattern ({SOURCE_HELP})")
+            raise DataError(f"input {masked(text)} matches no file; check the folder and the pattern ({SOURCE_HELP})")
     else:
         files = [Path(text)]
     for f in files:
@@ -304,7 +304,7 @@ def _same_schema(text: str, schemas: dict[Path, dict[str, str]], ordered: bool =
             + ["its columns are in another order"] * (not (missing or extra or typed))
         )
         raise DataError(
-            f"the files of input {_masked(text)} do not share one schema: {path} differs from {first} "
+            f"the files of input {masked(text)} do not share one schema: {path} differs from {first} "
             f"({'; '.join(what)}). Make them agree, or read them one at a time"
         )
 
@@ -316,7 +316,7 @@ def _schema(lazy: pl.LazyFrame, text: str) -> pl.Schema:
         schema = lazy.clone().collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_error(text, exc) from None
-    refuse_pattern_names(schema.names(), f"input {_masked(text)}")
+    refuse_pattern_names(schema.names(), f"input {masked(text)}")
     return schema
 
 
@@ -339,7 +339,7 @@ def _read_error(text: str, exc: Exception) -> DataError:
     message = str(exc)
     if message.startswith("empty CSV"):  # only line ends, or only a byte-order mark: as empty as 0 bytes
         return DataError(
-            f"input {_masked(text)} is empty (no header, no rows: only line ends or a byte-order mark); check the "
+            f"input {masked(text)} is empty (no header, no rows: only line ends or a byte-order mark); check the "
             "export that wrote it"
         )
     if "utf-8" in message.lower() or "utf8" in message.lower():
@@ -370,7 +370,7 @@ def _read_error(text: str, exc: Exception) -> DataError:
                 if wrong := _separator_error(path):
                     return wrong
                 return DataError(f"input {path}:{line}: {what}")
-    return DataError(f"cannot read input {_masked(text)}: {_first_line(exc)}")
+    return DataError(f"cannot read input {masked(text)}: {_first_line(exc)}")
 
 
 def _separator_error(path: Path) -> DataError | None:
@@ -462,7 +462,7 @@ def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
 
 def _first_line(exc: BaseException) -> str:
     """An error's first line, any password of a URL in it masked (psycopg quotes the connection string)."""
-    return _masked((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    return masked((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
 # A URL's user and the ':' before its password; the password runs to the last @ before a space (an unencoded @
@@ -475,11 +475,6 @@ _PASSWORD_PARAMETER = re.compile(r"(\bpassword=)[^&\s]+", re.IGNORECASE)
 
 
 def masked(text: str) -> str:
-    """`text` with the password of every URL in it written as ***: a source as messages may show it."""
-    return _masked(text)
-
-
-def _masked(text: str) -> str:
     """`text` with the password of every URL in it (scheme://user:password@host, or a `password=` parameter)
     written as ***.
 
@@ -666,18 +661,18 @@ def _read_sql(spec: str) -> pl.LazyFrame:
                     # "; COMMIT; SET … read_only = off; DROP …" is a syntax error, not a way out.
                     cur.execute(query, prepare=True)
                     if cur.description is None:
-                        raise DataError(f"the query of source sql:{_masked(url)} returns no rows (it is not a SELECT)")
+                        raise DataError(f"the query of source sql:{masked(url)} returns no rows (it is not a SELECT)")
                     names = [d.name for d in cur.description]
                     rows = cur.fetchall()
                 conn.rollback()  # nothing to keep: a source only reads
         except psycopg.Error as exc:
             raise DataError(
-                f"the query of source sql:{_masked(url)} failed (a source is one SELECT, run read-only): "
+                f"the query of source sql:{masked(url)} failed (a source is one SELECT, run read-only): "
                 f"{_first_line(exc)}"
             ) from None
         return _converted(lambda: pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None),
-                          f"sql:{_masked(url)}").lazy()  # fmt: skip
-    raise UsageError(f"unsupported database URL {_masked(url)!r}; use postgresql://… or duckdb:///path")
+                          f"sql:{masked(url)}").lazy()  # fmt: skip
+    raise UsageError(f"unsupported database URL {masked(url)!r}; use postgresql://… or duckdb:///path")
 
 
 def _numeric_loader():
@@ -740,7 +735,7 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
     missing = ([] if key else [rules.key]) + [c for c in trends if c not in frame.columns]
     if missing:
         raise DataError(
-            f"previous values {_masked(text)} have no column {', '.join(map(repr, missing))}; they need the key column "
+            f"previous values {masked(text)} have no column {', '.join(map(repr, missing))}; they need the key column "
             f"and the columns the trends read ({', '.join(trends)}); "
             f"columns present: {one_line(', '.join(frame.columns))}"
         )
@@ -767,7 +762,7 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         if bad.height:
             row = bad.row(0, named=True)
             raise DataError(
-                f"previous values {_masked(text)}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
+                f"previous values {masked(text)}: account {row['account_id']!r} has {c} = {frame[c][row['_row']]!r}, "
                 f"not {_a_value_of(rules.input(c).type, typed[c][row['_row']])}; fix the value "
                 "or leave it empty (no previous value)"
             )
@@ -778,15 +773,15 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
         if wrong_type.any():
             value = frame[key].filter(wrong_type)[0]
             raise DataError(
-                f"previous values {_masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
+                f"previous values {masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
                 f"{rules.key} is declared in inputs; give the accounts' keys as the input has them"
             )
-        raise DataError(f"previous values {_masked(text)} have a row without a key ({key}); every row needs one")
+        raise DataError(f"previous values {masked(text)} have a row without a key ({key}); every row needs one")
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:
         row = counts.sort("account_id").row(0, named=True)
         raise DataError(
-            f"account {row['account_id']!r} appears {row['len']} times in the previous values {_masked(text)}; "
+            f"account {row['account_id']!r} appears {row['len']} times in the previous values {masked(text)}; "
             "give one row per account"
         )
     return typed.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in trends)

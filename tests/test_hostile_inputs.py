@@ -657,8 +657,8 @@ def test_masking_passwords_takes_one_pass_over_a_long_message():
     # (://user:)\\S*@, tried again at each '://', scanned the rest of the word each time, so a 1 MB value of
     # '://a:' held the command for many minutes. Under the subprocess time limit, not a timing.
     code = (
-        "from kare_rules.sources import _masked\n"
-        "print(len(_masked('://a:' * 200_000 + ' x')), _masked('://a:' * 3 + '@h ://u:p@q'))"
+        "from kare_rules.sources import masked\n"
+        "print(len(masked('://a:' * 200_000 + ' x')), masked('://a:' * 3 + '@h ://u:p@q'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
                           preexec_fn=_limit_memory)  # fmt: skip
