@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from kare_rules.run.slicing import (
     unkept_budget,
 )
 from kare_rules.sources import count_rows, file_state, read_accounts, stream_accounts
-from kare_rules.tables import EDGE_COLUMNS, conformed, empty, empty_current, schema_of
+from kare_rules.tables import EDGE_COLUMNS, SCHEMA, conformed, empty, empty_current, schema_of
 from kare_rules.validation import require_columns, validate_accounts
 from kare_rules.warehouse import DuckDBWarehouse, Session, WarehouseBusy, warehouse_lock
 from kare_rules.warehouse.duckdb import IdRange, damaged_advice
@@ -763,17 +764,13 @@ def _run(
                      early_warning=engine == "polars")  # fmt: skip
 
 
-def migration_note(added: list[str]) -> str:
-    """What a run that migrated an older kare's warehouse did, and what follows: it happened silently, and an
-    older kare then stops at its first write with DuckDB's 'has 18 columns but 10 values were supplied'."""
-    tables = [a for a in added if a.count(".") == 1]
-    columns: dict[str, int] = {}
-    for a in added:
-        if a.count(".") == 2:
-            table = a.rsplit(".", 1)[0]
-            columns[table] = columns.get(table, 0) + 1
+def migration_note(added: list[tuple[str, str | None]]) -> str:
+    """What a run that migrated an older kare's warehouse did (`ensure_tables`' (table, column) pairs), and what
+    follows: it happened silently, and an older kare then stops at its first write with DuckDB's 'has 18
+    columns but 10 values were supplied'."""
+    columns = Counter(f"{SCHEMA}.{table}" for table, column in added if column is not None)
     parts = [f"{n} column{'s' * (n > 1)} to {t}" for t, n in columns.items()]
-    parts += [f"the table {t}" for t in tables]
+    parts += [f"the table {SCHEMA}.{table}" for table, column in added if column is None]
     return (
         f"upgraded the warehouse, made by an older kare: added {', '.join(parts)} (null in the rows already "
         "there); an older kare can no longer write it, so to go back restore a copy made before the upgrade "

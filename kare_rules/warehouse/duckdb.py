@@ -56,7 +56,7 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.wait = wait
         self.on_wait = on_wait
-        self.migrated: list[str] = []  # what the last connection for writing added to an older kare's tables
+        self.migrated: list[tuple[str, str | None]] = []  # what the last connection for writing added (ensure_tables)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -173,12 +173,12 @@ def _stop_signals_held() -> Iterator[None]:
             signal.raise_signal(came[0])
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
     """Create the schema, any missing table and any missing column: a warehouse of an older kare is
     migrated in place (new columns are null in its old rows), and the views BI reads are (re)defined.
     The contract's never-null columns are NOT NULL; in an older warehouse they become so unless old
-    rows hold a null there. Returns what it added to an older kare's tables (`kare.table` or
-    `kare.table.column`), empty for a new warehouse or one already up to date."""
+    rows hold a null there. Returns what it added to an older kare's tables, as (table, column) pairs (column
+    None for a whole table), empty for a new warehouse or one already up to date."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
     have = _fetch(
         con,
@@ -190,18 +190,18 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     for table, column, nullable, _ in have.iter_rows():
         existing.setdefault(table, {})[column] = nullable == "YES"
     _refuse_other_layouts(have)
-    added: list[str] = []
+    added: list[tuple[str, str | None]] = []
     for table, (_, _, columns) in TABLES.items():
         required = never_null(table)
         if table not in existing:
             cols = ", ".join(f"{_q(n)} {_sql_type(t)}{' NOT NULL' if n in required else ''}" for n, t, _ in columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {_t(table)} ({cols})")
-            added.append(f"{SCHEMA}.{table}")
+            added.append((table, None))
             continue
         for name, dtype, _ in columns:
             if name not in existing[table]:
                 con.execute(f"ALTER TABLE {_t(table)} ADD COLUMN {_q(name)} {_sql_type(dtype)}")
-                added.append(f"{SCHEMA}.{table}.{name}")
+                added.append((table, name))
         for name in required:
             if existing[table].get(name, True):
                 # Autocommit, before any run's transaction: a refusal (old rows with a null; an index someone
@@ -304,7 +304,7 @@ VIEW_COLUMNS = {  # view -> (the table it reads, {computed column: description})
 class Session:
     """The statements of one run inside its transaction: reads of current state, writes of changes."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, migrated: list[str] | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, migrated: list[tuple[str, str | None]] | None = None):
         self.con = con
         self.committed = False  # set once its transaction's COMMIT went through
         self.migrated = migrated or []  # what opening the warehouse added to an older kare's tables
