@@ -652,16 +652,17 @@ def _nearest(space: _Space, pats: _Patterns, edges: list[_ColumnEdge], detail: b
     present = sorted(set(sets))
     index = {s: g for g, s in enumerate(present)}
     group = pl.Series([index[s] for s in sets], dtype=pl.UInt8 if len(present) < 256 else pl.UInt32)
-    # only the columns the plans read: the pattern, its set, the quantities
+    # only the columns the plans read: the row number (made once here, not once per plan), the pattern,
+    # its set, the quantities
     base = frame.select(
         "_edge_pat", pl.lit(group).gather(pl.col("_edge_pat")).alias("_edge_set"), *[e.column for e in edges]
-    )
+    ).with_row_index("_edge_row")
     plans = []
     for g, s in enumerate(present):
         chosen = [(e, o) for j, (e, o) in enumerate(zip(edges, offsets, strict=True)) if s >> j & 1]
         if not chosen:
             continue
-        rows = base.lazy().with_row_index("_edge_row").filter(pl.col("_edge_set") == g)
+        rows = base.lazy().filter(pl.col("_edge_set") == g)
         if len(chosen) == 1:
             e, offset = chosen[0]
             plans.append(_single(rows, e, offset))

@@ -320,9 +320,11 @@ def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -
             limit = min(MAX_TABLE, max(4096, part.height // 4))
             ranges = _key_ranges(bounded, compiler, limit)
             parts.append(part.lazy().select("_row", compiler.reason_text(pieces, ranges, limit)))
-        built = pl.concat(parts).collect()
+        # Collected apart and then put together: one lazy concat collects into hundreds of chunks, and
+        # the scatter below reads its row numbers from them (10M accounts: 0.45 s against 0.53 s in all).
+        built = pl.concat(pl.collect_all(parts), rechunk=False)
         built_at = pl.int_range(len(texts), len(texts) + built.height, eager=True, dtype=pl.UInt32)
-        at = at.scatter(built["_row"], built_at)
+        at = at.scatter(built["_row"].rechunk(), built_at)
         table = pl.concat([table, built["reason"]], rechunk=True)
     return result.insert_column(where, _gathered(table, at))
 
