@@ -206,3 +206,27 @@ def engine_extra(result: pl.DataFrame) -> list[str]:
     from kare_rules.edges import EDGE_COLUMNS
 
     return [*EDGE_COLUMNS, "watches"]
+
+
+def test_braces_in_rule_values_and_in_the_data_read_as_written():
+    # Braces from the rule file or the data are text, never placeholders (Polars' pl.format would take them
+    # so; it also panicked on inputs in many chunks, so reasons are built with concat_str).
+    rules = load_rules_text(
+        """\
+format: kare/v1
+organization: braces
+version: 1.0.0
+inputs: {id: {type: string, key: true}, tag: {type: string, nullable: true}, n: {type: integer, nullable: true}}
+profiles:
+  keep: {when: {all: [{tag: {in: ['{}', '{n}', 'a}{b', '{{x}}']}}, {n: {gte: 1}}]}}
+  attain: {when: {not: {tag: {eq: '{0}'}}}}
+""",
+        "braces.yaml",
+    )
+    tags = ["{}", "{n}", "a}{b", "{{x}}", "{0}", None, "{"]
+    frame = pl.DataFrame({"id": [f"a{i}" for i in range(len(tags) * 3)], "tag": tags * 3, "n": [1, 2, None] * 7})
+    got = categorize(rules, frame, AS_OF)
+    assert_frame_equal(got, categorize_explained(rules, frame, AS_OF))
+    assert got.filter(pl.col("id") == "a1")["reason"].item() == (
+        "keep: tag in ['{}', '{n}', 'a}{b', '{{x}}'] ['{n}'] and n ≥ 1 [2]"
+    )
