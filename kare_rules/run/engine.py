@@ -813,9 +813,10 @@ def restored_categories(
         "account_categories",
         rows.select(
             pl.lit(org).alias("org"), "account_id", "category", "matched_rule",
-            pl.format("{}: kept while its input rows are quarantined (its explanation of {} was replaced when {} was "
-                      "run again)", "category", pl.col("as_of").dt.strftime("%Y-%m-%d"), pl.lit(str(as_of))
-                      ).alias("reason"),
+            # concat_str, not pl.format: Polars 2.1's panics on some frames a filter leaves (validation._text)
+            pl.concat_str("category", pl.lit(": kept while its input rows are quarantined (its explanation of "),
+                          pl.col("as_of").dt.strftime("%Y-%m-%d"), pl.lit(f" was replaced when {as_of} was run again)")
+                          ).alias("reason"),
             "rules_version", "rules_digest", "as_of", "run_id",
             *[pl.lit(None).alias(c) for c in ("overlaps", *EDGE_COLUMNS)],  # unknown: their run was replaced
         ),
