@@ -620,6 +620,34 @@ def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told
     assert (tmp_path / "data" / "warehouse.duckdb").exists()
 
 
+def test_kare_run_reads_the_rules_from_kare_rules_dir_as_the_pipeline_does(tmp_path, capsys, monkeypatch):
+    # kare run read $KARE_INPUT and $KARE_WAREHOUSE but not $KARE_RULES_DIR: from any other folder than the
+    # rules repository's, the settings exported for Dagster gave "no rules for 'ledger' in rules/".
+    folder = tmp_path / "repo" / "rules" / "ledger"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(
+        "format: kare/v1\norganization: ledger\nversion: 1.0.0\n"
+        "inputs: {account_id: {type: string, key: true}, is_customer: {type: boolean}}\n"
+        "profiles: {keep: {when: {is_customer: true}}}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "accounts.csv").write_text("account_id,is_customer\nL-1,true\nL-2,false\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("KARE_RULES_DIR", str(folder.parent))
+    run = ["run", "--org", "ledger", "--as-of", "2026-11-01", "--input", str(tmp_path / "accounts.csv")]
+    assert main([*run, "--warehouse", "w.duckdb"]) == 0
+    assert "keep 1" in capsys.readouterr().out
+    monkeypatch.setenv("KARE_RULES_DIR", "")  # blank is unset: rules/ here, which is not there
+    assert main([*run, "--warehouse", "w.duckdb"]) == 2
+    assert (
+        "no rules directory rules/ (give the folder of rules/<org>/kare.yaml with --rules-dir, or set "
+        "KARE_RULES_DIR)" in capsys.readouterr().err
+    )
+    assert main([*run, "--warehouse", "w.duckdb", "--rules-dir", str(folder.parent)]) == 0
+
+
 def test_the_summaries_list_the_categories_the_rules_define_in_their_precedence(tmp_path, capsys, monkeypatch):
     # An organization with only keep and exit (keep first) read 'expand 0 · recapture 0 · attain 0' in kare
     # run's summary and kare categorize's table, as a category defined but never matched reads.

@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--org", help="the organization (a directory under --rules-dir)")
     s.add_argument("--all-orgs", action="store_true", help="run every organization in --rules-dir, one after another")
-    s.add_argument("--rules-dir", default="rules", metavar="DIR",
-                   help="where rules/<org>/kare.yaml live (default: %(default)s)")  # fmt: skip
+    s.add_argument("--rules-dir", metavar="DIR",
+                   help="where <org>/kare.yaml live (default: $KARE_RULES_DIR, else rules)")  # fmt: skip
     s.add_argument(
         "--input", metavar="SOURCE",
         help="accounts; {org} and {as_of} are filled in (default: $KARE_INPUT, else "

@@ -66,6 +66,9 @@ def _run_organizations(args: argparse.Namespace) -> int:
     from kare_rules.warehouse.duckdb import DEFAULT_WAREHOUSE
     from kare_rules.warehouse.lock import holds_duckdb
 
+    # As the Dagster layer reads it (README): with the settings exported for it, a run from another folder
+    # found no organization.
+    args.rules_dir = args.rules_dir or os.environ.get("KARE_RULES_DIR", "").strip() or "rules"
     root = Path(args.rules_dir)
     known = organizations(root)
     skipped = []  # organization folders --all-orgs could not run: they fail the command like a failed run
@@ -181,7 +184,10 @@ def demo_query(warehouse: str) -> str:
 def _require_folder(root: Path, given: str) -> None:
     """A rules directory that is not there says so, rather than that it holds no organization."""
     if not root.is_dir():
-        raise UsageError(f"no rules directory {given}/ (give the folder of rules/<org>/kare.yaml with --rules-dir)")
+        raise UsageError(
+            f"no rules directory {given}/ (give the folder of rules/<org>/kare.yaml with --rules-dir, or set "
+            "KARE_RULES_DIR)"
+        )
 
 
 @command
