@@ -1369,6 +1369,14 @@ class _Checker:
             actions = self.test_actions(t.get("actions"), here) if "actions" in t else None
             previous = self.test_previous(t["previous"], here, dict(values)) if "previous" in t else ()
             next_category = self.test_next_category(t["next_category"], here) if "next_category" in t else None
+            if next_category is not None and next_category == expect:
+                # a move goes to another category: this test could never pass
+                self.err(
+                    (*here, "next_category"),
+                    f"next_category is the category the account moves to, so it cannot be its expected category "
+                    f"'{expect}'; write the category it moves to, or 'none' for no move within "
+                    f"{m.DEFAULT_HORIZON_DAYS} days",
+                )
             next_move_on = (
                 self.test_next_move_on(t["next_move_on"], here, as_of, next_category) if "next_move_on" in t else None
             )

@@ -112,8 +112,7 @@ def test_a_wrong_matched_rule_or_action_list_fails_the_test_and_says_which(work,
     assert code == 1
     assert out.splitlines() == [
         f"FAIL rules/acme/kare.yaml:{T2_LINE} small payer is keep and is welcomed",
-        "     expected: keep",
-        "     got:      keep",
+        "     category: keep, as expected",  # not "expected: keep / got: keep": what failed is below
         "     reason:   keep: paying (is_customer = true)",
         "     actions: expected [renewal-check], got [renewal-check, welcome]",
         "1 passed, 1 failed",
@@ -429,6 +428,7 @@ def test_a_test_expecting_no_move_that_moves_says_when_the_move_comes(work, caps
     code, out, _ = run(capsys, "test", "rules/acme")
     assert code == 1
     assert "     next_category: expected none, got unassigned on 2027-10-02" in out.splitlines()
+    assert "     category: recapture, as expected" in out.splitlines()
     code, out, _ = run(capsys, "test", "--format", "json", "rules/acme")
     mismatches = json.loads(out)["files"][0]["tests"][2]["mismatches"]
     assert mismatches == [{"what": "next_category", "expected": "none", "got": "unassigned"}]  # JSON unchanged
@@ -1094,3 +1094,19 @@ def test_init_of_a_sample_without_dates_says_the_derived_example_needs_one(work,
     text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
     example = "days_since_last_order: {days_since: last_order_date}   # needs a date input: the sample has none"
     assert f"#   {example}" in text
+
+
+def test_a_test_whose_next_category_is_its_expected_category_is_a_located_error(work, capsys):
+    # It could never pass: a move goes to another category. It ran, and failed with "expected keep, got none".
+    same = RULES.replace(
+        "    expect: keep\n    actions: [welcome, renewal-check]\n",
+        "    expect: keep\n    actions: [welcome, renewal-check]\n    next_category: keep\n",
+    )
+    write_org(work, "acme", same)
+    code, out, _ = run(capsys, "validate", "rules/acme")
+    assert code == 1
+    line = same.splitlines().index("    next_category: keep") + 1
+    assert (
+        f"rules/acme/kare.yaml:{line}:20: next_category is the category the account moves to, so it cannot be its "
+        "expected category 'keep'; write the category it moves to, or 'none' for no move within 366 days"
+    ) in out.splitlines()  # at the value, as the other next_category errors

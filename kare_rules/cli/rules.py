@@ -146,7 +146,10 @@ def _failure_lines(r) -> list[str]:
     """What a failed test expected and got, and for a wrong category the tree that shows why."""
     from kare_rules.engine import render_tree
 
-    lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
+    if r.got == r.test.expect:  # what failed is below: the matched rule, the actions or the next move
+        lines = [f"category: {r.got}, as expected", f"reason:   {r.reason}"]
+    else:
+        lines = [f"expected: {r.test.expect}", f"got:      {r.got}", f"reason:   {r.reason}"]
     for mm in r.mismatches:
         if mm.what != "category":
             # A move the author did not expect, or to another category: when it comes says why.
