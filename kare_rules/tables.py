@@ -133,7 +133,7 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[str, pl.DataType, str]]]] = {
             ("recapture", INT, "Accounts in recapture."),
             ("attain", INT, "Accounts in attain."),
             ("unassigned", INT, "Accounts that matched nothing."),
-            ("moved", INT, "Accounts whose category changed since the previous run (new and removed excluded)."),
+            ("moved", INT, "Accounts whose category changed since the last run (new, returned, removed excluded)."),
             ("actions_opened", INT, "Actions opened by this run."),
             ("actions_closed", INT, "Actions superseded by this run."),
             ("started_at", TS, "When the run started (UTC)."),

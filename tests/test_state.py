@@ -200,10 +200,11 @@ def test_kare_schema_table_prints_the_contract_of_the_published_table(tmp_path, 
     assert "is not a kare table; give one of account_categories" in capsys.readouterr().err
     # the view BI tools see beside the tables is named as one, with where its columns are described
     assert main(["schema", "--table", "upcoming_moves"]) == 2
-    assert (
-        "is a view over account_categories (docs/bi.md), not a table: it has the columns of account_categories"
-        in capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "is a view over account_categories (docs/bi.md), not a table: its columns are org, account_id," in err
+    # it said "the columns of account_categories", which the view has only some of (no watches, no overlaps)
+    assert "next_move_on, days_to_move, edge_category," in err and "watches" not in err
+    assert "days_to_move is its own; the others come from account_categories (kare schema --table" in err
 
 
 WINDOW_RULES = """\

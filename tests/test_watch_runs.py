@@ -339,3 +339,22 @@ def test_a_renamed_watch_is_one_rename_to_the_reviewer_who_is_told_the_run_reope
     run_organization("watchful", D2, today, wh, bundle=RuleBundle(load_rules(other), renamed, ()))
     q = wh.read("action_queue", "watchful").sort("created_on")
     assert q.select("source", "status").rows() == [("watch:lapsing", "done"), ("watch:lapse-soon", "open")]
+
+
+def test_a_duckdb_engine_run_publishes_watches_and_overlaps_as_unknown_not_as_none_held(tmp_path):
+    # The SQL engine computes neither: it published empty lists, which a dashboard reads as "no watch
+    # holds" and "no other category held" (docs/bi.md: the early-warning columns are then null).
+    folder = tmp_path / "rules" / "watchful"
+    folder.mkdir(parents=True)
+    (folder / "kare.yaml").write_text(RULES)
+    bundle = RuleBundle(load_rules(folder), RULES, ())
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    first = accounts(A=(dt.date(2026, 7, 15), 5000.0))  # keep, 14 days from recapture: the watch 'lapsing' holds
+    run_organization("watchful", D1, first, wh, bundle=bundle, engine="duckdb")
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        rows = con.sql('SELECT category, watches, "overlaps", next_move_on FROM kare.account_categories').fetchall()
+    assert rows == [("keep", None, None, None)]
+    run_organization("watchful", D2, first, wh, bundle=bundle)
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        rows = con.sql('SELECT category, watches, "overlaps" FROM kare.account_categories').fetchall()
+    assert rows == [("keep", ["lapsing"], [])]

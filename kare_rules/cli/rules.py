@@ -385,12 +385,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from kare_rules.tables import TABLES
 
     if args.table is not None and args.table not in TABLES:
-        from kare_rules.warehouse.duckdb import VIEW_COLUMNS
+        from kare_rules.warehouse.duckdb import VIEW_COLUMNS, VIEWS
 
         if args.table in VIEW_COLUMNS:  # a view has no schema of its own
+            import sqlglot
+
             base, computed = VIEW_COLUMNS[args.table]
-            raise UsageError(f"--table {args.table!r} is a view over {base} (docs/bi.md), not a table: it has the "
-                             f"columns of {base} (kare schema --table {base}) and {', '.join(computed)}")  # fmt: skip
+            columns = sqlglot.parse_one(VIEWS[args.table][0], read="duckdb").named_selects
+            raise UsageError(f"--table {args.table!r} is a view over {base} (docs/bi.md), not a table: its columns "
+                             f"are {', '.join(columns)}; {', '.join(computed)} {'is' if len(computed) == 1 else 'are'} "
+                             f"its own; the others come from {base} (kare schema --table {base})")  # fmt: skip
         raise UsageError(f"--table {args.table!r} is not a kare table; give one of {', '.join(TABLES)}")
     path = schema_path(f"tables/{args.table}.json") if args.table else RULES_SCHEMA
     out(path.read_text(encoding="utf-8").rstrip())

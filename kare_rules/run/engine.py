@@ -177,13 +177,13 @@ def categorize_with(
     rules: m.RuleSet, valid: pl.DataFrame, as_of: dt.date, engine: str = "polars", previous: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """Categorize with the chosen engine. The DuckDB engine runs the compiled SQL and gives no
-    explanations: reason is null and overlaps empty (kare explain shows any account's tree).
+    explanations: reason and overlaps are null, not computed (kare explain shows any account's tree).
     `previous`: the accounts' values in the previous run, for trends."""
     if engine == "duckdb":
         from kare_rules.compile_sql import categorize_duckdb
 
         return categorize_duckdb(rules, valid, as_of, previous).with_columns(
-            pl.lit(None, dtype=pl.String).alias("reason"), pl.lit([], dtype=pl.List(pl.String)).alias("overlaps")
+            pl.lit(None, dtype=pl.String).alias("reason"), pl.lit(None, dtype=pl.List(pl.String)).alias("overlaps")
         )
     if engine != "polars":
         raise KareError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
@@ -211,10 +211,8 @@ def categorize_run(
     """The account_categories rows of the valid accounts: category, rule, reason, versioned."""
     result = categorize_with(rules, valid, as_of, engine, previous)
     types = schema_of("account_categories")
-    no_watches = pl.lit([], dtype=pl.List(pl.String))
-    if "watches" not in result.columns:  # the SQL engine gives no early warning
-        nulls = [pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS if c != "watches"]
-        result = result.with_columns(*nulls, no_watches.alias("watches"))
+    if "watches" not in result.columns:  # the SQL engine gives no early warning: unknown, null (not "none holds")
+        result = result.with_columns(pl.lit(None, dtype=types[c]).alias(c) for c in EDGE_COLUMNS)
     result = pin_overrides(rules, valid, result, as_of, overrides, previous, moves=engine == "polars")
     return conformed(
         "account_categories",
