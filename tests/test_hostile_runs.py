@@ -143,6 +143,11 @@ def test_an_earlier_date_after_a_later_one_is_refused(folder):
     ran = kare("run", "--org", "cloudnine", "--input", "accounts.parquet", "--as-of", "2026-08-31", cwd=folder)
     assert ran.returncode == 1
     assert "was already published for 2026-09-30; a run for the earlier date 2026-08-31" in ran.stderr
+    # and what to do when that date was missed, not only "run a later date"
+    assert (
+        "to put the missed date into the history, run every date again from the first, in order, into a new "
+        "warehouse file" in " ".join(ran.stderr.split())
+    )
     assert unchanged_but_logged(before, tables(folder))
 
 

@@ -168,7 +168,9 @@ def check_forward(org: str, as_of: dt.date, last_as_of: dt.date | None) -> None:
     if last_as_of and as_of < last_as_of:
         raise OutOfOrder(
             f"{org} was already published for {last_as_of}; a run for the earlier date {as_of} would rewrite "
-            f"later history. Run {last_as_of} or a later date.",
+            f"later history. Run {last_as_of} or a later date; to put the missed date into the history, run every "
+            f"date again from the first, in order, into a new warehouse file (actions marked done are not carried "
+            f"over).",
             last_as_of,
         )
 
