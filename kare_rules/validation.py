@@ -222,8 +222,12 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name], c.type)).to_series() & typed[c.name].is_null()
         if lost.any():
-            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if raw.schema[c.name] == pl.String else "")
-            why = f" is not a valid {c.type}{hint}"
+            text = raw.schema[c.name] == pl.String
+            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if text else "")
+            why = pl.lit(f" is not a valid {c.type}{hint}")
+            if text and c.nullable:  # an export's 'N/A' or 'null' for a missing value: say how to write one
+                marker = pl.col(c.name).str.strip_chars().str.to_lowercase().is_in(_MISSING_MARKERS)
+                why = pl.when(marker).then(why + pl.lit(_EMPTY_HINT)).otherwise(why)
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
@@ -312,10 +316,16 @@ _TEXT_FORMAT = {
 }
 
 
-def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:
+# Text that exports write for a missing value. Not read as missing (a 'null' could be a value), but a reason
+# for one in a nullable column says what a missing value is.
+_MISSING_MARKERS = ["n/a", "na", "#n/a", "null", "none", "nil", "-", "--", "?"]
+_EMPTY_HINT = "; for a missing value leave the cell empty (the column is nullable)"
+
+
+def _text(before: str, value: pl.Expr, after: str | pl.Expr) -> pl.Expr:
     """A reason around a value. Not pl.format: Polars 2.1 panics when it puts a literal beside a column
     whose first chunk is empty, which a filter leaves of a CSV or Parquet file read in several chunks."""
-    return pl.concat_str([pl.lit(before), value, pl.lit(after)])
+    return pl.concat_str([pl.lit(before), value, after if isinstance(after, pl.Expr) else pl.lit(after)])
 
 
 _FAILURE_SCHEMA = {ROW: pl.UInt32, "column": pl.String, "reason": pl.String, "null_check": pl.Boolean}

@@ -308,6 +308,28 @@ def test_wrong_types_in_csv_are_quarantined_with_the_value_and_the_type(tmp_path
     assert '"seats":"abc"' in checked.quarantine["record"][0]
 
 
+def test_an_exports_n_a_in_a_nullable_column_says_that_a_missing_value_is_an_empty_cell(tmp_path):
+    """'N/A', 'null' and '-' in nullable columns were quarantined with 'write a whole number such as 1200'
+    alone: a data engineer whose export writes missing values so was not told how to write one."""
+    checked = _checked_csv(
+        tmp_path,
+        [
+            "A,ana,team,smb,true,null,10,5,N/A,50, - ,0",
+            "B,ana,team,smb,true,1000,N/A,5,1x,50,,0",  # seats is not nullable; '1x' is no missing value
+        ],
+    )
+    empty = "; for a missing value leave the cell empty (the column is nullable)"
+    reasons = _reasons(checked)
+    assert reasons[1] == [
+        "arr: null is not a valid float; write a number such as 1200.5 (a point for decimals), without thousands "
+        f"separators, currency or %{empty}",
+        "nps: N/A is not a valid integer; write a whole number such as 1200, without thousands separators or "
+        f"units{empty}",
+        f"churned_on:  -  is not a valid date; write YYYY-MM-DD{empty}",
+    ]
+    assert not any(empty in r for r in reasons[2])
+
+
 def test_input_rows_equal_valid_plus_quarantined_on_a_large_dirty_frame():
     df = synthesize(RULES, 5000, AS_OF, seed=3)
     i = pl.int_range(pl.len())
