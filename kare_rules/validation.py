@@ -100,10 +100,11 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
     # Only our own names after the selects (the input may have a column named `reasons` or `record`).
     # The account id is the key as published when it parses (an integer key written 1.0 or 05 is
     # account 1 or 5, so a quarantined row holds that account), else the key as written.
-    written = raw.join(per_row.select(ROW), on=ROW, how="semi").select(
+    bad_raw = raw.join(per_row.select(ROW), on=ROW, how="semi")
+    written = bad_raw.select(
         ROW,
         as_text(pl.col(rules.key), schema[rules.key]).alias("written"),
-        pl.struct(_recordable(schema, record_cols)).struct.json_encode().alias("record"),
+        pl.struct(_recordable(schema, record_cols, bad_raw)).struct.json_encode().alias("record"),
     )
     typed_key = typed.join(per_row.select(ROW), on=ROW, how="semi").select(
         ROW, pl.col(rules.key).cast(pl.String).alias("typed")
@@ -274,13 +275,17 @@ def _bytes_text(value: bytes) -> str:
     return "0x" + value.hex() if text is None else text
 
 
-def _recordable(schema: pl.Schema, columns: list[str]) -> list[pl.Expr]:
+def _recordable(schema: pl.Schema, columns: list[str], rows: pl.DataFrame) -> list[pl.Expr]:
     """The columns of a quarantined row as its JSON record can hold them: Polars cannot write bytes to
     JSON (it panics), so bytes become text (`as_text`), and a list or record holding bytes its printed
-    form (quarantined rows only, so few)."""
+    form (quarantined rows only, so few). JSON has no infinity (Polars writes null, a record that
+    contradicts its reason '... inf is not a finite number'), so a float column holding one among `rows`
+    is written as text ('inf', '200000.5')."""
     out = []
     for c in columns:
-        if schema[c] == pl.Binary:
+        if schema[c].is_float() and rows.get_column(c).is_infinite().any():
+            out.append(pl.col(c).cast(pl.String).alias(c))
+        elif schema[c] == pl.Binary:
             out.append(as_text(pl.col(c), schema[c]).alias(c))
         elif _holds_bytes(schema[c]):
             out.append(pl.col(c).map_elements(_printed, return_dtype=pl.String, skip_nulls=True).alias(c))

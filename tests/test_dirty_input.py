@@ -190,6 +190,14 @@ def test_an_infinite_number_is_quarantined_not_compared_as_above_every_threshold
     }
 
 
+def test_the_record_of_a_row_quarantined_for_an_infinite_number_shows_the_infinity():
+    """JSON has no infinity: a Parquet float inf was recorded as null, beside the reason 'inf is not a
+    finite number', so the record said the value was missing."""
+    checked = validate_accounts(RULES, _rows(arr=[float("inf"), 2_000.0, 1_500.5], seats=[10, 10, -1]))
+    records = [json.loads(r) for r in checked.quarantine.sort("row_number")["record"]]
+    assert [r["arr"] for r in records] == ["inf", "1500.5"]
+
+
 def test_bad_values_only_in_a_later_chunk_of_the_input_are_quarantined_not_a_crash():
     # A CSV or Parquet file is read in chunks; filtering the bad rows left the first chunk empty, and
     # pl.format beside it panicked in Polars (a Rust backtrace and a PanicException for kare run).
