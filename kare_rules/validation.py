@@ -97,6 +97,7 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         return Checked(typed.drop(ROW), pl.DataFrame(schema=QUARANTINE_SCHEMA))
     per_row = failures.group_by(ROW).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
     record_cols = [c for c in raw.columns if c != ROW]
+    per_row = _empty_rows_said_so(per_row, raw, record_cols)
     # Only our own names after the selects (the input may have a column named `reasons` or `record`).
     # The account id is the key as published when it parses (an integer key written 1.0 or 05 is
     # account 1 or 5, so a quarantined row holds that account), else the key as written.
@@ -273,6 +274,26 @@ def as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def _bytes_text(value: bytes) -> str:
     text = utf8_or_none(value)
     return "0x" + value.hex() if text is None else text
+
+
+_EMPTY_ROW = (
+    "the row is empty: every value is missing (a blank line, or a line of separators only, as spreadsheets "
+    "leave at the end of an export); delete it from the export"
+)
+
+
+def _empty_rows_said_so(per_row: pl.DataFrame, raw: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """A row without a single value (a blank line of a CSV file) gets one reason saying so, instead of a
+    'missing value' for each column that is not nullable and no key to find it by."""
+    bad = raw.join(per_row.select(ROW), on=ROW, how="semi")
+    missing = [~present(pl.col(c)) if bad.schema[c] == pl.String else pl.col(c).is_null() for c in columns]
+    empty = bad.filter(pl.all_horizontal(missing)).get_column(ROW)
+    if empty.is_empty():
+        return per_row
+    said = pl.lit([_EMPTY_ROW], dtype=pl.List(pl.String))
+    return per_row.with_columns(
+        pl.when(pl.col(ROW).is_in(empty.implode())).then(said).otherwise(pl.col("reasons")).alias("reasons")
+    )
 
 
 def _recordable(schema: pl.Schema, columns: list[str], rows: pl.DataFrame) -> list[pl.Expr]:

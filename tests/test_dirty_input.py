@@ -338,6 +338,20 @@ def test_an_exports_n_a_in_a_nullable_column_says_that_a_missing_value_is_an_emp
     assert not any(empty in r for r in reasons[2])
 
 
+def test_a_blank_line_is_quarantined_as_an_empty_row_with_one_reason(tmp_path):
+    """Blank lines at the end of an export (or a line of commas only) were quarantined with a 'missing value'
+    for every column that is not nullable and no key, which did not say where to look."""
+    checked = _checked_csv(tmp_path, [GOOD.format(id="A"), "", ",,,,,,,,,,,", GOOD.format(id="B"), ""])
+    empty = [
+        "the row is empty: every value is missing (a blank line, or a line of separators only, as spreadsheets "
+        "leave at the end of an export); delete it from the export"
+    ]
+    assert _reasons(checked) == {2: empty, 3: empty, 5: empty}
+    # a row with one value is no empty row: its reasons name the columns
+    one = _checked_csv(tmp_path, [",,,,,,,,,,,7"])
+    assert "account_id: missing value (the column is not nullable)" in _reasons(one)[1]
+
+
 def test_input_rows_equal_valid_plus_quarantined_on_a_large_dirty_frame():
     df = synthesize(RULES, 5000, AS_OF, seed=3)
     i = pl.int_range(pl.len())
