@@ -377,6 +377,8 @@ def _separator_error(path: Path) -> DataError | None:
     """What to do about a CSV file whose header reads as one column holding several names."""
     from kare_rules.validation import separator_hint
 
+    if hint := excel_separator_line(_first_text_line(path)):
+        return DataError(f"input {path}:1: {hint}")
     hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
     return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}") if hint else None
 
@@ -440,6 +442,21 @@ def _first_non_utf8_line(path: Path) -> int | None:
             except UnicodeDecodeError:
                 return number
     return None
+
+
+def excel_separator_line(first_line: str) -> str:
+    """What to do when a CSV's first line is Excel's separator hint ('sep=,' or 'sep=;'), read as the header
+    (then each row has more fields than it, or the one column is 'sep=;'), else ''."""
+    line = first_line.strip("\r\n")
+    if not re.fullmatch(r"sep=.?", line, flags=re.IGNORECASE):
+        return ""
+    resave = "" if line[4:] in (",", "\t", "") else " (and save the file comma-separated)"
+    return f"the first line is {line!r}, Excel's separator hint, not the header; delete that line{resave}"
+
+
+def _first_text_line(path: Path) -> str:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return fh.readline(4096)
 
 
 def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:

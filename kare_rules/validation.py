@@ -16,7 +16,7 @@ from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, decoded, missing_columns, utf8_or_none
 from kare_rules.errors import DataError, one_line
 from kare_rules.loader import snake_form
-from kare_rules.sources import nan_text, refuse_pattern_names
+from kare_rules.sources import excel_separator_line, nan_text, refuse_pattern_names
 
 ROW = "_kare_row"
 
@@ -136,6 +136,8 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
 def separator_hint(columns: list[str]) -> str:
     """For a CSV read as one column whose name holds several (a file separated by ';', tabs or '|'): what
     to do about it, else ''."""
+    if hint := excel_separator_line(",".join(columns)):  # 'sep=;' is one column, 'sep=,' two
+        return hint[0].upper() + hint[1:]
     if len(columns) != 1:
         return ""
     for separator, name, instead in ((";", "';'", ""), ("\t", "tabs", "name it .tsv, or "), ("|", "'|'", "")):

@@ -400,6 +400,28 @@ def test_kare_categorize_with_a_missing_column_exits_1_with_one_paragraph(tmp_pa
     assert err.strip().count("\n") == 0
 
 
+@pytest.mark.parametrize(
+    ("first", "separator", "said"),
+    [
+        ("sep=,", ",", "accounts.csv:1: the first line is 'sep=,', Excel's separator hint, not the header; delete "
+         "that line\n"),
+        ("sep=;", ";", "The first line is 'sep=;', Excel's separator hint, not the header; delete that line (and "
+         "save the file comma-separated)\n"),
+    ],
+)  # fmt: skip
+def test_excels_separator_line_before_the_header_is_named(tmp_path, capsys, first, separator, said):
+    """Excel's 'sep=,' first line made the header two columns: 'accounts.csv:2: 12 fields where the header has
+    2; quote values that contain the separator', which sent people to their rows."""
+    source = tmp_path / "accounts.csv"
+    source.write_text(first + "\n" + f"{HEADER}\n{GOOD.format(id='A')}\n".replace(",", separator))
+    out = str(tmp_path / "out.csv")
+    code = main(
+        ["categorize", "--rules", str(RULES_DIR), "--input", str(source), "--output", out, "--as-of", "2026-10-31"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.endswith(said) and "Traceback" not in err
+
+
 def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes_nothing(tmp_path, capsys):
     source = tmp_path / "accounts.parquet"
     synthesize(RULES, 10, AS_OF).drop("nps").write_parquet(source)
