@@ -743,6 +743,18 @@ def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, cap
     assert inputs["seats"] == {"type": "string"}
 
 
+def test_init_leaves_out_the_blank_lines_of_an_export_and_says_so(work, capsys):
+    # Two blank lines at the end of an export made every column nullable and the key 'missing in 2 rows'.
+    (work / "accounts.csv").write_text("account_id,seats,plan\nA,3,team\nB,4,pro\n,,\n\n", encoding="utf-8")
+    code, out, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    assert (code, err) == (0, [])
+    assert "left out 2 empty rows (blank lines, or separators only) of accounts.csv" in out
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    inputs = yaml.safe_load(text)["inputs"]
+    assert inputs["account_id"] == {"type": "string", "key": True} and inputs["seats"] == {"type": "integer", "min": 0}
+    assert "nullable" not in inputs["plan"] and "(2 rows)" in text
+
+
 def test_init_reads_a_date_column_with_one_date_not_in_iso_order_as_text_instead_of_failing(work, capsys):
     # A CRM export: ISO dates, then one '31/12/2025'. Polars' date parsing stopped at it ("could not parse
     # `31/12/2025` as dtype `date`") and init wrote nothing; the column is text, as one 'n/a' among numbers is.

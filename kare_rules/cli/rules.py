@@ -312,6 +312,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         read_accounts(str(source), allow_empty=True)
         raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
     refuse_pattern_names(frame.columns, f"--from {args.source}")
+    # A row without a value (a blank line at the end of an export) would make every column nullable and the key
+    # look missing: it is left out of the inference, and said so (a run quarantines it).
+    empty = pl.all_horizontal(pl.all().is_null()) if frame.width else pl.lit(False)
+    blank = frame.filter(empty).height
+    frame = frame.filter(~empty) if blank else frame
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
     if hint := separator_hint(frame.columns):
@@ -329,6 +334,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         ) from None
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
     out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
+    if blank:
+        out(f"left out {blank:,} empty row{'s' * (blank > 1)} (blank lines, or separators only) of {args.source}: "
+            "a run quarantines such rows, so delete them from the export")  # fmt: skip
     out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
         f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
     if "://" in schema_ref:  # no schemas/ folder in this repository: the modeline names the schema's URL
