@@ -793,7 +793,12 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
                 f"previous values {masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
                 f"{rules.key} is declared in inputs; give the accounts' keys as the input has them"
             )
-        raise DataError(f"previous values {masked(text)} have a row without a key ({key}); every row needs one")
+        row = typed["account_id"].is_null().arg_max()
+        blank = " (it is empty: a blank line, delete it)" if all(frame[c][row] is None for c in frame.columns) else ""
+        raise DataError(
+            f"previous values {masked(text)} have a row without a key ({key}), row {(row or 0) + 1} after the "
+            f"header{blank}; every row needs one"
+        )
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:
         row = counts.sort("account_id").row(0, named=True)

@@ -90,6 +90,19 @@ def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path)
         read_previous(RULES, path)
 
 
+def test_previous_values_without_a_key_name_the_row_and_a_blank_line_as_one(tmp_path):
+    """Last run's extract ending in a blank line was refused with 'have a row without a key' and no row."""
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.csv"
+    path.write_text("account_id,arr\nA,1\nB,2\n\n")
+    with pytest.raises(DataError, match=r"row 3 after the header \(it is empty: a blank line, delete it\);"):
+        read_previous(RULES, path)
+    path.write_text("account_id,arr\nA,1\n,2\n")
+    with pytest.raises(DataError, match=r"without a key \(account_id\), row 2 after the header; every row"):
+        read_previous(RULES, path)
+
+
 def test_previous_values_whose_key_is_not_of_the_key_s_type_say_so_not_that_the_key_is_missing(tmp_path):
     # With an integer key, previous values keyed 'C-100' read "have a row without a key": every row had one.
     from kare_rules.sources import read_previous
