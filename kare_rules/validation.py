@@ -229,6 +229,9 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             text = raw.schema[c.name] == pl.String
             hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if text else "")
             why = pl.lit(f" is not a valid {c.type}{hint}")
+            if text and c.type == "date":  # '2026-06-01 00:00:00', as exports write a date: say what to change
+                with_time = cast_expr(c.name, "datetime", pl.String).is_not_null()
+                why = pl.when(with_time).then(why + pl.lit(_DATE_WITH_TIME)).otherwise(why)
             if text and c.nullable:  # an export's 'N/A' or 'null' for a missing value: say how to write one
                 marker = pl.col(c.name).str.strip_chars().str.to_lowercase().is_in(_MISSING_MARKERS)
                 why = pl.when(marker).then(why + pl.lit(_EMPTY_HINT)).otherwise(why)
@@ -347,6 +350,7 @@ _TEXT_FORMAT = {
 # Text that exports write for a missing value. Not read as missing (a 'null' could be a value), but a reason
 # for one in a nullable column says what a missing value is.
 _MISSING_MARKERS = ["n/a", "na", "#n/a", "null", "none", "nil", "-", "--", "?"]
+_DATE_WITH_TIME = " (the date alone, without the time), or declare the column 'type: datetime'"
 _EMPTY_HINT = "; for a missing value leave the cell empty (the column is nullable)"
 
 

@@ -365,6 +365,16 @@ def test_a_blank_line_is_quarantined_as_an_empty_row_with_one_reason(tmp_path):
     assert "account_id: missing value (the column is not nullable)" in _reasons(one)[1]
 
 
+def test_a_date_written_with_its_time_says_to_drop_the_time_or_declare_a_datetime(tmp_path):
+    """An export's '2026-01-31 00:00:00' in a date column read 'write YYYY-MM-DD', which it seemingly was."""
+    rows = [GOOD.format(id=k).replace(",,0", f",{d},0") for k, d in (("A", "2026-01-31 00:00:00"), ("B", "31/01/2026"))]
+    assert _reasons(_checked_csv(tmp_path, rows)) == {
+        1: ["churned_on: 2026-01-31 00:00:00 is not a valid date; write YYYY-MM-DD (the date alone, without the "
+            "time), or declare the column 'type: datetime'"],
+        2: ["churned_on: 31/01/2026 is not a valid date; write YYYY-MM-DD"],
+    }  # fmt: skip
+
+
 def test_input_rows_equal_valid_plus_quarantined_on_a_large_dirty_frame():
     df = synthesize(RULES, 5000, AS_OF, seed=3)
     i = pl.int_range(pl.len())
