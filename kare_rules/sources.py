@@ -24,6 +24,26 @@ SOURCE_HELP = (
     "or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
 )
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+# Files that exports write but kare does not read, by name and by first bytes, with what to do instead.
+_UNREAD_HINTS = {
+    "an Excel workbook": "save the sheet as 'CSV UTF-8 (comma delimited)' and give that file",
+    "a compressed file": "decompress it (gunzip, unzip) and give the CSV or Parquet file",
+    "JSON": "write the accounts as CSV or Parquet",
+    "UTF-16": "save the file as 'CSV UTF-8'",
+    "zip": "save an Excel sheet as 'CSV UTF-8 (comma delimited)', or unzip an archive, and give the CSV file",
+}
+_UNREAD_SUFFIXES = {
+    **dict.fromkeys((".xlsx", ".xlsm", ".xls", ".ods"), "an Excel workbook"),
+    **dict.fromkeys((".gz", ".zip", ".bz2", ".xz", ".zst"), "a compressed file"),
+    **dict.fromkeys((".json", ".jsonl", ".ndjson"), "JSON"),
+}
+_NOT_TEXT = {
+    b"PK\x03\x04": ("a zip archive (an Excel workbook, or a compressed file)", "zip"),
+    b"\x1f\x8b": ("a compressed file (gzip)", "a compressed file"),
+    b"\xd0\xcf\x11\xe0": ("an Excel workbook", "an Excel workbook"),
+    b"\xff\xfe": ("UTF-16 text (as Excel's 'Unicode Text' writes)", "UTF-16"),
+    b"\xfe\xff": ("UTF-16 text", "UTF-16"),
+}
 _HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header: binary data, or no newline at all
 
 
@@ -120,7 +140,9 @@ def read_source(source: str | Path) -> pl.LazyFrame:
     if suffix not in (".parquet", *_CSV_SUFFIXES):
         if not _is_glob(text):
             _check_file(Path(text))  # a missing path or a directory says so, before its format
-        raise UsageError(f"cannot tell the format of {text!r}; {SOURCE_HELP}")
+        kind = _UNREAD_SUFFIXES.get(suffix)
+        hint = f": it looks like {kind}, which is not read; {_UNREAD_HINTS[kind]}" if kind else ""
+        raise UsageError(f"cannot tell the format of {text!r}{hint}; {SOURCE_HELP}")
     files = source_files(text)
     try:
         if suffix == ".parquet":
@@ -233,6 +255,10 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
+        found = next((kind for magic, kind in _NOT_TEXT.items() if first.startswith(magic)), None)
+        if found:  # an export named .csv that is a workbook or compressed: re-encoding is not the fix
+            what, hint = found
+            raise DataError(f"input {path} is {what}, not UTF-8 CSV text; {_UNREAD_HINTS[hint]}") from None
         raise DataError(f"input {path}:1: the header row is not UTF-8 text; save the file as UTF-8 CSV") from None
     try:
         names = next(csv.reader([line], delimiter=separator), [])

@@ -924,6 +924,14 @@ def test_init_says_what_is_wrong_with_a_sample_as_every_other_command_does(work,
     assert "account_id:" in (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
 
 
+def test_init_of_a_utf16_export_says_so_instead_of_reading_its_bytes_as_column_names(work, capsys):
+    # Excel's 'Unicode Text' (UTF-16) read as names such as '\\x00n\\x00a\\x00m\\x00e' 'to rename to n_a_m_e'.
+    (work / "unicode.csv").write_text("account_id,name\nA1,Ana\n", encoding="utf-16")
+    code, _, err = run(capsys, "init", "zeta", "--from", "unicode.csv")
+    assert (code, err) == (1, ["kare init: input unicode.csv is UTF-16 text (as Excel's 'Unicode Text' writes), not "
+                               "UTF-8 CSV text; save the file as 'CSV UTF-8'"])  # fmt: skip
+
+
 def test_init_modeline_points_at_the_repositorys_schemas_folder_else_the_published_url(work, capsys):
     sample_accounts().write_csv(work / "accounts.csv")
     _, out, _ = run(capsys, "init", "zeta", "--from", "accounts.csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -443,6 +444,34 @@ def test_excels_separator_line_before_the_header_is_named(tmp_path, capsys, firs
     )
     err = capsys.readouterr().err
     assert code == 1 and err.endswith(said) and "Traceback" not in err
+
+
+def test_a_workbook_a_compressed_file_json_or_utf16_text_says_what_it_is_and_what_to_do(tmp_path):
+    """A gzip or Excel export named .csv read as 'the header row is not UTF-8 text; save the file as UTF-8 CSV',
+    and an .xlsx, .csv.gz or .jsonl file as 'cannot tell the format'."""
+    import gzip
+    import zipfile
+
+    from kare_rules.errors import UsageError
+
+    text = f"{HEADER}\n{GOOD.format(id='A')}\n"
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(text.encode()))
+    with zipfile.ZipFile(tmp_path / "book.csv", "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("xl/workbook.xml", "\x00\xff" * 100)
+    (tmp_path / "unicode.csv").write_text(text, encoding="utf-16")
+    said = {
+        "gz.csv": "is a compressed file (gzip), not UTF-8 CSV text; decompress it",
+        "book.csv": "is a zip archive (an Excel workbook, or a compressed file), not UTF-8 CSV text; save an Excel "
+        "sheet as 'CSV UTF-8 (comma delimited)', or unzip",
+        "unicode.csv": "is UTF-16 text (as Excel's 'Unicode Text' writes), not UTF-8 CSV text; save the file as 'CSV",
+    }
+    for name, what in said.items():
+        with pytest.raises(DataError, match=re.escape(f"input {tmp_path / name} {what}")):
+            read_source(tmp_path / name)
+    for name, what in {"a.xlsx": "an Excel workbook", "a.csv.gz": "a compressed file", "a.jsonl": "JSON"}.items():
+        (tmp_path / name).write_bytes(b"x")
+        with pytest.raises(UsageError, match=f": it looks like {what}, which is not read; "):
+            read_source(tmp_path / name)
 
 
 def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes_nothing(tmp_path, capsys):

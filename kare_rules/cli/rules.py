@@ -277,7 +277,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kare_rules.errors import display_path
     from kare_rules.loader import is_safe_org
     from kare_rules.scaffold import scaffold
-    from kare_rules.sources import read_accounts, refuse_pattern_names
+    from kare_rules.sources import read_accounts, read_source, refuse_pattern_names
     from kare_rules.validation import separator_hint
 
     if not is_safe_org(args.org):
@@ -290,6 +290,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.rules_dir) / args.org / "kare.yaml"
     if target.exists() and not args.force:
         raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
+    if source.suffix.lower() in (".csv", ".tsv"):
+        read_source(str(source))  # its header checked as every command checks it (UTF-16, a workbook named .csv)
     try:
         if source.suffix.lower() in (".csv", ".tsv"):  # types inferred from the text, as a person reading it would
             # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
