@@ -20,8 +20,8 @@ from kare_rules.errors import DataError, UsageError, one_line
 
 DEFAULT_INPUT = "data/sample/{org}/latest.parquet"  # what `kare sample` writes; {org} and {as_of} are filled in
 SOURCE_HELP = (
-    "a source is a .parquet or .csv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a DuckDB table, "
-    "or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
+    "a source is a .parquet, .csv or tab-separated .tsv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a "
+    "DuckDB table, or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
 )
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 # Files that exports write but kare does not read, by name and by first bytes, with what to do instead.
