@@ -212,6 +212,16 @@ def test_the_record_of_a_row_quarantined_for_an_infinite_number_shows_the_infini
     assert [r["arr"] for r in records] == ["inf", "1500.5"]
 
 
+def test_a_32_bit_float_is_read_as_the_decimal_it_holds_not_a_hair_below_it():
+    """A float32 Parquet column (pandas float32, Spark FloatType) holding 0.7 was read as 0.699999988, so
+    {gte: 0.7} was false for it, silently; it is read as the 0.7 the export wrote."""
+    arr = pl.Series([0.7, 100_000.1, float("nan"), None], dtype=pl.Float32)
+    checked = validate_accounts(RULES, _rows(arr=arr))
+    assert checked.valid["arr"].to_list() == [0.7, 100_000.1, None, None]
+    inf = validate_accounts(RULES, _rows(arr=pl.Series([float("inf")], dtype=pl.Float32)))
+    assert inf.valid.height == 0 and "arr: inf is not a finite number" in inf.quarantine["reasons"][0][0]
+
+
 def test_bad_values_only_in_a_later_chunk_of_the_input_are_quarantined_not_a_crash():
     # A CSV or Parquet file is read in chunks; filtering the bad rows left the first chunk empty, and
     # pl.format beside it panicked in Polars (a Rust backtrace and a PanicException for kare run).
