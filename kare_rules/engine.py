@@ -126,6 +126,10 @@ def cast_expr(name: str, ctype: str, source: pl.DataType) -> pl.Expr:
         # floats, and 123.0 as text, '123.0', would be another account than the '123' of any other day.
         whole = (col == col.round()) & (col.abs() < 2**53)
         return pl.when(whole).then(col.cast(pl.Int64).cast(pl.String)).otherwise(col.cast(pl.String)).alias(name)
+    if ctype == "float" and source == pl.Float32:
+        # A 32-bit float holds 0.7 as 0.699999988: widened as is, it fails {gte: 0.7}. Its shortest decimal
+        # form is the value the export wrote, and that is read as a 64-bit float.
+        return col.cast(pl.String).cast(pl.Float64, strict=False).alias(name)
     if isinstance(source, pl.Datetime) and source.time_zone is not None:
         # The rules compare dates and times without a zone: a zoned value counts by its local time in
         # its own zone (00:30 in Berlin on 30 October is 30 October), not by the instant in UTC.

@@ -20,10 +20,30 @@ from kare_rules.errors import DataError, UsageError, one_line
 
 DEFAULT_INPUT = "data/sample/{org}/latest.parquet"  # what `kare sample` writes; {org} and {as_of} are filled in
 SOURCE_HELP = (
-    "a source is a .parquet or .csv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a DuckDB table, "
-    "or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
+    "a source is a .parquet, .csv or tab-separated .tsv path (globs allowed), 'duckdb:PATH.duckdb:TABLE' for a "
+    "DuckDB table, or 'sql:URL::QUERY' for a query against a database URL (postgresql://…, duckdb:///path)"
 )
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+# Files that exports write but kare does not read, by name and by first bytes, with what to do instead.
+_UNREAD_HINTS = {
+    "an Excel workbook": "save the sheet as 'CSV UTF-8 (comma delimited)' and give that file",
+    "a compressed file": "decompress it (gunzip, unzip) and give the CSV or Parquet file",
+    "JSON": "write the accounts as CSV or Parquet",
+    "UTF-16": "save the file as 'CSV UTF-8'",
+    "zip": "save an Excel sheet as 'CSV UTF-8 (comma delimited)', or unzip an archive, and give the CSV file",
+}
+_UNREAD_SUFFIXES = {
+    **dict.fromkeys((".xlsx", ".xlsm", ".xls", ".ods"), "an Excel workbook"),
+    **dict.fromkeys((".gz", ".zip", ".bz2", ".xz", ".zst"), "a compressed file"),
+    **dict.fromkeys((".json", ".jsonl", ".ndjson"), "JSON"),
+}
+_NOT_TEXT = {
+    b"PK\x03\x04": ("a zip archive (an Excel workbook, or a compressed file)", "zip"),
+    b"\x1f\x8b": ("a compressed file (gzip)", "a compressed file"),
+    b"\xd0\xcf\x11\xe0": ("an Excel workbook", "an Excel workbook"),
+    b"\xff\xfe": ("UTF-16 text (as Excel's 'Unicode Text' writes)", "UTF-16"),
+    b"\xfe\xff": ("UTF-16 text", "UTF-16"),
+}
 _HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header: binary data, or no newline at all
 
 
@@ -120,7 +140,9 @@ def read_source(source: str | Path) -> pl.LazyFrame:
     if suffix not in (".parquet", *_CSV_SUFFIXES):
         if not _is_glob(text):
             _check_file(Path(text))  # a missing path or a directory says so, before its format
-        raise UsageError(f"cannot tell the format of {text!r}; {SOURCE_HELP}")
+        kind = _UNREAD_SUFFIXES.get(suffix)
+        hint = f": it looks like {kind}, which is not read; {_UNREAD_HINTS[kind]}" if kind else ""
+        raise UsageError(f"cannot tell the format of {text!r}{hint}; {SOURCE_HELP}")
     files = source_files(text)
     try:
         if suffix == ".parquet":
@@ -233,6 +255,10 @@ def _csv_header(path: Path, separator: str) -> dict[str, str]:
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
+        found = next((kind for magic, kind in _NOT_TEXT.items() if first.startswith(magic)), None)
+        if found:  # an export named .csv that is a workbook or compressed: re-encoding is not the fix
+            what, hint = found
+            raise DataError(f"input {path} is {what}, not UTF-8 CSV text; {_UNREAD_HINTS[hint]}") from None
         raise DataError(f"input {path}:1: the header row is not UTF-8 text; save the file as UTF-8 CSV") from None
     try:
         names = next(csv.reader([line], delimiter=separator), [])
@@ -377,6 +403,8 @@ def _separator_error(path: Path) -> DataError | None:
     """What to do about a CSV file whose header reads as one column holding several names."""
     from kare_rules.validation import separator_hint
 
+    if hint := excel_separator_line(_first_text_line(path)):
+        return DataError(f"input {path}:1: {hint}")
     hint = separator_hint(list(_csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")))
     return DataError(f"input {path}: {hint[0].lower()}{hint[1:]}") if hint else None
 
@@ -440,6 +468,21 @@ def _first_non_utf8_line(path: Path) -> int | None:
             except UnicodeDecodeError:
                 return number
     return None
+
+
+def excel_separator_line(first_line: str) -> str:
+    """What to do when a CSV's first line is Excel's separator hint ('sep=,' or 'sep=;'), read as the header
+    (then each row has more fields than it, or the one column is 'sep=;'), else ''."""
+    line = first_line.strip("\r\n")
+    if not re.fullmatch(r"sep=.?", line, flags=re.IGNORECASE):
+        return ""
+    resave = "" if line[4:] in (",", "\t", "") else " (and save the file comma-separated)"
+    return f"the first line is {line!r}, Excel's separator hint, not the header; delete that line{resave}"
+
+
+def _first_text_line(path: Path) -> str:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return fh.readline(4096)
 
 
 def _first_ragged_row(path: Path) -> tuple[int, int, int] | None:
@@ -776,7 +819,12 @@ def read_previous(rules, source: str | Path) -> pl.DataFrame:
                 f"previous values {masked(text)}: the key {value!r} is not {_a_value_of(key_type, None)}, as "
                 f"{rules.key} is declared in inputs; give the accounts' keys as the input has them"
             )
-        raise DataError(f"previous values {masked(text)} have a row without a key ({key}); every row needs one")
+        row = typed["account_id"].is_null().arg_max()
+        blank = " (it is empty: a blank line, delete it)" if all(frame[c][row] is None for c in frame.columns) else ""
+        raise DataError(
+            f"previous values {masked(text)} have a row without a key ({key}), row {(row or 0) + 1} after the "
+            f"header{blank}; every row needs one"
+        )
     counts = typed.group_by("account_id").len().filter(pl.col("len") > 1)
     if counts.height:
         row = counts.sort("account_id").row(0, named=True)

@@ -16,7 +16,7 @@ from kare_rules.compile_polars import POLARS_TYPES, format_value
 from kare_rules.engine import cast_expr, decoded, missing_columns, utf8_or_none
 from kare_rules.errors import DataError, one_line
 from kare_rules.loader import snake_form
-from kare_rules.sources import nan_text, refuse_pattern_names
+from kare_rules.sources import excel_separator_line, nan_text, refuse_pattern_names
 
 ROW = "_kare_row"
 
@@ -97,13 +97,15 @@ def validate_accounts(rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame) -
         return Checked(typed.drop(ROW), pl.DataFrame(schema=QUARANTINE_SCHEMA))
     per_row = failures.group_by(ROW).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
     record_cols = [c for c in raw.columns if c != ROW]
+    per_row = _empty_rows_said_so(per_row, raw, record_cols)
     # Only our own names after the selects (the input may have a column named `reasons` or `record`).
     # The account id is the key as published when it parses (an integer key written 1.0 or 05 is
     # account 1 or 5, so a quarantined row holds that account), else the key as written.
-    written = raw.join(per_row.select(ROW), on=ROW, how="semi").select(
+    bad_raw = raw.join(per_row.select(ROW), on=ROW, how="semi")
+    written = bad_raw.select(
         ROW,
         as_text(pl.col(rules.key), schema[rules.key]).alias("written"),
-        pl.struct(_recordable(schema, record_cols)).struct.json_encode().alias("record"),
+        pl.struct(_recordable(schema, record_cols, bad_raw)).struct.json_encode().alias("record"),
     )
     typed_key = typed.join(per_row.select(ROW), on=ROW, how="semi").select(
         ROW, pl.col(rules.key).cast(pl.String).alias("typed")
@@ -134,6 +136,8 @@ def require_columns(rules: m.RuleSet, columns: list[str]) -> None:
 def separator_hint(columns: list[str]) -> str:
     """For a CSV read as one column whose name holds several (a file separated by ';', tabs or '|'): what
     to do about it, else ''."""
+    if hint := excel_separator_line(",".join(columns)):  # 'sep=;' is one column, 'sep=,' two
+        return hint[0].upper() + hint[1:]
     if len(columns) != 1:
         return ""
     for separator, name, instead in ((";", "';'", ""), ("\t", "tabs", "name it .tsv, or "), ("|", "'|'", "")):
@@ -222,8 +226,15 @@ def _type_failures(rules: m.RuleSet, raw: pl.DataFrame, typed: pl.DataFrame) -> 
             continue  # a cast keeps a null null: no value was lost
         lost = raw.select(_given(pl.col(c.name), raw.schema[c.name], c.type)).to_series() & typed[c.name].is_null()
         if lost.any():
-            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if raw.schema[c.name] == pl.String else "")
-            why = f" is not a valid {c.type}{hint}"
+            text = raw.schema[c.name] == pl.String
+            hint = _FORMAT.get(c.type) or (_TEXT_FORMAT.get(c.type, "") if text else "")
+            why = pl.lit(f" is not a valid {c.type}{hint}")
+            if text and c.type == "date":  # '2026-06-01 00:00:00', as exports write a date: say what to change
+                with_time = cast_expr(c.name, "datetime", pl.String).is_not_null()
+                why = pl.when(with_time).then(why + pl.lit(_DATE_WITH_TIME)).otherwise(why)
+            if text and c.nullable:  # an export's 'N/A' or 'null' for a missing value: say how to write one
+                marker = pl.col(c.name).str.strip_chars().str.to_lowercase().is_in(_MISSING_MARKERS)
+                why = pl.when(marker).then(why + pl.lit(_EMPTY_HINT)).otherwise(why)
             rows = raw.filter(lost).select(
                 ROW,
                 pl.lit(c.name).alias("column"),
@@ -270,13 +281,37 @@ def _bytes_text(value: bytes) -> str:
     return "0x" + value.hex() if text is None else text
 
 
-def _recordable(schema: pl.Schema, columns: list[str]) -> list[pl.Expr]:
+_EMPTY_ROW = (
+    "the row is empty: every value is missing (a blank line, or a line of separators only, as spreadsheets "
+    "leave at the end of an export); delete it from the export"
+)
+
+
+def _empty_rows_said_so(per_row: pl.DataFrame, raw: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """A row without a single value (a blank line of a CSV file) gets one reason saying so, instead of a
+    'missing value' for each column that is not nullable and no key to find it by."""
+    bad = raw.join(per_row.select(ROW), on=ROW, how="semi")
+    missing = [~present(pl.col(c)) if bad.schema[c] == pl.String else pl.col(c).is_null() for c in columns]
+    empty = bad.filter(pl.all_horizontal(missing)).get_column(ROW)
+    if empty.is_empty():
+        return per_row
+    said = pl.lit([_EMPTY_ROW], dtype=pl.List(pl.String))
+    return per_row.with_columns(
+        pl.when(pl.col(ROW).is_in(empty.implode())).then(said).otherwise(pl.col("reasons")).alias("reasons")
+    )
+
+
+def _recordable(schema: pl.Schema, columns: list[str], rows: pl.DataFrame) -> list[pl.Expr]:
     """The columns of a quarantined row as its JSON record can hold them: Polars cannot write bytes to
     JSON (it panics), so bytes become text (`as_text`), and a list or record holding bytes its printed
-    form (quarantined rows only, so few)."""
+    form (quarantined rows only, so few). JSON has no infinity (Polars writes null, a record that
+    contradicts its reason '... inf is not a finite number'), so a float column holding one among `rows`
+    is written as text ('inf', '200000.5')."""
     out = []
     for c in columns:
-        if schema[c] == pl.Binary:
+        if schema[c].is_float() and rows.get_column(c).is_infinite().any():
+            out.append(pl.col(c).cast(pl.String).alias(c))
+        elif schema[c] == pl.Binary:
             out.append(as_text(pl.col(c), schema[c]).alias(c))
         elif _holds_bytes(schema[c]):
             out.append(pl.col(c).map_elements(_printed, return_dtype=pl.String, skip_nulls=True).alias(c))
@@ -312,10 +347,17 @@ _TEXT_FORMAT = {
 }
 
 
-def _text(before: str, value: pl.Expr, after: str) -> pl.Expr:
+# Text that exports write for a missing value. Not read as missing (a 'null' could be a value), but a reason
+# for one in a nullable column says what a missing value is.
+_MISSING_MARKERS = ["n/a", "na", "#n/a", "null", "none", "nil", "-", "--", "?"]
+_DATE_WITH_TIME = " (the date alone, without the time), or declare the column 'type: datetime'"
+_EMPTY_HINT = "; for a missing value leave the cell empty (the column is nullable)"
+
+
+def _text(before: str, value: pl.Expr, after: str | pl.Expr) -> pl.Expr:
     """A reason around a value. Not pl.format: Polars 2.1 panics when it puts a literal beside a column
     whose first chunk is empty, which a filter leaves of a CSV or Parquet file read in several chunks."""
-    return pl.concat_str([pl.lit(before), value, pl.lit(after)])
+    return pl.concat_str([pl.lit(before), value, after if isinstance(after, pl.Expr) else pl.lit(after)])
 
 
 _FAILURE_SCHEMA = {ROW: pl.UInt32, "column": pl.String, "reason": pl.String, "null_check": pl.Boolean}

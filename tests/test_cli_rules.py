@@ -708,6 +708,8 @@ def test_help_of_a_command_that_reads_accounts_says_what_a_source_can_be(capsys,
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "'duckdb:PATH.duckdb:TABLE'" in text and "'sql:URL::QUERY'" in text and "globs allowed" in text
     assert "README" not in text
+    # and the tab-separated form, which it left out (a .tsv export looked unsupported)
+    assert ".csv or tab- separated .tsv path" in text or ".csv or tab-separated .tsv path" in text
 
 
 # ---- the installed console script ---------------------------------------------------------------

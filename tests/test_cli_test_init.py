@@ -743,6 +743,18 @@ def test_init_reads_a_csv_whose_column_holds_text_only_after_many_rows(work, cap
     assert inputs["seats"] == {"type": "string"}
 
 
+def test_init_leaves_out_the_blank_lines_of_an_export_and_says_so(work, capsys):
+    # Two blank lines at the end of an export made every column nullable and the key 'missing in 2 rows'.
+    (work / "accounts.csv").write_text("account_id,seats,plan\nA,3,team\nB,4,pro\n,,\n\n", encoding="utf-8")
+    code, out, err = run(capsys, "init", "northwind", "--from", "accounts.csv", "--as-of", "2026-11-01")
+    assert (code, err) == (0, [])
+    assert "left out 2 empty rows (blank lines, or separators only) of accounts.csv" in out
+    text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
+    inputs = yaml.safe_load(text)["inputs"]
+    assert inputs["account_id"] == {"type": "string", "key": True} and inputs["seats"] == {"type": "integer", "min": 0}
+    assert "nullable" not in inputs["plan"] and "(2 rows)" in text
+
+
 def test_init_reads_a_date_column_with_one_date_not_in_iso_order_as_text_instead_of_failing(work, capsys):
     # A CRM export: ISO dates, then one '31/12/2025'. Polars' date parsing stopped at it ("could not parse
     # `31/12/2025` as dtype `date`") and init wrote nothing; the column is text, as one 'n/a' among numbers is.
@@ -910,6 +922,14 @@ def test_init_says_what_is_wrong_with_a_sample_as_every_other_command_does(work,
     code, _, err = run(capsys, "init", "zeta", "--from", "tabs.tsv")
     assert (code, err) == (0, [])
     assert "account_id:" in (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
+
+
+def test_init_of_a_utf16_export_says_so_instead_of_reading_its_bytes_as_column_names(work, capsys):
+    # Excel's 'Unicode Text' (UTF-16) read as names such as '\\x00n\\x00a\\x00m\\x00e' 'to rename to n_a_m_e'.
+    (work / "unicode.csv").write_text("account_id,name\nA1,Ana\n", encoding="utf-16")
+    code, _, err = run(capsys, "init", "zeta", "--from", "unicode.csv")
+    assert (code, err) == (1, ["kare init: input unicode.csv is UTF-16 text (as Excel's 'Unicode Text' writes), not "
+                               "UTF-8 CSV text; save the file as 'CSV UTF-8'"])  # fmt: skip
 
 
 def test_init_modeline_points_at_the_repositorys_schemas_folder_else_the_published_url(work, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -87,6 +88,19 @@ def test_previous_values_with_quoted_empty_cells_are_no_previous_value(tmp_path)
     assert previous.select("account_id", "arr").rows() == [("A", None), ("B", 1000.0)]
     path.write_text('account_id,arr\n"","5"\n')
     with pytest.raises(DataError, match="have a row without a key"):
+        read_previous(RULES, path)
+
+
+def test_previous_values_without_a_key_name_the_row_and_a_blank_line_as_one(tmp_path):
+    """Last run's extract ending in a blank line was refused with 'have a row without a key' and no row."""
+    from kare_rules.sources import read_previous
+
+    path = tmp_path / "before.csv"
+    path.write_text("account_id,arr\nA,1\nB,2\n\n")
+    with pytest.raises(DataError, match=r"row 3 after the header \(it is empty: a blank line, delete it\);"):
+        read_previous(RULES, path)
+    path.write_text("account_id,arr\nA,1\n,2\n")
+    with pytest.raises(DataError, match=r"without a key \(account_id\), row 2 after the header; every row"):
         read_previous(RULES, path)
 
 
@@ -188,6 +202,24 @@ def test_an_infinite_number_is_quarantined_not_compared_as_above_every_threshold
     assert _reasons(validate_accounts(RULES, read_source(str(path)))) == {
         1: ["arr: inf is not a finite number; fix the value, or leave it empty when it is unknown"]
     }
+
+
+def test_the_record_of_a_row_quarantined_for_an_infinite_number_shows_the_infinity():
+    """JSON has no infinity: a Parquet float inf was recorded as null, beside the reason 'inf is not a
+    finite number', so the record said the value was missing."""
+    checked = validate_accounts(RULES, _rows(arr=[float("inf"), 2_000.0, 1_500.5], seats=[10, 10, -1]))
+    records = [json.loads(r) for r in checked.quarantine.sort("row_number")["record"]]
+    assert [r["arr"] for r in records] == ["inf", "1500.5"]
+
+
+def test_a_32_bit_float_is_read_as_the_decimal_it_holds_not_a_hair_below_it():
+    """A float32 Parquet column (pandas float32, Spark FloatType) holding 0.7 was read as 0.699999988, so
+    {gte: 0.7} was false for it, silently; it is read as the 0.7 the export wrote."""
+    arr = pl.Series([0.7, 100_000.1, float("nan"), None], dtype=pl.Float32)
+    checked = validate_accounts(RULES, _rows(arr=arr))
+    assert checked.valid["arr"].to_list() == [0.7, 100_000.1, None, None]
+    inf = validate_accounts(RULES, _rows(arr=pl.Series([float("inf")], dtype=pl.Float32)))
+    assert inf.valid.height == 0 and "arr: inf is not a finite number" in inf.quarantine["reasons"][0][0]
 
 
 def test_bad_values_only_in_a_later_chunk_of_the_input_are_quarantined_not_a_crash():
@@ -308,6 +340,52 @@ def test_wrong_types_in_csv_are_quarantined_with_the_value_and_the_type(tmp_path
     assert '"seats":"abc"' in checked.quarantine["record"][0]
 
 
+def test_an_exports_n_a_in_a_nullable_column_says_that_a_missing_value_is_an_empty_cell(tmp_path):
+    """'N/A', 'null' and '-' in nullable columns were quarantined with 'write a whole number such as 1200'
+    alone: a data engineer whose export writes missing values so was not told how to write one."""
+    checked = _checked_csv(
+        tmp_path,
+        [
+            "A,ana,team,smb,true,null,10,5,N/A,50, - ,0",
+            "B,ana,team,smb,true,1000,N/A,5,1x,50,,0",  # seats is not nullable; '1x' is no missing value
+        ],
+    )
+    empty = "; for a missing value leave the cell empty (the column is nullable)"
+    reasons = _reasons(checked)
+    assert reasons[1] == [
+        "arr: null is not a valid float; write a number such as 1200.5 (a point for decimals), without thousands "
+        f"separators, currency or %{empty}",
+        "nps: N/A is not a valid integer; write a whole number such as 1200, without thousands separators or "
+        f"units{empty}",
+        f"churned_on:  -  is not a valid date; write YYYY-MM-DD{empty}",
+    ]
+    assert not any(empty in r for r in reasons[2])
+
+
+def test_a_blank_line_is_quarantined_as_an_empty_row_with_one_reason(tmp_path):
+    """Blank lines at the end of an export (or a line of commas only) were quarantined with a 'missing value'
+    for every column that is not nullable and no key, which did not say where to look."""
+    checked = _checked_csv(tmp_path, [GOOD.format(id="A"), "", ",,,,,,,,,,,", GOOD.format(id="B"), ""])
+    empty = [
+        "the row is empty: every value is missing (a blank line, or a line of separators only, as spreadsheets "
+        "leave at the end of an export); delete it from the export"
+    ]
+    assert _reasons(checked) == {2: empty, 3: empty, 5: empty}
+    # a row with one value is no empty row: its reasons name the columns
+    one = _checked_csv(tmp_path, [",,,,,,,,,,,7"])
+    assert "account_id: missing value (the column is not nullable)" in _reasons(one)[1]
+
+
+def test_a_date_written_with_its_time_says_to_drop_the_time_or_declare_a_datetime(tmp_path):
+    """An export's '2026-01-31 00:00:00' in a date column read 'write YYYY-MM-DD', which it seemingly was."""
+    rows = [GOOD.format(id=k).replace(",,0", f",{d},0") for k, d in (("A", "2026-01-31 00:00:00"), ("B", "31/01/2026"))]
+    assert _reasons(_checked_csv(tmp_path, rows)) == {
+        1: ["churned_on: 2026-01-31 00:00:00 is not a valid date; write YYYY-MM-DD (the date alone, without the "
+            "time), or declare the column 'type: datetime'"],
+        2: ["churned_on: 31/01/2026 is not a valid date; write YYYY-MM-DD"],
+    }  # fmt: skip
+
+
 def test_input_rows_equal_valid_plus_quarantined_on_a_large_dirty_frame():
     df = synthesize(RULES, 5000, AS_OF, seed=3)
     i = pl.int_range(pl.len())
@@ -354,6 +432,56 @@ def test_kare_categorize_with_a_missing_column_exits_1_with_one_paragraph(tmp_pa
     assert err.startswith("kare categorize: the input has no column 'nps'")
     assert "kare.yaml" in err and "Traceback" not in err
     assert err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "separator", "said"),
+    [
+        ("sep=,", ",", "accounts.csv:1: the first line is 'sep=,', Excel's separator hint, not the header; delete "
+         "that line\n"),
+        ("sep=;", ";", "The first line is 'sep=;', Excel's separator hint, not the header; delete that line (and "
+         "save the file comma-separated)\n"),
+    ],
+)  # fmt: skip
+def test_excels_separator_line_before_the_header_is_named(tmp_path, capsys, first, separator, said):
+    """Excel's 'sep=,' first line made the header two columns: 'accounts.csv:2: 12 fields where the header has
+    2; quote values that contain the separator', which sent people to their rows."""
+    source = tmp_path / "accounts.csv"
+    source.write_text(first + "\n" + f"{HEADER}\n{GOOD.format(id='A')}\n".replace(",", separator))
+    out = str(tmp_path / "out.csv")
+    code = main(
+        ["categorize", "--rules", str(RULES_DIR), "--input", str(source), "--output", out, "--as-of", "2026-10-31"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.endswith(said) and "Traceback" not in err
+
+
+def test_a_workbook_a_compressed_file_json_or_utf16_text_says_what_it_is_and_what_to_do(tmp_path):
+    """A gzip or Excel export named .csv read as 'the header row is not UTF-8 text; save the file as UTF-8 CSV',
+    and an .xlsx, .csv.gz or .jsonl file as 'cannot tell the format'."""
+    import gzip
+    import zipfile
+
+    from kare_rules.errors import UsageError
+
+    text = f"{HEADER}\n{GOOD.format(id='A')}\n"
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(text.encode()))
+    with zipfile.ZipFile(tmp_path / "book.csv", "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("xl/workbook.xml", "\x00\xff" * 100)
+    (tmp_path / "unicode.csv").write_text(text, encoding="utf-16")
+    said = {
+        "gz.csv": "is a compressed file (gzip), not UTF-8 CSV text; decompress it",
+        "book.csv": "is a zip archive (an Excel workbook, or a compressed file), not UTF-8 CSV text; save an Excel "
+        "sheet as 'CSV UTF-8 (comma delimited)', or unzip",
+        "unicode.csv": "is UTF-16 text (as Excel's 'Unicode Text' writes), not UTF-8 CSV text; save the file as 'CSV",
+    }
+    for name, what in said.items():
+        with pytest.raises(DataError, match=re.escape(f"input {tmp_path / name} {what}")):
+            read_source(tmp_path / name)
+    for name, what in {"a.xlsx": "an Excel workbook", "a.csv.gz": "a compressed file", "a.jsonl": "JSON"}.items():
+        (tmp_path / name).write_bytes(b"x")
+        with pytest.raises(UsageError, match=f": it looks like {what}, which is not read; "):
+            read_source(tmp_path / name)
 
 
 def test_kare_run_with_a_missing_column_exits_1_with_one_paragraph_and_publishes_nothing(tmp_path, capsys):

@@ -241,6 +241,19 @@ def test_a_guard_names_its_limit_as_given_and_a_share_that_reads_as_above_it():
         quarantine_check(thirty, 10_000, 0.2)
 
 
+def test_a_quarantine_refusal_with_no_valid_row_does_not_offer_a_limit_that_publishes_nothing():
+    """Every row of an export with US dates failed; the refusal said to pass --max-quarantine-share 1 'to
+    publish the 0 valid rows', and with one valid row 'the 1 valid rows'."""
+    from kare_rules.run.quality import RunBlocked, quarantine_check
+
+    quarantine = pl.DataFrame({"row_number": [1, 2], "account_id": ["A1", "A2"], "reasons": [["bad"]] * 2})
+    with pytest.raises(RunBlocked, match=r"Fix the source: no row is valid") as refused:
+        quarantine_check(quarantine, 2, 0.2)
+    assert "--max-quarantine-share" not in str(refused.value)
+    with pytest.raises(RunBlocked, match=r"--max-quarantine-share 0\.67, to publish the 1 valid row and keep"):
+        quarantine_check(quarantine, 3, 0.2)
+
+
 def test_the_engine_is_part_of_a_runs_identity(two_runs):
     wh, second = two_runs
     bundle = RuleBundle(RULES, RULES_TEXT, ())

@@ -280,7 +280,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kare_rules.errors import display_path
     from kare_rules.loader import is_safe_org
     from kare_rules.scaffold import scaffold
-    from kare_rules.sources import read_accounts, refuse_pattern_names
+    from kare_rules.sources import read_accounts, read_source, refuse_pattern_names
     from kare_rules.validation import separator_hint
 
     if not is_safe_org(args.org):
@@ -293,6 +293,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.rules_dir) / args.org / "kare.yaml"
     if target.exists() and not args.force:
         raise UsageError(f"{display_path(target)} already exists; pass --force to overwrite it")
+    if source.suffix.lower() in (".csv", ".tsv"):
+        read_source(str(source))  # its header checked as every command checks it (UTF-16, a workbook named .csv)
     try:
         if source.suffix.lower() in (".csv", ".tsv"):  # types inferred from the text, as a person reading it would
             # From every row: a type guessed from the first rows fails to read a later 'n/a' in that column.
@@ -315,6 +317,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         read_accounts(str(source), allow_empty=True)
         raise DataError(f"cannot read {args.source}: {str(exc).splitlines()[0]}") from None
     refuse_pattern_names(frame.columns, f"--from {args.source}")
+    # A row without a value (a blank line at the end of an export) would make every column nullable and the key
+    # look missing: it is left out of the inference, and said so (a run quarantines it).
+    empty = pl.all_horizontal(pl.all().is_null()) if frame.width else pl.lit(False)
+    blank = frame.filter(empty).height
+    frame = frame.filter(~empty) if blank else frame
     if frame.height == 0:
         raise DataError(f"{args.source} has no rows: kare init infers the inputs from sample accounts")
     if hint := separator_hint(frame.columns):
@@ -332,6 +339,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         ) from None
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.lstrip().startswith("when:"))
     out(f"wrote {display_path(target)} ({frame.width} columns, {frame.height} rows of {args.source})")
+    if blank:
+        out(f"left out {blank:,} empty row{'s' * (blank > 1)} (blank lines, or separators only) of {args.source}: "
+            "a run quarantines such rows, so delete them from the export")  # fmt: skip
     out(f"next: review the inputs (the key column is marked REVIEW), fill in profiles.keep.when "
         f"(line {line}) and the test's account, then: kare validate {display_path(target.parent)}")  # fmt: skip
     if "://" in schema_ref:  # no schemas/ folder in this repository: the modeline names the schema's URL

@@ -115,11 +115,17 @@ def quarantine_check(quarantine: pl.DataFrame, input_rows: int, limit: float) ->
             f"row {r['row_number']} ({r['account_id'] or 'no key'}): {', '.join(r['reasons'])}"
             for r in first.iter_rows(named=True)
         ))  # fmt: skip
+        valid = input_rows - quarantine.height
+        # With no valid row a higher limit publishes no account: only the source can be fixed.
+        fix = (
+            "Fix the source: no row is valid, so a higher limit would publish no account"
+            if valid <= 0
+            else f"Fix the source or raise the limit (e.g. --max-quarantine-share {_enough(share)}, to publish the "
+            f"{valid:,} valid row{'' if valid == 1 else 's'} and keep these aside with their reasons)"
+        )
         raise RunBlocked(
             f"{quarantine.height:,} of {input_rows:,} input rows ({share_over(share, limit)}) failed validation, "
-            f"above the limit of {percent(limit)}; nothing was published. First failures: {examples}. Fix the "
-            f"source or raise the limit (e.g. --max-quarantine-share {_enough(share)}, to publish the "
-            f"{input_rows - quarantine.height:,} valid rows and keep these aside with their reasons).",
+            f"above the limit of {percent(limit)}; nothing was published. First failures: {examples}. {fix}.",
             result,
         )
     return result
