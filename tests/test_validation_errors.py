@@ -501,6 +501,31 @@ def test_each_unknown_key_gets_its_own_line_at_the_key(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "nth", "message"),
+    [
+        # exit's actions written at the top level: not 'did you mean transitions?'
+        (
+            "  actions:\n    - {id: exit-review",
+            "actions:\n    - {id: exit-review",
+            1,
+            "unknown key 'actions' in the top level; it is a key of 'exit' above it: indent it under 'exit'",
+        ),
+        # keep's actions two spaces short: not 'did you mean attain?'
+        (
+            "    actions:\n      - {id: renew",
+            "  actions:\n      - {id: renew",
+            2,
+            "unknown key 'actions' in profiles; it is a key of 'keep' above it: indent it under 'keep'",
+        ),
+    ],
+)
+def test_a_key_indented_too_little_says_which_mapping_it_belongs_to(tmp_path, old, new, nth, message):
+    text = mutate((old, new))
+    line = next(p for p in problem_lines(tmp_path, text) if "unknown key" in p)
+    assert line == f"{SHOWN}:{at(text, 'actions:', nth)}: {message}"  # exit's actions come first
+
+
 def test_an_unknown_key_in_an_action_points_at_the_key(tmp_path):
     text = mutate(("{id: renew, title: Confirm renewal,", "{id: renew, titel: Confirm renewal,"))
     lines = problem_lines(tmp_path, text)
