@@ -1056,3 +1056,19 @@ def test_accounts_leaving_the_30_day_window_because_they_move_now_are_told_apart
     later = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 400}")), "c"), data, AS_OF)
     assert (later.impact.moved_total, later.impact.left_near, later.impact.left_near_moved) == (0, 2, 0)
     assert "no longer within: 2.\n" in "\n".join(render_org_markdown(later))
+
+
+def test_a_rule_file_added_or_removed_shows_its_own_upcoming_moves(tmp_path):
+    # A new organization's first pull request is where its early warning is reviewed first: the
+    # account churned 320 days ago leaves recapture on day 341, 21 days away. The report showed watches
+    # but no upcoming moves for a file added or removed.
+    rules = load(tmp_path, edit(BASE, ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 340}}")))
+    added = diff_rules(None, rules, accounts(), AS_OF)
+    assert added.impact.upcoming == [{"from": "recapture", "to": "unassigned", "before": None, "after": 1}]
+    text = "\n".join(render_org_markdown(added))
+    assert "| `recapture` → `unassigned` | – | 1 | – |" in text
+    assert "Accounts coming within" not in text  # nothing to compare with
+    assert added.to_json()["upcoming"][0]["before"] is None
+    removed = diff_rules(rules, None, accounts(), AS_OF)
+    assert removed.impact.upcoming == [{"from": "recapture", "to": "unassigned", "before": 1, "after": None}]
+    assert "| `recapture` → `unassigned` | 1 | – | – |" in "\n".join(render_org_markdown(removed))
