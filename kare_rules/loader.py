@@ -421,11 +421,13 @@ class _Checker:
         if not isinstance(raw, dict):
             return []
         out = []
+        malformed = False
         for name, spec in raw.items():
             where = ("inputs", name)
             self.check_column_name(name, where, "input")
             if not isinstance(spec, dict) or spec.get("type") not in m.COLUMN_TYPES:
                 self.columns[name] = "unknown"  # reported by the schema; do not also call it unknown
+                malformed = True
                 continue
             ctype = spec["type"]
             bounds = {}
@@ -479,7 +481,7 @@ class _Checker:
             self.inputs[name] = out[-1]
         keys = [c.name for c in out]
         keyed = [c.name for c in out if c.key]
-        if out and not keyed:
+        if out and not keyed and not malformed:  # the key may be the column the schema reports ({type: str})
             self.err(
                 ("inputs",),
                 "no input column has 'key: true'; mark the account identifier column, "

@@ -418,6 +418,19 @@ def test_an_input_of_unknown_type_is_reported_once_not_again_in_every_test_accou
     ]
 
 
+def test_a_key_column_of_unknown_type_is_not_also_a_missing_key_pointing_at_another_column(tmp_path):
+    # `{type: str, key: true}`: the schema names the type; 'no input column has key: true; e.g.
+    # account_owner: {type: string, key: true}' told the author to make another column the key.
+    text = mutate(("account_id: {type: string, key: true}", "account_id: {type: str, key: true}"))
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, 'str,')}: inputs.account_id.type: 'str' is not allowed; did you mean 'string'? "
+        "Write one of: string, integer, float, boolean, date, datetime"
+    ]
+    # With every column well formed, a missing key is still said.
+    text = mutate(("account_id: {type: string, key: true}", "account_id: {type: string}"))
+    assert any("no input column has 'key: true'" in line for line in problem_lines(tmp_path, text))
+
+
 # ---- JSON Schema errors -------------------------------------------------------------------------
 
 SCHEMA_CASES = [
