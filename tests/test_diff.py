@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 import yaml
@@ -1072,3 +1073,27 @@ def test_a_rule_file_added_or_removed_shows_its_own_upcoming_moves(tmp_path):
     removed = diff_rules(rules, None, accounts(), AS_OF)
     assert removed.impact.upcoming == [{"from": "recapture", "to": "unassigned", "before": 1, "after": None}]
     assert "| `recapture` → `unassigned` | 1 | – | – |" in "\n".join(render_org_markdown(removed))
+
+
+def test_kare_diff_refuses_an_output_that_is_a_file_it_reads(tmp_path, capsys):
+    # `--output accounts.csv` replaced the accounts with the Markdown report (and a rule file, the rules).
+    before, after = write_rules(tmp_path / "a", BASE), write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    data = tmp_path / "acme.csv"
+    accounts().write_csv(data)
+    db = tmp_path / "accounts.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.sql(f"CREATE TABLE accounts_acme AS SELECT * FROM read_csv('{data}')")
+    kept = {p: p.read_bytes() for p in (data, db, before, after)}
+    args = ["diff", "--before", str(before), "--after", str(after), "--as-of", "2026-11-01"]
+    for source, output, option in (
+        (str(data), data, "--input"),
+        (str(tmp_path / "{org}.csv"), data, "--input"),
+        (f"duckdb:{tmp_path / 'accounts.duckdb'}:accounts_{{org}}", db, "--input"),
+        (str(data), before, "--before"),
+        (str(data), after, "--after"),
+    ):
+        assert main([*args, "--input", source, "--output", str(output)]) == 2
+        assert f"which {option} reads; write the report to another file" in capsys.readouterr().err
+    assert all(p.read_bytes() == content for p, content in kept.items())
+    assert main([*args, "--input", str(data), "--output", str(tmp_path / "diff.md")]) == 1  # not bumped: exit 1
+    assert (tmp_path / "diff.md").read_text().startswith(MARKER)
