@@ -667,6 +667,28 @@ def test_a_brace_left_open_is_named_where_it_was_opened_not_only_where_the_parse
     )
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "where", "columns"),
+    [
+        # keep's `when:` one space too deep: the parser stops at `actions:`, which is right
+        ("    when: {all: [paying, big]}\n", "     when: {all: [paying, big]}\n", "26:5", (5, 25, 6)),
+        # keep's `when:` two spaces too shallow: the parser stops at the line after it
+        ("    when: {all: [paying, big]}\n", "  when: {all: [paying, big]}\n", "26:5", (5, 25, 3)),
+        # a test's key one space short
+        ("    as_of: 2026-11-01\n    expect: attain", "    as_of: 2026-11-01\n   expect: attain", "40:4", (4, 39, 5)),
+    ],
+)
+def test_a_line_indented_unlike_the_line_above_names_both_columns(tmp_path, old, new, where, columns):
+    # 'did not find expected key; check indentation, colons and quotes here' pointed at a line that may be
+    # right, without saying against what it is misaligned.
+    here, above, there = columns
+    assert only_problem(tmp_path, mutate((old, new))).startswith(f"{SHOWN}:{where}: YAML syntax error: ")
+    assert only_problem(tmp_path, mutate((old, new))).endswith(
+        f"; this line starts in column {here} and line {above} above it in column {there}: the keys of one mapping "
+        "(and the '-' of one list) start in the same column; indent the one that is off with spaces"
+    )
+
+
 def test_a_syntax_error_inside_one_line_keeps_the_plain_hint(tmp_path):
     text = mutate(("{id: renew, title: Confirm renewal,", "{id: renew, title: Confirm: renewal,"))
     assert only_problem(tmp_path, text).endswith(
