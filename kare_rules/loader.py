@@ -1572,8 +1572,10 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
 
 def snake_form(name: str) -> str:
     """A header as a rule file's column name would write it: lowercase, each run of other characters one
-    '_' (a CRM report's 'Account ID' is account_id)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    '_' (a CRM report's 'Account ID' is account_id), a camelCase word boundary one '_' too (an API export's
+    'lastLoginDate' or 'ARRValue' is last_login_date, arr_value)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
 
 
 def _without(owners: dict[str, str], taken: dict[str, str]) -> dict[str, str]:
