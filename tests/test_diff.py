@@ -1097,3 +1097,22 @@ def test_kare_diff_refuses_an_output_that_is_a_file_it_reads(tmp_path, capsys):
     assert all(p.read_bytes() == content for p, content in kept.items())
     assert main([*args, "--input", str(data), "--output", str(tmp_path / "diff.md")]) == 1  # not bumped: exit 1
     assert (tmp_path / "diff.md").read_text().startswith(MARKER)
+
+
+def test_kare_diff_base_refuses_an_organization_s_folder_as_the_rules_directory(tmp_path, capsys):
+    # --rules-dir rules/acme (a CI input set to the folder of the one organization): its organizations would
+    # be its subfolders, none, so the report said 'No rule, test or overrides file differs' of a changed rule
+    # file and the job passed.
+    repo = tmp_path / "repo"
+    write_rules(repo / "rules", BASE)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(repo / "rules", edit(BASE, THRESHOLD))
+    org_dir = repo / "rules" / "acme"
+    assert main(["diff", "--base", "HEAD", "--rules-dir", str(org_dir), "--as-of", "2026-11-01"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kare diff: {org_dir} holds kare.yaml: it is one organization's folder, not the rules directory; pass "
+        f"the folder that holds the organizations' folders, --rules-dir {repo / 'rules'}"
+    )
+    assert main(["diff", "--base", "HEAD", "--rules-dir", str(repo / "rules"), "--as-of", "2026-11-01"]) == 1
