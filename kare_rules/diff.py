@@ -628,7 +628,8 @@ def impact(
         result.counts_after = _counts(sides["after"][0], shown)
     result.watches = _watch_counts(before, after, {label: o for label, (o, _) in sides.items()})
     result.quarantine_note = _quarantine_note(result)
-    if len(sides) < 2:
+    if len(sides) < 2:  # a rule file added or removed: its own early warning, none to compare with
+        result.upcoming = _upcoming_counts({label: outcome for label, (outcome, _) in sides.items()})
         return result
     (old, old_checked), (new, new_checked) = sides["before"], sides["after"]
     _upcoming(result, old, new, limit)
@@ -698,19 +699,29 @@ def _watch_counts(
     ]
 
 
+def _upcoming_counts(outcomes: dict[str, pl.DataFrame]) -> list[dict[str, Any]]:
+    """Moves within SOON_DAYS by from → to, for each side given; None on a side without rules (a rule
+    file added or removed), as in the watches' counts."""
+    order = {c: i for i, c in enumerate(m.ALL_CATEGORIES)}
+    per = {}
+    for label, side in outcomes.items():
+        near = side.filter(pl.col("soon").is_not_null())
+        per[label] = {(f, t): n for f, t, n in near.group_by("category", "soon").len().iter_rows()}
+    pairs = sorted({ft for counts in per.values() for ft in counts}, key=lambda ft: (order[ft[0]], order[ft[1]]))
+    return [
+        {
+            "from": f,
+            "to": t,
+            **{label: per[label].get((f, t), 0) if label in per else None for label in ("before", "after")},
+        }
+        for f, t in pairs
+    ]
+
+
 def _upcoming(result: Impact, old: pl.DataFrame, new: pl.DataFrame, limit: int = 20) -> None:
     """How the change moves the early warning: moves within SOON_DAYS per version, by from → to, and
     the accounts that come within (or leave) that window."""
-    order = {c: i for i, c in enumerate(m.ALL_CATEGORIES)}
-    per = {}
-    for label, side in (("before", old), ("after", new)):
-        near = side.filter(pl.col("soon").is_not_null())
-        per[label] = {(f, t): n for f, t, n in near.group_by("category", "soon").len().iter_rows()}
-    pairs = sorted(set(per["before"]) | set(per["after"]), key=lambda ft: (order[ft[0]], order[ft[1]]))
-    result.upcoming = [
-        {"from": f, "to": t, "before": per["before"].get((f, t), 0), "after": per["after"].get((f, t), 0)}
-        for f, t in pairs
-    ]
+    result.upcoming = _upcoming_counts({"before": old, "after": new})
     both = old.select(_ROW, "category", pl.col("soon").is_not_null().alias("was")).join(
         new.select(_ROW, pl.col("category").alias("category_now"), pl.col("soon").is_not_null().alias("now")),
         on=_ROW,
@@ -1214,9 +1225,10 @@ def _upcoming_lines(imp: Impact) -> list[str]:
     if not imp.upcoming and not imp.came_near and not imp.left_near:
         return []
     title = f"**Upcoming moves** (within {SOON_DAYS} days of {imp.as_of.isoformat()}, data unchanged)"
-    rows = [[f"`{u['from']}` → `{u['to']}`", f"{u['before']:,}", f"{u['after']:,}", _delta(u["after"] - u["before"])]
-            for u in imp.upcoming]  # fmt: skip
+    rows = [[f"`{u['from']}` → `{u['to']}`", *_before_after(u["before"], u["after"])] for u in imp.upcoming]
     lines = [title, "", *_table(["move", "before", "after", "Δ"], rows), ""]
+    if any(u["before"] is None or u["after"] is None for u in imp.upcoming):
+        return lines  # a rule file added or removed: no account comes within or leaves the window
     # An account the change moves today has left the window by moving, not by growing safer: say how many.
     moved_now = f" ({imp.left_near_moved:,} of them because the change moves them now)" if imp.left_near_moved else ""
     lines += [f"Accounts coming within {SOON_DAYS} days of a move: {imp.came_near:,}; "
@@ -1242,19 +1254,18 @@ def _in_days(on: str, as_of: dt.date) -> str:
     return f"in {days} day{'s' if days != 1 else ''}"
 
 
+def _before_after(before: int | None, after: int | None) -> list[str]:
+    """The before, after and Δ cells of a count; `–` where a version has none (no such rule file or watch)."""
+    if before is None or after is None:
+        return ["–" if before is None else f"{before:,}", "–" if after is None else f"{after:,}", "–"]
+    return [f"{before:,}", f"{after:,}", _delta(after - before)]
+
+
 def _watch_lines(imp: Impact) -> list[str]:
     """The accounts each watch flags before and after (their watch actions open in a run)."""
     if not imp.watches:
         return []
-    rows = [
-        [
-            f"`{w['watch']}`",
-            "–" if w["before"] is None else f"{w['before']:,}",
-            "–" if w["after"] is None else f"{w['after']:,}",
-            "–" if w["before"] is None or w["after"] is None else _delta(w["after"] - w["before"]),
-        ]
-        for w in imp.watches
-    ]
+    rows = [[f"`{w['watch']}`", *_before_after(w["before"], w["after"])] for w in imp.watches]
     title = f"**Watches** (accounts each watch flags as of {imp.as_of.isoformat()}; a run opens their actions)"
     return [title, "", *_table(["watch", "before", "after", "Δ"], rows), ""]
 

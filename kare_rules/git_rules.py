@@ -7,6 +7,7 @@ files are only ever written inside the scratch folder: a tree entry named `..` o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from dataclasses import replace
@@ -174,6 +175,12 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[OrgVersion
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         raise UsageError(f"rules directory {rules_dir} does not exist; pass --rules-dir DIR")
+    held = [name for name in RULE_FILE_NAMES if (rules_dir / name).is_file()]
+    if held:  # its organizations would be its subfolders: none, so 'nothing differs' whatever the change
+        raise UsageError(
+            f"{rules_dir} holds {held[0]}: it is one organization's folder, not the rules directory; pass the "
+            f"folder that holds the organizations' folders, --rules-dir {os.path.normpath(rules_dir / '..')}"
+        )
     found = _git(["rev-parse", "--show-toplevel"], rules_dir)
     if found.returncode:
         raise UsageError(f"{rules_dir} is not inside a git repository; use --before/--after to compare two files")

@@ -341,6 +341,7 @@ class _Checker:
         self.categories_by_name: dict[str, m.CategoryRule] = dict(rules.categories) if rules else {}
         self.transitions_built: list[m.Transition] = list(rules.transitions) if rules else []
         self.trend_inputs: list[str] = list(rules.trend_columns) if rules else []
+        self.trend_broken = False
 
     def err(self, where: DocPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(where, _tidy(message), key=key))
@@ -420,11 +421,13 @@ class _Checker:
         if not isinstance(raw, dict):
             return []
         out = []
+        malformed = False
         for name, spec in raw.items():
             where = ("inputs", name)
             self.check_column_name(name, where, "input")
             if not isinstance(spec, dict) or spec.get("type") not in m.COLUMN_TYPES:
                 self.columns[name] = "unknown"  # reported by the schema; do not also call it unknown
+                malformed = True
                 continue
             ctype = spec["type"]
             bounds = {}
@@ -478,7 +481,7 @@ class _Checker:
             self.inputs[name] = out[-1]
         keys = [c.name for c in out]
         keyed = [c.name for c in out if c.key]
-        if out and not keyed:
+        if out and not keyed and not malformed:  # the key may be the column the schema reports ({type: str})
             self.err(
                 ("inputs",),
                 "no input column has 'key: true'; mark the account identifier column, "
@@ -518,8 +521,9 @@ class _Checker:
                         self.err((*where, kind, i), f"ratio needs number columns; '{a}' is {self.inputs[a].type}")
                 out.append(m.Derived(name, "ratio", tuple(arg)))
             elif kind in m.TREND_KINDS and isinstance(arg, str):
-                self.trend_input(name, kind, arg, (*where, kind), raw)
-                if arg not in self.trend_inputs:
+                if not self.trend_input(name, kind, arg, (*where, kind), raw):
+                    self.trend_broken = True  # reported here; a test's previous values are not judged by it
+                elif arg not in self.trend_inputs:
                     self.trend_inputs.append(arg)
                 out.append(m.Derived(name, kind, (arg,)))
             else:
@@ -528,9 +532,10 @@ class _Checker:
             self.columns[name] = out[-1].type
         return out
 
-    def trend_input(self, name: str, kind: str, arg: str, where: DocPath, raw: dict) -> None:
+    def trend_input(self, name: str, kind: str, arg: str, where: DocPath, raw: dict) -> bool:
         """A trend compares an input with its own value in the previous run, so it reads a number input:
-        derived values are not kept between runs, and a text or date has no change to measure."""
+        derived values are not kept between runs, and a text or date has no change to measure. False
+        (and reported) when `arg` is not one."""
         if arg in raw and arg not in self.inputs:
             source = raw[arg]
             hint = ""
@@ -545,7 +550,8 @@ class _Checker:
                 f"{kind} reads an input column, and '{arg}' is derived (derived values are not kept between "
                 f"runs); write the number input it comes from{hint}",
             )
-        elif arg == "account_id" or (arg in self.inputs and self.inputs[arg].key):
+            return False
+        if arg == "account_id" or (arg in self.inputs and self.inputs[arg].key):
             # The previous run's values are keyed by account_id (kare_rules.sources.read_previous, the
             # warehouse's account_values): a column of that name could not sit beside the key.
             self.err(
@@ -553,7 +559,10 @@ class _Checker:
                 f"{kind} cannot read '{arg}': it is the key or named like the key of the previous run's values "
                 "(account_id); a trend reads a number that changes, such as a revenue or a count",
             )
-        elif self.known_input(arg, where) and self.inputs[arg].type not in m.NUMERIC_TYPES:
+            return False
+        if not self.known_input(arg, where):
+            return False
+        if self.inputs[arg].type not in m.NUMERIC_TYPES:
             numbers = [c for c in self.inputs.values() if c.type in m.NUMERIC_TYPES and not c.key]
             hint = f", e.g. '{name}: {{{kind}: {numbers[0].name}}}'" if numbers else ""
             self.err(
@@ -561,6 +570,8 @@ class _Checker:
                 f"{kind} needs a number column (integer or float); '{arg}' is {self.inputs[arg].type}: "
                 f"name a number input{hint}",
             )
+            return False
+        return True
 
     def check_column_name(self, name: str, where: DocPath, kind: str) -> None:
         """A column may not take a name the engine gives its own columns: the data would then hold two."""
@@ -1401,6 +1412,8 @@ class _Checker:
     def test_previous(self, raw: Any, here: DocPath, account: dict) -> tuple[tuple[str, m.Value], ...]:
         """`previous: {arr: 120000}`: the account's values in the previous run, read by its trends."""
         where = (*here, "previous")
+        if self.trend_broken:
+            return ()  # a trend's column is wrong, and said so where it is written: not again in each test
         if not self.trend_inputs:
             self.err(where, "these rules have no trend (change_of or pct_change_of), so previous values are "
                      "never read; remove 'previous'")  # fmt: skip
@@ -1567,8 +1580,10 @@ def _ids_among(raw: Any, built: list[m.Action], taken: set[str]) -> Iterator[tup
 
 def snake_form(name: str) -> str:
     """A header as a rule file's column name would write it: lowercase, each run of other characters one
-    '_' (a CRM report's 'Account ID' is account_id)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    '_' (a CRM report's 'Account ID' is account_id), a camelCase word boundary one '_' too (an API export's
+    'lastLoginDate' or 'ARRValue' is last_login_date, arr_value)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
 
 
 def _without(owners: dict[str, str], taken: dict[str, str]) -> dict[str, str]:

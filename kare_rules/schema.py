@@ -177,15 +177,38 @@ def _message(err: ValidationError) -> tuple[str, bool]:
     return f"{_where(path)}: {err.message}", False
 
 
-def _unknown_keys(err: ValidationError) -> list[tuple[str, str]]:
-    """Each key an `additionalProperties: false` mapping does not allow, with its message."""
+def _unknown_keys(err: ValidationError, root: dict | None = None) -> list[tuple[str, str]]:
+    """Each key an `additionalProperties: false` mapping does not allow, with its message. A key that
+    belongs to the mapping just above it (an `actions:` indented two spaces too little, under `exit:`)
+    says so, rather than suggesting a look-alike key of the wrong level ('transitions')."""
     path = tuple(err.absolute_path)
-    allowed = list(err.schema.get("properties", {}))
+    properties = err.schema.get("properties", {})
+    allowed = list(properties)
+    keys = list(err.instance)
     out = []
-    for extra in (k for k in err.instance if k not in allowed):
+    for extra in (k for k in keys if k not in allowed):
+        above = keys[keys.index(extra) - 1] if keys.index(extra) else None
+        if above in properties and extra in _resolved(properties[above], root).get("properties", {}):
+            where = f"unknown key '{extra}' in {_where(path)}"
+            out.append((extra, f"{where}; it is a key of '{above}' above it: indent it under '{above}'"))
+            continue
         tip = did_you_mean(extra, allowed) or (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
         out.append((extra, f"unknown key '{extra}' in {_where(path)}{tip}"))
     return out
+
+
+def _resolved(sub: Any, root: dict | None) -> dict:
+    """A sub-schema with its local `$ref` (`#/$defs/categoryRule`) followed, or {} when it cannot be."""
+    for _ in range(8):
+        if not isinstance(sub, dict):
+            return {}
+        ref = sub.get("$ref")
+        if not (isinstance(ref, str) and ref.startswith("#/") and root):
+            return sub
+        sub = root
+        for part in ref[2:].split("/"):
+            sub = sub.get(part, {}) if isinstance(sub, dict) else {}
+    return {}
 
 
 def schema_problems(
@@ -229,7 +252,8 @@ def schema_problems(
             located = [doc.problem(path, _tidy(message), key=True)]
         elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # One problem per unknown key, located at the key itself rather than its mapping.
-            located = [doc.problem((*path, k), _tidy(msg), key=True) for k, msg in _unknown_keys(err)]
+            unknown = _unknown_keys(err, validator.schema)
+            located = [doc.problem((*path, k), _tidy(msg), key=True) for k, msg in unknown]
         else:
             message, at_key = _message(err)
             located = [doc.problem(path, _tidy(message), key=at_key)]

@@ -100,7 +100,7 @@ def parse_text(text: str, path: str, empty: str = RULE_FILE_START) -> Document:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or "invalid YAML"
         doc.data = None
-        fix = _unclosed(exc, text) or "check indentation, colons and quotes here"
+        fix = _unclosed(exc, text) or _misaligned(exc, text) or "check indentation, colons and quotes here"
         if mark and _tab_at(text, mark.line, mark.column):
             # PyYAML names a tab only at the start of a line ("found character that cannot start any
             # token" inside a mapping); the tab is what to fix.
@@ -152,6 +152,32 @@ def _unclosed(exc: yaml.MarkedYAMLError, text: str) -> str | None:
     return (
         f"the '{pair[0]}' at line {start.line + 1}, column {start.column + 1} is not closed before here: add its "
         f"'{pair[1]}', or quote text holding ': ' or ','"
+    )
+
+
+def _misaligned(exc: yaml.MarkedYAMLError, text: str) -> str | None:
+    """For a line of a block that starts in another column than the line above it: which line is off is
+    for the author to say (`when:` indented one space too many under `keep:`, or this line one too few),
+    so both columns are named. The parser stops at the line that no longer fits, often the right one."""
+    problem = exc.problem_mark
+    if not (problem and (exc.context or "").startswith("while parsing a block")):
+        return None
+    lines = text.splitlines()
+    if problem.line >= len(lines) or lines[problem.line][: problem.column].strip():
+        return None  # the error is inside the line, not at its start
+    above = next(
+        (n for n in range(problem.line - 1, -1, -1) if lines[n].strip() and not lines[n].lstrip().startswith("#")),
+        None,
+    )
+    if above is None:
+        return None
+    column = len(lines[above]) - len(lines[above].lstrip(" "))
+    if column == problem.column:
+        return None
+    return (
+        f"this line starts in column {problem.column + 1} and line {above + 1} above it in column {column + 1}: "
+        "the keys of one mapping (and the '-' of one list) start in the same column; indent the one that is off "
+        "with spaces"
     )
 
 

@@ -784,6 +784,11 @@ def test_init_of_an_export_with_headers_not_in_snake_case_says_which_names_to_wr
                                "header line), e.g. 'Customer Number' to customer_number, 'Annual Contract Value' to "
                                "annual_contract_value, 'Churned?' to churned, 'Last Purchase' to last_purchase (and 1 "
                                "more), and run kare init again"])  # fmt: skip
+    (work / "api.csv").write_text("accountId,isCustomer,LastLoginDate\nC-1,true,2026-01-01\n", encoding="utf-8")
+    assert run(capsys, "init", "zeta", "--from", "api.csv")[2][0].endswith(  # camelCase: not 'accountid'
+        "e.g. 'accountId' to account_id, 'isCustomer' to is_customer, 'LastLoginDate' to last_login_date, and run "
+        "kare init again"
+    )
     (work / "mixed.csv").write_text("account_id,Annual Contract Value\nC-1,5\n", encoding="utf-8")
     assert run(capsys, "init", "zeta", "--from", "mixed.csv")[0] == 0
     text = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")

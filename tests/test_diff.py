@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 import yaml
@@ -1056,3 +1057,62 @@ def test_accounts_leaving_the_30_day_window_because_they_move_now_are_told_apart
     later = diff_rules(before, load(tmp_path, edit(BASE, ("{lte: 365}", "{lte: 400}")), "c"), data, AS_OF)
     assert (later.impact.moved_total, later.impact.left_near, later.impact.left_near_moved) == (0, 2, 0)
     assert "no longer within: 2.\n" in "\n".join(render_org_markdown(later))
+
+
+def test_a_rule_file_added_or_removed_shows_its_own_upcoming_moves(tmp_path):
+    # A new organization's first pull request is where its early warning is reviewed first: the
+    # account churned 320 days ago leaves recapture on day 341, 21 days away. The report showed watches
+    # but no upcoming moves for a file added or removed.
+    rules = load(tmp_path, edit(BASE, ("{days_since_churn: {lte: 365}}", "{days_since_churn: {lte: 340}}")))
+    added = diff_rules(None, rules, accounts(), AS_OF)
+    assert added.impact.upcoming == [{"from": "recapture", "to": "unassigned", "before": None, "after": 1}]
+    text = "\n".join(render_org_markdown(added))
+    assert "| `recapture` → `unassigned` | – | 1 | – |" in text
+    assert "Accounts coming within" not in text  # nothing to compare with
+    assert added.to_json()["upcoming"][0]["before"] is None
+    removed = diff_rules(rules, None, accounts(), AS_OF)
+    assert removed.impact.upcoming == [{"from": "recapture", "to": "unassigned", "before": 1, "after": None}]
+    assert "| `recapture` → `unassigned` | 1 | – | – |" in "\n".join(render_org_markdown(removed))
+
+
+def test_kare_diff_refuses_an_output_that_is_a_file_it_reads(tmp_path, capsys):
+    # `--output accounts.csv` replaced the accounts with the Markdown report (and a rule file, the rules).
+    before, after = write_rules(tmp_path / "a", BASE), write_rules(tmp_path / "b", edit(BASE, THRESHOLD))
+    data = tmp_path / "acme.csv"
+    accounts().write_csv(data)
+    db = tmp_path / "accounts.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.sql(f"CREATE TABLE accounts_acme AS SELECT * FROM read_csv('{data}')")
+    kept = {p: p.read_bytes() for p in (data, db, before, after)}
+    args = ["diff", "--before", str(before), "--after", str(after), "--as-of", "2026-11-01"]
+    for source, output, option in (
+        (str(data), data, "--input"),
+        (str(tmp_path / "{org}.csv"), data, "--input"),
+        (f"duckdb:{tmp_path / 'accounts.duckdb'}:accounts_{{org}}", db, "--input"),
+        (str(data), before, "--before"),
+        (str(data), after, "--after"),
+    ):
+        assert main([*args, "--input", source, "--output", str(output)]) == 2
+        assert f"which {option} reads; write the report to another file" in capsys.readouterr().err
+    assert all(p.read_bytes() == content for p, content in kept.items())
+    assert main([*args, "--input", str(data), "--output", str(tmp_path / "diff.md")]) == 1  # not bumped: exit 1
+    assert (tmp_path / "diff.md").read_text().startswith(MARKER)
+
+
+def test_kare_diff_base_refuses_an_organization_s_folder_as_the_rules_directory(tmp_path, capsys):
+    # --rules-dir rules/acme (a CI input set to the folder of the one organization): its organizations would
+    # be its subfolders, none, so the report said 'No rule, test or overrides file differs' of a changed rule
+    # file and the job passed.
+    repo = tmp_path / "repo"
+    write_rules(repo / "rules", BASE)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules")
+    write_rules(repo / "rules", edit(BASE, THRESHOLD))
+    org_dir = repo / "rules" / "acme"
+    assert main(["diff", "--base", "HEAD", "--rules-dir", str(org_dir), "--as-of", "2026-11-01"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kare diff: {org_dir} holds kare.yaml: it is one organization's folder, not the rules directory; pass "
+        f"the folder that holds the organizations' folders, --rules-dir {repo / 'rules'}"
+    )
+    assert main(["diff", "--base", "HEAD", "--rules-dir", str(repo / "rules"), "--as-of", "2026-11-01"]) == 1

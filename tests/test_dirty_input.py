@@ -264,8 +264,12 @@ def test_previous_values_inf_is_refused_with_the_account(tmp_path):
         (HEADER.replace("account_id", "Account_ID").replace(",arr,", ", arr ,"),
          "Column names match exactly, case and spaces included: the input has 'Account_ID' for 'account_id', "
          "' arr ' for 'arr'"),
+        # an API export's camelCase headers (accountId, lastLogin): their snake_case was not seen
+        (HEADER.replace("account_id", "accountId").replace("payment_overdue_days", "PaymentOverdueDays"),
+         "Column names match exactly, case and spaces included: the input has 'accountId' for 'account_id', "
+         "'PaymentOverdueDays' for 'payment_overdue_days'"),
     ],
-    ids=["semicolons", "tabs", "case-and-spaces"],
+    ids=["semicolons", "tabs", "case-and-spaces", "camel-case"],
 )  # fmt: skip
 def test_missing_columns_say_when_the_separator_or_the_case_of_a_name_is_the_cause(tmp_path, header, hint):
     # A ';'-separated export reads as one column named 'account_id;account_owner;...': the message listed

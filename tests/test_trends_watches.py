@@ -353,6 +353,21 @@ def test_each_mistake_is_one_located_line_with_a_fix(tmp_path, replacements, mar
         assert fragment in lines[0]
 
 
+@pytest.mark.parametrize("wrong", ["ar", "days_since_order", "plan"])
+def test_a_trend_on_a_wrong_column_is_reported_once_not_again_in_each_test_s_previous_values(tmp_path, wrong):
+    # The test's `previous: {arr: ...}` is right once the trend is: it was called 'no previous value a trend
+    # reads', listing the wrong column ('did you mean ar?') as the one to give.
+    text = mutate(
+        ("{change_of: arr}", f"{{change_of: {wrong}}}"), ("{pct_change_of: arr}", f"{{pct_change_of: {wrong}}}")
+    )
+    rules, problems = check_rules(write_rules(tmp_path, text))
+    lines = [str(p) for p in problems]
+    assert rules is None and len(lines) == 2, lines
+    where = [at(text, f"{{change_of: {wrong}"), at(text, f"{{pct_change_of: {wrong}")]
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[0] for line in lines] == [f"{SHOWN}:{w.split(':')[0]}" for w in where]
+    assert not any("previous" in line for line in lines), lines
+
+
 def test_a_watch_with_within_days_and_within_needs_no_day_count(tmp_path):
     # Either part is enough, so the nearest change on seats can still make it hold.
     text = mutate(

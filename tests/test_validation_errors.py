@@ -418,6 +418,19 @@ def test_an_input_of_unknown_type_is_reported_once_not_again_in_every_test_accou
     ]
 
 
+def test_a_key_column_of_unknown_type_is_not_also_a_missing_key_pointing_at_another_column(tmp_path):
+    # `{type: str, key: true}`: the schema names the type; 'no input column has key: true; e.g.
+    # account_owner: {type: string, key: true}' told the author to make another column the key.
+    text = mutate(("account_id: {type: string, key: true}", "account_id: {type: str, key: true}"))
+    assert problem_lines(tmp_path, text) == [
+        f"{SHOWN}:{at(text, 'str,')}: inputs.account_id.type: 'str' is not allowed; did you mean 'string'? "
+        "Write one of: string, integer, float, boolean, date, datetime"
+    ]
+    # With every column well formed, a missing key is still said.
+    text = mutate(("account_id: {type: string, key: true}", "account_id: {type: string}"))
+    assert any("no input column has 'key: true'" in line for line in problem_lines(tmp_path, text))
+
+
 # ---- JSON Schema errors -------------------------------------------------------------------------
 
 SCHEMA_CASES = [
@@ -499,6 +512,31 @@ def test_each_unknown_key_gets_its_own_line_at_the_key(tmp_path):
         f"{SHOWN}:4:1: unknown key 'descripton' in the top level; did you mean 'description'?",
         f"{SHOWN}:5:1: unknown key 'ownrs' in the top level; did you mean 'owners'?",
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "nth", "message"),
+    [
+        # exit's actions written at the top level: not 'did you mean transitions?'
+        (
+            "  actions:\n    - {id: exit-review",
+            "actions:\n    - {id: exit-review",
+            1,
+            "unknown key 'actions' in the top level; it is a key of 'exit' above it: indent it under 'exit'",
+        ),
+        # keep's actions two spaces short: not 'did you mean attain?'
+        (
+            "    actions:\n      - {id: renew",
+            "  actions:\n      - {id: renew",
+            2,
+            "unknown key 'actions' in profiles; it is a key of 'keep' above it: indent it under 'keep'",
+        ),
+    ],
+)
+def test_a_key_indented_too_little_says_which_mapping_it_belongs_to(tmp_path, old, new, nth, message):
+    text = mutate((old, new))
+    line = next(p for p in problem_lines(tmp_path, text) if "unknown key" in p)
+    assert line == f"{SHOWN}:{at(text, 'actions:', nth)}: {message}"  # exit's actions come first
 
 
 def test_an_unknown_key_in_an_action_points_at_the_key(tmp_path):
@@ -626,6 +664,28 @@ def test_a_brace_left_open_is_named_where_it_was_opened_not_only_where_the_parse
     assert only_problem(tmp_path, text) == (
         f"{SHOWN}:18:3: YAML syntax error: did not find expected ',' or '}}'; the '{{' at line 16, column 8 is not "
         "closed before here: add its '}', or quote text holding ': ' or ','"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "columns"),
+    [
+        # keep's `when:` one space too deep: the parser stops at `actions:`, which is right
+        ("    when: {all: [paying, big]}\n", "     when: {all: [paying, big]}\n", "26:5", (5, 25, 6)),
+        # keep's `when:` two spaces too shallow: the parser stops at the line after it
+        ("    when: {all: [paying, big]}\n", "  when: {all: [paying, big]}\n", "26:5", (5, 25, 3)),
+        # a test's key one space short
+        ("    as_of: 2026-11-01\n    expect: attain", "    as_of: 2026-11-01\n   expect: attain", "40:4", (4, 39, 5)),
+    ],
+)
+def test_a_line_indented_unlike_the_line_above_names_both_columns(tmp_path, old, new, where, columns):
+    # 'did not find expected key; check indentation, colons and quotes here' pointed at a line that may be
+    # right, without saying against what it is misaligned.
+    here, above, there = columns
+    assert only_problem(tmp_path, mutate((old, new))).startswith(f"{SHOWN}:{where}: YAML syntax error: ")
+    assert only_problem(tmp_path, mutate((old, new))).endswith(
+        f"; this line starts in column {here} and line {above} above it in column {there}: the keys of one mapping "
+        "(and the '-' of one list) start in the same column; indent the one that is off with spaces"
     )
 
 

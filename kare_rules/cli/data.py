@@ -360,6 +360,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
                         overrides_beside(args.after, after))
         ]  # fmt: skip
         as_of = as_date(args.as_of) if args.as_of else None
+    if args.output:
+        _refuse_to_overwrite_what_diff_reads(args, [pair[0] for pair in pairs], as_of)
     reports = []
     for org, before, after, overrides_before, overrides_after, base_problem, base_version in pairs:
         pins = {
@@ -403,6 +405,37 @@ def cmd_diff(args: argparse.Namespace) -> int:
         # Located like every other problem of a rule file: at its `version:` line.
         err(f"kare diff: {r.version_at or r.organization}: {r.version_check.message}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _refuse_to_overwrite_what_diff_reads(args: argparse.Namespace, orgs: list[str], as_of) -> None:
+    """An --output that is a file kare diff reads — the accounts (`--input` with each organization's
+    {org} and the {as_of} filled in, a DuckDB file) or a rule file — would be replaced by the report: a
+    usage error before anything is written."""
+    import glob
+    import os
+
+    target = Path(args.output)
+    if not target.is_file():
+        return
+    read: list[tuple[str, str]] = []
+    if args.input and not args.input.startswith("sql:"):
+        for org in orgs:
+            source = args.input.replace("{org}", org)
+            source = source.replace("{as_of}", as_of.isoformat()) if as_of else source
+            if source.startswith("duckdb:"):
+                source = source.removeprefix("duckdb:").rpartition(":")[0]
+            names = glob.glob(source, recursive=True) if any(ch in source for ch in "*?[") else [source]
+            read += [("--input", name) for name in names]
+    if args.base:
+        read += [("--rules-dir", str(f)) for f in Path(args.rules_dir).glob("**/*.y*ml")]
+    for option, path in (("--before", args.before), ("--after", args.after)) if not args.base else ():
+        folder = Path(path).parent if Path(path).is_file() else Path(path)  # the rule file, its tests, overrides
+        read += [(option, str(f)) for pattern in ("*.y*ml", "tests/*.y*ml") for f in folder.glob(pattern)]
+    for option, name in read:
+        if Path(name).is_file() and os.path.samefile(name, target):
+            raise UsageError(
+                f"--output {args.output} would overwrite {name}, which {option} reads; write the report to another file"
+            )
 
 
 def _accounts(n: int) -> str:
