@@ -174,7 +174,8 @@ def changed_rules(base: str, rules_dir: str | Path = "rules") -> list[OrgVersion
     """
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
-        raise UsageError(f"rules directory {rules_dir} does not exist; pass --rules-dir DIR")
+        what = "is a file, not a folder" if rules_dir.exists() else "does not exist"
+        raise UsageError(f"rules directory {rules_dir} {what}; pass --rules-dir DIR, the folder of <org>/kare.yaml")
     held = [name for name in RULE_FILE_NAMES if (rules_dir / name).is_file()]
     if held:  # its organizations would be its subfolders: none, so 'nothing differs' whatever the change
         raise UsageError(

@@ -1116,3 +1116,12 @@ def test_kare_diff_base_refuses_an_organization_s_folder_as_the_rules_directory(
         f"the folder that holds the organizations' folders, --rules-dir {repo / 'rules'}"
     )
     assert main(["diff", "--base", "HEAD", "--rules-dir", str(repo / "rules"), "--as-of", "2026-11-01"]) == 1
+    # a file given as the rules directory (the accounts, say) is named as a file, not as missing
+    accounts = repo / "accounts.csv"
+    accounts.write_text("account_id\nA1\n")
+    capsys.readouterr()
+    assert main(["diff", "--base", "HEAD", "--rules-dir", str(accounts), "--as-of", "2026-11-01"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kare diff: rules directory {accounts} is a file, not a folder; pass --rules-dir DIR, the folder of "
+        "<org>/kare.yaml"
+    )

@@ -646,6 +646,12 @@ def test_kare_run_reads_the_rules_from_kare_rules_dir_as_the_pipeline_does(tmp_p
         "KARE_RULES_DIR)" in capsys.readouterr().err
     )
     assert main([*run, "--warehouse", "w.duckdb", "--rules-dir", str(folder.parent)]) == 0
+    capsys.readouterr()
+    assert main([*run, "--warehouse", "w.duckdb", "--rules-dir", str(tmp_path / "accounts.csv")]) == 2
+    assert (
+        f"the rules directory {tmp_path / 'accounts.csv'} is a file, not a folder; give the folder of "
+        "<org>/kare.yaml with --rules-dir, or set KARE_RULES_DIR"
+    ) in capsys.readouterr().err
 
 
 def test_the_summaries_list_the_categories_the_rules_define_in_their_precedence(tmp_path, capsys, monkeypatch):

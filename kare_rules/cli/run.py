@@ -183,6 +183,9 @@ def demo_query(warehouse: str) -> str:
 
 def _require_folder(root: Path, given: str) -> None:
     """A rules directory that is not there says so, rather than that it holds no organization."""
+    if root.is_file():
+        raise UsageError(f"the rules directory {given} is a file, not a folder; give the folder of <org>/kare.yaml "
+                         "with --rules-dir, or set KARE_RULES_DIR")  # fmt: skip
     if not root.is_dir():
         raise UsageError(
             f"no rules directory {given}/ (give the folder of rules/<org>/kare.yaml with --rules-dir, or set "
