@@ -105,8 +105,20 @@ def jsonable(value: Any) -> Any:
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     if len(str(word)) > 100:  # difflib's cost grows with the square of the length; no name is this long
         return ""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    names = [str(c) for c in choices]
+    # A name whose words are among the word's, or the other way round (`account_owner` for an input `owner`):
+    # letter by letter, `account_id` is closer, but it is not what was meant. Only when one name is.
+    within = [c for c in names if c and (_words_within(c, str(word)) or _words_within(str(word), c))]
+    if len(within) == 1:
+        return f"; did you mean '{within[0]}'?"
+    match = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _words_within(part: str, whole: str) -> bool:
+    """Whether the `_`-separated words of `part` come one after another in `whole`'s, as a proper part."""
+    a, b = part.lower().split("_"), whole.lower().split("_")
+    return len(a) < len(b) and all(a) and any(b[i : i + len(a)] == a for i in range(len(b) - len(a) + 1))
 
 
 def _where(path: tuple) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from kare_rules.errors import RuleFileError
 from kare_rules.loader import check_rules, load_rules
+from kare_rules.schema import did_you_mean
 
 # A valid rule file. The mutations below replace one snippet of it; the expected location is the
 # position (line:column, 1-based) of a marker in the mutated text, so each case states what it points at.
@@ -1032,3 +1033,18 @@ def test_categories_that_only_overlap_or_come_narrow_first_are_valid(tmp_path):
         ("    when: {all: [{not: paying}, {seats: {gte: 5}}]}", "    when: {any: [{not: paying}, big]}"),
     )
     assert problem_lines(tmp_path, text) == []
+
+
+@pytest.mark.parametrize(
+    ("word", "names", "suggested"),
+    [
+        ("account_owner", ["account_id", "owner", "arr"], "owner"),  # letter by letter, account_id is closer
+        ("arr_usd", ["arr", "seats"], "arr"),
+        ("last_login", ["last_login_date", "churned_on"], "last_login_date"),
+        ("account", ["account_id", "account_owner"], "account_id"),  # two such names: the closest letter by letter
+        ("wen", ["when", "id"], "when"),
+    ],
+)
+def test_a_name_made_of_another_name_s_words_is_suggested_before_one_closer_letter_by_letter(word, names, suggested):
+    # An action's `owner: account_owner` beside an input `owner` said "did you mean 'account_id'?".
+    assert did_you_mean(word, names) == f"; did you mean '{suggested}'?"
