@@ -22,6 +22,7 @@ from kare_rules.validation import validate_accounts
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))  # before anything imports pipelines
+USES_PIPELINE_SETTINGS = True  # tests/conftest.py: the Dagster layer reads them
 RULES_DIR = ROOT / "rules" / "cloudnine"
 RULES = load_rules(RULES_DIR)
 AS_OF = dt.date(2026, 10, 31)

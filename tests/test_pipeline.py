@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Partitions are read when pipelines is imported: the repo's rules name the organizations, dates are daily.
 os.environ.setdefault("KARE_RULES_DIR", str(ROOT / "rules"))
 os.environ.setdefault("KARE_CADENCE", "daily")
+USES_PIPELINE_SETTINGS = True  # tests/conftest.py: the Dagster layer reads them
 
 import dagster as dg  # noqa: E402
 
