@@ -295,3 +295,27 @@ def test_a_decimal_column_declared_float_is_categorized_in_place_as_polars_does(
     assert [row[:2] for row in polars] == [("a", "keep"), ("b", "expand"), ("c", "attain"), ("d", "unassigned"),
                                            ("e", "unassigned")]  # fmt: skip
     assert rows(categorize_duckdb(rules, f"duckdb:{db}:accounts", AS_OF)) == polars
+
+
+def test_a_32_bit_float_column_is_refused_in_place_as_polars_reads_it_otherwise(tmp_path):
+    # A FLOAT column holding 0.7 is 0.699999988: the Polars engine reads it as the decimal it holds (0.7),
+    # while the SQL over the column as stored put the account below {gte: 0.7}, a silent disagreement.
+    rules = m.RuleSet(
+        organization="example",
+        version="1.0.0",
+        inputs=(m.InputColumn("account_id", "string", key=True), m.InputColumn("util", "float")),
+        derived=(),
+        traits={},
+        precedence=m.CATEGORIES,
+        categories={"keep": m.CategoryRule("keep", m.Predicate("util", "gte", 0.7))},
+    )
+    source = tmp_path / "accounts.parquet"
+    pl.DataFrame({"account_id": ["a"], "util": [0.7]}, schema={"account_id": pl.String, "util": pl.Float32}
+                 ).write_parquet(source)  # fmt: skip
+    assert rows(categorize(rules, pl.read_parquet(source), AS_OF))[0][:2] == ("a", "keep")
+    with pytest.raises(DataError) as caught:
+        categorize_duckdb(rules, str(source), AS_OF)
+    assert (
+        "util is FLOAT (declared float; a 32-bit float holds 0.7 as 0.699999988, which would fail {gte: 0.7}). "
+        "Fix the column types, or run the Polars engine"
+    ) in str(caught.value)
