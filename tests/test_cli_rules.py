@@ -637,6 +637,16 @@ def test_explain_matches_a_string_key_exactly_as_validation_and_categorize_do(wo
         "kare explain: account 'd' is not in the input (key column 'account_id'); keys match exactly, spaces and "
         "case included, and the input has ' D', 'D'"
     ]
+    # an id typed without the leading zeros the data keeps ('00123' read as text): found, not "not in the input"
+    zeroed = ACCOUNTS.with_columns(
+        pl.when(pl.col("account_id") == "A").then(pl.lit("00123")).otherwise(pl.col("account_id")).alias("account_id")
+    )
+    zeroed.write_csv(work / "zeroed.csv")
+    argv[argv.index("spaced.csv")] = "zeroed.csv"
+    assert run(capsys, *argv, "123")[2] == [
+        "kare explain: account '123' is not in the input (key column 'account_id'); keys match exactly, spaces and "
+        "leading zeros included, and the input has '00123'"
+    ]
 
 
 def test_explain_an_unknown_account_is_one_clear_line_and_exit_1(work, capsys):

@@ -177,13 +177,24 @@ def _near(rules, args: argparse.Namespace) -> str:
         return f"; {rules.key} is an integer key: give the account's number"  # a CRM's 'C-1001' for its number
     if rules.input(rules.key).type != "string" or not args.account.strip():
         return ""
-    written = pl.col(rules.key).cast(pl.String).str.strip_chars().str.to_lowercase()
-    close = read_accounts(args.input, where=written == args.account.strip().lower())
+    # leading zeros too: an id typed as 123 where the data holds '00123'
+    written = pl.col(rules.key).cast(pl.String).str.strip_chars().str.to_lowercase().str.strip_chars_start("0")
+    close = read_accounts(args.input, where=written == args.account.strip().lower().lstrip("0"))
     keys = close[rules.key].cast(pl.String).head(3).to_list()
     if not keys:
         return ""
-    differs = "spaces" if all(k.strip() == args.account.strip() for k in keys) else "spaces and case"
-    return f"; keys match exactly, {differs} included, and the input has {', '.join(repr(k) for k in keys)}"
+    wanted = args.account.strip()
+
+    def zeros(text: str) -> int:
+        return len(text) - len(text.lstrip("0"))
+
+    differs = ["spaces"]  # what a match takes exactly: always spaces, and what else sets these keys apart
+    if any(zeros(k.strip()) != zeros(wanted) for k in keys):
+        differs.append("leading zeros")
+    if any(k.strip().lstrip("0") != wanted.lstrip("0") for k in keys):
+        differs.append("case")
+    included = ", ".join(differs[:-1]) + f" and {differs[-1]}" if len(differs) > 1 else differs[0]
+    return f"; keys match exactly, {included} included, and the input has {', '.join(repr(k) for k in keys)}"
 
 
 def _whole_number(text: str) -> int | None:
