@@ -167,8 +167,8 @@ def _one_account(rules, account: str):
 
 
 def _near(rules, args: argparse.Namespace) -> str:
-    """For a string key not found as written: the keys that differ from it only by spaces around them or
-    by case ('Acme-1' for 'acme-1'); for an integer key, that the account is not a number."""
+    """For a string key not found as written: the keys that differ from it only by spaces around them, by
+    leading zeros or by case ('Acme-1' for 'acme-1'); for an integer key, that the account is not a number."""
     import polars as pl
 
     from kare_rules.sources import read_accounts
