@@ -162,7 +162,7 @@ def _near_columns(missing: list[str], columns: list[str]) -> str:
 
 def require_flat(rules: m.RuleSet, schema: pl.Schema) -> None:
     """A DataError naming every declared input that holds lists or records: a rule compares one value."""
-    nested = [f"{c.name} is {schema[c.name]}" for c in rules.inputs if schema[c.name].is_nested()]
+    nested = [f"column {c.name!r} is {schema[c.name]}" for c in rules.inputs if schema[c.name].is_nested()]
     if nested:
         raise DataError(
             f"the input's {'; '.join(nested)}, but the inputs of {rules.path or rules.organization} are single "

@@ -140,7 +140,7 @@ EXPECTED = {
     "mixed CSV headers": "b.csv differs from ",
     "reordered CSV headers": "(its columns are in another order)",
     "struct column": "nps is Struct",
-    "list column": "seats is List(Int64)",
+    "list column": "the input's column 'seats' is List(Int64)",
     "missing file": "missing.parquet does not exist",
     "zero-row Parquet": "has no rows",
     "duplicate CSV header": "dupcols.csv:1: column 'account_id' appears twice in the header",
