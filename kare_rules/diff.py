@@ -1014,16 +1014,29 @@ def diff_rules(
     else:
         report.impact = impact(before, after, accounts, as_of, limit, overrides_before, overrides_after)
         if after is not None:
-            report.override_changes = _flag_absent_pins(report.override_changes, after, accounts)
+            report.override_changes = _flag_absent_pins(
+                report.override_changes, after, accounts, overrides_after, as_of
+            )
     return report
 
 
 def _flag_absent_pins(
-    changes: list[RuleChange], rules: m.RuleSet, accounts: pl.DataFrame | pl.LazyFrame
+    changes: list[RuleChange],
+    rules: m.RuleSet,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    overrides: tuple[Override, ...],
+    as_of: dt.date,
 ) -> list[RuleChange]:
-    """Say so when a new or changed pin names an account the input does not hold: a mistyped id pins
-    nothing, and a run would not tell anyone."""
-    pinned = [c.name for c in changes if c.kind in ("override_added", "override_changed")]
+    """Say so when a new or changed pin pins nothing on `as_of`: it expired before, or it names an account
+    the input does not hold (a mistyped id), and a run would not tell anyone."""
+    expired = {o.account: o.expires for o in overrides if o.expires < as_of}
+    changes = [
+        replace(c, text=c.text + f" — expired on {expired[c.name]}, before {as_of}: it pins nothing")
+        if c.kind in ("override_added", "override_changed") and c.name in expired
+        else c
+        for c in changes
+    ]
+    pinned = [c.name for c in changes if c.kind in ("override_added", "override_changed") and c.name not in expired]
     if not pinned:
         return changes
     frame = accounts.lazy() if isinstance(accounts, pl.DataFrame) else accounts

@@ -908,6 +908,25 @@ def test_a_pin_on_an_account_the_input_does_not_hold_is_flagged(tmp_path):
     assert report.impact.moved_total == 1  # only A001 moves
 
 
+def test_a_pin_that_expired_before_the_as_of_date_says_it_pins_nothing(tmp_path):
+    # It read "⚠️ not in the input" when the sample (synthesized for as_of) did not hold the id, as if mistyped.
+    rules = load(tmp_path, BASE, "a")
+    pins = load_overrides_text(
+        tmp_path,
+        rules,
+        "- {account: A001, category: expand, reason: CEO friend, author: ana@acme.example, expires: 2026-10-31}\n",
+        "- {account: Z999, category: exit, reason: Gone, author: ana@acme.example, expires: 2026-10-31}\n",
+    )
+    report = diff_rules(rules, rules, accounts(), AS_OF, overrides_after=pins)
+    texts = {c.name: c.text for c in report.override_changes}
+    assert texts == {
+        account: f"{account} pinned to {category} until 2026-10-31 (ana@acme.example: {why}) — expired on "
+        f"2026-10-31, before {AS_OF}: it pins nothing"
+        for account, category, why in (("A001", "expand", "CEO friend"), ("Z999", "exit", "Gone"))
+    }
+    assert report.impact.moved_total == 0
+
+
 def load_overrides_text(tmp_path: Path, rules, *items: str):
     from kare_rules.overrides import load_overrides
 
