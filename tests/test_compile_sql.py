@@ -295,3 +295,26 @@ def test_a_decimal_column_declared_float_is_categorized_in_place_as_polars_does(
     assert [row[:2] for row in polars] == [("a", "keep"), ("b", "expand"), ("c", "attain"), ("d", "unassigned"),
                                            ("e", "unassigned")]  # fmt: skip
     assert rows(categorize_duckdb(rules, f"duckdb:{db}:accounts", AS_OF)) == polars
+
+
+def test_a_timestamp_column_declared_date_is_compared_by_its_day_as_polars_does():
+    # A warehouse keeps a `date` input as a TIMESTAMP: Polars reads it by its day (conform casts it), but the SQL
+    # compared the timestamp with a DATE literal (midnight), so 10:00 on 1 November was not `lte 2026-11-01`.
+    rules = small_rules(
+        exit=m.Predicate("churned_on", "eq", dt.date(2026, 11, 1)),
+        keep=m.Predicate("churned_on", "lte", dt.date(2026, 11, 1)),
+        recapture=m.Predicate("churned_on", "between", (dt.date(2026, 11, 2), dt.date(2026, 11, 3))),
+        attain=m.Predicate("churned_on", "in", (dt.date(2026, 11, 4),)),
+    )
+    accounts = ACCOUNTS.with_columns(
+        pl.Series(
+            "churned_on",
+            [dt.datetime(2026, 11, 1, 10), dt.datetime(2026, 10, 31, 23), dt.datetime(2026, 11, 3, 23, 59),
+             dt.datetime(2026, 11, 4, 0, 0, 1), None],
+        )
+    )  # fmt: skip
+    polars = rows(categorize(rules, accounts, AS_OF))
+    assert [row[1] for row in polars] == ["exit", "keep", "recapture", "attain", "unassigned"]
+    with duckdb.connect() as con:
+        con.register("accounts", accounts)
+        assert sorted(con.sql(compile_sql(rules, "duckdb", "accounts", AS_OF)).fetchall()) == polars
