@@ -224,6 +224,10 @@ class SqlCompiler:
     def predicate(self, p: m.Predicate) -> exp.Expression:
         col = self.col(p.column)
         ctype = self.types[p.column]
+        if ctype == "date" and p.op != "is_null":
+            # A date input kept as a timestamp in the warehouse counts by its day, as Polars casts it (conform);
+            # compared as it is with a DATE literal, 10:00 on the day would be after it.
+            col = exp.cast(col, "DATE")
         v = p.value
         match p.op:
             case "is_null":

@@ -236,7 +236,9 @@ def embedded_accounts(rules: m.RuleSet) -> pl.DataFrame:
 def test_kare_compile_with_an_unknown_table_form_exits_2(capsys):
     code = main(["compile", "--rules", "rules/cloudnine", "--dialect", "postgres", "--table", ".x"])
     assert code == 2
-    assert "not a table name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a table name" in err
+    assert "note:" not in err  # no notes about trends or time zones of a query that is never printed
 
 
 def test_kare_categorize_with_the_duckdb_engine_matches_the_polars_engine(tmp_path, capsys):
@@ -319,3 +321,26 @@ def test_a_32_bit_float_column_is_refused_in_place_as_polars_reads_it_otherwise(
         "util is FLOAT (declared float; a 32-bit float holds 0.7 as 0.699999988, which would fail {gte: 0.7}). "
         "Fix the column types, or run the Polars engine"
     ) in str(caught.value)
+
+
+def test_a_timestamp_column_declared_date_is_compared_by_its_day_as_polars_does():
+    # A warehouse keeps a `date` input as a TIMESTAMP: Polars reads it by its day (conform casts it), but the SQL
+    # compared the timestamp with a DATE literal (midnight), so 10:00 on 1 November was not `lte 2026-11-01`.
+    rules = small_rules(
+        exit=m.Predicate("churned_on", "eq", dt.date(2026, 11, 1)),
+        keep=m.Predicate("churned_on", "lte", dt.date(2026, 11, 1)),
+        recapture=m.Predicate("churned_on", "between", (dt.date(2026, 11, 2), dt.date(2026, 11, 3))),
+        attain=m.Predicate("churned_on", "in", (dt.date(2026, 11, 4),)),
+    )
+    accounts = ACCOUNTS.with_columns(
+        pl.Series(
+            "churned_on",
+            [dt.datetime(2026, 11, 1, 10), dt.datetime(2026, 10, 31, 23), dt.datetime(2026, 11, 3, 23, 59),
+             dt.datetime(2026, 11, 4, 0, 0, 1), None],
+        )
+    )  # fmt: skip
+    polars = rows(categorize(rules, accounts, AS_OF))
+    assert [row[1] for row in polars] == ["exit", "keep", "recapture", "attain", "unassigned"]
+    with duckdb.connect() as con:
+        con.register("accounts", accounts)
+        assert sorted(con.sql(compile_sql(rules, "duckdb", "accounts", AS_OF)).fetchall()) == polars

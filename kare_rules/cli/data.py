@@ -283,6 +283,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from kare_rules.loader import load_rules
 
     rules = load_rules(rules_option(args.rules))
+    # Compiled first: a bad --table is one error, not notes about a query that is never printed.
+    sql = compile_sql(rules, args.dialect, args.table, as_date(args.as_of), args.previous_table)
     # Only the SELECT goes to stdout (no comment header: nothing from the rule file lands in SQL text
     # unquoted), so it pipes straight into psql, duckdb or a CREATE VIEW.
     if rules.trend_columns and args.previous_table is None:
@@ -297,7 +299,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "zone by this SQL; where such a column is a timestamp with a time zone, kare's own engines count it by "
             f"its UTC date: run the query in a UTC session ({_UTC_SESSION[args.dialect]}) for the same answers"
         )
-    out(compile_sql(rules, args.dialect, args.table, as_date(args.as_of), args.previous_table))
+    out(sql)
     return EXIT_OK
 
 

@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["duckdb", "postgres", "snowflake", "bigquery", "spark"],
         help="the SQL dialect of the warehouse",
     )
-    s.add_argument("--table", required=True, metavar="NAME", help="the account table: TABLE or SCHEMA.TABLE")
+    s.add_argument(
+        "--table", required=True, metavar="NAME", help="the account table: TABLE, SCHEMA.TABLE or CATALOG.SCHEMA.TABLE"
+    )
     s.add_argument(
         "--previous-table",
         metavar="NAME",
