@@ -593,13 +593,9 @@ def test_kare_as_of_and_kare_input_from_the_environment_are_read_as_the_options_
     assert "(that is the default input, where kare sample writes" in captured.err
 
 
-def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told_otherwise(
-    tmp_path, capsys, monkeypatch
-):
-    # With the settings exported for Dagster (README), kare run read $KARE_INPUT but not $KARE_WAREHOUSE: it
-    # published into ./data/warehouse.duckdb, a second history the pipeline never reads.
-    monkeypatch.chdir(tmp_path)
-    folder = tmp_path / "rules" / "ledger"
+def ledger(rules_dir: Path, accounts: Path) -> Path:
+    """A small organization, `ledger`, in `rules_dir`, and two of its accounts in `accounts`: its folder."""
+    folder = rules_dir / "ledger"
     folder.mkdir(parents=True)
     (folder / "kare.yaml").write_text(
         "format: kare/v1\norganization: ledger\nversion: 1.0.0\n"
@@ -607,7 +603,17 @@ def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told
         "profiles: {keep: {when: {is_customer: true}}}\n",
         encoding="utf-8",
     )
-    (tmp_path / "accounts.csv").write_text("account_id,is_customer\nL-1,true\nL-2,false\n", encoding="utf-8")
+    accounts.write_text("account_id,is_customer\nL-1,true\nL-2,false\n", encoding="utf-8")
+    return folder
+
+
+def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told_otherwise(
+    tmp_path, capsys, monkeypatch
+):
+    # With the settings exported for Dagster (README), kare run read $KARE_INPUT but not $KARE_WAREHOUSE: it
+    # published into ./data/warehouse.duckdb, a second history the pipeline never reads.
+    monkeypatch.chdir(tmp_path)
+    ledger(tmp_path / "rules", tmp_path / "accounts.csv")
     monkeypatch.setenv("KARE_INPUT", "accounts.csv")
     monkeypatch.setenv("KARE_WAREHOUSE", str(tmp_path / "shared.duckdb"))
     assert main(["run", "--org", "ledger", "--as-of", "2026-11-01"]) == 0
@@ -623,15 +629,7 @@ def test_kare_run_publishes_into_kare_warehouse_as_the_pipeline_does_unless_told
 def test_kare_run_reads_the_rules_from_kare_rules_dir_as_the_pipeline_does(tmp_path, capsys, monkeypatch):
     # kare run read $KARE_INPUT and $KARE_WAREHOUSE but not $KARE_RULES_DIR: from any other folder than the
     # rules repository's, the settings exported for Dagster gave "no rules for 'ledger' in rules/".
-    folder = tmp_path / "repo" / "rules" / "ledger"
-    folder.mkdir(parents=True)
-    (folder / "kare.yaml").write_text(
-        "format: kare/v1\norganization: ledger\nversion: 1.0.0\n"
-        "inputs: {account_id: {type: string, key: true}, is_customer: {type: boolean}}\n"
-        "profiles: {keep: {when: {is_customer: true}}}\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "accounts.csv").write_text("account_id,is_customer\nL-1,true\nL-2,false\n", encoding="utf-8")
+    folder = ledger(tmp_path / "repo" / "rules", tmp_path / "accounts.csv")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
