@@ -304,17 +304,20 @@ def categories_of(rules: m.RuleSet, frame: pl.DataFrame, explain: bool = True) -
     )
     # First the rows (and the columns) each variant of a reason is for, then its text: the values' ranges
     # over those rows decide which values are looked up in a table of texts rather than formatted.
-    # Each variant's rows and the bounds of their values (`_bounds`) are collected together.
     rows = frame.lazy()
-    variants, subsets, bounds = [], [], []
+    variants, subsets, shown = [], [], []
     for c in varying:
         won = mask.is_in(pl.Series(compiler.masks_of(c), dtype=pl.UInt8).implode())
         for guard, pieces in compiler.reason_variants(c):
             variants.append(pieces)
             subsets.append(rows.filter(won if guard is None else won & guard).select("_row", *piece_columns(pieces)))
-            bounds.append(_bounds(subsets[-1], compiler, {p.column for p in pieces if isinstance(p, Shown)}))
-    result, *found = pl.collect_all([main, *subsets, *bounds])
-    chosen, found = found[: len(subsets)], found[len(subsets) :]
+            shown.append({p.column for p in pieces if isinstance(p, Shown)})
+    result, *chosen = pl.collect_all([main, *subsets])
+    # The bounds of each variant's values (`_bounds`) from its rows as collected: planned beside the rows'
+    # own plans, each filtered every account again (10M accounts: 0.43 against 0.51 s in all, medians of 8).
+    found = pl.collect_all(
+        [_bounds(part.lazy(), compiler, columns) for part, columns in zip(chosen, shown, strict=True)]
+    )
     table = pl.Series("reason", texts, dtype=pl.String)
     where = result.get_column_index("_text")
     at = result.drop_in_place("_text")  # owned alone, so the scatter below writes in place
