@@ -139,7 +139,7 @@ EXPECTED = {
     "mixed Parquet schemas": "do not share one schema: ",
     "mixed CSV headers": "b.csv differs from ",
     "reordered CSV headers": "(its columns are in another order)",
-    "struct column": "nps is Struct",
+    "struct column": "the input's column 'nps' is Struct",
     "list column": "the input's column 'seats' is List(Int64)",
     "missing file": "missing.parquet does not exist",
     "zero-row Parquet": "has no rows",
