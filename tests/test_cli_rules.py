@@ -230,7 +230,7 @@ def test_validate_a_directory_without_rule_files_is_a_usage_error(work, capsys):
 def test_validate_an_unknown_option_is_a_usage_error(work, capsys):
     code, _, err = run(capsys, "validate", "--strict", "rules")
     assert code == 2
-    assert err[-1] == "kare: error: unrecognized arguments: --strict"
+    assert err[-1] == "kare validate: error: unrecognized arguments: --strict; see kare validate --help"
 
 
 def test_kare_without_a_command_prints_help_and_exits_2(capsys):
@@ -827,4 +827,47 @@ def test_diff_with_a_missing_rule_file_is_a_usage_error(work, capsys):
     argv = ["diff", "--before", "nope.yaml", "--after", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF]
     code, _, err = run(capsys, *argv)
     assert code == 2
-    assert err == ["kare diff: nope.yaml: no such file or directory; give a rule file (kare.yaml) or its directory"]
+    assert err == [
+        "kare diff: --before nope.yaml: no such file or directory; give a rule file (kare.yaml) or its directory"
+    ]
+
+
+def test_version_prints_the_installed_version_in_kare_and_python_m_kare_rules(capsys):
+    from importlib.metadata import version
+
+    assert run(capsys, "--version") == (0, [f"kare {version('kare-rules')}"], [])
+    done = subprocess.run([sys.executable, "-m", "kare_rules", "--version"], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, f"kare {version('kare-rules')}", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["categorize", "--rules", "rules/acme", "--input", "accounts.csv", "--ouput", "r.csv"],
+         "kare categorize: error: unrecognized arguments: --ouput; did you mean --output?"),
+        (["compile", "--rules", "rules/acme", "--dialect", "duckdb", "--table", "t", "extra"],
+         "kare compile: error: unrecognized arguments: extra; see kare compile --help"),
+        (["run", "--org", "acme", "--all-orgs"],
+         "kare run: error: argument --all-orgs: not allowed with argument --org"),
+        (["diff", "--before", "rules", "--after", "rules/acme"],
+         "kare diff: --before rules: no kare.yaml in this directory; give one organization's directory"),
+        (["sample", "--rules-dir", "nope", "--out", "s"],
+         "kare sample: --rules-dir nope does not exist; give the folder"),
+        (["sample", "--rules-dir", "empty", "--out", "s"], "kare sample: no rule files (<org>/kare.yaml) in empty/"),
+        (["run", "--org", "acme", "--warehouse", "empty"],
+         "kare run: the warehouse empty is a folder; give a DuckDB file, e.g. empty/warehouse.duckdb"),
+        (["demo", "--sample", "empty", "--warehouse", "empty"], "kare demo: the warehouse empty is a folder"),
+    ],
+    ids=["misspelt-option", "extra-argument", "org-and-all-orgs", "diff-folder", "sample-missing-rules-dir",
+         "sample-empty-rules-dir", "run-warehouse-folder", "demo-warehouse-folder"],
+)  # fmt: skip
+def test_usage_mistakes_say_what_is_wrong_in_the_commands_own_words_exit_2_and_write_nothing(
+    work, capsys, argv, message
+):
+    (work / "empty").mkdir()
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, [])
+    assert err[-1].startswith(message), err
+    assert not any(line.startswith("Traceback") for line in err)
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no sample, warehouse or .lock file

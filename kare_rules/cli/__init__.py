@@ -5,6 +5,7 @@ One module per command group (rules, data, run); `parser` declares every option.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -18,7 +19,11 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _misspelt_options(parser, argv)  # before argparse says "--output is required" for a --ouput given
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_arguments(parser.get_default("subparsers").get(args.command, parser), unknown)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
@@ -46,3 +51,33 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         err(f"kare {args.command}: {where}{exc.strerror or exc}; check the path, and that its folder can be written")
         return EXIT_FAIL
+
+
+def _misspelt_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A --long option the command does not have (nor begins, as argparse takes --out for --output)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    sub = parser.get_default("subparsers").get(command)
+    if sub is None:
+        return
+    known = _long_options(sub)
+    for token in argv[argv.index(command) + 1 :]:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and len(name) > 2 and not any(o.startswith(name) for o in known):
+            _unknown_arguments(sub, [name])
+
+
+def _long_options(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """A misspelt option, said by the command it was given to (its usage, 'kare run: error: ...') with the
+    nearest option it has, not by the top-level parser that knows no command's options; exits 2."""
+    import difflib
+
+    given = next((u.split("=", 1)[0] for u in unknown if u.startswith("-")), "")
+    near = difflib.get_close_matches(given, _long_options(parser), n=1) if given else []
+    hint = f"; did you mean {near[0]}?" if near else f"; see {parser.prog} --help"
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")

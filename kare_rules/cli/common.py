@@ -45,17 +45,17 @@ def rule_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def rules_option(path: str) -> str:
-    """--rules as given, once it names something to read: a missing path, or a directory without a rule
-    file (such as rules/ itself), is a usage error (exit 2) that says what to give instead."""
+def rules_option(path: str, option: str = "--rules") -> str:
+    """--rules (or diff's --before/--after) as given, once it names something to read: a missing path, or a
+    directory without a rule file (such as rules/ itself), is a usage error (exit 2) that says what to give instead."""
     from kare_rules.loader import RULE_FILE_NAMES
 
     where = Path(path)
     if not where.exists():
-        raise UsageError(f"--rules {path}: no such file or directory; give a rule file (kare.yaml) or its directory")
+        raise UsageError(f"{option} {path}: no such file or directory; give a rule file (kare.yaml) or its directory")
     if where.is_dir() and not any((where / name).exists() for name in RULE_FILE_NAMES):
         raise UsageError(
-            f"--rules {path}: no kare.yaml in this directory; give one organization's directory (e.g. "
+            f"{option} {path}: no kare.yaml in this directory; give one organization's directory (e.g. "
             f"{where / 'ORG'}) or its kare.yaml"
         )
     return path

@@ -360,11 +360,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             raise UsageError("give --before PATH and --after PATH (two rule files), or --base GITREF")
         if args.input and not args.as_of:
             raise UsageError("--as-of DATE is required with --before/--after, e.g. --as-of 2026-11-01")
-        missing = [p for p in (args.before, args.after) if not Path(p).exists()]
-        if missing:
-            raise UsageError(
-                f"{', '.join(missing)}: no such file or directory; give a rule file (kare.yaml) or its directory"
-            )
+        rules_option(args.before, "--before"), rules_option(args.after, "--after")
         before, after = load_rules(args.before), load_rules(args.after)
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Docs: README.md and docs/ of the kare-rules repository (not installed with the package); "
         "'kare COMMAND --help' for each command.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.set_defaults(subparsers=sub.choices)  # main() reports a misspelt option with the command's own usage
 
     s = sub.add_parser(
         "validate",
@@ -225,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         "quality, and publish only the changes, in one transaction. Large organizations are processed in slices "
         "of accounts chosen from the memory budget. Ends with a summary of what changed and the checks.",
     )
-    s.add_argument("--org", help="the organization (a directory under --rules-dir)")
-    s.add_argument("--all-orgs", action="store_true", help="run every organization in --rules-dir, one after another")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--org", help="the organization (a directory under --rules-dir)")
+    which.add_argument("--all-orgs", action="store_true",
+                       help="run every organization in --rules-dir, one after another")  # fmt: skip
     s.add_argument("--rules-dir", metavar="DIR",
                    help="where <org>/kare.yaml live (default: $KARE_RULES_DIR, else rules)")  # fmt: skip
     s.add_argument(
@@ -304,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
     )
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kare-rules")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _previous_option(s: argparse.ArgumentParser) -> None:

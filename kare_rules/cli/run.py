@@ -109,6 +109,7 @@ def _run_organizations(args: argparse.Namespace) -> int:
     # The Dagster layer's warehouse too: with the settings exported for it, a run from the command line
     # published into ./data/warehouse.duckdb, a second history the pipeline never reads.
     args.warehouse = args.warehouse or os.environ.get("KARE_WAREHOUSE", "").strip() or DEFAULT_WAREHOUSE
+    _refuse_folder_warehouse(args.warehouse)
     warehouse = Warehouse(args.warehouse, wait=args.wait, on_wait=lambda what: err(f"  {what}"))
     failed: list[str] = []
     published: list[str] = []
@@ -181,6 +182,14 @@ def demo_query(warehouse: str) -> str:
     return shlex.join([sys.executable, "-c", code, warehouse, query])
 
 
+def _refuse_folder_warehouse(path: str) -> None:
+    """A folder given as the warehouse is a usage error before anything is written (not a DuckDB "IO Error"
+    after a stray FOLDER.lock beside it)."""
+    if Path(path).is_dir():
+        example = Path(path) / "warehouse.duckdb"
+        raise UsageError(f"the warehouse {path} is a folder; give a DuckDB file, e.g. {example}")
+
+
 def _require_folder(root: Path, given: str) -> None:
     """A rules directory that is not there says so, rather than that it holds no organization."""
     if root.is_file():
@@ -200,8 +209,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from kare_rules.loader import find_rule_files, load_rules
     from kare_rules.synth import month_ends, snapshots
 
+    root = Path(args.rules_dir)
+    if not root.is_dir():  # not "nope:1:1: cannot read the file", nor a silent nothing for a folder without rules
+        what = "is a file, not a folder" if root.is_file() else "does not exist"
+        raise UsageError(f"--rules-dir {args.rules_dir} {what}; give the folder of <org>/kare.yaml, or run "
+                         "from the folder that holds rules/")  # fmt: skip
+    files = find_rule_files([root])
+    if not files:
+        raise UsageError(f"no rule files (<org>/kare.yaml) in {args.rules_dir}/; kare init ORG --from FILE makes one")
     dates = month_ends(as_date(args.last), args.months)
-    for path in find_rule_files([args.rules_dir]):
+    for path in files:
         rules = load_rules(path)
         folder = Path(args.out) / rules.organization
         folder.mkdir(parents=True, exist_ok=True)
@@ -224,6 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"no sample in {sample}/; create one with: kare sample --out {sample}")
     code = EXIT_OK
     # Patient as its runs are: a run still writing (or its checkpoint) is waited for, not an error.
+    _refuse_folder_warehouse(args.warehouse)
     warehouse = Warehouse(args.warehouse, wait=DEMO_WAIT, on_wait=lambda what: err(f"  {what}"))
     for org_dir in sorted(p for p in sample.iterdir() if p.is_dir()):
         dates = sorted(f.stem for f in org_dir.glob("*.parquet") if f.stem != "latest")
