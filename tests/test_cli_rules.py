@@ -871,3 +871,23 @@ def test_usage_mistakes_say_what_is_wrong_in_the_commands_own_words_exit_2_and_w
     assert err[-1].startswith(message), err
     assert not any(line.startswith("Traceback") for line in err)
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no sample, warehouse or .lock file
+
+
+def test_every_command_help_ends_with_examples_that_use_its_real_options(capsys):
+    # A newcomer learns kare from --help alone: each command shows how it is called, and every example parses.
+    import shlex
+
+    from kare_rules.cli.parser import EXAMPLES, build_parser
+
+    commands = build_parser().get_default("subparsers")
+    assert sorted(EXAMPLES) == sorted(commands)
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert f"examples:\n{EXAMPLES[command]}\n" in text  # kept line by line, not rewrapped
+        for line in EXAMPLES[command].splitlines():
+            for call in line.split("&&"):
+                words = shlex.split(call.split(">")[0].strip().split("   ")[0])  # without the comment after it
+                assert words[0] == "kare", line
+                build_parser().parse_args(words[1:])  # exits 2 on an option that does not exist

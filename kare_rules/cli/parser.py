@@ -15,6 +15,49 @@ from kare_rules.sources import SOURCE_HELP
 MAX_HORIZON_DAYS = 3650  # ten years: further ahead a date move says nothing a user can act on
 
 
+# Shown under each command's --help as written (a newcomer has the installed package, not the docs).
+EXAMPLES = {
+    "validate": """\
+  kare validate                      every rules/<org>/kare.yaml under the current folder
+  kare validate rules/acme           one organization (its folder or its kare.yaml)""",
+    "test": """\
+  kare test -v rules/acme
+  kare test --require-tests --format junit > kare-tests.xml""",
+    "schema": """\
+  kare schema > schemas/kare-rules.v1.schema.json
+  kare schema --table account_categories""",
+    "init": """\
+  kare init acme --from exports/accounts.csv
+  kare validate rules/acme && kare test rules/acme""",
+    "categorize": """\
+  kare categorize --rules rules/acme --input accounts.parquet --as-of 2026-11-01 --output categories.parquet
+  kare categorize --rules rules/acme --input 'exports/*.csv' --output categories.csv --edges --horizon 90""",
+    "explain": """\
+  kare explain --rules rules/acme --input accounts.parquet --as-of 2026-11-01 --account A-1042""",
+    "compile": """\
+  kare compile --rules rules/acme --dialect snowflake --table analytics.crm.accounts --as-of 2026-11-01 > acme.sql""",
+    "diff": """\
+  kare diff --before old/acme/kare.yaml --after rules/acme --input accounts.parquet --as-of 2026-11-01
+  kare diff --base origin/main --input 'extracts/{org}/latest.parquet' --output diff.md""",
+    "run": """\
+  kare run --org acme --input accounts.parquet --as-of 2026-11-01
+  kare run --all-orgs --as-of 2026-11-01 --input 'extracts/{org}/{as_of}.parquet' --warehouse data/warehouse.duckdb""",
+    "sample": """\
+  kare sample --accounts 1000 --months 3 && kare demo""",
+    "demo": """\
+  kare sample --out /tmp/sample && kare demo --sample /tmp/sample --warehouse /tmp/warehouse.duckdb""",
+}
+
+
+class _ExamplesFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as argparse does, but keeps the lines of an 'examples:' epilog as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 def horizon_arg(text: str) -> int:
     """--horizon: whole days, 1 .. MAX_HORIZON_DAYS."""
     try:
@@ -307,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--warehouse", default="data/warehouse.duckdb", metavar="PATH", help="DuckDB file (default: %(default)s)"
     )
+    for name, examples in EXAMPLES.items():
+        sub.choices[name].epilog = f"examples:\n{examples}"
+        sub.choices[name].formatter_class = _ExamplesFormatter
     return p
 
 
