@@ -891,3 +891,11 @@ def test_every_command_help_ends_with_examples_that_use_its_real_options(capsys)
                 words = shlex.split(call.split(">")[0].strip().split("   ")[0])  # without the comment after it
                 assert words[0] == "kare", line
                 build_parser().parse_args(words[1:])  # exits 2 on an option that does not exist
+
+
+def test_a_previous_file_the_rules_have_no_trends_for_is_said_not_read(work, capsys):
+    # A misspelt --previous path was taken in silence: the rules without trends never read it.
+    argv = ["--rules", "rules/acme", "--input", "accounts.parquet", "--as-of", AS_OF, "--previous", "nope.parquet"]
+    code, _, err = run(capsys, "categorize", *argv, "--output", "r.csv")
+    assert code == 0
+    assert err == ["note: --previous nope.parquet was not read: the rules have no trends (change_of, pct_change_of)"]

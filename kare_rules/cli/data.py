@@ -29,7 +29,11 @@ def previous_values(args: argparse.Namespace, rules):
 
 def trend_note(args: argparse.Namespace, rules) -> None:
     """Without --previous the rules' trends are null for every account: said once on stderr, after the
-    command succeeded (a note, not an error: a first run has no previous run)."""
+    command succeeded (a note, not an error: a first run has no previous run). And a --previous the rules
+    have no use for is said too, not taken in silence (a misspelt path looked read)."""
+    if not rules.trend_columns and args.previous is not None:
+        err(f"note: --previous {args.previous} was not read: the rules have no trends (change_of, pct_change_of)")
+        return
     if not rules.trend_columns or args.previous is not None:
         return
     trends = ", ".join(d.name for d in rules.derived if d.kind in ("change_of", "pct_change_of"))
