@@ -847,6 +847,8 @@ def test_version_prints_the_installed_version_in_kare_and_python_m_kare_rules(ca
          "kare categorize: error: unrecognized arguments: --ouput; did you mean --output?"),
         (["compile", "--rules", "rules/acme", "--dialect", "duckdb", "--table", "t", "extra"],
          "kare compile: error: unrecognized arguments: extra; see kare compile --help"),
+        (["categorise", "--rules", "rules/acme"],
+         "kare: error: unknown command 'categorise'; did you mean categorize?"),
         (["run", "--org", "acme", "--all-orgs"],
          "kare run: error: argument --all-orgs: not allowed with argument --org"),
         (["diff", "--before", "rules", "--after", "rules/acme"],
@@ -858,8 +860,8 @@ def test_version_prints_the_installed_version_in_kare_and_python_m_kare_rules(ca
          "kare run: the warehouse empty is a folder; give a DuckDB file, e.g. empty/warehouse.duckdb"),
         (["demo", "--sample", "empty", "--warehouse", "empty"], "kare demo: the warehouse empty is a folder"),
     ],
-    ids=["misspelt-option", "extra-argument", "org-and-all-orgs", "diff-folder", "sample-missing-rules-dir",
-         "sample-empty-rules-dir", "run-warehouse-folder", "demo-warehouse-folder"],
+    ids=["misspelt-option", "extra-argument", "misspelt-command", "org-and-all-orgs", "diff-folder",
+         "sample-missing-rules-dir", "sample-empty-rules-dir", "run-warehouse-folder", "demo-warehouse-folder"],
 )  # fmt: skip
 def test_usage_mistakes_say_what_is_wrong_in_the_commands_own_words_exit_2_and_write_nothing(
     work, capsys, argv, message

@@ -55,9 +55,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _misspelt_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """A --long option the command does not have (nor begins, as argparse takes --out for --output)."""
+    import difflib
+
+    commands = parser.get_default("subparsers")
     command = next((a for a in argv if not a.startswith("-")), None)
-    sub = parser.get_default("subparsers").get(command)
+    sub = commands.get(command)
     if sub is None:
+        near = difflib.get_close_matches(command, list(commands), n=1) if command else []
+        if near:  # argparse lists all eleven commands; the one meant comes first
+            parser.error(f"unknown command {command!r}; did you mean {near[0]}? (kare --help lists them)")
         return
     known = _long_options(sub)
     for token in argv[argv.index(command) + 1 :]:
