@@ -67,29 +67,31 @@ def is_safe_org(name: str) -> bool:
     return isinstance(name, str) and ORG_SLUG.match(name) is not None
 
 
-def load_rules(path: str | Path) -> m.RuleSet:
+def load_rules(path: str | Path, any_folder: bool = False) -> m.RuleSet:
     """Load and validate one rule file (or an org directory holding kare.yaml); raise RuleFileError
-    carrying every problem found."""
-    rules, problems = check_rules(path)
+    carrying every problem found. With `any_folder`, a kare.yaml need not sit in the folder named after its
+    organization (a copy of an older version to compare with, as `kare diff --before` reads)."""
+    rules, problems = check_rules(path, any_folder)
     if problems or rules is None:
         raise RuleFileError(problems)
     return rules
 
 
-def check_rules(path: str | Path) -> tuple[m.RuleSet | None, list[Problem]]:
-    """Validate a rule file; the RuleSet when it is valid, and every problem found either way."""
+def check_rules(path: str | Path, any_folder: bool = False) -> tuple[m.RuleSet | None, list[Problem]]:
+    """Validate a rule file; the RuleSet when it is valid, and every problem found either way (`any_folder`:
+    as `load_rules`)."""
     path = rule_file_in(Path(path))
     misnamed = None
     if path.name in RULE_FILE_NAMES:
         linked = link_problem(path)
         if linked:  # before a byte is read: the file may be another organization's
             return None, [linked]
-        misnamed = dir_name_problem(path)
-    rules, problems = _check_file(path)
+        misnamed = None if any_folder else dir_name_problem(path)
+    rules, problems = _check_file(path, any_folder)
     return (None, sorted({*problems, misnamed})) if misnamed else (rules, problems)
 
 
-def _check_file(path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
+def _check_file(path: Path, any_folder: bool = False) -> tuple[m.RuleSet | None, list[Problem]]:
     doc = load_document(path)
     if doc.data is None:
         return None, doc.problems
@@ -97,19 +99,19 @@ def _check_file(path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
     # so every mistake comes out in one run; a later check's line at the same place is left out.
     parsed = list(doc.problems)
     doc.problems.clear()
-    rules, problems = _check_document(doc, path)
+    rules, problems = _check_document(doc, path, any_folder)
     if not parsed:
         return rules, problems
     seen = {(p.line, p.column) for p in parsed}
     return None, sorted(set(parsed + [p for p in problems if (p.line, p.column) not in seen]))
 
 
-def _check_document(doc: Document, path: Path) -> tuple[m.RuleSet | None, list[Problem]]:
+def _check_document(doc: Document, path: Path, any_folder: bool = False) -> tuple[m.RuleSet | None, list[Problem]]:
     if not isinstance(doc.data, dict):
         return None, [
             doc.problem((), "a rule file is a mapping (format:, organization:, inputs:, ...), not a list or value")
         ]
-    checker = _Checker(doc, path)
+    checker = _Checker(doc, path, any_folder=any_folder)
     rules = checker.build()
     problems = sorted(set(schema_problems(doc, skip=_SEMANTIC_PATHS) + checker.problems))
     # Extra test files beside the rules: rules/<org>/tests/*.yaml, each holding `tests: [...]`.
@@ -324,9 +326,10 @@ class _Checker:
     is reported once.
     """
 
-    def __init__(self, doc: Document, path: Path, rules: m.RuleSet | None = None):
+    def __init__(self, doc: Document, path: Path, rules: m.RuleSet | None = None, any_folder: bool = False):
         self.doc = doc
         self.path = path
+        self.any_folder = any_folder  # the folder need not be named after the organization (load_rules)
         self.problems: list[Problem] = []
         self.columns: dict[str, str] = dict(rules.columns) if rules else {}
         self.trait_names: set[str] = set(rules.traits) if rules else set()
@@ -359,7 +362,7 @@ class _Checker:
     def build(self) -> m.RuleSet | None:
         d = self.doc.data
         org = d.get("organization")
-        if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org):
+        if isinstance(org, str) and self.path.name in RULE_FILE_NAMES and is_safe_org(org) and not self.any_folder:
             folder = Path(os.path.abspath(self.path)).parent.name  # as reached, not where a link leads
             if folder != org and is_safe_org(folder):  # else dir_name_problem says so
                 self.err(

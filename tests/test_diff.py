@@ -341,6 +341,20 @@ def test_a_failed_version_check_is_located_at_the_version_line(tmp_path, capsys)
     assert err.rstrip().endswith("write version: 1.5.0")
 
 
+def test_before_may_be_a_copy_of_the_old_version_in_any_folder(tmp_path, capsys):
+    # `git show main:rules/acme/kare.yaml > old/kare.yaml`, then --before old/kare.yaml: it was refused with
+    # "organization 'acme' must equal its directory name 'old'", a rule for the rules directory's layout.
+    old = tmp_path / "old" / "kare.yaml"
+    old.parent.mkdir()
+    old.write_text(BASE, encoding="utf-8")
+    after = write_rules(tmp_path / "rules", edit(BASE, THRESHOLD))
+    assert main(["diff", "--before", str(old), "--after", str(after.parent)]) == 1  # not bumped
+    err = capsys.readouterr().err
+    assert "must equal its directory name" not in err and "the rules changed" in err
+    assert main(["validate", str(old)]) == 1  # the layout still holds where rules are validated
+    assert "organization 'acme' must equal its directory name 'old'" in capsys.readouterr().out
+
+
 def test_no_semantic_change_needs_no_bump_but_a_version_never_goes_down(tmp_path):
     before = load(tmp_path, BASE, "a")
     same = load(tmp_path, edit(BASE, ("description: Acme test rules", "description: new words")), "b")

@@ -365,7 +365,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if args.input and not args.as_of:
             raise UsageError("--as-of DATE is required with --before/--after, e.g. --as-of 2026-11-01")
         rules_option(args.before, "--before"), rules_option(args.after, "--after")
-        before, after = load_rules(args.before), load_rules(args.after)
+        # A copy of the old version (git show main:rules/acme/kare.yaml > old/kare.yaml) sits in any folder.
+        before, after = load_rules(args.before, any_folder=True), load_rules(args.after, any_folder=True)
         if before.organization != after.organization:
             raise UsageError(f"--before is {before.organization} and --after is {after.organization}; compare one org")
         pairs = [
