@@ -399,7 +399,7 @@ def test_categorize_sets_invalid_rows_aside_with_their_reasons(work, capsys):
 def test_categorize_the_output_of_kare_sample_covers_every_input_row(work, capsys):
     code, out, _ = run(capsys, "sample", "--out", "sample", "--rules-dir", "rules", "--accounts", "60", "--months", "1")
     assert code == 0
-    assert out == ["acme: 1 monthly snapshots 2026-10-31 … 2026-10-31 (60+ accounts) in sample/acme/"]
+    assert out == ["acme: 1 monthly snapshot 2026-10-31 … 2026-10-31 (60+ accounts) in sample/acme/"]
     source = work / "sample" / "acme" / "latest.parquet"
     rows = pl.read_parquet(source).height
     code, _, err = run(

@@ -127,3 +127,19 @@ def test_the_query_the_demo_suggests_runs_read_only_and_shows_the_categories(tmp
     assert "read_only=True" in command[2]
     shown = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "cloudnine" in shown and "forge-industrial" in shown and "keep" in shown
+
+
+def test_demo_without_a_sample_says_how_to_make_one_that_works_from_where_it_runs(tmp_path, capsys, monkeypatch):
+    # From another folder than the rules repository it said "create one with: kare sample --out data/sample",
+    # which fails there too: there is no rules/ to make a sample of.
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "kare demo: no sample in data/sample/ and no rules directory rules/: run kare demo from the folder holding "
+        "rules/<org>/kare.yaml, or give --rules-dir DIR and --sample DIR"
+    )
+    assert main(["demo", "--rules-dir", str(ROOT / "rules"), "--sample", "s"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kare demo: no sample in s/; create one with: kare sample --out s --rules-dir {ROOT / 'rules'}"
+    )
+    assert not any(tmp_path.iterdir())  # nothing written

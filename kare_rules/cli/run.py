@@ -225,7 +225,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         for day, frame in snapshots(rules, args.accounts, dates, seed=args.seed):
             frame.write_parquet(folder / f"{day}.parquet")
         frame.write_parquet(folder / "latest.parquet")
-        out(f"{rules.organization}: {len(dates)} monthly snapshots {dates[0]} … {dates[-1]} "
+        noun = "monthly snapshot" if len(dates) == 1 else "monthly snapshots"
+        out(f"{rules.organization}: {len(dates)} {noun} {dates[0]} … {dates[-1]} "
             f"({args.accounts:,}+ accounts) in {folder}/")  # fmt: skip
     return EXIT_OK
 
@@ -238,7 +239,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     sample = Path(args.sample)
     if not sample.is_dir():
-        raise UsageError(f"no sample in {sample}/; create one with: kare sample --out {sample}")
+        # kare sample reads the rules directory too: from elsewhere than the rules repository, name both
+        where = "" if args.rules_dir == "rules" else f" --rules-dir {args.rules_dir}"
+        if not Path(args.rules_dir).is_dir():
+            raise UsageError(
+                f"no sample in {sample}/ and no rules directory {args.rules_dir}/: run kare demo from the folder "
+                "holding rules/<org>/kare.yaml, or give --rules-dir DIR and --sample DIR"
+            )
+        raise UsageError(f"no sample in {sample}/; create one with: kare sample --out {sample}{where}")
     code = EXIT_OK
     # Patient as its runs are: a run still writing (or its checkpoint) is waited for, not an error.
     _refuse_folder_warehouse(args.warehouse)
