@@ -441,6 +441,11 @@ def _account(inference: Inference, row: int) -> str:
     return "{" + ", ".join(f"{_key(g.name)}: {yaml_scalar(values.get(g.name))}" for g in inference.inputs) + "}"
 
 
+# The examples' client flag when the sample has no yes/no column: uncommented as is, `is_customer` is an unknown column.
+NO_FLAG_NOTE = (
+    "#   (the examples' is_customer stands for a yes/no client column, which the data has none of: add one to "
+    "the data and to inputs, or write the conditions on columns it has)"
+)
 # `derived:`'s example when the sample has no date column (the example names one it does not have).
 NO_DATE_EXAMPLE = "days_since_last_order: {days_since: last_order_date}   # needs a date input: the sample has none"
 
@@ -465,6 +470,7 @@ def scaffold(
         "#   1. check each input below (type, nullable, min, allowed); the key column is marked REVIEW",
         "#   2. fill in profiles.keep.when; uncomment and fill in the other categories you use",
         "#   3. give each test an account that must get its category; add tests for the boundaries",
+        *([NO_FLAG_NOTE] if _picks(inference).flag is None else []),
         f"#   kare validate {where} && kare test {where}",
         "# The format: docs/rule-format.md in kare-rules, or `kare schema`.",
         "format: kare/v1",

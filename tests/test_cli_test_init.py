@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kare_rules.cli import build_parser, main
-from kare_rules.scaffold import infer_inputs, scaffold, yaml_scalar
+from kare_rules.scaffold import NO_FLAG_NOTE, infer_inputs, scaffold, yaml_scalar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -1119,6 +1119,18 @@ def test_init_of_a_sample_without_dates_says_the_derived_example_needs_one(work,
     text = (work / "rules" / "northwind" / "kare.yaml").read_text(encoding="utf-8")
     example = "days_since_last_order: {days_since: last_order_date}   # needs a date input: the sample has none"
     assert f"#   {example}" in text
+
+
+def test_init_of_a_sample_without_a_yes_no_column_says_the_examples_client_flag_stands_for_one(work, capsys):
+    # The examples read {is_customer: true} where the data had no such column: uncommented, it was an unknown
+    # column, with nothing in the file to say why.
+    (work / "accounts.csv").write_text("id,region,revenue\nA1,north,100.5\nA2,south,200\nA3,north,50\n")
+    assert run(capsys, "init", "zeta", "--from", "accounts.csv", "--as-of", "2026-11-01")[0] == 0
+    text = (work / "rules" / "zeta" / "kare.yaml").read_text(encoding="utf-8")
+    assert "{is_customer: true}" in text and NO_FLAG_NOTE in text.splitlines()
+    sample_accounts().write_csv(work / "flagged.csv")  # has is_customer: the examples use it, no note
+    assert run(capsys, "init", "bravo", "--from", "flagged.csv", "--as-of", "2026-11-01")[0] == 0
+    assert NO_FLAG_NOTE not in (work / "rules" / "bravo" / "kare.yaml").read_text(encoding="utf-8")
 
 
 def test_a_test_whose_next_category_is_its_expected_category_is_a_located_error(work, capsys):
